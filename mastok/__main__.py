@@ -1,0 +1,3 @@
+from mastok.cli import main
+
+main()

@@ -1,0 +1,101 @@
+"""Engines and sessions for SQLite (embedded default) and PostgreSQL (asyncpg)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import StaticPool
+
+
+class DatabaseURLError(ValueError):
+    pass
+
+
+def async_url(database_url: str, sqlite_path: str = "data/mastok.sqlite3") -> str:
+    """The SQLAlchemy async URL for a configured database URL.
+
+    Empty means the embedded SQLite file at `sqlite_path`; `postgres://` and `postgresql://`
+    use asyncpg (libpq's `sslmode` becomes asyncpg's `ssl`).
+    """
+    if not database_url:
+        path = Path(sqlite_path).expanduser().resolve()
+        return f"sqlite+aiosqlite:///{path}"
+    scheme, _, rest = database_url.partition("://")
+    if not rest:
+        raise DatabaseURLError(f"not a database URL: {database_url!r}")
+    scheme = scheme.lower()
+    if scheme in ("postgres", "postgresql", "postgresql+asyncpg"):
+        return _asyncpg_query("postgresql+asyncpg://" + rest)
+    if scheme in ("sqlite", "sqlite+aiosqlite"):
+        return "sqlite+aiosqlite://" + rest
+    raise DatabaseURLError(
+        f"unsupported database {scheme!r}: use postgres://, postgresql:// or sqlite:///PATH"
+    )
+
+
+def _asyncpg_query(url: str) -> str:
+    parts = urlsplit(url)
+    query = [("ssl" if k == "sslmode" else k, v) for k, v in parse_qsl(parts.query)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _is_memory_sqlite(url: str) -> bool:
+    return url.startswith("sqlite") and (":memory:" in url or url.endswith("://"))
+
+
+def create_engine(url: str) -> AsyncEngine:
+    options: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        if _is_memory_sqlite(url):
+            # One shared connection, or every session would see its own empty database.
+            options["poolclass"] = StaticPool
+        else:
+            db_file = url.split(":///", 1)[1].split("?", 1)[0]
+            Path(db_file).parent.mkdir(parents=True, exist_ok=True)
+        options["connect_args"] = {"timeout": 30}
+    else:
+        options["pool_pre_ping"] = True
+    engine = create_async_engine(url, **options)
+    if url.startswith("sqlite"):
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+class Database:
+    """One engine and its session factory."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_engine(url)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessions() as session:
+            yield session
+
+    async def close(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,32 @@
+"""Apply the Alembic migrations (at start and by `mastok migrate`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection
+
+from mastok.db.engine import Database
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+async def migrate(database: Database, revision: str = "head") -> None:
+    """Bring the schema to `revision` on the database's own engine."""
+
+    def upgrade(connection: Connection) -> None:
+        config = alembic_config(database.url)
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    async with database.engine.begin() as connection:
+        await connection.run_sync(upgrade)

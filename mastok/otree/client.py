@@ -1,0 +1,275 @@
+"""An async client for oTree 6's REST API (facts: shared/otree-notes.md).
+
+Every failure of oTree or of the way to it becomes an `OTreeError` subclass carrying oTree's
+own message, so callers can show it and never crash on it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+
+class OTreeError(Exception):
+    """oTree could not do what was asked; `message` is oTree's own text where it gave one."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class OTreeNotConfigured(OTreeError):
+    """mastok has no oTree API URL."""
+
+
+class OTreeUnreachable(OTreeError):
+    """No answer: connection refused, unknown host, or a network error."""
+
+
+class OTreeTimeout(OTreeUnreachable):
+    """oTree did not answer in time (it may still have done the work)."""
+
+
+class OTreeAuthError(OTreeError):
+    """403: missing or wrong REST key (oTree also answers 403 to malformed arguments)."""
+
+
+class OTreeBadRequest(OTreeError):
+    """400: e.g. unknown session config, participant count not a multiple of the group size."""
+
+
+class OTreeNotFound(OTreeError):
+    """404: e.g. unknown session code."""
+
+
+class OTreeServerError(OTreeError):
+    """5xx, or an answer mastok cannot read."""
+
+
+_BY_STATUS: dict[int, type[OTreeError]] = {
+    400: OTreeBadRequest,
+    403: OTreeAuthError,
+    404: OTreeNotFound,
+}
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    name: str
+    display_name: str
+    num_demo_participants: int | None
+    app_sequence: list[str]
+    doc: str
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    code: str
+    num_participants: int
+    config_name: str
+    label: str
+    admin_url: str
+    session_wide_url: str
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Participant:
+    code: str
+    id_in_session: int
+    label: str | None
+
+
+@dataclass(frozen=True)
+class Session:
+    code: str
+    num_participants: int
+    config_name: str
+    admin_url: str
+    session_wide_url: str
+    config: dict[str, Any] = field(default_factory=dict)
+    participants: list[Participant] = field(default_factory=list)
+
+
+class OTreeClient:
+    def __init__(
+        self,
+        api_url: str,
+        api_key: str,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self.api_url,
+            headers={"otree-rest-key": api_key},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def version(self) -> str:
+        data = await self._request("GET", "/api/otree_version")
+        return str(_dict(data).get("version", ""))
+
+    async def list_configs(self) -> list[SessionConfig]:
+        return [_config(item) for item in _list(await self._request("GET", "/api/session_configs"))]
+
+    async def list_sessions(self) -> list[SessionSummary]:
+        return [_summary(item) for item in _list(await self._request("GET", "/api/sessions"))]
+
+    async def get_session(self, code: str) -> Session:
+        return _session(_dict(await self._request("GET", f"/api/sessions/{code}")))
+
+    async def find_session_by_label(self, label: str) -> SessionSummary | None:
+        """The session created under `label`, if any (how a retried creation stays single)."""
+        return next((s for s in await self.list_sessions() if s.label == label), None)
+
+    async def create_session(
+        self,
+        config_name: str,
+        num_participants: int,
+        *,
+        label: str | None = None,
+        modified_config: dict[str, Any] | None = None,
+    ) -> Session:
+        """Create a session and return it with its participants.
+
+        oTree's creation answer has no participant codes, so the session is read back.
+        """
+        body: dict[str, Any] = {
+            "session_config_name": config_name,
+            "num_participants": num_participants,
+        }
+        if label is not None:
+            body["label"] = label
+        if modified_config:
+            body["modified_session_config_fields"] = modified_config
+        created = _dict(await self._request("POST", "/api/sessions", json=body))
+        code = created.get("code")
+        if not isinstance(code, str) or not code:
+            raise OTreeServerError(f"oTree created a session but gave no code: {created!r}")
+        return await self.get_session(code)
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        if not self.api_url:
+            raise OTreeNotConfigured("oTree's API URL is not set (MASTOK_OTREE_API_URL)")
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise OTreeTimeout(f"oTree did not answer in time ({method} {path})") from None
+        except httpx.HTTPError as error:
+            raise OTreeUnreachable(
+                f"cannot reach oTree at {self.api_url}: {error or type(error).__name__}"
+            ) from None
+        if response.status_code >= 400:
+            raise _error_for(response)
+        if not response.content:
+            return {}
+        try:
+            return json.loads(response.content)
+        except ValueError:
+            raise OTreeServerError(
+                f"oTree answered {method} {path} with something that is not JSON",
+                response.status_code,
+            ) from None
+
+
+def _error_for(response: httpx.Response) -> OTreeError:
+    status = response.status_code
+    kind = _BY_STATUS.get(status, OTreeServerError)
+    return kind(_message_of(response) or f"oTree answered {status}", status)
+
+
+def _message_of(response: httpx.Response) -> str:
+    """oTree's own error text: a JSON detail, or the plain text it sent (not an HTML page)."""
+    text = response.text.strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        for key in ("detail", "message", "error"):
+            if isinstance(data.get(key), str):
+                return str(data[key])
+    if isinstance(data, str):
+        return data
+    if text.lower().startswith(("<!doctype", "<html")):
+        return f"oTree answered {response.status_code} ({response.reason_phrase})"
+    return text[:500]
+
+
+def _list(data: Any) -> list[dict[str, Any]]:
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise OTreeServerError(f"oTree sent a {type(data).__name__} where a list was expected")
+    return data
+
+
+def _dict(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise OTreeServerError(f"oTree sent a {type(data).__name__} where an object was expected")
+    return data
+
+
+def _config(item: dict[str, Any]) -> SessionConfig:
+    demo = item.get("num_demo_participants")
+    return SessionConfig(
+        name=str(item.get("name", "")),
+        display_name=str(item.get("display_name") or item.get("name", "")),
+        num_demo_participants=demo if isinstance(demo, int) else None,
+        app_sequence=[str(app) for app in item.get("app_sequence") or []],
+        doc=str(item.get("doc") or ""),
+    )
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def _summary(item: dict[str, Any]) -> SessionSummary:
+    return SessionSummary(
+        code=str(item.get("code", "")),
+        num_participants=int(item.get("num_participants") or 0),
+        config_name=str(item.get("config_name") or ""),
+        label=str(item.get("label") or ""),
+        admin_url=str(item.get("admin_url") or ""),
+        session_wide_url=str(item.get("session_wide_url") or ""),
+        created_at=_timestamp(item.get("created_at")),
+    )
+
+
+def _session(item: dict[str, Any]) -> Session:
+    participants = [
+        Participant(
+            code=str(p.get("code", "")),
+            id_in_session=int(p.get("id_in_session") or 0),
+            label=p.get("label"),
+        )
+        for p in item.get("participants") or []
+        if isinstance(p, dict)
+    ]
+    return Session(
+        code=str(item.get("code", "")),
+        num_participants=int(item.get("num_participants") or len(participants)),
+        config_name=str(item.get("config_name") or ""),
+        admin_url=str(item.get("admin_url") or ""),
+        session_wide_url=str(item.get("session_wide_url") or ""),
+        config=item.get("config") if isinstance(item.get("config"), dict) else {},
+        participants=sorted(participants, key=lambda p: p.id_in_session),
+    )
