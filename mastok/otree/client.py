@@ -94,6 +94,7 @@ class Session:
     session_wide_url: str
     config: dict[str, Any] = field(default_factory=dict)
     participants: list[Participant] = field(default_factory=list)
+    label: str = ""
 
 
 class OTreeClient:
@@ -270,6 +271,7 @@ def _session(item: dict[str, Any]) -> Session:
         config_name=str(item.get("config_name") or ""),
         admin_url=str(item.get("admin_url") or ""),
         session_wide_url=str(item.get("session_wide_url") or ""),
+        label=str(item.get("label") or ""),
         config=item.get("config") if isinstance(item.get("config"), dict) else {},
         participants=sorted(participants, key=lambda p: p.id_in_session),
     )

@@ -1,0 +1,89 @@
+"""Builds the Starlette application from the settings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from mastok.campaigns.service import CampaignService
+from mastok.config import PROJECT_ROOT, Settings
+from mastok.db import Database, async_url, migrate
+from mastok.otree import OTreeClient
+from mastok.web import api, pages
+from mastok.web.auth import BasicAuthMiddleware
+
+log = logging.getLogger("mastok")
+
+
+@dataclass
+class Services:
+    """What the routes work with, built at start-up and kept on `app.state.services`."""
+
+    settings: Settings
+    db: Database
+    otree: OTreeClient
+    campaigns: CampaignService
+
+
+def public_prefixes(settings: Settings) -> list[str]:
+    """Paths anyone may reach: the join page and socket, static files, the health check."""
+    prefix = settings.web_prefix
+    return [f"{prefix}/join/", f"{prefix}/ws/join", f"{prefix}/front/", f"{prefix}/healthz"]
+
+
+def create_app(settings: Settings) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        db = Database(async_url(settings.database_url, settings.sqlite_path))
+        await migrate(db)
+        otree = OTreeClient(
+            settings.otree_api_url, settings.otree_api_key, timeout=settings.otree_timeout
+        )
+        app.state.services = Services(
+            settings=settings,
+            db=db,
+            otree=otree,
+            campaigns=CampaignService(db, otree, settings.share_url_base),
+        )
+        log.info("mastok ready on %s%s", settings.origin, settings.web_prefix or "/")
+        try:
+            yield
+        finally:
+            await otree.aclose()
+            await db.close()
+
+    routes: list[BaseRoute] = [
+        *pages.routes,
+        Mount("/api", routes=api.routes),
+        Route("/healthz", pages.healthz),
+        Mount("/front", StaticFiles(directory=PROJECT_ROOT / "front"), name="front"),
+    ]
+    if settings.web_prefix:
+        routes = [Mount(settings.web_prefix, routes=routes)]
+    middleware = [
+        Middleware(
+            BasicAuthMiddleware,
+            login=settings.login,
+            password=settings.password,
+            public_prefixes=public_prefixes(settings),
+        ),
+        Middleware(
+            SessionMiddleware,
+            secret_key=settings.secret_key,
+            session_cookie="mastok_session",
+            path=settings.web_prefix or "/",
+            same_site="strict",
+            https_only=settings.origin.startswith("https://"),
+        ),
+    ]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.settings = settings
+    return app

@@ -1,0 +1,211 @@
+"""What a valid campaign is: one set of rules for the admin forms and the JSON API.
+
+Validation turns raw input (form fields or JSON) into clean values, or into a message per
+field in words a researcher can act on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mastok.campaigns.grouping import GroupingError, parse_grouping
+
+State = Literal["Paused", "Running", "Completed"]
+STATES: tuple[str, ...] = ("Paused", "Running", "Completed")
+IDENTIFIER = re.compile(r"^[A-Za-z0-9_]{2,128}$")
+ACCEPT = re.compile(r"\[accept\](.+?)\[/accept\]", re.DOTALL)
+RANGES: dict[str, tuple[int, int]] = {
+    "per_session": (1, 32),
+    "max_sessions": (1, 128),
+    "concurrent_sessions": (1, 99),
+    "session_duration": (1, 1440),
+    "waiting_limit": (1, 30),
+}
+TEXT_LIMIT = 100_000
+M = TypeVar("M", bound=BaseModel)
+# Fixed at creation: a campaign's sessions and records refer to them.
+IMMUTABLE = ("namespace", "otree_config_name")
+READ_ONLY = ("started_sessions", "id", "share_url", "created_at", "updated_at")
+
+
+def _ranged(name: str, description: str) -> Any:
+    low, high = RANGES[name]
+    return Annotated[int, Field(ge=low, le=high, description=f"{description} ({low}–{high})")]
+
+
+Text = Annotated[str, Field(max_length=TEXT_LIMIT)]
+
+
+class CampaignSettings(BaseModel):
+    """The fields an admin sets on any campaign, new or existing."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    slug: str = Field(description="Public name in the share URL: letters, digits, _ (2–128)")
+    per_session: _ranged("per_session", "Participants per oTree session")  # type: ignore[valid-type]
+    join_once: bool = Field(False, description="A fingerprint may join only one session")
+    show_nb_participants: bool = Field(False, description="Show the waiting count to people")
+    max_sessions: _ranged("max_sessions", "Sessions before the campaign is Completed")  # type: ignore[valid-type]
+    concurrent_sessions: _ranged("concurrent_sessions", "Sessions live at once")  # type: ignore[valid-type]
+    session_duration: _ranged("session_duration", "Minutes a session stays live")  # type: ignore[valid-type]
+    waiting_limit: _ranged("waiting_limit", "Minutes a participant may wait")  # type: ignore[valid-type]
+    consent: Text = Field(description="Markdown; must contain [accept]Button label[/accept]")
+    grouping: Text = Field("", description="Optional: question, Label:size lines, action")
+    instructions: Text = Field("", description="Markdown shown while waiting")
+    paused: Text = Field("", description="Markdown shown when the campaign is Paused")
+    completed: Text = Field("", description="Markdown shown when the campaign is Completed")
+    pending: Text = Field("", description="Markdown shown in the pending pool")
+
+    @field_validator("slug")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        return _check_identifier(value)
+
+    @field_validator("consent")
+    @classmethod
+    def _has_accept_button(cls, value: str) -> str:
+        if not ACCEPT.search(value):
+            raise ValueError("must contain an accept button: [accept]I agree[/accept]")
+        return value
+
+    @field_validator("grouping")
+    @classmethod
+    def _grouping_parses(cls, value: str) -> str:
+        try:
+            parse_grouping(value)
+        except GroupingError as error:
+            raise ValueError(str(error)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _groups_fill_a_session(self) -> CampaignSettings:
+        grouping = parse_grouping(self.grouping)
+        if grouping and grouping.total != self.per_session:
+            raise _FieldError(
+                "grouping",
+                f"group sizes add up to {grouping.total} but a session takes "
+                f"{self.per_session} participants (per_session)",
+            )
+        return self
+
+
+class CampaignUpdate(CampaignSettings):
+    """An existing campaign's editable fields, its state included."""
+
+    state: State = Field("Paused", description="Paused, Running or Completed")
+
+
+class CampaignCreate(CampaignSettings):
+    """A new campaign: its settings plus what is fixed for life. New campaigns are Paused."""
+
+    namespace: str = Field(description="Admin name, fixed: letters, digits, _ (2–128)")
+    otree_config_name: str = Field(
+        min_length=1, max_length=255, description="oTree session config, fixed"
+    )
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_identifier(cls, value: str) -> str:
+        return _check_identifier(value)
+
+
+def _check_identifier(value: str) -> str:
+    if not IDENTIFIER.match(value):
+        raise ValueError("use 2 to 128 letters, digits or underscores (A-Z, a-z, 0-9, _)")
+    return value
+
+
+class _FieldError(ValueError):
+    """A cross-field rule broken at one field (pydantic reports model errors at the root)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class InvalidCampaign(Exception):
+    """The input breaks the rules: `errors` maps each wrong field to what is wrong."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def validate_new(raw: Mapping[str, Any]) -> CampaignCreate:
+    return _validate(CampaignCreate, _without(raw, ("state",), "is Paused for a new campaign"))
+
+
+def validate_update(current: Mapping[str, Any], changes: Mapping[str, Any]) -> CampaignUpdate:
+    """The campaign `current` with `changes` applied, checked as a whole."""
+    errors = {key: "cannot be changed after creation" for key in IMMUTABLE if key in changes}
+    errors.update({key: "is set by mastok, not editable" for key in READ_ONLY if key in changes})
+    if errors:
+        raise InvalidCampaign(errors)
+    editable = set(CampaignUpdate.model_fields)
+    merged = {key: value for key, value in current.items() if key in editable}
+    merged.update(changes)
+    return _validate(CampaignUpdate, merged)
+
+
+def _without(raw: Mapping[str, Any], keys: tuple[str, ...], reason: str) -> Mapping[str, Any]:
+    present = [key for key in keys if key in raw]
+    if present:
+        raise InvalidCampaign({key: reason for key in present})
+    return raw
+
+
+def _validate(model: type[M], raw: Mapping[str, Any]) -> M:
+    try:
+        return model.model_validate(dict(raw))
+    except ValidationError as error:
+        raise InvalidCampaign(_messages(error)) from None
+
+
+def _messages(error: ValidationError) -> dict[str, str]:
+    messages: dict[str, str] = {}
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        context = item.get("ctx") or {}
+        cause = context.get("error")
+        if isinstance(cause, _FieldError):
+            field, text = cause.field, cause.message
+        else:
+            text = _message(field, item["type"], item["msg"], context)
+        messages.setdefault(field or "campaign", text)
+    return messages
+
+
+def _message(field: str, kind: str, default: str, context: Mapping[str, Any]) -> str:
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a campaign field"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return _range_text(field, "must be a whole number")
+    if kind in ("greater_than_equal", "less_than_equal"):
+        return _range_text(field, "is out of range")
+    if kind in ("bool_parsing", "bool_type"):
+        return "must be true or false"
+    if kind == "literal_error":
+        return f"must be one of {', '.join(STATES)}"
+    if kind == "string_too_long":
+        return f"is too long (at most {context.get('max_length')} characters)"
+    if kind == "string_too_short":
+        return "is required"
+    if kind == "string_type":
+        return "must be text"
+    if kind == "value_error":
+        return default.removeprefix("Value error, ")
+    return default
+
+
+def _range_text(field: str, fallback: str) -> str:
+    if field in RANGES:
+        low, high = RANGES[field]
+        return f"must be a whole number from {low} to {high}"
+    return fallback

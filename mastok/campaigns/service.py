@@ -1,0 +1,105 @@
+"""Campaign administration: the rules, oTree's configs and the store, in one place for the
+admin pages and the JSON API."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from mastok.campaigns import rules, store
+from mastok.campaigns.rules import InvalidCampaign
+from mastok.db import Database
+from mastok.db.tables import Campaign
+from mastok.otree import OTreeClient, OTreeError, SessionConfig
+
+ChangeListener = Callable[[Campaign], Awaitable[None]]
+
+
+class CampaignNotFound(LookupError):
+    pass
+
+
+class CampaignService:
+    def __init__(self, db: Database, otree: OTreeClient, share_url_base: str) -> None:
+        self.db = db
+        self.otree = otree
+        self.share_url_base = share_url_base
+        self._listeners: list[ChangeListener] = []
+
+    def on_change(self, listener: ChangeListener) -> None:
+        """Call `listener` with every campaign after it is created or edited."""
+        self._listeners.append(listener)
+
+    async def list(self) -> list[Campaign]:
+        async with self.db.session() as session:
+            return await store.list_campaigns(session)
+
+    async def get(self, namespace: str) -> Campaign:
+        async with self.db.session() as session:
+            campaign = await store.get_campaign(session, namespace)
+        if campaign is None:
+            raise CampaignNotFound(namespace)
+        return campaign
+
+    async def create(self, raw: Mapping[str, Any]) -> Campaign:
+        values = rules.validate_new(raw).model_dump()
+        await self._check_config_exists(values["otree_config_name"])
+        async with self.db.session() as session:
+            campaign = await store.insert_campaign(session, values)
+        await self._changed(campaign)
+        return campaign
+
+    async def update(self, namespace: str, changes: Mapping[str, Any]) -> Campaign:
+        async with self.db.session() as session:
+            campaign = await store.get_campaign(session, namespace)
+            if campaign is None:
+                raise CampaignNotFound(namespace)
+            values = rules.validate_update(self.as_fields(campaign), changes).model_dump()
+            campaign = await store.update_campaign(session, campaign, values)
+        await self._changed(campaign)
+        return campaign
+
+    async def _check_config_exists(self, name: str) -> None:
+        """Reject a config oTree doesn't have; when oTree can't be asked, trust the admin."""
+        try:
+            configs = await self.otree.list_configs()
+        except OTreeError:
+            return
+        if name not in {config.name for config in configs}:
+            known = ", ".join(sorted(config.name for config in configs)) or "none"
+            raise InvalidCampaign(
+                {"otree_config_name": f"oTree has no session config {name!r} (it has: {known})"}
+            )
+
+    async def otree_configs(self) -> list[SessionConfig]:
+        return await self.otree.list_configs()
+
+    async def _changed(self, campaign: Campaign) -> None:
+        for listener in self._listeners:
+            await listener(campaign)
+
+    @staticmethod
+    def as_fields(campaign: Campaign) -> dict[str, Any]:
+        """The campaign's fields as the rules name them."""
+        names = set(rules.CampaignUpdate.model_fields) | set(rules.IMMUTABLE)
+        names |= {"started_sessions"}
+        return {name: getattr(campaign, name) for name in sorted(names)}
+
+    def share_url(self, campaign: Campaign) -> str:
+        return self.share_url_base + campaign.slug
+
+    def to_json(self, campaign: Campaign) -> dict[str, Any]:
+        return {
+            **self.as_fields(campaign),
+            "share_url": self.share_url(campaign),
+            "created_at": _iso(campaign.created_at),
+            "updated_at": _iso(campaign.updated_at),
+        }
+
+
+def _iso(moment: datetime) -> str:
+    """SQLite gives naive datetimes back; every time mastok stores is UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.isoformat()

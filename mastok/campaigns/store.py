@@ -1,0 +1,76 @@
+"""Reading and writing campaigns in the database."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mastok.campaigns.rules import InvalidCampaign
+from mastok.db.tables import Campaign
+
+UNIQUE = ("namespace", "slug")
+
+
+async def list_campaigns(session: AsyncSession) -> list[Campaign]:
+    result = await session.scalars(select(Campaign).order_by(Campaign.created_at.desc()))
+    return list(result)
+
+
+async def get_campaign(session: AsyncSession, namespace: str) -> Campaign | None:
+    return await session.scalar(select(Campaign).where(Campaign.namespace == namespace))
+
+
+async def get_campaign_by_slug(session: AsyncSession, slug: str) -> Campaign | None:
+    return await session.scalar(select(Campaign).where(Campaign.slug == slug))
+
+
+async def insert_campaign(session: AsyncSession, values: Mapping[str, Any]) -> Campaign:
+    await _check_unique(session, values, exclude_id=None)
+    campaign = Campaign(**values, state="Paused", started_sessions=0)
+    session.add(campaign)
+    await _commit(session, values)
+    return campaign
+
+
+async def update_campaign(
+    session: AsyncSession, campaign: Campaign, values: Mapping[str, Any]
+) -> Campaign:
+    await _check_unique(session, values, exclude_id=campaign.id)
+    for key, value in values.items():
+        setattr(campaign, key, value)
+    await _commit(session, values)
+    return campaign
+
+
+async def _check_unique(
+    session: AsyncSession, values: Mapping[str, Any], exclude_id: int | None
+) -> None:
+    wanted = {key: values[key] for key in UNIQUE if key in values}
+    if not wanted:
+        return
+    query = select(Campaign).where(or_(*(getattr(Campaign, k) == v for k, v in wanted.items())))
+    if exclude_id is not None:
+        query = query.where(Campaign.id != exclude_id)
+    taken = {
+        key
+        for other in await session.scalars(query)
+        for key, value in wanted.items()
+        if getattr(other, key) == value
+    }
+    if taken:
+        raise InvalidCampaign({key: "is already used by another campaign" for key in sorted(taken)})
+
+
+async def _commit(session: AsyncSession, values: Mapping[str, Any]) -> None:
+    try:
+        await session.commit()
+    except IntegrityError:
+        # Another request took the name between the check and the write.
+        await session.rollback()
+        raise InvalidCampaign(
+            {key: "is already used by another campaign" for key in UNIQUE if key in values}
+        ) from None

@@ -1,0 +1,1 @@
+"""HTTP: admin pages, the JSON API, authentication, templates."""

@@ -1,0 +1,119 @@
+"""The JSON API (HTTP Basic auth): the twin of every admin page, and campaign editing.
+
+Writes require `Content-Type: application/json`: a cross-site page cannot send that without a
+CORS preflight, which mastok never grants, so the API needs no CSRF token.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mastok.campaigns.rules import InvalidCampaign
+from mastok.campaigns.service import CampaignNotFound
+from mastok.otree import OTreeError
+from mastok.web import openapi, views
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def list_campaigns(request: Request) -> Response:
+    return JSONResponse((await views.campaigns(request))["campaigns"])
+
+
+async def create_campaign(request: Request) -> Response:
+    service = request.app.state.services.campaigns
+    try:
+        campaign = await service.create(await _json_object(request))
+    except BadRequest as bad:
+        return _error(bad.status, bad.message)
+    except InvalidCampaign as invalid:
+        return JSONResponse({"errors": invalid.errors}, 422)
+    headers = {"Location": f"{request.url.path}/{campaign.namespace}"}
+    return JSONResponse(service.to_json(campaign), 201, headers=headers)
+
+
+async def get_campaign(request: Request) -> Response:
+    service = request.app.state.services.campaigns
+    namespace = request.path_params["namespace"]
+    try:
+        return JSONResponse(service.to_json(await service.get(namespace)))
+    except CampaignNotFound:
+        return _error(404, f"no campaign named {namespace!r}")
+
+
+async def patch_campaign(request: Request) -> Response:
+    service = request.app.state.services.campaigns
+    namespace = request.path_params["namespace"]
+    try:
+        campaign = await service.update(namespace, await _json_object(request))
+    except BadRequest as bad:
+        return _error(bad.status, bad.message)
+    except CampaignNotFound:
+        return _error(404, f"no campaign named {namespace!r}")
+    except InvalidCampaign as invalid:
+        return JSONResponse({"errors": invalid.errors}, 422)
+    return JSONResponse(service.to_json(campaign))
+
+
+async def dashboard(request: Request) -> Response:
+    return JSONResponse(await views.dashboard(request))
+
+
+async def sessions(request: Request) -> Response:
+    return JSONResponse(await views.sessions(request))
+
+
+async def otree_configs(request: Request) -> Response:
+    try:
+        configs = await request.app.state.services.otree.list_configs()
+    except OTreeError as error:
+        return _error(502, f"oTree: {error.message}")
+    return JSONResponse(
+        [
+            {"name": c.name, "display_name": c.display_name, "app_sequence": c.app_sequence}
+            for c in configs
+        ]
+    )
+
+
+async def openapi_document(request: Request) -> Response:
+    return JSONResponse(openapi.document(request.app.state.settings.web_prefix))
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise BadRequest(415, "send the body as JSON with Content-Type: application/json")
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadRequest(400, f"the body is not valid JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise BadRequest(400, "the body must be a JSON object of campaign fields")
+    return body
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status)
+
+
+routes = [
+    Route("/campaigns", list_campaigns, methods=["GET"]),
+    Route("/campaigns", create_campaign, methods=["POST"]),
+    Route("/campaigns/{namespace}", get_campaign, methods=["GET"]),
+    Route("/campaigns/{namespace}", patch_campaign, methods=["PATCH"]),
+    Route("/dashboard", dashboard, methods=["GET"]),
+    Route("/sessions", sessions, methods=["GET"]),
+    Route("/otree/configs", otree_configs, methods=["GET"]),
+    Route("/openapi.json", openapi_document, methods=["GET"]),
+]

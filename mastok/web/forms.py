@@ -1,0 +1,112 @@
+"""The admin's campaign forms (WTForms, CSRF tied to the signed session cookie).
+
+The forms only collect input; the rules live in `mastok.campaigns.rules`, whose messages are
+attached back to the fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from wtforms import BooleanField, Form, SelectField, StringField, TextAreaField
+from wtforms.csrf.session import SessionCSRF
+from wtforms.widgets import NumberInput
+
+from mastok.campaigns.rules import RANGES, STATES
+
+
+class _WebFormData:
+    """Starlette's form data in the shape WTForms reads (getlist)."""
+
+    def __init__(self, data: FormData) -> None:
+        self._data = data
+
+    def __iter__(self) -> Any:
+        return iter(self._data.keys())
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def getlist(self, key: str) -> list[Any]:
+        return self._data.getlist(key)
+
+
+class _Base(Form):
+    class Meta:
+        csrf = True
+        csrf_class = SessionCSRF
+        csrf_time_limit = timedelta(hours=8)
+
+    @classmethod
+    def for_request(cls, request: Request, formdata: FormData | None = None, **kwargs: Any) -> Any:
+        secret = request.app.state.settings.secret_key.encode()
+        meta = {"csrf_secret": secret, "csrf_context": request.session}
+        data = _WebFormData(formdata) if formdata is not None else None
+        return cls(formdata=data, meta=meta, **kwargs)
+
+    def values(self) -> dict[str, Any]:
+        """What the admin typed, keyed as the rules name the fields."""
+        return {name: field.data for name, field in self._fields.items() if name != "csrf_token"}
+
+    def attach_errors(self, errors: Mapping[str, str]) -> list[str]:
+        """Put each message on its field; return those that belong to no field of the form."""
+        leftover = []
+        for name, message in errors.items():
+            field = self._fields.get(name)
+            if field is None:
+                leftover.append(f"{name}: {message}")
+            else:
+                field.errors = [*field.errors, message]
+        return leftover
+
+
+def _number(label: str, name: str, default: int) -> StringField:
+    low, high = RANGES[name]
+    return StringField(
+        label,
+        default=str(default),
+        description=f"from {low} to {high}",
+        widget=NumberInput(min=low, max=high),
+    )
+
+
+class _CampaignFields(_Base):
+    slug = StringField("Slug", description="public name in the share URL")
+    per_session = _number("Participants per session", "per_session", 2)
+    max_sessions = _number("Maximum number of sessions", "max_sessions", 1)
+    concurrent_sessions = _number("Sessions live at once", "concurrent_sessions", 1)
+    session_duration = _number("Session duration (minutes)", "session_duration", 30)
+    waiting_limit = _number("Waiting limit (minutes)", "waiting_limit", 5)
+    join_once = BooleanField("Join once: a person may take part in only one session")
+    show_nb_participants = BooleanField("Show participants how many people are waiting")
+    consent = TextAreaField(
+        "Consent (markdown)",
+        default="# Consent\n\n- [ ] I am over 18\n\n[accept]I agree[/accept]",
+        description="must contain [accept]Button label[/accept]; '- [ ]' lines become checkboxes",
+    )
+    grouping = TextAreaField(
+        "Grouping (optional)",
+        description="a question line, one 'Label:size' line per group, then an action line",
+    )
+    instructions = TextAreaField("Instructions while waiting (markdown)")
+    pending = TextAreaField("Message in the pending pool (markdown)")
+    paused = TextAreaField("Message when Paused (markdown)")
+    completed = TextAreaField("Message when Completed (markdown)")
+
+
+class NewCampaignForm(_CampaignFields):
+    namespace = StringField("Namespace", description="admin name, fixed after creation")
+    otree_config_name = SelectField(
+        "oTree session config", choices=[], validate_choice=False, description="fixed"
+    )
+
+
+class EditCampaignForm(_CampaignFields):
+    state = SelectField("State", choices=[(s, s) for s in STATES])
