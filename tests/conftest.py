@@ -4,4 +4,5 @@ each test gets fresh state instead of a fresh server."""
 pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.otree",
+    "tests.fixtures.app",
 ]

@@ -265,6 +265,7 @@ def _session(item: dict[str, Any]) -> Session:
         for p in item.get("participants") or []
         if isinstance(p, dict)
     ]
+    config = item.get("config")
     return Session(
         code=str(item.get("code", "")),
         num_participants=int(item.get("num_participants") or len(participants)),
@@ -272,6 +273,6 @@ def _session(item: dict[str, Any]) -> Session:
         admin_url=str(item.get("admin_url") or ""),
         session_wide_url=str(item.get("session_wide_url") or ""),
         label=str(item.get("label") or ""),
-        config=item.get("config") if isinstance(item.get("config"), dict) else {},
+        config=config if isinstance(config, dict) else {},
         participants=sorted(participants, key=lambda p: p.id_in_session),
     )

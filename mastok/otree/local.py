@@ -264,10 +264,8 @@ class LocalOTree:
         else:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):  # SIGKILL cannot be ignored
             process.wait(timeout=self.stop_timeout)
-        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored
-            pass
         self._close_log()
 
     def _prepare_data_dir(self) -> None:

@@ -1,0 +1,40 @@
+# mastok: `make dev` to try it locally, `make test` to run every test. Both set up what they need.
+PYTHON ?= python3
+VENV := .venv
+OTREE_VENV := .venv-otree
+OTREE_VERSION := 6.0.15
+BIN := $(VENV)/bin
+
+.PHONY: dev test lint typecheck pytest otree-venv venv clean
+
+dev: venv otree-venv
+	$(BIN)/mastok dev
+
+test: venv otree-venv lint typecheck pytest
+
+venv: $(VENV)/.installed
+otree-venv: $(OTREE_VENV)/bin/otree
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# oTree pins old versions of Starlette and SQLAlchemy: it lives in a virtual environment of its own.
+$(OTREE_VENV)/bin/otree:
+	test -x $(OTREE_VENV)/bin/python || $(PYTHON) -m venv $(OTREE_VENV)
+	$(OTREE_VENV)/bin/pip install --quiet otree==$(OTREE_VERSION)
+
+lint: venv
+	$(BIN)/ruff check mastok tests demo
+	$(BIN)/ruff format --check mastok tests demo
+
+typecheck: venv
+	$(BIN)/mypy
+
+pytest: venv otree-venv
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) $(OTREE_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,132 @@
+"""The `mastok` command (also `python -m mastok`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import uvicorn
+
+from mastok.config import ConfigError, Settings, load_settings
+from mastok.db import Database, async_url, migrate
+
+DEMO_OTREE_PORT = 8180
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings().with_overrides(**overrides)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _check(settings: Settings) -> None:
+    try:
+        settings.check_production()
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _run(settings: Settings) -> None:
+    from mastok.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        proxy_headers=True,
+        log_level="info",
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """mastok: campaigns, a live waiting room and oTree sessions for online experiments."""
+
+
+@main.command()
+@click.option("--host", help="Address to listen on [MASTOK_HOST].")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port [MASTOK_PORT, 8190].")
+@click.option("--database", help="Database URL [MASTOK_DATABASE_URL; empty: SQLite file].")
+def serve(host: str | None, port: int | None, database: str | None) -> None:
+    """Apply migrations and serve mastok."""
+    settings = _settings(host=host, port=port, database_url=database)
+    _check(settings)
+    _run(settings)
+
+
+@main.command(name="migrate")
+@click.option("--database", help="Database URL [MASTOK_DATABASE_URL; empty: SQLite file].")
+def migrate_command(database: str | None) -> None:
+    """Bring the database schema up to date, then exit."""
+    settings = _settings(database_url=database)
+
+    async def run() -> None:
+        db = Database(async_url(settings.database_url, settings.sqlite_path))
+        try:
+            await migrate(db)
+        finally:
+            await db.close()
+
+    asyncio.run(run())
+    click.echo(f"migrated {_describe(settings)}")
+
+
+@main.command()
+@click.option("--port", type=click.IntRange(1, 65535), help="mastok's port [8190].")
+@click.option("--otree-port", default=DEMO_OTREE_PORT, show_default=True, help="oTree's port.")
+def dev(port: int | None, otree_port: int) -> None:
+    """Start the demo oTree project, then mastok on SQLite, for trying mastok locally."""
+    from mastok.otree.local import DEMO_PROJECT, LocalOTree, LocalOTreeError, find_otree_venv
+
+    base = _settings(port=port)
+    key = secrets.token_urlsafe(16)
+    try:
+        otree = LocalOTree(
+            DEMO_PROJECT,
+            otree_port,
+            key,
+            venv=find_otree_venv(),
+            data_dir=Path(base.sqlite_path).parent / "otree-demo",
+        )
+        otree.start()
+    except LocalOTreeError as error:
+        raise click.ClickException(str(error)) from None
+    # uvicorn re-raises SIGTERM once it has shut down: make that unwind to the `finally`.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        settings = base.with_overrides(
+            otree_api_url=otree.url, otree_public_url=otree.url, otree_api_key=key
+        )
+        if "MASTOK_ORIGIN" not in os.environ:
+            settings = settings.with_overrides(origin=f"http://localhost:{settings.port}")
+        admin = f"{settings.origin}{settings.web_prefix}/"
+        click.echo(
+            f"\n  oTree demo at {otree.url} (admin password: {otree.admin_password})"
+            f"\n  mastok admin at {admin}"
+            f"\n  login: {settings.login}  password: {settings.password}"
+            f"\n  database: {_describe(settings)}\n",
+            err=True,
+        )
+        _run(settings)
+    finally:
+        otree.stop()
+
+
+def _describe(settings: Settings) -> str:
+    url = async_url(settings.database_url, settings.sqlite_path)
+    if url.startswith("sqlite"):
+        return url.split("///", 1)[-1]
+    return url.split("@")[-1]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

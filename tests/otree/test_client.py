@@ -1,0 +1,319 @@
+"""OTreeClient against a real oTree 6 (the demo project), and against a stub server for the
+failures a real oTree cannot produce on demand."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import pytest
+
+from mastok.otree.client import (
+    OTreeAuthError,
+    OTreeBadRequest,
+    OTreeClient,
+    OTreeNotConfigured,
+    OTreeNotFound,
+    OTreeServerError,
+    OTreeTimeout,
+    OTreeUnreachable,
+)
+from mastok.otree.local import LocalOTree
+from tests.fixtures.otree import OTreeStub
+
+OTREE_VERSION = "6.0.15"
+
+
+def unique_label() -> str:
+    """Tests share one oTree, so each labels its sessions uniquely."""
+    return f"mk:test:{uuid.uuid4().hex[:12]}"
+
+
+# Real oTree: reading
+
+
+async def test_version(otree_client: OTreeClient) -> None:
+    assert await otree_client.version() == OTREE_VERSION
+
+
+async def test_list_configs_has_the_demo_configs(otree_client: OTreeClient) -> None:
+    configs = {config.name: config for config in await otree_client.list_configs()}
+
+    assert set(configs) == {"survey", "guess_two"}
+    survey, guess = configs["survey"], configs["guess_two"]
+    assert survey.display_name == "Survey (one player)"
+    assert survey.app_sequence == ["survey"]
+    assert survey.num_demo_participants == 1
+    assert "age" in survey.doc
+    assert guess.display_name == "Guess a number (two players)"
+    assert guess.app_sequence == ["guess"]
+    assert guess.num_demo_participants == 2
+    assert "guess" in guess.doc
+
+
+# Real oTree: sessions
+
+
+async def test_create_session(otree_client: OTreeClient) -> None:
+    label = unique_label()
+
+    session = await otree_client.create_session(
+        "guess_two", 2, label=label, modified_config={"mastok_id": "mk:ns:1"}
+    )
+
+    assert re.fullmatch(r"[a-z0-9]{8}", session.code)
+    assert session.num_participants == 2
+    assert session.config_name == "guess_two"
+    assert session.label == label
+    assert session.config["mastok_id"] == "mk:ns:1"
+    assert session.config["app_sequence"] == ["guess"]
+    assert [p.id_in_session for p in session.participants] == [1, 2]
+    codes = [p.code for p in session.participants]
+    assert len(set(codes)) == 2
+    assert all(re.fullmatch(r"[a-z0-9]{8}", code) for code in codes)
+    assert session.code not in codes
+    assert session.admin_url.endswith(f"/SessionStartLinks/{session.code}")
+    assert urlsplit(session.session_wide_url).path.startswith("/join/")
+
+    listed = {s.code: s for s in await otree_client.list_sessions()}
+    assert session.code in listed
+    summary = listed[session.code]
+    assert summary.label == label
+    assert summary.num_participants == 2
+    assert summary.config_name == "guess_two"
+    assert summary.created_at is not None
+
+
+async def test_get_session(otree_client: OTreeClient) -> None:
+    created = await otree_client.create_session("survey", 3, label=unique_label())
+
+    fetched = await otree_client.get_session(created.code)
+
+    assert fetched == created
+    assert fetched.config_name == "survey"
+    assert fetched.num_participants == 3
+    assert len(fetched.participants) == 3
+
+
+async def test_find_session_by_label(otree_client: OTreeClient) -> None:
+    label = unique_label()
+    await otree_client.create_session("survey", 1, label=unique_label())
+    created = await otree_client.create_session("survey", 1, label=label)
+
+    found = await otree_client.find_session_by_label(label)
+
+    assert found is not None
+    assert found.code == created.code
+    assert found.label == label
+    assert await otree_client.find_session_by_label(unique_label()) is None
+
+
+# Real oTree: errors carry oTree's own message
+
+
+async def test_wrong_key_is_an_auth_error(otree_server: LocalOTree) -> None:
+    client = OTreeClient(otree_server.url, otree_server.rest_key + "-wrong")
+    try:
+        with pytest.raises(OTreeAuthError) as caught:
+            await client.list_sessions()
+    finally:
+        await client.aclose()
+
+    assert caught.value.status == 403
+    assert caught.value.message == "HTTP Request Header otree-rest-key is incorrect"
+
+
+async def test_unknown_config_is_a_bad_request(otree_client: OTreeClient) -> None:
+    with pytest.raises(OTreeBadRequest) as caught:
+        await otree_client.create_session("no_such_config", 2)
+
+    assert caught.value.status == 400
+    assert 'Session config "no_such_config" not found' in caught.value.message
+
+
+async def test_participants_not_a_multiple_of_group_size(otree_client: OTreeClient) -> None:
+    label = unique_label()
+
+    with pytest.raises(OTreeBadRequest) as caught:
+        await otree_client.create_session("guess_two", 3, label=label)
+
+    assert caught.value.status == 400
+    assert "Number of participants (3) is not a multiple of group size (2)" in (
+        caught.value.message
+    )
+    assert await otree_client.find_session_by_label(label) is None
+
+
+async def test_unknown_session_is_not_found(otree_client: OTreeClient) -> None:
+    with pytest.raises(OTreeNotFound) as caught:
+        await otree_client.get_session("nosuchcode")
+
+    assert caught.value.status == 404
+    assert "Not found" in caught.value.message
+
+
+async def test_otree_crash_page_becomes_a_short_server_error(otree_client: OTreeClient) -> None:
+    # oTree answers 500 with an HTML page to zero participants (and leaves an empty session).
+    with pytest.raises(OTreeServerError) as caught:
+        await otree_client.create_session("survey", 0, label=unique_label())
+
+    assert caught.value.status == 500
+    assert caught.value.message == "oTree answered 500 (Internal Server Error)"
+
+
+# Real oTree: participant links and the demo project itself
+
+
+async def test_initialize_participant_lands_on_the_first_page(
+    otree_server: LocalOTree, otree_client: OTreeClient
+) -> None:
+    session = await otree_client.create_session("guess_two", 2, label=unique_label())
+    participant = session.participants[0]
+
+    async with httpx.AsyncClient(base_url=otree_server.url) as browser:
+        start = await browser.get(f"/InitializeParticipant/{participant.code}")
+        assert start.status_code == 307
+        first_page = urljoin(str(start.url), start.headers["location"])
+        assert urlsplit(first_page).path == f"/p/{participant.code}/guess/Guess/1"
+
+        page = await browser.get(first_page)
+
+    assert page.status_code == 200
+    assert 'name="guess"' in page.text
+
+
+async def _start(browser: httpx.AsyncClient, participant_code: str) -> str:
+    response = await browser.get(f"/InitializeParticipant/{participant_code}")
+    assert response.status_code == 307
+    return str(response.headers["location"])
+
+
+async def _submit(browser: httpx.AsyncClient, url: str, data: dict[str, str]) -> str:
+    """POST a page's form; return the next page's URL."""
+    response = await browser.post(url, data=data)
+    assert response.status_code == 302, response.text[-500:]
+    return str(response.headers["location"])
+
+
+async def test_demo_guess_two_plays_to_the_end(
+    otree_server: LocalOTree, otree_client: OTreeClient
+) -> None:
+    session = await otree_client.create_session("guess_two", 2, label=unique_label())
+    first, second = session.participants
+    async with (
+        httpx.AsyncClient(base_url=otree_server.url) as one,
+        httpx.AsyncClient(base_url=otree_server.url) as two,
+    ):
+        wait_one = await _submit(one, await _start(one, first.code), {"guess": "17"})
+        assert "/guess/ResultsWaitPage/" in wait_one
+        waiting = await one.get(wait_one)
+        assert waiting.status_code == 200
+        assert waiting.headers.get("otree-wait-page") == "1"
+
+        wait_two = await _submit(two, await _start(two, second.code), {"guess": "83"})
+
+        for browser, wait_url, mine, other in ((one, wait_one, 17, 83), (two, wait_two, 83, 17)):
+            released = await browser.get(wait_url)
+            assert released.status_code == 302
+            results_url = released.headers["location"]
+            assert "/guess/Results/" in results_url
+            results = await browser.get(results_url)
+            assert f'id="my-guess">{mine}<' in results.text
+            assert f'id="other-guess">{other}<' in results.text
+            end = await _submit(browser, results_url, {})
+            assert "/OutOfRangeNotification/" in end
+
+
+async def test_demo_survey_asks_age_and_shows_it(
+    otree_server: LocalOTree, otree_client: OTreeClient
+) -> None:
+    session = await otree_client.create_session("survey", 1, label=unique_label())
+    async with httpx.AsyncClient(base_url=otree_server.url) as browser:
+        page = await _start(browser, session.participants[0].code)
+        assert "/survey/Demographics/" in page
+        refused = await browser.post(page, data={"age": "abc"})
+        assert refused.status_code == 200  # the form again, with an error
+        results_url = await _submit(browser, page, {"age": "34"})
+        assert "/survey/Results/" in results_url
+        results = await browser.get(results_url)
+
+    assert 'id="age">34<' in results.text
+
+
+# Stub server: failures a real oTree cannot produce on demand
+
+
+async def test_server_error_carries_the_body_text(otree_stub: OTreeStub) -> None:
+    otree_stub.respond(500, "database is locked", content_type="text/plain")
+    client = OTreeClient(otree_stub.url, "the-key")
+    try:
+        with pytest.raises(OTreeServerError) as caught:
+            await client.list_sessions()
+    finally:
+        await client.aclose()
+
+    assert caught.value.status == 500
+    assert caught.value.message == "database is locked"
+    assert [(r.method, r.path) for r in otree_stub.requests] == [("GET", "/api/sessions")]
+    assert otree_stub.requests[0].headers["otree-rest-key"] == "the-key"
+
+
+async def test_slow_answer_is_a_timeout(otree_stub: OTreeStub) -> None:
+    otree_stub.respond(200, "[]", delay=2.0)
+    client = OTreeClient(otree_stub.url, "k", timeout=0.5)
+    try:
+        with pytest.raises(OTreeTimeout) as caught:
+            await client.list_sessions()
+    finally:
+        await client.aclose()
+
+    assert "did not answer in time" in caught.value.message
+    assert len(otree_stub.requests) == 1
+
+
+async def test_refused_connection_is_unreachable(refused_url: str) -> None:
+    client = OTreeClient(refused_url, "k", timeout=2.0)
+    try:
+        with pytest.raises(OTreeUnreachable) as caught:
+            await client.version()
+    finally:
+        await client.aclose()
+
+    assert not isinstance(caught.value, OTreeTimeout)
+    assert refused_url in caught.value.message
+
+
+async def test_answer_that_is_not_json_is_a_server_error(otree_stub: OTreeStub) -> None:
+    otree_stub.respond(200, "<html><body>Welcome</body></html>", content_type="text/html")
+    client = OTreeClient(otree_stub.url, "k")
+    try:
+        with pytest.raises(OTreeServerError) as caught:
+            await client.version()
+    finally:
+        await client.aclose()
+
+    assert caught.value.status == 200
+    assert "not JSON" in caught.value.message
+
+
+async def test_json_of_the_wrong_shape_is_a_server_error(otree_stub: OTreeStub) -> None:
+    otree_stub.respond(200, '{"sessions": []}')
+    client = OTreeClient(otree_stub.url, "k")
+    try:
+        with pytest.raises(OTreeServerError, match="where a list was expected"):
+            await client.list_sessions()
+    finally:
+        await client.aclose()
+
+
+async def test_no_api_url_is_not_configured(otree_stub: OTreeStub) -> None:
+    client = OTreeClient("", "k")
+    try:
+        with pytest.raises(OTreeNotConfigured):
+            await client.list_configs()
+    finally:
+        await client.aclose()
+
+    assert otree_stub.requests == []
