@@ -130,7 +130,7 @@ def _typed(values: dict[str, Any]) -> Settings:
         raise ConfigError(f"MASTOK_MODE must be one of {', '.join(MODES)}, not {mode!r}")
     strings = {k: "" if v is None else str(v) for k, v in values.items()}
     return Settings(
-        mode=mode,  # type: ignore[arg-type]
+        mode=mode,
         host=strings["host"],
         port=_parse_number("port", values["port"], int),
         origin=strings["origin"].rstrip("/"),

@@ -34,7 +34,7 @@ READ_ONLY = ("started_sessions", "id", "share_url", "created_at", "updated_at")
 
 def _ranged(name: str, description: str) -> Any:
     low, high = RANGES[name]
-    return Annotated[int, Field(ge=low, le=high, description=f"{description} ({low}–{high})")]
+    return Annotated[int, Field(ge=low, le=high, description=f"{description} ({low} to {high})")]
 
 
 Text = Annotated[str, Field(max_length=TEXT_LIMIT)]
@@ -45,7 +45,7 @@ class CampaignSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    slug: str = Field(description="Public name in the share URL: letters, digits, _ (2–128)")
+    slug: str = Field(description="Public name in the share URL: letters, digits, _ (2 to 128)")
     per_session: _ranged("per_session", "Participants per oTree session")  # type: ignore[valid-type]
     join_once: bool = Field(False, description="A fingerprint may join only one session")
     show_nb_participants: bool = Field(False, description="Show the waiting count to people")
@@ -102,7 +102,7 @@ class CampaignUpdate(CampaignSettings):
 class CampaignCreate(CampaignSettings):
     """A new campaign: its settings plus what is fixed for life. New campaigns are Paused."""
 
-    namespace: str = Field(description="Admin name, fixed: letters, digits, _ (2–128)")
+    namespace: str = Field(description="Admin name, fixed: letters, digits, _ (2 to 128)")
     otree_config_name: str = Field(
         min_length=1, max_length=255, description="oTree session config, fixed"
     )

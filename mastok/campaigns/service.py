@@ -31,7 +31,7 @@ class CampaignService:
         """Call `listener` with every campaign after it is created or edited."""
         self._listeners.append(listener)
 
-    async def list(self) -> list[Campaign]:
+    async def all(self) -> list[Campaign]:
         async with self.db.session() as session:
             return await store.list_campaigns(session)
 

@@ -14,6 +14,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from wtforms import BooleanField, Form, SelectField, StringField, TextAreaField
 from wtforms.csrf.session import SessionCSRF
+from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import NumberInput
 
 from mastok.campaigns.rules import RANGES, STATES
@@ -109,4 +110,4 @@ class NewCampaignForm(_CampaignFields):
 
 
 class EditCampaignForm(_CampaignFields):
-    state = SelectField("State", choices=[(s, s) for s in STATES])
+    state = SelectField("State", choices=[SelectChoice(s) for s in STATES])

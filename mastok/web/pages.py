@@ -7,6 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from wtforms.fields.choices import SelectChoice
 
 from mastok.campaigns.rules import InvalidCampaign
 from mastok.campaigns.service import CampaignNotFound
@@ -40,7 +41,7 @@ async def campaign_new(request: Request) -> Response:
     formdata = await request.form() if request.method == "POST" else None
     form = NewCampaignForm.for_request(request, formdata)
     if configs is not None:
-        form.otree_config_name.choices = [(c.name, _config_label(c)) for c in configs]
+        form.otree_config_name.choices = [SelectChoice(c.name, _config_label(c)) for c in configs]
     context = {"form": form, "configs": configs, "otree_problem": otree_problem, "errors": []}
     if formdata is None:
         return render(request, "campaign_new.html", context)

@@ -15,13 +15,13 @@ LATEST_SESSIONS = 25
 
 async def campaigns(request: Request) -> dict[str, Any]:
     service = request.app.state.services.campaigns
-    items = [service.to_json(campaign) for campaign in await service.list()]
+    items = [service.to_json(campaign) for campaign in await service.all()]
     return {"campaigns": items}
 
 
 async def dashboard(request: Request) -> dict[str, Any]:
     services = request.app.state.services
-    found = await services.campaigns.list()
+    found = await services.campaigns.all()
     states = {state: 0 for state in ("Running", "Paused", "Completed")}
     for campaign in found:
         states[campaign.state] = states.get(campaign.state, 0) + 1

@@ -62,9 +62,7 @@ def test_config_is_trusted_when_otree_is_down(make_client: ClientFactory) -> Non
 
 def test_namespace_and_slug_are_unique(client: TestClient) -> None:
     create(client, namespace="first", slug="shared_slug")
-    response = client.post(
-        "/api/campaigns", json=campaign_input("first", slug="shared_slug")
-    )
+    response = client.post("/api/campaigns", json=campaign_input("first", slug="shared_slug"))
     assert response.status_code == 422
     assert response.json()["errors"] == {
         "namespace": "is already used by another campaign",
