@@ -44,6 +44,8 @@ class Settings:
     otree_api_key: str
     otree_timeout: float
     disable_live_redirect: bool
+    allow_missing_origin: bool
+    resume_grace: float
 
     @property
     def share_url_base(self) -> str:
@@ -121,6 +123,9 @@ def load_settings(
         env_key = f"MASTOK_{key.upper()}"
         if env_key in environ:
             values[key] = environ[env_key]
+    missing = sorted(f"MASTOK_{key.upper()}" for key in fields - set(values))
+    if missing:
+        raise ConfigError(f"missing settings: set {', '.join(missing)} (or add them to config.yml)")
     return _typed(values)
 
 
@@ -145,4 +150,6 @@ def _typed(values: dict[str, Any]) -> Settings:
         otree_api_key=strings["otree_api_key"],
         otree_timeout=_parse_number("otree_timeout", values["otree_timeout"], float),
         disable_live_redirect=_parse_bool("disable_live_redirect", values["disable_live_redirect"]),
+        allow_missing_origin=_parse_bool("allow_missing_origin", values["allow_missing_origin"]),
+        resume_grace=_parse_number("resume_grace", values["resume_grace"], float),
     )

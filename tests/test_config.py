@@ -1,0 +1,276 @@
+"""Settings: config.yml defaults, environment overrides, checks for production."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mastok.config import (
+    DEFAULT_PASSWORD,
+    PROJECT_ROOT,
+    ConfigError,
+    Settings,
+    load_settings,
+)
+
+REAL_CONFIG = PROJECT_ROOT / "config.yml"
+SECRETS = {"password", "secret_key", "otree_api_key"}  # never in config.yml
+PROD_VARIABLES = (
+    "MASTOK_PASSWORD",
+    "MASTOK_OTREE_PUBLIC_URL",
+    "MASTOK_OTREE_API_URL",
+    "MASTOK_OTREE_API_KEY",
+)
+PROD_ENVIRON = {
+    "MASTOK_MODE": "PROD",
+    "MASTOK_PASSWORD": "a long and secret passphrase",
+    "MASTOK_OTREE_PUBLIC_URL": "https://otree.example.org/",
+    "MASTOK_OTREE_API_URL": "http://127.0.0.1:8000/",
+    "MASTOK_OTREE_API_KEY": "otree-rest-key",
+}
+
+
+def real_defaults() -> dict[str, Any]:
+    data = yaml.safe_load(REAL_CONFIG.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    """A copy of the real config.yml that a test may change with `write_config`."""
+    path = tmp_path / "config.yml"
+    write_config(path, **real_defaults())
+    return path
+
+
+def write_config(path: Path, **values: Any) -> Path:
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def load(config_file: Path, **environ: str) -> Settings:
+    return load_settings(environ=environ, config_path=config_file)
+
+
+# --- The real config.yml ---------------------------------------------------------------------
+
+
+def test_real_config_yml_gives_working_dev_settings() -> None:
+    settings = load_settings(environ={}, config_path=REAL_CONFIG)
+
+    assert (settings.mode, settings.host, settings.port) == ("DEV", "127.0.0.1", 8190)
+    assert settings.origin == "http://localhost:8190"
+    assert settings.web_prefix == ""
+    assert (settings.login, settings.password) == ("mastok", DEFAULT_PASSWORD)
+    assert (settings.database_url, settings.sqlite_path) == ("", "data/mastok.sqlite3")
+    assert (settings.otree_timeout, settings.disable_live_redirect) == (10.0, False)
+    assert settings.share_url_base == "http://localhost:8190/join/"
+    settings.check_production()  # DEV: nothing to refuse
+
+
+def test_real_config_yml_holds_every_setting_but_the_secrets() -> None:
+    fields = {f.name for f in dataclasses.fields(Settings)}
+
+    assert set(real_defaults()) == fields - SECRETS
+
+
+def test_real_config_yml_is_refused_in_prod_until_everything_is_set() -> None:
+    settings = load_settings(environ={"MASTOK_MODE": "PROD"}, config_path=REAL_CONFIG)
+    with pytest.raises(ConfigError):
+        settings.check_production()
+
+    load_settings(environ=PROD_ENVIRON, config_path=REAL_CONFIG).check_production()
+
+
+# --- Defaults and overrides ------------------------------------------------------------------
+
+
+def test_defaults_come_from_config_yml(tmp_path: Path) -> None:
+    defaults = real_defaults() | {"port": 9100, "login": "lab", "otree_timeout": 2.5}
+    path = write_config(tmp_path / "config.yml", **defaults)
+
+    settings = load(path)
+
+    assert (settings.port, settings.login, settings.otree_timeout) == (9100, "lab", 2.5)
+
+
+def test_environment_overrides_config_yml(config_file: Path) -> None:
+    settings = load(
+        config_file,
+        MASTOK_MODE="test",
+        MASTOK_HOST="0.0.0.0",
+        MASTOK_PORT="9001",
+        MASTOK_ORIGIN="https://lab.example.org/",
+        MASTOK_PASSWORD="hunter2",
+        MASTOK_SECRET_KEY="fixed-key",
+        MASTOK_DATABASE_URL="postgresql://u@db/mastok",
+        MASTOK_OTREE_TIMEOUT="2.5",
+        MASTOK_DISABLE_LIVE_REDIRECT="yes",
+    )
+
+    assert (settings.mode, settings.host, settings.port) == ("TEST", "0.0.0.0", 9001)
+    assert settings.origin == "https://lab.example.org"
+    assert (settings.password, settings.secret_key) == ("hunter2", "fixed-key")
+    assert settings.database_url == "postgresql://u@db/mastok"
+    assert (settings.otree_timeout, settings.disable_live_redirect) == (2.5, True)
+
+
+def test_other_environment_variables_are_ignored(config_file: Path) -> None:
+    key = {"MASTOK_SECRET_KEY": "fixed"}
+
+    assert load(config_file, **key, PORT="1", MASTOK_PROT="2") == load(config_file, **key)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1", True), ("true", True), ("On", True), ("0", False), ("no", False), ("", False)],
+)
+def test_booleans(config_file: Path, raw: str, expected: bool) -> None:
+    assert load(config_file, MASTOK_DISABLE_LIVE_REDIRECT=raw).disable_live_redirect is expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("mastok/", "/mastok"),
+        ("/mastok/", "/mastok"),
+        ("mastok", "/mastok"),
+        (" /lab/mastok/ ", "/lab/mastok"),
+        ("/", ""),
+        ("", ""),
+    ],
+)
+def test_web_prefix_is_normalised(config_file: Path, raw: str, expected: str) -> None:
+    settings = load(config_file, MASTOK_WEB_PREFIX=raw)
+
+    assert settings.web_prefix == expected
+    assert settings.share_url_base == f"http://localhost:8190{expected}/join/"
+
+
+def test_urls_lose_their_trailing_slash(config_file: Path) -> None:
+    settings = load(
+        config_file,
+        MASTOK_OTREE_PUBLIC_URL="https://otree.example.org/",
+        MASTOK_OTREE_API_URL="http://127.0.0.1:8000/",
+    )
+
+    assert settings.otree_public_url == "https://otree.example.org"
+    assert settings.otree_api_url == "http://127.0.0.1:8000"
+
+
+def test_an_empty_secret_key_becomes_a_random_one(config_file: Path) -> None:
+    first, second = load(config_file).secret_key, load(config_file).secret_key
+
+    assert len(first) >= 32
+    assert first != second
+
+
+def test_overrides_skip_none(config_file: Path) -> None:
+    settings = load(config_file).with_overrides(port=9999, host=None)
+
+    assert (settings.port, settings.host) == (9999, "127.0.0.1")
+
+
+# --- Errors ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("MASTOK_PORT", "eighty"),
+        ("MASTOK_PORT", ""),
+        ("MASTOK_OTREE_TIMEOUT", "soon"),
+        ("MASTOK_DISABLE_LIVE_REDIRECT", "maybe"),
+        ("MASTOK_MODE", "STAGING"),
+    ],
+)
+def test_bad_values_name_their_variable(config_file: Path, variable: str, raw: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        load(config_file, **{variable: raw})
+
+
+def test_bad_values_in_config_yml_name_their_variable(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "config.yml", **real_defaults() | {"port": "http"})
+
+    with pytest.raises(ConfigError, match="MASTOK_PORT must be a number, not 'http'"):
+        load(path)
+
+
+def test_unknown_settings_in_config_yml_are_refused(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "config.yml", **real_defaults() | {"prot": 1})
+
+    with pytest.raises(ConfigError, match=r"unknown settings in config\.yml: prot"):
+        load(path)
+
+
+def test_missing_settings_in_config_yml_name_their_variables(tmp_path: Path) -> None:
+    defaults = real_defaults()
+    del defaults["port"], defaults["origin"]
+    path = write_config(tmp_path / "config.yml", **defaults)
+
+    with pytest.raises(ConfigError, match="MASTOK_ORIGIN, MASTOK_PORT"):
+        load(path)
+    assert load(path, MASTOK_PORT="8000", MASTOK_ORIGIN="http://x").port == 8000
+
+
+def test_a_missing_config_file_says_what_to_set(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="set MASTOK_CONFIG"):
+        load(tmp_path / "nowhere.yml")
+
+
+def test_config_yml_must_be_a_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "config.yml"
+    path.write_text("- port\n- host\n")
+
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load(path)
+
+
+# --- Production ------------------------------------------------------------------------------
+
+
+def prod_error(config_file: Path, **environ: str) -> str:
+    settings = load(config_file, **environ)
+    with pytest.raises(ConfigError) as raised:
+        settings.check_production()
+    return str(raised.value)
+
+
+def test_prod_names_every_missing_variable_in_one_message(config_file: Path) -> None:
+    message = prod_error(config_file, MASTOK_MODE="PROD")
+
+    assert "\n" not in message
+    for variable in PROD_VARIABLES:
+        assert variable in message
+
+
+@pytest.mark.parametrize("password", [DEFAULT_PASSWORD, ""])
+def test_prod_refuses_the_default_or_an_empty_password(config_file: Path, password: str) -> None:
+    message = prod_error(config_file, **PROD_ENVIRON | {"MASTOK_PASSWORD": password})
+
+    assert "MASTOK_PASSWORD" in message
+    assert "MASTOK_OTREE" not in message
+
+
+@pytest.mark.parametrize("variable", PROD_VARIABLES[1:])
+def test_prod_refuses_a_missing_otree_setting(config_file: Path, variable: str) -> None:
+    message = prod_error(config_file, **PROD_ENVIRON | {variable: ""})
+
+    assert [v for v in PROD_VARIABLES if v in message] == [variable]
+
+
+def test_prod_with_everything_set_passes(config_file: Path) -> None:
+    settings = load(config_file, **PROD_ENVIRON)
+
+    assert settings.mode == "PROD"
+    settings.check_production()
+
+
+@pytest.mark.parametrize("mode", ["DEV", "TEST"])
+def test_other_modes_accept_the_defaults(config_file: Path, mode: str) -> None:
+    load(config_file, MASTOK_MODE=mode).check_production()
