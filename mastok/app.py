@@ -16,8 +16,12 @@ from starlette.staticfiles import StaticFiles
 from mastok.campaigns.service import CampaignService
 from mastok.config import PROJECT_ROOT, Settings
 from mastok.db import Database, async_url, migrate
+from mastok.live.records import Records
+from mastok.live.rooms import Rooms
+from mastok.live.runner import RoomSettings
+from mastok.live.starter import SessionStarter
 from mastok.otree import OTreeClient
-from mastok.web import api, pages
+from mastok.web import api, join, pages, sockets
 from mastok.web.auth import BasicAuthMiddleware
 
 log = logging.getLogger("mastok")
@@ -31,6 +35,8 @@ class Services:
     db: Database
     otree: OTreeClient
     campaigns: CampaignService
+    records: Records
+    rooms: Rooms
 
 
 def public_prefixes(settings: Settings) -> list[str]:
@@ -47,21 +53,31 @@ def create_app(settings: Settings) -> Starlette:
         otree = OTreeClient(
             settings.otree_api_url, settings.otree_api_key, timeout=settings.otree_timeout
         )
-        app.state.services = Services(
-            settings=settings,
-            db=db,
-            otree=otree,
-            campaigns=CampaignService(db, otree, settings.share_url_base),
+        campaigns = CampaignService(db, otree, settings.share_url_base)
+        records = Records(db)
+        rooms = Rooms(
+            campaigns,
+            records,
+            SessionStarter(otree, settings.otree_public_url),
+            RoomSettings(
+                grace=settings.resume_grace,
+                live_redirect=not settings.disable_live_redirect,
+            ),
         )
+        app.state.services = Services(settings, db, otree, campaigns, records, rooms)
+        await rooms.start()
         log.info("mastok ready on %s%s", settings.origin, settings.web_prefix or "/")
         try:
             yield
         finally:
+            await rooms.stop()
             await otree.aclose()
             await db.close()
 
     routes: list[BaseRoute] = [
         *pages.routes,
+        *join.routes,
+        *sockets.routes,
         Mount("/api", routes=api.routes),
         Route("/healthz", pages.healthz),
         Mount("/front", StaticFiles(directory=PROJECT_ROOT / "front"), name="front"),

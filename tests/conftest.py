@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.otree",
     "tests.fixtures.app",
+    "tests.fixtures.live",
 ]

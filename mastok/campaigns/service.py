@@ -42,6 +42,14 @@ class CampaignService:
             raise CampaignNotFound(namespace)
         return campaign
 
+    async def get_by_id(self, campaign_id: int) -> Campaign | None:
+        async with self.db.session() as session:
+            return await session.get(Campaign, campaign_id)
+
+    async def get_by_slug(self, slug: str) -> Campaign | None:
+        async with self.db.session() as session:
+            return await store.get_campaign_by_slug(session, slug)
+
     async def create(self, raw: Mapping[str, Any]) -> Campaign:
         values = rules.validate_new(raw).model_dump()
         await self._check_config_exists(values["otree_config_name"])

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, DateTime, Integer, MetaData, String, Text
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -46,6 +56,54 @@ class Campaign(Base):
     pending: Mapped[str] = mapped_column(Text, default="")
     state: Mapped[str] = mapped_column(String(16), default="Paused")
     started_sessions: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class OTreeSession(Base):
+    """An oTree session mastok created for a campaign (`mastok_id` is also its oTree label)."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (UniqueConstraint("campaign_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    mastok_id: Mapped[str] = mapped_column(String(160), unique=True)
+    otree_code: Mapped[str] = mapped_column(String(64))
+    admin_url: Mapped[str] = mapped_column(Text, default="")
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Participant(Base):
+    """Someone in a campaign's room, from Land on; after Start, a participation record.
+
+    `step` is where they are: landed, agreed, joining, pending (the pools), started (in an oTree
+    session) or left. Pools are ordered by `queued_at` then `id`.
+    """
+
+    __tablename__ = "participants"
+    __table_args__ = (
+        Index("ix_participants_campaign_step", "campaign_id", "step"),
+        Index("ix_participants_campaign_fingerprint", "campaign_id", "fingerprint"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    fingerprint: Mapped[str] = mapped_column(String(256))
+    step: Mapped[str] = mapped_column(String(16))
+    group_label: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    session_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sessions.id", ondelete="SET NULL"), nullable=True
+    )
+    otree_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    start_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    left_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

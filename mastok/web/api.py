@@ -65,6 +65,14 @@ async def patch_campaign(request: Request) -> Response:
     return JSONResponse(service.to_json(campaign))
 
 
+async def campaign_live(request: Request) -> Response:
+    namespace = request.path_params["namespace"]
+    try:
+        return JSONResponse(await views.supervise(request, namespace))
+    except CampaignNotFound:
+        return _error(404, f"no campaign named {namespace!r}")
+
+
 async def dashboard(request: Request) -> Response:
     return JSONResponse(await views.dashboard(request))
 
@@ -112,6 +120,7 @@ routes = [
     Route("/campaigns", create_campaign, methods=["POST"]),
     Route("/campaigns/{namespace}", get_campaign, methods=["GET"]),
     Route("/campaigns/{namespace}", patch_campaign, methods=["PATCH"]),
+    Route("/campaigns/{namespace}/live", campaign_live, methods=["GET"]),
     Route("/dashboard", dashboard, methods=["GET"]),
     Route("/sessions", sessions, methods=["GET"]),
     Route("/otree/configs", otree_configs, methods=["GET"]),

@@ -89,6 +89,13 @@ def _paths() -> dict[str, Any]:
                 },
             },
         },
+        "/api/campaigns/{namespace}/live": {
+            "parameters": [NAMESPACE],
+            "get": {
+                "summary": "The supervise page's data: campaign, live room, sessions started",
+                "responses": {**_ok(any_object), "404": NOT_FOUND},
+            },
+        },
         "/api/dashboard": {
             "get": {"summary": "Campaign counts and oTree's status", "responses": _ok(any_object)}
         },

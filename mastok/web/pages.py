@@ -79,13 +79,11 @@ async def campaign_edit(request: Request) -> Response:
 
 
 async def campaign_supervise(request: Request) -> Response:
-    services = request.app.state.services
     namespace = request.path_params["namespace"]
     try:
-        campaign = await services.campaigns.get(namespace)
+        context = await views.supervise(request, namespace)
     except CampaignNotFound:
         return _not_found(request, f"No campaign named {namespace!r}.")
-    context = {"campaign": services.campaigns.to_json(campaign)}
     return render(request, "campaign_supervise.html", context)
 
 

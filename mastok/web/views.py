@@ -78,3 +78,38 @@ def public_otree_url(url: str, public_url: str) -> str:
     parts = urlsplit(url)
     path = public.path.rstrip("/") + parts.path
     return urlunsplit((public.scheme, public.netloc, path, parts.query, parts.fragment))
+
+
+async def supervise(request: Request, namespace: str) -> dict[str, Any]:
+    """A campaign, its live room and the sessions mastok started for it.
+
+    Raises CampaignNotFound.
+    """
+    services = request.app.state.services
+    campaign = await services.campaigns.get(namespace)
+    runner = await services.rooms.runner(campaign)
+    sessions = []
+    for record in await services.records.sessions(campaign.id):
+        sessions.append(
+            {
+                "code": record.otree_code,
+                "mastok_id": record.mastok_id,
+                "size": record.size,
+                "admin_url": record.admin_url,
+                "participant_codes": await services.records.participant_codes(record.id),
+                "created_at": _iso(record.created_at),
+            }
+        )
+    return {
+        "campaign": services.campaigns.to_json(runner.campaign),
+        "live": {
+            "state": runner.supervisor_state(),
+            "joining": runner.joining_size(),
+            "pending": runner.pending_size(),
+        },
+        "sessions": sessions,
+    }
+
+
+def _iso(moment: datetime) -> str:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()

@@ -1,0 +1,99 @@
+"""One WebSocket as the runners see it: frames are queued, a writer task sends them in order.
+
+A runner never waits on a slow socket: it queues and moves on. A socket whose queue overflows
+is closed (its reader will notice and leave).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from mastok.live.protocol import encode
+
+QUEUE_LIMIT = 256
+_CLOSE = object()
+
+
+class Connection:
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_LIMIT)
+        self._writer: asyncio.Task[None] | None = None
+        self.closing = False
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write())
+
+    def send(self, kind: str, payload: Any = None) -> None:
+        self.send_text(encode(kind, payload))
+
+    def send_text(self, text: str) -> None:
+        if self.closing:
+            return
+        try:
+            self._queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self.close(1008, "too slow")
+
+    def disconnect(self, reason: str) -> None:
+        """Send Disconnect with `reason`, then close."""
+        self.send("Disconnect", reason)
+        self.close(1000, reason[:100])
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        if self.closing:
+            return
+        self.closing = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait((_CLOSE, code, reason))
+
+    async def wait_closed(self) -> None:
+        if self._writer is not None:
+            await self._writer
+
+    async def stop(self) -> None:
+        """End the writer: let it flush a close already asked for, else cancel it."""
+        if self._writer is None or self._writer.done():
+            return
+        if self.closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._writer), 5)
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+
+    async def _write(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                if isinstance(item, tuple) and item[0] is _CLOSE:
+                    await self.websocket.close(item[1], item[2])
+                    return
+                await self.websocket.send_text(item)
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                self.closing = True
+                return
+
+
+class RateLimit:
+    """A token bucket: `rate` frames a second on average, bursts up to `burst`."""
+
+    def __init__(self, rate: float = 20.0, burst: float = 40.0) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._last = time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True

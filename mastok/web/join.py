@@ -1,0 +1,20 @@
+"""The public join page: where a campaign's share URL leads."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from mastok.web.templating import render
+
+
+async def join_page(request: Request) -> Response:
+    slug = request.path_params["slug"]
+    campaign = await request.app.state.services.campaigns.get_by_slug(slug)
+    if campaign is None:
+        return render(request, "join_not_found.html", {"slug": slug}, 404)
+    return render(request, "join.html", {"slug": slug})
+
+
+routes = [Route("/join/{slug}", join_page)]

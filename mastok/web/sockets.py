@@ -1,0 +1,126 @@
+"""The WebSocket endpoints: participants join by slug, supervisors watch by namespace."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from mastok.campaigns.service import CampaignNotFound
+from mastok.live.connection import Connection, RateLimit
+from mastok.live.protocol import MAX_FRAME_BYTES, Frame, FrameError, decode
+
+log = logging.getLogger("mastok.live")
+UNKNOWN = 4404
+POLICY = 1008
+TOO_BIG = 1009
+
+
+def origin_allowed(websocket: WebSocket) -> bool:
+    settings = websocket.app.state.settings
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return bool(settings.allow_missing_origin)
+    return origin.rstrip("/") == settings.origin
+
+
+async def join_socket(websocket: WebSocket) -> None:
+    if not origin_allowed(websocket):
+        await websocket.close(POLICY)  # before accept: the handshake is answered 403
+        return
+    services = websocket.app.state.services
+    slug = websocket.query_params.get("slug", "")
+    campaign = await services.campaigns.get_by_slug(slug) if slug else None
+    await websocket.accept()
+    connection = Connection(websocket)
+    connection.start()
+    if campaign is None:
+        connection.send("Error", f"no campaign at {slug!r}")
+        connection.close(UNKNOWN, "unknown campaign")
+        await connection.wait_closed()
+        return
+    runner = await services.rooms.runner(campaign)
+    visitor = await runner.participant_arrives(connection)
+    if visitor is None:
+        await connection.wait_closed()
+        return
+    try:
+        await _read_frames(websocket, connection, lambda f: runner.participant_frame(visitor, f))
+    finally:
+        await runner.participant_leaves(visitor)
+        await connection.stop()
+
+
+async def supervise_socket(websocket: WebSocket) -> None:
+    if not origin_allowed(websocket):
+        await websocket.close(POLICY)
+        return
+    services = websocket.app.state.services
+    namespace = websocket.query_params.get("namespace", "")
+    await websocket.accept()
+    connection = Connection(websocket)
+    connection.start()
+    try:
+        campaign = await services.campaigns.get(namespace)
+    except CampaignNotFound:
+        connection.send("Error", f"no campaign named {namespace!r}")
+        connection.close(UNKNOWN, "unknown campaign")
+        await connection.wait_closed()
+        return
+    runner = await services.rooms.runner(campaign)
+    await runner.supervisor_arrives(connection)
+
+    async def on_frame(frame: Frame) -> None:
+        if frame.kind != "State":
+            connection.send("Error", f"supervisors can send State, not {frame.kind!r}")
+            return
+        if frame.payload not in ("Running", "Paused", "Completed"):
+            connection.send("Error", "State must be Running, Paused or Completed")
+            return
+        await services.campaigns.update(namespace, {"state": frame.payload})
+
+    try:
+        await _read_frames(websocket, connection, on_frame)
+    finally:
+        await runner.supervisor_leaves(connection)
+        await connection.stop()
+
+
+async def _read_frames(
+    websocket: WebSocket,
+    connection: Connection,
+    handle: Callable[[Frame], Awaitable[None]],
+) -> None:
+    """Hand each well-formed frame to `handle`; answer bad ones; close abusive sockets."""
+    limit = RateLimit()
+    while not connection.closing:
+        try:
+            message = await websocket.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        if text is None:
+            connection.close(POLICY, "frames must be JSON text")
+            return
+        if len(text) > MAX_FRAME_BYTES // 4 and len(text.encode()) > MAX_FRAME_BYTES:
+            connection.close(TOO_BIG, "frame too big")
+            return
+        if not limit.allow():
+            connection.close(POLICY, "too many frames")
+            return
+        try:
+            frame = decode(text)
+        except FrameError as error:
+            connection.send("Error", str(error))
+            continue
+        await handle(frame)
+
+
+routes = [
+    WebSocketRoute("/ws/join", join_socket),
+    WebSocketRoute("/ws/campaigns/supervise", supervise_socket),
+]

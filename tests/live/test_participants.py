@@ -1,0 +1,179 @@
+"""A participant's way through the room, over real WebSockets against a running mastok."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fixtures.live import LiveServer, ServerFactory, join
+from tests.live.helpers import running_campaign
+
+
+@pytest.fixture
+def server(make_server: ServerFactory) -> LiveServer:
+    return make_server()
+
+
+async def test_state_comes_first_then_consent_after_land(server: LiveServer) -> None:
+    campaign = running_campaign(server)
+    peer = await server.participant(campaign["slug"])
+    assert await peer.expect("State") == "Running"
+    await peer.send("Land", "fp-1")
+    token = await peer.expect("Resume")
+    assert isinstance(token, str) and len(token) >= 20
+    consent = await peer.expect("Consent")
+    assert '<input class="task-list-item-checkbox" type="checkbox">' in consent
+    assert '<button id="accept" type="button">I agree</button>' in consent
+    await peer.close()
+
+
+@pytest.mark.parametrize("state", ["Paused", "Completed"])
+async def test_paused_or_completed_campaigns_send_their_message_and_close(
+    server: LiveServer, state: str
+) -> None:
+    campaign = running_campaign(server, paused="**Back soon**", completed="All *done*")
+    with server.admin() as admin:
+        admin.patch(f"/api/campaigns/{campaign['namespace']}", json={"state": state})
+    peer = await server.participant(campaign["slug"])
+    message = await peer.expect(state)
+    assert message == (
+        "<p><strong>Back soon</strong></p>\n" if state == "Paused" else "<p>All <em>done</em></p>\n"
+    )
+    assert await peer.expect("Disconnect") == state
+    assert await peer.closed() == 1000
+
+
+async def test_empty_fingerprint_fails_landing(server: LiveServer) -> None:
+    campaign = running_campaign(server)
+    peer = await server.participant(campaign["slug"])
+    await peer.expect("State")
+    await peer.send("Land", "")
+    assert await peer.expect("Disconnect") == "LandingFailed"
+    assert await peer.closed() == 1000
+
+
+async def test_joining_size_only_after_agree(server: LiveServer) -> None:
+    campaign = running_campaign(server, per_session=3, max_sessions=2)
+    first, _ = await join(server, campaign["slug"], "fp-a")
+    await first.send("Agree")
+    assert await first.expect("Instructions") == "<p>Please wait for the others.</p>\n"
+    assert await first.expect("JoiningSize") == "1/3"
+    second, _ = await join(server, campaign["slug"], "fp-b")
+    await first.silent()  # a second person landing is not in the pool yet
+    await second.send("Agree")
+    await second.expect("Instructions")
+    assert await second.expect("JoiningSize") == "2/3"
+    assert await first.expect("JoiningSize") == "2/3"
+
+
+async def test_joining_size_is_not_sent_unless_shown(server: LiveServer) -> None:
+    campaign = running_campaign(server, per_session=3, show_nb_participants=False)
+    peer, _ = await join(server, campaign["slug"], "fp-a")
+    await peer.send("Agree")
+    await peer.expect("Instructions")
+    await peer.silent()
+
+
+async def test_grouping_asks_then_connect_chooses(server: LiveServer) -> None:
+    campaign = running_campaign(
+        server, per_session=2, grouping="Your team?\nRed:1\nBlue:1\nJoin", max_sessions=2
+    )
+    peer, _ = await join(server, campaign["slug"], "fp-g")
+    await peer.send("Connect", "Red")
+    assert "after Agree" in await peer.expect("Error")
+    await peer.send("Agree")
+    assert await peer.expect("Grouping") == {
+        "question": "Your team?",
+        "groups": ["Red", "Blue"],
+        "action": "Join",
+    }
+    await peer.send("Connect", "Green")
+    assert "one of the Grouping labels" in await peer.expect("Error")
+    await peer.send("Connect", "Red")
+    await peer.expect("Instructions")
+    assert await peer.expect("JoiningSize") == "1/2"
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload", "error"),
+    [
+        ("Agree", None, "Agree comes once, after Land"),
+        ("State", "Paused", "participants cannot send 'State'"),
+        ("Start", None, "participants cannot send 'Start'"),
+    ],
+)
+async def test_out_of_order_frames_are_answered_and_change_nothing(
+    server: LiveServer, kind: str, payload: object, error: str
+) -> None:
+    campaign = running_campaign(server)
+    peer = await server.participant(campaign["slug"])
+    await peer.expect("State")
+    await peer.send(kind, payload)
+    assert await peer.expect("Error") == error
+    await peer.send("Land", "fp-ok")
+    await peer.expect("Resume")
+    await peer.expect("Consent")
+    supervisor = await server.supervisor(campaign["namespace"])
+    assert await supervisor.expect("State") == "Running"
+
+
+async def test_malformed_frames_get_errors(server: LiveServer) -> None:
+    campaign = running_campaign(server)
+    peer = await server.participant(campaign["slug"])
+    await peer.expect("State")
+    await peer.socket.send("not json")
+    assert await peer.expect("Error") == "frames must be JSON"
+    await peer.socket.send("[1, 2]")
+    assert "frames must be objects" in await peer.expect("Error")
+    await peer.socket.send('{"payload": 1}')
+    assert await peer.expect("Error") == 'frames need a "kind" string'
+    await peer.send("Land", "fp")
+    await peer.expect("Resume")
+
+
+async def test_frames_over_64_kib_close_the_socket(server: LiveServer) -> None:
+    campaign = running_campaign(server)
+    peer = await server.participant(campaign["slug"])
+    await peer.expect("State")
+    await peer.send("Land", "x" * (64 * 1024 + 10))
+    assert await peer.closed() == 1009
+
+
+async def test_binary_frames_close_the_socket(server: LiveServer) -> None:
+    campaign = running_campaign(server)
+    peer = await server.participant(campaign["slug"])
+    await peer.expect("State")
+    await peer.socket.send(b"\x00\x01")
+    assert await peer.closed() == 1008
+
+
+async def test_a_flood_closes_the_socket_and_the_room_goes_on(server: LiveServer) -> None:
+    campaign = running_campaign(server)
+    flooder = await server.participant(campaign["slug"])
+    await flooder.expect("State")
+    for _ in range(200):
+        await flooder.socket.send('{"kind": "Agree"}')
+    assert await flooder.closed() == 1008
+    calm, _ = await join(server, campaign["slug"], "fp-calm")
+    await calm.send("Agree")
+    await calm.expect("Instructions")
+
+
+async def test_unknown_slug_gets_an_error_and_a_close(server: LiveServer) -> None:
+    peer = await server.participant("nobody_here")
+    assert "no campaign" in await peer.expect("Error")
+    assert await peer.closed() == 4404
+
+
+async def test_join_once_rejects_a_fingerprint_already_in_the_room(server: LiveServer) -> None:
+    campaign = running_campaign(server, join_once=True, per_session=3)
+    await join(server, campaign["slug"], "same-fp")
+    again = await server.participant(campaign["slug"])
+    await again.expect("State")
+    await again.send("Land", "same-fp")
+    assert await again.expect("Disconnect") == "LandingFailed"
+
+
+async def test_without_join_once_the_same_fingerprint_can_land_twice(server: LiveServer) -> None:
+    campaign = running_campaign(server, per_session=3)
+    await join(server, campaign["slug"], "same-fp")
+    await join(server, campaign["slug"], "same-fp")
