@@ -1,0 +1,265 @@
+"""Full pools become real oTree sessions: codes, records, completion, redirect, Busy."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+
+from mastok.db.tables import OTreeSession, Participant
+from mastok.otree import OTreeClient
+from tests.fixtures.live import LiveServer, Peer, ServerFactory, join
+from tests.live.helpers import campaign_state, running_campaign
+
+
+async def agree_all(*peers: Peer) -> None:
+    for peer in peers:
+        await peer.send("Agree")
+
+
+async def starting_url(peer: Peer) -> str:
+    url = await peer.until("Starting")
+    assert await peer.expect("Disconnect") == "Start"
+    assert await peer.closed() == 1000
+    return url
+
+
+async def test_four_participants_make_two_real_otree_sessions(
+    make_server: ServerFactory, otree_client: OTreeClient
+) -> None:
+    server = make_server()
+    campaign = running_campaign(server, "e2e", per_session=2, max_sessions=3, concurrent_sessions=2)
+    peers = [(await join(server, campaign["slug"], f"fp-{n}"))[0] for n in range(4)]
+    await agree_all(*peers)
+    urls = [await starting_url(peer) for peer in peers]
+    assert len(set(urls)) == 4
+    public = server.settings.otree_public_url
+    assert all(url.startswith(f"{public}/InitializeParticipant/") for url in urls)
+
+    sessions = {s.label: s for s in await otree_client.list_sessions()}
+    first, second = sessions["mk:e2e:1"], sessions["mk:e2e:2"]
+    assert first.num_participants == second.num_participants == 2
+    detail = await otree_client.get_session(first.code)
+    assert detail.config["mastok_id"] == "mk:e2e:1"
+    codes = {p.code for p in detail.participants}
+    assert {url.rsplit("/", 1)[1] for url in urls[:2]} == codes
+
+    async with httpx.AsyncClient() as http:
+        for url in urls:
+            code = url.rsplit("/", 1)[1]
+            page = await http.get(url, follow_redirects=True)
+            assert page.status_code == 200
+            assert str(page.url).startswith(f"{public}/p/{code}/guess/Guess/1")
+            assert 'name="guess"' in page.text
+
+    assert campaign_state(server, "e2e")["started_sessions"] == 2
+    async with server.services.db.session() as db:
+        rows = list(await db.scalars(select(Participant).order_by(Participant.id)))
+        assert [r.step for r in rows] == ["started"] * 4
+        assert [r.fingerprint for r in rows] == ["fp-0", "fp-1", "fp-2", "fp-3"]
+        assert [r.start_url for r in rows] == urls
+        recorded = list(await db.scalars(select(OTreeSession).order_by(OTreeSession.number)))
+        assert [(s.mastok_id, s.otree_code, s.size) for s in recorded] == [
+            ("mk:e2e:1", first.code, 2),
+            ("mk:e2e:2", second.code, 2),
+        ]
+
+
+async def test_supervisor_sees_sizes_and_session_start(make_server: ServerFactory) -> None:
+    server = make_server()
+    campaign = running_campaign(server, "sup", per_session=2, max_sessions=2)
+    supervisor = await server.supervisor("sup")
+    assert await supervisor.expect("State") == "Running"
+    assert await supervisor.expect("JoiningSize") == "0/2"
+    assert await supervisor.expect("PendingSize") == "0/6"
+    first, _ = await join(server, campaign["slug"], "a")
+    second, _ = await join(server, campaign["slug"], "b")
+    await first.send("Agree")
+    assert await supervisor.until("JoiningSize") == "1/2"
+    await second.send("Agree")
+    start = await supervisor.until("SessionStart")
+    assert start["mastok_id"] == "mk:sup:1"
+    assert start["size"] == 2
+    assert len(start["participant_codes"]) == 2
+    assert start["admin_url"].startswith(server.settings.otree_public_url)
+    assert start["created_at"].endswith("+00:00")
+    assert await supervisor.until("JoiningSize") == "0/2"
+    assert await supervisor.until("PendingSize") == "0/4"  # 2 x (2 - 1 + 1)
+    urls = [await starting_url(first), await starting_url(second)]
+    assert sorted(u.rsplit("/", 1)[1] for u in urls) == sorted(start["participant_codes"])
+    with server.admin() as admin:
+        live = admin.get("/api/campaigns/sup/live").json()
+    assert live["live"] == {"state": "Busy", "joining": "0/2", "pending": "0/4"}
+    assert live["sessions"][0]["participant_codes"] == sorted(start["participant_codes"])
+
+
+async def test_last_session_completes_the_campaign_and_ends_the_wait(
+    make_server: ServerFactory,
+) -> None:
+    server = make_server()
+    campaign = running_campaign(
+        server, "last", per_session=2, max_sessions=1, completed="Thanks, we are full."
+    )
+    a, _ = await join(server, campaign["slug"], "a")
+    b, _ = await join(server, campaign["slug"], "b")
+    waiting, _ = await join(server, campaign["slug"], "c")
+    await agree_all(a, b)
+    await starting_url(a)
+    await starting_url(b)
+    assert await waiting.expect("Completed") == "<p>Thanks, we are full.</p>\n"
+    assert await waiting.expect("Disconnect") == "Completed"
+    assert campaign_state(server, "last")["state"] == "Completed"
+    late = await server.participant(campaign["slug"])
+    assert await late.expect("Completed") == "<p>Thanks, we are full.</p>\n"
+    assert await late.expect("Disconnect") == "Completed"
+
+
+async def test_join_once_rejects_a_past_participant(make_server: ServerFactory) -> None:
+    server = make_server(disable_live_redirect=True)
+    campaign = running_campaign(
+        server, "once", per_session=1, otree_config_name="survey", max_sessions=3, join_once=True
+    )
+    peer, _ = await join(server, campaign["slug"], "fp-once")
+    await peer.send("Agree")
+    await starting_url(peer)
+    again = await server.participant(campaign["slug"])
+    await again.expect("State")
+    await again.send("Land", "fp-once")
+    assert await again.expect("Disconnect") == "LandingFailed"
+
+
+async def test_coming_back_to_a_live_session_redirects_to_it(make_server: ServerFactory) -> None:
+    server = make_server()
+    campaign = running_campaign(
+        server, "back", per_session=1, otree_config_name="survey", max_sessions=3
+    )
+    peer, _ = await join(server, campaign["slug"], "fp-back")
+    await peer.send("Agree")
+    url = await starting_url(peer)
+    again = await server.participant(campaign["slug"])
+    await again.expect("State")
+    await again.send("Land", "fp-back")
+    assert await again.expect("Disconnect") == f"Redirect:{url}"
+
+
+async def test_live_redirect_can_be_disabled(make_server: ServerFactory) -> None:
+    server = make_server(disable_live_redirect=True)
+    campaign = running_campaign(
+        server, "noredirect", per_session=1, otree_config_name="survey", max_sessions=3
+    )
+    peer, _ = await join(server, campaign["slug"], "fp")
+    await peer.send("Agree")
+    await starting_url(peer)
+    await join(server, campaign["slug"], "fp")  # lands again, gets Consent
+
+
+async def test_no_redirect_once_the_session_is_over(make_server: ServerFactory) -> None:
+    server = make_server()
+    campaign = running_campaign(
+        server, "over", per_session=1, otree_config_name="survey", max_sessions=3
+    )
+    peer, _ = await join(server, campaign["slug"], "fp")
+    await peer.send("Agree")
+    await starting_url(peer)
+    await age_sessions(server, minutes=campaign["session_duration"] + 1)
+    await join(server, campaign["slug"], "fp")
+
+
+async def age_sessions(server: LiveServer, minutes: int) -> None:
+    async with server.services.db.session() as db:
+        sessions = list(await db.scalars(select(OTreeSession)))
+        for session in sessions:
+            await db.execute(
+                update(OTreeSession)
+                .where(OTreeSession.id == session.id)
+                .values(created_at=session.created_at - timedelta(minutes=minutes))
+            )
+        await db.commit()
+
+
+async def test_busy_holds_newcomers_in_pending_until_a_session_ends(
+    make_server: ServerFactory,
+) -> None:
+    server = make_server()
+    campaign = running_campaign(
+        server,
+        "busy",
+        per_session=1,
+        otree_config_name="survey",
+        max_sessions=5,
+        concurrent_sessions=1,
+        session_duration=5,
+    )
+    supervisor = await server.supervisor("busy")
+    assert await supervisor.expect("State") == "Running"
+    first, _ = await join(server, campaign["slug"], "a")
+    await first.send("Agree")
+    await starting_url(first)
+    assert await supervisor.until("State") == "Busy"
+
+    newcomer = await server.participant(campaign["slug"])
+    assert await newcomer.expect("State") == "Busy"
+    await newcomer.send("Land", "b")
+    await newcomer.expect("Resume")
+    await newcomer.expect("Consent")
+    await newcomer.send("Agree")
+    assert await newcomer.expect("Pending") == "<p>The room is full, please wait.</p>\n"
+    await supervisor.sees("PendingSize", "1/5")
+
+    await age_sessions(server, minutes=6)
+    assert await newcomer.expect("Instructions", within=5)
+    url = await starting_url(newcomer)
+    assert "/InitializeParticipant/" in url
+    assert campaign_state(server, "busy")["started_sessions"] == 2
+
+
+@pytest.mark.parametrize("state", ["Paused", "Completed"])
+async def test_supervisor_state_change_reaches_everyone(
+    make_server: ServerFactory, state: str
+) -> None:
+    server = make_server()
+    campaign = running_campaign(server, "steer", per_session=3, paused="Pause!", completed="End!")
+    watcher, steerer = await server.supervisor("steer"), await server.supervisor("steer")
+    for supervisor in (watcher, steerer):
+        await supervisor.expect("State")
+    unlanded = await server.participant(campaign["slug"])
+    await unlanded.expect("State")
+    waiting, _ = await join(server, campaign["slug"], "w")
+    await waiting.send("Agree")
+    await waiting.expect("Instructions")
+    await steerer.send("State", state)
+    assert await watcher.until("State") == state
+    assert await steerer.until("State") == state
+    for peer in (unlanded, waiting):
+        assert await peer.until(state) == f"<p>{'Pause!' if state == 'Paused' else 'End!'}</p>\n"
+        assert await peer.expect("Disconnect") == state
+    assert campaign_state(server, "steer")["state"] == state
+    assert await watcher.until("JoiningSize") == "0/3"
+    await steerer.send("State", "Running")
+    assert await watcher.until("State") == "Running"
+    await join(server, campaign["slug"], "again")
+
+
+async def test_supervisor_frames_are_checked(make_server: ServerFactory) -> None:
+    server = make_server()
+    running_campaign(server, "check")
+    supervisor = await server.supervisor("check")
+    await supervisor.expect("State")
+    await supervisor.send("State", "Busy")
+    assert await supervisor.until("Error") == "State must be Running, Paused or Completed"
+    await supervisor.send("Land", "x")
+    assert "supervisors can send State" in await supervisor.until("Error")
+    assert campaign_state(server, "check")["state"] == "Running"
+
+
+async def test_edits_reach_a_running_campaign(make_server: ServerFactory) -> None:
+    server = make_server()
+    campaign = running_campaign(server, "edit", per_session=3, instructions="Old text")
+    with server.admin() as admin:
+        admin.patch("/api/campaigns/edit", json={"instructions": "New *text*", "per_session": 2})
+    first, _ = await join(server, campaign["slug"], "a")
+    await first.send("Agree")
+    assert await first.expect("Instructions") == "<p>New <em>text</em></p>\n"
+    assert await first.expect("JoiningSize") == "1/2"
