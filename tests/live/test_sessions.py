@@ -55,7 +55,7 @@ async def test_four_participants_make_two_real_otree_sessions(
             assert 'name="guess"' in page.text
 
     assert campaign_state(server, "e2e")["started_sessions"] == 2
-    async with server.services.db.session() as db:
+    async with server.database() as db:
         rows = list(await db.scalars(select(Participant).order_by(Participant.id)))
         assert [r.step for r in rows] == ["started"] * 4
         assert [r.fingerprint for r in rows] == ["fp-0", "fp-1", "fp-2", "fp-3"]
@@ -168,7 +168,7 @@ async def test_no_redirect_once_the_session_is_over(make_server: ServerFactory) 
 
 
 async def age_sessions(server: LiveServer, minutes: int) -> None:
-    async with server.services.db.session() as db:
+    async with server.database() as db:
         sessions = list(await db.scalars(select(OTreeSession)))
         for session in sessions:
             await db.execute(
