@@ -1,0 +1,191 @@
+"""Places survive dropped connections and oTree failures; sessions are never doubled."""
+
+from __future__ import annotations
+
+import asyncio
+
+from mastok.otree import OTreeClient
+from tests.fixtures.live import FaultyOTree, ServerFactory, join
+from tests.live.helpers import campaign_state, running_campaign
+
+GROUPS = "Team?\nRed:1\nBlue:1\nGo"
+
+
+async def test_resume_gives_the_place_back(make_server: ServerFactory) -> None:
+    server = make_server()
+    campaign = running_campaign(server, "resume", per_session=3)
+    peer, token = await join(server, campaign["slug"], "a")
+    await peer.send("Agree")
+    await peer.expect("Instructions")
+    assert await peer.expect("JoiningSize") == "1/3"
+    await peer.close()
+    back = await server.participant(campaign["slug"])
+    assert await back.expect("State") == "Running"
+    await back.send("Resume", token)
+    assert await back.expect("Resume") == token
+    assert await back.expect("Instructions") == "<p>Please wait for the others.</p>\n"
+    assert await back.expect("JoiningSize") == "1/3"
+    other, _ = await join(server, campaign["slug"], "b")
+    await other.send("Agree")
+    await other.expect("Instructions")
+    assert await other.expect("JoiningSize") == "2/3"
+    assert await back.expect("JoiningSize") == "2/3"
+
+
+async def test_resume_before_agreeing_shows_the_consent_again(make_server: ServerFactory) -> None:
+    server = make_server()
+    campaign = running_campaign(server, "again", grouping=GROUPS)
+    peer, token = await join(server, campaign["slug"], "a")
+    await peer.close()
+    back = await server.participant(campaign["slug"])
+    await back.expect("State")
+    await back.send("Resume", token)
+    await back.expect("Resume")
+    assert "I agree" in await back.expect("Consent")
+    await back.send("Agree")
+    assert (await back.expect("Grouping"))["groups"] == ["Red", "Blue"]
+    await back.close()
+    third = await server.participant(campaign["slug"])
+    await third.expect("State")
+    await third.send("Resume", token)
+    await third.expect("Resume")
+    assert (await third.expect("Grouping"))["question"] == "Team?"
+
+
+async def test_a_second_socket_with_the_token_replaces_the_first(
+    make_server: ServerFactory,
+) -> None:
+    server = make_server()
+    campaign = running_campaign(server, "twice", per_session=3)
+    first, token = await join(server, campaign["slug"], "a")
+    second = await server.participant(campaign["slug"])
+    await second.expect("State")
+    await second.send("Resume", token)
+    assert await first.until("Disconnect") == "Replaced"
+    await second.expect("Resume")
+    await second.expect("Consent")
+
+
+async def test_unknown_token_asks_to_land_again(make_server: ServerFactory) -> None:
+    server = make_server()
+    campaign = running_campaign(server, "unknown")
+    peer = await server.participant(campaign["slug"])
+    await peer.expect("State")
+    await peer.send("Resume", "not-a-token")
+    assert await peer.expect("Error") == "unknown or expired resume token: Land again"
+    await peer.send("Land", "fp")
+    await peer.expect("Resume")
+
+
+async def test_leaving_frees_the_place_after_the_grace_period(make_server: ServerFactory) -> None:
+    server = make_server(resume_grace=0.5)
+    campaign = running_campaign(server, "leave", per_session=2, grouping=GROUPS)
+    supervisor = await server.supervisor("leave")
+    first, token = await join(server, campaign["slug"], "a")
+    await first.send("Agree")
+    await first.expect("Grouping")
+    await first.send("Connect", "Red")
+    await first.expect("Instructions")
+    second, _ = await join(server, campaign["slug"], "b")
+    await second.send("Agree")
+    await second.expect("Grouping")
+    await second.send("Connect", "Red")
+    assert await second.expect("Pending") == "<p>The room is full, please wait.</p>\n"
+    await supervisor.sees("PendingSize", "1/8")  # 2 groups x 1 x (3 + 1)
+    await first.close()
+    assert await second.expect("Instructions", within=5) == "<p>Please wait for the others.</p>\n"
+    await supervisor.sees("PendingSize", "0/8")
+    late = await server.participant(campaign["slug"])
+    await late.expect("State")
+    await late.send("Resume", token)
+    assert "expired" in await late.expect("Error")
+
+
+async def test_a_session_waits_for_members_who_are_away(make_server: ServerFactory) -> None:
+    server = make_server(resume_grace=30)
+    campaign = running_campaign(server, "away", per_session=2, max_sessions=2)
+    first, token = await join(server, campaign["slug"], "a")
+    await first.send("Agree")
+    await first.expect("Instructions")
+    await first.close()
+    second, _ = await join(server, campaign["slug"], "b")
+    await second.send("Agree")
+    await second.expect("Instructions")
+    assert await second.expect("JoiningSize") == "2/2"
+    await second.silent(0.6)  # full, but one member is away: no session yet
+    back = await server.participant(campaign["slug"])
+    await back.expect("State")
+    await back.send("Resume", token)
+    assert "/InitializeParticipant/" in await back.until("Starting")
+    assert "/InitializeParticipant/" in await second.until("Starting")
+
+
+async def test_otree_failure_keeps_people_waiting_and_is_retried(
+    make_server: ServerFactory,
+    faulty_otree: tuple[FaultyOTree, str],
+    otree_client: OTreeClient,
+) -> None:
+    proxy, proxy_url = faulty_otree
+    proxy.fail_creations(2, status=500, text="database is locked")
+    server = make_server(otree_api_url=proxy_url)
+    campaign = running_campaign(server, "flaky", per_session=2, max_sessions=2)
+    supervisor = await server.supervisor("flaky")
+    a, _ = await join(server, campaign["slug"], "a")
+    b, _ = await join(server, campaign["slug"], "b")
+    await a.send("Agree")
+    await b.send("Agree")
+    await supervisor.sees("State", "Unavailable")
+    assert await supervisor.until("Error") == "oTree session creation failed: database is locked"
+    await a.expect("Instructions")
+    start = await supervisor.until("SessionStart", within=15)
+    assert start["mastok_id"] == "mk:flaky:1"
+    await supervisor.sees("State", "Busy")
+    assert proxy.session_posts == 3
+    assert "/InitializeParticipant/" in await a.until("Starting")
+    assert "/InitializeParticipant/" in await b.until("Starting")
+    labels = [s.label for s in await otree_client.list_sessions()]
+    assert labels.count("mk:flaky:1") == 1
+    assert campaign_state(server, "flaky")["started_sessions"] == 1
+
+
+async def test_a_timed_out_creation_is_claimed_not_repeated(
+    make_server: ServerFactory,
+    faulty_otree: tuple[FaultyOTree, str],
+    otree_client: OTreeClient,
+) -> None:
+    proxy, proxy_url = faulty_otree
+    proxy.answer_creation_late(seconds=2.5)
+    server = make_server(otree_api_url=proxy_url, otree_timeout=1)
+    campaign = running_campaign(server, "slow", per_session=2, max_sessions=2)
+    supervisor = await server.supervisor("slow")
+    a, _ = await join(server, campaign["slug"], "a")
+    b, _ = await join(server, campaign["slug"], "b")
+    await a.send("Agree")
+    await b.send("Agree")
+    assert "did not answer in time" in await supervisor.until("Error")
+    start = await supervisor.until("SessionStart", within=15)
+    assert proxy.session_posts == 1
+    sessions = [s for s in await otree_client.list_sessions() if s.label == "mk:slow:1"]
+    assert [s.code for s in sessions] == [start["code"]]
+    urls = [await a.until("Starting"), await b.until("Starting")]
+    assert sorted(u.rsplit("/", 1)[1] for u in urls) == sorted(start["participant_codes"])
+
+
+async def test_paused_during_a_retry_creates_nothing(
+    make_server: ServerFactory, faulty_otree: tuple[FaultyOTree, str]
+) -> None:
+    proxy, proxy_url = faulty_otree
+    proxy.fail_creations(1)
+    server = make_server(otree_api_url=proxy_url)
+    campaign = running_campaign(server, "halt", per_session=2)
+    supervisor = await server.supervisor("halt")
+    a, _ = await join(server, campaign["slug"], "a")
+    b, _ = await join(server, campaign["slug"], "b")
+    await a.send("Agree")
+    await b.send("Agree")
+    await supervisor.sees("State", "Unavailable")
+    await supervisor.send("State", "Paused")
+    assert await a.until("Disconnect") == "Paused"
+    await asyncio.sleep(1.5)
+    assert proxy.session_posts == 1
+    assert campaign_state(server, "halt")["started_sessions"] == 0
