@@ -29,7 +29,7 @@ TEXT_LIMIT = 100_000
 M = TypeVar("M", bound=BaseModel)
 # Fixed at creation: a campaign's sessions and records refer to them.
 IMMUTABLE = ("namespace", "otree_config_name")
-READ_ONLY = ("started_sessions", "id", "share_url", "created_at", "updated_at")
+READ_ONLY = ("started_sessions", "id", "uid", "share_url", "created_at", "updated_at")
 
 
 def _ranged(name: str, description: str) -> Any:

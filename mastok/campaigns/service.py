@@ -100,6 +100,7 @@ class CampaignService:
     def to_json(self, campaign: Campaign) -> dict[str, Any]:
         return {
             **self.as_fields(campaign),
+            "uid": campaign.uid,
             "share_url": self.share_url(campaign),
             "created_at": _iso(campaign.created_at),
             "updated_at": _iso(campaign.updated_at),

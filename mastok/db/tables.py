@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -30,6 +31,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def new_uid() -> str:
+    return secrets.token_hex(4)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -56,6 +61,7 @@ class Campaign(Base):
     pending: Mapped[str] = mapped_column(Text, default="")
     state: Mapped[str] = mapped_column(String(16), default="Paused")
     started_sessions: Mapped[int] = mapped_column(Integer, default=0)
+    uid: Mapped[str] = mapped_column(String(32), default=new_uid, server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

@@ -27,6 +27,11 @@ class SessionStarter:
     def mastok_id(campaign: Campaign, number: int) -> str:
         return f"mk:{campaign.namespace}:{number}"
 
+    @classmethod
+    def label(cls, campaign: Campaign, number: int) -> str:
+        """The oTree label: the mastok id and the campaign's uid, unique to this campaign."""
+        return f"{cls.mastok_id(campaign, number)}:{campaign.uid}"
+
     def start_url(self, participant_code: str) -> str:
         return f"{self.public_url}/InitializeParticipant/{participant_code}"
 
@@ -35,7 +40,7 @@ class SessionStarter:
 
     async def start(self, campaign: Campaign, number: int) -> Session:
         """The oTree session numbered `number` for this campaign, created if need be."""
-        label = self.mastok_id(campaign, number)
+        label = self.label(campaign, number)
         try:
             existing = await self.otree.find_session_by_label(label)
             if existing is not None:
@@ -45,7 +50,7 @@ class SessionStarter:
                     campaign.otree_config_name,
                     campaign.per_session,
                     label=label,
-                    modified_config={"mastok_id": label},
+                    modified_config={"mastok_id": self.mastok_id(campaign, number)},
                 )
         except OTreeError as error:
             raise StartFailed(error.message) from None

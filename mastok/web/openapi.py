@@ -35,6 +35,7 @@ def _schemas() -> dict[str, Any]:
             **create["properties"],
             "state": update["properties"]["state"],
             "started_sessions": {"type": "integer", "minimum": 0},
+            "uid": {"type": "string", "description": "Random id in its oTree session labels"},
             "share_url": {"type": "string", "format": "uri"},
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},

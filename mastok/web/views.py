@@ -61,13 +61,19 @@ async def sessions(request: Request) -> dict[str, Any]:
 def _session_json(summary: SessionSummary, public_url: str) -> dict[str, Any]:
     return {
         "code": summary.code,
-        "mastok_id": summary.label if summary.label.startswith("mk:") else None,
+        "mastok_id": mastok_id_of(summary.label),
         "label": summary.label,
         "config_name": summary.config_name,
         "num_participants": summary.num_participants,
         "created_at": summary.created_at.isoformat() if summary.created_at else None,
         "admin_url": public_otree_url(summary.admin_url, public_url),
     }
+
+
+def mastok_id_of(label: str) -> str | None:
+    """`mk:{namespace}:{n}` from a label `mk:{namespace}:{n}:{uid}` mastok gave a session."""
+    parts = label.split(":")
+    return ":".join(parts[:3]) if parts[0] == "mk" and len(parts) >= 3 else None
 
 
 def public_otree_url(url: str, public_url: str) -> str:

@@ -143,8 +143,8 @@ async def test_otree_failure_keeps_people_waiting_and_is_retried(
     assert proxy.session_posts == 3
     assert "/InitializeParticipant/" in await a.until("Starting")
     assert "/InitializeParticipant/" in await b.until("Starting")
-    labels = [s.label for s in await otree_client.list_sessions()]
-    assert labels.count("mk:flaky:1") == 1
+    label = f"mk:flaky:1:{campaign['uid']}"
+    assert [s.label for s in await otree_client.list_sessions()].count(label) == 1
     assert campaign_state(server, "flaky")["started_sessions"] == 1
 
 
@@ -165,7 +165,8 @@ async def test_a_timed_out_creation_is_claimed_not_repeated(
     assert "did not answer in time" in await supervisor.until("Error")
     start = await supervisor.until("SessionStart", within=15)
     assert proxy.session_posts == 1
-    sessions = [s for s in await otree_client.list_sessions() if s.label == "mk:slow:1"]
+    label = f"mk:slow:1:{campaign['uid']}"
+    sessions = [s for s in await otree_client.list_sessions() if s.label == label]
     assert [s.code for s in sessions] == [start["code"]]
     urls = [await a.until("Starting"), await b.until("Starting")]
     assert sorted(u.rsplit("/", 1)[1] for u in urls) == sorted(start["participant_codes"])

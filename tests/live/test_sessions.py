@@ -39,7 +39,8 @@ async def test_four_participants_make_two_real_otree_sessions(
     assert all(url.startswith(f"{public}/InitializeParticipant/") for url in urls)
 
     sessions = {s.label: s for s in await otree_client.list_sessions()}
-    first, second = sessions["mk:e2e:1"], sessions["mk:e2e:2"]
+    uid = campaign["uid"]
+    first, second = sessions[f"mk:e2e:1:{uid}"], sessions[f"mk:e2e:2:{uid}"]
     assert first.num_participants == second.num_participants == 2
     detail = await otree_client.get_session(first.code)
     assert detail.config["mastok_id"] == "mk:e2e:1"

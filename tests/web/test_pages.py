@@ -128,11 +128,11 @@ async def test_sessions_page_lists_otree_sessions_with_mastok_id(
     from mastok.otree import OTreeClient
 
     assert isinstance(otree_client, OTreeClient)
-    created = await otree_client.create_session("guess_two", 2, label="mk:study_x:1")
+    created = await otree_client.create_session("guess_two", 2, label="mk:study_x:1:c0ffee00")
     page = client.get("/sessions")
     assert page.status_code == 200
     assert f'<tr data-code="{created.code}">' in page.text
-    assert "mk:study_x:1" in page.text
+    assert "<td>mk:study_x:1</td>" in page.text
     listed = client.get("/api/sessions").json()["sessions"]
     mine = next(s for s in listed if s["code"] == created.code)
     assert mine["mastok_id"] == "mk:study_x:1"
