@@ -1,0 +1,107 @@
+"""The waiting room survives the server process being killed and started again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from mastok.otree.local import LocalOTree, free_port
+from tests.campaigns.factories import campaign_input
+from tests.fixtures.app import LOGIN, PASSWORD
+from tests.fixtures.live import Peer
+
+
+@contextmanager
+def mastok_process(port: int, database_url: str, otree: LocalOTree, log: Path) -> Iterator[str]:
+    env = {
+        **os.environ,
+        "MASTOK_MODE": "TEST",
+        "MASTOK_LOGIN": LOGIN,
+        "MASTOK_PASSWORD": PASSWORD,
+        "MASTOK_ORIGIN": f"http://127.0.0.1:{port}",
+        "MASTOK_OTREE_API_URL": otree.url,
+        "MASTOK_OTREE_PUBLIC_URL": otree.url,
+        "MASTOK_OTREE_API_KEY": otree.rest_key,
+    }
+    command = [sys.executable, "-m", "mastok", "serve", "--port", str(port)]
+    with log.open("ab") as stderr:
+        process = subprocess.Popen(
+            [*command, "--database", database_url],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"mastok did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.05)
+        yield url
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+
+async def test_waiting_participants_keep_their_places_across_a_crash(
+    database_url: str, otree_server: LocalOTree, tmp_path: Path
+) -> None:
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    socket_url = f"ws://127.0.0.1:{port}/ws/join?slug=crash_join"
+
+    async def arrive(fingerprint: str) -> tuple[Peer, str]:
+        peer = await Peer.open(socket_url, origin=origin)
+        assert await peer.expect("State") == "Running"
+        await peer.send("Land", fingerprint)
+        token = await peer.expect("Resume")
+        await peer.expect("Consent")
+        await peer.send("Agree")
+        return peer, token
+
+    async def resume(token: str) -> Peer:
+        peer = await Peer.open(socket_url, origin=origin)
+        assert await peer.expect("State") == "Running"
+        await peer.send("Resume", token)
+        assert await peer.expect("Resume") == token
+        return peer
+
+    fields = campaign_input("crash", otree_config_name="survey", per_session=3, max_sessions=1)
+    with mastok_process(port, database_url, otree_server, tmp_path / "mastok.log") as url:
+        async with httpx.AsyncClient(base_url=url, auth=(LOGIN, PASSWORD)) as admin:
+            assert (await admin.post("/api/campaigns", json=fields)).status_code == 201
+            await admin.patch("/api/campaigns/crash", json={"state": "Running"})
+        first, first_token = await arrive("a")
+        await first.expect("Instructions")
+        second, second_token = await arrive("b")
+        await second.expect("Instructions")
+        assert await second.expect("JoiningSize") == "2/3"
+    # killed with SIGKILL: no goodbye to anyone
+    with mastok_process(port, database_url, otree_server, tmp_path / "mastok.log") as url:
+        first = await resume(first_token)
+        await first.expect("Instructions")
+        assert await first.expect("JoiningSize") == "2/3"
+        second = await resume(second_token)
+        await second.expect("Instructions")
+        assert await second.expect("JoiningSize") == "2/3"
+        third, _ = await arrive("c")
+        await third.expect("Instructions")
+        urls = {await peer.until("Starting") for peer in (first, second, third)}
+        assert len(urls) == 3
+        async with httpx.AsyncClient(base_url=url, auth=(LOGIN, PASSWORD)) as admin:
+            assert (await admin.get("/api/campaigns/crash")).json()["state"] == "Completed"
