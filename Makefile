@@ -5,12 +5,12 @@ OTREE_VENV := .venv-otree
 OTREE_VERSION := 6.0.15
 BIN := $(VENV)/bin
 
-.PHONY: dev test lint typecheck pytest otree-venv venv clean
+.PHONY: dev test lint typecheck pytest otree-venv venv chromium clean
 
 dev: venv otree-venv
 	$(BIN)/mastok dev
 
-test: venv otree-venv lint typecheck pytest
+test: venv otree-venv chromium lint typecheck pytest
 
 venv: $(VENV)/.installed
 otree-venv: $(OTREE_VENV)/bin/otree
@@ -33,7 +33,11 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-pytest: venv otree-venv
+# The browser tests drive Debian's Chromium (Playwright's own browser download does not work here).
+chromium:
+	sh scripts/install-chromium.sh
+
+pytest: venv otree-venv chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 clean:

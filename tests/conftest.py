@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.otree",
     "tests.fixtures.app",
     "tests.fixtures.live",
+    "tests.fixtures.browser",
 ]

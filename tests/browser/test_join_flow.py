@@ -1,0 +1,83 @@
+"""Real people's view: Chromium participants join through the page and land on oTree, while a
+supervisor's page follows the room live."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from tests.fixtures.app import LOGIN, PASSWORD
+from tests.fixtures.live import LiveServer, ServerFactory
+from tests.live.helpers import running_campaign
+
+pytestmark = pytest.mark.browser
+
+
+async def tick_consent_and_accept(page: Page) -> None:
+    await expect(page.locator("#step-consent")).to_be_visible()
+    accept = page.locator("#accept")
+    await expect(accept).to_be_disabled()
+    boxes = page.locator("#step-consent input[type=checkbox]")
+    assert await boxes.count() == 2
+    await boxes.nth(0).check()
+    await expect(accept).to_be_disabled()
+    await boxes.nth(1).check()
+    await expect(accept).to_be_enabled()
+    await accept.click()
+
+
+async def supervise(browser: Browser, server: LiveServer, namespace: str) -> Page:
+    context = await browser.new_context(http_credentials={"username": LOGIN, "password": PASSWORD})
+    page = await context.new_page()
+    await page.goto(f"{server.url}/campaigns/supervise/{namespace}")
+    await expect(page.locator("#live-status")).to_have_text("live", ignore_case=True)
+    return page
+
+
+async def test_two_browsers_join_and_arrive_on_otree(
+    browser: Browser, make_server: ServerFactory
+) -> None:
+    server = make_server()
+    running_campaign(server, "browser", slug="browser_study", per_session=2, max_sessions=2)
+    supervisor = await supervise(browser, server, "browser")
+    await expect(supervisor.locator("#joining-size")).to_have_text("0 / 2")
+
+    people = []
+    for _ in range(2):
+        context = await browser.new_context()
+        people.append(await context.new_page())
+    first, second = people
+    await first.goto(f"{server.url}/join/browser_study")
+    await tick_consent_and_accept(first)
+    await expect(first.locator("#step-waiting")).to_be_visible()
+    await expect(first.locator("#joining-size")).to_contain_text("1 of 2")
+    await expect(supervisor.locator("#joining-size")).to_have_text("1 / 2")
+
+    await second.goto(f"{server.url}/join/browser_study")
+    await tick_consent_and_accept(second)
+    for page in people:
+        await page.wait_for_url(f"{server.settings.otree_public_url}/p/**/guess/Guess/1")
+        await expect(page.locator("input[name=guess]")).to_be_visible()
+    codes = {page.url.split("/p/")[1].split("/")[0] for page in people}
+    assert len(codes) == 2
+
+    rows = supervisor.locator("#sessions tbody tr")
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("mk:browser:1")
+    await expect(supervisor.locator("#joining-size")).to_have_text("0 / 2")
+    await expect(supervisor.locator("#state")).to_have_text("Busy")
+
+
+async def test_supervisor_pauses_from_the_page(
+    browser: Browser, page: Page, make_server: ServerFactory
+) -> None:
+    server = make_server()
+    running_campaign(server, "pausing", slug="pausing_study", per_session=2, paused="Back soon")
+    supervisor = await supervise(browser, server, "pausing")
+    await page.goto(f"{server.url}/join/pausing_study")
+    await expect(page.locator("#step-consent")).to_be_visible()
+    await supervisor.locator("button[data-state=Paused]").click()
+    await expect(supervisor.locator("#state")).to_have_text("Paused")
+    await expect(page.locator("#step-ended")).to_contain_text("Back soon")
+    with server.admin() as admin:
+        assert admin.get("/api/campaigns/pausing").json()["state"] == "Paused"
