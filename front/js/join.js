@@ -517,6 +517,21 @@ function disconnected(reason) {
         reason: "You have already taken part in this study or cannot join it.",
       });
       break;
+    case "Timeout":
+      showEnded({
+        title: "No group formed in time",
+        html: "",
+        reason: "Not enough people arrived within the waiting time. Thank you for waiting; you may close this page.",
+      });
+      break;
+    case "Away":
+      showEnded({
+        title: "Disconnected",
+        html: "",
+        reason: "You were away too long and lost your place.",
+        retry: true,
+      });
+      break;
     case "Replaced":
       showEnded({
         title: "Opened in another tab",

@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mastok.campaigns.grouping import Grouping, parse_grouping
@@ -44,6 +44,7 @@ class Member:
     order: float = 0.0
     connection: Connection | None = None
     away_since: float | None = None
+    waiting_since: datetime | None = None
 
     @property
     def present(self) -> bool:
@@ -99,6 +100,7 @@ class Runner:
             runner._order += 1
             member = Member(row.id, row.token, row.fingerprint, row.step, row.group_label)
             member.order, member.away_since = runner._order, now
+            member.waiting_since = _aware(row.queued_at) if row.queued_at else None
             runner.members[member.token] = member
         runner.live_sessions = await records.live_session_times(
             campaign.id, live_since(utcnow(), campaign.session_duration)
@@ -301,8 +303,9 @@ class Runner:
         else:
             await self._leave(member, "Full")
             return
+        member.waiting_since = utcnow()
         await self.records.move(
-            [member.id], step=member.step, group_label=group, queued_at=utcnow()
+            [member.id], step=member.step, group_label=group, queued_at=member.waiting_since
         )
         self._send_step(member)
         if member.step == "joining":
@@ -450,6 +453,10 @@ class Runner:
             ]
             for member in expired:
                 await self._leave(member, "Away")
+            waited_too_long = self._waited_too_long()
+            for member in waited_too_long:
+                await self._leave(member, "Timeout")
+            expired += waited_too_long
             if expired:
                 self._tell_joining_sizes()
                 self._tell_supervisors_sizes()
@@ -468,6 +475,15 @@ class Runner:
                     await self._start_session(pool)
             await self._promote()
             await self._start_sessions()
+
+    def _waited_too_long(self) -> list[Member]:
+        """People in the pools for longer than the campaign's waiting limit."""
+        limit = utcnow() - timedelta(minutes=self.campaign.waiting_limit)
+        return [
+            m
+            for m in self.members.values()
+            if m.waiting_since is not None and m.waiting_since < limit
+        ]
 
     # -- supervisors and edits --------------------------------------------------------------
 
