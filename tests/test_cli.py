@@ -1,0 +1,117 @@
+"""The `mastok` command: help, migrate, PROD refusal, and `mastok dev` (what `make dev` runs)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from mastok.otree.local import free_port, port_is_free
+
+MASTOK = [sys.executable, "-m", "mastok"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*MASTOK, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "MASTOK_MODE": "TEST", **(env or {})},
+    )
+
+
+def test_help_everywhere() -> None:
+    top = run("--help")
+    assert top.returncode == 0
+    for command in ("serve", "migrate", "dev"):
+        assert command in top.stdout
+        sub = run(command, "--help")
+        assert sub.returncode == 0, sub.stderr
+        assert "Usage: python -m mastok" in sub.stdout
+    assert "--database" in run("serve", "--help").stdout
+
+
+def test_migrate_creates_the_schema(tmp_path: Path) -> None:
+    database = tmp_path / "fresh.sqlite3"
+    done = run("migrate", "--database", f"sqlite:///{database}")
+    assert done.returncode == 0, done.stderr
+    assert f"migrated {database}" in done.stdout
+    tables = {
+        name
+        for (name,) in sqlite3.connect(database).execute(
+            "select name from sqlite_master where type='table'"
+        )
+    }
+    assert {"campaigns", "participants", "sessions", "alembic_version"} <= tables
+
+
+def test_prod_refuses_unsafe_settings_in_one_line() -> None:
+    refused = run(
+        "serve",
+        env={
+            "MASTOK_MODE": "PROD",
+            "MASTOK_PASSWORD": "mastok",
+            "MASTOK_OTREE_API_URL": "",
+            "MASTOK_OTREE_PUBLIC_URL": "http://otree.example",
+            "MASTOK_OTREE_API_KEY": "",
+        },
+    )
+    assert refused.returncode != 0
+    lines = refused.stderr.strip().splitlines()
+    assert lines == [
+        "Error: PROD mode needs these settings: set MASTOK_PASSWORD (not the default), "
+        "MASTOK_OTREE_API_URL, MASTOK_OTREE_API_KEY"
+    ]
+
+
+def test_bad_settings_are_named(tmp_path: Path) -> None:
+    refused = run("migrate", env={"MASTOK_PORT": "eighty"})
+    assert refused.returncode != 0
+    assert "MASTOK_PORT must be a number" in refused.stderr
+
+
+def test_dev_starts_the_demo_otree_and_mastok_then_stops_both(tmp_path: Path) -> None:
+    port, otree_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "MASTOK_MODE": "TEST",
+        "MASTOK_SQLITE_PATH": str(tmp_path / "data" / "mastok.sqlite3"),
+    }
+    env.pop("MASTOK_ORIGIN", None)
+    process = subprocess.Popen(
+        [*MASTOK, "dev", "--port", str(port), "--otree-port", str(otree_port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.stderr.read()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "mastok dev did not start"
+            time.sleep(0.1)
+        admin = httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=("mastok", "mastok"))
+        configs = admin.get("/api/otree/configs").json()
+        assert {c["name"] for c in configs} == {"survey", "guess_two"}
+        dashboard = admin.get("/api/dashboard").json()
+        assert dashboard["otree"]["public_url"] == f"http://127.0.0.1:{otree_port}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert f"mastok admin at http://localhost:{port}/" in stderr
+    assert "login: mastok  password: mastok" in stderr
+    assert (tmp_path / "data" / "mastok.sqlite3").exists()
+    assert port_is_free("127.0.0.1", otree_port), "oTree was left running"
