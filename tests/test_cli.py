@@ -7,12 +7,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from mastok.otree.local import free_port, port_is_free
+from tests.fixtures.processes import wait_until_healthy
 
 MASTOK = [sys.executable, "-m", "mastok"]
 
@@ -93,16 +93,8 @@ def test_dev_starts_the_demo_otree_and_mastok_then_stops_both(tmp_path: Path) ->
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.stderr.read()  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, "mastok dev did not start"
-            time.sleep(0.1)
+        explain = process.stderr.read  # type: ignore[union-attr]
+        wait_until_healthy(f"http://127.0.0.1:{port}", process, explain)
         admin = httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=("mastok", "mastok"))
         configs = admin.get("/api/otree/configs").json()
         assert {c["name"] for c in configs} == {"survey", "guess_two"}

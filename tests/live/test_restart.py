@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +16,7 @@ from mastok.otree.local import LocalOTree, free_port
 from tests.campaigns.factories import campaign_input
 from tests.fixtures.app import LOGIN, PASSWORD
 from tests.fixtures.live import Peer
+from tests.fixtures.processes import wait_until_healthy
 
 
 @contextmanager
@@ -41,16 +41,7 @@ def mastok_process(port: int, database_url: str, otree: LocalOTree, log: Path) -
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"mastok did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.05)
+        wait_until_healthy(url, process, lambda: log.read_text()[-2000:])
         yield url
     finally:
         if process.poll() is None:
