@@ -22,7 +22,7 @@ _CLOSE = object()
 class Connection:
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_LIMIT)
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self.closing = False
 
@@ -35,10 +35,10 @@ class Connection:
     def send_text(self, text: str) -> None:
         if self.closing:
             return
-        try:
-            self._queue.put_nowait(text)
-        except asyncio.QueueFull:
+        if self._queue.qsize() >= QUEUE_LIMIT:
             self.close(1008, "too slow")
+            return
+        self._queue.put_nowait(text)
 
     def disconnect(self, reason: str) -> None:
         """Send Disconnect with `reason`, then close."""
@@ -49,8 +49,7 @@ class Connection:
         if self.closing:
             return
         self.closing = True
-        with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait((_CLOSE, code, reason))
+        self._queue.put_nowait((_CLOSE, code, reason))
 
     async def wait_closed(self) -> None:
         if self._writer is not None:

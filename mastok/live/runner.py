@@ -18,13 +18,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from mastok.campaigns.grouping import Grouping, parse_grouping
 from mastok.campaigns.markdown import render, render_consent
-from mastok.db.tables import Campaign, utcnow
+from mastok.db.tables import Campaign, OTreeSession, utcnow
 from mastok.live.connection import Connection
 from mastok.live.protocol import MAX_FINGERPRINT, Frame, encode
 from mastok.live.records import Records, live_since
 from mastok.live.starter import SessionStarter, StartFailed
+from mastok.otree import Session
 
 log = logging.getLogger("mastok.live")
 
@@ -182,7 +185,12 @@ class Runner:
             if handler is None:
                 visitor.connection.send("Error", f"participants cannot send {frame.kind!r}")
                 return
-            await handler(visitor, frame.payload)
+            try:
+                await handler(visitor, frame.payload)
+            except Exception:
+                # Never let one frame take the room down; the database is still the truth.
+                log.exception("%s: %s failed", self.campaign.namespace, frame.kind)
+                visitor.connection.send("Error", "mastok could not handle that: please retry")
 
     async def participant_leaves(self, visitor: Visitor) -> None:
         async with self.lock:
@@ -388,18 +396,13 @@ class Runner:
             for member, participant, url in zip(pool, session.participants, urls, strict=False)
         ]
         complete = number >= campaign.max_sessions
-        record = await self.records.record_start(
-            campaign,
-            {
-                "number": number,
-                "mastok_id": self.starter.mastok_id(campaign, number),
-                "otree_code": session.code,
-                "admin_url": self.starter.public_admin_url(session.admin_url),
-                "size": len(pool),
-            },
-            assignments,
-            complete,
-        )
+        try:
+            record = await self._record_start(session, assignments, number, complete)
+        except SQLAlchemyError as error:
+            # oTree has the session; a retry claims it by its label once the database is back.
+            log.exception("%s: recording session %s failed", campaign.namespace, session.code)
+            self._schedule_retry(f"could not record session {session.code}: {error}", "mastok")
+            return False
         campaign.started_sessions = number
         self.live_sessions.append(record.created_at)
         for member, url in zip(pool, urls, strict=False):
@@ -429,14 +432,36 @@ class Runner:
         self._tell_supervisors_state()
         return True
 
-    def _schedule_retry(self, message: str) -> None:
+    async def _record_start(
+        self,
+        session: Session,
+        assignments: list[tuple[int, str, str]],
+        number: int,
+        complete: bool,
+    ) -> OTreeSession:
+        campaign = self.campaign
+        return await self.records.record_start(
+            campaign,
+            {
+                "number": number,
+                "mastok_id": self.starter.mastok_id(campaign, number),
+                "otree_code": session.code,
+                "admin_url": self.starter.public_admin_url(session.admin_url),
+                "size": len(assignments),
+            },
+            assignments,
+            complete,
+        )
+
+    def _schedule_retry(self, message: str, failed: str = "oTree") -> None:
         attempt = self._retry.attempt + 1 if self._retry else 1
         delay = RETRY_DELAYS[min(attempt - 1, len(RETRY_DELAYS) - 1)]
         self._retry = _Retry(attempt, time.monotonic() + delay)
         self.unavailable = True
-        log.warning("%s: oTree session creation failed: %s", self.campaign.namespace, message)
+        text = f"{failed} session creation failed: {message}"
+        log.warning("%s: %s", self.campaign.namespace, text)
         self._tell_supervisors_state()
-        self._tell_supervisors("Error", f"oTree session creation failed: {message}")
+        self._tell_supervisors("Error", text)
 
     # -- the clock --------------------------------------------------------------------------
 
