@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -16,6 +16,9 @@ from starlette.staticfiles import StaticFiles
 from mastok.campaigns.service import CampaignService
 from mastok.config import PROJECT_ROOT, Settings
 from mastok.db import Database, async_url, migrate
+from mastok.lightmill import api as lightmill_api
+from mastok.lightmill.design import Design
+from mastok.lightmill.service import LightMill
 from mastok.live.records import Records
 from mastok.live.rooms import Rooms
 from mastok.live.runner import RoomSettings
@@ -37,15 +40,26 @@ class Services:
     campaigns: CampaignService
     records: Records
     rooms: Rooms
+    lightmill: LightMill
 
 
 def public_prefixes(settings: Settings) -> list[str]:
-    """Paths anyone may reach: the join page and socket, static files, the health check."""
+    """Paths anyone may reach: the join page and socket, static files, the health check,
+    LightMill's experiment client routes."""
     prefix = settings.web_prefix
-    return [f"{prefix}/join/", f"{prefix}/ws/join", f"{prefix}/front/", f"{prefix}/healthz"]
+    lightmill = [f"{prefix}{path}" for path in lightmill_api.CLIENT_PREFIXES]
+    return [
+        f"{prefix}/join/",
+        f"{prefix}/ws/join",
+        f"{prefix}/front/",
+        f"{prefix}/healthz",
+        *lightmill,
+    ]
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, designs: Sequence[Design] = ()) -> Starlette:
+    """`designs`: LightMill experiments to import at start (those already there are skipped)."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = Database(async_url(settings.database_url, settings.sqlite_path))
@@ -64,7 +78,15 @@ def create_app(settings: Settings) -> Starlette:
                 live_redirect=not settings.disable_live_redirect,
             ),
         )
-        app.state.services = Services(settings, db, otree, campaigns, records, rooms)
+        lightmill = LightMill.from_settings(db, settings)
+        for design in designs:
+            await lightmill.import_at_start(design)
+        if settings.unprotected_runs:
+            log.warning(
+                "LIGHTMILL RUNS ARE UNPROTECTED: any client can take over a locked run. "
+                "Never run a real study like this."
+            )
+        app.state.services = Services(settings, db, otree, campaigns, records, rooms, lightmill)
         await rooms.start()
         log.info("mastok ready on %s%s", settings.origin, settings.web_prefix or "/")
         try:
@@ -78,6 +100,7 @@ def create_app(settings: Settings) -> Starlette:
         *pages.routes,
         *join.routes,
         *sockets.routes,
+        *lightmill_api.routes,
         Mount("/api", routes=api.routes),
         Route("/healthz", pages.healthz),
         Mount("/front", StaticFiles(directory=PROJECT_ROOT / "front"), name="front"),

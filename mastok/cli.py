@@ -8,6 +8,7 @@ import os
 import secrets
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import uvicorn
 
 from mastok.config import ConfigError, Settings, load_settings
 from mastok.db import Database, async_url, migrate
+from mastok.lightmill.design import Design, DesignError, parse_design
 
 DEMO_OTREE_PORT = 8180
 
@@ -34,12 +36,12 @@ def _check(settings: Settings) -> None:
         raise click.ClickException(str(error)) from None
 
 
-def _run(settings: Settings) -> None:
+def _run(settings: Settings, designs: Sequence[Design] = ()) -> None:
     from mastok.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, designs),
         host=settings.host,
         port=settings.port,
         proxy_headers=True,
@@ -56,11 +58,63 @@ def main() -> None:
 @click.option("--host", help="Address to listen on [MASTOK_HOST].")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port [MASTOK_PORT, 8190].")
 @click.option("--database", help="Database URL [MASTOK_DATABASE_URL; empty: SQLite file].")
-def serve(host: str | None, port: int | None, database: str | None) -> None:
+@click.option(
+    "--experiment-design",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="LightMill: import this TouchStone design at start (skipped if its id is there).",
+)
+@click.option(
+    "--unprotected-runs",
+    is_flag=True,
+    default=None,
+    help="LightMill: any client may take over a locked run (unsafe) [MASTOK_UNPROTECTED_RUNS].",
+)
+@click.option(
+    "--fixed-measures",
+    is_flag=True,
+    default=None,
+    help="LightMill: refuse measures the design lacks [MASTOK_FIXED_MEASURES].",
+)
+@click.option("--volatile", is_flag=True, help="Keep everything in memory (in-memory SQLite).")
+@click.option("--force", is_flag=True, help="Do not ask for confirmations.")
+def serve(
+    host: str | None,
+    port: int | None,
+    database: str | None,
+    experiment_design: Path | None,
+    unprotected_runs: bool | None,
+    fixed_measures: bool | None,
+    volatile: bool,
+    force: bool,
+) -> None:
     """Apply migrations and serve mastok."""
-    settings = _settings(host=host, port=port, database_url=database)
+    if volatile:
+        if database:
+            raise click.UsageError("--volatile and --database exclude each other")
+        database = "sqlite:///:memory:"
+    settings = _settings(
+        host=host,
+        port=port,
+        database_url=database,
+        unprotected_runs=unprotected_runs,
+        fixed_measures=fixed_measures,
+    )
     _check(settings)
-    _run(settings)
+    designs = [_read_design(experiment_design)] if experiment_design else []
+    if unprotected_runs and not force:
+        click.confirm(
+            "Unprotected runs let any client take over a run another client is doing: "
+            "never use them in a real study. Continue?",
+            abort=True,
+        )
+    _run(settings, designs)
+
+
+def _read_design(path: Path) -> Design:
+    try:
+        return parse_design(path.read_bytes())
+    except (OSError, DesignError) as error:
+        raise click.ClickException(f"cannot import {path}: {error}") from None
 
 
 @main.command(name="migrate")

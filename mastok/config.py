@@ -46,6 +46,9 @@ class Settings:
     disable_live_redirect: bool
     allow_missing_origin: bool
     resume_grace: float
+    lock_timeout: float
+    unprotected_runs: bool
+    fixed_measures: bool
 
     @property
     def share_url_base(self) -> str:
@@ -152,4 +155,7 @@ def _typed(values: dict[str, Any]) -> Settings:
         disable_live_redirect=_parse_bool("disable_live_redirect", values["disable_live_redirect"]),
         allow_missing_origin=_parse_bool("allow_missing_origin", values["allow_missing_origin"]),
         resume_grace=_parse_number("resume_grace", values["resume_grace"], float),
+        lock_timeout=_parse_number("lock_timeout", values["lock_timeout"], float),
+        unprotected_runs=_parse_bool("unprotected_runs", values["unprotected_runs"]),
+        fixed_measures=_parse_bool("fixed_measures", values["fixed_measures"]),
     )

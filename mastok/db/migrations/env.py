@@ -7,6 +7,7 @@ from sqlalchemy import Connection
 
 from mastok.db.engine import create_engine
 from mastok.db.tables import Base
+from mastok.lightmill import tables as lightmill_tables  # noqa: F401 (registers them)
 
 target_metadata = Base.metadata
 

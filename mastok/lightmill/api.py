@@ -1,0 +1,307 @@
+"""LightMill's HTTP API at LightMill's paths (under `/api`) and in its JSON shapes.
+
+Its routes sit beside mastok's admin API rather than in its mount: they have their own
+documentation (docs/lightmill.md) and, but for `/import`, their own access rules.
+
+Experiment clients (lightmill-runner) call every route but `/import` from other origins without
+credentials: those routes are public and CORS-open. `/import` changes what the server holds, so
+it is the admin's (HTTP Basic) and, like the admin API's writes, needs a Content-Type a page
+cannot send cross-site without a preflight (XML), which it never gets.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mastok.lightmill.design import Factor, Measure
+from mastok.lightmill.errors import (
+    InvalidBody,
+    LightMillError,
+    UnknownElement,
+    UnsupportedMediaType,
+)
+from mastok.lightmill.results import parse_json, parse_results, read_token
+from mastok.lightmill.service import LightMill
+from mastok.lightmill.store import BlockInfo, ExperimentInfo, Lock, PlanBlock, RunInfo, TrialInfo
+
+MIB = 1 << 20
+MAX_DESIGN_BYTES = 32 * MIB
+MAX_RESULTS_BYTES = 16 * MIB
+XML_TYPES = ("application/xml", "text/xml")
+NUMBER = re.compile(r"\d{1,9}")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _lightmill(request: Request) -> LightMill:
+    service: LightMill = request.app.state.services.lightmill
+    return service
+
+
+def _answering_errors(handler: Callable[[Request], Awaitable[Any]]) -> Handler:
+    """JSON for what the handler returns; LightMill's `{"message", "type"}` for its errors."""
+
+    async def endpoint(request: Request) -> Response:
+        if request.method == "OPTIONS":  # not a CORS preflight (those never get here)
+            return Response(status_code=200)
+        try:
+            return JSONResponse(await handler(request))
+        except LightMillError as error:
+            return JSONResponse(error.to_json(), error.status)
+
+    endpoint.__name__ = handler.__name__
+    return endpoint
+
+
+# --- Routes -----------------------------------------------------------------------------------
+
+
+async def list_experiments(request: Request) -> Any:
+    return await _lightmill(request).experiments()
+
+
+async def import_experiment(request: Request) -> Any:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in XML_TYPES:
+        raise UnsupportedMediaType(
+            "send the TouchStone design as the body with Content-Type: application/xml"
+        )
+    data = await _read_body(request, MAX_DESIGN_BYTES)
+    return experiment_json(await _lightmill(request).import_xml(data))
+
+
+async def get_experiment(request: Request) -> Any:
+    return experiment_json(await _lightmill(request).experiment(request.path_params["xp"]))
+
+
+async def available_run(request: Request) -> Any:
+    return run_json(await _lightmill(request).available_run(request.path_params["xp"]))
+
+
+async def get_run(request: Request) -> Any:
+    xp, run = await _touched(request)
+    return run_json(await _lightmill(request).run(xp, run))
+
+
+async def lock_run(request: Request) -> Any:
+    return lock_json(await _lightmill(request).lock(*_run_path(request)))
+
+
+async def unlock_run(request: Request) -> Any:
+    token = read_token(parse_json(await _read_body(request, MIB)))
+    return run_json(await _lightmill(request).unlock(*_run_path(request), token))
+
+
+async def run_plan(request: Request) -> Any:
+    return [plan_block_json(b) for b in await _lightmill(request).plan(*await _touched(request))]
+
+
+async def current_trial(request: Request) -> Any:
+    return trial_json(await _lightmill(request).current_trial(*await _touched(request)))
+
+
+async def next_trial(request: Request) -> Any:
+    return trial_json(await _lightmill(request).next_trial(*await _touched(request)))
+
+
+async def get_block(request: Request) -> Any:
+    xp, run = await _touched(request)
+    block = _number(request, "block")
+    return block_json(await _lightmill(request).block(xp, run, block))
+
+
+async def get_trial(request: Request) -> Any:
+    xp, run = await _touched(request)
+    block, trial = _number(request, "block"), _number(request, "trial")
+    info = await _lightmill(request).trial(xp, run, block, trial)
+    return {**trial_json(info), "events": info.events}
+
+
+async def post_trial(request: Request) -> Any:
+    # Clients send the JSON as text/plain (or nothing) to spare a preflight: read the bytes.
+    results = parse_results(await _read_body(request, MAX_RESULTS_BYTES))
+    xp, run = _run_path(request)
+    block, trial = _number(request, "block"), _number(request, "trial")
+    return trial_json(await _lightmill(request).record_trial(xp, run, block, trial, results))
+
+
+def _run_path(request: Request) -> tuple[str, str]:
+    return request.path_params["xp"], request.path_params["run"]
+
+
+async def _touched(request: Request) -> tuple[str, str]:
+    """The run of the path; a `token` query parameter keeps its lock alive."""
+    xp, run = _run_path(request)
+    await _lightmill(request).touch(xp, run, request.query_params.get("token"))
+    return xp, run
+
+
+def _number(request: Request, name: str) -> int:
+    raw = request.path_params[name]
+    if not NUMBER.fullmatch(raw):
+        raise UnknownElement(f"{name} numbers are whole numbers from 0, not {raw!r}")
+    return int(raw)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise InvalidBody(f"the body is larger than {limit // MIB} MiB")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise InvalidBody(f"the body is larger than {limit // MIB} MiB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# --- JSON shapes (LightMill's) ----------------------------------------------------------------
+
+
+def experiment_json(info: ExperimentInfo) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "name": info.name,
+        "description": info.description,
+        "runs": list(info.runs),
+        "factors": {factor.id: factor_json(factor) for factor in info.factors},
+        "measures": {measure.id: measure_json(measure) for measure in info.measures},
+    }
+
+
+def factor_json(factor: Factor) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "tag": factor.tag,
+        "name": factor.name,
+        "type": factor.type,
+        "values": {value.id: value.name for value in factor.values},
+        "defaultValue": factor.default,
+    }
+    if factor.default is not None:
+        found["default_value"] = factor.default  # LightMill gave both spellings
+    return found
+
+
+def measure_json(measure: Measure) -> dict[str, Any]:
+    levels = [
+        level
+        for level, on in (("trial", measure.trial_level), ("event", measure.event_level))
+        if on
+    ]
+    return {"name": measure.name, "levels": levels, "type": measure.type}
+
+
+def run_json(info: RunInfo) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "experimentId": info.experiment_id,
+        "completed": info.completed,
+        "started": info.started,
+        "trialCount": info.trial_count,
+        "blockCount": info.block_count,
+        "locked": info.locked,
+    }
+
+
+def lock_json(lock: Lock) -> dict[str, Any]:
+    return {"token": lock.token, "runId": lock.run_id, "experimentId": lock.experiment_id}
+
+
+def block_json(info: BlockInfo) -> dict[str, Any]:
+    return {
+        "number": info.number,
+        "measuredBlockNumber": info.measured_number,
+        "factorValues": info.factor_values,
+        "trialCount": info.trial_count,
+        "practice": info.practice,
+    }
+
+
+def plan_block_json(plan: PlanBlock) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "number": plan.block.number,
+        "factorValues": plan.block.factor_values,
+        "trials": [
+            {
+                "number": trial.number,
+                "factorValues": trial.factor_values,
+                "completionDate": epoch_ms(trial.completed_at),
+            }
+            for trial in plan.trials
+        ],
+        "practice": plan.block.practice,
+    }
+    if not plan.block.practice:  # LightMill's plan leaves it out for practice blocks
+        found["measuredBlockNumber"] = plan.block.measured_number
+    return found
+
+
+def trial_json(info: TrialInfo) -> dict[str, Any]:
+    return {
+        "experimentId": info.experiment_id,
+        "runId": info.run_id,
+        "number": info.number,
+        "blockNumber": info.block_number,
+        "measuredBlockNumber": info.measured_block_number,
+        "factorValues": info.factor_values,
+        "measures": info.measures,
+        "practice": info.practice,
+        "completionDate": epoch_ms(info.completed_at),
+    }
+
+
+def epoch_ms(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1000)
+
+
+# --- Routing ----------------------------------------------------------------------------------
+
+CORS = [
+    Middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET", "POST"],
+        allow_headers=["*"],
+        allow_private_network=True,
+    )
+]
+
+
+def _client_route(path: str, handler: Callable[[Request], Awaitable[Any]], method: str) -> Route:
+    return Route(path, _answering_errors(handler), methods=[method, "OPTIONS"], middleware=CORS)
+
+
+# Paths anyone may call (public_prefixes in mastok/app.py lists their prefixes).
+CLIENT_PREFIXES = (
+    "/api/experiments",
+    "/api/experiment/",
+    "/api/run/",
+    "/api/block/",
+    "/api/trial/",
+)
+
+routes = [
+    _client_route("/api/experiments", list_experiments, "GET"),
+    _client_route("/api/experiment/{xp}", get_experiment, "GET"),
+    _client_route("/api/experiment/{xp}/available_run", available_run, "GET"),
+    _client_route("/api/run/{xp}/{run}", get_run, "GET"),
+    _client_route("/api/run/{xp}/{run}/lock", lock_run, "GET"),
+    _client_route("/api/run/{xp}/{run}/unlock", unlock_run, "POST"),
+    _client_route("/api/run/{xp}/{run}/plan", run_plan, "GET"),
+    _client_route("/api/run/{xp}/{run}/current_trial", current_trial, "GET"),
+    _client_route("/api/run/{xp}/{run}/next_trial", next_trial, "GET"),
+    _client_route("/api/block/{xp}/{run}/{block}", get_block, "GET"),
+    _client_route("/api/trial/{xp}/{run}/{block}/{trial}", get_trial, "GET"),
+    _client_route("/api/trial/{xp}/{run}/{block}/{trial}", post_trial, "POST"),
+    Route("/api/import", _answering_errors(import_experiment), methods=["POST"]),
+]

@@ -1,0 +1,72 @@
+"""LightMill's errors: each answers with its class name as `type`, a message and a status.
+
+Experiment clients switch on `type` (lightmill-runner puts it on the errors it throws), so the
+names and statuses are LightMill's own.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class LightMillError(Exception):
+    status: ClassVar[int] = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+    def to_json(self) -> dict[str, str]:
+        return {"message": self.message, "type": self.type}
+
+
+class UnknownElement(LightMillError):
+    status = 400
+
+
+class InvalidBody(LightMillError):
+    """mastok's own: a request body that is not what the route takes (LightMill answered 500)."""
+
+    status = 400
+
+
+class UnsupportedMediaType(LightMillError):
+    """mastok's own: an import whose Content-Type is not XML."""
+
+    status = 415
+
+
+class CannotImportExperiment(LightMillError):
+    status = 400
+
+
+class RunAlreadyLocked(LightMillError):
+    status = 405
+
+
+class RunNotLocked(LightMillError):
+    status = 405
+
+
+class WrongToken(LightMillError):
+    status = 405
+
+
+class ExperimentProgressError(LightMillError):
+    status = 405
+
+
+class WrongMeasureKey(LightMillError):
+    status = 400
+
+
+class NoAvailableRuns(LightMillError):
+    status = 410
+
+
+class RunCompleted(LightMillError):
+    status = 410

@@ -1,0 +1,97 @@
+"""LightMill as the API serves it: the store, with the server-wide flags from the settings."""
+
+from __future__ import annotations
+
+import logging
+
+from mastok.config import Settings
+from mastok.db import Database
+from mastok.lightmill.design import Design, DesignError, parse_design
+from mastok.lightmill.errors import CannotImportExperiment
+from mastok.lightmill.results import TrialResults
+from mastok.lightmill.store import (
+    BlockInfo,
+    ExperimentInfo,
+    LightMillStore,
+    Lock,
+    LockPolicy,
+    PlanBlock,
+    RunInfo,
+    TrialInfo,
+)
+
+log = logging.getLogger("mastok.lightmill")
+
+
+class LightMill:
+    def __init__(self, store: LightMillStore, policy: LockPolicy, fixed_measures: bool) -> None:
+        self.store = store
+        self.policy = policy
+        self.fixed_measures = fixed_measures
+
+    @classmethod
+    def from_settings(cls, db: Database, settings: Settings) -> LightMill:
+        policy = LockPolicy(settings.lock_timeout, unprotected=settings.unprotected_runs)
+        return cls(LightMillStore(db), policy, settings.fixed_measures)
+
+    async def import_xml(self, data: bytes) -> ExperimentInfo:
+        """Parse and store a TouchStone design. Raises CannotImportExperiment."""
+        try:
+            design = parse_design(data)
+        except DesignError as error:
+            raise CannotImportExperiment(f"cannot read the design: {error}") from None
+        await self.store.import_design(design)
+        return await self.store.experiment(design.id)
+
+    async def import_at_start(self, design: Design) -> None:
+        """`mastok serve --experiment-design`: an experiment already there is left as it is."""
+        if await self.store.has_experiment(design.id):
+            log.info("experiment %r already imported: its design file is not read again", design.id)
+            return
+        await self.store.import_design(design)
+
+    async def experiments(self) -> dict[str, str | None]:
+        return await self.store.experiments()
+
+    async def experiment(self, experiment: str) -> ExperimentInfo:
+        return await self.store.experiment(experiment)
+
+    async def available_run(self, experiment: str) -> RunInfo:
+        return await self.store.available_run(experiment, self.policy)
+
+    async def run(self, experiment: str, run: str) -> RunInfo:
+        return await self.store.run(experiment, run, self.policy)
+
+    async def lock(self, experiment: str, run: str) -> Lock:
+        return await self.store.lock(experiment, run, self.policy)
+
+    async def unlock(self, experiment: str, run: str, token: str) -> RunInfo:
+        return await self.store.unlock(experiment, run, token, self.policy)
+
+    async def touch(self, experiment: str, run: str, token: str | None) -> None:
+        """A call carrying the run's token keeps its lock alive (and fails on a wrong one)."""
+        if token is not None:
+            await self.store.touch(experiment, run, token, self.policy)
+
+    async def plan(self, experiment: str, run: str) -> list[PlanBlock]:
+        return await self.store.plan(experiment, run)
+
+    async def current_trial(self, experiment: str, run: str) -> TrialInfo:
+        return await self.store.current_trial(experiment, run)
+
+    async def next_trial(self, experiment: str, run: str) -> TrialInfo:
+        return await self.store.current_trial(experiment, run, ahead=1)
+
+    async def block(self, experiment: str, run: str, number: int) -> BlockInfo:
+        return await self.store.block(experiment, run, number)
+
+    async def trial(self, experiment: str, run: str, block: int, number: int) -> TrialInfo:
+        return await self.store.trial(experiment, run, block, number, events=True)
+
+    async def record_trial(
+        self, experiment: str, run: str, block: int, number: int, results: TrialResults
+    ) -> TrialInfo:
+        await self.store.touch(experiment, run, results.token, self.policy)
+        return await self.store.record_trial(
+            experiment, run, block, number, results, fixed_measures=self.fixed_measures
+        )

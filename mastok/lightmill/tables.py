@@ -1,0 +1,180 @@
+"""LightMill's tables (prefix `lm_`), on mastok's metadata so the migrations see them.
+
+Shaped for the export: a run's trials are read in order from one index (`run_id`, `position`),
+and each trial's factor values, measure values and event values sit in narrow tables keyed by
+the trial first, so a streamed export walks trials in order and range-scans each side table
+along its primary key, with no sort. On SQLite those narrow tables are WITHOUT ROWID, so the
+primary key is the table itself. Strings written by the design (ids, names) are stored once, in
+the small tables; the big ones hold integers and the measured text.
+
+A run's trials complete strictly in order, so `lm_runs.completed_trials` is also the position
+of its current trial; the trial POST moves it on with a conditional UPDATE, which keeps two
+posts from completing the same trial.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mastok.db.tables import Base, utcnow
+
+ID_LENGTH = 255
+WITHOUT_ROWID = {"sqlite_with_rowid": False}
+
+
+class LMExperiment(Base):
+    __tablename__ = "lm_experiments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)  # LightMill's `id`
+    name: Mapped[str | None] = mapped_column(Text, nullable=True)
+    author: Mapped[str | None] = mapped_column(Text, nullable=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LMFactor(Base):
+    __tablename__ = "lm_factors"
+    __table_args__ = (Index("ix_lm_factors_experiment_code", "experiment_id", "code", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("lm_experiments.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)  # document order
+    code: Mapped[str] = mapped_column(String(ID_LENGTH))
+    name: Mapped[str | None] = mapped_column(Text, nullable=True)
+    type: Mapped[str | None] = mapped_column(Text, nullable=True)
+    kind: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tag: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class LMFactorValue(Base):
+    __tablename__ = "lm_factor_values"
+    __table_args__ = (Index("ix_lm_factor_values_factor_code", "factor_id", "code", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    factor_id: Mapped[int] = mapped_column(ForeignKey("lm_factors.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    code: Mapped[str] = mapped_column(String(ID_LENGTH))
+    name: Mapped[str | None] = mapped_column(Text, nullable=True)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class LMMeasure(Base):
+    """A measure of the design, or one a client posted first (type `unregistered`)."""
+
+    __tablename__ = "lm_measures"
+    __table_args__ = (
+        Index("ix_lm_measures_experiment_code", "experiment_id", "code", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("lm_experiments.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(ID_LENGTH))
+    name: Mapped[str | None] = mapped_column(Text, nullable=True)
+    type: Mapped[str | None] = mapped_column(Text, nullable=True)
+    trial_level: Mapped[bool] = mapped_column(Boolean)
+    event_level: Mapped[bool] = mapped_column(Boolean)
+    registered: Mapped[bool] = mapped_column(Boolean)  # false: added by a client's post
+
+
+class LMRun(Base):
+    __tablename__ = "lm_runs"
+    __table_args__ = (
+        Index("ix_lm_runs_experiment_code", "experiment_id", "code", unique=True),
+        Index("ix_lm_runs_experiment_position", "experiment_id", "position", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("lm_experiments.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    code: Mapped[str] = mapped_column(String(ID_LENGTH))
+    trial_count: Mapped[int] = mapped_column(Integer)
+    block_count: Mapped[int] = mapped_column(Integer)
+    completed_trials: Mapped[int] = mapped_column(Integer, default=0)
+    lock_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    locked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class LMBlock(Base):
+    __tablename__ = "lm_blocks"
+    __table_args__ = (Index("ix_lm_blocks_run_number", "run_id", "number", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("lm_runs.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    measured_number: Mapped[int | None] = mapped_column(Integer, nullable=True)  # practice: NULL
+    practice: Mapped[bool] = mapped_column(Boolean)
+    trial_count: Mapped[int] = mapped_column(Integer)
+
+
+class LMBlockValue(Base):
+    """A block's own factor values, as its `values` attribute gave them."""
+
+    __tablename__ = "lm_block_values"
+    __table_args__ = (WITHOUT_ROWID,)
+
+    block_id: Mapped[int] = mapped_column(
+        ForeignKey("lm_blocks.id", ondelete="CASCADE"), primary_key=True
+    )
+    factor_id: Mapped[int] = mapped_column(ForeignKey("lm_factors.id"), primary_key=True)
+    value_id: Mapped[int] = mapped_column(ForeignKey("lm_factor_values.id"))
+
+
+class LMTrial(Base):
+    """`position` numbers the run's trials from 0 across blocks; `number` within the block."""
+
+    __tablename__ = "lm_trials"
+    __table_args__ = (
+        Index("ix_lm_trials_run_position", "run_id", "position", unique=True),
+        Index("ix_lm_trials_block_number", "block_id", "number", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("lm_runs.id", ondelete="CASCADE"))
+    block_id: Mapped[int] = mapped_column(ForeignKey("lm_blocks.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    number: Mapped[int] = mapped_column(Integer)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    event_count: Mapped[int] = mapped_column(Integer, default=0)  # events are 0..count-1
+
+
+class LMTrialFactorValue(Base):
+    """Every factor value that applies to a trial: defaults < block < trial, resolved once."""
+
+    __tablename__ = "lm_trial_factor_values"
+    __table_args__ = (WITHOUT_ROWID,)
+
+    trial_id: Mapped[int] = mapped_column(
+        ForeignKey("lm_trials.id", ondelete="CASCADE"), primary_key=True
+    )
+    factor_id: Mapped[int] = mapped_column(ForeignKey("lm_factors.id"), primary_key=True)
+    value_id: Mapped[int] = mapped_column(ForeignKey("lm_factor_values.id"))
+
+
+class LMTrialMeasureValue(Base):
+    __tablename__ = "lm_trial_measure_values"
+    __table_args__ = (WITHOUT_ROWID,)
+
+    trial_id: Mapped[int] = mapped_column(
+        ForeignKey("lm_trials.id", ondelete="CASCADE"), primary_key=True
+    )
+    measure_id: Mapped[int] = mapped_column(ForeignKey("lm_measures.id"), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class LMEventMeasureValue(Base):
+    """One measure of one event; a trial's events are numbered 0..`event_count`-1."""
+
+    __tablename__ = "lm_event_measure_values"
+    __table_args__ = (WITHOUT_ROWID,)
+
+    trial_id: Mapped[int] = mapped_column(
+        ForeignKey("lm_trials.id", ondelete="CASCADE"), primary_key=True
+    )
+    event_number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    measure_id: Mapped[int] = mapped_column(ForeignKey("lm_measures.id"), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,373 @@
+"""LightMill's API: imports, refusals that store nothing, unknown elements, CORS, auth."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from starlette.testclient import TestClient
+
+from mastok.lightmill.results import TrialResults
+from tests.fixtures.app import ClientFactory, basic_auth
+from tests.lightmill.helpers import (
+    ORIGIN,
+    TEXT,
+    XML,
+    design,
+    error,
+    import_design,
+    imported,
+    in_app,
+    lightmill,
+    lock,
+    nothing_stored,
+    post_trial,
+    row_counts,
+)
+
+
+@pytest.fixture
+def anonymous(make_client: ClientFactory) -> TestClient:
+    return make_client(authenticated=False)
+
+
+# --- Import -----------------------------------------------------------------------------------
+
+
+def test_import_stores_the_whole_design(anonymous: TestClient) -> None:
+    imported(anonymous)
+
+    assert row_counts(anonymous) == {
+        "lm_experiments": 1,
+        "lm_factors": 4,
+        "lm_factor_values": 8,
+        "lm_measures": 6,
+        "lm_runs": 3,
+        "lm_blocks": 6,
+        "lm_block_values": 7,
+        "lm_trials": 10,
+        "lm_trial_factor_values": 10 * 4 - 1,  # one trial leaves `distance` unset
+        "lm_trial_measure_values": 0,
+        "lm_event_measure_values": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("malformed.xml", "cannot read the design: line 9: not well-formed XML: mismatched tag"),
+        (
+            "billion_laughs.xml",
+            "cannot read the design: line 3: entity declarations are not accepted (entity 'lol')",
+        ),
+        (
+            "external_entity.xml",
+            "cannot read the design: line 3: entity declarations are not accepted (entity "
+            "'secret' pointing to 'file:///etc/passwd')",
+        ),
+        (
+            "unknown_value.xml",
+            "cannot read the design: line 11: <trial values=\"size=medium\">: factor 'size' has "
+            "no value 'medium'",
+        ),
+    ],
+)
+def test_broken_designs_are_refused_and_nothing_is_stored(
+    anonymous: TestClient, name: str, message: str
+) -> None:
+    response = import_design(anonymous, name)
+
+    assert error(response, 400, "CannotImportExperiment").startswith(message)
+    assert "root:" not in response.text
+    assert nothing_stored(anonymous)
+    assert anonymous.get("/api/experiments").json() == {}
+
+
+def test_an_existing_experiment_is_not_imported_again(anonymous: TestClient) -> None:
+    imported(anonymous)
+    before = row_counts(anonymous)
+
+    again = import_design(anonymous)
+
+    assert error(again, 400, "CannotImportExperiment") == "experiment 'pointing' already exists"
+    assert row_counts(anonymous) == before
+
+
+def test_import_needs_the_admin(anonymous: TestClient) -> None:
+    response = anonymous.post("/api/import", content=design(), headers=XML)
+
+    assert response.status_code == 401
+    assert nothing_stored(anonymous)
+
+
+def test_import_needs_an_xml_content_type(anonymous: TestClient) -> None:
+    """A cross-site page could post text/plain with the admin's cached credentials."""
+    response = anonymous.post("/api/import", content=design(), headers={**basic_auth(), **TEXT})
+
+    assert "Content-Type: application/xml" in error(response, 415, "UnsupportedMediaType")
+    assert nothing_stored(anonymous)
+    texty = {**basic_auth(), "Content-Type": "text/xml; charset=utf-8"}
+    assert anonymous.post("/api/import", content=design(), headers=texty).status_code == 200
+
+
+# --- Unknown elements -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/api/experiment/nope", "there is no experiment 'nope'"),
+        ("/api/experiment/nope/available_run", "there is no experiment 'nope'"),
+        ("/api/run/nope/S0", "there is no experiment 'nope'"),
+        ("/api/run/pointing/S9", "experiment 'pointing' has no run 'S9'"),
+        ("/api/run/pointing/S9/plan", "experiment 'pointing' has no run 'S9'"),
+        ("/api/run/pointing/S9/lock", "experiment 'pointing' has no run 'S9'"),
+        ("/api/block/pointing/S0/3", "run 'S0' of 'pointing' has no block 3"),
+        ("/api/block/pointing/S0/one", "block numbers are whole numbers from 0, not 'one'"),
+        ("/api/trial/pointing/S0/1/2", "block 1 of run 'S0' of 'pointing' has no trial 2"),
+        ("/api/trial/pointing/S0/1/-1", "trial numbers are whole numbers from 0, not '-1'"),
+        ("/api/trial/pointing/S0/7/0", "run 'S0' of 'pointing' has no block 7"),
+    ],
+)
+def test_unknown_elements(anonymous: TestClient, path: str, message: str) -> None:
+    imported(anonymous)
+
+    assert error(anonymous.get(path), 400, "UnknownElement") == message
+
+
+def test_results_for_an_unknown_trial(anonymous: TestClient) -> None:
+    imported(anonymous)
+    token = lock(anonymous, "S0")
+
+    response = post_trial(anonymous, "S0", 0, 5, token, {"trial": {"time": 1}})
+
+    assert error(response, 400, "UnknownElement") == (
+        "block 0 of run 'S0' of 'pointing' has no trial 5"
+    )
+    assert row_counts(anonymous)["lm_trial_measure_values"] == 0
+
+
+# --- Results that are refused -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"token": "t", "measures": {', "the body is not valid JSON: Expecting"),
+        (b"\xff\xfe", "the body is not UTF-8 text"),
+        (b"[1, 2]", "the body must be a JSON object"),
+        (b'{"measures": {}}', "the body has no token"),
+        (b'{"token": 12, "measures": {}}', '"token" must be the string the lock gave'),
+        (b'{"token": "T", "measures": []}', '"measures" must be an object'),
+        (b'{"token": "T", "measures": {"trial": 3}}', '"measures.trial" must be an object'),
+        (b'{"token": "T", "measures": {"events": {}}}', '"measures.events" must be a list'),
+        (b'{"token": "T", "measures": {"events": [1]}}', '"measures.events.0" must be an object'),
+        (b'{"token": "T", "measures": {"trial": {"": 1}}}', "a measure id is empty"),
+        (b'{"token": "T", "measures": {"trial": ' + b"[" * 5000 + b"]" * 5000 + b"}}", "deep"),
+    ],
+)
+def test_malformed_results_are_refused_and_nothing_is_stored(
+    anonymous: TestClient, body: bytes, message: str
+) -> None:
+    imported(anonymous)
+    lock(anonymous, "S0")
+    before = row_counts(anonymous)
+
+    response = anonymous.post("/api/trial/pointing/S0/0/0", content=body, headers=TEXT)
+
+    assert message in error(response, 400, "InvalidBody")
+    assert row_counts(anonymous) == before
+    assert anonymous.get("/api/run/pointing/S0").json()["started"] is False
+
+
+def test_results_must_come_in_order(anonymous: TestClient) -> None:
+    imported(anonymous)
+    token = lock(anonymous, "S0")
+
+    ahead = post_trial(anonymous, "S0", 1, 0, token, {"trial": {"time": 1}})
+
+    assert error(ahead, 405, "ExperimentProgressError") == (
+        "trial 0 of block 1 of run 'S0' cannot be completed yet: trials are completed in order "
+        "and trial 0 of block 0 comes first"
+    )
+    assert anonymous.get("/api/trial/pointing/S0/1/0").json()["completionDate"] is None
+    assert row_counts(anonymous)["lm_trial_measure_values"] == 0
+    assert post_trial(anonymous, "S0", 0, 0, token, {"trial": {"time": 1}}).status_code == 200
+    again = post_trial(anonymous, "S0", 0, 0, token, {"trial": {"time": 2}})
+    assert error(again, 405, "ExperimentProgressError") == (
+        "trial 0 of block 0 of run 'S0' is already completed"
+    )
+    assert anonymous.get("/api/trial/pointing/S0/0/0").json()["measures"] == {"time": "1"}
+
+
+def test_fixed_measures_refuse_unknown_ones(make_client: ClientFactory) -> None:
+    client = make_client(authenticated=False, fixed_measures=True)
+    imported(client)
+    token = lock(client, "S0")
+    before = row_counts(client)
+
+    unknown = post_trial(client, "S0", 0, 0, token, {"trial": {"time": 1, "score": 2}})
+    in_event = post_trial(client, "S0", 0, 0, token, {"events": [{"x": 1, "speed": 2}]})
+    wrong_level = post_trial(client, "S0", 0, 0, token, {"trial": {"x": 1}})
+
+    assert error(unknown, 400, "WrongMeasureKey") == (
+        "unknown trial measure 'score': experiment 'pointing' has fixed measures"
+    )
+    assert "unknown event measure 'speed'" in error(in_event, 400, "WrongMeasureKey")
+    assert error(wrong_level, 400, "WrongMeasureKey") == (
+        "measure 'x' of experiment 'pointing' is not a trial-level measure"
+    )
+    assert row_counts(client) == before
+    assert client.get("/api/run/pointing/S0").json()["started"] is False
+    known = {"trial": {"time": 1, "hit": True}, "events": [{"x": 1, "hit": False}]}
+    assert post_trial(client, "S0", 0, 0, token, known).status_code == 200
+
+
+# --- CORS -------------------------------------------------------------------------------------
+
+
+PREFLIGHT = {
+    **ORIGIN,
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "content-type",
+}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/experiments",
+        "/api/experiment/pointing",
+        "/api/experiment/pointing/available_run",
+        "/api/run/pointing/S0",
+        "/api/run/pointing/S0/lock",
+        "/api/run/pointing/S0/unlock",
+        "/api/run/pointing/S0/plan",
+        "/api/run/pointing/S0/current_trial",
+        "/api/run/pointing/S0/next_trial",
+        "/api/block/pointing/S0/0",
+        "/api/trial/pointing/S0/0/0",
+    ],
+)
+def test_client_routes_answer_preflights_from_any_origin(anonymous: TestClient, path: str) -> None:
+    response = anonymous.options(path, headers=PREFLIGHT)
+
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert "POST" in response.headers["access-control-allow-methods"]
+    assert "content-type" in response.headers["access-control-allow-headers"].lower()
+
+
+def test_client_answers_and_errors_carry_cors_headers(anonymous: TestClient) -> None:
+    imported(anonymous)
+
+    found = anonymous.get("/api/experiments", headers=ORIGIN)
+    missing = anonymous.get("/api/run/pointing/S9", headers=ORIGIN)
+
+    assert found.headers["access-control-allow-origin"] == "*"
+    assert missing.status_code == 400
+    assert missing.headers["access-control-allow-origin"] == "*"
+
+
+def test_admin_routes_are_not_cors_open(anonymous: TestClient) -> None:
+    admin = {**ORIGIN, **basic_auth()}
+
+    for path in ("/api/import", "/api/campaigns"):
+        preflight = anonymous.options(path, headers=PREFLIGHT)
+        assert preflight.status_code == 401
+        assert "access-control-allow-origin" not in preflight.headers
+    listed = anonymous.get("/api/campaigns", headers=admin)
+    assert listed.status_code == 200
+    assert "access-control-allow-origin" not in listed.headers
+    imported_ = anonymous.post("/api/import", content=design(), headers={**admin, **XML})
+    assert imported_.status_code == 200
+    assert "access-control-allow-origin" not in imported_.headers
+
+
+def test_client_routes_are_public_but_the_rest_of_the_api_is_not(anonymous: TestClient) -> None:
+    assert anonymous.get("/api/experiments").status_code == 200
+    assert anonymous.get("/api/campaigns").status_code == 401
+    assert anonymous.get("/api/openapi.json").status_code == 401
+
+
+def test_unlock_reads_its_token_from_any_body(anonymous: TestClient) -> None:
+    imported(anonymous)
+    token = lock(anonymous, "S0")
+
+    broken = anonymous.post("/api/run/pointing/S0/unlock", content=b"token", headers=TEXT)
+    unlocked = anonymous.post(
+        "/api/run/pointing/S0/unlock", content=json.dumps({"token": token}), headers=TEXT
+    )
+
+    assert "the body is not valid JSON" in error(broken, 400, "InvalidBody")
+    assert unlocked.status_code == 200
+    assert unlocked.json()["locked"] is False
+
+
+# --- Races ------------------------------------------------------------------------------------
+
+
+def test_two_posts_racing_for_one_trial_store_it_once(anonymous: TestClient) -> None:
+    imported(anonymous)
+    token = lock(anonymous, "S2")
+    store = lightmill(anonymous).store
+
+    async def race() -> list[object]:
+        posts = [
+            store.record_trial(
+                "pointing",
+                "S2",
+                0,
+                0,
+                TrialResults(token, {"time": str(i)}, []),
+                fixed_measures=False,
+            )
+            for i in range(2)
+        ]
+        return await asyncio.gather(*posts, return_exceptions=True)
+
+    outcomes = in_app(anonymous, race)
+
+    assert sorted(type(o).__name__ for o in outcomes) == ["ExperimentProgressError", "TrialInfo"]
+    assert row_counts(anonymous)["lm_trial_measure_values"] == 1
+    assert anonymous.get("/api/run/pointing/S2/current_trial").json()["number"] == 1
+
+
+def test_runs_racing_to_register_a_measure_share_it(anonymous: TestClient) -> None:
+    imported(anonymous)
+    tokens = {run: lock(anonymous, run) for run in ("S1", "S2")}
+    store = lightmill(anonymous).store
+
+    async def race() -> list[object]:
+        posts = [
+            store.record_trial(
+                "pointing",
+                run,
+                0,
+                0,
+                TrialResults(token, {"fresh": run}, [{"fresh": "e"}]),
+                fixed_measures=False,
+            )
+            for run, token in tokens.items()
+        ]
+        return await asyncio.gather(*posts, return_exceptions=True)
+
+    outcomes = in_app(anonymous, race)
+
+    assert [type(o).__name__ for o in outcomes] == ["TrialInfo", "TrialInfo"]
+    measures = anonymous.get("/api/experiment/pointing").json()["measures"]
+    assert measures["fresh"]["levels"] == ["trial", "event"]
+    assert anonymous.get("/api/trial/pointing/S1/0/0").json()["measures"] == {"fresh": "S1"}
+    assert anonymous.get("/api/trial/pointing/S2/0/0").json()["measures"] == {"fresh": "S2"}
+
+
+def test_client_routes_follow_the_web_prefix(make_client: ClientFactory) -> None:
+    client = make_client(authenticated=False, web_prefix="/mastok")
+
+    response = client.get("/mastok/api/experiments", headers=ORIGIN)
+
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert client.get("/api/experiments").status_code == 401  # outside the prefix
+    assert client.post("/mastok/api/import", content=design(), headers=XML).status_code == 401
