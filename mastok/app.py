@@ -24,7 +24,7 @@ from mastok.live.rooms import Rooms
 from mastok.live.runner import RoomSettings
 from mastok.live.starter import SessionStarter
 from mastok.otree import OTreeClient
-from mastok.web import api, join, pages, sockets
+from mastok.web import api, experiments, join, pages, sockets
 from mastok.web.auth import BasicAuthMiddleware
 
 log = logging.getLogger("mastok")
@@ -98,6 +98,7 @@ def create_app(settings: Settings, designs: Sequence[Design] = ()) -> Starlette:
 
     routes: list[BaseRoute] = [
         *pages.routes,
+        *experiments.page_routes,
         *join.routes,
         *sockets.routes,
         *lightmill_api.routes,

@@ -8,12 +8,14 @@ import os
 import secrets
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
 
 from mastok.config import ConfigError, Settings, load_settings
 from mastok.db import Database, async_url, migrate
@@ -132,6 +134,75 @@ def migrate_command(database: str | None) -> None:
 
     asyncio.run(run())
     click.echo(f"migrated {_describe(settings)}")
+
+
+@main.command(name="export")
+@click.option("--experiment", "experiment", required=True, help="The experiment's id.")
+@click.option(
+    "--output-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the files (created if missing).",
+)
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["csv", "json"]),
+    default="csv",
+    show_default=True,
+    help="csv: LightMill's columns; json: JSON Lines (one object a line, same keys).",
+)
+@click.option("--database", help="Database URL [MASTOK_DATABASE_URL; empty: SQLite file].")
+def export_command(experiment: str, output_dir: Path, format_: str, database: str | None) -> None:
+    """Write a LightMill experiment's trials and events files.
+
+    ID-trials.csv and ID-events.csv (.jsonl with --format json) in the output folder; a file
+    appears only once complete.
+    """
+    from mastok.lightmill import export
+    from mastok.lightmill.errors import UnknownElement
+
+    settings = _settings(database_url=database)
+    url = async_url(settings.database_url, settings.sqlite_path)
+    if url.startswith("sqlite") and ":memory:" not in url:
+        sqlite_file = Path(url.split(":///", 1)[-1].split("?", 1)[0])
+        if not sqlite_file.is_file():
+            raise click.ClickException(f"no database at {sqlite_file}")
+    fmt: export.Format = "json" if format_ == "json" else "csv"
+    names = export.file_names(experiment, fmt)
+    writers = (export.export_trials, export.export_events)
+
+    async def run() -> None:
+        db = Database(url)
+        try:
+            for name, write in zip(names, writers, strict=True):
+                path = output_dir / name
+                partial = path.with_name(path.name + ".part")
+                with partial.open("w", encoding="utf-8", newline="") as out:
+                    await write(db, experiment, out, fmt)
+                partial.replace(path)
+                click.echo(f"wrote {path}")
+        finally:
+            await db.close()
+
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        asyncio.run(run())
+    except UnknownElement as error:
+        raise click.ClickException(f"{error.message} in {_describe(settings)}") from None
+    except OSError as error:
+        raise click.ClickException(f"cannot export {experiment!r}: {error}") from None
+    except SQLAlchemyError as error:
+        reason = getattr(error, "orig", None) or error
+        raise click.ClickException(
+            f"cannot export {experiment!r} from {_describe(settings)}: {reason} "
+            "(a mastok database? `mastok migrate` brings its schema up to date)"
+        ) from None
+    finally:
+        for name in names:
+            (output_dir / (name + ".part")).unlink(missing_ok=True)
+    click.echo(f"exported {experiment!r} in {time.monotonic() - started:.1f} s")
 
 
 @main.command()

@@ -16,7 +16,7 @@ from starlette.routing import Route
 from mastok.campaigns.rules import InvalidCampaign
 from mastok.campaigns.service import CampaignNotFound
 from mastok.otree import OTreeError
-from mastok.web import openapi, views
+from mastok.web import experiments, openapi, views
 
 
 class BadRequest(Exception):
@@ -125,4 +125,5 @@ routes = [
     Route("/sessions", sessions, methods=["GET"]),
     Route("/otree/configs", otree_configs, methods=["GET"]),
     Route("/openapi.json", openapi_document, methods=["GET"]),
+    *experiments.api_routes,  # LightMill's monitoring: /api/monitoring/...
 ]

@@ -39,7 +39,9 @@ class _WebFormData:
         return self._data.getlist(key)
 
 
-class _Base(Form):
+class CSRFForm(Form):
+    """A form whose CSRF token is tied to the admin's signed session cookie."""
+
     class Meta:
         csrf = True
         csrf_class = SessionCSRF
@@ -78,7 +80,7 @@ def _number(label: str, name: str, default: int) -> StringField:
     )
 
 
-class _CampaignFields(_Base):
+class _CampaignFields(CSRFForm):
     slug = StringField("Slug", description="public name in the share URL")
     per_session = _number("Participants per session", "per_session", 2)
     max_sessions = _number("Maximum number of sessions", "max_sessions", 1)

@@ -57,6 +57,7 @@ def _schemas() -> dict[str, Any]:
             "properties": {"error": {"type": "string"}},
             "required": ["error"],
         },
+        **_monitoring_schemas(),
     }
 
 
@@ -113,6 +114,201 @@ def _paths() -> dict[str, Any]:
             }
         },
         "/api/openapi.json": {"get": {"summary": "This document", "responses": _ok(any_object)}},
+        **_monitoring_paths(),
+    }
+
+
+# --- LightMill's monitoring (mastok/web/experiments.py) ---------------------------------------
+
+LM_NOT_FOUND = _json(_ref("Error"), "No such experiment, run, block, trial or page")
+XP = {"name": "xp", "in": "path", "required": True, "schema": {"type": "string"}}
+RUN = {"name": "run", "in": "path", "required": True, "schema": {"type": "string"}}
+BLOCK = {"name": "block", "in": "path", "required": True, "schema": {"type": "integer"}}
+TRIAL = {"name": "trial", "in": "path", "required": True, "schema": {"type": "integer"}}
+PAGE = {
+    "name": "page",
+    "in": "query",
+    "required": False,
+    "description": "Page of trials, from 1 (500 trials a page)",
+    "schema": {"type": "integer", "minimum": 1, "default": 1},
+}
+MONITORING = "/api/monitoring/experiments"
+
+
+def _monitoring_schemas() -> dict[str, Any]:
+    text, count = {"type": ["string", "null"]}, {"type": "integer", "minimum": 0}
+    moment = {"type": ["string", "null"], "format": "date-time"}
+    flags = {
+        "unprotected_runs": {"type": "boolean", "description": "Runs can be taken over"},
+        "lock_timeout": {"type": "number", "description": "Seconds of silence ending a lock"},
+    }
+    values = {"type": "object", "additionalProperties": {"type": "string"}}
+    return {
+        "LMExperiment": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "name": text,
+                "author": text,
+                "description": text,
+                "imported_at": moment,
+                "runs": count,
+                "runs_started": count,
+                "runs_completed": count,
+                "runs_locked": {**count, "description": "Held by a client that is alive"},
+                "trials": count,
+                "trials_done": count,
+            },
+        },
+        "LMRun": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "status": {"enum": ["unstarted", "started", "completed"]},
+                "trials_done": count,
+                "trials_total": count,
+                "blocks": count,
+                "current": {
+                    "type": ["object", "null"],
+                    "description": "The trial the run is at (null once completed)",
+                    "properties": {"block": count, "trial": count},
+                },
+                "lock": {
+                    "enum": ["locked", "expired", "unlocked"],
+                    "description": "expired: its client has been silent for lock_timeout s",
+                },
+                "locked_since": moment,
+                "last_heartbeat": moment,
+                "lock_expires_at": moment,
+            },
+        },
+        "LMExperiments": {
+            "type": "object",
+            "properties": {
+                "experiments": {"type": "array", "items": _ref("LMExperiment")},
+                **flags,
+            },
+        },
+        "LMExperimentRuns": {
+            "type": "object",
+            "properties": {
+                "experiment": _ref("LMExperiment"),
+                "runs": {"type": "array", "items": _ref("LMRun")},
+                "downloads": {
+                    "type": "object",
+                    "description": "Paths of the trials and events CSV files",
+                    "properties": {"trials": {"type": "string"}, "events": {"type": "string"}},
+                },
+                **flags,
+            },
+        },
+        "LMRunTrials": {
+            "type": "object",
+            "properties": {
+                "experiment": {"type": "object"},
+                "run": _ref("LMRun"),
+                "factors": {"type": "array", "items": {"type": "string"}},
+                "measures": {"type": "array", "items": {"type": "string"}},
+                "trials": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "block": count,
+                            "measured_block": {"type": ["integer", "null"]},
+                            "trial": count,
+                            "practice": {"type": "boolean"},
+                            "completed_at": moment,
+                            "factor_values": values,
+                            "measures": values,
+                            "events": count,
+                        },
+                    },
+                },
+                "page": count,
+                "pages": count,
+                "page_size": count,
+                **flags,
+            },
+        },
+        "LMTrialEvents": {
+            "type": "object",
+            "properties": {
+                "experiment": {"type": "object"},
+                "run": {"type": "string"},
+                "block": count,
+                "measured_block": {"type": ["integer", "null"]},
+                "trial": count,
+                "practice": {"type": "boolean"},
+                "completed_at": moment,
+                "factor_values": values,
+                "measures": values,
+                "event_measures": {"type": "array", "items": {"type": "string"}},
+                "events": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"number": count, "measures": values},
+                    },
+                },
+                **flags,
+            },
+        },
+    }
+
+
+def _monitoring_paths() -> dict[str, Any]:
+    return {
+        MONITORING: {
+            "get": {
+                "summary": "LightMill experiments and their progress (the /experiments page)",
+                "responses": _ok(_ref("LMExperiments")),
+            }
+        },
+        MONITORING + "/{xp}": {
+            "parameters": [XP],
+            "get": {
+                "summary": "An experiment's runs: status, progress, lock (the experiment page)",
+                "responses": {**_ok(_ref("LMExperimentRuns")), "404": LM_NOT_FOUND},
+            },
+        },
+        MONITORING + "/{xp}/runs/{run}": {
+            "parameters": [XP, RUN, PAGE],
+            "get": {
+                "summary": "A page of a run's trials with their factor values and measures",
+                "responses": {**_ok(_ref("LMRunTrials")), "404": LM_NOT_FOUND},
+            },
+        },
+        MONITORING + "/{xp}/runs/{run}/unlock": {
+            "parameters": [XP, RUN],
+            "post": {
+                "summary": "Release the run's lock, whoever holds it (the Unlock button)",
+                "description": "Requires Content-Type: application/json; the body is ignored.",
+                "responses": {
+                    **_ok(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "released": {
+                                    "type": "boolean",
+                                    "description": "false: the run held no lock",
+                                },
+                                "run": _ref("LMRun"),
+                            },
+                        }
+                    ),
+                    "404": LM_NOT_FOUND,
+                    "415": _json(_ref("Error"), "Not sent as application/json"),
+                },
+            },
+        },
+        MONITORING + "/{xp}/runs/{run}/trials/{block}/{trial}": {
+            "parameters": [XP, RUN, BLOCK, TRIAL],
+            "get": {
+                "summary": "A trial with its events (the trial page)",
+                "responses": {**_ok(_ref("LMTrialEvents")), "404": LM_NOT_FOUND},
+            },
+        },
     }
 
 

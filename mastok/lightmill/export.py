@@ -1,0 +1,565 @@
+"""An experiment's trials and events, exported as CSV (LightMill's columns) or JSON Lines.
+
+Trials file, one row per trial of every run (done or not), runs in design order, trials in run
+order: `experimentId, runId, blockNumber, measuredBlockNumber, trialNumber, practice,
+serverCompletionDate`, then the factor ids in alphabetical order (the trial's factor value ids),
+then the trial-level measure ids in alphabetical order. A factor id that is also a fixed
+column or a trial-level measure id becomes `_factor_{id}`; a measure id that is also a fixed
+column or a factor id, `_measure_{id}` (then `_0`, `_1`, ... if that name is taken as well).
+
+Events file, one row per event of every completed trial, in the same order, events in theirs:
+the trial's keys (`experimentId` to `practice`), `eventNumber`, then the event-level measure ids
+in alphabetical order (`_measure_{id}` when one is a fixed column).
+
+Reading is flat in memory: each run is read in chunks of consecutive trial positions (the
+`lm_trials (run_id, position)` index), each chunk's factor, measure and event values by a range
+join on that index, so memory holds one chunk whatever the experiment's size, and rows are
+written as soon as their chunk is read. Each chunk has its own short connection: a slow download
+holds no connection or transaction between chunks. A row is consistent: the values of a trial
+that was not done when its chunk was read are left out even if it completes meanwhile; the
+columns are those of the export's start.
+
+`export_trials(db, experiment, out)` and `export_events(...)` write to a text file;
+`stream_trials(...)` and `stream_events(...)` yield the same text in pieces (the web download).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, TextIO
+
+from sqlalchemy import Executable, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mastok.db import Database
+from mastok.lightmill.errors import UnknownElement
+from mastok.lightmill.store import as_utc
+from mastok.lightmill.tables import (
+    LMBlock,
+    LMEventMeasureValue,
+    LMExperiment,
+    LMFactor,
+    LMFactorValue,
+    LMMeasure,
+    LMRun,
+    LMTrial,
+    LMTrialFactorValue,
+    LMTrialMeasureValue,
+)
+
+Format = Literal["csv", "json"]
+FORMATS: tuple[Format, ...] = ("csv", "json")
+SUFFIXES = {"csv": "csv", "json": "jsonl"}
+MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/x-ndjson"}
+
+TRIAL_KEYS = (
+    "experimentId",
+    "runId",
+    "blockNumber",
+    "measuredBlockNumber",
+    "trialNumber",
+    "practice",
+)
+TRIAL_COLUMNS = (*TRIAL_KEYS, "serverCompletionDate")
+EVENT_COLUMNS = (*TRIAL_KEYS, "eventNumber")
+PRACTICE = TRIAL_KEYS.index("practice")
+
+CHUNK_TRIALS = 1000  # trials read at once
+CHUNK_EVENT_VALUES = 50_000  # event values read at once (a bigger single trial is read whole)
+FLUSH_CHARACTERS = 1 << 16  # text yielded at once by the streams
+
+
+# --- Columns ----------------------------------------------------------------------------------
+
+
+def column_names(
+    fixed: Sequence[str], factors: Sequence[str], measures: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """The header names of the (sorted) factor and measure ids, after the fixed columns.
+
+    A factor id clashing with a fixed column or a measure id is prefixed `_factor_`; a measure
+    id clashing with a fixed column or a factor id, `_measure_`; a name still taken gets `_0`,
+    `_1`, ... (as LightMill's `_get_free_name`).
+    """
+    used = set(fixed)
+    clash_factor = set(fixed) | set(measures)
+    clash_measure = set(fixed) | set(factors)
+
+    def free(code: str, clashes: set[str], prefix: str) -> str:
+        name = prefix + code if code in clashes else code
+        found, number = name, 0
+        while found in used:
+            found = f"{name}_{number}"
+            number += 1
+        used.add(found)
+        return found
+
+    factor_names = [free(code, clash_factor, "_factor_") for code in factors]
+    measure_names = [free(code, clash_measure, "_measure_") for code in measures]
+    return factor_names, measure_names
+
+
+# --- What is read -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRef:
+    id: int
+    code: str
+    trial_count: int
+
+
+@dataclass(frozen=True)
+class Layout:
+    """An experiment's ids and the export's columns, read once at the start."""
+
+    experiment: str
+    experiment_pk: int
+    factors: tuple[str, ...]  # factor ids, sorted
+    trial_measures: tuple[str, ...]  # trial-level measure ids, sorted
+    event_measures: tuple[str, ...]
+    factor_column: dict[int, int]  # factor pk -> index in `factors`
+    value_code: dict[int, str]  # factor value pk -> its id
+    trial_measure_column: dict[int, int]  # measure pk -> index in `trial_measures`
+    event_measure_column: dict[int, int]
+    runs: tuple[RunRef, ...]
+
+    def trial_header(self) -> list[str]:
+        factors, measures = column_names(TRIAL_COLUMNS, self.factors, self.trial_measures)
+        return [*TRIAL_COLUMNS, *factors, *measures]
+
+    def event_header(self) -> list[str]:
+        _, measures = column_names(EVENT_COLUMNS, (), self.event_measures)
+        return [*EVENT_COLUMNS, *measures]
+
+    def run(self, code: str) -> RunRef:
+        for run in self.runs:
+            if run.code == code:
+                return run
+        raise UnknownElement(f"experiment {self.experiment!r} has no run {code!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class TrialRow:
+    id: int  # the row's primary key
+    run: str
+    position: int
+    block: int
+    measured_block: int | None
+    number: int
+    practice: bool
+    completed_at: datetime | None
+    factor_values: list[str | None]  # by Layout.factors
+    measures: list[str | None]  # by Layout.trial_measures
+    event_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    trial: TrialRow
+    number: int
+    measures: list[str | None]  # by Layout.event_measures
+
+
+async def read_layout(db: Database, experiment: str) -> Layout:
+    """Raises UnknownElement."""
+    async with db.engine.connect() as conn:
+        xp = await conn.scalar(select(LMExperiment.id).where(LMExperiment.code == experiment))
+        if xp is None:
+            raise UnknownElement(f"there is no experiment {experiment!r}")
+        factors = sorted(
+            (code, pk)
+            for pk, code in await _rows(
+                conn, select(LMFactor.id, LMFactor.code).where(LMFactor.experiment_id == xp)
+            )
+        )
+        values = {
+            pk: code
+            for pk, code in await _rows(
+                conn,
+                select(LMFactorValue.id, LMFactorValue.code)
+                .join(LMFactor, LMFactorValue.factor_id == LMFactor.id)
+                .where(LMFactor.experiment_id == xp),
+            )
+        }
+        measures = list(
+            await _rows(
+                conn,
+                select(
+                    LMMeasure.code, LMMeasure.id, LMMeasure.trial_level, LMMeasure.event_level
+                ).where(LMMeasure.experiment_id == xp),
+            )
+        )
+        trial_measures = sorted((code, pk) for code, pk, trial, _ in measures if trial)
+        event_measures = sorted((code, pk) for code, pk, _, event in measures if event)
+        runs = await _rows(
+            conn,
+            select(LMRun.id, LMRun.code, LMRun.trial_count)
+            .where(LMRun.experiment_id == xp)
+            .order_by(LMRun.position),
+        )
+        return Layout(
+            experiment=experiment,
+            experiment_pk=xp,
+            factors=tuple(code for code, _ in factors),
+            trial_measures=tuple(code for code, _ in trial_measures),
+            event_measures=tuple(code for code, _ in event_measures),
+            factor_column={pk: i for i, (_, pk) in enumerate(factors)},
+            value_code=values,
+            trial_measure_column={pk: i for i, (_, pk) in enumerate(trial_measures)},
+            event_measure_column={pk: i for i, (_, pk) in enumerate(event_measures)},
+            runs=tuple(RunRef(pk, code, count) for pk, code, count in runs),
+        )
+
+
+async def read_trials(
+    conn: AsyncConnection,
+    layout: Layout,
+    run: RunRef,
+    start: int,
+    stop: int,
+    *,
+    values: bool = True,
+) -> list[TrialRow]:
+    """The run's trials at positions `start` (included) to `stop` (excluded), in order, with
+    their factor values and, for those done, their measures (`values=False`: without either)."""
+    blocks = {
+        pk: (number, measured, practice)
+        for pk, number, measured, practice in await _rows(
+            conn,
+            select(LMBlock.id, LMBlock.number, LMBlock.measured_number, LMBlock.practice).where(
+                LMBlock.run_id == run.id
+            ),
+        )
+    }
+    in_range = (LMTrial.run_id == run.id, LMTrial.position >= start, LMTrial.position < stop)
+    trials = list(
+        await _rows(
+            conn,
+            select(
+                LMTrial.id,
+                LMTrial.position,
+                LMTrial.block_id,
+                LMTrial.number,
+                LMTrial.completed_at,
+                LMTrial.event_count,
+            )
+            .where(*in_range)
+            .order_by(LMTrial.position),
+        )
+    )
+    if not trials:
+        return []
+    # The trials' ids also bound the side tables' primary key scans: the position range alone
+    # leaves PostgreSQL's planner to hash whole tables. The join keeps the rows exact.
+    lo, hi = min(t[0] for t in trials), max(t[0] for t in trials)
+    factor_values: dict[int, list[str | None]] = {}
+    measures: dict[int, list[str | None]] = {}
+    if values:
+        for trial_id, factor_id, value_id in await _rows(
+            conn,
+            select(
+                LMTrialFactorValue.trial_id,
+                LMTrialFactorValue.factor_id,
+                LMTrialFactorValue.value_id,
+            )
+            .join(LMTrial, LMTrialFactorValue.trial_id == LMTrial.id)
+            .where(*in_range, LMTrialFactorValue.trial_id.between(lo, hi)),
+        ):
+            cells = factor_values.get(trial_id)
+            if cells is None:
+                cells = factor_values[trial_id] = [None] * len(layout.factors)
+            cells[layout.factor_column[factor_id]] = layout.value_code[value_id]
+    if values and layout.trial_measures and any(t.completed_at is not None for t in trials):
+        for trial_id, measure_id, value in await _rows(
+            conn,
+            select(
+                LMTrialMeasureValue.trial_id,
+                LMTrialMeasureValue.measure_id,
+                LMTrialMeasureValue.value,
+            )
+            .join(LMTrial, LMTrialMeasureValue.trial_id == LMTrial.id)
+            .where(
+                *in_range,
+                LMTrialMeasureValue.trial_id.between(lo, hi),
+                LMTrial.completed_at.is_not(None),
+            ),
+        ):
+            column = layout.trial_measure_column.get(measure_id)
+            if column is None:  # registered after the export started
+                continue
+            cells = measures.get(trial_id)
+            if cells is None:
+                cells = measures[trial_id] = [None] * len(layout.trial_measures)
+            cells[column] = value
+    no_factors: list[str | None] = [None] * len(layout.factors)
+    no_measures: list[str | None] = [None] * len(layout.trial_measures)
+    rows = []
+    for trial_id, position, block_id, number, completed_at, event_count in trials:
+        block, measured, practice = blocks[block_id]
+        done = completed_at is not None
+        rows.append(
+            TrialRow(
+                id=trial_id,
+                run=run.code,
+                position=position,
+                block=block,
+                measured_block=measured,
+                number=number,
+                practice=practice,
+                completed_at=as_utc(completed_at),
+                factor_values=factor_values.get(trial_id, no_factors),
+                # A trial done after `trials` was read shows neither its date nor its values.
+                measures=measures.get(trial_id, no_measures) if done else no_measures,
+                event_count=event_count if done else 0,
+            )
+        )
+    return rows
+
+
+async def read_events(
+    conn: AsyncConnection, layout: Layout, run: RunRef, trials: Sequence[TrialRow]
+) -> list[EventRow]:
+    """The events of these consecutive trials of the run, in order: one row per event, an
+    event without values included."""
+    done = [t for t in trials if t.event_count]
+    if not done:
+        return []
+    values: dict[tuple[int, int], list[str | None]] = {}
+    width = len(layout.event_measures)
+    if width:
+        for position, event, measure_id, value in await _rows(
+            conn,
+            select(
+                LMTrial.position,
+                LMEventMeasureValue.event_number,
+                LMEventMeasureValue.measure_id,
+                LMEventMeasureValue.value,
+            )
+            .join(LMTrial, LMEventMeasureValue.trial_id == LMTrial.id)
+            .where(
+                LMTrial.run_id == run.id,
+                LMTrial.position >= done[0].position,
+                LMTrial.position <= done[-1].position,
+                LMEventMeasureValue.trial_id.between(
+                    min(t.id for t in done), max(t.id for t in done)
+                ),
+            ),
+        ):
+            column = layout.event_measure_column.get(measure_id)
+            if column is not None:
+                cells = values.get((position, event))
+                if cells is None:
+                    cells = values[(position, event)] = [None] * width
+                cells[column] = value
+    return [
+        EventRow(trial, number, values.get((trial.position, number)) or [None] * width)
+        for trial in done
+        for number in range(trial.event_count)
+    ]
+
+
+async def iter_trials(
+    db: Database, layout: Layout, chunk: int = CHUNK_TRIALS
+) -> AsyncIterator[list[TrialRow]]:
+    """Every trial of the experiment, in order, a chunk at a time."""
+    for run in layout.runs:
+        for start in range(0, run.trial_count, chunk):
+            async with db.engine.connect() as conn:
+                rows = await read_trials(conn, layout, run, start, start + chunk)
+            if rows:
+                yield rows
+
+
+async def iter_events(
+    db: Database,
+    layout: Layout,
+    chunk: int = CHUNK_TRIALS,
+    chunk_values: int = CHUNK_EVENT_VALUES,
+) -> AsyncIterator[list[EventRow]]:
+    """Every event of the experiment, in order, a chunk at a time: at most `chunk` trials, and
+    about `chunk_values` event values unless one trial has more."""
+    budget = max(chunk_values // max(len(layout.event_measures), 1), 1)
+    for run in layout.runs:
+        for start in range(0, run.trial_count, chunk):
+            async with db.engine.connect() as conn:
+                trials = await read_trials(conn, layout, run, start, start + chunk, values=False)
+            for part in _by_budget(trials, budget):
+                async with db.engine.connect() as conn:
+                    rows = await read_events(conn, layout, run, part)
+                yield rows
+
+
+def _by_budget(trials: Sequence[TrialRow], events: int) -> Iterable[Sequence[TrialRow]]:
+    """Consecutive slices of the trials with events, about `events` events each (at least one
+    trial each)."""
+    part: list[TrialRow] = []
+    count = 0
+    for trial in trials:
+        if not trial.event_count:
+            continue
+        if part and count + trial.event_count > events:
+            yield part
+            part, count = [], 0
+        part.append(trial)
+        count += trial.event_count
+    if part:
+        yield part
+
+
+async def _rows(conn: AsyncConnection, query: Executable) -> Sequence[Any]:
+    """All the rows at once (fetching them one by one costs more than reading them)."""
+    return (await conn.execute(query)).all()
+
+
+# --- Cells ------------------------------------------------------------------------------------
+
+
+def epoch_ms(moment: datetime | None) -> int | None:
+    """As the API's `completionDate`: milliseconds since the epoch."""
+    return None if moment is None else int(moment.timestamp() * 1000)
+
+
+def _keys(experiment: str, trial: TrialRow) -> list[Any]:
+    return [
+        experiment,
+        trial.run,
+        trial.block,
+        trial.measured_block,
+        trial.number,
+        trial.practice,
+    ]
+
+
+def trial_cells(experiment: str, trial: TrialRow) -> list[Any]:
+    """A trial's row, typed: ints, a bool, None for an empty cell."""
+    return [
+        *_keys(experiment, trial),
+        epoch_ms(trial.completed_at),
+        *trial.factor_values,
+        *trial.measures,
+    ]
+
+
+def event_cells(experiment: str, event: EventRow) -> list[Any]:
+    return [*_keys(experiment, event.trial), event.number, *event.measures]
+
+
+class _Buffer:
+    """Text written, kept as its pieces until taken."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        self.size += len(text)
+        return len(text)
+
+    def take(self) -> str:
+        text = "".join(self.parts)
+        self.parts.clear()
+        self.size = 0
+        return text
+
+
+class _Writer:
+    """Rows to CSV or JSON Lines text, buffered."""
+
+    def __init__(self, header: Sequence[str], format: Format) -> None:
+        if format not in FORMATS:
+            raise ValueError(f"unknown export format {format!r}: use csv or json")
+        self.header = list(header)
+        self.format = format
+        self.buffer = _Buffer()
+        self.csv = csv.writer(self.buffer, lineterminator="\n")
+        if format == "csv":
+            self.csv.writerow(self.header)
+
+    def write(self, cells: Sequence[Any]) -> None:
+        if self.format == "csv":  # None is written as an empty cell
+            row = list(cells)
+            row[PRACTICE] = "true" if row[PRACTICE] else "false"
+            self.csv.writerow(row)
+        else:
+            self.buffer.write(
+                json.dumps(dict(zip(self.header, cells, strict=True)), ensure_ascii=False) + "\n"
+            )
+
+    def size(self) -> int:
+        return self.buffer.size
+
+    def take(self) -> str:
+        return self.buffer.take()
+
+
+# --- Streams and files ------------------------------------------------------------------------
+
+
+async def stream_trials(
+    db: Database, experiment: str, format: Format = "csv", *, chunk: int = CHUNK_TRIALS
+) -> AsyncIterator[str]:
+    """The trials file, in pieces of about 64 KiB. Raises UnknownElement (before any text)."""
+    layout = await read_layout(db, experiment)
+    writer = _Writer(layout.trial_header(), format)
+    async for rows in iter_trials(db, layout, chunk):
+        for row in rows:
+            writer.write(trial_cells(experiment, row))
+        if writer.size() >= FLUSH_CHARACTERS:
+            yield writer.take()
+    yield writer.take()
+
+
+async def stream_events(
+    db: Database, experiment: str, format: Format = "csv", *, chunk: int = CHUNK_TRIALS
+) -> AsyncIterator[str]:
+    """The events file, in pieces of about 64 KiB. Raises UnknownElement (before any text)."""
+    layout = await read_layout(db, experiment)
+    writer = _Writer(layout.event_header(), format)
+    async for rows in iter_events(db, layout, chunk):
+        for row in rows:
+            writer.write(event_cells(experiment, row))
+        if writer.size() >= FLUSH_CHARACTERS:
+            yield writer.take()
+    yield writer.take()
+
+
+async def export_trials(
+    db: Database,
+    experiment: str,
+    out: TextIO,
+    format: Format = "csv",
+    *,
+    chunk: int = CHUNK_TRIALS,
+) -> None:
+    """Write the experiment's trials file to `out` (a text file; open CSV files with
+    `newline=""`). Raises UnknownElement."""
+    async for text in stream_trials(db, experiment, format, chunk=chunk):
+        out.write(text)
+
+
+async def export_events(
+    db: Database,
+    experiment: str,
+    out: TextIO,
+    format: Format = "csv",
+    *,
+    chunk: int = CHUNK_TRIALS,
+) -> None:
+    """Write the experiment's events file to `out`. Raises UnknownElement."""
+    async for text in stream_events(db, experiment, format, chunk=chunk):
+        out.write(text)
+
+
+def file_names(experiment: str, format: Format = "csv") -> tuple[str, str]:
+    """(trials, events) file names: `{id}-trials.csv`, `{id}-events.csv` (`.jsonl` for JSON),
+    the id's characters other than letters, digits, `.`, `_` and `-` replaced by `_`."""
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in experiment)
+    safe = safe.lstrip(".") or "experiment"
+    suffix = SUFFIXES[format]
+    return f"{safe}-trials.{suffix}", f"{safe}-events.{suffix}"
