@@ -5,7 +5,7 @@ OTREE_VENV := .venv-otree
 OTREE_VERSION := 6.0.15
 BIN := $(VENV)/bin
 
-.PHONY: dev test lint typecheck pytest otree-venv venv chromium clean
+.PHONY: dev test lint typecheck pytest otree-venv venv chromium clean bench
 
 dev: venv otree-venv
 	$(BIN)/mastok dev
@@ -27,8 +27,8 @@ $(OTREE_VENV)/bin/otree:
 	$(OTREE_VENV)/bin/pip install --quiet otree==$(OTREE_VERSION)
 
 lint: venv
-	$(BIN)/ruff check mastok tests demo
-	$(BIN)/ruff format --check mastok tests demo
+	$(BIN)/ruff check mastok tests demo bench
+	$(BIN)/ruff format --check mastok tests demo bench
 
 typecheck: venv
 	$(BIN)/mypy
@@ -39,6 +39,18 @@ chromium:
 
 pytest: venv otree-venv chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Benchmarks (not part of `make test`): bench/README.md. Under 10 minutes; writes bench/results/latest.*
+bench: venv otree-venv $(VENV)/.bench-installed bench/node_modules/.installed
+	$(BIN)/python -m bench all $(BENCH_ARGS)
+
+$(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench/node_modules/.installed: bench/package.json bench/package-lock.json
+	cd bench && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 clean:
 	rm -rf $(VENV) $(OTREE_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,9 @@
 """One WebSocket as the runners see it: frames are queued, a writer task sends them in order.
 
 A runner never waits on a slow socket: it queues and moves on. A socket whose queue overflows
-is closed (its reader will notice and leave).
+is closed (its reader will notice and leave). The writer task lives only while there are frames
+to send: most sockets wait idle for minutes, and an idle socket then costs a deque, not a task
+and a queue (about 3.5 KiB less each).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -22,12 +25,9 @@ _CLOSE = object()
 class Connection:
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._frames: deque[Any] = deque()
         self._writer: asyncio.Task[None] | None = None
         self.closing = False
-
-    def start(self) -> None:
-        self._writer = asyncio.create_task(self._write())
 
     def send(self, kind: str, payload: Any = None) -> None:
         self.send_text(encode(kind, payload))
@@ -35,10 +35,11 @@ class Connection:
     def send_text(self, text: str) -> None:
         if self.closing:
             return
-        if self._queue.qsize() >= QUEUE_LIMIT:
+        if len(self._frames) >= QUEUE_LIMIT:
             self.close(1008, "too slow")
             return
-        self._queue.put_nowait(text)
+        self._frames.append(text)
+        self._wake_writer()
 
     def disconnect(self, reason: str) -> None:
         """Send Disconnect with `reason`, then close."""
@@ -49,10 +50,16 @@ class Connection:
         if self.closing:
             return
         self.closing = True
-        self._queue.put_nowait((_CLOSE, code, reason))
+        self._frames.append((_CLOSE, code, reason))
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        # A writer that found nothing more to send has ended (in the same step): start another.
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
 
     async def wait_closed(self) -> None:
-        if self._writer is not None:
+        while self._writer is not None and not self._writer.done():
             await self._writer
 
     async def stop(self) -> None:
@@ -67,15 +74,17 @@ class Connection:
             await self._writer
 
     async def _write(self) -> None:
-        while True:
-            item = await self._queue.get()
+        while self._frames:
+            item = self._frames.popleft()
             try:
                 if isinstance(item, tuple) and item[0] is _CLOSE:
                     await self.websocket.close(item[1], item[2])
+                    self._frames.clear()
                     return
                 await self.websocket.send_text(item)
             except (WebSocketDisconnect, RuntimeError, OSError):
                 self.closing = True
+                self._frames.clear()
                 return
 
 

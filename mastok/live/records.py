@@ -1,55 +1,185 @@
-"""What the waiting room writes down: participants as they move, sessions as they start."""
+"""What the waiting room writes down: participants as they move, sessions as they start.
+
+The room's statements run on plain connections (SQLAlchemy Core), not ORM sessions: they are
+single statements on known ids, and an ORM session's bookkeeping cost more than the statements.
+The statements every participant causes are built once, with bound parameters (building and
+keying a statement costs as much as running it). They queue for the database in mastok, first
+come first served: at most `CONNECTIONS` at once, within the pool's kept connections, so a burst
+of participants neither drains the pool (whose waiters are served out of order, some for as
+long as its 30 s timeout) nor opens and closes overflow connections.
+
+SQLite takes one writer at a time: concurrent writers would sleep in its busy handler, and one
+writer at a time, each holding the database across a few turns of a busy event loop, caps the
+room at a few hundred writes a second. So on SQLite the writes are committed in groups: the
+writes asked for while a transaction runs go together in the next one (each still waits for
+its own commit before anyone is told). If a group fails, its writes are tried again one by one,
+so only the write at fault fails.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from functools import lru_cache
+from typing import Any, TypeVar
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Update, bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mastok.db import Database
 from mastok.db.tables import Campaign, OTreeSession, Participant, utcnow
 
+T = TypeVar("T")
+Work = Callable[[AsyncConnection], Awaitable[Any]]
+
 WAITING_STEPS = ("landed", "agreed", "joining", "pending")
+# Below the pool's 5 kept connections (SQLAlchemy's default): one left for the admin pages/API.
+CONNECTIONS = 4
+
+_ADD_PARTICIPANT = insert(Participant).returning(Participant.id)
+_LIVE_START_URL = (
+    select(Participant.start_url)
+    .join(OTreeSession, Participant.session_id == OTreeSession.id)
+    .where(Participant.campaign_id == bindparam("campaign_id"))
+    .where(Participant.fingerprint == bindparam("fingerprint"))
+    .where(Participant.step == "started")
+    .where(OTreeSession.created_at > bindparam("since"))
+    .order_by(OTreeSession.created_at.desc())
+    .limit(1)
+)
+_HAS_PARTICIPATED = (
+    select(Participant.id)
+    .where(Participant.campaign_id == bindparam("campaign_id"))
+    .where(Participant.fingerprint == bindparam("fingerprint"))
+    .where(Participant.step == "started")
+    .limit(1)
+)
+_LIVE_SESSION_TIMES = (
+    select(OTreeSession.created_at)
+    .where(OTreeSession.campaign_id == bindparam("campaign_id"))
+    .where(OTreeSession.created_at > bindparam("since"))
+)
+_ADD_SESSION = insert(OTreeSession).returning(OTreeSession.id)
+_ASSIGN = (
+    update(Participant)
+    .where(Participant.id == bindparam("assigned_id"))
+    .values(
+        step="started",
+        session_id=bindparam("assigned_session"),
+        otree_code=bindparam("assigned_code"),
+        start_url=bindparam("assigned_url"),
+        updated_at=bindparam("assigned_at"),
+    )
+)
+
+
+@lru_cache(maxsize=32)
+def _move_statement(columns: tuple[str, ...]) -> Update:
+    """UPDATE participants SET these columns (and updated_at) WHERE id IN (:ids)."""
+    values: dict[str, Any] = {column: bindparam(f"new_{column}") for column in columns}
+    return (
+        update(Participant)
+        .where(Participant.id.in_(bindparam("ids", expanding=True)))
+        .values(**values, updated_at=bindparam("new_updated_at"))
+    )
 
 
 class Records:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._connections = asyncio.Semaphore(CONNECTIONS)
+        self._grouped = db.is_sqlite
+        self._queued: list[tuple[Work, asyncio.Future[Any]]] = []
+        self._committer: asyncio.Task[None] | None = None
+
+    async def _write(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run `work` in a transaction; return once it is committed."""
+        if not self._grouped:
+            async with self._connections, self.db.engine.begin() as connection:
+                return await work(connection)
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queued.append((work, done))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_groups())
+        return await done
+
+    async def _commit_groups(self) -> None:
+        """Commit what is queued, a group per transaction, until nothing is."""
+        group: list[tuple[Work, asyncio.Future[Any]]] = []
+        try:
+            while self._queued:
+                group, self._queued = self._queued, []
+                try:
+                    async with self._connections, self.db.engine.begin() as connection:
+                        results = [await work(connection) for work, _ in group]
+                except Exception as error:
+                    if len(group) == 1:
+                        _settle(group[0][1], error=error)
+                    else:  # nothing of the group was written: each alone, to find the culprit
+                        for work, done in group:
+                            await self._write_alone(work, done)
+                else:
+                    for (_, done), result in zip(group, results, strict=True):
+                        _settle(done, result)
+                group = []
+        finally:  # cancelled (mastok is stopping): nobody waits for ever
+            for _, done in group + self._queued:
+                done.cancel()
+            self._queued = []
+
+    async def _write_alone(self, work: Work, done: asyncio.Future[Any]) -> None:
+        try:
+            async with self._connections, self.db.engine.begin() as connection:
+                result = await work(connection)
+        except Exception as error:
+            _settle(done, error=error)
+        else:
+            _settle(done, result)
+
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        async with self._connections, self.db.engine.connect() as connection:
+            yield connection
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[AsyncSession]:
+        """An ORM session, for the reads that hand back rows as objects."""
+        async with self._connections, self.db.session() as session:
+            yield session
 
     async def add_participant(self, campaign_id: int, token: str, fingerprint: str) -> int:
-        async with self.db.session() as session:
-            result = await session.execute(
-                insert(Participant)
-                .values(
-                    campaign_id=campaign_id,
-                    token=token,
-                    fingerprint=fingerprint,
-                    step="landed",
-                    created_at=utcnow(),
-                    updated_at=utcnow(),
-                )
-                .returning(Participant.id)
-            )
-            participant_id = result.scalar_one()
-            await session.commit()
-        return participant_id
+        now = utcnow()
+        row = {
+            "campaign_id": campaign_id,
+            "token": token,
+            "fingerprint": fingerprint,
+            "step": "landed",
+            "created_at": now,
+            "updated_at": now,
+        }
+
+        async def add(connection: AsyncConnection) -> int:
+            return int((await connection.execute(_ADD_PARTICIPANT, row)).scalar_one())
+
+        return await self._write(add)
 
     async def move(self, participant_ids: Sequence[int], **values: Any) -> None:
         if not participant_ids:
             return
-        async with self.db.session() as session:
-            await session.execute(
-                update(Participant)
-                .where(Participant.id.in_(participant_ids))
-                .values(**values, updated_at=utcnow())
-            )
-            await session.commit()
+        statement = _move_statement(tuple(sorted(values)))
+        parameters = {f"new_{column}": value for column, value in values.items()}
+        parameters.update(ids=list(participant_ids), new_updated_at=utcnow())
+
+        async def move(connection: AsyncConnection) -> None:
+            await connection.execute(statement, parameters)
+
+        await self._write(move)
 
     async def waiting(self, campaign_id: int) -> list[Participant]:
         """Everyone in the room, in pool order."""
-        async with self.db.session() as session:
+        async with self._session() as session:
             found = await session.scalars(
                 select(Participant)
                 .where(Participant.campaign_id == campaign_id)
@@ -59,8 +189,8 @@ class Records:
             return list(found)
 
     async def campaigns_with_waiting(self) -> list[int]:
-        async with self.db.session() as session:
-            found = await session.scalars(
+        async with self._read() as connection:
+            found = await connection.scalars(
                 select(Participant.campaign_id)
                 .where(Participant.step.in_(WAITING_STEPS))
                 .distinct()
@@ -68,34 +198,22 @@ class Records:
             return list(found)
 
     async def has_participated(self, campaign_id: int, fingerprint: str) -> bool:
-        async with self.db.session() as session:
-            found = await session.scalar(
-                select(Participant.id)
-                .where(Participant.campaign_id == campaign_id)
-                .where(Participant.fingerprint == fingerprint)
-                .where(Participant.step == "started")
-                .limit(1)
-            )
+        parameters = {"campaign_id": campaign_id, "fingerprint": fingerprint}
+        async with self._read() as connection:
+            found = await connection.scalar(_HAS_PARTICIPATED, parameters)
         return found is not None
 
     async def live_start_url(
         self, campaign_id: int, fingerprint: str, since: datetime
     ) -> str | None:
         """The start URL of this fingerprint's participation in a session created after `since`."""
-        async with self.db.session() as session:
-            return await session.scalar(
-                select(Participant.start_url)
-                .join(OTreeSession, Participant.session_id == OTreeSession.id)
-                .where(Participant.campaign_id == campaign_id)
-                .where(Participant.fingerprint == fingerprint)
-                .where(Participant.step == "started")
-                .where(OTreeSession.created_at > since)
-                .order_by(OTreeSession.created_at.desc())
-                .limit(1)
-            )
+        parameters = {"campaign_id": campaign_id, "fingerprint": fingerprint, "since": since}
+        async with self._read() as connection:
+            url = await connection.scalar(_LIVE_START_URL, parameters)
+        return None if url is None else str(url)
 
     async def started_by_token(self, campaign_id: int, token: str) -> Participant | None:
-        async with self.db.session() as session:
+        async with self._session() as session:
             return await session.scalar(
                 select(Participant)
                 .where(Participant.campaign_id == campaign_id)
@@ -104,16 +222,14 @@ class Records:
             )
 
     async def live_session_times(self, campaign_id: int, since: datetime) -> list[datetime]:
-        async with self.db.session() as session:
-            found = await session.scalars(
-                select(OTreeSession.created_at)
-                .where(OTreeSession.campaign_id == campaign_id)
-                .where(OTreeSession.created_at > since)
+        async with self._read() as connection:
+            found = await connection.scalars(
+                _LIVE_SESSION_TIMES, {"campaign_id": campaign_id, "since": since}
             )
             return list(found)
 
     async def sessions(self, campaign_id: int) -> list[OTreeSession]:
-        async with self.db.session() as session:
+        async with self._session() as session:
             found = await session.scalars(
                 select(OTreeSession)
                 .where(OTreeSession.campaign_id == campaign_id)
@@ -122,8 +238,8 @@ class Records:
             return list(found)
 
     async def participant_codes(self, session_id: int) -> list[str]:
-        async with self.db.session() as session:
-            found = await session.scalars(
+        async with self._read() as connection:
+            found = await connection.scalars(
                 select(Participant.otree_code)
                 .where(Participant.session_id == session_id)
                 .order_by(Participant.otree_code)
@@ -142,35 +258,53 @@ class Records:
         `assignments` are (participant id, oTree participant code, start URL).
         """
         now = utcnow()
-        async with self.db.session() as session:
-            record = OTreeSession(campaign_id=campaign.id, created_at=now, **session_row)
-            session.add(record)
-            await session.flush()
-            for participant_id, code, url in assignments:
-                await session.execute(
-                    update(Participant)
-                    .where(Participant.id == participant_id)
-                    .values(
-                        step="started",
-                        session_id=record.id,
-                        otree_code=code,
-                        start_url=url,
-                        updated_at=now,
-                    )
+        row = {"campaign_id": campaign.id, "created_at": now, **session_row}
+
+        async def record(connection: AsyncConnection) -> int:
+            session_id = int((await connection.execute(_ADD_SESSION, row)).scalar_one())
+            if assignments:
+                await connection.execute(
+                    _ASSIGN,
+                    [
+                        {
+                            "assigned_id": participant_id,
+                            "assigned_session": session_id,
+                            "assigned_code": code,
+                            "assigned_url": url,
+                            "assigned_at": now,
+                        }
+                        for participant_id, code, url in assignments
+                    ],
                 )
             values: dict[str, Any] = {"started_sessions": Campaign.started_sessions + 1}
             if complete:
                 values["state"] = "Completed"
-            await session.execute(update(Campaign).where(Campaign.id == campaign.id).values(values))
-            await session.commit()
-            return record
+            await connection.execute(
+                update(Campaign).where(Campaign.id == campaign.id).values(values)
+            )
+            return session_id
+
+        session_id = await self._write(record)
+        return OTreeSession(id=session_id, **row)
 
     async def set_state(self, campaign_id: int, state: str) -> None:
-        async with self.db.session() as session:
-            await session.execute(
+        async def set_state(connection: AsyncConnection) -> None:
+            await connection.execute(
                 update(Campaign).where(Campaign.id == campaign_id).values(state=state)
             )
-            await session.commit()
+
+        await self._write(set_state)
+
+
+def _settle(
+    done: asyncio.Future[Any], result: Any = None, error: BaseException | None = None
+) -> None:
+    if done.done():  # its writer was cancelled meanwhile
+        return
+    if error is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(result)
 
 
 def live_since(now: datetime, duration_minutes: int) -> datetime:

@@ -33,6 +33,7 @@ class Rooms:
         self.starter = starter
         self.settings = settings
         self._runners: dict[int, Runner] = {}
+        self._slugs: dict[str, int] = {}  # slug -> campaign id, for the runners that exist
         self._building = asyncio.Lock()
         self._clock: asyncio.Task[None] | None = None
         campaigns.on_change(self.campaign_changed)
@@ -62,6 +63,24 @@ class Rooms:
                     campaign, self.records, self.starter, self.settings
                 )
             return self._runners[campaign.id]
+
+    async def runner_for_slug(self, slug: str) -> Runner | None:
+        """The runner of the campaign at `slug`, None if there is none.
+
+        Every participant socket asks this, so a runner that exists is found in memory: its
+        campaign is kept current by every edit (`campaign_changed`), slug included. Otherwise
+        the campaign is read from the database.
+        """
+        campaign_id = self._slugs.get(slug)
+        runner = self._runners.get(campaign_id) if campaign_id is not None else None
+        if runner is not None and runner.campaign.slug == slug:
+            return runner
+        campaign = await self.campaigns.get_by_slug(slug)
+        if campaign is None:
+            return None
+        runner = await self.runner(campaign)
+        self._slugs[slug] = campaign.id
+        return runner
 
     def existing(self, campaign_id: int) -> Runner | None:
         return self._runners.get(campaign_id)

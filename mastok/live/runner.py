@@ -35,7 +35,7 @@ DEFAULT_GROUP = "default"
 RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 60.0)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Member:
     """A participant in the room (from Land until Start or leaving)."""
 
@@ -54,7 +54,7 @@ class Member:
         return self.connection is not None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Visitor:
     """A participant socket, before or after it became a member."""
 
@@ -89,6 +89,8 @@ class Runner:
     unavailable: bool = False
     _retry: _Retry | None = None
     _order: float = 0.0
+    # The JoiningSize and PendingSize every supervisor was last sent: only changes are sent.
+    _told_sizes: tuple[str, str] | None = None
 
     # -- building ---------------------------------------------------------------------------
 
@@ -515,9 +517,12 @@ class Runner:
     async def supervisor_arrives(self, connection: Connection) -> None:
         async with self.lock:
             self.supervisors.add(connection)
+            sizes = (self.joining_size(), self.pending_size())
             connection.send("State", self.supervisor_state())
-            connection.send("JoiningSize", self.joining_size())
-            connection.send("PendingSize", self.pending_size())
+            connection.send("JoiningSize", sizes[0])
+            connection.send("PendingSize", sizes[1])
+            # The others were told every change while there were any: they know these too.
+            self._told_sizes = sizes
 
     async def supervisor_leaves(self, connection: Connection) -> None:
         async with self.lock:
@@ -562,8 +567,17 @@ class Runner:
                 member.connection.send_text(text)
 
     def _tell_supervisors_sizes(self) -> None:
-        self._tell_supervisors("JoiningSize", self.joining_size())
-        self._tell_supervisors("PendingSize", self.pending_size())
+        """The pool sizes to every supervisor, those that changed since they were last told
+        (someone leaving a started session, say, changes nothing)."""
+        if not self.supervisors:
+            return
+        joining, pending = self.joining_size(), self.pending_size()
+        told_joining, told_pending = self._told_sizes or ("", "")
+        if joining != told_joining:
+            self._tell_supervisors("JoiningSize", joining)
+        if pending != told_pending:
+            self._tell_supervisors("PendingSize", pending)
+        self._told_sizes = (joining, pending)
 
     def _tell_supervisors_state(self) -> None:
         self._tell_supervisors("State", self.supervisor_state())

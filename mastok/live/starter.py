@@ -3,6 +3,10 @@
 oTree has no idempotency key, but a session's label is free text and listed: each session is
 labelled with its mastok id `mk:{namespace}:{n}`, and a retry (after a timeout, a crash or a
 failed write on mastok's side) first claims a session already created under that label.
+
+Listing oTree's sessions costs as much as oTree has sessions (every study's, for ever), so the
+label is looked up only when a session of that number may exist: not when this process has just
+created the campaign's previous session without a hitch.
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ class SessionStarter:
     def __init__(self, otree: OTreeClient, public_url: str) -> None:
         self.otree = otree
         self.public_url = public_url.rstrip("/")
+        # Campaign id -> the one session number this process knows was never asked of oTree:
+        # the one after the last session it created or claimed. Anything else (the first start
+        # after mastok started, a retry after a failure) looks the label up first.
+        self._fresh: dict[int, int] = {}
 
     @staticmethod
     def mastok_id(campaign: Campaign, number: int) -> str:
@@ -41,8 +49,9 @@ class SessionStarter:
     async def start(self, campaign: Campaign, number: int) -> Session:
         """The oTree session numbered `number` for this campaign, created if need be."""
         label = self.label(campaign, number)
+        fresh = self._fresh.pop(campaign.id, None) == number
         try:
-            existing = await self.otree.find_session_by_label(label)
+            existing = None if fresh else await self.otree.find_session_by_label(label)
             if existing is not None:
                 session = await self.otree.get_session(existing.code)
             else:
@@ -59,4 +68,6 @@ class SessionStarter:
                 f"oTree session {session.code} ({label}) has {len(session.participants)} "
                 f"participants, {campaign.per_session} expected"
             )
+        # If recording it fails, the retry asks for `number` again, which is not fresh.
+        self._fresh[campaign.id] = number + 1
         return session

@@ -32,16 +32,14 @@ async def join_socket(websocket: WebSocket) -> None:
         return
     services = websocket.app.state.services
     slug = websocket.query_params.get("slug", "")
-    campaign = await services.campaigns.get_by_slug(slug) if slug else None
+    runner = await services.rooms.runner_for_slug(slug) if slug else None
     await websocket.accept()
     connection = Connection(websocket)
-    connection.start()
-    if campaign is None:
+    if runner is None:
         connection.send("Error", f"no campaign at {slug!r}")
         connection.close(UNKNOWN, "unknown campaign")
         await connection.wait_closed()
         return
-    runner = await services.rooms.runner(campaign)
     visitor = await runner.participant_arrives(connection)
     if visitor is None:
         await connection.wait_closed()
@@ -61,7 +59,6 @@ async def supervise_socket(websocket: WebSocket) -> None:
     namespace = websocket.query_params.get("namespace", "")
     await websocket.accept()
     connection = Connection(websocket)
-    connection.start()
     try:
         campaign = await services.campaigns.get(namespace)
     except CampaignNotFound:

@@ -1,0 +1,480 @@
+// mastok's load generator: simulated participants and supervisors over WebSockets (Node + ws).
+//
+//   node bench/loadgen/client.mjs JOB.json
+//
+// JOB.json says what to do (`job.kind`), the harness (bench/) writes it and reads `job.out`.
+// Kinds:
+//   join    participants doing the whole join flow (State, Land, Resume+Consent, Agree,
+//           Instructions, wait, Starting, Disconnect), arriving in a ramp, at a constant rate
+//           or in a closed loop; one record per participant.
+//   echo    the same client doing the same socket work against an echo server: connect,
+//           3 request/response frames, the server closes.
+//   hold    participants who join and stay (Instructions, then idle); driven by commands on
+//           stdin, one JSON line each ({"cmd": "open", "count": N} / "close"), answers on stdout.
+//   probe   new participants one after another: the time until Consent.
+//   fanout  supervisors connected to one campaign, participants joining it one after the
+//           other: the delay from each Agree to every supervisor's JoiningSize.
+//
+// Every loop is bounded in count and time (job.deadline_s); every socket is closed at the end;
+// SIGINT/SIGTERM close everything and exit. Times are performance.now() milliseconds.
+
+import { readFileSync, writeFileSync } from "node:fs";
+import { performance } from "node:perf_hooks";
+import { createInterface } from "node:readline";
+import WebSocket from "ws";
+
+const job = JSON.parse(readFileSync(process.argv[2], "utf8"));
+// Milliseconds since the epoch, high resolution: comparable across client processes.
+const now = () => performance.timeOrigin + performance.now();
+const open = new Set(); // every live socket, closed on exit
+const started = now();
+const deadlineMs = (job.deadline_s ?? 300) * 1000;
+
+function shutdown(code) {
+  for (const ws of open) ws.terminate();
+  process.exit(code);
+}
+process.on("SIGINT", () => shutdown(130));
+process.on("SIGTERM", () => shutdown(143));
+const watchdog = setTimeout(() => {
+  process.stderr.write(`loadgen: deadline of ${job.deadline_s} s reached, giving up\n`);
+  shutdown(3);
+}, deadlineMs);
+watchdog.unref();
+
+let localIndex = 0;
+function socket(url, headers = {}) {
+  // Spread client sockets over several loopback source addresses: more ephemeral ports.
+  const addresses = job.local_addresses ?? ["127.0.0.1"];
+  const localAddress = addresses[localIndex++ % addresses.length];
+  const options = {
+    headers,
+    localAddress,
+    handshakeTimeout: (job.flow_timeout_s ?? 60) * 1000,
+    // A browser offers permessage-deflate; so do we (ws's default, said out loud).
+    perMessageDeflate: job.deflate ?? true,
+  };
+  if (job.origin) options.origin = job.origin;
+  const ws = new WebSocket(url, options);
+  open.add(ws);
+  ws.on("close", () => open.delete(ws));
+  return ws;
+}
+
+const frame = (kind, payload) =>
+  JSON.stringify(payload === undefined ? { kind } : { kind, payload });
+
+function fingerprint(i) {
+  // What a browser fingerprint looks like: a hex digest, one per participant.
+  const base = `${job.run_id ?? "run"}-${i}-${Math.random()}`;
+  let h1 = 0x811c9dc5,
+    h2 = 0x01000193;
+  for (let k = 0; k < base.length; k++) {
+    h1 = Math.imul(h1 ^ base.charCodeAt(k), 16777619) >>> 0;
+    h2 = Math.imul(h2 ^ base.charCodeAt(k), 2246822519) >>> 0;
+  }
+  return (h1.toString(16) + h2.toString(16)).padStart(16, "0") + i.toString(16);
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// -- participants -------------------------------------------------------------------------
+
+// One participant through the join flow. `stay`: keep the socket open once waiting (hold).
+// `stopAt`: "consent" ends the flow at Consent (probe).
+function participant(i, slug, { stay = false, stopAt = null, think = 0 } = {}) {
+  return new Promise((resolve) => {
+    const r = { i, slug, t0: now() };
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      resolve(r);
+    };
+    const ws = socket(`${job.url}?slug=${encodeURIComponent(slug)}`);
+    r.ws = ws;
+    const timer = setTimeout(
+      () => {
+        r.err = r.err ?? `timeout after ${r.last ?? "nothing"}`;
+        ws.terminate();
+        finish();
+      },
+      (job.flow_timeout_s ?? 60) * 1000,
+    );
+    ws.on("open", () => {
+      r.open = now();
+    });
+    ws.on("message", (data) => {
+      const t = now();
+      let f;
+      try {
+        f = JSON.parse(data);
+      } catch {
+        r.err = "not JSON";
+        return;
+      }
+      r.last = f.kind;
+      switch (f.kind) {
+        case "State":
+          r.state = t;
+          if (f.payload !== "Running" && f.payload !== "Busy") r.err = `State ${f.payload}`;
+          ws.send(frame("Land", fingerprint(i)));
+          r.land = now();
+          break;
+        case "Resume":
+          r.resume = t;
+          break;
+        case "Consent":
+          r.consent = t;
+          if (stopAt === "consent") {
+            ws.close(1000);
+            break;
+          }
+          if (think > 0) {
+            setTimeout(() => {
+              if (ws.readyState === WebSocket.OPEN) {
+                ws.send(frame("Agree"));
+                r.agree = now();
+              }
+            }, think);
+          } else {
+            ws.send(frame("Agree"));
+            r.agree = now();
+          }
+          break;
+        case "Instructions":
+          r.instructions = t;
+          if (stay) finish();
+          break;
+        case "Pending":
+          r.pending = t;
+          if (stay) finish();
+          break;
+        case "JoiningSize":
+          break;
+        case "Starting":
+          r.starting = t;
+          r.url = f.payload;
+          break;
+        case "Disconnect":
+          r.disconnect = t;
+          r.reason = f.payload;
+          break;
+        case "Error":
+          r.err = `Error ${f.payload}`;
+          break;
+        default:
+          r.err = `unexpected ${f.kind}`;
+      }
+    });
+    ws.on("error", (e) => {
+      r.err = r.err ?? `socket: ${e.message}`;
+    });
+    ws.on("close", (code) => {
+      r.closed = now();
+      r.code = code;
+      finish();
+    });
+  });
+}
+
+// A socket that opens and says nothing (the idle reference for memory).
+function idle(i) {
+  return new Promise((resolve) => {
+    const r = { i, t0: now() };
+    const ws = socket(job.url);
+    r.ws = ws;
+    const timer = setTimeout(() => {
+      r.err = "timeout";
+      ws.terminate();
+      resolve(r);
+    }, (job.flow_timeout_s ?? 60) * 1000);
+    ws.on("open", () => {
+      r.open = now();
+      r.instructions = r.open;
+      clearTimeout(timer);
+      resolve(r);
+    });
+    ws.on("error", (e) => {
+      r.err = r.err ?? `socket: ${e.message}`;
+    });
+    ws.on("close", (code) => {
+      r.code = code;
+      clearTimeout(timer);
+      resolve(r);
+    });
+  });
+}
+
+function echoFlow(i, url) {
+  return new Promise((resolve) => {
+    const r = { i, t0: now(), rtt: [] };
+    let sent = 0;
+    let sentAt = 0;
+    const ws = socket(url);
+    const timer = setTimeout(
+      () => {
+        r.err = "timeout";
+        ws.terminate();
+      },
+      (job.flow_timeout_s ?? 60) * 1000,
+    );
+    const send = () => {
+      sent += 1;
+      ws.send(frame(sent === 1 ? "Land" : "Agree", sent === 1 ? fingerprint(i) : undefined));
+      sentAt = now();
+    };
+    ws.on("open", () => {
+      r.open = now();
+      send();
+    });
+    ws.on("message", () => {
+      r.last = now();
+      r.rtt.push(r.last - sentAt);
+      if (sent < 3) send();
+    });
+    ws.on("error", (e) => {
+      r.err = r.err ?? `socket: ${e.message}`;
+    });
+    ws.on("close", (code) => {
+      r.closed = now();
+      r.code = code;
+      if (sent < 3 && !r.err) r.err = `closed after ${sent} frames`;
+      clearTimeout(timer);
+      resolve(r);
+    });
+  });
+}
+
+// Arrival schedules: when participant i (of n) starts, in ms from the start.
+function arrivalTimes(arrival, n) {
+  if (arrival.mode === "ramp") {
+    // The arrival rate rises linearly from 0 to 2n/D over D seconds: A(t) = n (t/D)^2.
+    const d = arrival.seconds * 1000;
+    return Array.from({ length: n }, (_, i) => d * Math.sqrt((i + 0.5) / n));
+  }
+  if (arrival.mode === "rate") {
+    return Array.from({ length: n }, (_, i) => (i * 1000) / arrival.rate);
+  }
+  throw new Error(`unknown arrival mode ${arrival.mode}`);
+}
+
+// Start `flow(i)` for i in 0..n-1 on schedule (open loop) or `concurrency` at a time (closed).
+// With several client processes (job.clients > 1), this one runs every participant i with
+// i % clients == client: the schedule is the same, the work is shared.
+async function drive(n, arrival, flow, t0 = now()) {
+  const results = new Array(n);
+  const clients = job.clients ?? 1;
+  const mine = (i) => i % clients === (job.client ?? 0);
+  if (arrival.mode === "closed") {
+    let next = job.client ?? 0;
+    const worker = async () => {
+      while (next < n && now() - started < deadlineMs) {
+        const i = next;
+        next += clients;
+        results[i] = await flow(i);
+      }
+    };
+    const workers = Math.max(1, Math.round(Math.min(arrival.concurrency, n) / clients));
+    await Promise.all(Array.from({ length: workers }, worker));
+    return results;
+  }
+  const times = arrivalTimes(arrival, n);
+  const pending = [];
+  let i = 0;
+  await new Promise((resolve) => {
+    const tick = () => {
+      const elapsed = now() - t0;
+      while (i < n && times[i] <= elapsed) {
+        const k = i++;
+        if (mine(k)) pending.push(flow(k).then((r) => (results[k] = r)));
+      }
+      if (i < n) setTimeout(tick, Math.max(0, Math.min(5, times[i] - (now() - t0))));
+      else resolve();
+    };
+    tick();
+  });
+  await Promise.all(pending);
+  return results;
+}
+
+function strip(r) {
+  // The socket is not data.
+  const { ws: _ws, ...rest } = r;
+  return rest;
+}
+
+function cpuUsage() {
+  const u = process.cpuUsage();
+  return { user_ms: u.user / 1000, system_ms: u.system / 1000 };
+}
+
+function write(result) {
+  writeFileSync(
+    job.out,
+    JSON.stringify({ kind: job.kind, cpu: cpuUsage(), wall_ms: now() - started, ...result }),
+  );
+}
+
+// -- jobs -------------------------------------------------------------------------------------
+
+// job.t0: a common start (epoch ms) for several client processes sharing one schedule.
+const startAt = () => Math.max(now(), job.t0 ?? 0);
+
+async function joinJob() {
+  const slugs = job.slugs;
+  const t0 = startAt();
+  const records = await drive(
+    job.count,
+    job.arrival,
+    // Participants are dealt to campaigns a pool at a time (job.group of them), so every
+    // campaign gets whole pools.
+    (i) =>
+      participant(i, slugs[Math.floor(i / (job.group ?? 1)) % slugs.length], {
+        think: job.think_ms ?? 0,
+      }),
+    t0,
+  );
+  write({ t0, records: records.filter(Boolean).map(strip) });
+}
+
+async function echoJob() {
+  const t0 = startAt();
+  const records = await drive(job.count, job.arrival, (i) => echoFlow(i, job.url), t0);
+  write({ t0, records: records.filter(Boolean) });
+}
+
+async function probeJob() {
+  const records = [];
+  for (let i = 0; i < job.count && now() - started < deadlineMs; i++) {
+    const r = await participant(job.first_index + i, job.slugs[i % job.slugs.length], {
+      stopAt: "consent",
+    });
+    records.push(strip(r));
+    await sleep(job.gap_ms ?? 20);
+  }
+  write({ records });
+}
+
+async function holdJob() {
+  // Participants who join and stay. Commands on stdin, one JSON answer line each on stdout.
+  const held = [];
+  let index = job.first_index ?? 0;
+  const answer = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
+  const lines = createInterface({ input: process.stdin });
+  for await (const line of lines) {
+    if (!line.trim()) continue;
+    const cmd = JSON.parse(line);
+    if (cmd.cmd === "open") {
+      const t0 = now();
+      const slugOf = (k) => job.slugs[Math.floor(k / job.per_campaign)];
+      const first = index;
+      index += cmd.count;
+      const records = await drive(
+        cmd.count,
+        { mode: "closed", concurrency: cmd.concurrency ?? 100 },
+        (k) => (job.idle ? idle(first + k) : participant(first + k, slugOf(first + k), { stay: true })),
+      );
+      let ok = 0;
+      const errors = {};
+      for (const r of records) {
+        if (r && !r.err && (r.instructions || r.pending) && r.ws.readyState === WebSocket.OPEN) {
+          ok += 1;
+          held.push(r.ws);
+        } else if (r) {
+          const key = r.err ?? `closed ${r.code}`;
+          errors[key] = (errors[key] ?? 0) + 1;
+          r.ws.terminate();
+        }
+      }
+      answer({
+        opened: ok,
+        failed: cmd.count - ok,
+        errors,
+        seconds: (now() - t0) / 1000,
+        pending: records.filter((r) => r && r.pending).length,
+      });
+    } else if (cmd.cmd === "count") {
+      answer({ open: held.filter((ws) => ws.readyState === WebSocket.OPEN).length });
+    } else if (cmd.cmd === "close") {
+      for (const ws of held) ws.close(1000);
+      const deadline = now() + 10000;
+      while (open.size && now() < deadline) await sleep(50);
+      answer({ closed: held.length, left: open.size, cpu: cpuUsage() });
+      break;
+    }
+  }
+  shutdown(0);
+}
+
+async function fanoutJob() {
+  // Supervisors first; each must have its initial State/JoiningSize/PendingSize.
+  const auth = { Authorization: `Basic ${Buffer.from(job.credentials).toString("base64")}` };
+  const supervisors = [];
+  for (let s = 0; s < job.supervisors; s++) {
+    const sup = { frames: [], waiters: [] };
+    sup.ws = socket(job.supervise_url, auth);
+    sup.ws.on("message", (data) => {
+      const t = now();
+      const f = JSON.parse(data);
+      if (f.kind !== "JoiningSize") return;
+      for (const w of sup.waiters) if (w.payload === f.payload && w.after <= t) w.resolve(t);
+      sup.waiters = sup.waiters.filter((w) => !(w.payload === f.payload && w.after <= t));
+    });
+    await new Promise((resolve, reject) => {
+      sup.ws.once("open", resolve);
+      sup.ws.once("error", reject);
+    });
+    supervisors.push(sup);
+  }
+  await sleep(200);
+  const seen = (sup, payload, after) =>
+    new Promise((resolve) => {
+      const w = { payload, after, resolve };
+      sup.waiters.push(w);
+      setTimeout(() => resolve(null), (job.flow_timeout_s ?? 60) * 1000);
+    });
+  const changes = [];
+  const flows = [];
+  for (let k = 0; k < job.changes && now() - started < deadlineMs; k++) {
+    // A participant up to Consent, then its Agree is the pool change we time.
+    const expected = `${(k % job.per_session) + 1}/${job.per_session}`;
+    const ws = socket(`${job.url}?slug=${encodeURIComponent(job.slug)}`);
+    const consent = new Promise((resolve) => {
+      ws.on("message", (data) => {
+        const f = JSON.parse(data);
+        if (f.kind === "State") ws.send(frame("Land", fingerprint(k)));
+        else if (f.kind === "Consent") resolve();
+      });
+      ws.on("close", resolve);
+    });
+    flows.push(new Promise((resolve) => ws.on("close", resolve)));
+    await consent;
+    const t = now();
+    const waits = supervisors.map((sup) => seen(sup, expected, t));
+    ws.send(frame("Agree"));
+    const times = await Promise.all(waits);
+    const missing = times.filter((x) => x === null).length;
+    const got = times.filter((x) => x !== null);
+    changes.push({
+      k,
+      expected,
+      first_ms: Math.min(...got) - t,
+      last_ms: Math.max(...got) - t,
+      missing,
+    });
+    if (job.gap_ms) await sleep(job.gap_ms);
+  }
+  for (const sup of supervisors) sup.ws.close(1000);
+  await Promise.race([Promise.all(flows), sleep(5000)]);
+  write({ changes });
+}
+
+const jobs = { join: joinJob, echo: echoJob, probe: probeJob, hold: holdJob, fanout: fanoutJob };
+jobs[job.kind]()
+  .then(() => shutdown(0))
+  .catch((error) => {
+    process.stderr.write(`loadgen: ${error.stack ?? error}\n`);
+    shutdown(1);
+  });

@@ -1,0 +1,184 @@
+"""Child processes of the benchmark: started with a raised open-files limit, tied to the harness
+(they get SIGTERM if it dies), measured from /proc, and always stopped.
+
+Every process started here is registered; `stop_all()` (run at exit and on Ctrl-C) stops those
+still running, by their own process id, never by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import resource
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+LOOPBACK = "127.0.0.1"
+# Client sockets are spread over these source addresses (all loopback): each has its own
+# ephemeral ports, so TIME_WAIT from earlier runs never runs a client out of them.
+CLIENT_ADDRESSES = [f"127.0.0.{n}" for n in range(2, 10)]
+OPEN_FILES = 65536
+_PR_SET_PDEATHSIG = 1
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_running: list[Child] = []
+
+
+def raise_open_files(wanted: int = OPEN_FILES) -> int:
+    """Raise this process's open-files limit as far as allowed; the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        with contextlib.suppress(ValueError, OSError):  # only root may raise the hard limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
+    raise_open_files()
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Usage:
+    """CPU seconds (user + system) and resident memory of one process, read from /proc."""
+
+    cpu_s: float
+    rss_bytes: int
+
+
+def usage(pid: int) -> Usage:
+    with open(f"/proc/{pid}/stat") as f:
+        text = f.read()
+    fields = text[text.rfind(")") + 2 :].split()
+    cpu = (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    with open(f"/proc/{pid}/statm") as f:
+        rss = int(f.read().split()[1]) * _PAGE
+    return Usage(cpu, rss)
+
+
+class Child:
+    """One child process; its output goes to a log file."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        stdin: int | None = subprocess.DEVNULL,
+        stdout_pipe: bool = False,
+    ) -> None:
+        self.name = name
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log: IO[bytes] = log_path.open("wb")
+        self.process = subprocess.Popen(
+            list(argv),
+            env=env,
+            cwd=cwd,
+            stdin=stdin,
+            stdout=subprocess.PIPE if stdout_pipe else self._log,
+            stderr=self._log,
+            preexec_fn=_child_setup,
+            # Its own session: a Ctrl-C reaches the harness, which stops it in order.
+            start_new_session=True,
+        )
+        _running.append(self)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def usage(self) -> Usage:
+        return usage(self.pid)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout`; the exit code."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(5)
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        self._log.close()
+        if self in _running:
+            _running.remove(self)
+        return self.process.returncode
+
+
+def stop_all() -> None:
+    for child in reversed(list(_running)):
+        child.stop(timeout=5)
+
+
+@contextlib.contextmanager
+def running(child: Child) -> Iterator[Child]:
+    try:
+        yield child
+    finally:
+        child.stop()
+
+
+class CpuMeter:
+    """CPU used by some processes between `start()` and `stop()`, as a share of one core."""
+
+    def __init__(self, **pids: int) -> None:
+        self.pids = pids
+        self._begin: dict[str, float] = {}
+        self._t0 = 0.0
+        self.cpu_s: dict[str, float] = {}
+        self.seconds = 0.0
+
+    def start(self) -> CpuMeter:
+        self._t0 = time.monotonic()
+        self._begin = {name: usage(pid).cpu_s for name, pid in self.pids.items()}
+        return self
+
+    def stop(self) -> dict[str, float]:
+        self.seconds = time.monotonic() - self._t0
+        for name, pid in self.pids.items():
+            with contextlib.suppress(OSError):
+                self.cpu_s[name] = usage(pid).cpu_s - self._begin[name]
+        return self.cpu_s
+
+    def shares(self) -> dict[str, float]:
+        """CPU seconds per wall second: 1.0 is one core busy all the time."""
+        return {name: round(cpu / self.seconds, 3) for name, cpu in self.cpu_s.items()}

@@ -1,0 +1,539 @@
+"""The benchmark's results: the machine, the targets (PASS/MISS), latest.json, latest.md and the
+chart."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from mastok.config import PROJECT_ROOT
+
+KIB = 1024
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = int(line.split()[1]) * KIB
+    except OSError:
+        pass
+    versions: dict[str, str | None] = {}
+    for package in (
+        "uvicorn",
+        "starlette",
+        "websockets",
+        "sqlalchemy",
+        "asyncpg",
+        "aiosqlite",
+        "uvloop",
+        "httptools",
+    ):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    node = _output(["node", "--version"])
+    ws_package = PROJECT_ROOT / "bench" / "node_modules" / "ws" / "package.json"
+    ws_version = json.loads(ws_package.read_text())["version"] if ws_package.exists() else None
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory / 2**30, 1),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "node": node,
+        "node_ws": ws_version,
+        "packages": versions,
+        "postgresql": _output(["pg_ctl", "--version"]),
+    }
+
+
+def _output(argv: list[str]) -> str | None:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def git() -> dict[str, Any]:
+    commit = _output(["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"])
+    try:
+        status = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "status", "--porcelain"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        status = ""
+    changed = [line[3:] for line in status.splitlines() if line.strip()]
+    return {"commit": commit, "uncommitted_changes": changed}
+
+
+# -- targets ----------------------------------------------------------------------------------
+
+
+def _row(
+    name: str, target: str, measured: Any, ratio: float | None, ok: bool | None, note: str = ""
+) -> dict[str, Any]:
+    status = "n/a" if ok is None else ("PASS" if ok else "MISS")
+    return {
+        "target": name,
+        "goal": target,
+        "measured": measured,
+        "ratio": None if ratio is None else round(ratio, 3),
+        "status": status,
+        "note": note,
+    }
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target with its measured figure, measured/goal ratio and PASS or MISS."""
+    rows = []
+    scenarios = results.get("scenarios", {})
+    ceiling = scenarios.get("ceiling")
+    if ceiling and ceiling.get("rate_ratio") is not None:
+        ratio = ceiling["rate_ratio"]
+        rows.append(
+            _row(
+                "join-flow rate vs echo ceiling (same client, same run)",
+                ">= 50% of the echo app's flow rate",
+                f"{ceiling['mastok']['rate_per_s']}/s vs {ceiling['echo']['rate_per_s']}/s = "
+                f"{ratio:.1%}",
+                ratio / 0.5,
+                ratio >= 0.5,
+                f"server CPU per flow: mastok {ceiling['mastok']['server_cpu_ms_per_participant']} "
+                "ms, "
+                f"echo {ceiling['echo']['server_cpu_ms_per_flow']} ms",
+            )
+        )
+    for key in ("waiting_room_sqlite", "waiting_room_postgresql"):
+        room = scenarios.get(key)
+        if not room:
+            continue
+        at_1000 = next((r for r in room["ramps"] if r["participants"] == 1000), None)
+        if at_1000 is None:
+            continue
+        p99 = at_1000["latency_ms"]["p99"]
+        rows.append(
+            _row(
+                f"p99 last Agree -> Starting at 1,000 participants ({room['backend']})",
+                "<= 50 ms",
+                f"{p99} ms",
+                None if p99 is None else p99 / 50,
+                None if p99 is None else p99 <= 50 and at_1000["reached_starting"] == 1000,
+                f"{at_1000['reached_starting']}/1000 reached Starting",
+            )
+        )
+    hold = scenarios.get("holding")
+    if hold and hold.get("levels"):
+        top = max(hold["levels"], key=lambda level: level["waiting"])
+        kib = top["kib_per_participant"]
+        rows.append(
+            _row(
+                f"server memory per idle waiting participant (at {top['waiting']:,})",
+                "<= 30 KiB",
+                f"{kib} KiB",
+                kib / 30,
+                kib <= 30,
+                "; ".join(
+                    f"{level['waiting']:,}: {level['kib_per_participant']} KiB"
+                    for level in hold["levels"]
+                )
+                + _without_deflate_note(hold),
+            )
+        )
+        p99 = top["consent_wait_ms"]["p99"]
+        held = top["open_at_end"]
+        rows.append(
+            _row(
+                f"{top['waiting']:,} waiting sockets held, newcomer gets Consent (p99)",
+                f"{top['waiting']:,} held and <= 100 ms",
+                f"{held:,} held, Consent p99 {p99} ms",
+                None if p99 is None else p99 / 100,
+                None if p99 is None else held >= top["waiting"] and p99 <= 100,
+                f"p50 {top['consent_wait_ms']['p50']} ms over {top['probes']} probes",
+            )
+        )
+    fan = scenarios.get("fanout")
+    if fan:
+        p99 = fan["agree_to_last_supervisor_ms"]["p99"]
+        rows.append(
+            _row(
+                f"fan-out to {fan['supervisors']} supervisors (Agree -> last JoiningSize, p99)",
+                "<= 20 ms",
+                f"{p99} ms",
+                None if p99 is None else p99 / 20,
+                None if p99 is None else p99 <= 20 and not fan["changes_missed"],
+                f"p50 {fan['agree_to_last_supervisor_ms']['p50']} ms, {fan['changes']} changes",
+            )
+        )
+    otree = scenarios.get("real_otree")
+    if otree and otree.get("mastok_share_overall") is not None:
+        share = otree["mastok_share_overall"]
+        rows.append(
+            _row(
+                "mastok's share of a real oTree session start",
+                "< 20%",
+                f"{share:.1%}",
+                share / 0.2,
+                share < 0.2,
+                f"start p50 {otree['session_start_ms']['p50']} ms, oTree calls p50 "
+                f"{otree['otree_calls_ms']['p50']} ms; {otree['mastok_share_with_proxy_hop']:.1%} "
+                "counting the timing proxy's hop as mastok's",
+            )
+        )
+    lightmill = scenarios.get("logging_api")
+    if lightmill:
+        rows.append(
+            _row(
+                "logging API (LightMill)",
+                "(issue 6)",
+                "not run",
+                None,
+                None,
+                lightmill.get("reason", ""),
+            )
+        )
+    return rows
+
+
+def _without_deflate_note(hold: dict[str, Any]) -> str:
+    levels = (hold.get("without_deflate") or {}).get("levels") or []
+    if not levels:
+        return ""
+    return f"; without permessage-deflate {levels[-1]['kib_per_participant']} KiB"
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _lat(summary: dict[str, Any] | None) -> str:
+    if not summary or summary.get("p50") is None:
+        return "-"
+    return f"{_fmt(summary['p50'])} / {_fmt(summary['p95'])} / {_fmt(summary['p99'])}"
+
+
+def markdown(results: dict[str, Any], chart: str | None) -> str:
+    m = results["machine"]
+    g = results["git"]
+    lines = [
+        "# mastok benchmark results",
+        "",
+        f"Run {results['started_at']} in {results['seconds']:.0f} s (`{results['command']}`).",
+        "",
+        "## Machine",
+        "",
+        f"- {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu_model']}",
+        f"- Python {m['python']}, {m['platform']}; Node {m['node']} with ws {m['node_ws']}",
+        f"- packages: {', '.join(f'{k} {v}' for k, v in m['packages'].items())}",
+        f"- PostgreSQL: {m['postgresql']}",
+        f"- git commit {g['commit']}"
+        + (
+            f" with {len(g['uncommitted_changes'])} uncommitted changes"
+            if g["uncommitted_changes"]
+            else ""
+        ),
+        f"- load average before {results['load_average']['before']}, after "
+        f"{results['load_average']['after']}",
+        "",
+        "## Targets",
+        "",
+        "| target | goal | measured | ratio (measured/goal) | status | note |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in results["targets"]:
+        lines.append(
+            f"| {row['target']} | {row['goal']} | {row['measured']} | {_fmt(row['ratio'])} | "
+            f"**{row['status']}** | {row['note']} |"
+        )
+    s = results["scenarios"]
+    cc = results.get("client_ceiling")
+    if cc:
+        lines += [
+            "",
+            "## The client's own ceiling",
+            "",
+            "The load generator (Node, `ws`, permessage-deflate on as browsers do) against a Node "
+            "ws echo server: "
+            f"**{_fmt(cc['rate_per_s'])} flows/s** at {cc['concurrency']} at a time, client CPU "
+            f"{cc['client_cpu_share']} "
+            f"of a core, round trip p50/p95/p99 {_lat(cc['round_trip_ms'])} ms. Every figure below "
+            "lists the client's "
+            "CPU share beside it: near 1.0 means the client, not the server, set the pace.",
+        ]
+    if chart:
+        lines += ["", f"![latency against load and holding]({chart})"]
+    for key in ("waiting_room_sqlite", "waiting_room_postgresql"):
+        room = s.get(key)
+        if not room:
+            continue
+        lines += [
+            "",
+            f"## 1. Waiting room on {room['backend']} (stub oTree, per_session "
+            f"{room['per_session']})",
+            "",
+            "Participants arrive in a ramp (rate rising linearly from 0 to the peak). Latency: a "
+            "pool's last "
+            "Agree to each member's Starting.",
+            "",
+            "| participants | ramp | offered peak/s | reached Starting | rate/s (peak 1 s) | "
+            "latency p50/p95/p99 ms | "
+            "Consent wait p50/p95/p99 ms | server CPU | CPU ms/participant | client CPU | errors |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        rows = [*room["ramps"]]
+        for r in rows:
+            lines.append(
+                f"| {r['participants']:,} | {r['ramp_seconds']:g} s | "
+                f"{r['offered_peak_rate_per_s']:g} | "
+                f"{r['reached_starting']:,} | {_fmt(r['rate_per_s'])} ({r['peak_1s_rate_per_s']}) "
+                "| "
+                f"{_lat(r['latency_ms'])} | {_lat(r['consent_wait_ms'])} | "
+                f"{_fmt(r['server_cpu_share'])} | "
+                f"{_fmt(r['server_cpu_ms_per_participant'])} | {_fmt(r['client_cpu_share'])} | "
+                f"{sum(r['errors'].values()) if r['errors'] else 0} |"
+            )
+        sat = room.get("saturation")
+        if sat:
+            lines += [
+                "",
+                f"Saturation (closed loop, {sat['concurrency']} at a time, {sat['participants']:,} "
+                "flows): "
+                f"**{_fmt(sat['rate_per_s'])} participants/s** through to Starting, latency "
+                "p50/p95/p99 "
+                f"{_lat(sat['latency_ms'])} ms, server CPU {sat['server_cpu_share']} "
+                f"({sat['server_cpu_ms_per_participant']} ms a participant), client CPU "
+                f"{sat['client_cpu_share']}, "
+                f"errors {sat['errors'] or 0}.",
+            ]
+    c = s.get("ceiling")
+    if c:
+        e = c["echo"]
+        lines += [
+            "",
+            "## 2. Ceiling: bare Starlette echo app, same client, same run",
+            "",
+            f"Echo (connect, 3 request/response frames, server closes), {e['concurrency']} at a "
+            "time: "
+            f"**{_fmt(e['rate_per_s'])} flows/s**, server CPU {e['server_cpu_share']} "
+            f"({e['server_cpu_ms_per_flow']} ms a flow), client CPU {e['client_cpu_share']}, round "
+            "trip "
+            f"p50/p95/p99 {_lat(e['round_trip_ms'])} ms.",
+            "",
+            f"mastok (SQLite) join flows, same client: **{_fmt(c['mastok']['rate_per_s'])}/s** = "
+            f"**{_fmt(c.get('rate_ratio'))}** of the echo rate; server CPU per flow: echo/mastok = "
+            f"{_fmt(c.get('server_cpu_ratio'))}.",
+        ]
+    h = s.get("holding")
+    if h:
+        lines += [
+            "",
+            f"## 3. Holding capacity (SQLite, per_session {h['per_session']}, {h['per_campaign']} "
+            "waiting per "
+            f"campaign in {h['campaigns']} campaigns)",
+            "",
+            f"Server RSS before anyone waits: {h['baseline_rss_mib']} MiB. Consent wait with "
+            "nobody waiting: "
+            f"p50/p95/p99 {_lat(h['at_0']['consent_wait_ms'])} ms.",
+            "",
+            "| waiting | held at end | server RSS MiB | KiB per participant | Consent wait "
+            "p50/p95/p99 ms | "
+            "Land→Consent p50/p99 ms | idle server CPU | time to open |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for level in h["levels"]:
+            lc = level["land_to_consent_ms"]
+            lines.append(
+                f"| {level['waiting']:,} | {level['open_at_end']:,} | {level['rss_mib']} | "
+                f"{level['kib_per_participant']} | {_lat(level['consent_wait_ms'])} | "
+                f"{_fmt(lc['p50'])} / {_fmt(lc['p99'])} | {level['idle_server_cpu_share']} | "
+                f"{level['seconds_to_open']} s |"
+            )
+        if h.get("echo_reference"):
+            ref = "; ".join(
+                f"{r['sockets']:,} sockets: {r['kib_per_socket']} KiB each"
+                for r in h["echo_reference"]
+            )
+            lines += ["", f"Reference, the bare stack (Starlette echo app, idle sockets): {ref}."]
+        nd = h.get("without_deflate")
+        if nd and nd.get("levels"):
+            level = nd["levels"][-1]
+            nd_ref: list[dict[str, Any]] = nd.get("echo_reference") or [{}]
+            lines += [
+                "",
+                f"Without permessage-deflate (clients that do not offer it; the same as mastok "
+                f"turning it off): {level['waiting']:,} waiting, **{level['kib_per_participant']} "
+                f"KiB per participant** (bare stack {_fmt(nd_ref[-1].get('kib_per_socket'))} KiB a "
+                f"socket), Consent wait p50/p95/p99 {_lat(level['consent_wait_ms'])} ms, "
+                f"{level['open_at_end']:,} held.",
+            ]
+    f = s.get("fanout")
+    if f:
+        bg = f.get("background") or {}
+        lines += [
+            "",
+            f"## 4. Fan-out to {f['supervisors']} supervisors (SQLite)",
+            "",
+            f"{f['changes']} pool changes (a participant's Agree), pools starting every {4} "
+            "changes, with "
+            f"{_fmt(bg.get('rate_per_s'))} participants/s churning through other campaigns. Agree "
+            "→ last supervisor's "
+            f"JoiningSize p50/p95/p99 **{_lat(f['agree_to_last_supervisor_ms'])} ms**; → first "
+            "supervisor "
+            f"{_lat(f['agree_to_first_supervisor_ms'])} ms; spread {_lat(f['spread_ms'])} ms. "
+            "Server CPU "
+            f"{f['server_cpu_share']}, client CPU {f['client_cpu_share']}, missed "
+            f"{f['changes_missed']}.",
+        ]
+    o = s.get("real_otree")
+    if o:
+        d = o["otree_direct"]
+        lines += [
+            "",
+            f"## 5. Real oTree (demo project, `guess_two`, per_session 4, {o['participants']} "
+            "participants)",
+            "",
+            f"{o['reached_starting']} reached Starting in {o['sessions']} sessions. Session start "
+            f"(last Agree → Starting) p50/p95/p99 {_lat(o['session_start_ms'])} ms, of which "
+            "oTree's "
+            f"calls {_lat(o['otree_calls_ms'])} ms; the rest, mastok's part, "
+            f"{_lat(o['mastok_part_ms'])} ms with the timing proxy's own hop "
+            f"({o['proxy_hop_ms_per_call']} ms a call) and {_lat(o['mastok_part_without_hop_ms'])} "
+            "ms without it. mastok's share of the start time: "
+            f"**{_fmt(o['mastok_share_overall'])}** "
+            f"({_fmt(o['mastok_share_with_proxy_hop'])} counting the proxy's hop as mastok's).",
+            "",
+            f"oTree asked directly (POST then GET, one after the other): create p50/p99 "
+            f"{_fmt(d['create_ms']['p50'])} / {_fmt(d['create_ms']['p99'])} ms, read back "
+            f"{_fmt(d['read_ms']['p50'])} / {_fmt(d['read_ms']['p99'])} ms. Server CPU: mastok "
+            f"{_fmt(o['server_cpu_share'])}, oTree {_fmt(o['otree_cpu_share'])}.",
+            "",
+            "Where a session start's time goes (medians over sessions; the proxy's hop is in the "
+            "oTree lines):",
+            "",
+            "| step | ms |",
+            "| --- | --- |",
+            *[f"| {step} | {_fmt(ms)} |" for step, ms in o.get("breakdown_ms", {}).items()],
+            "",
+            "| oTree call (through mastok) | n | p50 ms | p99 ms |",
+            "| --- | --- | --- | --- |",
+        ]
+        for call, summary in o["otree_calls"].items():
+            lines.append(
+                f"| {call} | {summary['n']} | {_fmt(summary['p50'])} | {_fmt(summary['p99'])} |"
+            )
+    lm = s.get("logging_api")
+    if lm:
+        lines += ["", "## 6. Logging API (LightMill)", "", f"Not run: {lm['reason']}."]
+    if results.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in results["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def chart(results: dict[str, Any], path: Path) -> bool:
+    """Latency against load (each backend's ramps), and memory against waiting sockets."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    s = results["scenarios"]
+    rooms = [s[k] for k in ("waiting_room_sqlite", "waiting_room_postgresql") if s.get(k)]
+    hold = s.get("holding")
+    panels = (1 if rooms else 0) + (1 if hold and hold.get("levels") else 0)
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.6), squeeze=False)
+    ax_list = list(axes[0])
+    if rooms:
+        ax = ax_list.pop(0)
+        colors = {"sqlite": "tab:blue", "postgresql": "tab:orange"}
+        for room in rooms:
+            points = [p for p in room.get("curve", []) if p["p50"] is not None]
+            if not points:
+                continue
+            xs = [max(p["rate_per_s"], 1.0) for p in points]
+            color = colors.get(room["backend"])
+            backend = room["backend"]
+            ax.plot(xs, [p["p50"] for p in points], "o-", color=color, label=f"{backend} p50")
+            ax.plot(xs, [p["p99"] for p in points], "s--", color=color, label=f"{backend} p99")
+        ax.axhline(50, color="grey", linewidth=0.8, linestyle=":")
+        ax.set_yscale("log")
+        ax.set_xscale("log")
+        ax.set_xlabel("arrival rate when the pool formed (participants/s, log)")
+        ax.set_ylabel("last Agree → Starting (ms, log)")
+        ax.set_title("Waiting room: latency against load")
+        ax.legend(fontsize=8)
+        ax.grid(True, which="both", alpha=0.3)
+    if hold and hold.get("levels"):
+        ax = ax_list.pop(0)
+        xs = [0] + [level["waiting"] for level in hold["levels"]]
+        ax.plot(
+            xs,
+            [hold["baseline_rss_mib"]] + [level["rss_mib"] for level in hold["levels"]],
+            "o-",
+            label="mastok RSS (MiB)",
+        )
+        ref = hold.get("echo_reference") or []
+        if ref:
+            ax.plot(
+                [0] + [r["sockets"] for r in ref],
+                [None] + [r["rss_mib"] for r in ref],
+                "s--",
+                label="bare echo app RSS (MiB)",
+            )
+        ax.set_xlabel("idle waiting sockets")
+        ax.set_ylabel("server RSS (MiB)")
+        ax2 = ax.twinx()
+        ax2.plot(
+            [0] + [level["waiting"] for level in hold["levels"]],
+            [hold["at_0"]["consent_wait_ms"]["p99"]]
+            + [level["consent_wait_ms"]["p99"] for level in hold["levels"]],
+            "^:",
+            color="tab:red",
+            label="newcomer's Consent wait p99 (ms)",
+        )
+        ax2.set_ylabel("Consent wait p99 (ms)", color="tab:red")
+        ax.set_ylim(bottom=0)
+        ax2.set_ylim(bottom=0)
+        ax.set_title("Holding: memory and a newcomer's wait")
+        lines1, labels1 = ax.get_legend_handles_labels()
+        lines2, labels2 = ax2.get_legend_handles_labels()
+        ax.legend(lines1 + lines2, labels1 + labels2, fontsize=8, loc="upper left")
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
