@@ -287,14 +287,6 @@ class Records:
         session_id = await self._write(record)
         return OTreeSession(id=session_id, **row)
 
-    async def set_state(self, campaign_id: int, state: str) -> None:
-        async def set_state(connection: AsyncConnection) -> None:
-            await connection.execute(
-                update(Campaign).where(Campaign.id == campaign_id).values(state=state)
-            )
-
-        await self._write(set_state)
-
 
 def _settle(
     done: asyncio.Future[Any], result: Any = None, error: BaseException | None = None

@@ -82,9 +82,6 @@ class Rooms:
         self._slugs[slug] = campaign.id
         return runner
 
-    def existing(self, campaign_id: int) -> Runner | None:
-        return self._runners.get(campaign_id)
-
     async def campaign_changed(self, campaign: Campaign) -> None:
         runner = self._runners.get(campaign.id)
         if runner is not None:

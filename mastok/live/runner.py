@@ -158,9 +158,6 @@ class Runner:
         bound = sum(self.pending_bound(size) for size in self.group_sizes().values())
         return f"{len(self.pool('pending'))}/{bound}"
 
-    def is_idle(self) -> bool:
-        return not (self.members or self.visitors or self.supervisors)
-
     # -- participants -----------------------------------------------------------------------
 
     async def participant_arrives(self, connection: Connection) -> Visitor | None:
