@@ -37,7 +37,14 @@ app = Starlette(routes=[WebSocketRoute("/ws/echo", echo)])
 def main() -> None:
     # As mastok.cli._run does.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), proxy_headers=True, log_level="info")
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        proxy_headers=True,
+        log_level="info",
+        ws_per_message_deflate=False,  # as `mastok serve`
+    )
 
 
 if __name__ == "__main__":

@@ -203,7 +203,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(
             _row(
                 "logging API (LightMill)",
-                "(issue 6)",
+                "scenario 6",
                 "not run",
                 None,
                 None,

@@ -868,9 +868,9 @@ def _call_summary(calls: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def logging_api(ctx: Context) -> dict[str, Any]:
-    """Scenario 6, NOT YET WRITTEN: LightMill's logging API is being written (issue 6).
+    """Scenario 6, NOT YET WRITTEN (mastok now serves LightMill's API; see issue 5).
 
-    TODO(issue 6): once mastok serves LightMill's API, measure here, against `python -m mastok
+    TODO(issue 5, scenario 6): measure here, against `python -m mastok
     serve` on SQLite and on PostgreSQL: trials logged per second by N simulated experiment
     clients (import a TouchStone design, lock a run, post its trials in order with their
     events), the latency of one trial's POST (p50/p95/p99), and the server's CPU per trial.
@@ -878,7 +878,7 @@ def logging_api(ctx: Context) -> dict[str, Any]:
     """
     return {
         "status": "not run",
-        "reason": "LightMill's logging API is being written (issue 6): a placeholder for now",
+        "reason": "scenario 6 is not written yet: a placeholder for now",
     }
 
 
