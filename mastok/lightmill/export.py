@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TextIO
@@ -506,13 +506,9 @@ async def stream_trials(
 ) -> AsyncIterator[str]:
     """The trials file, in pieces of about 64 KiB. Raises UnknownElement (before any text)."""
     layout = await read_layout(db, experiment)
-    writer = _Writer(layout.trial_header(), format)
-    async for rows in iter_trials(db, layout, chunk):
-        for row in rows:
-            writer.write(trial_cells(experiment, row))
-        if writer.size() >= FLUSH_CHARACTERS:
-            yield writer.take()
-    yield writer.take()
+    rows = iter_trials(db, layout, chunk)
+    async for piece in _stream(layout.trial_header(), format, rows, experiment, trial_cells):
+        yield piece
 
 
 async def stream_events(
@@ -520,10 +516,22 @@ async def stream_events(
 ) -> AsyncIterator[str]:
     """The events file, in pieces of about 64 KiB. Raises UnknownElement (before any text)."""
     layout = await read_layout(db, experiment)
-    writer = _Writer(layout.event_header(), format)
-    async for rows in iter_events(db, layout, chunk):
+    rows = iter_events(db, layout, chunk)
+    async for piece in _stream(layout.event_header(), format, rows, experiment, event_cells):
+        yield piece
+
+
+async def _stream(
+    header: list[str],
+    format: Format,
+    chunks: AsyncIterator[Sequence[Any]],
+    experiment: str,
+    cells: Callable[[str, Any], list[Any]],
+) -> AsyncIterator[str]:
+    writer = _Writer(header, format)
+    async for rows in chunks:
         for row in rows:
-            writer.write(event_cells(experiment, row))
+            writer.write(cells(experiment, row))
         if writer.size() >= FLUSH_CHARACTERS:
             yield writer.take()
     yield writer.take()
