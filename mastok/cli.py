@@ -42,7 +42,7 @@ def _run(settings: Settings, designs: Sequence[Design] = ()) -> None:
     from mastok.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings, designs),
         host=settings.host,
         port=settings.port,
@@ -52,6 +52,20 @@ def _run(settings: Settings, designs: Sequence[Design] = ()) -> None:
         # every waiting participant's socket (bench/results: 77 vs 31.5 KiB a participant).
         ws_per_message_deflate=False,
     )
+    _quiet_per_connection_lines()
+    uvicorn.Server(config).run()
+
+
+def _quiet_per_connection_lines() -> None:
+    """Keep one line per socket (uvicorn's `"WebSocket /ws/join?slug=..." [accepted]`) and
+    mastok's own lines; drop uvicorn's "connection open/closed" after each socket and httpx's
+    line per oTree call (mastok logs each session it starts, and every oTree error)."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.error").addFilter(_not_connection_chatter)
+
+
+def _not_connection_chatter(record: logging.LogRecord) -> bool:
+    return record.msg not in ("connection open", "connection closed")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

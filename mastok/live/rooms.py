@@ -52,6 +52,8 @@ class Rooms:
             self._clock.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._clock
+        # Sessions being created are recorded before mastok stops (bounded by oTree's timeout).
+        await asyncio.gather(*(runner.drain() for runner in self._runners.values()))
 
     async def runner(self, campaign: Campaign) -> Runner:
         runner = self._runners.get(campaign.id)

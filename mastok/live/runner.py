@@ -5,6 +5,11 @@ clock, an edit of the campaign) is handled under the runner's lock, so the room 
 event at a time; each change is written to the database before anyone is told, and the runner
 can be rebuilt from the database (`Runner.restore`). Sockets are never awaited: frames are
 queued on each `Connection`.
+
+oTree is not called under the lock: a full pool is reserved (its members leave the joining
+pool, which newcomers fill meanwhile) and one task per campaign creates its session, then takes
+the lock to record it and tell everyone. Sessions of a campaign still start one at a time, in
+number order; an edit of the campaign waits for the start in flight.
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ class Member:
     connection: Connection | None = None
     away_since: float | None = None
     waiting_since: datetime | None = None
+    # In a pool whose oTree session is being created: out of the joining pool, kept whatever
+    # happens to its socket until the start is recorded (or fails and it moves back).
+    starting: bool = False
 
     @property
     def present(self) -> bool:
@@ -88,6 +96,8 @@ class Runner:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     unavailable: bool = False
     _retry: _Retry | None = None
+    _starting: asyncio.Task[None] | None = None  # the session start in flight, if any
+    _edits_waiting: int = 0  # edits waiting for that start: no new start begins meanwhile
     _order: float = 0.0
     # The JoiningSize and PendingSize every supervisor was last sent: only changes are sent.
     _told_sizes: tuple[str, str] | None = None
@@ -125,7 +135,7 @@ class Runner:
         return {group.label: group.size for group in grouping.groups}
 
     def pool(self, step: str, group: str | None = None) -> list[Member]:
-        found = [m for m in self.members.values() if m.step == step]
+        found = [m for m in self.members.values() if m.step == step and not m.starting]
         if group is not None:
             found = [m for m in found if m.group == group]
         return sorted(found, key=lambda m: m.order)
@@ -135,7 +145,8 @@ class Runner:
 
     def is_busy(self) -> bool:
         self._forget_ended_sessions()
-        return len(self.live_sessions) >= self.campaign.concurrent_sessions
+        starting = 1 if self._starting is not None else 0
+        return len(self.live_sessions) + starting >= self.campaign.concurrent_sessions
 
     def _forget_ended_sessions(self) -> None:
         since = live_since(utcnow(), self.campaign.session_duration)
@@ -246,7 +257,7 @@ class Runner:
         connection.send("Resume", member.token)
         self._send_step(member)
         self._tell_supervisors_sizes()
-        await self._start_sessions()
+        self._start_sessions()
 
     async def _resume_started(self, visitor: Visitor, token: Any) -> None:
         started = None
@@ -270,7 +281,8 @@ class Runner:
         elif member.step == "joining":
             connection.send("Instructions", render(campaign.instructions))
             if campaign.show_nb_participants:
-                connection.send("JoiningSize", self.joining_size())
+                size = self._full_size() if member.starting else self.joining_size()
+                connection.send("JoiningSize", size)
         elif member.step == "pending":
             connection.send("Pending", render(campaign.pending))
 
@@ -311,14 +323,17 @@ class Runner:
             await self._leave(member, "Full")
             return
         member.waiting_since = utcnow()
+        # If this fills the pool, oTree creates its session while the move is written (the
+        # start is recorded under the lock, so after it).
+        reserved = self._reserve_ready_pool()
         await self.records.move(
             [member.id], step=member.step, group_label=group, queued_at=member.waiting_since
         )
         self._send_step(member)
         if member.step == "joining":
             self._tell_joining_sizes(told=[member])
+        self._tell_pool_full(reserved, told=[member])
         self._tell_supervisors_sizes()
-        await self._start_sessions()
 
     async def _leave(self, member: Member, reason: str) -> None:
         """Out of the room for good: recorded, told (if present), and the pools move up."""
@@ -367,25 +382,83 @@ class Runner:
             chosen.extend(joining[:size])
         return chosen
 
-    async def _start_sessions(self) -> None:
-        while (
-            self.campaign.state == "Running"
-            and self._retry is None
-            and not self.is_busy()
-            and (pool := self._ready_pool()) is not None
-        ):
-            if not await self._start_session(pool):
-                return
-            await self._promote()
+    def _start_sessions(self) -> None:
+        """Start the session of a ready pool, if one is and no start is in flight."""
+        self._tell_pool_full(self._reserve_ready_pool())
 
-    async def _start_session(self, pool: list[Member]) -> bool:
-        campaign = self.campaign
-        number = campaign.started_sessions + 1
+    def _reserve_ready_pool(self) -> list[Member]:
+        """Reserve a ready pool and create its session in a task of its own; the pool, or []
+        if none may start now."""
+        retry = self._retry
+        if (
+            self._starting is not None
+            or self._edits_waiting
+            or self.campaign.state != "Running"
+            or (retry is not None and time.monotonic() < retry.at)
+            or self.is_busy()
+        ):
+            return []
+        pool = self._ready_pool()
+        if pool is None:
+            return []
+        number = self.campaign.started_sessions + 1
+        for member in pool:
+            member.starting = True
+        self._starting = asyncio.create_task(
+            self._start(pool, number), name=f"mastok start {self.campaign.namespace} {number}"
+        )
+        return pool
+
+    async def _start(self, pool: list[Member], number: int) -> None:
+        """Create the session (without the lock), then record it and tell everyone."""
+        outcome: Session | str
         try:
-            session = await self.starter.start(campaign, number)
+            outcome = await self.starter.start(self.campaign, number)
         except StartFailed as failure:
-            self._schedule_retry(failure.message)
-            return False
+            outcome = failure.message
+        except Exception as error:  # a bug must not strand the pool: it is retried
+            log.exception("%s: starting session %s failed", self.campaign.namespace, number)
+            outcome = f"unexpected error: {error!r}"
+        async with self.lock:
+            self._starting = None
+            for member in pool:
+                member.starting = False
+            try:
+                if isinstance(outcome, str):
+                    self._schedule_retry(outcome)
+                    await self._back_within_pools()
+                elif not await self._record_started(pool, outcome, number):
+                    await self._back_within_pools()
+                await self._promote()
+                self._start_sessions()
+            except Exception:  # the database is still the truth; the clock tries again
+                log.exception("%s: after starting session %s", self.campaign.namespace, number)
+
+    async def drain(self) -> None:
+        """Wait for the session start in flight, if any (at shutdown, between edits)."""
+        while (task := self._starting) is not None:
+            await asyncio.wait([task])
+
+    async def _back_within_pools(self) -> None:
+        """After a failed start its pool is back in the joining pools, ahead of those who
+        joined meanwhile: any beyond a pool's size wait in the pending pool again."""
+        over: list[Member] = []
+        for group, size in self.group_sizes().items():
+            over.extend(self.pool("joining", group)[size:])
+        if not over:
+            return
+        for member in over:
+            member.step = "pending"
+        await self.records.move([m.id for m in over], step="pending")
+        for member in over:
+            self._send_step(member)
+        self._tell_joining_sizes()
+        self._tell_supervisors_sizes()
+
+    async def _record_started(self, pool: list[Member], session: Session, number: int) -> bool:
+        """Write the started session down, then send its pool to oTree; False if the write
+        failed (a retry claims the session by its label)."""
+        campaign = self.campaign
         if self._retry is not None or self.unavailable:
             self._retry, self.unavailable = None, False
             self._tell_supervisors_state()
@@ -398,7 +471,6 @@ class Runner:
         try:
             record = await self._record_start(session, assignments, number, complete)
         except SQLAlchemyError as error:
-            # oTree has the session; a retry claims it by its label once the database is back.
             log.exception("%s: recording session %s failed", campaign.namespace, session.code)
             self._schedule_retry(f"could not record session {session.code}: {error}", "mastok")
             return False
@@ -473,7 +545,9 @@ class Runner:
             expired = [
                 m
                 for m in self.members.values()
-                if m.away_since is not None and now - m.away_since >= self.settings.grace
+                if m.away_since is not None
+                and now - m.away_since >= self.settings.grace
+                and not m.starting
             ]
             for member in expired:
                 await self._leave(member, "Away")
@@ -490,15 +564,18 @@ class Runner:
                 )
                 if not self.is_busy():
                     self._tell_supervisors_state()
-            if self._retry is not None and now >= self._retry.at:
-                pool = self._ready_pool()
-                if pool is None:  # the pool changed since: try again once it is full
-                    self._retry, self.unavailable = None, False
-                    self._tell_supervisors_state()
-                else:
-                    await self._start_session(pool)
+            retry = self._retry
+            # A retry that is due whose pool changed since: start when a pool is full again.
+            if (
+                retry is not None
+                and now >= retry.at
+                and self._starting is None
+                and self._ready_pool() is None
+            ):
+                self._retry, self.unavailable = None, False
+                self._tell_supervisors_state()
             await self._promote()
-            await self._start_sessions()
+            self._start_sessions()
 
     def _waited_too_long(self) -> list[Member]:
         """People in the pools for longer than the campaign's waiting limit."""
@@ -506,7 +583,7 @@ class Runner:
         return [
             m
             for m in self.members.values()
-            if m.waiting_since is not None and m.waiting_since < limit
+            if m.waiting_since is not None and m.waiting_since < limit and not m.starting
         ]
 
     # -- supervisors and edits --------------------------------------------------------------
@@ -526,21 +603,28 @@ class Runner:
             self.supervisors.discard(connection)
 
     async def campaign_changed(self, campaign: Campaign) -> None:
-        """An admin edited the campaign (state included): apply it to the room."""
+        """An admin edited the campaign (state included): apply it to the room, once the
+        session start in flight (if any) is recorded: its pool was promised a session."""
+        self._edits_waiting += 1
+        try:
+            await self.drain()
+            async with self.lock:
+                previous = self.campaign.state
+                # Read before sessions this runner started meanwhile: keep the runner's count.
+                campaign.started_sessions = max(
+                    campaign.started_sessions, self.campaign.started_sessions
+                )
+                self.campaign = campaign
+                if campaign.state != previous and campaign.state in ("Paused", "Completed"):
+                    self._end_everyone(campaign.state)
+                    await self._forget_everyone(campaign.state)
+                self._tell_supervisors_state()
+                self._tell_supervisors_sizes()
+        finally:
+            self._edits_waiting -= 1
         async with self.lock:
-            previous = self.campaign.state
-            # The edit was read before sessions this runner started meanwhile: keep the count.
-            campaign.started_sessions = max(
-                campaign.started_sessions, self.campaign.started_sessions
-            )
-            self.campaign = campaign
-            if campaign.state != previous and campaign.state in ("Paused", "Completed"):
-                self._end_everyone(campaign.state)
-                await self._forget_everyone(campaign.state)
-            self._tell_supervisors_state()
-            self._tell_supervisors_sizes()
             await self._promote()
-            await self._start_sessions()
+            self._start_sessions()
 
     def _end_everyone(self, state: str) -> None:
         for visitor in list(self.visitors):
@@ -560,6 +644,18 @@ class Runner:
             return
         text = encode("JoiningSize", self.joining_size())
         for member in self.pool("joining"):
+            if member.connection is not None and member not in told:
+                member.connection.send_text(text)
+
+    def _full_size(self) -> str:
+        return f"{self.campaign.per_session}/{self.campaign.per_session}"
+
+    def _tell_pool_full(self, pool: Sequence[Member], told: Sequence[Member] = ()) -> None:
+        """A reserved pool's members see it full (they are no longer in the joining pool)."""
+        if not self.campaign.show_nb_participants or not pool:
+            return
+        text = encode("JoiningSize", self._full_size())
+        for member in pool:
             if member.connection is not None and member not in told:
                 member.connection.send_text(text)
 

@@ -118,6 +118,7 @@ async def test_a_lost_database_while_recording_a_session_is_retried_without_a_se
     supervisor = FakeConnection()
     await runner.supervisor_arrives(supervisor)  # type: ignore[arg-type]
     first, second = await arrive(runner, "a"), await arrive(runner, "b")
+    await runner.drain()  # the session start runs in a task of its own
 
     errors = [f.payload for f in supervisor.frames if f.kind == "Error"]
     assert len(errors) == 1
@@ -130,6 +131,7 @@ async def test_a_lost_database_while_recording_a_session_is_retried_without_a_se
     assert runner._retry is not None
     runner._retry.at = 0  # the backoff is over
     await runner.tick()
+    await runner.drain()
     assert starter.starts == 2  # claimed again by label: the starter finds the same session
     assert first.frames[-2:] == [
         Frame("Starting", "http://otree/InitializeParticipant/p1"),
