@@ -96,3 +96,9 @@ async def test_waiting_participants_keep_their_places_across_a_crash(
         assert len(urls) == 3
         async with httpx.AsyncClient(base_url=url, auth=(LOGIN, PASSWORD)) as admin:
             assert (await admin.get("/api/campaigns/crash")).json()["state"] == "Completed"
+    # One line per socket and one per session started; no chatter per connection or oTree call.
+    log = (tmp_path / "mastok.log").read_text()
+    assert '"WebSocket /ws/join?slug=crash_join" [accepted]' in log
+    assert "crash: started oTree session" in log
+    assert "connection open" not in log and "connection closed" not in log
+    assert "HTTP Request:" not in log
