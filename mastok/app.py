@@ -12,6 +12,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from mastok.campaigns.service import CampaignService
 from mastok.config import PROJECT_ROOT, Settings
@@ -41,6 +42,17 @@ class Services:
     records: Records
     rooms: Rooms
     lightmill: LightMill
+
+
+class FormSessions(SessionMiddleware):
+    """Starlette's signed session cookie, which the admin forms' CSRF tokens live in. HTTP
+    only: no socket reads it, and on a socket it would wrap every frame mastok sends."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 def public_prefixes(settings: Settings) -> list[str]:
@@ -116,7 +128,7 @@ def create_app(settings: Settings, designs: Sequence[Design] = ()) -> Starlette:
             public_prefixes=public_prefixes(settings),
         ),
         Middleware(
-            SessionMiddleware,
+            FormSessions,
             secret_key=settings.secret_key,
             session_cookie="mastok_session",
             path=settings.web_prefix or "/",
