@@ -49,12 +49,11 @@ _LIVE_START_URL = (
     .order_by(OTreeSession.created_at.desc())
     .limit(1)
 )
-_HAS_PARTICIPATED = (
-    select(Participant.id)
+_STARTED_FINGERPRINTS = (
+    select(Participant.fingerprint)
     .where(Participant.campaign_id == bindparam("campaign_id"))
-    .where(Participant.fingerprint == bindparam("fingerprint"))
     .where(Participant.step == "started")
-    .limit(1)
+    .distinct()
 )
 _LIVE_SESSION_TIMES = (
     select(OTreeSession.created_at)
@@ -197,11 +196,11 @@ class Records:
             )
             return list(found)
 
-    async def has_participated(self, campaign_id: int, fingerprint: str) -> bool:
-        parameters = {"campaign_id": campaign_id, "fingerprint": fingerprint}
+    async def started_fingerprints(self, campaign_id: int) -> set[str]:
+        """The fingerprints of everyone who started a session of this campaign."""
         async with self._read() as connection:
-            found = await connection.scalar(_HAS_PARTICIPATED, parameters)
-        return found is not None
+            found = await connection.scalars(_STARTED_FINGERPRINTS, {"campaign_id": campaign_id})
+            return set(found)
 
     async def live_start_url(
         self, campaign_id: int, fingerprint: str, since: datetime

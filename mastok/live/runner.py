@@ -93,6 +93,9 @@ class Runner:
     visitors: set[Visitor] = field(default_factory=set)
     supervisors: set[Connection] = field(default_factory=set)
     live_sessions: list[datetime] = field(default_factory=list)
+    # Fingerprints that started a session of this campaign (only this runner starts them):
+    # anyone else landing is neither redirected nor turned away, with no database read.
+    started: set[str] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     unavailable: bool = False
     _retry: _Retry | None = None
@@ -120,6 +123,7 @@ class Runner:
         runner.live_sessions = await records.live_session_times(
             campaign.id, live_since(utcnow(), campaign.session_duration)
         )
+        runner.started = await records.started_fingerprints(campaign.id)
         return runner
 
     @property
@@ -221,15 +225,15 @@ class Runner:
             return
         fingerprint = payload.strip()
         campaign = self.campaign
-        if self.settings.live_redirect:
+        started_before = fingerprint in self.started
+        if self.settings.live_redirect and started_before:
             since = live_since(utcnow(), campaign.session_duration)
             url = await self.records.live_start_url(campaign.id, fingerprint, since)
             if url:
                 self._drop(visitor, f"Redirect:{url}")
                 return
         if campaign.join_once and (
-            any(m.fingerprint == fingerprint for m in self.members.values())
-            or await self.records.has_participated(campaign.id, fingerprint)
+            started_before or any(m.fingerprint == fingerprint for m in self.members.values())
         ):
             self._drop(visitor, "LandingFailed")
             return
@@ -476,6 +480,7 @@ class Runner:
             return False
         campaign.started_sessions = number
         self.live_sessions.append(record.created_at)
+        self.started.update(member.fingerprint for member in pool)
         for member, url in zip(pool, urls, strict=False):
             self.members.pop(member.token, None)
             if member.connection is not None:

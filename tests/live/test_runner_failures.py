@@ -46,9 +46,6 @@ class FlakyRecords:
     async def move(self, ids: list[int], **values: Any) -> None:
         self.moves.append((list(ids), values))
 
-    async def has_participated(self, *args: Any) -> bool:
-        return False
-
     async def live_start_url(self, *args: Any) -> None:
         return None
 

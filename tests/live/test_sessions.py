@@ -146,6 +146,26 @@ async def test_coming_back_to_a_live_session_redirects_to_it(make_server: Server
     assert await again.expect("Disconnect") == f"Redirect:{url}"
 
 
+async def test_past_participants_are_known_after_a_restart(make_server: ServerFactory) -> None:
+    server = make_server()
+    campaign = running_campaign(
+        server, "known", per_session=1, otree_config_name="survey", max_sessions=3, join_once=True
+    )
+    peer, _ = await join(server, campaign["slug"], "fp-known")
+    await peer.send("Agree")
+    url = await starting_url(peer)
+    # A second mastok on the same database builds the room from what the first wrote.
+    for n, restarted in enumerate((make_server(), make_server(disable_live_redirect=True))):
+        again = await restarted.participant(campaign["slug"])
+        await again.expect("State")
+        await again.send("Land", "fp-known")
+        expected = (
+            "LandingFailed" if restarted.settings.disable_live_redirect else f"Redirect:{url}"
+        )
+        assert await again.expect("Disconnect") == expected
+        await join(restarted, campaign["slug"], f"fp-new-{n}")  # anyone else lands
+
+
 async def test_live_redirect_can_be_disabled(make_server: ServerFactory) -> None:
     server = make_server(disable_live_redirect=True)
     campaign = running_campaign(
