@@ -5,7 +5,7 @@ OTREE_VENV := .venv-otree
 OTREE_VERSION := 6.0.15
 BIN := $(VENV)/bin
 
-.PHONY: dev test lint typecheck pytest otree-venv venv chromium clean bench
+.PHONY: dev test lint typecheck pytest otree-venv venv chromium wrk clean bench
 
 dev: venv otree-venv
 	$(BIN)/mastok dev
@@ -41,8 +41,12 @@ pytest: venv otree-venv chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Benchmarks (not part of `make test`): bench/README.md. Under 10 minutes; writes bench/results/latest.*
-bench: venv otree-venv $(VENV)/.bench-installed bench/node_modules/.installed
+bench: venv otree-venv wrk $(VENV)/.bench-installed bench/node_modules/.installed
 	$(BIN)/python -m bench all $(BENCH_ARGS)
+
+# The logging scenario's HTTP load generator (Debian's wrk).
+wrk:
+	sh scripts/install-wrk.sh
 
 $(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

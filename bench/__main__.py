@@ -108,8 +108,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     real.add_argument("--participants", type=int, default=200)
     real.add_argument("--ramp-seconds", type=float, default=20.0)
-    sub.add_parser(
-        "logging_api", parents=[common], help="6. LightMill's logging API (not written yet)"
+    logging_api = sub.add_parser(
+        "logging_api",
+        parents=[common],
+        help="6. LightMill's trial logging (wrk) against a bare POST ceiling; the export",
+    )
+    logging_api.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    logging_api.add_argument(
+        "--connections",
+        type=int,
+        action="append",
+        help="wrk connections (clients, each with its own run), repeatable [16]",
+    )
+    logging_api.add_argument(
+        "--seconds", type=float, default=10.0, help="measured seconds per level [10]"
+    )
+    logging_api.add_argument("--warm-up", type=float, default=3.0, help="seconds [3]")
+    logging_api.add_argument(
+        "--export-trials",
+        type=int,
+        action="append",
+        help="export an experiment of this many trials, repeatable [10000, 100000]",
+    )
+    logging_api.add_argument("--no-export", action="store_true", help="no export figures")
+    logging_api.add_argument(
+        "--no-ceiling", action="store_true", help="no bare POST ceiling (e.g. while profiling)"
     )
     return parser
 
@@ -120,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _stop_on_signal)
     atexit.register(procs.stop_all)
-    if not node_available():
+    if args.scenario != "logging_api" and not node_available():
         print(
             "bench: needs node and bench/node_modules/ws: run `make bench` (or `npm ci --prefix "
             "bench`)",
@@ -201,7 +224,19 @@ def run_one(ctx: scenarios.Context, args: argparse.Namespace) -> dict[str, Any]:
         return {name: scenarios.fanout(ctx, args.supervisors, args.changes, args.background_rate)}
     if name == "real_otree":
         return {name: scenarios.real_otree(ctx, args.participants, args.ramp_seconds)}
-    return {name: scenarios.logging_api(ctx)}
+    stores = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
+    sizes = () if args.no_export else tuple(args.export_trials or (10_000, 100_000))
+    return {
+        name: scenarios.logging_api(
+            ctx,
+            backends=stores,
+            levels=tuple(args.connections or (16,)),
+            seconds=args.seconds,
+            warm_up=args.warm_up,
+            export_sizes=sizes,
+            with_ceiling=not args.no_ceiling,
+        )
+    }
 
 
 def run_all(ctx: scenarios.Context, quick: bool = False) -> dict[str, Any]:
@@ -220,7 +255,11 @@ def run_all(ctx: scenarios.Context, quick: bool = False) -> dict[str, Any]:
     )
     out["fanout"] = scenarios.fanout(ctx, changes=80 if quick else 320)
     out["real_otree"] = scenarios.real_otree(ctx, 40 if quick else 200, 8 if quick else 20)
-    out["logging_api"] = scenarios.logging_api(ctx)
+    out["logging_api"] = (
+        scenarios.logging_api(ctx, seconds=4, warm_up=2, export_sizes=(2_000, 20_000))
+        if quick
+        else scenarios.logging_api(ctx)
+    )
     return out
 
 

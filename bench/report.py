@@ -200,17 +200,116 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
     lightmill = scenarios.get("logging_api")
     if lightmill:
-        rows.append(
-            _row(
-                "logging API (LightMill)",
-                "scenario 6",
-                "not run",
-                None,
-                None,
-                lightmill.get("reason", ""),
-            )
-        )
+        rows += _logging_targets(lightmill)
     return rows
+
+
+LOGGING_BACKENDS = ("sqlite", "postgresql")
+LOGGING_CEILING_SHARE = 0.35
+LOGGING_POSTGRESQL_RATE = 2000
+EXPORT_TRIALS = 100_000
+EXPORT_SECONDS = 10.0
+EXPORT_RSS_GROWTH = 1.10  # "does not grow": at most 10% more at 10x the rows
+
+# Scenario 6 before the trial posts were batched (commit 148af05, 16 connections; measured
+# on this 2-core machine while other work ran): the figures the fix started from.
+LOGGING_BEFORE: dict[str, Any] = {
+    "commit": "148af05",
+    "sqlite": {"rate_per_s": 96.2, "server_cpu_ms_per_trial": 10.2, "p99_ms": 2179},
+    "postgresql": {"rate_per_s": 111.9, "server_cpu_ms_per_trial": 7.4, "p99_ms": 255},
+}
+
+
+def _logging_targets(lm: dict[str, Any]) -> list[dict[str, Any]]:
+    if lm.get("status") == "not run":
+        return [_row("logging API (LightMill)", "scenario 6", "not run", None, None, lm["reason"])]
+    rows = []
+    ceilings = {c["connections"]: c for c in lm.get("ceiling") or []}
+    for backend in LOGGING_BACKENDS:
+        figures = lm.get(backend)
+        if not figures:
+            continue
+        top = max(figures["levels"], key=lambda level: level["connections"])
+        ceiling = ceilings.get(top["connections"])
+        errors = top["non_2xx"] + sum(top["socket_errors"].values())
+        if ceiling and ceiling["rate_per_s"] and top["rate_per_s"] is not None:
+            share = top["rate_per_s"] / ceiling["rate_per_s"]
+            rows.append(
+                _row(
+                    f"trial logging vs bare POST ceiling ({backend}, {top['connections']} "
+                    "connections, same wrk, same run)",
+                    f">= {LOGGING_CEILING_SHARE:.0%} of the ceiling's rate",
+                    f"{top['rate_per_s']}/s vs {ceiling['rate_per_s']}/s = {share:.1%}",
+                    share / LOGGING_CEILING_SHARE,
+                    share >= LOGGING_CEILING_SHARE and not errors,
+                    f"server CPU per request: mastok {top['cpu_ms_per_trial']['server']} ms, "
+                    f"ceiling {ceiling['cpu_ms_per_trial']['server']} ms; {errors} errors",
+                )
+            )
+        if backend == "postgresql" and top["rate_per_s"] is not None:
+            rate = top["rate_per_s"]
+            database = top["cpu_ms_per_trial"].get("database")
+            rows.append(
+                _row(
+                    f"trials logged on PostgreSQL ({top['connections']} connections, 5 events "
+                    "each)",
+                    f">= {LOGGING_POSTGRESQL_RATE:,} trials/s",
+                    f"{rate}/s",
+                    rate / LOGGING_POSTGRESQL_RATE,
+                    rate >= LOGGING_POSTGRESQL_RATE and not errors,
+                    f"p99 {top['latency_ms']['p99']} ms; CPU per trial: mastok "
+                    f"{top['cpu_ms_per_trial']['server']} ms, PostgreSQL {_fmt(database)} ms; "
+                    f"{errors} errors",
+                )
+            )
+    rows += _export_target(lm)
+    return rows
+
+
+def _export_target(lm: dict[str, Any]) -> list[dict[str, Any]]:
+    exports = {b: lm[b]["export"] for b in LOGGING_BACKENDS if lm.get(b, {}).get("export")}
+    if not exports:
+        return []
+    largest = max(e["trials"] for runs in exports.values() for e in runs)
+    worst = max(
+        (e for runs in exports.values() for e in runs if e["trials"] == largest),
+        key=lambda e: e["seconds"],
+    )
+    growth = {}
+    for backend, runs in exports.items():
+        small, big = min(runs, key=lambda e: e["trials"]), max(runs, key=lambda e: e["trials"])
+        if big["trials"] > small["trials"]:
+            growth[backend] = (small, big)
+    flat = all(
+        big["peak_rss_mib"] <= EXPORT_RSS_GROWTH * small["peak_rss_mib"]
+        for small, big in growth.values()
+    )
+    ok = None
+    if largest == EXPORT_TRIALS and growth:
+        ok = worst["seconds"] <= EXPORT_SECONDS and flat
+    memory = "; ".join(
+        f"{backend} peak RSS {small['peak_rss_mib']} MiB at {small['trials']:,}, "
+        f"{big['peak_rss_mib']} MiB at {big['trials']:,}"
+        for backend, (small, big) in growth.items()
+    )
+    times = ", ".join(
+        f"{backend} {e['seconds']} s"
+        for backend, runs in exports.items()
+        for e in runs
+        if e["trials"] == largest
+    )
+    return [
+        _row(
+            f"{largest:,} trials exported (`mastok export`, trials and events CSV, 5 events a "
+            "trial)",
+            f"<= {EXPORT_SECONDS:g} s at {EXPORT_TRIALS:,}, peak memory not growing with the "
+            f"rows (<= {EXPORT_RSS_GROWTH - 1:.0%} more at 10x)",
+            times,
+            worst["seconds"] / EXPORT_SECONDS,
+            ok,
+            memory,
+        )
+    ]
 
 
 def _without_deflate_note(hold: dict[str, Any]) -> str:
@@ -453,10 +552,81 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
             )
     lm = s.get("logging_api")
     if lm:
-        lines += ["", "## 6. Logging API (LightMill)", "", f"Not run: {lm['reason']}."]
+        lines += _logging_markdown(lm)
     if results.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {note}" for note in results["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def _logging_markdown(lm: dict[str, Any]) -> list[str]:
+    lines = ["", "## 6. Logging"]
+    if lm.get("status") == "not run":
+        return [*lines, "", f"Not run: {lm['reason']}."]
+    lines += [
+        "",
+        "LightMill experiment clients posting their trials through mastok's API: wrk "
+        "(`bench/wrk/trials.lua`), one connection per client, each with a run of its own, locked "
+        "beforehand, posting its trials strictly in order with the run's token, moving on only on "
+        f"200. A trial: {lm['body']}. The ceiling is a bare Starlette JSON POST endpoint under the "
+        "same uvicorn options, parsing the same bodies, driven by the same wrk in the same run.",
+        "",
+        "| server | connections | trials/s | share of the ceiling | latency p50/p95/p99 ms | "
+        "server CPU ms a trial | PostgreSQL CPU ms a trial | wrk CPU | non-2xx |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    table = [("bare POST ceiling", c) for c in lm.get("ceiling") or []]
+    for backend in LOGGING_BACKENDS:
+        table += [(f"mastok, {backend}", level) for level in lm.get(backend, {}).get("levels", [])]
+    for what, f in table:
+        errors = f["non_2xx"] + sum(f["socket_errors"].values())
+        lines.append(
+            f"| {what} | {f['connections']} | **{_fmt(f['rate_per_s'])}** | "
+            f"{_fmt(f.get('ceiling_ratio'))} | {_lat(f['latency_ms'])} | "
+            f"{_fmt(f['cpu_ms_per_trial'].get('server'))} | "
+            f"{_fmt(f['cpu_ms_per_trial'].get('database'))} | {_fmt(f['wrk_cpu_share'])} | "
+            f"{errors} |"
+        )
+    stored = [
+        f"{backend}: {lm[backend]['trials_stored']:,} trials stored "
+        f"({lm[backend]['trials_stored_unacknowledged']} whose answer wrk never read)"
+        for backend in LOGGING_BACKENDS
+        if lm.get(backend)
+    ]
+    if stored:
+        lines += ["", "Checked against the server after the runs: " + "; ".join(stored) + "."]
+    before = LOGGING_BEFORE
+    lines += [
+        "",
+        f"Before trial posts were batched (commit {before['commit']}: an ORM session for the "
+        "lock's heartbeat, another for the trial, a third to read it back; SQLite writers "
+        "sleeping in its busy handler): "
+        + "; ".join(
+            f"{backend} {before[backend]['rate_per_s']} trials/s, "
+            f"{before[backend]['server_cpu_ms_per_trial']} ms of server CPU a trial, "
+            f"p99 {before[backend]['p99_ms']} ms"
+            for backend in LOGGING_BACKENDS
+        )
+        + ".",
+    ]
+    exports = [(b, e) for b in LOGGING_BACKENDS for e in lm.get(b, {}).get("export", [])]
+    if exports:
+        lines += [
+            "",
+            "Export: experiments of completed trials (runs of 2,000 trials, 3 trial measures, 5 "
+            "events of 3 measures each), `python -m mastok export --format csv` as its own "
+            "process; peak RSS is that process's own (VmHWM, polled from /proc).",
+            "",
+            "| backend | trials | events | `mastok export` s | trials file s | events file s | "
+            "peak RSS MiB | CPU s | files MiB (trials + events) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for backend, e in exports:
+            lines.append(
+                f"| {backend} | {e['trials']:,} | {e['events']:,} | **{e['seconds']}** | "
+                f"{e['trials_s']} | {e['events_s']} | **{e['peak_rss_mib']}** | {e['cpu_s']} | "
+                f"{e['file_mib']['trials']} + {e['file_mib']['events']} |"
+            )
+    return lines
 
 
 def chart(results: dict[str, Any], path: Path) -> bool:

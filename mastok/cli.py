@@ -41,11 +41,17 @@ def _check(settings: Settings) -> None:
 def _run(settings: Settings, designs: Sequence[Design] = ()) -> None:
     from mastok.app import create_app
 
+    serve_app(create_app(settings, designs), settings.host, settings.port)
+
+
+def serve_app(app: Any, host: str, port: int) -> None:
+    """Serve as `mastok serve` does: these uvicorn options, this logging (the benchmark's
+    ceiling apps are served by this too, so the comparison is fair)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = uvicorn.Config(
-        create_app(settings, designs),
-        host=settings.host,
-        port=settings.port,
+        app,
+        host=host,
+        port=port,
         proxy_headers=True,
         log_level="info",
         # Frames are small JSON; per-message compression would keep ~45 KiB of zlib state on

@@ -2,18 +2,25 @@
 
 Unknown measures are registered on the fly (type `unregistered`, at the level they were posted
 at), as are new levels of known ones, unless the experiment's measures are fixed.
+
+Everything here runs on the connection of the post's transaction (SQLAlchemy Core: a trial
+post is a few statements on known ids, and an ORM session's bookkeeping cost more than they
+did). An experiment's measures only ever grow (a code keeps its id and gains levels), so the
+store keeps what it read of them, once committed, and reads them again only when a post names
+a measure or a level it does not know.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 
 from mastok.lightmill.errors import WrongMeasureKey
@@ -25,31 +32,95 @@ log = logging.getLogger("mastok.lightmill")
 UNREGISTERED = "unregistered"
 
 
-async def measure_ids(
-    session: AsyncSession,
-    experiment_id: int,
-    experiment: str,
-    results: TrialResults,
-    fixed: bool,
-) -> dict[str, int]:
-    """The ids of the posted measures, registering new ones (or new levels) unless `fixed`."""
+@dataclass(frozen=True, slots=True)
+class MeasureRef:
+    id: int
+    trial_level: bool
+    event_level: bool
+
+    def at(self, level: str) -> bool:
+        return self.trial_level if level == "trial" else self.event_level
+
+
+Measures = Mapping[str, MeasureRef]  # an experiment's measures by code
+
+_MEASURES = select(
+    LMMeasure.code, LMMeasure.id, LMMeasure.trial_level, LMMeasure.event_level
+).where(LMMeasure.experiment_id == bindparam("experiment_id"))
+_TRIAL_COLUMNS = ("trial_id", "measure_id", "value")
+_EVENT_COLUMNS = ("trial_id", "event_number", "measure_id", "value")
+_SQLITE_INSERT_TRIAL_VALUES = (
+    f"INSERT INTO {LMTrialMeasureValue.__tablename__} ({', '.join(_TRIAL_COLUMNS)}) "
+    "VALUES (?, ?, ?)"
+)
+_SQLITE_INSERT_EVENT_VALUES = (
+    f"INSERT INTO {LMEventMeasureValue.__tablename__} ({', '.join(_EVENT_COLUMNS)}) "
+    "VALUES (?, ?, ?, ?)"
+)
+_PG_INSERT_TRIAL_VALUES = text(
+    f"INSERT INTO {LMTrialMeasureValue.__tablename__} ({', '.join(_TRIAL_COLUMNS)}) "
+    "SELECT * FROM unnest(CAST(:trial_id AS INTEGER[]), CAST(:measure_id AS INTEGER[]), "
+    "CAST(:value AS TEXT[]))"
+)
+_PG_INSERT_EVENT_VALUES = text(
+    f"INSERT INTO {LMEventMeasureValue.__tablename__} ({', '.join(_EVENT_COLUMNS)}) "
+    "SELECT * FROM unnest(CAST(:trial_id AS INTEGER[]), CAST(:event_number AS INTEGER[]), "
+    "CAST(:measure_id AS INTEGER[]), CAST(:value AS TEXT[]))"
+)
+
+
+async def read_measures(connection: AsyncConnection, experiment_id: int) -> dict[str, MeasureRef]:
+    rows = await connection.execute(_MEASURES, {"experiment_id": experiment_id})
+    return {code: MeasureRef(pk, trial, event) for code, pk, trial, event in rows}
+
+
+def wanted_levels(results: TrialResults) -> dict[str, set[str]]:
     wanted: dict[str, set[str]] = defaultdict(set)
     for code in results.trial:
         wanted[code].add("trial")
     for event in results.events:
         for code in event:
             wanted[code].add("event")
+    return wanted
+
+
+def known_ids(known: Measures, wanted: Mapping[str, set[str]]) -> dict[str, int] | None:
+    """The ids of the wanted measures if every one is known at every level wanted; else None."""
+    ids = {}
+    for code, levels in wanted.items():
+        measure = known.get(code)
+        if measure is None or not all(measure.at(level) for level in levels):
+            return None
+        ids[code] = measure.id
+    return ids
+
+
+async def measure_ids(
+    connection: AsyncConnection,
+    experiment_id: int,
+    experiment: str,
+    results: TrialResults,
+    fixed: bool,
+    known: Measures | None = None,
+) -> tuple[dict[str, int], Measures | None]:
+    """The ids of the posted measures, registering new ones (or new levels) unless `fixed`;
+    and the experiment's measures as this transaction sees them (None when it read none).
+    `known`: what the caller already knows of them (read again when a measure or a level is
+    not in it)."""
+    wanted = wanted_levels(results)
     if not wanted:
-        return {}
-    known = {
-        m.code: m
-        for m in await session.scalars(
-            select(LMMeasure).where(LMMeasure.experiment_id == experiment_id)
-        )
-    }
+        return {}, known
+    if known is not None:
+        ids = known_ids(known, wanted)
+        if ids is not None:
+            return ids, known
+    known = await read_measures(connection, experiment_id)
+    ids = known_ids(known, wanted)
+    if ids is not None:
+        return ids, known
     missing = sorted(code for code in wanted if code not in known)
     lacking = {
-        code: {level for level in levels if not getattr(known[code], f"{level}_level")}
+        code: {level for level in levels if not known[code].at(level)}
         for code, levels in sorted(wanted.items())
         if code in known
     }
@@ -78,51 +149,63 @@ async def measure_ids(
             }
             for code in missing
         ]
-        await session.execute(
-            await _insert_ignoring_conflicts(session, LMMeasure, ["experiment_id", "code"]), rows
+        await connection.execute(
+            _insert_ignoring_conflicts(connection, ["experiment_id", "code"]), rows
         )
         log.info("experiment %r: new measures registered: %s", experiment, ", ".join(missing))
     for code, levels in lacking.items():
-        await session.execute(
+        await connection.execute(
             update(LMMeasure)
-            .execution_options(synchronize_session=False)
             .where(LMMeasure.id == known[code].id)
             .values({f"{level}_level": True for level in levels})
         )
         log.info("experiment %r: measure %r now also at the %s level", experiment, code, levels)
-    ids = {code: m.id for code, m in known.items()}
-    if missing:
-        added = await session.execute(
-            select(LMMeasure.code, LMMeasure.id).where(
-                LMMeasure.experiment_id == experiment_id, LMMeasure.code.in_(missing)
-            )
-        )
-        ids.update({code: id_ for code, id_ in added})
-    return ids
+    known = await read_measures(connection, experiment_id)
+    return {code: known[code].id for code in wanted}, known
 
 
-async def _insert_ignoring_conflicts(
-    session: AsyncSession, table: type[Any], keys: list[str]
-) -> Insert:
+def _insert_ignoring_conflicts(connection: AsyncConnection, keys: list[str]) -> Insert:
     """INSERT ... ON CONFLICT DO NOTHING: a concurrent post may register the same measure."""
-    if (await session.connection()).dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
-    return sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(LMMeasure).on_conflict_do_nothing(index_elements=keys)
+    return sqlite.insert(LMMeasure).on_conflict_do_nothing(index_elements=keys)
 
 
 async def insert_results(
-    session: AsyncSession, trial_id: int, ids: Mapping[str, int], results: TrialResults
+    connection: AsyncConnection, trial_id: int, ids: Mapping[str, int], results: TrialResults
 ) -> None:
+    await insert_many_results(connection, [(trial_id, ids, results)])
+
+
+async def insert_many_results(
+    connection: AsyncConnection,
+    trials: Sequence[tuple[int, Mapping[str, int], TrialResults]],
+) -> None:
+    """The values of these trials (trial id, measure ids, results), one INSERT a table, in
+    each driver's cheapest form: asyncpg takes the columns as arrays in one statement (its
+    executemany costs a message a row), sqlite3 loops over the rows in C."""
     trial_rows = [
-        {"trial_id": trial_id, "measure_id": ids[code], "value": value}
+        (trial_id, ids[code], value)
+        for trial_id, ids, results in trials
         for code, value in results.trial.items()
     ]
     event_rows = [
-        {"trial_id": trial_id, "event_number": n, "measure_id": ids[code], "value": value}
+        (trial_id, n, ids[code], value)
+        for trial_id, ids, results in trials
         for n, event in enumerate(results.events)
         for code, value in event.items()
     ]
+    if connection.dialect.name == "postgresql":
+        if trial_rows:
+            await connection.execute(_PG_INSERT_TRIAL_VALUES, _columns(trial_rows, _TRIAL_COLUMNS))
+        if event_rows:
+            await connection.execute(_PG_INSERT_EVENT_VALUES, _columns(event_rows, _EVENT_COLUMNS))
+        return
     if trial_rows:
-        await session.execute(insert(LMTrialMeasureValue), trial_rows)
+        await connection.exec_driver_sql(_SQLITE_INSERT_TRIAL_VALUES, trial_rows)
     if event_rows:
-        await session.execute(insert(LMEventMeasureValue), event_rows)
+        await connection.exec_driver_sql(_SQLITE_INSERT_EVENT_VALUES, event_rows)
+
+
+def _columns(rows: list[tuple[Any, ...]], names: tuple[str, ...]) -> dict[str, list[Any]]:
+    return {name: [row[i] for row in rows] for i, name in enumerate(names)}

@@ -9,6 +9,7 @@ writes them (`42`, `1.5`, `true`).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -79,12 +80,36 @@ def _or_default(value: Any, default: Any) -> Any:
 
 def flatten(measures: dict[str, Any], where: str) -> dict[str, str]:
     """`{"a": {"b": 1, "c": [true, null]}}` → `{"a.b": "1", "a.c.0": "true"}`."""
-    flat: dict[str, str] = {}
+    flat = _flat_already(measures)
+    if flat is not None:
+        return flat
+    flat = {}
     for path, value in _leaves(measures, [], where):
         measure_id = ".".join(path)
         if len(measure_id) > MAX_ID_LENGTH:
             raise InvalidBody(f"{where}: measure id {measure_id[:40]!r}... is too long")
         flat[measure_id] = value
+    return flat
+
+
+def _flat_already(measures: dict[str, Any]) -> dict[str, str] | None:
+    """The common case, values that are all text, numbers, booleans or nulls under ids that
+    need no check, at a fraction of the cost; None for anything else."""
+    flat: dict[str, str] = {}
+    for key, value in measures.items():
+        if not key or len(key) > MAX_ID_LENGTH:
+            return None
+        kind = type(value)
+        if kind is str:
+            flat[key] = value
+        elif kind is int:
+            flat[key] = int.__repr__(value)  # as json.dumps writes them
+        elif kind is float and math.isfinite(value):
+            flat[key] = float.__repr__(value)
+        elif kind is bool:
+            flat[key] = "true" if value else "false"
+        elif value is not None:
+            return None
     return flat
 
 

@@ -91,7 +91,12 @@ class LightMill:
     async def record_trial(
         self, experiment: str, run: str, block: int, number: int, results: TrialResults
     ) -> TrialInfo:
-        await self.store.touch(experiment, run, results.token, self.policy)
         return await self.store.record_trial(
-            experiment, run, block, number, results, fixed_measures=self.fixed_measures
+            experiment,
+            run,
+            block,
+            number,
+            results,
+            fixed_measures=self.fixed_measures,
+            policy=self.policy,
         )

@@ -7,17 +7,18 @@ lock whose client has been silent for longer than the lock timeout counts as rel
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mastok.db import Database
 from mastok.db.tables import utcnow
@@ -25,15 +26,25 @@ from mastok.lightmill import design as d
 from mastok.lightmill.errors import (
     CannotImportExperiment,
     ExperimentProgressError,
+    LightMillError,
     NoAvailableRuns,
     RunAlreadyLocked,
     RunCompleted,
     RunNotLocked,
     UnknownElement,
+    WrongMeasureKey,
     WrongToken,
 )
 from mastok.lightmill.importing import insert_design
-from mastok.lightmill.recording import insert_results, measure_ids
+from mastok.lightmill.recording import (
+    Measures,
+    insert_many_results,
+    insert_results,
+    known_ids,
+    measure_ids,
+    read_measures,
+    wanted_levels,
+)
 from mastok.lightmill.results import TrialResults
 from mastok.lightmill.tables import (
     LMBlock,
@@ -48,6 +59,7 @@ from mastok.lightmill.tables import (
     LMTrialFactorValue,
     LMTrialMeasureValue,
 )
+from mastok.lightmill.writes import Batches
 
 log = logging.getLogger("mastok.lightmill")
 
@@ -157,6 +169,9 @@ def as_utc(moment: datetime | None) -> datetime | None:
 class LightMillStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._batches: Batches[_Post, _Recorded] = Batches(db, self._record_batch, self._record)
+        # Each experiment's measures as last read by a committed trial post (recording.py).
+        self._measures: dict[int, Measures] = {}
 
     # Experiments
 
@@ -380,58 +395,332 @@ class LightMillStore:
         results: TrialResults,
         *,
         fixed_measures: bool,
+        policy: LockPolicy | None = None,
     ) -> TrialInfo:
         """Complete the run's current trial with its measures and events, in one transaction.
 
-        Raises UnknownElement, RunNotLocked/WrongToken (the lock was lost since it was checked),
-        ExperimentProgressError, WrongMeasureKey.
+        With a `policy`, the post's token is checked first, as `touch` checks it, and the post
+        is a sign of life: the lock's heartbeat moves on with the trial, and also when the post
+        is refused after its token was taken. Without one, the token must be the lock's.
+
+        Raises UnknownElement, RunNotLocked/WrongToken, ExperimentProgressError,
+        WrongMeasureKey.
         """
-        async with self.db.session() as session, session.begin():
-            run_row = await _require_run(session, experiment, run)
-            block_row = await _require_block(session, run_row, experiment, block)
-            trial = await session.scalar(
-                select(LMTrial).where(LMTrial.block_id == block_row.id, LMTrial.number == number)
+        post = _Post(experiment, run, block, number, results, fixed_measures, policy)
+        try:
+            recorded = await self._batches.record(post)
+        except (UnknownElement, ExperimentProgressError, WrongMeasureKey):
+            if post.token_taken and policy is not None:
+                with contextlib.suppress(LightMillError):
+                    await self.touch(experiment, run, results.token, policy)
+            raise
+        if recorded.measures is not None:  # committed: what it read of them holds
+            self._measures[recorded.experiment_pk] = recorded.measures
+        return recorded.info
+
+    async def _record_batch(
+        self, connection: AsyncConnection, posts: Sequence[_Post]
+    ) -> list[_Recorded | None]:
+        """Posts' checks and writes, a statement for all of them at each step (writes.py).
+        None for a post to record alone: one the checks refuse (alone, it gets its precise
+        answer), one that names a measure or a level to register, a second one for a run, one
+        whose run changed between its checks and its writes."""
+        now = utcnow()
+        keys = {(p.experiment, p.run, p.block, p.number) for p in posts}
+        found: dict[tuple[str, str, int, int], Any] = {}
+        factor_values: dict[int, dict[str, str]] = defaultdict(dict)  # by trial
+        for line in await connection.execute(
+            _TRIALS_TO_RECORD,
+            {
+                "experiments": sorted({key[0] for key in keys}),
+                "runs": sorted({key[1] for key in keys}),
+                "blocks": sorted({key[2] for key in keys}),
+                "trials": sorted({key[3] for key in keys}),
+                "keys": sorted(keys),
+            },
+        ):
+            found.setdefault((line.experiment, line.run, line.block, line.trial), line)
+            if line.factor is not None:
+                factor_values[line.trial_pk][line.factor] = line.value
+        measures: dict[int, Measures] = {}
+        taken: dict[int, tuple[_Post, Any, dict[str, int]]] = {}  # by run
+        for post in posts:
+            row = found.get((post.experiment, post.run, post.block, post.number))
+            if row is None or row.run_pk in taken or not _acceptable(row, post, now):
+                continue
+            known = measures.get(row.experiment_pk) or self._measures.get(row.experiment_pk)
+            if known is None:
+                known = await read_measures(connection, row.experiment_pk)
+            measures[row.experiment_pk] = known
+            ids = known_ids(known, wanted_levels(post.results))
+            if ids is None:  # new measures or levels
+                continue
+            taken[row.run_pk] = (post, row, ids)
+        if not taken:
+            return [None] * len(posts)
+        moves = [
+            (run_pk, row.position, post.results.token) for run_pk, (post, row, _) in taken.items()
+        ]
+        moved = set(
+            await connection.scalars(
+                _MOVE_ON_MANY, {"run_pks": sorted(taken), "moves": moves, "now": now}
             )
-            if trial is None:
-                raise UnknownElement(
-                    f"block {block} of run {run!r} of {experiment!r} has no trial {number}"
-                )
-            if trial.completed_at is not None:
-                raise ExperimentProgressError(
-                    f"trial {number} of block {block} of run {run!r} is already completed"
-                )
-            if trial.position != run_row.completed_trials:
-                raise ExperimentProgressError(
-                    f"trial {number} of block {block} of run {run!r} cannot be completed yet: "
-                    f"trials are completed in order and {await _current(session, run_row)} "
-                    "comes first"
-                )
-            now = utcnow()
-            moved = await session.execute(
-                _update(LMRun)
-                .where(
-                    LMRun.id == run_row.id,
-                    LMRun.completed_trials == trial.position,
-                    LMRun.lock_token == results.token,
-                )
-                .values(completed_trials=LMRun.completed_trials + 1, heartbeat_at=now)
+        )
+        done = [taken[run_pk] for run_pk in taken if run_pk in moved]
+        if not done:
+            return [None] * len(posts)
+        by_events: dict[int, list[int]] = defaultdict(list)  # trials by their number of events
+        for post, row, _ in done:
+            by_events[len(post.results.events)].append(row.trial_pk)
+        for events, trial_pks in by_events.items():
+            await connection.execute(
+                _COMPLETE_TRIALS, {"trial_pks": trial_pks, "done_at": now, "events": events}
             )
-            if _rowcount(moved) != 1:
-                # Between the checks and now, another client took the lock or posted.
-                token = await session.scalar(select(LMRun.lock_token).where(LMRun.id == run_row.id))
-                if token != results.token:
-                    raise _wrong_token(run, experiment)
-                raise ExperimentProgressError(
-                    f"trial {number} of block {block} of run {run!r} was completed meanwhile"
-                )
-            ids = await measure_ids(
-                session, run_row.experiment_id, experiment, results, fixed_measures
+        await insert_many_results(
+            connection, [(row.trial_pk, ids, post.results) for post, row, ids in done]
+        )
+        recorded: dict[int, _Recorded] = {
+            id(post): _Recorded(
+                _recorded_info(post, row, ids, factor_values[row.trial_pk], now),
+                row.experiment_pk,
+                measures[row.experiment_pk],
             )
-            trial.completed_at = now
-            trial.event_count = len(results.events)
-            await insert_results(session, trial.id, ids, results)
-        async with self.db.session() as session:
-            return await _trial_info(session, experiment, run, block_row, trial)
+            for post, row, ids in done
+        }
+        return [recorded.get(id(post)) for post in posts]
+
+    async def _record(self, connection: AsyncConnection, post: _Post) -> _Recorded:
+        """A trial post's checks and writes, on the connection of its transaction."""
+        experiment, run, block, number = post.experiment, post.run, post.block, post.number
+        results = post.results
+        post.token_taken = False
+        found = (
+            await connection.execute(
+                _TRIAL_TO_RECORD,
+                {"experiment": experiment, "run": run, "block": block, "trial": number},
+            )
+        ).one_or_none()
+        if found is None:
+            if await connection.scalar(_EXPERIMENT_PK, {"experiment": experiment}) is None:
+                raise _no_experiment(experiment)
+            raise UnknownElement(f"experiment {experiment!r} has no run {run!r}")
+        now = utcnow()
+        if post.policy is not None:
+            _check_lock(
+                found.lock_token,
+                found.heartbeat_at,
+                run,
+                results.token,
+                experiment,
+                post.policy,
+                now,
+            )
+            post.token_taken = True
+        if found.block_pk is None:
+            raise UnknownElement(f"run {run!r} of {experiment!r} has no block {block}")
+        if found.trial_pk is None:
+            raise UnknownElement(
+                f"block {block} of run {run!r} of {experiment!r} has no trial {number}"
+            )
+        if found.completed_at is not None:
+            raise ExperimentProgressError(
+                f"trial {number} of block {block} of run {run!r} is already completed"
+            )
+        if found.position != found.completed_trials:
+            current = await _current(connection, found.run_pk, found.completed_trials)
+            raise ExperimentProgressError(
+                f"trial {number} of block {block} of run {run!r} cannot be completed yet: "
+                f"trials are completed in order and {current} comes first"
+            )
+        moved = await connection.execute(
+            _MOVE_ON,
+            {
+                "run_pk": found.run_pk,
+                "at_position": found.position,
+                "token": results.token,
+                "now": now,
+            },
+        )
+        if _rowcount(moved) != 1:
+            # Between the checks and now, another client took the lock or posted.
+            token = await connection.scalar(_LOCK_TOKEN, {"run_pk": found.run_pk})
+            if token != results.token:
+                raise _wrong_token(run, experiment)
+            raise ExperimentProgressError(
+                f"trial {number} of block {block} of run {run!r} was completed meanwhile"
+            )
+        ids, measures = await measure_ids(
+            connection,
+            found.experiment_pk,
+            experiment,
+            results,
+            post.fixed_measures,
+            self._measures.get(found.experiment_pk),
+        )
+        await connection.execute(
+            _COMPLETE_TRIAL,
+            {"trial_pk": found.trial_pk, "done_at": now, "events": len(results.events)},
+        )
+        await insert_results(connection, found.trial_pk, ids, results)
+        factor_values = {
+            factor: value
+            for _, factor, value in await connection.execute(
+                _TRIAL_FACTOR_VALUES, {"trial_pk": found.trial_pk}
+            )
+        }
+        info = _recorded_info(post, found, ids, factor_values, now)
+        return _Recorded(info, found.experiment_pk, measures)
+
+
+def _acceptable(row: Any, post: _Post, now: datetime) -> bool:
+    """Whether `_record`'s checks would let the post through, as the row has its run."""
+    if post.policy is not None:
+        try:
+            _check_lock(
+                row.lock_token,
+                row.heartbeat_at,
+                post.run,
+                post.results.token,
+                post.experiment,
+                post.policy,
+                now,
+            )
+        except LightMillError:
+            return False
+    return row.completed_at is None and row.position == row.completed_trials
+
+
+def _recorded_info(
+    post: _Post, row: Any, ids: Mapping[str, int], factor_values: dict[str, str], now: datetime
+) -> TrialInfo:
+    return TrialInfo(
+        experiment_id=post.experiment,
+        run_id=post.run,
+        block_number=post.block,
+        measured_block_number=row.measured_number,
+        number=post.number,
+        practice=row.practice,
+        factor_values=factor_values,
+        completed_at=now,
+        # As stored, in the measures' order (as `trial` reads them back).
+        measures=dict(sorted(post.results.trial.items(), key=lambda item: ids[item[0]])),
+    )
+
+
+@dataclass
+class _Post:
+    experiment: str
+    run: str
+    block: int
+    number: int
+    results: TrialResults
+    fixed_measures: bool
+    policy: LockPolicy | None
+    token_taken: bool = False  # its token was checked and is the lock's
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    info: TrialInfo
+    experiment_pk: int
+    measures: Measures | None
+
+
+# A trial post's statements, built once (building and keying a statement costs as much as
+# running it): the run with its lock, and the block and trial named, in one query.
+_TRIAL_TO_RECORD = (
+    select(
+        LMRun.id.label("run_pk"),
+        LMRun.experiment_id.label("experiment_pk"),
+        LMRun.completed_trials,
+        LMRun.lock_token,
+        LMRun.heartbeat_at,
+        LMBlock.id.label("block_pk"),
+        LMBlock.measured_number,
+        LMBlock.practice,
+        LMTrial.id.label("trial_pk"),
+        LMTrial.position,
+        LMTrial.completed_at,
+    )
+    .select_from(LMRun)
+    .join(LMExperiment, LMRun.experiment_id == LMExperiment.id)
+    .outerjoin(LMBlock, and_(LMBlock.run_id == LMRun.id, LMBlock.number == bindparam("block")))
+    .outerjoin(LMTrial, and_(LMTrial.block_id == LMBlock.id, LMTrial.number == bindparam("trial")))
+    .where(LMExperiment.code == bindparam("experiment"), LMRun.code == bindparam("run"))
+)
+# The same for a batch of posts, with each trial's factor values (a row each, in the factors'
+# order): each table's column among the values wanted (which its index finds), then the exact
+# combinations.
+_TRIALS_TO_RECORD = (
+    select(
+        LMExperiment.code.label("experiment"),
+        LMRun.code.label("run"),
+        LMBlock.number.label("block"),
+        LMTrial.number.label("trial"),
+        LMRun.id.label("run_pk"),
+        LMRun.experiment_id.label("experiment_pk"),
+        LMRun.completed_trials,
+        LMRun.lock_token,
+        LMRun.heartbeat_at,
+        LMBlock.measured_number,
+        LMBlock.practice,
+        LMTrial.id.label("trial_pk"),
+        LMTrial.position,
+        LMTrial.completed_at,
+        LMFactor.code.label("factor"),
+        LMFactorValue.code.label("value"),
+    )
+    .select_from(LMRun)
+    .join(LMExperiment, LMRun.experiment_id == LMExperiment.id)
+    .join(LMBlock, LMBlock.run_id == LMRun.id)
+    .join(LMTrial, LMTrial.block_id == LMBlock.id)
+    .outerjoin(LMTrialFactorValue, LMTrialFactorValue.trial_id == LMTrial.id)
+    .outerjoin(LMFactor, LMTrialFactorValue.factor_id == LMFactor.id)
+    .outerjoin(LMFactorValue, LMTrialFactorValue.value_id == LMFactorValue.id)
+    .where(
+        LMExperiment.code.in_(bindparam("experiments", expanding=True)),
+        LMRun.code.in_(bindparam("runs", expanding=True)),
+        LMBlock.number.in_(bindparam("blocks", expanding=True)),
+        LMTrial.number.in_(bindparam("trials", expanding=True)),
+        tuple_(LMExperiment.code, LMRun.code, LMBlock.number, LMTrial.number).in_(
+            bindparam("keys", expanding=True)
+        ),
+    )
+    .order_by(LMTrial.id, LMFactor.position)
+)
+_EXPERIMENT_PK = select(LMExperiment.id).where(LMExperiment.code == bindparam("experiment"))
+_LOCK_TOKEN = select(LMRun.lock_token).where(LMRun.id == bindparam("run_pk"))
+_MOVE_ON = (
+    update(LMRun)
+    .where(
+        LMRun.id == bindparam("run_pk"),
+        LMRun.completed_trials == bindparam("at_position"),
+        LMRun.lock_token == bindparam("token"),
+    )
+    .values(completed_trials=LMRun.completed_trials + 1, heartbeat_at=bindparam("now"))
+)
+# Each run moved on only if it is still as its post's checks found it; the runs moved.
+_MOVE_ON_MANY = (
+    update(LMRun)
+    .where(
+        LMRun.id.in_(bindparam("run_pks", expanding=True)),
+        tuple_(LMRun.id, LMRun.completed_trials, LMRun.lock_token).in_(
+            bindparam("moves", expanding=True)
+        ),
+    )
+    .values(completed_trials=LMRun.completed_trials + 1, heartbeat_at=bindparam("now"))
+    .returning(LMRun.id)
+)
+_COMPLETE_TRIALS = (
+    update(LMTrial)
+    .where(LMTrial.id.in_(bindparam("trial_pks", expanding=True)))
+    .values(completed_at=bindparam("done_at"), event_count=bindparam("events"))
+)
+_COMPLETE_TRIAL = (
+    update(LMTrial)
+    .where(LMTrial.id == bindparam("trial_pk"))
+    .values(completed_at=bindparam("done_at"), event_count=bindparam("events"))
+)
 
 
 # --- Locating ---------------------------------------------------------------------------------
@@ -473,12 +762,12 @@ async def _require_block(
     return block
 
 
-async def _current(session: AsyncSession, run: LMRun) -> str:
+async def _current(connection: AsyncConnection, run_pk: int, position: int) -> str:
     row = (
-        await session.execute(
+        await connection.execute(
             select(LMBlock.number, LMTrial.number)
             .join(LMBlock, LMTrial.block_id == LMBlock.id)
-            .where(LMTrial.run_id == run.id, LMTrial.position == run.completed_trials)
+            .where(LMTrial.run_id == run_pk, LMTrial.position == position)
         )
     ).one()
     return f"trial {row[1]} of block {row[0]}"
@@ -492,22 +781,40 @@ def _lock_released(policy: LockPolicy, now: datetime) -> ColumnElement[bool]:
 
 
 def _lock_is_live(run: LMRun, policy: LockPolicy, now: datetime) -> bool:
-    heartbeat = as_utc(run.heartbeat_at)
-    return run.lock_token is not None and heartbeat is not None and heartbeat >= policy.cutoff(now)
+    return _is_live(run.lock_token, run.heartbeat_at, policy, now)
+
+
+def _is_live(
+    lock_token: str | None, heartbeat_at: datetime | None, policy: LockPolicy, now: datetime
+) -> bool:
+    heartbeat = as_utc(heartbeat_at)
+    return lock_token is not None and heartbeat is not None and heartbeat >= policy.cutoff(now)
 
 
 def _check_token(
     run: LMRun, token: str, experiment: str, policy: LockPolicy, now: datetime
 ) -> None:
+    _check_lock(run.lock_token, run.heartbeat_at, run.code, token, experiment, policy, now)
+
+
+def _check_lock(
+    lock_token: str | None,
+    heartbeat_at: datetime | None,
+    run: str,
+    token: str,
+    experiment: str,
+    policy: LockPolicy,
+    now: datetime,
+) -> None:
     """The holder's token is recognised even after its lock expired, until another client takes
     the run; anyone else is told the run is not locked, or locked by someone else."""
-    if run.lock_token is not None and secrets.compare_digest(run.lock_token, token):
+    if lock_token is not None and secrets.compare_digest(lock_token, token):
         return
-    if not _lock_is_live(run, policy, now):
+    if not _is_live(lock_token, heartbeat_at, policy, now):
         raise RunNotLocked(
-            f"run {run.code!r} of {experiment!r} is not locked: take its lock before writing"
+            f"run {run!r} of {experiment!r} is not locked: take its lock before writing"
         )
-    raise _wrong_token(run.code, experiment)
+    raise _wrong_token(run, experiment)
 
 
 def _wrong_token(run: str, experiment: str) -> WrongToken:
@@ -618,6 +925,9 @@ def _trial_values_query(*where: ColumnElement[bool]) -> Any:
         .where(*where)
         .order_by(LMTrialFactorValue.trial_id, LMFactor.position)
     )
+
+
+_TRIAL_FACTOR_VALUES = _trial_values_query(LMTrialFactorValue.trial_id == bindparam("trial_pk"))
 
 
 async def _run_trial_values(session: AsyncSession, run_id: int) -> dict[int, dict[str, str]]:

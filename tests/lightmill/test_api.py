@@ -9,11 +9,13 @@ import pytest
 from starlette.testclient import TestClient
 
 from mastok.lightmill.results import TrialResults
+from mastok.lightmill.store import TrialInfo
 from tests.fixtures.app import ClientFactory, basic_auth
 from tests.lightmill.helpers import (
     ORIGIN,
     TEXT,
     XML,
+    age_lock,
     design,
     error,
     import_design,
@@ -360,6 +362,76 @@ def test_runs_racing_to_register_a_measure_share_it(anonymous: TestClient) -> No
     assert measures["fresh"]["levels"] == ["trial", "event"]
     assert anonymous.get("/api/trial/pointing/S1/0/0").json()["measures"] == {"fresh": "S1"}
     assert anonymous.get("/api/trial/pointing/S2/0/0").json()["measures"] == {"fresh": "S2"}
+
+
+def test_posts_arriving_together_are_each_stored_or_refused_alone(anonymous: TestClient) -> None:
+    """Posts that arrive at once are recorded in one batch; one refused among them (out of
+    order, wrong token) fails alone and stores nothing, the others are stored whole."""
+    imported(anonymous)
+    tokens = {run: lock(anonymous, run) for run in ("S0", "S1", "S2")}
+    store = lightmill(anonymous).store
+    policy = lightmill(anonymous).policy
+
+    def post(run: str, block: int, trial: int, token: str, time: int) -> object:
+        events = [{"x": f"{time}.{n}", "y": str(-n)} for n in range(5)]
+        return store.record_trial(
+            "pointing",
+            run,
+            block,
+            trial,
+            TrialResults(token, {"time": str(time), "hit": "true"}, events),
+            fixed_measures=False,
+            policy=policy,
+        )
+
+    async def together() -> list[object]:
+        posts = [
+            post("S0", 0, 0, tokens["S0"], 1),
+            post("S0", 2, 0, tokens["S0"], 2),  # out of order whatever comes first
+            post("S1", 0, 0, tokens["S1"], 3),
+            post("S2", 0, 0, "made-up", 4),
+            post("S2", 0, 0, tokens["S2"], 5),
+        ]
+        return await asyncio.gather(*posts, return_exceptions=True)
+
+    outcomes = in_app(anonymous, together)
+
+    assert [type(o).__name__ for o in outcomes] == [
+        "TrialInfo",
+        "ExperimentProgressError",
+        "TrialInfo",
+        "WrongToken",
+        "TrialInfo",
+    ]
+    for run, time in (("S0", 1), ("S1", 3), ("S2", 5)):
+        trial = anonymous.get(f"/api/trial/pointing/{run}/0/0").json()
+        assert trial["measures"] == {"time": str(time), "hit": "true"}
+        assert trial["events"] == [{"x": f"{time}.{n}", "y": str(-n)} for n in range(5)]
+    answered = outcomes[0]
+    assert isinstance(answered, TrialInfo)
+    assert answered.measures == {"time": "1", "hit": "true"}
+    assert answered.factor_values == {
+        "technique": "mouse",
+        "size": "large",
+        "hand": "right",
+        "distance": "near",
+    }
+    counts = row_counts(anonymous)
+    assert counts["lm_trial_measure_values"] == 3 * 2
+    assert counts["lm_event_measure_values"] == 3 * 5 * 2
+
+
+def test_a_refused_post_with_the_token_keeps_the_lock_alive(anonymous: TestClient) -> None:
+    imported(anonymous)
+    token = lock(anonymous, "S0")
+    age_lock(anonymous, "S0", 121)
+
+    early = post_trial(anonymous, "S0", 1, 0, token, {"trial": {"time": 1}})
+
+    assert error(early, 405, "ExperimentProgressError")
+    assert anonymous.get("/api/run/pointing/S0").json()["locked"] is True
+    assert error(anonymous.get("/api/run/pointing/S0/lock"), 405, "RunAlreadyLocked")
+    assert row_counts(anonymous)["lm_trial_measure_values"] == 0
 
 
 def test_client_routes_follow_the_web_prefix(make_client: ClientFactory) -> None:

@@ -1,0 +1,736 @@
+"""Scenario 6: LightMill's logging API (bench/README.md).
+
+Trials logged per second by concurrent experiment clients, on SQLite and on PostgreSQL, against
+the ceiling of the same stack (a bare Starlette JSON POST endpoint driven by the same load), and
+the export of 10,000 and 100,000 completed trials: its time and its peak memory.
+
+The load is wrk (bench/wrk/trials.lua): one connection per wrk thread, each with a run of its
+own, locked here beforehand, posting that run's trials strictly in order with the run's token,
+each trial with a few measures and 5 events, moving on only when the server answered 200. wrk
+is C and uses a fraction of a core for thousands of requests a second, so the figure is the
+server's; its own CPU share is reported beside each figure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+import httpx
+
+from bench import procs, servers
+from bench.procs import Child
+from bench.scenarios import Context
+from mastok.config import PROJECT_ROOT
+
+WRK_SCRIPT = PROJECT_ROOT / "bench" / "wrk" / "trials.lua"
+EXPERIMENT = "bench_logging"
+PER_BLOCK = 200  # trials a block
+# What the runs are sized for, so that none completes while measured (a completed run would
+# answer 410): at most this many trials a second in all, and a connection at most...
+MAX_RATE = 3000
+# ... this many (enough for 16 clients at twice the rate measured on a 2-core machine).
+MAX_PER_CONNECTION = 300
+EVENTS = 5
+NO_OTREE = "http://127.0.0.1:9"  # the logging API never calls oTree
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def wrk_available() -> bool:
+    return shutil.which("wrk") is not None
+
+
+# -- the design -------------------------------------------------------------------------------
+
+
+def design_xml(runs: int, blocks: int, per_block: int = PER_BLOCK) -> bytes:
+    """A pointing experiment: `runs` runs of `blocks` blocks of `per_block` trials, the measures
+    the Lua script posts declared (the trial's, and its events')."""
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f'<experiment id="{EXPERIMENT}" name="Pointing (bench)" author="bench">',
+        '<factor id="technique" name="Technique" type="String" kind="key">'
+        '<value id="mouse" name="Mouse"/><value id="touch" name="Touch"/></factor>',
+        '<factor id="size" name="Size" type="Integer" kind="key">'
+        '<value id="small"/><value id="large" default="true"/></factor>',
+        '<factor id="distance" name="Distance" type="Integer">'
+        '<value id="near"/><value id="far"/></factor>',
+        '<measure id="time" name="Time" type="Integer" log="ok"/>',
+        '<measure id="durations.reaction" name="Reaction" type="Integer" log="ok"/>',
+        '<measure id="durations.movement" name="Movement" type="Integer" log="ok"/>',
+        '<measure id="hit" name="Hit" type="Boolean" log="ok"/>',
+        '<measure id="errors" name="Errors" type="Integer" log="ok"/>',
+        '<measure id="t" name="Time" type="Integer" cine="ok"/>',
+        '<measure id="x" name="X" type="Float" cine="ok"/>',
+        '<measure id="y" name="Y" type="Float" cine="ok"/>',
+        '<measure id="type" name="Type" type="String" cine="ok"/>',
+    ]
+    trials = "".join(
+        f'<trial values="size={"small" if t % 2 else "large"},'
+        f'distance={"far" if t % 3 else "near"}"/>'
+        for t in range(per_block)
+    )
+    for r in range(runs):
+        out.append(f"<run id={quoteattr(run_id(r))}>")
+        for b in range(blocks):
+            technique = "touch" if (b + r) % 2 else "mouse"
+            out.append(f'<block class="B" values="technique={technique}">{trials}</block>')
+        out.append("</run>")
+    out.append("</experiment>")
+    return "\n".join(out).encode()
+
+
+def run_id(n: int) -> str:
+    return f"P{n:03d}"
+
+
+# -- wrk --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Client:
+    """One wrk connection's run: its id, its lock's token, the position of its next trial."""
+
+    run: str
+    token: str
+    position: int = 0
+
+
+def _lua_string(text: str) -> str:
+    return json.dumps(text)  # a JSON string of ASCII text is a valid Lua string
+
+
+def write_config(path: Path, experiment: str, clients: list[Client]) -> Path:
+    runs = ",\n".join(
+        f"  {{{_lua_string(c.run)}, {_lua_string(c.token)}, {c.position}}}" for c in clients
+    )
+    path.write_text(
+        f"return {{experiment = {_lua_string(experiment)}, per_block = {PER_BLOCK}, "
+        f"runs = {{\n{runs}\n}}}}\n"
+    )
+    return path
+
+
+def wait_with_usage(child: Child, timeout: float) -> tuple[int, Any]:
+    """Wait for the child to exit (stopping it after `timeout`): its exit code and its own
+    resource usage (its CPU time), from wait4."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            code = os.waitstatus_to_exitcode(status)
+            child.process.returncode = code
+            return code, usage
+        if time.monotonic() > deadline:
+            child.stop()
+            raise RuntimeError(f"{child.name} did not finish in {timeout:g} s: {child.log_tail()}")
+        time.sleep(0.05)
+
+
+def run_wrk(
+    ctx: Context,
+    name: str,
+    url: str,
+    experiment: str,
+    clients: list[Client],
+    seconds: float,
+    database_pid: int | None = None,
+    **pids: int,
+) -> dict[str, Any]:
+    """wrk with one connection (and thread) per client for `seconds`; the clients' positions
+    move on. Its figures, with the CPU of the processes in `pids` (and of the PostgreSQL
+    cluster of `database_pid`) over the run."""
+    config = write_config(ctx.workdir / f"{name}.lua", experiment, clients)
+    argv = [
+        "wrk",
+        "-t",
+        str(len(clients)),
+        "-c",
+        str(len(clients)),
+        "-d",
+        f"{seconds:g}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(WRK_SCRIPT),
+        url,
+        "--",
+        str(config),
+    ]
+    meter = procs.CpuMeter(**pids).start()
+    cluster = ClusterCpu(database_pid).start() if database_pid else None
+    child = Child(name, argv, ctx.workdir / f"{name}.log")
+    try:
+        code, usage = wait_with_usage(child, seconds + 60)
+    finally:
+        meter.stop()
+        if cluster is not None:
+            meter.cpu_s["database"] = cluster.stop()
+        child.stop()
+    text = child.log_path.read_text(errors="replace")
+    line = next((x for x in text.splitlines() if x.startswith("WRK_JSON ")), None)
+    if code != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({code}): {text[-2000:]}")
+    raw = json.loads(line.removeprefix("WRK_JSON "))
+    by_run = {t["run"]: t for t in raw["threads"]}
+    for client in clients:
+        client.position = by_run[client.run]["next"]
+    stored = sum(t["stored"] for t in raw["threads"])
+    failed = sum(t["failed"] for t in raw["threads"])
+    wall = raw["duration_us"] / 1e6
+    wrk_cpu = usage.ru_utime + usage.ru_stime
+    latency = raw["latency_us"]
+    socket_errors = {k: v for k, v in raw["socket_errors"].items() if v}
+    return {
+        "connections": len(clients),
+        "seconds": round(wall, 2),
+        "requests": raw["requests"],
+        "stored": stored,
+        "non_2xx": failed,
+        "socket_errors": socket_errors,
+        "last_errors": sorted({t["last_error"] for t in raw["threads"] if t["last_error"]})[:5],
+        "rate_per_s": round(stored / wall, 1) if wall else None,
+        "latency_ms": {
+            "p50": latency["50"] / 1000,
+            "p90": latency["90"] / 1000,
+            "p95": latency["95"] / 1000,
+            "p99": latency["99"] / 1000,
+            "max": latency["max"] / 1000,
+            "mean": round(latency["mean"] / 1000, 3),
+        },
+        "cpu_share": meter.shares(),
+        "cpu_ms_per_trial": {
+            who: round(1000 * cpu / stored, 3) if stored else None
+            for who, cpu in meter.cpu_s.items()
+        },
+        "wrk_cpu_share": round(wrk_cpu / meter.seconds, 3) if meter.seconds else None,
+    }
+
+
+def _load(
+    ctx: Context,
+    what: str,
+    url: str,
+    experiment: str,
+    clients: list[Client],
+    levels: tuple[int, ...],
+    seconds: float,
+    warm_up: float,
+    pid: int,
+    resync: Callable[[list[Client]], None] | None = None,
+    database_pid: int | None = None,
+) -> list[dict[str, Any]]:
+    """A warm-up, then each concurrency level for `seconds`, the same runs carrying on from
+    where the server has them (`resync`: wrk stops with posts in flight, which the server may
+    have stored though wrk never read the answer)."""
+    top = max(levels)
+    run_wrk(ctx, f"wrk-{what}-warm-up", url, experiment, clients[:top], warm_up, server=pid)
+    out = []
+    for level in levels:
+        if resync is not None:
+            resync(clients)
+        figures = run_wrk(
+            ctx,
+            f"wrk-{what}-{level}",
+            url,
+            experiment,
+            clients[:level],
+            seconds,
+            database_pid,
+            server=pid,
+        )
+        database = figures["cpu_ms_per_trial"].get("database")
+        ctx.log(
+            f"  {what}, {level} connections: {figures['rate_per_s']} trials/s, latency p50/p99 "
+            f"{figures['latency_ms']['p50']}/{figures['latency_ms']['p99']} ms, server CPU "
+            f"{figures['cpu_ms_per_trial']['server']} ms a trial"
+            + (f" (PostgreSQL {database} ms)" if database is not None else "")
+            + f", wrk CPU {figures['wrk_cpu_share']}, non-2xx {figures['non_2xx']}"
+        )
+        out.append(figures)
+    return out
+
+
+# -- mastok ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def database(ctx: Context, backend: str, name: str) -> Iterator[tuple[str, int | None]]:
+    """A fresh database of `backend`: its URL, and (PostgreSQL, a throwaway cluster) the pid of
+    its postmaster, whose processes do the database's work."""
+    if backend == "postgresql":
+        with servers.postgres(ctx.workdir) as cluster:
+            url = cluster.new_database()
+            yield url, postmaster(cluster.server.data_dir)
+    else:
+        yield servers.sqlite_url(ctx.workdir, name), None
+
+
+def postmaster(data_dir: Path) -> int | None:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if argv[0].endswith(b"postgres") and str(data_dir).encode() in argv:
+                return int(entry.name)
+    return None
+
+
+class ClusterCpu:
+    """CPU used by a PostgreSQL cluster (its postmaster, its backends, and the children that
+    exited meanwhile, which the postmaster reaped) between `start()` and `stop()`."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._begin: dict[int, float] = {}
+        self.cpu_s = 0.0
+
+    def _snapshot(self) -> dict[int, float]:
+        found = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                text = (entry / "stat").read_text()
+                fields = text[text.rfind(")") + 2 :].split()
+                pid, ppid = int(entry.name), int(fields[1])
+                if pid == self.pid or ppid == self.pid:
+                    ticks = int(fields[11]) + int(fields[12])
+                    if pid == self.pid:  # and its reaped children's
+                        ticks += int(fields[13]) + int(fields[14])
+                    found[pid] = ticks / CLK_TCK
+        return found
+
+    def start(self) -> ClusterCpu:
+        self._begin = self._snapshot()
+        return self
+
+    def stop(self) -> float:
+        end = self._snapshot()
+        self.cpu_s = sum(cpu - self._begin.get(pid, 0.0) for pid, cpu in end.items())
+        return self.cpu_s
+
+
+def prepare(mastok: servers.Mastok, runs: int, blocks: int) -> list[Client]:
+    """Import the design (admin API), then take each run's lock as a client does."""
+    xml = design_xml(runs, blocks)
+    with mastok.admin() as admin:
+        answer = admin.post(
+            "/api/import", content=xml, headers={"Content-Type": "application/xml"}, timeout=300
+        )
+        if answer.status_code != 200:
+            raise RuntimeError(f"importing the design: {answer.status_code} {answer.text[:500]}")
+    clients = []
+    with httpx.Client(base_url=mastok.url, timeout=30) as http:
+        for n in range(runs):
+            answer = http.get(f"/api/run/{EXPERIMENT}/{run_id(n)}/lock")
+            answer.raise_for_status()
+            clients.append(Client(run_id(n), answer.json()["token"]))
+    return clients
+
+
+def resync(mastok: servers.Mastok, clients: list[Client]) -> None:
+    """Each client's next trial, as the server has it (the run's current trial), once posts
+    still in the server's hands are done: the same answers twice, a moment apart."""
+
+    def positions(http: httpx.Client) -> list[int]:
+        found = []
+        for client in clients:
+            answer = http.get(f"/api/run/{EXPERIMENT}/{client.run}/current_trial")
+            answer.raise_for_status()
+            trial = answer.json()
+            found.append(trial["blockNumber"] * PER_BLOCK + trial["number"])
+        return found
+
+    with httpx.Client(base_url=mastok.url, timeout=30) as http:
+        before = positions(http)
+        for _ in range(50):
+            time.sleep(0.2)
+            now = positions(http)
+            if now == before:
+                break
+            before = now
+    for client, position in zip(clients, now, strict=True):
+        client.position = position
+
+
+def trials_done(mastok: servers.Mastok) -> int:
+    with mastok.admin() as admin:
+        answer = admin.get(f"/api/monitoring/experiments/{EXPERIMENT}")
+        answer.raise_for_status()
+        return sum(int(run["trials_done"]) for run in answer.json()["runs"])
+
+
+def mastok_logging(
+    ctx: Context,
+    backend: str,
+    levels: tuple[int, ...],
+    seconds: float,
+    warm_up: float,
+    export_sizes: tuple[int, ...],
+) -> dict[str, Any]:
+    ctx.log(f"logging API on {backend}")
+    name = f"mastok-logging-{backend}"
+    runs = max(levels)
+    total = warm_up + seconds * len(levels)
+    per_connection = max(MAX_PER_CONNECTION, MAX_RATE / min(levels))
+    blocks = math.ceil(per_connection * total / PER_BLOCK)
+    out: dict[str, Any] = {"backend": backend, "runs": runs, "trials_per_run": blocks * PER_BLOCK}
+    with database(ctx, backend, name) as (url, database_pid):
+        mastok = servers.start_mastok(ctx.workdir, name, url, NO_OTREE)
+        try:
+            begin = time.monotonic()
+            clients = prepare(mastok, runs, blocks)
+            out["import_and_lock_s"] = round(time.monotonic() - begin, 2)
+            out["levels"] = _load(
+                ctx,
+                backend,
+                mastok.url,
+                EXPERIMENT,
+                clients,
+                levels,
+                seconds,
+                warm_up,
+                mastok.pid,
+                lambda clients: resync(mastok, clients),
+                database_pid,
+            )
+            acknowledged = sum(c.position for c in clients)
+            stored = trials_done(mastok)
+            out["trials_stored"] = stored
+            # wrk stops with up to one post in flight a connection, which the server may store.
+            out["trials_stored_unacknowledged"] = stored - acknowledged
+            if not 0 <= stored - acknowledged <= runs:
+                ctx.notes.append(
+                    f"logging on {backend}: the server holds {stored} trials, clients got 200 "
+                    f"for {acknowledged}"
+                )
+            if any(c.position >= blocks * PER_BLOCK for c in clients):
+                ctx.notes.append(f"logging on {backend}: a run completed; make the runs longer")
+        finally:
+            mastok.stop()
+        if export_sizes:
+            out["export"] = exports(ctx, backend, url, export_sizes)
+    return out
+
+
+# -- the ceiling -------------------------------------------------------------------------------
+
+
+def ceiling(
+    ctx: Context, levels: tuple[int, ...], seconds: float, warm_up: float
+) -> list[dict[str, Any]]:
+    """The same wrk, script and bodies against a bare Starlette JSON POST endpoint."""
+    ctx.log("logging ceiling: bare Starlette JSON POST endpoint")
+    echo = servers.start_echo(ctx.workdir)
+    try:
+        clients = [Client(f"E{n}", "echo-token") for n in range(max(levels))]
+        return _load(ctx, "ceiling", echo.url, "echo", clients, levels, seconds, warm_up, echo.pid)
+    finally:
+        echo.stop()
+
+
+# -- the export --------------------------------------------------------------------------------
+
+
+def exports(ctx: Context, backend: str, url: str, sizes: tuple[int, ...]) -> list[dict[str, Any]]:
+    """Experiments of `sizes` completed trials (5 events each), filled straight into the
+    tables, then `python -m mastok export` (CSV) on each, one process each time."""
+    out = []
+    for size in sizes:
+        experiment = f"export_{size}"
+        begin = time.monotonic()
+        asyncio.run(fill(url, experiment, size))
+        filled = time.monotonic() - begin
+        figures = export_once(ctx, url, experiment, size)
+        figures["fill_s"] = round(filled, 2)
+        ctx.log(
+            f"  export of {size:,} trials on {backend}: {figures['seconds']} s (trials "
+            f"{figures['trials_s']} s, events {figures['events_s']} s), peak RSS "
+            f"{figures['peak_rss_mib']} MiB (filled in {filled:.1f} s)"
+        )
+        out.append(figures)
+    return out
+
+
+TRIALS_PER_BLOCK_EXPORTED = 200
+BLOCKS_EXPORTED = 10
+
+
+async def fill(url: str, experiment: str, size: int) -> None:
+    """An experiment of `size` trials (runs of 2,000: 10 blocks of 200) imported by mastok's
+    import, then every trial completed with 3 trial measures and 5 events of 3 measures
+    (tests/lightmill/bulk.py's values) by the driver's bulk paths: executemany on SQLite,
+    COPY on PostgreSQL."""
+    from mastok.db import Database, async_url
+    from mastok.lightmill.store import LightMillStore
+    from tests.lightmill.bulk import big_design
+
+    per_run = TRIALS_PER_BLOCK_EXPORTED * BLOCKS_EXPORTED
+    design = big_design(
+        experiment,
+        runs=max(1, size // per_run),
+        blocks=BLOCKS_EXPORTED,
+        trials=TRIALS_PER_BLOCK_EXPORTED,
+    )
+    db = Database(async_url(url))
+    try:
+        await LightMillStore(db).import_design(design)
+    finally:
+        await db.close()
+    if url.startswith("sqlite"):
+        _fill_sqlite(url.split(":///", 1)[1], experiment)
+    else:
+        await _fill_postgres(url, experiment)
+
+
+def _value_rows(
+    measure: dict[str, int], trials: list[tuple[int, int]]
+) -> tuple[list[tuple[int, int, str]], list[tuple[int, int, int, str]]]:
+    from tests.lightmill.bulk import expected_event, expected_trial_measures
+
+    trial_rows = []
+    event_rows = []
+    for trial_id, position in trials:
+        for code, value in expected_trial_measures(position).items():
+            trial_rows.append((trial_id, measure[code], value))
+        for event in range(EVENTS):
+            for code, value in expected_event(position, event).items():
+                event_rows.append((trial_id, event, measure[code], value))
+    return trial_rows, event_rows
+
+
+COMPLETE_TRIALS = (
+    "UPDATE lm_trials SET completed_at = {now}, event_count = {events} WHERE run_id IN "
+    "(SELECT id FROM lm_runs WHERE experiment_id = {xp})"
+)
+COMPLETE_RUNS = "UPDATE lm_runs SET completed_trials = trial_count WHERE experiment_id = {xp}"
+XP = "SELECT id FROM lm_experiments WHERE code = {p}"
+MEASURES = "SELECT code, id FROM lm_measures WHERE experiment_id = {p}"
+TRIALS = (
+    "SELECT id, position FROM lm_trials WHERE run_id IN "
+    "(SELECT id FROM lm_runs WHERE experiment_id = {p})"
+)
+
+
+def _fill_sqlite(path: str, experiment: str) -> None:
+    from tests.lightmill.bulk import COMPLETED_AT
+
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn, conn:
+        (xp,) = conn.execute(XP.format(p="?"), (experiment,)).fetchone()
+        measure = dict(conn.execute(MEASURES.format(p="?"), (xp,)).fetchall())
+        trials = conn.execute(TRIALS.format(p="?"), (xp,)).fetchall()
+        # As SQLAlchemy stores an aware datetime on SQLite.
+        stamp = COMPLETED_AT.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        conn.execute(COMPLETE_TRIALS.format(now="?", events=EVENTS, xp=xp), (stamp,))
+        conn.execute(COMPLETE_RUNS.format(xp=xp))
+        trial_rows, event_rows = _value_rows(measure, trials)
+        conn.executemany(
+            "INSERT INTO lm_trial_measure_values (trial_id, measure_id, value) VALUES (?, ?, ?)",
+            trial_rows,
+        )
+        conn.executemany(
+            "INSERT INTO lm_event_measure_values (trial_id, event_number, measure_id, value) "
+            "VALUES (?, ?, ?, ?)",
+            event_rows,
+        )
+
+
+async def _fill_postgres(url: str, experiment: str) -> None:
+    import asyncpg
+
+    from tests.lightmill.bulk import COMPLETED_AT
+
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            # Rows consistent by construction: no foreign key checks (a trigger a row) while
+            # they load. The cluster is the benchmark's own; its user is a superuser.
+            await conn.execute("SET LOCAL session_replication_role = replica")
+            xp = await conn.fetchval(XP.format(p="$1"), experiment)
+            measure = dict(await conn.fetch(MEASURES.format(p="$1"), xp))
+            trials = [tuple(r) for r in await conn.fetch(TRIALS.format(p="$1"), xp)]
+            await conn.execute(COMPLETE_TRIALS.format(now="$1", events=EVENTS, xp=xp), COMPLETED_AT)
+            await conn.execute(COMPLETE_RUNS.format(xp=xp))
+            trial_rows, event_rows = _value_rows(measure, trials)
+            await conn.copy_records_to_table(
+                "lm_trial_measure_values",
+                records=trial_rows,
+                columns=["trial_id", "measure_id", "value"],
+            )
+            await conn.copy_records_to_table(
+                "lm_event_measure_values",
+                records=event_rows,
+                columns=["trial_id", "event_number", "measure_id", "value"],
+            )
+        await conn.execute("ANALYZE lm_trials, lm_trial_measure_values, lm_event_measure_values")
+    finally:
+        await conn.close()
+
+
+class PeakRss:
+    """A process's peak resident memory, polled from /proc (VmHWM: the high-water mark of the
+    memory it has since its exec; wait4's ru_maxrss would also count the memory its parent had
+    when it forked, the harness's own)."""
+
+    def __init__(self, pid: int, every: float = 0.01) -> None:
+        self.pid = pid
+        self.every = every
+        self.kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        path = f"/proc/{self.pid}/status"
+        while not self._stop.is_set():
+            try:
+                with open(path) as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            self.kib = max(self.kib, int(line.split()[1]))
+                            break
+            except (OSError, ValueError):
+                return
+            self._stop.wait(self.every)
+
+    def start(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def stop(self) -> float:
+        """The peak in MiB."""
+        self._stop.set()
+        self._thread.join(5)
+        return round(self.kib / 1024, 1)
+
+
+def export_once(ctx: Context, url: str, experiment: str, size: int) -> dict[str, Any]:
+    """`python -m mastok export` (CSV) as people run it: wall time to each file, and the
+    process's peak RSS."""
+    out_dir = ctx.workdir / f"export-{experiment}"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "mastok",
+        "export",
+        "--experiment",
+        experiment,
+        "--output-dir",
+        str(out_dir),
+        "--format",
+        "csv",
+        "--database",
+        url,
+    ]
+    env = {**os.environ, "MASTOK_MODE": "TEST", "PYTHONUNBUFFERED": "1"}
+    begin = time.monotonic()
+    process = subprocess.Popen(
+        argv,
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    marks: dict[str, float] = {}
+    assert process.stdout is not None and process.stderr is not None
+    # The last reading comes before the process exits: reaped, it leaves no /proc entry.
+    peak = PeakRss(process.pid).start()
+    try:
+        for line in process.stdout:
+            if line.startswith("wrote ") and line.rstrip().endswith("-trials.csv"):
+                marks["trials"] = time.monotonic()
+            elif line.startswith("wrote ") and line.rstrip().endswith("-events.csv"):
+                marks["events"] = time.monotonic()
+        # Waited for without reaping, so that the last reading sees the process at its end.
+        os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
+        end = time.monotonic()
+        peak_mib = peak.stop()
+        _, status, usage = os.wait4(process.pid, 0)
+    except BaseException:
+        process.kill()
+        peak.stop()
+        raise
+    process.returncode = os.waitstatus_to_exitcode(status)
+    errors = process.stderr.read()
+    process.stdout.close()
+    process.stderr.close()
+    if process.returncode != 0 or len(marks) != 2:
+        raise RuntimeError(f"mastok export failed ({process.returncode}): {errors[-2000:]}")
+    trials_file = out_dir / f"{experiment}-trials.csv"
+    events_file = out_dir / f"{experiment}-events.csv"
+    rows = {"trials": _lines(trials_file) - 1, "events": _lines(events_file) - 1}
+    if rows != {"trials": size, "events": size * EVENTS}:
+        ctx.notes.append(f"export of {experiment}: {rows} rows, expected {size} trials")
+    figures = {
+        "trials": size,
+        "events": size * EVENTS,
+        "rows": rows,
+        "seconds": round(end - begin, 2),
+        "trials_s": round(marks["trials"] - begin, 2),
+        "events_s": round(marks["events"] - marks["trials"], 2),
+        "peak_rss_mib": peak_mib,
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "file_mib": {
+            "trials": round(trials_file.stat().st_size / 2**20, 1),
+            "events": round(events_file.stat().st_size / 2**20, 1),
+        },
+    }
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return figures
+
+
+def _lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+
+
+# -- the scenario ------------------------------------------------------------------------------
+
+
+def logging_api(
+    ctx: Context,
+    backends: tuple[str, ...] = ("sqlite", "postgresql"),
+    levels: tuple[int, ...] = (16,),
+    seconds: float = 10.0,
+    warm_up: float = 3.0,
+    export_sizes: tuple[int, ...] = (10_000, 100_000),
+    with_ceiling: bool = True,
+) -> dict[str, Any]:
+    """Scenario 6: trial logging on each backend against the bare POST ceiling, and the
+    export's time and memory."""
+    if not wrk_available():
+        return {
+            "status": "not run",
+            "reason": "wrk is not installed (`make bench` installs it: scripts/install-wrk.sh)",
+        }
+    levels = tuple(sorted(set(levels)))
+    out: dict[str, Any] = {
+        "events_per_trial": EVENTS,
+        "body": "5 trial measures (2 in a nested object), 5 events of 4 measures each",
+        "ceiling": ceiling(ctx, levels, seconds, warm_up) if with_ceiling else None,
+    }
+    for backend in backends:
+        figures = mastok_logging(ctx, backend, levels, seconds, warm_up, export_sizes)
+        for level, ceiling_level in zip(figures["levels"], out["ceiling"] or [], strict=False):
+            if ceiling_level["rate_per_s"] and level["rate_per_s"]:
+                level["ceiling_ratio"] = round(level["rate_per_s"] / ceiling_level["rate_per_s"], 3)
+        out[backend] = figures
+    return out
