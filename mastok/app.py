@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mastok.campaigns.service import CampaignService
 from mastok.config import PROJECT_ROOT, Settings
@@ -45,11 +45,32 @@ class Services:
 
 
 class FormSessions(SessionMiddleware):
-    """Starlette's signed session cookie, which the admin forms' CSRF tokens live in. HTTP
-    only: no socket reads it, and on a socket it would wrap every frame mastok sends."""
+    """Starlette's signed session cookie, which the admin forms' CSRF tokens and flash
+    messages live in: on the admin's HTTP routes only. Public routes and sockets never read it,
+    and it would cost every trial a LightMill client posts and every frame mastok sends."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        public_prefixes: Sequence[str],
+        secret_key: str,
+        https_only: bool,
+        path: str,
+    ) -> None:
+        super().__init__(
+            app,
+            secret_key=secret_key,
+            session_cookie="mastok_session",
+            path=path,
+            same_site="strict",
+            https_only=https_only,
+        )
+        self.public_prefixes = tuple(public_prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
+        if scope["type"] == "websocket" or (
+            scope["type"] == "http" and scope["path"].startswith(self.public_prefixes)
+        ):
             await self.app(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
@@ -129,11 +150,10 @@ def create_app(settings: Settings, designs: Sequence[Design] = ()) -> Starlette:
         ),
         Middleware(
             FormSessions,
+            public_prefixes=public_prefixes(settings),
             secret_key=settings.secret_key,
-            session_cookie="mastok_session",
-            path=settings.web_prefix or "/",
-            same_site="strict",
             https_only=settings.origin.startswith("https://"),
+            path=settings.web_prefix or "/",
         ),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

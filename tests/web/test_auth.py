@@ -75,3 +75,13 @@ def test_credentials_match_is_exact() -> None:
     assert not credentials_match(basic_auth("a", "b:")["Authorization"], "a", "b:c")
     assert not credentials_match(None, "a", "b")
     assert not credentials_match("", "a", "b")
+
+
+def test_the_session_cookie_is_the_admin_pages_only(make_client: ClientFactory) -> None:
+    client = make_client()
+    assert "mastok_session" in client.get("/campaigns/new").headers.get("set-cookie", "")
+    # The browser sends the cookie everywhere; public routes never read or set it.
+    for path in ("/join/nobody", "/healthz", "/front/css/mastok.css"):
+        answer = client.get(path)
+        assert answer.status_code in (200, 404), path
+        assert "set-cookie" not in answer.headers, path
