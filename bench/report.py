@@ -220,6 +220,54 @@ LOGGING_BEFORE: dict[str, Any] = {
 }
 
 
+# Earlier runs of the same harness on this machine, for the before/after table (what each fix
+# changed is in git log and the notes): the first run, before the fixes committed in
+# 29bb636, and the run committed with 7120a0d. Keyed by the start of the target's name.
+EARLIER_RUNS = ("first run (before 29bb636)", "committed run (7120a0d)")
+EARLIER: dict[str, tuple[str, str]] = {
+    "join-flow rate": (
+        "69/s vs 1,243/s = 5.6% (14.5 ms CPU a participant)",
+        "193.4/s vs 2,129.6/s = 9.1% (4.96 ms CPU a participant)",
+    ),
+    "p99 last Agree -> Starting at 1,000 participants (sqlite)": ("1,601 ms", "35.71 ms"),
+    "p99 last Agree -> Starting at 1,000 participants (postgresql)": ("734 ms", "17.19 ms"),
+    "server memory per idle waiting participant": ("83.4 KiB", "31.86 KiB"),
+    "10,000 waiting sockets held": ("Consent p99 32.7 ms", "Consent p99 14.14 ms"),
+    "fan-out to 50 supervisors": ("16.1 ms", "7.99 ms"),
+    "mastok's share of a real oTree session start": ("20.2%", "20.1%"),
+    "trial logging vs bare POST ceiling (sqlite": (
+        "-",
+        f"{LOGGING_BEFORE['sqlite']['rate_per_s']} trials/s (commit 148af05)",
+    ),
+    "trial logging vs bare POST ceiling (postgresql": (
+        "-",
+        f"{LOGGING_BEFORE['postgresql']['rate_per_s']} trials/s (commit 148af05)",
+    ),
+    "trials logged on PostgreSQL": (
+        "-",
+        f"{LOGGING_BEFORE['postgresql']['rate_per_s']} trials/s (commit 148af05)",
+    ),
+}
+
+
+def _before_after(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "",
+        "## Before and after",
+        "",
+        f"| target | {EARLIER_RUNS[0]} | {EARLIER_RUNS[1]} | this run |",
+        "| --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        earlier = next((e for key, e in EARLIER.items() if row["target"].startswith(key)), None)
+        if earlier is not None:
+            lines.append(
+                f"| {row['target']} | {earlier[0]} | {earlier[1]} | {row['measured']} "
+                f"({row['status']}) |"
+            )
+    return lines
+
+
 def _logging_targets(lm: dict[str, Any]) -> list[dict[str, Any]]:
     if lm.get("status") == "not run":
         return [_row("logging API (LightMill)", "scenario 6", "not run", None, None, lm["reason"])]
@@ -374,6 +422,7 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
             f"| {row['target']} | {row['goal']} | {row['measured']} | {_fmt(row['ratio'])} | "
             f"**{row['status']}** | {row['note']} |"
         )
+    lines += _before_after(results["targets"])
     s = results["scenarios"]
     cc = results.get("client_ceiling")
     if cc:
