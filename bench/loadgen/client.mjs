@@ -439,7 +439,10 @@ async function fanoutJob() {
   const flows = [];
   for (let k = 0; k < job.changes && now() - started < deadlineMs; k++) {
     // A participant up to Consent, then its Agree is the pool change we time.
-    const expected = `${(k % job.per_session) + 1}/${job.per_session}`;
+    // The Agree that fills a pool sets it aside while its session is created: supervisors
+    // see the joining pool empty (docs/protocol.md, Pools).
+    const filled = (k % job.per_session) + 1;
+    const expected = `${filled === job.per_session ? 0 : filled}/${job.per_session}`;
     const ws = socket(`${job.url}?slug=${encodeURIComponent(job.slug)}`);
     const consent = new Promise((resolve) => {
       ws.on("message", (data) => {
