@@ -627,21 +627,22 @@ class _Recorded:
 
 
 # A trial post's statements, built once (building and keying a statement costs as much as
-# running it): the run with its lock, and the block and trial named, in one query.
+# running it). What the checks read of a trial's run (with its lock), block and trial:
+_TRIAL_CHECKED = (
+    LMRun.id.label("run_pk"),
+    LMRun.experiment_id.label("experiment_pk"),
+    LMRun.completed_trials,
+    LMRun.lock_token,
+    LMRun.heartbeat_at,
+    LMBlock.measured_number,
+    LMBlock.practice,
+    LMTrial.id.label("trial_pk"),
+    LMTrial.position,
+    LMTrial.completed_at,
+)
+# One post's, in one query (outer joins: a block or trial that is not there is None).
 _TRIAL_TO_RECORD = (
-    select(
-        LMRun.id.label("run_pk"),
-        LMRun.experiment_id.label("experiment_pk"),
-        LMRun.completed_trials,
-        LMRun.lock_token,
-        LMRun.heartbeat_at,
-        LMBlock.id.label("block_pk"),
-        LMBlock.measured_number,
-        LMBlock.practice,
-        LMTrial.id.label("trial_pk"),
-        LMTrial.position,
-        LMTrial.completed_at,
-    )
+    select(*_TRIAL_CHECKED, LMBlock.id.label("block_pk"))
     .select_from(LMRun)
     .join(LMExperiment, LMRun.experiment_id == LMExperiment.id)
     .outerjoin(LMBlock, and_(LMBlock.run_id == LMRun.id, LMBlock.number == bindparam("block")))
@@ -657,16 +658,7 @@ _TRIALS_TO_RECORD = (
         LMRun.code.label("run"),
         LMBlock.number.label("block"),
         LMTrial.number.label("trial"),
-        LMRun.id.label("run_pk"),
-        LMRun.experiment_id.label("experiment_pk"),
-        LMRun.completed_trials,
-        LMRun.lock_token,
-        LMRun.heartbeat_at,
-        LMBlock.measured_number,
-        LMBlock.practice,
-        LMTrial.id.label("trial_pk"),
-        LMTrial.position,
-        LMTrial.completed_at,
+        *_TRIAL_CHECKED,
         LMFactor.code.label("factor"),
         LMFactorValue.code.label("value"),
     )

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mastok.db import Database
+from mastok.futures import settle
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -83,14 +84,14 @@ class Batches(Generic[P, R]):
                             if outcome is None:
                                 await self._record_alone(post, done)
                             else:
-                                _settle(done, outcome)
+                                settle(done, outcome)
                         batch = []
                 for post, done in batch:
                     await self._record_alone(post, done)
                 batch = []
         except Exception as error:  # no connection to be had: tell those waiting
             for _, done in batch + self._queued:
-                _settle(done, error=error)
+                settle(done, error=error)
             self._queued = []
         finally:  # cancelled (mastok is stopping): nobody waits for ever
             for _, done in batch + self._queued:
@@ -104,17 +105,6 @@ class Batches(Generic[P, R]):
             async with self.db.engine.begin() as connection:
                 result = await self._alone(connection, post)
         except Exception as error:
-            _settle(done, error=error)
+            settle(done, error=error)
         else:
-            _settle(done, result)
-
-
-def _settle(
-    done: asyncio.Future[Any], result: Any = None, error: BaseException | None = None
-) -> None:
-    if done.done():  # its caller gave up waiting
-        return
-    if error is not None:
-        done.set_exception(error)
-    else:
-        done.set_result(result)
+            settle(done, result)

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mastok.db import Database
 from mastok.db.tables import Campaign, OTreeSession, Participant, utcnow
+from mastok.futures import settle
 
 T = TypeVar("T")
 Work = Callable[[AsyncConnection], Awaitable[Any]]
@@ -115,13 +116,13 @@ class Records:
                         results = [await work(connection) for work, _ in group]
                 except Exception as error:
                     if len(group) == 1:
-                        _settle(group[0][1], error=error)
+                        settle(group[0][1], error=error)
                     else:  # nothing of the group was written: each alone, to find the culprit
                         for work, done in group:
                             await self._write_alone(work, done)
                 else:
                     for (_, done), result in zip(group, results, strict=True):
-                        _settle(done, result)
+                        settle(done, result)
                 group = []
         finally:  # cancelled (mastok is stopping): nobody waits for ever
             for _, done in group + self._queued:
@@ -133,9 +134,9 @@ class Records:
             async with self._connections, self.db.engine.begin() as connection:
                 result = await work(connection)
         except Exception as error:
-            _settle(done, error=error)
+            settle(done, error=error)
         else:
-            _settle(done, result)
+            settle(done, result)
 
     @contextlib.asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
@@ -285,17 +286,6 @@ class Records:
 
         session_id = await self._write(record)
         return OTreeSession(id=session_id, **row)
-
-
-def _settle(
-    done: asyncio.Future[Any], result: Any = None, error: BaseException | None = None
-) -> None:
-    if done.done():  # its writer was cancelled meanwhile
-        return
-    if error is not None:
-        done.set_exception(error)
-    else:
-        done.set_result(result)
 
 
 def live_since(now: datetime, duration_minutes: int) -> datetime:
