@@ -261,7 +261,7 @@ class Runner:
         connection.send("Resume", member.token)
         self._send_step(member)
         self._tell_supervisors_sizes()
-        self._start_sessions()
+        await self._start_sessions()
 
     async def _resume_started(self, visitor: Visitor, token: Any) -> None:
         started = None
@@ -338,6 +338,8 @@ class Runner:
             self._tell_joining_sizes(told=[member])
         self._tell_pool_full(reserved, told=[member])
         self._tell_supervisors_sizes()
+        if reserved:  # the places it left in the joining pools
+            await self._promote()
 
     async def _leave(self, member: Member, reason: str) -> None:
         """Out of the room for good: recorded, told (if present), and the pools move up."""
@@ -386,9 +388,13 @@ class Runner:
             chosen.extend(joining[:size])
         return chosen
 
-    def _start_sessions(self) -> None:
-        """Start the session of a ready pool, if one is and no start is in flight."""
-        self._tell_pool_full(self._reserve_ready_pool())
+    async def _start_sessions(self) -> None:
+        """Start the session of a ready pool, if one is and no start is in flight, and move
+        pending people up into the places it left."""
+        reserved = self._reserve_ready_pool()
+        if reserved:
+            self._tell_pool_full(reserved)
+            await self._promote()
 
     def _reserve_ready_pool(self) -> list[Member]:
         """Reserve a ready pool and create its session in a task of its own; the pool, or []
@@ -434,7 +440,7 @@ class Runner:
                 elif not await self._record_started(pool, outcome, number):
                     await self._back_within_pools()
                 await self._promote()
-                self._start_sessions()
+                await self._start_sessions()
             except Exception:  # the database is still the truth; the clock tries again
                 log.exception("%s: after starting session %s", self.campaign.namespace, number)
 
@@ -580,7 +586,7 @@ class Runner:
                 self._retry, self.unavailable = None, False
                 self._tell_supervisors_state()
             await self._promote()
-            self._start_sessions()
+            await self._start_sessions()
 
     def _waited_too_long(self) -> list[Member]:
         """People in the pools for longer than the campaign's waiting limit."""
@@ -629,7 +635,7 @@ class Runner:
             self._edits_waiting -= 1
         async with self.lock:
             await self._promote()
-            self._start_sessions()
+            await self._start_sessions()
 
     def _end_everyone(self, state: str) -> None:
         for visitor in list(self.visitors):
