@@ -29,6 +29,7 @@ from mastok.campaigns.grouping import Grouping, parse_grouping
 from mastok.campaigns.markdown import render, render_consent
 from mastok.db.tables import Campaign, OTreeSession, utcnow
 from mastok.live.connection import Connection
+from mastok.live.lock import RoomLock
 from mastok.live.protocol import MAX_FINGERPRINT, Frame, encode
 from mastok.live.records import Records, live_since
 from mastok.live.starter import SessionStarter, StartFailed
@@ -96,7 +97,7 @@ class Runner:
     # Fingerprints that started a session of this campaign (only this runner starts them):
     # anyone else landing is neither redirected nor turned away, with no database read.
     started: set[str] = field(default_factory=set)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    lock: RoomLock = field(default_factory=RoomLock)
     unavailable: bool = False
     _retry: _Retry | None = None
     _starting: asyncio.Task[None] | None = None  # the session start in flight, if any
@@ -429,7 +430,7 @@ class Runner:
         except Exception as error:  # a bug must not strand the pool: it is retried
             log.exception("%s: starting session %s failed", self.campaign.namespace, number)
             outcome = f"unexpected error: {error!r}"
-        async with self.lock:
+        async with self.lock.first():  # its pool has waited for oTree: not for the queue too
             self._starting = None
             for member in pool:
                 member.starting = False
