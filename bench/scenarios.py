@@ -155,17 +155,25 @@ def _campaigns(mastok: Mastok, participants: int, **fields: Any) -> list[str]:
     return mastok.create_campaigns(prefix, servers.campaigns_for(participants), **fields)
 
 
-def _warm_up(ctx: Context, mastok: Mastok) -> None:
-    """Code paths, caches and connection pools warm before anything is measured."""
-    slugs = _campaigns(mastok, 200)
-    job = {
+def _join_job(
+    mastok: Mastok, slugs: list[str], count: int, arrival: dict[str, Any], **options: Any
+) -> dict[str, Any]:
+    """A load generator job: `count` participants through the whole join flow into `slugs`."""
+    return {
         "kind": "join",
         "url": mastok.join_url,
         "origin": mastok.origin,
         "slugs": slugs,
-        "count": 200,
-        "arrival": {"mode": "closed", "concurrency": 20},
+        "count": count,
+        "arrival": arrival,
+        **options,
     }
+
+
+def _warm_up(ctx: Context, mastok: Mastok) -> None:
+    """Code paths, caches and connection pools warm before anything is measured."""
+    slugs = _campaigns(mastok, 200)
+    job = _join_job(mastok, slugs, 200, {"mode": "closed", "concurrency": 20})
     loadgen.run(ctx.workdir, ctx.job(**job), timeout=120)
     _settle()
 
@@ -210,16 +218,14 @@ def ramp_run(
     2 x participants / seconds over `seconds`. The figures, and (offered arrival rate when a
     pool's last member arrived, that member's latency) points for the curve."""
     slugs = _campaigns(mastok, participants)
-    job = {
-        "kind": "join",
-        "url": mastok.join_url,
-        "origin": mastok.origin,
-        "slugs": slugs,
-        "group": PER_SESSION,
-        "count": participants,
-        "arrival": {"mode": "ramp", "seconds": seconds},
-        "flow_timeout_s": 90,
-    }
+    job = _join_job(
+        mastok,
+        slugs,
+        participants,
+        {"mode": "ramp", "seconds": seconds},
+        group=PER_SESSION,
+        flow_timeout_s=90,
+    )
     ctx.log(f"  ramp: {participants} participants over {seconds:g} s into {len(slugs)} campaigns")
     result, meter = _measure(ctx, job, timeout=seconds + 150, server=mastok.pid, stub=stub.pid)
     figures = join_figures(result, meter, participants)
@@ -294,16 +300,14 @@ def saturation_run(ctx: Context, mastok: Mastok, stub: Server) -> dict[str, Any]
     concurrency = max(ctx.concurrency, (PER_SESSION - 1) * campaigns + 1)
     prefix = f"c{next(_campaign_sets)}_"
     slugs = mastok.create_campaigns(prefix, campaigns)
-    job = {
-        "kind": "join",
-        "url": mastok.join_url,
-        "origin": mastok.origin,
-        "slugs": slugs,
-        "group": PER_SESSION,
-        "count": flows,
-        "arrival": {"mode": "closed", "concurrency": concurrency},
-        "flow_timeout_s": 90,
-    }
+    job = _join_job(
+        mastok,
+        slugs,
+        flows,
+        {"mode": "closed", "concurrency": concurrency},
+        group=PER_SESSION,
+        flow_timeout_s=90,
+    )
     ctx.log(f"  saturation: {flows} join flows, {concurrency} at a time, {campaigns} campaigns")
     result, meter = _measure(ctx, job, timeout=400, server=mastok.pid, stub=stub.pid)
     figures = join_figures(result, meter, flows)
@@ -571,14 +575,14 @@ def fanout(
             background = loadgen.start(
                 ctx.workdir,
                 ctx.job(
-                    kind="join",
-                    url=mastok.join_url,
-                    origin=mastok.origin,
-                    slugs=slugs,
-                    group=PER_SESSION,
-                    count=background_count,
-                    arrival={"mode": "rate", "rate": background_rate},
-                    deadline_s=seconds + 120,
+                    **_join_job(
+                        mastok,
+                        slugs,
+                        background_count,
+                        {"mode": "rate", "rate": background_rate},
+                        group=PER_SESSION,
+                        deadline_s=seconds + 120,
+                    )
                 ),
             )
             time.sleep(1)
@@ -666,16 +670,14 @@ def real_otree(ctx: Context, participants: int = 200, ramp_seconds: float = 20.0
                 slugs = mastok.create_campaigns(
                     "otree", 1, otree_config_name="guess_two", session_duration=60
                 )
-                job = {
-                    "kind": "join",
-                    "url": mastok.join_url,
-                    "origin": mastok.origin,
-                    "slugs": slugs,
-                    "group": PER_SESSION,
-                    "count": participants,
-                    "arrival": {"mode": "ramp", "seconds": ramp_seconds},
-                    "flow_timeout_s": 90,
-                }
+                job = _join_job(
+                    mastok,
+                    slugs,
+                    participants,
+                    {"mode": "ramp", "seconds": ramp_seconds},
+                    group=PER_SESSION,
+                    flow_timeout_s=90,
+                )
                 result, meter = _measure(
                     ctx, job, ramp_seconds + 150, server=mastok.pid, otree=otree_pid
                 )

@@ -2,6 +2,8 @@
 // Plain ES module, served as-is. Every step is a <section id="step-…">; the current one is also
 // on document.body.dataset.step (and the socket's state on document.body.dataset.connection).
 
+import { httpUrl, openFrames } from "./frames.js";
+
 const root = document.getElementById("join");
 const slug = root.dataset.slug || "";
 const wsPath = root.dataset.wsPath;
@@ -86,17 +88,6 @@ function insertHtml(container, html) {
     link.rel = "noopener noreferrer";
   }
   container.replaceChildren(template.content);
-}
-
-/** The URL if it is an absolute http(s) URL, else null. */
-function httpUrl(value) {
-  if (typeof value !== "string" || value === "") return null;
-  try {
-    const url = new URL(value, window.location.href);
-    return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
-  } catch {
-    return null;
-  }
 }
 
 // ---------------------------------------------------------------- what the person sees
@@ -336,36 +327,24 @@ function send(kind, payload) {
   return true;
 }
 
-function socketUrl() {
-  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${window.location.host}${wsPath}`;
-}
-
 function connect() {
   reconnectTimer = null;
-  let ws;
-  try {
-    ws = new WebSocket(socketUrl());
-  } catch (error) {
-    console.error("mastok: cannot open the socket", error);
+  const ws = openFrames(wsPath, {
+    onFrame: (ws, kind, payload) => {
+      if (ws === socket) handle(kind, payload);
+    },
+    onUnreadable: (ws) => {
+      if (ws === socket) showError("The study sent something this page does not understand.");
+    },
+    onClose: (ws, event) => {
+      if (ws === socket) closed(event);
+    },
+  });
+  if (ws === null) {
     scheduleReconnect();
     return;
   }
   socket = ws;
-  ws.addEventListener("message", (event) => {
-    if (ws !== socket) return;
-    let frame;
-    try {
-      frame = JSON.parse(event.data);
-    } catch {
-      showError("The study sent something this page does not understand.");
-      return;
-    }
-    if (frame && typeof frame.kind === "string") handle(frame.kind, frame.payload);
-  });
-  ws.addEventListener("close", (event) => {
-    if (ws === socket) closed(event);
-  });
 }
 
 function closed(event) {

@@ -2,6 +2,8 @@
 // "Supervisor"). The browser sends the page's Basic credentials on the socket after the server's
 // 401 challenge, so nothing here deals with authentication.
 
+import { httpUrl, openFrames } from "./frames.js";
+
 const root = document.getElementById("supervise");
 const wsPath = root.dataset.wsPath;
 const $ = (id) => document.getElementById(id);
@@ -14,16 +16,6 @@ let stopped = false;
 let currentState = $("state").textContent.trim();
 
 // ---------------------------------------------------------------- helpers
-
-function httpUrl(value) {
-  if (typeof value !== "string" || value === "") return null;
-  try {
-    const url = new URL(value, window.location.href);
-    return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
-  } catch {
-    return null;
-  }
-}
 
 function localTime(iso) {
   const date = new Date(iso);
@@ -158,43 +150,35 @@ function send(kind, payload) {
 }
 
 function connect() {
-  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-  let ws;
-  try {
-    ws = new WebSocket(`${scheme}//${window.location.host}${wsPath}`);
-  } catch (error) {
-    console.error("mastok: cannot open the socket", error);
+  const ws = openFrames(wsPath, {
+    onOpen: (ws) => {
+      if (ws !== socket) return;
+      attempts = 0;
+      setStatus("live");
+    },
+    onFrame: (ws, kind, payload) => {
+      if (ws === socket) handle(kind, payload);
+    },
+    onUnreadable: (ws) => {
+      if (ws === socket) showError("Unreadable frame from the server.");
+    },
+    onClose: (ws, event) => {
+      if (ws !== socket) return;
+      socket = null;
+      if (stopped) return;
+      if (event.code === 4404) {
+        stopped = true;
+        setStatus("closed", "closed: no such campaign");
+        return;
+      }
+      reconnect();
+    },
+  });
+  if (ws === null) {
     reconnect();
     return;
   }
   socket = ws;
-  ws.addEventListener("open", () => {
-    if (ws !== socket) return;
-    attempts = 0;
-    setStatus("live");
-  });
-  ws.addEventListener("message", (event) => {
-    if (ws !== socket) return;
-    let frame;
-    try {
-      frame = JSON.parse(event.data);
-    } catch {
-      showError("Unreadable frame from the server.");
-      return;
-    }
-    if (frame && typeof frame.kind === "string") handle(frame.kind, frame.payload);
-  });
-  ws.addEventListener("close", (event) => {
-    if (ws !== socket) return;
-    socket = null;
-    if (stopped) return;
-    if (event.code === 4404) {
-      stopped = true;
-      setStatus("closed", "closed: no such campaign");
-      return;
-    }
-    reconnect();
-  });
 }
 
 function reconnect() {
