@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mastok.campaigns.grouping import GroupingError, parse_grouping
+from mastok.states import CampaignState
 
-State = Literal["Paused", "Running", "Completed"]
-STATES: tuple[str, ...] = ("Paused", "Running", "Completed")
+STATES: tuple[str, ...] = tuple(CampaignState)
 IDENTIFIER = re.compile(r"^[A-Za-z0-9_]{2,128}$")
 ACCEPT = re.compile(r"\[accept\](.+?)\[/accept\]", re.DOTALL)
 RANGES: dict[str, tuple[int, int]] = {
@@ -96,7 +96,7 @@ class CampaignSettings(BaseModel):
 class CampaignUpdate(CampaignSettings):
     """An existing campaign's editable fields, its state included."""
 
-    state: State = Field("Paused", description="Paused, Running or Completed")
+    state: CampaignState = Field(CampaignState.PAUSED, description="Paused, Running or Completed")
 
 
 class CampaignCreate(CampaignSettings):
@@ -191,7 +191,7 @@ def _message(field: str, kind: str, default: str, context: Mapping[str, Any]) ->
         return _range_text(field, "is out of range")
     if kind in ("bool_parsing", "bool_type"):
         return "must be true or false"
-    if kind == "literal_error":
+    if kind == "enum":
         return f"must be one of {', '.join(STATES)}"
     if kind == "string_too_long":
         return f"is too long (at most {context.get('max_length')} characters)"

@@ -4,10 +4,54 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 MAX_FRAME_BYTES = 64 * 1024
 MAX_FINGERPRINT = 256
+
+
+class Kind(StrEnum):
+    """Every frame kind, both ways (docs/protocol.md lists each; tests/test_docs.py checks)."""
+
+    # participant -> server
+    LAND = "Land"
+    RESUME = "Resume"  # also server -> participant: the token to come back with
+    AGREE = "Agree"
+    CONNECT = "Connect"
+    # server -> participant
+    STATE = "State"  # also supervisor <-> server
+    PAUSED = "Paused"
+    COMPLETED = "Completed"
+    CONSENT = "Consent"
+    GROUPING = "Grouping"
+    INSTRUCTIONS = "Instructions"
+    JOINING_SIZE = "JoiningSize"  # also server -> supervisor
+    PENDING = "Pending"
+    STARTING = "Starting"
+    ERROR = "Error"  # also server -> supervisor
+    DISCONNECT = "Disconnect"
+    # server -> supervisor
+    PENDING_SIZE = "PendingSize"
+    SESSION_START = "SessionStart"
+
+
+class Reason(StrEnum):
+    """Why a participant's socket is closed (`Disconnect`'s payload) or its place was lost
+    (the participants table's `left_reason`). `Redirect:{URL}` is built by `redirect`."""
+
+    START = "Start"
+    PAUSED = "Paused"
+    COMPLETED = "Completed"
+    FULL = "Full"
+    LANDING_FAILED = "LandingFailed"
+    REPLACED = "Replaced"
+    TIMEOUT = "Timeout"
+    AWAY = "Away"  # never sent: the participant was gone longer than the grace period
+
+
+def redirect(url: str) -> str:
+    return f"Redirect:{url}"
 
 
 class FrameError(ValueError):

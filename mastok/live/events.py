@@ -1,0 +1,255 @@
+"""What the waiting room hears and says: its campaign, its events and its effects.
+
+`room.py` holds the rules that turn one into the other; `runner.py` feeds the events in and
+carries the effects out. Sockets are numbers the runner gives (`Conn`); participants are known
+by their resume token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from mastok.campaigns.grouping import parse_grouping
+from mastok.campaigns.markdown import render, render_consent
+from mastok.db.tables import Campaign
+from mastok.live.protocol import Kind, Reason
+from mastok.states import CampaignState, RoomState, Step
+
+Conn = int
+DEFAULT_GROUP = "default"
+
+
+# -- what the room knows of its campaign -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Texts:
+    """The campaign's texts as participants see them (HTML, rendered once per edit)."""
+
+    consent: str
+    instructions: str
+    pending: str
+    paused: str
+    completed: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoomCampaign:
+    namespace: str
+    state: CampaignState
+    per_session: int
+    max_sessions: int
+    concurrent_sessions: int
+    session_duration: timedelta
+    waiting_limit: timedelta
+    join_once: bool
+    show_nb_participants: bool
+    started_sessions: int
+    groups: tuple[tuple[str, int], ...]  # (label, size): the default group without a grouping
+    grouping: dict[str, Any] | None  # the Grouping frame's payload
+    texts: Texts
+
+    @classmethod
+    def of(cls, campaign: Campaign) -> RoomCampaign:
+        grouping = parse_grouping(campaign.grouping or "")
+        groups = (
+            tuple((g.label, g.size) for g in grouping.groups)
+            if grouping
+            else ((DEFAULT_GROUP, campaign.per_session),)
+        )
+        return cls(
+            namespace=campaign.namespace,
+            state=CampaignState(campaign.state),
+            per_session=campaign.per_session,
+            max_sessions=campaign.max_sessions,
+            concurrent_sessions=campaign.concurrent_sessions,
+            session_duration=timedelta(minutes=campaign.session_duration),
+            waiting_limit=timedelta(minutes=campaign.waiting_limit),
+            join_once=bool(campaign.join_once),
+            show_nb_participants=bool(campaign.show_nb_participants),
+            started_sessions=campaign.started_sessions,
+            groups=groups,
+            grouping=grouping.as_payload() if grouping else None,
+            texts=Texts(
+                consent=render_consent(campaign.consent),
+                instructions=render(campaign.instructions),
+                pending=render(campaign.pending),
+                paused=render(campaign.paused),
+                completed=render(campaign.completed),
+            ),
+        )
+
+    @property
+    def labels(self) -> list[str]:
+        return [label for label, _ in self.groups]
+
+    def pending_bound(self, group_size: int) -> int:
+        """As in Mastok: a group's pending pool holds enough for every session left, and one."""
+        return group_size * (self.max_sessions - self.started_sessions + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The room's settings that are not the campaign's."""
+
+    grace: timedelta  # how long a participant whose socket dropped keeps its place
+    live_redirect: bool  # send people back to their live oTree session
+
+
+# -- events ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A participant socket was accepted."""
+
+    conn: Conn
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A well-formed frame from a participant socket."""
+
+    conn: Conn
+    kind: str
+    payload: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """A participant socket closed (or was closed)."""
+
+    conn: Conn
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed: places held too long expire, live sessions end, retries come due."""
+
+
+@dataclass(frozen=True, slots=True)
+class Edited:
+    """An admin changed the campaign (its state included); the database has it already."""
+
+    campaign: RoomCampaign
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedSession:
+    code: str
+    mastok_id: str
+    admin_url: str
+    participants: tuple[tuple[str, str], ...]  # (oTree participant code, start URL)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCreated:
+    number: int
+    session: CreatedSession
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFailed:
+    number: int
+    message: str
+    source: str = "oTree"  # what failed: oTree, or mastok recording the session
+
+
+@dataclass(frozen=True, slots=True)
+class OTreeAnswers:
+    """oTree answered again while a failed creation waits for its retry: retry now."""
+
+
+Event = Opened | Received | Closed | Tick | Edited | SessionCreated | SessionFailed | OTreeAnswers
+
+
+# -- effects ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    conn: Conn
+    kind: Kind
+    payload: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendAll:
+    """The same frame to several sockets (encoded once)."""
+
+    conns: tuple[Conn, ...]
+    kind: Kind
+    payload: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """`Disconnect` with the reason, then close the socket."""
+
+    conn: Conn
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """A frame for every supervisor (their State and sizes follow `Room.view()`)."""
+
+    kind: Kind
+    payload: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreateSession:
+    """Create (or claim) the campaign's oTree session `number`; report back with
+    `SessionCreated` or `SessionFailed`."""
+
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
+class AddParticipant:
+    token: str
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """Participants to another step (`group` and `queued_at` set on entering the pools)."""
+
+    tokens: tuple[str, ...]
+    step: Step
+    group: str | None = None
+    queued_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    tokens: tuple[str, ...]
+    reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSession:
+    """The session, each member's participant (token, code, start URL), the campaign's count
+    of started sessions, and Completed if it is the last."""
+
+    number: int
+    session: CreatedSession
+    assignments: tuple[tuple[str, str, str], ...]
+    complete: bool
+
+
+Persist = AddParticipant | Move | Leave | RecordSession
+Effect = Send | SendAll | Disconnect | Notify | CreateSession | Persist
+PERSIST = (AddParticipant, Move, Leave, RecordSession)
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """What supervisors see of the room at any moment."""
+
+    state: RoomState
+    joining: str
+    pending: str

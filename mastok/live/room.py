@@ -1,0 +1,742 @@
+"""A campaign's waiting room as rules with no I/O: an event and the time in, effects out.
+
+Everything that decides who waits where, who is told what and when a session starts lives
+here, and nothing else does: docs/protocol.md is this module in words. The room does no I/O:
+no socket, no database, no oTree, no clock, no asyncio. Its driver (`runner.py`) feeds it one
+event at a time with the time (`handle(event, now)`), writes the `Persist` effects it returns
+in one transaction, then carries out the others (frames, closes, a session to create). If the
+writes fail, the driver calls `rollback()` and the room is as it was before the event;
+otherwise it calls `commit()`.
+
+The events, effects and the campaign as the room sees it are in `events.py`. Each group has a
+joining pool and a pending pool: lists in arrival order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from mastok.live.events import (
+    DEFAULT_GROUP,
+    AddParticipant,
+    Closed,
+    Conn,
+    CreatedSession,
+    CreateSession,
+    Disconnect,
+    Edited,
+    Effect,
+    Event,
+    Leave,
+    Move,
+    Notify,
+    Opened,
+    OTreeAnswers,
+    Received,
+    RecordSession,
+    RoomCampaign,
+    Rules,
+    Send,
+    SendAll,
+    SessionCreated,
+    SessionFailed,
+    Tick,
+    View,
+)
+from mastok.live.journal import Journal
+from mastok.live.protocol import MAX_FINGERPRINT, Kind, Reason, redirect
+from mastok.states import CampaignState, RoomState, Step
+
+RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 60.0)
+
+
+# -- the room's state ------------------------------------------------------------------------
+
+
+@dataclass(eq=False, slots=True)
+class Member:
+    """A participant in the room, from Land until its session starts or it leaves."""
+
+    token: str
+    fingerprint: str
+    step: Step
+    order: int = 0
+    group: str | None = None
+    conn: Conn | None = None
+    away_since: datetime | None = None
+    waiting_since: datetime | None = None
+    # In a pool whose session is being created: out of the joining pool, kept whatever happens
+    # to its socket until the session is recorded (or fails, and it goes back).
+    reserved: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Starting:
+    number: int
+    members: tuple[Member, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    attempt: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Past:
+    """Someone's participation in a started session: for join_once and live redirects."""
+
+    start_url: str
+    started_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A participant the database has in the room (to restore it)."""
+
+    token: str
+    fingerprint: str
+    step: Step
+    group: str | None
+    queued_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A participant the database has in a started session (to restore it)."""
+
+    token: str
+    fingerprint: str
+    start_url: str
+    started_at: datetime
+
+
+@dataclass(eq=False)
+class Room:
+    campaign: RoomCampaign
+    rules: Rules
+    new_token: Callable[[], str]
+    members: dict[str, Member] = field(default_factory=dict)  # by token
+    sockets: dict[Conn, str | None] = field(default_factory=dict)  # -> token (None: not landed)
+    joining: dict[str, list[Member]] = field(default_factory=dict)  # by group, arrival order
+    pending: dict[str, list[Member]] = field(default_factory=dict)
+    starting: Starting | None = None
+    retry: Retry | None = None
+    unavailable: bool = False
+    deferred: RoomCampaign | None = None  # an edit waiting for the session being created
+    live_sessions: list[datetime] = field(default_factory=list)  # when each started
+    past: dict[str, Past] = field(default_factory=dict)  # by fingerprint, the latest
+    started_tokens: dict[str, str] = field(default_factory=dict)  # token -> start URL
+    next_order: int = 0
+    journal: Journal = field(default_factory=Journal)
+
+    @classmethod
+    def restore(
+        cls,
+        campaign: RoomCampaign,
+        rules: Rules,
+        new_token: Callable[[], str],
+        waiting: Iterable[Waiting],
+        started: Iterable[Started],
+        live_sessions: Iterable[datetime],
+        now: datetime,
+    ) -> Room:
+        """The room as the database has it (`waiting` in pool order); everyone is away until
+        they come back."""
+        room = cls(campaign, rules, new_token, live_sessions=list(live_sessions))
+        for row in waiting:
+            room.next_order += 1
+            member = Member(row.token, row.fingerprint, row.step, room.next_order, row.group)
+            member.away_since, member.waiting_since = now, row.queued_at
+            room.members[member.token] = member
+            if row.step in (Step.JOINING, Step.PENDING) and row.group is not None:
+                pools = room.joining if row.step == Step.JOINING else room.pending
+                pools.setdefault(row.group, []).append(member)
+        for past in started:
+            room._remember(past.token, past.fingerprint, past.start_url, past.started_at)
+        return room
+
+    def _remember(self, token: str, fingerprint: str, url: str, at: datetime) -> None:
+        known = self.past.get(fingerprint)
+        if known is None or known.started_at <= at:
+            self.journal.put(self.past, fingerprint, Past(url, at))
+        self.journal.put(self.started_tokens, token, url)
+
+    # -- the driver's side -------------------------------------------------------------------
+
+    def handle(self, event: Event, now: datetime) -> list[Effect]:
+        """The effects of `event` at `now`: call `commit()` once its `Persist` effects are
+        written, `rollback()` if they could not be."""
+        return _Turn(self, now).handle(event)
+
+    def commit(self) -> None:
+        self.journal.commit()
+
+    def rollback(self) -> None:
+        self.journal.rollback()
+
+    def view(self, now: datetime) -> View:
+        return View(self.supervisor_state(now), self.joining_size(), self.pending_size())
+
+    # -- what the room looks like ------------------------------------------------------------
+
+    def pool(self, pools: dict[str, list[Member]], group: str) -> list[Member]:
+        found = pools.get(group)
+        if found is None:
+            found = pools[group] = []  # an empty pool: no state, nothing to undo
+        return found
+
+    def live_count(self, now: datetime) -> int:
+        since = now - self.campaign.session_duration
+        return sum(1 for started in self.live_sessions if started > since)
+
+    def is_busy(self, now: datetime) -> bool:
+        starting = 1 if self.starting is not None else 0
+        return self.live_count(now) + starting >= self.campaign.concurrent_sessions
+
+    def public_state(self, now: datetime) -> RoomState:
+        if self.campaign.state != CampaignState.RUNNING:
+            return RoomState(self.campaign.state)
+        return RoomState.BUSY if self.is_busy(now) else RoomState.RUNNING
+
+    def supervisor_state(self, now: datetime) -> RoomState:
+        if self.campaign.state == CampaignState.RUNNING and self.unavailable:
+            return RoomState.UNAVAILABLE
+        return self.public_state(now)
+
+    def joining_size(self) -> str:
+        count = sum(len(pool) for pool in self.joining.values())
+        return f"{count}/{self.campaign.per_session}"
+
+    def pending_size(self) -> str:
+        count = sum(len(pool) for pool in self.pending.values())
+        bound = sum(self.campaign.pending_bound(size) for _, size in self.campaign.groups)
+        return f"{count}/{bound}"
+
+    def full_size(self) -> str:
+        return f"{self.campaign.per_session}/{self.campaign.per_session}"
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the room holds, as plain values (tests compare them)."""
+        return {
+            "campaign": self.campaign,
+            "members": {token: _member_state(m) for token, m in self.members.items()},
+            "sockets": dict(self.sockets),
+            "joining": {g: [m.token for m in pool] for g, pool in self.joining.items() if pool},
+            "pending": {g: [m.token for m in pool] for g, pool in self.pending.items() if pool},
+            "starting": None
+            if self.starting is None
+            else (self.starting.number, [m.token for m in self.starting.members]),
+            "retry": self.retry,
+            "unavailable": self.unavailable,
+            "deferred": self.deferred,
+            "live_sessions": list(self.live_sessions),
+            "past": dict(self.past),
+            "started_tokens": dict(self.started_tokens),
+            "next_order": self.next_order,
+        }
+
+
+def _member_state(member: Member) -> tuple[Any, ...]:
+    return (
+        member.fingerprint,
+        member.step,
+        member.order,
+        member.group,
+        member.conn,
+        member.away_since,
+        member.waiting_since,
+        member.reserved,
+    )
+
+
+class _Turn:
+    """One event's handling: the rules, the changes (through the room's journal), the effects."""
+
+    def __init__(self, room: Room, now: datetime) -> None:
+        self.room = room
+        self.now = now
+        self.journal = room.journal
+        self.effects: list[Effect] = []
+
+    @property
+    def campaign(self) -> RoomCampaign:
+        return self.room.campaign
+
+    def handle(self, event: Event) -> list[Effect]:
+        match event:
+            case Opened(conn):
+                self.opened(conn)
+            case Received(conn, kind, payload):
+                self.received(conn, kind, payload)
+            case Closed(conn):
+                self.closed(conn)
+            case Tick():
+                self.tick()
+            case Edited(campaign):
+                self.edited(campaign)
+            case SessionCreated(number, session):
+                self.session_created(number, session)
+            case SessionFailed(number, message, source):
+                self.session_failed(number, message, source)
+            case OTreeAnswers():
+                self.otree_answers()
+        return self.effects
+
+    # -- telling -----------------------------------------------------------------------------
+
+    def send(self, conn: Conn, kind: Kind, payload: Any = None) -> None:
+        self.effects.append(Send(conn, kind, payload))
+
+    def error(self, conn: Conn, message: str) -> None:
+        self.send(conn, Kind.ERROR, message)
+
+    def drop(self, conn: Conn, reason: str) -> None:
+        """Disconnect a socket that has no place in the room (any more)."""
+        self.journal.pop(self.room.sockets, conn)
+        self.effects.append(Disconnect(conn, reason))
+
+    def send_end(self, conn: Conn, state: CampaignState) -> None:
+        texts = self.campaign.texts
+        text = texts.paused if state == CampaignState.PAUSED else texts.completed
+        self.send(conn, Kind(state.value), text)
+        self.effects.append(Disconnect(conn, state.value))
+
+    def send_step(self, member: Member) -> None:
+        """What a member sees of where it is (on entering a step, or on coming back)."""
+        conn = member.conn
+        if conn is None:
+            return
+        campaign = self.campaign
+        if member.step == Step.LANDED:
+            self.send(conn, Kind.CONSENT, campaign.texts.consent)
+        elif member.step == Step.AGREED and campaign.grouping is not None:
+            self.send(conn, Kind.GROUPING, campaign.grouping)
+        elif member.step == Step.JOINING:
+            self.send(conn, Kind.INSTRUCTIONS, campaign.texts.instructions)
+            if campaign.show_nb_participants:
+                size = self.room.full_size() if member.reserved else self.room.joining_size()
+                self.send(conn, Kind.JOINING_SIZE, size)
+        elif member.step == Step.PENDING:
+            self.send(conn, Kind.PENDING, campaign.texts.pending)
+
+    def tell_joining_sizes(self, told: Sequence[Member] = ()) -> None:
+        """JoiningSize to everyone present in the joining pools, but those just `told`."""
+        if not self.campaign.show_nb_participants:
+            return
+        conns = tuple(
+            member.conn
+            for pool in self.room.joining.values()
+            for member in pool
+            if member.conn is not None and member not in told
+        )
+        if conns:
+            self.effects.append(SendAll(conns, Kind.JOINING_SIZE, self.room.joining_size()))
+
+    def tell_pool_full(self, pool: Sequence[Member], told: Sequence[Member] = ()) -> None:
+        """A reserved pool's members see it full (they are out of the joining pool now)."""
+        if not self.campaign.show_nb_participants:
+            return
+        conns = tuple(m.conn for m in pool if m.conn is not None and m not in told)
+        if conns:
+            self.effects.append(SendAll(conns, Kind.JOINING_SIZE, self.room.full_size()))
+
+    # -- participants ------------------------------------------------------------------------
+
+    def opened(self, conn: Conn) -> None:
+        state = self.room.public_state(self.now)
+        if state in (RoomState.PAUSED, RoomState.COMPLETED):
+            self.send_end(conn, CampaignState(state.value))
+            return
+        self.journal.put(self.room.sockets, conn, None)
+        self.send(conn, Kind.STATE, state)
+
+    def received(self, conn: Conn, kind: str, payload: Any) -> None:
+        if conn not in self.room.sockets:
+            return  # dropped meanwhile
+        if kind == Kind.LAND:
+            self.land(conn, payload)
+        elif kind == Kind.RESUME:
+            self.resume(conn, payload)
+        elif kind == Kind.AGREE:
+            self.agree(conn)
+        elif kind == Kind.CONNECT:
+            self.connect(conn, payload)
+        else:
+            self.error(conn, f"participants cannot send {kind!r}")
+
+    def member_of(self, conn: Conn) -> Member | None:
+        token = self.room.sockets.get(conn)
+        return None if token is None else self.room.members.get(token)
+
+    def land(self, conn: Conn, payload: Any) -> None:
+        if self.room.sockets[conn] is not None:
+            self.error(conn, "already landed")
+            return
+        if not isinstance(payload, str) or not payload.strip() or len(payload) > MAX_FINGERPRINT:
+            self.drop(conn, Reason.LANDING_FAILED)
+            return
+        fingerprint = payload.strip()
+        past = self.room.past.get(fingerprint)
+        if (
+            past is not None
+            and self.room.rules.live_redirect
+            and past.started_at > self.now - self.campaign.session_duration
+        ):
+            self.drop(conn, redirect(past.start_url))
+            return
+        if self.campaign.join_once and (
+            past is not None
+            or any(m.fingerprint == fingerprint for m in self.room.members.values())
+        ):
+            self.drop(conn, Reason.LANDING_FAILED)
+            return
+        token = self.room.new_token()
+        member = Member(token, fingerprint, Step.LANDED, conn=conn)
+        self.journal.put(self.room.members, token, member)
+        self.journal.put(self.room.sockets, conn, token)
+        self.effects.append(AddParticipant(token, fingerprint))
+        self.send(conn, Kind.RESUME, token)
+        self.send(conn, Kind.CONSENT, self.campaign.texts.consent)
+
+    def resume(self, conn: Conn, token: Any) -> None:
+        if self.room.sockets[conn] is not None:
+            self.error(conn, "already landed")
+            return
+        member = self.room.members.get(token) if isinstance(token, str) else None
+        if member is None:
+            url = self.room.started_tokens.get(token) if isinstance(token, str) else None
+            if url is not None:  # its session was created while it was away
+                self.send(conn, Kind.STARTING, url)
+                self.drop(conn, Reason.START)
+            else:
+                self.error(conn, "unknown or expired resume token: Land again")
+            return
+        if member.conn is not None and member.conn != conn:
+            self.drop(member.conn, Reason.REPLACED)
+        self.journal.set(member, "conn", conn)
+        self.journal.set(member, "away_since", None)
+        self.journal.put(self.room.sockets, conn, member.token)
+        self.send(conn, Kind.RESUME, member.token)
+        self.send_step(member)
+        self.start_sessions()
+
+    def agree(self, conn: Conn) -> None:
+        member = self.member_of(conn)
+        if member is None or member.step != Step.LANDED:
+            self.error(conn, "Agree comes once, after Land")
+            return
+        if self.campaign.grouping is None:
+            self.enter_room(member, DEFAULT_GROUP)
+            return
+        self.journal.set(member, "step", Step.AGREED)
+        self.effects.append(Move((member.token,), Step.AGREED))
+        self.send(conn, Kind.GROUPING, self.campaign.grouping)
+
+    def connect(self, conn: Conn, label: Any) -> None:
+        member = self.member_of(conn)
+        if member is None or member.step != Step.AGREED or self.campaign.grouping is None:
+            self.error(conn, "Connect comes once, after Agree and Grouping")
+            return
+        if not isinstance(label, str) or label not in self.campaign.labels:
+            self.error(conn, "Connect needs one of the Grouping labels")
+            return
+        self.enter_room(member, label)
+
+    def enter_room(self, member: Member, group: str) -> None:
+        """Into the group's joining pool if there is room, else pending, else out (Full)."""
+        size = dict(self.campaign.groups)[group]
+        joining = self.room.pool(self.room.joining, group)
+        pending = self.room.pool(self.room.pending, group)
+        if len(joining) < size and not self.room.is_busy(self.now):
+            step, pool = Step.JOINING, joining
+        elif len(pending) < self.campaign.pending_bound(size):
+            step, pool = Step.PENDING, pending
+        else:
+            self.leave([member], Reason.FULL)
+            return
+        self.journal.set(self.room, "next_order", self.room.next_order + 1)
+        self.journal.set(member, "order", self.room.next_order)
+        self.journal.set(member, "group", group)
+        self.journal.set(member, "step", step)
+        self.journal.set(member, "waiting_since", self.now)
+        self.journal.append(pool, member)
+        self.effects.append(Move((member.token,), step, group=group, queued_at=self.now))
+        reserved = self.reserve()  # first, so that its members are told the pool is full once
+        self.send_step(member)
+        if step == Step.JOINING:
+            self.tell_joining_sizes(told=[member])
+        if reserved:
+            self.tell_pool_full(reserved, told=[member])
+            self.promote()
+
+    def closed(self, conn: Conn) -> None:
+        if conn not in self.room.sockets:
+            return
+        token = self.journal.pop(self.room.sockets, conn)
+        member = None if token is None else self.room.members.get(token)
+        if member is not None and member.conn == conn:
+            self.journal.set(member, "conn", None)
+            self.journal.set(member, "away_since", self.now)
+
+    def leave(self, leaving: Sequence[Member], reason: Reason) -> None:
+        """Out of the room for good: recorded, and told if present. The pools do not move up
+        here: the caller moves them once everyone leaving has left."""
+        if not leaving:
+            return
+        gone = {id(member) for member in leaving}
+        for member in leaving:
+            self.journal.pop(self.room.members, member.token)
+            if member.conn is not None:
+                self.drop(member.conn, reason)
+        for pools in (self.room.joining, self.room.pending):
+            for pool in pools.values():
+                if any(id(member) in gone for member in pool):
+                    self.journal.replace(pool, [m for m in pool if id(m) not in gone])
+        self.effects.append(Leave(tuple(m.token for m in leaving), reason))
+
+    # -- pools and sessions ------------------------------------------------------------------
+
+    def promote(self) -> None:
+        """Fill the joining pools from the pending pools, first come first served."""
+        if self.room.is_busy(self.now) or self.campaign.state != CampaignState.RUNNING:
+            return
+        moved: list[Member] = []
+        for group, size in self.campaign.groups:
+            joining = self.room.pool(self.room.joining, group)
+            pending = self.room.pool(self.room.pending, group)
+            rising = pending[: max(size - len(joining), 0)]
+            if not rising:
+                continue
+            self.journal.replace(pending, pending[len(rising) :])
+            for member in rising:
+                self.journal.set(member, "step", Step.JOINING)
+                self.journal.append(joining, member)
+            moved.extend(rising)
+        if not moved:
+            return
+        self.effects.append(Move(tuple(m.token for m in moved), Step.JOINING))
+        for member in moved:
+            self.send_step(member)
+        self.tell_joining_sizes(told=moved)
+
+    def ready_pool(self) -> list[Member] | None:
+        """Every group's joining pool, full with members present; None if not ready."""
+        chosen: list[Member] = []
+        for group, size in self.campaign.groups:
+            joining = self.room.joining.get(group, [])[:size]
+            if len(joining) < size or any(m.conn is None for m in joining):
+                return None
+            chosen.extend(joining)
+        return chosen
+
+    def may_start(self) -> bool:
+        room = self.room
+        return (
+            room.starting is None
+            and room.deferred is None
+            and self.campaign.state == CampaignState.RUNNING
+            and (room.retry is None or self.now >= room.retry.at)
+            and not room.is_busy(self.now)
+        )
+
+    def start_sessions(self) -> None:
+        """If a pool is ready and may start, set it aside and have its session created; the
+        pending pools then move up into the places it left."""
+        reserved = self.reserve()
+        if reserved:
+            self.tell_pool_full(reserved)
+            self.promote()
+
+    def reserve(self) -> list[Member]:
+        """Set a ready pool aside, if one may start, and have its session created: the pool,
+        or [] (telling its members is the caller's)."""
+        if not self.may_start():
+            return []
+        pool = self.ready_pool()
+        if pool is None:
+            return []
+        number = self.campaign.started_sessions + 1
+        for group, _ in self.campaign.groups:
+            joining = self.room.joining[group]
+            self.journal.replace(joining, [m for m in joining if m not in pool])
+        for member in pool:
+            self.journal.set(member, "reserved", True)
+        self.journal.set(self.room, "starting", Starting(number, tuple(pool)))
+        self.effects.append(CreateSession(number))
+        return pool
+
+    def session_created(self, number: int, session: CreatedSession) -> None:
+        starting = self.room.starting
+        if starting is None or starting.number != number:
+            return  # not the start in flight (cannot happen: the driver reports each once)
+        pool = starting.members
+        self.journal.set(self.room, "starting", None)
+        self.journal.set(self.room, "retry", None)
+        self.journal.set(self.room, "unavailable", False)
+        complete = number >= self.campaign.max_sessions
+        assignments = tuple(
+            (member.token, code, url)
+            for member, (code, url) in zip(pool, session.participants, strict=False)
+        )
+        self.effects.append(RecordSession(number, session, assignments, complete))
+        self.journal.set(self.room, "campaign", replace(self.campaign, started_sessions=number))
+        self.journal.append(self.room.live_sessions, self.now)
+        for member, (_, _, url) in zip(pool, assignments, strict=False):
+            self.journal.set(member, "reserved", False)
+            self.room._remember(member.token, member.fingerprint, url, self.now)
+            self.journal.pop(self.room.members, member.token)
+            if member.conn is not None:
+                self.send(member.conn, Kind.STARTING, url)
+                self.drop(member.conn, Reason.START)
+        self.effects.append(
+            Notify(
+                Kind.SESSION_START,
+                {
+                    "code": session.code,
+                    "mastok_id": session.mastok_id,
+                    "size": len(pool),
+                    "admin_url": session.admin_url,
+                    "participant_codes": [code for _, code, _ in assignments],
+                    "created_at": self.now.isoformat(),
+                },
+            )
+        )
+        if complete:
+            self.journal.set(
+                self.room, "campaign", replace(self.campaign, state=CampaignState.COMPLETED)
+            )
+            self.end_everyone(CampaignState.COMPLETED)
+        self.tell_joining_sizes()
+        self.after_start()
+
+    def session_failed(self, number: int, message: str, source: str) -> None:
+        starting = self.room.starting
+        if starting is None or starting.number != number:
+            return
+        self.journal.set(self.room, "starting", None)
+        attempt = self.room.retry.attempt + 1 if self.room.retry else 1
+        delay = RETRY_DELAYS[min(attempt - 1, len(RETRY_DELAYS) - 1)]
+        self.journal.set(self.room, "retry", Retry(attempt, self.now + timedelta(seconds=delay)))
+        self.journal.set(self.room, "unavailable", True)
+        self.effects.append(Notify(Kind.ERROR, f"{source} session creation failed: {message}"))
+        self.back_within_pools(starting.members)
+        self.after_start()
+
+    def back_within_pools(self, pool: Sequence[Member]) -> None:
+        """A pool whose session failed goes back to the joining pools, ahead of those who
+        joined meanwhile: anyone beyond a pool's size waits in the pending pool again."""
+        over: list[Member] = []
+        for member in pool:
+            self.journal.set(member, "reserved", False)
+        for group, size in self.campaign.groups:
+            joining = self.room.pool(self.room.joining, group)
+            back = sorted([m for m in pool if m.group == group] + joining, key=_order)
+            self.journal.replace(joining, back[:size])
+            over.extend(back[size:])
+        if not over:
+            self.tell_joining_sizes()
+            return
+        for member in over:
+            self.journal.set(member, "step", Step.PENDING)
+            pending = self.room.pool(self.room.pending, member.group or DEFAULT_GROUP)
+            self.journal.replace(pending, sorted([*pending, member], key=_order))
+        self.effects.append(Move(tuple(m.token for m in over), Step.PENDING))
+        for member in over:
+            self.send_step(member)
+        self.tell_joining_sizes()
+
+    def after_start(self) -> None:
+        """Once the start in flight is settled: the edit that waited for it, then the pools."""
+        deferred = self.room.deferred
+        if deferred is not None:
+            self.journal.set(self.room, "deferred", None)
+            self.apply_edit(deferred)
+        self.promote()
+        self.start_sessions()
+
+    def otree_answers(self) -> None:
+        retry = self.room.retry
+        if retry is not None and retry.at > self.now:
+            self.journal.set(self.room, "retry", replace(retry, at=self.now))
+            self.start_sessions()
+
+    # -- edits and the clock -----------------------------------------------------------------
+
+    def edited(self, campaign: RoomCampaign) -> None:
+        """Applied at once, or when the session being created is recorded: its pool was
+        promised a session."""
+        if self.room.starting is not None:
+            self.journal.set(self.room, "deferred", campaign)
+            return
+        self.apply_edit(campaign)
+        self.promote()
+        self.start_sessions()
+
+    def apply_edit(self, campaign: RoomCampaign) -> None:
+        previous = self.campaign.state
+        # Read before sessions this room started meanwhile: the room's count is the newer, and
+        # if the room completed the campaign meanwhile, it stays Completed (the database too).
+        stale = campaign.started_sessions < self.campaign.started_sessions
+        started = max(campaign.started_sessions, self.campaign.started_sessions)
+        if stale and previous == CampaignState.COMPLETED and started >= campaign.max_sessions:
+            campaign = replace(campaign, state=CampaignState.COMPLETED)
+        campaign = replace(campaign, started_sessions=started)
+        self.journal.set(self.room, "campaign", campaign)
+        if campaign.state != previous and campaign.state != CampaignState.RUNNING:
+            self.end_everyone(campaign.state)
+
+    def end_everyone(self, state: CampaignState) -> None:
+        """Everyone's socket gets the campaign's message, and everyone leaves."""
+        for conn in list(self.room.sockets):
+            self.send_end(conn, state)
+        self.journal.set(self.room, "sockets", {})
+        leaving = tuple(self.room.members)
+        self.journal.set(self.room, "members", {})
+        self.journal.set(self.room, "joining", {})
+        self.journal.set(self.room, "pending", {})
+        if leaving:
+            self.effects.append(Leave(leaving, Reason(state.value)))
+
+    def tick(self) -> None:
+        """Places held too long by people away, and people who waited too long, expire; ended
+        sessions are forgotten; a retry whose pool has changed is dropped."""
+        room = self.room
+        grace_since = self.now - room.rules.grace
+        limit_since = self.now - self.campaign.waiting_limit
+        away = [
+            m
+            for m in room.members.values()
+            if not m.reserved and m.away_since is not None and m.away_since <= grace_since
+        ]
+        self.leave(away, Reason.AWAY)
+        timed_out = [
+            m
+            for m in room.members.values()
+            if not m.reserved and m.waiting_since is not None and m.waiting_since < limit_since
+        ]
+        self.leave(timed_out, Reason.TIMEOUT)
+        if away or timed_out:
+            self.tell_joining_sizes()
+        since = self.now - self.campaign.session_duration
+        if any(started <= since for started in room.live_sessions):
+            self.journal.replace(room.live_sessions, [t for t in room.live_sessions if t > since])
+        retry = room.retry
+        # A retry that is due whose pool changed since: start when a pool is full again.
+        if (
+            retry is not None
+            and self.now >= retry.at
+            and room.starting is None
+            and self.ready_pool() is None
+        ):
+            self.journal.set(room, "retry", None)
+            self.journal.set(room, "unavailable", False)
+        self.promote()
+        self.start_sessions()
+
+
+def _order(member: Member) -> int:
+    return member.order
