@@ -9,19 +9,22 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
-from mastok.config import ConfigError, Settings, load_settings
+from mastok import config_files
+from mastok.config import BY_NAME, ConfigError, Settings, load_settings
 from mastok.db import Database, async_url, migrate
 from mastok.lightmill.design import Design, DesignError, parse_design
 
 DEMO_OTREE_PORT = 8180
+PORT = click.IntRange(1, 65535)
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -29,6 +32,19 @@ def _settings(**overrides: Any) -> Settings:
         return load_settings().with_overrides(**overrides)
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
+
+
+def setting_option(name: str, *flags: str, **options: Any) -> Callable[[Command], Command]:
+    """A flag that overrides the setting `name`, with the setting's help, variable and default
+    (a boolean setting makes an on-only flag: leaving it out keeps the setting)."""
+    row = BY_NAME[name]
+    default = config_files.shown(row.default) or "empty"
+    help = f"{config_files.sentence(row)} [{row.variable}; default: {default}]"
+    if row.type is bool:
+        options = {"is_flag": True, "default": None, **options}
+    elif row.type in (int, float):
+        options = {"type": row.type, **options}
+    return click.option(*(flags or ["--" + name.replace("_", "-")]), help=help, **options)
 
 
 def _check(settings: Settings) -> None:
@@ -80,26 +96,16 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", help="Address to listen on [MASTOK_HOST].")
-@click.option("--port", type=click.IntRange(1, 65535), help="Port [MASTOK_PORT, 8190].")
-@click.option("--database", help="Database URL [MASTOK_DATABASE_URL; empty: SQLite file].")
+@setting_option("host")
+@setting_option("port", type=PORT)
+@setting_option("database_url", "--database")
 @click.option(
     "--experiment-design",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="LightMill: import this TouchStone design at start (skipped if its id is there).",
 )
-@click.option(
-    "--unprotected-runs",
-    is_flag=True,
-    default=None,
-    help="LightMill: any client may take over a locked run (unsafe) [MASTOK_UNPROTECTED_RUNS].",
-)
-@click.option(
-    "--fixed-measures",
-    is_flag=True,
-    default=None,
-    help="LightMill: refuse measures the design lacks [MASTOK_FIXED_MEASURES].",
-)
+@setting_option("unprotected_runs")
+@setting_option("fixed_measures")
 @click.option("--volatile", is_flag=True, help="Keep everything in memory (in-memory SQLite).")
 @click.option("--force", is_flag=True, help="Do not ask for confirmations.")
 def serve(
@@ -143,7 +149,7 @@ def _read_design(path: Path) -> Design:
 
 
 @main.command(name="migrate")
-@click.option("--database", help="Database URL [MASTOK_DATABASE_URL; empty: SQLite file].")
+@setting_option("database_url", "--database")
 def migrate_command(database: str | None) -> None:
     """Bring the database schema up to date, then exit."""
     settings = _settings(database_url=database)
@@ -175,7 +181,7 @@ def migrate_command(database: str | None) -> None:
     show_default=True,
     help="csv: LightMill's columns; json: JSON Lines (one object a line, same keys).",
 )
-@click.option("--database", help="Database URL [MASTOK_DATABASE_URL; empty: SQLite file].")
+@setting_option("database_url", "--database")
 def export_command(experiment: str, output_dir: Path, format_: str, database: str | None) -> None:
     """Write a LightMill experiment's trials and events files.
 
@@ -229,7 +235,7 @@ def export_command(experiment: str, output_dir: Path, format_: str, database: st
 
 
 @main.command()
-@click.option("--port", type=click.IntRange(1, 65535), help="mastok's port [8190].")
+@setting_option("port", type=PORT)
 @click.option("--otree-port", default=DEMO_OTREE_PORT, show_default=True, help="oTree's port.")
 def dev(port: int | None, otree_port: int) -> None:
     """Start the demo oTree project, then mastok on SQLite, for trying mastok locally."""
@@ -267,6 +273,21 @@ def dev(port: int | None, otree_port: int) -> None:
         _run(settings)
     finally:
         otree.stop()
+
+
+@main.command(name="settings")
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(list(config_files.FORMATS)),
+    default="text",
+    show_default=True,
+    help="env: .env.example; yaml: config.yml; markdown: README's table; text: for reading.",
+)
+def settings_command(format_: str) -> None:
+    """Print every setting: its variable, default and meaning, from the table in
+    mastok/config.py (e.g. `mastok settings --format env > .env.example`)."""
+    click.echo(config_files.FORMATS[format_](), nl=False)
 
 
 def _describe(settings: Settings) -> str:

@@ -1,54 +1,129 @@
-"""Settings: config.yml holds the non-secret defaults, the environment overrides them.
+"""Settings: one table declares each setting; config.yml, the environment and flags fill it in.
 
-Every setting `key` is read from the environment variable `MASTOK_<KEY>`; command-line flags
-(see `mastok.cli`) override both. In DEV mode a `.env` file is loaded first (without replacing
-variables already set).
+`Settings` is the table: a row per setting with its name, type, default and help, and whether it
+is secret (never in config.yml, kept out of the repr). Everything else comes from it: the typing
+and parsing here, config.yml, `.env.example` and README's table (`mastok settings`), and the help
+of the command-line flags that override a setting (`mastok.cli`).
+
+config.yml holds the non-secret defaults; every setting `key` is read from the environment
+variable `MASTOK_<KEY>`, which overrides it; command-line flags override both. In DEV mode a `.env`
+file is loaded first (without replacing variables already set).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from dotenv import load_dotenv
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-Mode = Literal["DEV", "TEST", "PROD"]
-MODES: tuple[Mode, ...] = ("DEV", "TEST", "PROD")
 DEFAULT_PASSWORD = "mastok"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+VARIABLE_PREFIX = "MASTOK_"
 
 
 class ConfigError(Exception):
     """A setting is missing or wrong; the message says what to set."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    mode: Mode
-    host: str
-    port: int
-    origin: str
-    web_prefix: str
-    login: str
-    password: str
-    secret_key: str
-    database_url: str
-    sqlite_path: str
-    otree_public_url: str
-    otree_api_url: str
-    otree_api_key: str
-    otree_timeout: float
-    disable_live_redirect: bool
-    allow_missing_origin: bool
-    resume_grace: float
-    lock_timeout: float
-    unprotected_runs: bool
-    fixed_measures: bool
+def _text(raw: Any) -> str:
+    return "" if raw is None else str(raw)
+
+
+def _flag(raw: Any) -> Any:
+    # An empty variable (`MASTOK_X=`) means off, as in .env.example.
+    if isinstance(raw, str):
+        return raw.strip() or False
+    return raw
+
+
+def _prefix(prefix: str) -> str:
+    prefix = prefix.strip().rstrip("/")
+    if prefix and not prefix.startswith("/"):
+        prefix = "/" + prefix
+    return prefix
+
+
+Mode = Annotated[Literal["DEV", "TEST", "PROD"], BeforeValidator(lambda raw: _text(raw).upper())]
+MODES: tuple[str, ...] = get_args(get_args(Mode)[0])
+Text = Annotated[str, BeforeValidator(_text)]
+Url = Annotated[Text, AfterValidator(lambda url: url.rstrip("/"))]
+Prefix = Annotated[Text, AfterValidator(_prefix)]
+Key = Annotated[Text, AfterValidator(lambda key: key or secrets.token_urlsafe(32))]
+Flag = Annotated[bool, BeforeValidator(_flag)]
+
+
+def setting(default: Any, help: str, *, secret: bool = False) -> Any:
+    """A row of the table: the default, what the setting means (one phrase, markdown), and
+    whether it is a secret."""
+    return Field(default, description=help, repr=not secret)
+
+
+class Settings(BaseModel):
+    """mastok's settings, one row each. Adding a setting is adding a row; then
+    `mastok settings --format yaml > config.yml` (if not secret), `--format env > .env.example`,
+    and README's table from `--format markdown` (tests/test_docs.py says what differs)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    mode: Mode = setting(
+        "DEV",
+        "`DEV` loads `.env`; `TEST`; `PROD` refuses to start with the default password or "
+        "without the oTree settings",
+    )
+    host: Text = setting("127.0.0.1", "address to listen on")
+    port: int = setting(8190, "port to listen on")
+    origin: Url = setting(
+        "http://localhost:8190",
+        "where people reach mastok (behind a proxy: the public origin); trusted for WebSockets "
+        "and used in share URLs",
+    )
+    web_prefix: Prefix = setting("", "path prefix when served under a sub-path, e.g. `/mastok`")
+    login: Text = setting("mastok", "HTTP Basic login of the admin pages and API")
+    password: Text = setting(
+        DEFAULT_PASSWORD,
+        "HTTP Basic password of the admin pages and API; `PROD` refuses the default",
+        secret=True,
+    )
+    secret_key: Key = setting(
+        "", "signs the admin session cookie (CSRF tokens); empty: random at each start", secret=True
+    )
+    database_url: Text = setting(
+        "",
+        "`postgres://user:pass@host/db` (asyncpg) or `sqlite:///path`; empty: the SQLite file "
+        "at `MASTOK_SQLITE_PATH`",
+    )
+    sqlite_path: Text = setting("data/mastok.sqlite3", "the embedded database when no URL is set")
+    otree_public_url: Url = setting("", "oTree as participants reach it")
+    otree_api_url: Url = setting("", "oTree's REST API as mastok reaches it (same oTree server)")
+    otree_api_key: Text = setting("", "oTree's `OTREE_REST_KEY`", secret=True)
+    otree_timeout: float = setting(10.0, "seconds to wait for oTree's API")
+    disable_live_redirect: Flag = setting(
+        False, "do not send people coming back to their live oTree session"
+    )
+    allow_missing_origin: Flag = setting(
+        False,
+        "accept WebSocket handshakes without an `Origin` header (scripts; browsers always "
+        "send one)",
+    )
+    resume_grace: float = setting(
+        30.0, "seconds a participant whose connection dropped keeps its place"
+    )
+    lock_timeout: float = setting(
+        120.0, "LightMill: seconds of silence after which a run's lock counts as released"
+    )
+    unprotected_runs: Flag = setting(
+        False, "LightMill: let any client take over a locked run (never in a real study)"
+    )
+    fixed_measures: Flag = setting(
+        False, "LightMill: refuse results with measures the design lacks"
+    )
 
     @property
     def share_url_base(self) -> str:
@@ -56,7 +131,9 @@ class Settings:
         return f"{self.origin}{self.web_prefix}/join/"
 
     def with_overrides(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """These settings with `changes` (None: unchanged) parsed as any other source."""
+        given = {key: value for key, value in changes.items() if value is not None}
+        return validated(self.model_dump() | given)
 
     def check_production(self) -> None:
         """Refuse unsafe production settings in one line that says what to set."""
@@ -67,34 +144,58 @@ class Settings:
             missing.append("MASTOK_PASSWORD (not the default)")
         for key in ("otree_public_url", "otree_api_url", "otree_api_key"):
             if not getattr(self, key):
-                missing.append(f"MASTOK_{key.upper()}")
+                missing.append(BY_NAME[key].variable)
         if missing:
             raise ConfigError("PROD mode needs these settings: set " + ", ".join(missing))
 
 
-def _parse_bool(key: str, raw: Any) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("", "0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"MASTOK_{key.upper()} must be true or false, not {raw!r}")
+@dataclass(frozen=True)
+class Setting:
+    """A row of the table, as the docs, the generated files and the CLI read it."""
+
+    name: str
+    type: Any
+    default: Any
+    help: str
+    secret: bool
+
+    @property
+    def variable(self) -> str:
+        return VARIABLE_PREFIX + self.name.upper()
+
+    @property
+    def kind(self) -> str:
+        """What a value must be, as error messages say it."""
+        if self.type is bool:
+            return "true or false"
+        if self.type in (int, float):
+            return "a number"
+        if get_origin(self.type) is Literal:
+            return "one of " + ", ".join(get_args(self.type))
+        return "text"
 
 
-def _parse_number(key: str, raw: Any, kind: type[int] | type[float]) -> Any:
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(name, field.annotation, field.default, field.description or "", not field.repr)
+    for name, field in Settings.model_fields.items()
+)
+BY_NAME = {row.name: row for row in SETTINGS}
+
+
+def validated(values: Mapping[str, Any]) -> Settings:
+    """Settings from raw values (text from the environment, YAML scalars, flags' values)."""
     try:
-        return kind(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(f"MASTOK_{key.upper()} must be a number, not {raw!r}") from None
+        return Settings.model_validate(values)
+    except ValidationError as error:
+        raise ConfigError("; ".join(_explain(problem) for problem in error.errors())) from None
 
 
-def _normalise_prefix(prefix: str) -> str:
-    prefix = prefix.strip().rstrip("/")
-    if prefix and not prefix.startswith("/"):
-        prefix = "/" + prefix
-    return prefix
+def _explain(problem: Any) -> str:
+    name = str(problem["loc"][0])
+    if name not in BY_NAME:
+        return f"unknown setting {name}"
+    row = BY_NAME[name]
+    return f"{row.variable} must be {row.kind}, not {problem['input']!r}"
 
 
 def read_defaults(path: Path | None = None) -> dict[str, Any]:
@@ -116,46 +217,13 @@ def load_settings(
         if os.environ.get("MASTOK_MODE", "DEV").upper() == "DEV":
             load_dotenv(PROJECT_ROOT / ".env", override=False)
         environ = os.environ
-    values: dict[str, Any] = {"password": DEFAULT_PASSWORD, "secret_key": "", "otree_api_key": ""}
+    values: dict[str, Any] = {row.name: row.default for row in SETTINGS if row.secret}
     values.update(read_defaults(config_path))
-    fields = {f.name for f in dataclasses.fields(Settings)}
-    unknown = set(values) - fields
+    unknown = set(values) - set(BY_NAME)
     if unknown:
         raise ConfigError(f"unknown settings in config.yml: {', '.join(sorted(unknown))}")
-    for key in fields:
-        env_key = f"MASTOK_{key.upper()}"
-        if env_key in environ:
-            values[key] = environ[env_key]
-    missing = sorted(f"MASTOK_{key.upper()}" for key in fields - set(values))
+    values.update({row.name: environ[row.variable] for row in SETTINGS if row.variable in environ})
+    missing = sorted(row.variable for row in SETTINGS if row.name not in values)
     if missing:
         raise ConfigError(f"missing settings: set {', '.join(missing)} (or add them to config.yml)")
-    return _typed(values)
-
-
-def _typed(values: dict[str, Any]) -> Settings:
-    mode = str(values.get("mode", "DEV")).upper()
-    if mode not in MODES:
-        raise ConfigError(f"MASTOK_MODE must be one of {', '.join(MODES)}, not {mode!r}")
-    strings = {k: "" if v is None else str(v) for k, v in values.items()}
-    return Settings(
-        mode=mode,
-        host=strings["host"],
-        port=_parse_number("port", values["port"], int),
-        origin=strings["origin"].rstrip("/"),
-        web_prefix=_normalise_prefix(strings["web_prefix"]),
-        login=strings["login"],
-        password=strings["password"],
-        secret_key=strings["secret_key"] or secrets.token_urlsafe(32),
-        database_url=strings["database_url"],
-        sqlite_path=strings["sqlite_path"],
-        otree_public_url=strings["otree_public_url"].rstrip("/"),
-        otree_api_url=strings["otree_api_url"].rstrip("/"),
-        otree_api_key=strings["otree_api_key"],
-        otree_timeout=_parse_number("otree_timeout", values["otree_timeout"], float),
-        disable_live_redirect=_parse_bool("disable_live_redirect", values["disable_live_redirect"]),
-        allow_missing_origin=_parse_bool("allow_missing_origin", values["allow_missing_origin"]),
-        resume_grace=_parse_number("resume_grace", values["resume_grace"], float),
-        lock_timeout=_parse_number("lock_timeout", values["lock_timeout"], float),
-        unprotected_runs=_parse_bool("unprotected_runs", values["unprotected_runs"]),
-        fixed_measures=_parse_bool("fixed_measures", values["fixed_measures"]),
-    )
+    return validated(values)

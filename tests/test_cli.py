@@ -10,7 +10,11 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
+from mastok import config_files
+from mastok.config import BY_NAME
+from mastok.config_files import sentence
 from mastok.otree.local import free_port, port_is_free
 from tests.fixtures.processes import wait_until_healthy
 
@@ -36,6 +40,22 @@ def test_help_everywhere() -> None:
         assert sub.returncode == 0, sub.stderr
         assert "Usage: python -m mastok" in sub.stdout
     assert "--database" in run("serve", "--help").stdout
+
+
+def test_flags_that_override_a_setting_say_so_with_its_help() -> None:
+    serve = " ".join(run("serve", "--help").stdout.split())
+    for name in ("host", "port", "database_url", "unprotected_runs", "fixed_measures"):
+        row = BY_NAME[name]
+        assert f"{sentence(row)} [{row.variable}; default: " in serve
+
+
+@pytest.mark.parametrize("format_", ["env", "yaml", "markdown", "text"])
+def test_settings_prints_the_table(format_: str) -> None:
+    printed = run("settings", "--format", format_)
+
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == config_files.FORMATS[format_]()
+    assert "MASTOK_LOCK_TIMEOUT" in printed.stdout or "lock_timeout" in printed.stdout
 
 
 def test_migrate_creates_the_schema(tmp_path: Path) -> None:

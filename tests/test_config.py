@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from mastok import config_files
 from mastok.config import (
     DEFAULT_PASSWORD,
     PROJECT_ROOT,
+    SETTINGS,
     ConfigError,
     Settings,
     load_settings,
@@ -73,10 +74,21 @@ def test_real_config_yml_gives_working_dev_settings() -> None:
     settings.check_production()  # DEV: nothing to refuse
 
 
-def test_real_config_yml_holds_every_setting_but_the_secrets() -> None:
-    fields = {f.name for f in dataclasses.fields(Settings)}
+def test_the_secrets_are_the_password_and_the_keys() -> None:
+    assert {row.name for row in SETTINGS if row.secret} == SECRETS
 
-    assert set(real_defaults()) == fields - SECRETS
+
+def test_real_config_yml_holds_the_table_defaults_but_the_secrets() -> None:
+    table = {row.name: row.default for row in SETTINGS if not row.secret}
+
+    assert real_defaults() == table
+
+
+def test_real_config_yml_is_written_from_the_table() -> None:
+    assert REAL_CONFIG.read_text() == config_files.config_yml(), (
+        "config.yml differs from the table in mastok/config.py: "
+        "run `mastok settings --format yaml > config.yml`"
+    )
 
 
 def test_real_config_yml_is_refused_in_prod_until_everything_is_set() -> None:
@@ -174,6 +186,30 @@ def test_overrides_skip_none(config_file: Path) -> None:
     settings = load(config_file).with_overrides(port=9999, host=None)
 
     assert (settings.port, settings.host) == (9999, "127.0.0.1")
+
+
+def test_overrides_are_parsed_as_the_environment_is(config_file: Path) -> None:
+    settings = load(config_file).with_overrides(web_prefix="lab/", fixed_measures="yes")
+
+    assert (settings.web_prefix, settings.fixed_measures) == ("/lab", True)
+    with pytest.raises(ConfigError, match="MASTOK_PORT must be a number, not 'eighty'"):
+        settings.with_overrides(port="eighty")
+
+
+def test_overrides_keep_the_random_secret_key(config_file: Path) -> None:
+    settings = load(config_file)
+
+    assert settings.with_overrides(port=9999).secret_key == settings.secret_key
+
+
+def test_secrets_stay_out_of_the_repr(config_file: Path) -> None:
+    settings = load(
+        config_file, MASTOK_PASSWORD="hunter2", MASTOK_SECRET_KEY="k3y", MASTOK_OTREE_API_KEY="r3st"
+    )
+
+    for secret in ("hunter2", "k3y", "r3st"):
+        assert secret not in repr(settings)
+    assert "port=8190" in repr(settings)
 
 
 # --- Errors ----------------------------------------------------------------------------------
