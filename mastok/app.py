@@ -15,6 +15,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mastok.campaigns.service import CampaignService
+from mastok.clock import Clock, SystemClock
 from mastok.config import PROJECT_ROOT, Settings
 from mastok.db import Database, async_url, migrate
 from mastok.lightmill import api as lightmill_api
@@ -90,8 +91,13 @@ def public_prefixes(settings: Settings) -> list[str]:
     ]
 
 
-def create_app(settings: Settings, designs: Sequence[Design] = ()) -> Starlette:
-    """`designs`: LightMill experiments to import at start (those already there are skipped)."""
+def create_app(
+    settings: Settings, designs: Sequence[Design] = (), *, clock: Clock | None = None
+) -> Starlette:
+    """`designs`: LightMill experiments to import at start (those already there are skipped);
+    `clock`: the time every rule reads (the system's; tests pass one they move by hand), kept
+    on `app.state.clock`."""
+    clock = clock or SystemClock()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -111,7 +117,7 @@ def create_app(settings: Settings, designs: Sequence[Design] = ()) -> Starlette:
                 live_redirect=not settings.disable_live_redirect,
             ),
         )
-        lightmill = LightMill.from_settings(db, settings)
+        lightmill = LightMill.from_settings(db, settings, clock=clock)
         for design in designs:
             await lightmill.import_at_start(design)
         if settings.unprotected_runs:
@@ -158,4 +164,5 @@ def create_app(settings: Settings, designs: Sequence[Design] = ()) -> Starlette:
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.settings = settings
+    app.state.clock = clock
     return app

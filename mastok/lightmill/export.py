@@ -35,9 +35,9 @@ from typing import Any, Literal, TextIO
 from sqlalchemy import Executable, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mastok.clock import aware
 from mastok.db import Database
 from mastok.lightmill.errors import UnknownElement
-from mastok.lightmill.store import as_utc
 from mastok.lightmill.tables import (
     LMBlock,
     LMEventMeasureValue,
@@ -311,7 +311,7 @@ async def read_trials(
                 measured_block=measured,
                 number=number,
                 practice=practice,
-                completed_at=as_utc(completed_at),
+                completed_at=aware(completed_at),
                 factor_values=factor_values.get(trial_id, no_factors),
                 # A trial done after `trials` was read shows neither its date nor its values.
                 measures=measures.get(trial_id, no_measures) if done else no_measures,

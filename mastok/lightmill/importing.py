@@ -8,12 +8,12 @@ a 100,000-trial design into minutes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Executable, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mastok.db.tables import utcnow
 from mastok.lightmill import design as d
 from mastok.lightmill.tables import (
     LMBlock,
@@ -28,7 +28,7 @@ from mastok.lightmill.tables import (
 )
 
 
-async def insert_design(session: AsyncSession, design: d.Design) -> None:
+async def insert_design(session: AsyncSession, design: d.Design, imported_at: datetime) -> None:
     xp_id = await session.scalar(
         insert(LMExperiment)
         .values(
@@ -36,7 +36,7 @@ async def insert_design(session: AsyncSession, design: d.Design) -> None:
             name=design.name,
             author=design.author,
             description=design.description,
-            imported_at=utcnow(),
+            imported_at=imported_at,
         )
         .returning(LMExperiment.id)
     )

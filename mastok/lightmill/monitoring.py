@@ -1,25 +1,24 @@
 """What the monitoring pages show: experiments' progress, runs' states and locks, a run's
 trials, a trial's events. Read-only; the admin's unlock is the store's `admin_unlock`.
 
-A run's lock is `locked` while its client is alive, `expired` when the client has been silent
-for longer than the lock timeout (its old token still works until someone takes the run),
-`unlocked` when nobody holds it.
+A run's lock is `locked`, `expired` or `unlocked` by the store's rule (locks.py), at the
+clock's time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
+from mastok.clock import Clock, SystemClock, aware
 from mastok.db import Database
-from mastok.db.tables import utcnow
 from mastok.lightmill.errors import UnknownElement
 from mastok.lightmill.export import Layout, TrialRow, read_layout, read_trials
-from mastok.lightmill.store import LockPolicy, as_utc
+from mastok.lightmill.locks import LockPolicy, LockState
 from mastok.lightmill.tables import LMBlock, LMExperiment, LMRun, LMTrial
 
 RUN_PAGE_SIZE = 500  # trials per page of a run
@@ -46,7 +45,7 @@ class RunState:
     trial_count: int
     block_count: int
     completed_trials: int
-    lock: str  # locked, expired, unlocked
+    lock: LockState
     locked_at: datetime | None
     heartbeat_at: datetime | None
     lock_expires_at: datetime | None  # heartbeat + timeout (past when expired)
@@ -73,9 +72,10 @@ class RunTrials:
 
 
 class Monitoring:
-    def __init__(self, db: Database, policy: LockPolicy) -> None:
+    def __init__(self, db: Database, policy: LockPolicy, clock: Clock | None = None) -> None:
         self.db = db
         self.policy = policy
+        self.clock = clock or SystemClock()
 
     async def experiments(self) -> list[ExperimentSummary]:
         """Every experiment, in import order, with its runs' and trials' progress."""
@@ -90,8 +90,7 @@ class Monitoring:
 
     async def runs(self, experiment: str, run: str | None = None) -> list[RunState]:
         """The experiment's runs in design order (or only `run`). Raises UnknownElement."""
-        now = utcnow()
-        cutoff = self.policy.cutoff(now)
+        now = self.clock.now()
         current = aliased(LMTrial)
         current_block = aliased(LMBlock)
         query = (
@@ -100,7 +99,7 @@ class Monitoring:
                 LMRun.trial_count,
                 LMRun.block_count,
                 LMRun.completed_trials,
-                LMRun.lock_token.is_not(None),
+                LMRun.lock_token,
                 LMRun.locked_at,
                 LMRun.heartbeat_at,
                 current_block.number,
@@ -123,25 +122,18 @@ class Monitoring:
                 await _require(conn, experiment)
                 raise UnknownElement(f"experiment {experiment!r} has no run {run!r}")
         states = []
-        timeout = timedelta(seconds=self.policy.timeout)
-        for code, trials, blocks, done, held, locked_at, heartbeat, block, trial in rows:
-            heartbeat = as_utc(heartbeat)
-            if not held:
-                lock = "unlocked"
-            elif heartbeat is not None and heartbeat >= cutoff:
-                lock = "locked"
-            else:
-                lock = "expired"
+        for code, trials, blocks, done, token, locked_at, heartbeat, block, trial in rows:
+            held = token is not None
             states.append(
                 RunState(
                     id=code,
                     trial_count=trials,
                     block_count=blocks,
                     completed_trials=done,
-                    lock=lock,
-                    locked_at=as_utc(locked_at) if held else None,
-                    heartbeat_at=heartbeat if held else None,
-                    lock_expires_at=heartbeat + timeout if held and heartbeat else None,
+                    lock=self.policy.state(token, heartbeat, now),
+                    locked_at=aware(locked_at) if held else None,
+                    heartbeat_at=aware(heartbeat) if held else None,
+                    lock_expires_at=self.policy.expires_at(heartbeat) if held else None,
                     current_block=block,
                     current_trial=trial,
                 )
@@ -166,8 +158,7 @@ class Monitoring:
     async def _summaries(self, experiment: str | None = None) -> list[ExperimentSummary]:
         completed = LMRun.completed_trials >= LMRun.trial_count
         started = LMRun.completed_trials > 0
-        cutoff = self.policy.cutoff(utcnow())
-        locked = and_(LMRun.lock_token.is_not(None), LMRun.heartbeat_at >= cutoff)
+        locked = self.policy.live(self.clock.now())
         query = (
             select(
                 LMExperiment.code,
@@ -196,7 +187,7 @@ class Monitoring:
                 name=name,
                 author=author,
                 description=description,
-                imported_at=as_utc(imported_at),
+                imported_at=aware(imported_at),
                 runs=int(runs),
                 runs_started=int(runs_started),
                 runs_completed=int(runs_completed),

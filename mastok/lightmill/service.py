@@ -1,20 +1,23 @@
-"""LightMill as the API serves it: the store, with the server-wide flags from the settings."""
+"""LightMill as mastok serves it: the store and the monitoring, with the server-wide flags from
+the settings and the clock they read."""
 
 from __future__ import annotations
 
 import logging
 
+from mastok.clock import Clock, SystemClock
 from mastok.config import Settings
 from mastok.db import Database
 from mastok.lightmill.design import Design, DesignError, parse_design
 from mastok.lightmill.errors import CannotImportExperiment
+from mastok.lightmill.locks import LockPolicy
+from mastok.lightmill.monitoring import Monitoring
 from mastok.lightmill.results import TrialResults
 from mastok.lightmill.store import (
     BlockInfo,
     ExperimentInfo,
     LightMillStore,
     Lock,
-    LockPolicy,
     PlanBlock,
     RunInfo,
     TrialInfo,
@@ -28,11 +31,16 @@ class LightMill:
         self.store = store
         self.policy = policy
         self.fixed_measures = fixed_measures
+        self.monitoring = Monitoring(store.db, policy, store.clock)
 
     @classmethod
-    def from_settings(cls, db: Database, settings: Settings) -> LightMill:
+    def from_settings(
+        cls, db: Database, settings: Settings, clock: Clock | None = None
+    ) -> LightMill:
+        """`clock`: the time locks expire by and results are stamped with (tests set it)."""
         policy = LockPolicy(settings.lock_timeout, unprotected=settings.unprotected_runs)
-        return cls(LightMillStore(db), policy, settings.fixed_measures)
+        store = LightMillStore(db, clock or SystemClock())
+        return cls(store, policy, settings.fixed_measures)
 
     async def import_xml(self, data: bytes) -> ExperimentInfo:
         """Parse and store a TouchStone design. Raises CannotImportExperiment."""

@@ -13,15 +13,15 @@ import secrets
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from mastok.clock import Clock, SystemClock, aware
 from mastok.db import Database
-from mastok.db.tables import utcnow
 from mastok.lightmill import design as d
 from mastok.lightmill.errors import (
     CannotImportExperiment,
@@ -36,6 +36,7 @@ from mastok.lightmill.errors import (
     WrongToken,
 )
 from mastok.lightmill.importing import insert_design
+from mastok.lightmill.locks import LockPolicy
 from mastok.lightmill.recording import (
     Measures,
     insert_many_results,
@@ -144,31 +145,15 @@ class PlanTrial:
     completed_at: datetime | None
 
 
-@dataclass(frozen=True)
-class LockPolicy:
-    """`timeout`: seconds of silence after which a lock counts as released; `unprotected`: any
-    client may take a locked run over."""
-
-    timeout: float
-    unprotected: bool = False
-
-    def cutoff(self, now: datetime) -> datetime:
-        return now - timedelta(seconds=self.timeout)
-
-
-def as_utc(moment: datetime | None) -> datetime | None:
-    """SQLite gives naive datetimes back; every time mastok stores is UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
 # --- The store --------------------------------------------------------------------------------
 
 
 class LightMillStore:
-    def __init__(self, db: Database) -> None:
+    """`clock`: what time locks, heartbeats, completions and imports are read and stamped at."""
+
+    def __init__(self, db: Database, clock: Clock | None = None) -> None:
         self.db = db
+        self.clock = clock or SystemClock()
         self._batches: Batches[_Post, _Recorded] = Batches(db, self._record_batch, self._record)
         # Each experiment's measures as last read by a committed trial post (recording.py).
         self._measures: dict[int, Measures] = {}
@@ -181,7 +166,7 @@ class LightMillStore:
             async with self.db.session() as session, session.begin():
                 if await _experiment_id(session, design.id) is not None:
                     raise CannotImportExperiment(f"experiment {design.id!r} already exists")
-                await insert_design(session, design)
+                await insert_design(session, design, self.clock.now())
         except IntegrityError:
             # Another import of the same id won the race.
             raise CannotImportExperiment(f"experiment {design.id!r} already exists") from None
@@ -214,27 +199,27 @@ class LightMillStore:
             found = await session.scalars(
                 select(LMRun).where(LMRun.experiment_id == xp_id).order_by(LMRun.position)
             )
-            now = utcnow()
+            now = self.clock.now()
             return [_run_info(run, experiment, policy, now) for run in found]
 
     async def run(self, experiment: str, run: str, policy: LockPolicy) -> RunInfo:
         async with self.db.session() as session:
             row = await _require_run(session, experiment, run)
-            return _run_info(row, experiment, policy, utcnow())
+            return _run_info(row, experiment, policy, self.clock.now())
 
     async def available_run(self, experiment: str, policy: LockPolicy) -> RunInfo:
         """The first run no trial of which is done and nobody holds: never-locked runs first,
         then runs whose client went silent."""
         async with self.db.session() as session:
             xp_id = await _require_experiment(session, experiment)
-            now = utcnow()
+            now = self.clock.now()
             row = await session.scalar(
                 select(LMRun)
                 .where(
                     LMRun.experiment_id == xp_id,
                     LMRun.completed_trials == 0,
                     LMRun.trial_count > 0,
-                    _lock_released(policy, now),
+                    policy.released(now),
                 )
                 .order_by(case((LMRun.lock_token.is_(None), 0), else_=1), LMRun.position)
                 .limit(1)
@@ -251,11 +236,11 @@ class LightMillStore:
         async with self.db.session() as session, session.begin():
             row = await _require_run(session, experiment, run)
             previous, heartbeat = row.lock_token, row.heartbeat_at
-            now = utcnow()
+            now = self.clock.now()
             token = secrets.token_hex(16)
             taking = _update(LMRun).where(LMRun.id == row.id)
             if not policy.unprotected:
-                taking = taking.where(_lock_released(policy, now))
+                taking = taking.where(policy.released(now))
             result = await session.execute(
                 taking.values(lock_token=token, locked_at=now, heartbeat_at=now)
             )
@@ -279,7 +264,7 @@ class LightMillStore:
         """Check the token and refresh the lock's heartbeat. Raises RunNotLocked, WrongToken."""
         async with self.db.session() as session, session.begin():
             row = await _require_run(session, experiment, run)
-            now = utcnow()
+            now = self.clock.now()
             _check_token(row, token, experiment, policy, now)
             result = await session.execute(
                 _update(LMRun)
@@ -293,7 +278,7 @@ class LightMillStore:
         """Release the lock its holder names. Raises RunNotLocked, WrongToken."""
         async with self.db.session() as session, session.begin():
             row = await _require_run(session, experiment, run)
-            now = utcnow()
+            now = self.clock.now()
             _check_token(row, token, experiment, policy, now)
             result = await session.execute(
                 _update(LMRun)
@@ -340,7 +325,7 @@ class LightMillStore:
             for trial in trials:
                 by_block[trial.block_id].append(
                     PlanTrial(
-                        trial.number, trial_values.get(trial.id, {}), as_utc(trial.completed_at)
+                        trial.number, trial_values.get(trial.id, {}), aware(trial.completed_at)
                     )
                 )
             return [
@@ -425,7 +410,7 @@ class LightMillStore:
         None for a post to record alone: one the checks refuse (alone, it gets its precise
         answer), one that names a measure or a level to register, a second one for a run, one
         whose run changed between its checks and its writes."""
-        now = utcnow()
+        now = self.clock.now()
         keys = {(p.experiment, p.run, p.block, p.number) for p in posts}
         found: dict[tuple[str, str, int, int], Any] = {}
         factor_values: dict[int, dict[str, str]] = defaultdict(dict)  # by trial
@@ -504,7 +489,7 @@ class LightMillStore:
             if await connection.scalar(_EXPERIMENT_PK, {"experiment": experiment}) is None:
                 raise _no_experiment(experiment)
             raise UnknownElement(f"experiment {experiment!r} has no run {run!r}")
-        now = utcnow()
+        now = self.clock.now()
         if post.policy is not None:
             _check_lock(
                 found.lock_token,
@@ -768,21 +753,6 @@ async def _current(connection: AsyncConnection, run_pk: int, position: int) -> s
 # --- Locks ------------------------------------------------------------------------------------
 
 
-def _lock_released(policy: LockPolicy, now: datetime) -> ColumnElement[bool]:
-    return or_(LMRun.lock_token.is_(None), LMRun.heartbeat_at < policy.cutoff(now))
-
-
-def _lock_is_live(run: LMRun, policy: LockPolicy, now: datetime) -> bool:
-    return _is_live(run.lock_token, run.heartbeat_at, policy, now)
-
-
-def _is_live(
-    lock_token: str | None, heartbeat_at: datetime | None, policy: LockPolicy, now: datetime
-) -> bool:
-    heartbeat = as_utc(heartbeat_at)
-    return lock_token is not None and heartbeat is not None and heartbeat >= policy.cutoff(now)
-
-
 def _check_token(
     run: LMRun, token: str, experiment: str, policy: LockPolicy, now: datetime
 ) -> None:
@@ -802,7 +772,7 @@ def _check_lock(
     the run; anyone else is told the run is not locked, or locked by someone else."""
     if lock_token is not None and secrets.compare_digest(lock_token, token):
         return
-    if not _is_live(lock_token, heartbeat_at, policy, now):
+    if not policy.is_live(lock_token, heartbeat_at, now):
         raise RunNotLocked(
             f"run {run!r} of {experiment!r} is not locked: take its lock before writing"
         )
@@ -816,7 +786,7 @@ def _wrong_token(run: str, experiment: str) -> WrongToken:
 
 
 def _seconds_since(moment: datetime | None, now: datetime) -> str:
-    moment = as_utc(moment)
+    moment = aware(moment)
     return "?" if moment is None else f"{(now - moment).total_seconds():.0f}"
 
 
@@ -837,8 +807,8 @@ def _run_info(run: LMRun, experiment: str, policy: LockPolicy, now: datetime) ->
         trial_count=run.trial_count,
         block_count=run.block_count,
         completed_trials=run.completed_trials,
-        locked=_lock_is_live(run, policy, now),
-        heartbeat_at=as_utc(run.heartbeat_at),
+        locked=policy.is_live(run.lock_token, run.heartbeat_at, now),
+        heartbeat_at=aware(run.heartbeat_at),
     )
 
 
@@ -965,7 +935,7 @@ async def _trial_info(
         number=trial.number,
         practice=block.practice,
         factor_values=factor_values,
-        completed_at=as_utc(trial.completed_at),
+        completed_at=aware(trial.completed_at),
         measures=measures,
         events=event_list,
     )

@@ -19,7 +19,8 @@ from datetime import datetime
 from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mastok.db.tables import Base, utcnow
+from mastok.clock import utcnow
+from mastok.db.tables import Base
 
 ID_LENGTH = 255
 WITHOUT_ROWID = {"sqlite_with_rowid": False}

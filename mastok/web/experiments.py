@@ -59,8 +59,7 @@ def _lightmill(request: Request) -> LightMill:
 
 
 def _monitoring(request: Request) -> Monitoring:
-    services = request.app.state.services
-    return Monitoring(services.db, services.lightmill.policy)
+    return _lightmill(request).monitoring
 
 
 def _iso(moment: datetime | None) -> str | None:

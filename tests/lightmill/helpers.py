@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from mastok.app import Services
-from mastok.db.tables import utcnow
 from mastok.lightmill import tables
 from mastok.lightmill.service import LightMill
 from tests.fixtures.app import basic_auth
@@ -119,24 +117,3 @@ def row_counts(client: TestClient) -> dict[str, int]:
 
 def nothing_stored(client: TestClient) -> bool:
     return set(row_counts(client).values()) == {0}
-
-
-def age_lock(client: TestClient, run: str, seconds: float, xp: str = "pointing") -> None:
-    """Pretend the run's client was last heard from `seconds` ago."""
-    database = services(client).db
-
-    async def set_heartbeat() -> None:
-        async with database.session() as session, session.begin():
-            run_id = (
-                select(tables.LMRun.id)
-                .join(tables.LMExperiment)
-                .where(tables.LMExperiment.code == xp, tables.LMRun.code == run)
-                .scalar_subquery()
-            )
-            await session.execute(
-                update(tables.LMRun)
-                .where(tables.LMRun.id == run_id)
-                .values(heartbeat_at=utcnow() - timedelta(seconds=seconds))
-            )
-
-    in_app(client, set_heartbeat)

@@ -8,6 +8,7 @@ import json
 import pytest
 from starlette.testclient import TestClient
 
+from mastok.clock import ManualClock
 from mastok.lightmill.results import TrialResults
 from mastok.lightmill.store import TrialInfo
 from tests.fixtures.app import ClientFactory, basic_auth
@@ -15,7 +16,6 @@ from tests.lightmill.helpers import (
     ORIGIN,
     TEXT,
     XML,
-    age_lock,
     design,
     error,
     import_design,
@@ -30,8 +30,8 @@ from tests.lightmill.helpers import (
 
 
 @pytest.fixture
-def anonymous(make_client: ClientFactory) -> TestClient:
-    return make_client(authenticated=False)
+def anonymous(make_client: ClientFactory, clock: ManualClock) -> TestClient:
+    return make_client(authenticated=False, clock=clock)
 
 
 # --- Import -----------------------------------------------------------------------------------
@@ -421,10 +421,12 @@ def test_posts_arriving_together_are_each_stored_or_refused_alone(anonymous: Tes
     assert counts["lm_event_measure_values"] == 3 * 5 * 2
 
 
-def test_a_refused_post_with_the_token_keeps_the_lock_alive(anonymous: TestClient) -> None:
+def test_a_refused_post_with_the_token_keeps_the_lock_alive(
+    anonymous: TestClient, clock: ManualClock
+) -> None:
     imported(anonymous)
     token = lock(anonymous, "S0")
-    age_lock(anonymous, "S0", 121)
+    clock.advance(seconds=121)
 
     early = post_trial(anonymous, "S0", 1, 0, token, {"trial": {"time": 1}})
 

@@ -17,7 +17,8 @@ import httpx
 
 from mastok.db import Database, async_url, migrate
 from mastok.lightmill.design import parse_design
-from mastok.lightmill.store import LightMillStore, LockPolicy
+from mastok.lightmill.locks import LockPolicy
+from mastok.lightmill.store import LightMillStore
 from mastok.otree.local import free_port
 from tests.lightmill.helpers import DESIGNS
 

@@ -20,8 +20,9 @@ from starlette.testclient import TestClient
 from mastok.db import Database, async_url, migrate
 from mastok.lightmill import export
 from mastok.lightmill.design import parse_design
+from mastok.lightmill.locks import LockPolicy
 from mastok.lightmill.results import parse_results
-from mastok.lightmill.store import LightMillStore, LockPolicy
+from mastok.lightmill.store import LightMillStore
 from tests.fixtures.app import ClientFactory
 from tests.lightmill import bulk
 from tests.lightmill.helpers import DESIGNS, imported, in_app, lock, post_trial, services

@@ -1,18 +1,22 @@
-"""Run locks: one client at a time, tokens checked, and no run stranded by a vanished client."""
+"""Run locks: one client at a time, tokens checked, and no run stranded by a vanished client.
+
+Time passes by the app's clock, which the tests move by hand.
+"""
 
 from __future__ import annotations
 
 import json
-import time
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from tests.fixtures.app import ClientFactory
+from mastok.clock import ManualClock, iso
+from mastok.lightmill.locks import LockPolicy, LockState
+from tests.fixtures.app import ClientFactory, basic_auth
 from tests.lightmill.helpers import (
     TEXT,
-    age_lock,
     error,
     imported,
     in_app,
@@ -24,8 +28,8 @@ from tests.lightmill.helpers import (
 
 
 @pytest.fixture
-def anonymous(make_client: ClientFactory) -> TestClient:
-    client = make_client(authenticated=False)
+def anonymous(make_client: ClientFactory, clock: ManualClock) -> TestClient:
+    client = make_client(authenticated=False, clock=clock)
     imported(client)
     return client
 
@@ -87,15 +91,16 @@ def test_unlock_with_the_token(anonymous: TestClient) -> None:
     lock(anonymous, "S0")
 
 
-def test_an_expired_lock_is_taken_over_and_the_run_resumes(make_client: ClientFactory) -> None:
-    client = make_client(authenticated=False, lock_timeout=0.2)
-    imported(client)
+def test_an_expired_lock_is_taken_over_and_the_run_resumes(
+    anonymous: TestClient, clock: ManualClock
+) -> None:
+    client = anonymous
     first = lock(client, "S0")
     for block, trial in ((0, 0), (0, 1), (1, 0)):
         assert post_trial(client, "S0", block, trial, first, {"trial": {"time": 1}}).is_success
     assert error(client.get("/api/run/pointing/S0/lock"), 405, "RunAlreadyLocked")
 
-    time.sleep(0.25)  # the first client goes silent for longer than the lock timeout
+    clock.advance(seconds=121)  # the first client goes silent for longer than the lock timeout
 
     assert client.get("/api/run/pointing/S0").json()["locked"] is False
     second = lock(client, "S0")
@@ -110,9 +115,11 @@ def test_an_expired_lock_is_taken_over_and_the_run_resumes(make_client: ClientFa
     assert client.get("/api/run/pointing/S0").json()["started"] is True
 
 
-def test_a_silent_holder_keeps_its_run_until_someone_takes_it(anonymous: TestClient) -> None:
+def test_a_silent_holder_keeps_its_run_until_someone_takes_it(
+    anonymous: TestClient, clock: ManualClock
+) -> None:
     token = lock(anonymous, "S0")
-    age_lock(anonymous, "S0", 121)
+    clock.advance(seconds=121)
 
     assert anonymous.get("/api/run/pointing/S0").json()["locked"] is False
     assert post_trial(anonymous, "S0", 0, 0, token, {"trial": {"time": 1}}).status_code == 200
@@ -121,26 +128,27 @@ def test_a_silent_holder_keeps_its_run_until_someone_takes_it(anonymous: TestCli
     assert error(anonymous.get("/api/run/pointing/S0/lock"), 405, "RunAlreadyLocked")
 
 
-def test_calls_carrying_the_token_keep_the_lock_alive(anonymous: TestClient) -> None:
+def test_calls_carrying_the_token_keep_the_lock_alive(
+    anonymous: TestClient, clock: ManualClock
+) -> None:
     token = lock(anonymous, "S0")
+    run = "/api/run/pointing/S0"
+    paths = [run, f"{run}/plan", f"{run}/current_trial", f"{run}/next_trial"]
 
-    for path in ("", "/plan", "/current_trial", "/next_trial"):
-        age_lock(anonymous, "S0", 121)
-        alive = anonymous.get(f"/api/run/pointing/S0{path}", params={"token": token})
-        assert alive.status_code == 200, path
-        assert error(anonymous.get("/api/run/pointing/S0/lock"), 405, "RunAlreadyLocked")
-    age_lock(anonymous, "S0", 121)
-    assert anonymous.get("/api/trial/pointing/S0/0/0", params={"token": token}).is_success
-    assert error(anonymous.get("/api/run/pointing/S0/lock"), 405, "RunAlreadyLocked")
+    for path in [*paths, "/api/block/pointing/S0/0", "/api/trial/pointing/S0/0/0"]:
+        clock.advance(seconds=100)
+        assert anonymous.get(path, params={"token": token}).status_code == 200, path
+        clock.advance(seconds=100)  # 200 s since the previous sign of life, 100 s since this
+        assert error(anonymous.get(f"{run}/lock"), 405, "RunAlreadyLocked"), path
     wrong = anonymous.get("/api/run/pointing/S0/plan", params={"token": "made-up"})
     assert error(wrong, 405, "WrongToken")
 
 
-def test_available_runs_prefer_never_locked_ones(anonymous: TestClient) -> None:
+def test_available_runs_prefer_never_locked_ones(anonymous: TestClient, clock: ManualClock) -> None:
     lock(anonymous, "S0")
+    clock.advance(seconds=300)
     lock(anonymous, "S1")
-    age_lock(anonymous, "S0", 500)
-    age_lock(anonymous, "S1", 200)
+    clock.advance(seconds=200)  # S0's client silent for 500 s, S1's for 200 s
 
     assert anonymous.get("/api/experiment/pointing/available_run").json()["id"] == "S2"
     lock(anonymous, "S2")
@@ -187,3 +195,52 @@ def test_an_admin_can_unlock_any_run(anonymous: TestClient) -> None:
     assert anonymous.get("/api/run/pointing/S0").json()["locked"] is False
     assert error(post_trial(anonymous, "S0", 0, 0, token), 405, "RunNotLocked")
     lock(anonymous, "S0")
+
+
+def test_the_store_and_the_monitoring_pages_see_a_lock_expire_at_the_same_moment(
+    anonymous: TestClient, clock: ManualClock
+) -> None:
+    lock(anonymous, "S0")
+    expires = clock.now() + timedelta(seconds=120)
+
+    def seen() -> tuple[bool, str, int, str | None]:
+        """The run's `locked` (the store), its lock and the experiment's held locks (the
+        monitoring pages), the lock's expiry as shown."""
+        admin = basic_auth()
+        twin = anonymous.get("/api/monitoring/experiments/pointing", headers=admin).json()
+        run = next(r for r in twin["runs"] if r["id"] == "S0")
+        locked: bool = anonymous.get("/api/run/pointing/S0").json()["locked"]
+        return locked, run["lock"], twin["experiment"]["runs_locked"], run["lock_expires_at"]
+
+    clock.set(expires)  # the last moment it is held
+    assert seen() == (True, "locked", 1, iso(expires))
+    assert error(anonymous.get("/api/run/pointing/S0/lock"), 405, "RunAlreadyLocked")
+
+    clock.advance(microseconds=1)
+    assert seen() == (False, "expired", 0, iso(expires))
+    lock(anonymous, "S0")
+
+
+HEARD = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("token", "heartbeat", "seconds_later", "state"),
+    [
+        ("t", HEARD, 0, LockState.LOCKED),
+        ("t", HEARD, 120, LockState.LOCKED),
+        ("t", HEARD, 120.000001, LockState.EXPIRED),
+        ("t", HEARD.replace(tzinfo=None), 120, LockState.LOCKED),  # as SQLite gives it back
+        ("t", None, 0, LockState.EXPIRED),
+        (None, HEARD, 0, LockState.UNLOCKED),
+        (None, None, 0, LockState.UNLOCKED),
+    ],
+)
+def test_the_lock_rule(
+    token: str | None, heartbeat: datetime | None, seconds_later: float, state: LockState
+) -> None:
+    policy = LockPolicy(120)
+    now = HEARD + timedelta(seconds=seconds_later)
+
+    assert policy.state(token, heartbeat, now) is state
+    assert policy.is_live(token, heartbeat, now) is (state is LockState.LOCKED)

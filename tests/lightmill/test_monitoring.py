@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from mastok.clock import ManualClock
 from tests.fixtures.app import ClientFactory
 from tests.lightmill.helpers import (
-    age_lock,
     design,
     error,
     imported,
@@ -99,6 +99,12 @@ def ok(client: TestClient, path: str) -> str:
     return response.text
 
 
+@pytest.fixture
+def client(make_client: ClientFactory, clock: ManualClock) -> TestClient:
+    """An admin's client of an app on the test's clock."""
+    return make_client(clock=clock)
+
+
 def twin(client: TestClient, path: str) -> dict[str, Any]:
     response = client.get(path)
     assert response.status_code == 200, response.text
@@ -109,18 +115,19 @@ def twin(client: TestClient, path: str) -> dict[str, Any]:
 # --- The runs in every state ------------------------------------------------------------------
 
 
-def three_states(client: TestClient) -> dict[str, str]:
-    """S0 started and locked, S1 unstarted with an expired lock, S2 completed and unlocked.
-    The clients' tokens."""
+def three_states(client: TestClient, clock: ManualClock) -> dict[str, str]:
+    """S0 started and locked, S1 unstarted with an expired lock, S2 completed and unlocked
+    (`clock`: the client's app's). The clients' tokens."""
     imported(client)
-    tokens = {run: lock(client, run) for run in ("S0", "S1", "S2")}
+    tokens = {"S1": lock(client, "S1")}
+    clock.advance(seconds=600)  # S1's client goes silent
+    tokens |= {run: lock(client, run) for run in ("S0", "S2")}
     for block, trial in ((0, 0), (0, 1)):
         assert post_trial(client, "S0", block, trial, tokens["S0"]).status_code == 200
     for trial in (0, 1):
         assert post_trial(client, "S2", 0, trial, tokens["S2"]).status_code == 200
     unlocked = client.post("/api/run/pointing/S2/unlock", json={"token": tokens["S2"]})
     assert unlocked.status_code == 200
-    age_lock(client, "S1", 600)
     return tokens
 
 
@@ -139,8 +146,8 @@ def run_cells(run: dict[str, Any]) -> list[str]:
     ]
 
 
-def test_the_experiment_page_shows_every_run_state(client: TestClient) -> None:
-    three_states(client)
+def test_the_experiment_page_shows_every_run_state(client: TestClient, clock: ManualClock) -> None:
+    three_states(client, clock)
 
     page = ok(client, XP)
     data = twin(client, API)
@@ -192,11 +199,13 @@ def test_the_experiment_page_shows_every_run_state(client: TestClient) -> None:
     assert 'id="unprotected-runs"' not in page
 
 
-def test_the_experiments_page_lists_them_with_their_progress(client: TestClient) -> None:
+def test_the_experiments_page_lists_them_with_their_progress(
+    client: TestClient, clock: ManualClock
+) -> None:
     empty = ok(client, "/experiments")
     assert "No experiment yet" in empty
     assert twin(client, "/api/monitoring/experiments")["experiments"] == []
-    three_states(client)
+    three_states(client, clock)
 
     page = ok(client, "/experiments")
     data = twin(client, "/api/monitoring/experiments")
@@ -220,8 +229,10 @@ def test_the_experiments_page_lists_them_with_their_progress(client: TestClient)
     assert '<a href="/experiments">Experiments</a>' in ok(client, "/campaigns")
 
 
-def test_a_lock_refreshed_by_its_client_stays_locked(client: TestClient) -> None:
-    tokens = three_states(client)
+def test_a_lock_refreshed_by_its_client_stays_locked(
+    client: TestClient, clock: ManualClock
+) -> None:
+    tokens = three_states(client, clock)
     assert twin(client, API)["runs"][1]["lock"] == "expired"
 
     client.get("/api/run/pointing/S1", params={"token": tokens["S1"]})  # a sign of life
@@ -238,8 +249,8 @@ def lock_of(client: TestClient, run: str) -> str:
     return state
 
 
-def test_the_unlock_button_releases_the_lock(client: TestClient) -> None:
-    tokens = three_states(client)
+def test_the_unlock_button_releases_the_lock(client: TestClient, clock: ManualClock) -> None:
+    tokens = three_states(client, clock)
     token = csrf_token(ok(client, XP))
 
     response = client.post(f"{XP}/runs/S0/unlock", data={"csrf_token": token})
@@ -261,9 +272,11 @@ def test_the_unlock_button_releases_the_lock(client: TestClient) -> None:
     assert "Run S2 held no lock." in ok(client, XP)
 
 
-def test_unlock_needs_the_admin_and_a_csrf_token(make_client: ClientFactory) -> None:
-    admin = make_client()
-    three_states(admin)
+def test_unlock_needs_the_admin_and_a_csrf_token(
+    make_client: ClientFactory, clock: ManualClock
+) -> None:
+    admin = make_client(clock=clock)
+    three_states(admin, clock)
     token = csrf_token(ok(admin, XP))
     anonymous = make_client(authenticated=False)
     other = make_client()
@@ -293,9 +306,9 @@ def test_unlock_of_an_unknown_run_is_404(client: TestClient) -> None:
     assert missing.status_code == 404
 
 
-def test_the_api_unlock(make_client: ClientFactory) -> None:
-    admin = make_client()
-    three_states(admin)
+def test_the_api_unlock(make_client: ClientFactory, clock: ManualClock) -> None:
+    admin = make_client(clock=clock)
+    three_states(admin, clock)
     anonymous = make_client(authenticated=False)
 
     assert anonymous.post(f"{API}/runs/S0/unlock", json={}).status_code == 401
