@@ -4,11 +4,11 @@ admin pages and the JSON API."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from mastok.campaigns import rules, store
 from mastok.campaigns.rules import InvalidCampaign
+from mastok.clock import iso
 from mastok.db import Database
 from mastok.db.tables import Campaign
 from mastok.otree import OTreeClient, OTreeError, SessionConfig
@@ -102,13 +102,6 @@ class CampaignService:
             **self.as_fields(campaign),
             "uid": campaign.uid,
             "share_url": self.share_url(campaign),
-            "created_at": _iso(campaign.created_at),
-            "updated_at": _iso(campaign.updated_at),
+            "created_at": iso(campaign.created_at),
+            "updated_at": iso(campaign.updated_at),
         }
-
-
-def _iso(moment: datetime) -> str:
-    """SQLite gives naive datetimes back; every time mastok stores is UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.isoformat()

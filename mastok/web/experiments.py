@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -28,6 +27,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route
 from wtforms import FileField
 
+from mastok.clock import iso
 from mastok.lightmill import export
 from mastok.lightmill.errors import CannotImportExperiment, UnknownElement
 from mastok.lightmill.monitoring import ExperimentSummary, Monitoring, RunState
@@ -62,10 +62,6 @@ def _monitoring(request: Request) -> Monitoring:
     return _lightmill(request).monitoring
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
-
-
 def _flags(request: Request) -> dict[str, Any]:
     policy = _lightmill(request).policy
     return {"unprotected_runs": policy.unprotected, "lock_timeout": policy.timeout}
@@ -77,7 +73,7 @@ def experiment_json(summary: ExperimentSummary) -> dict[str, Any]:
         "name": summary.name,
         "author": summary.author,
         "description": summary.description,
-        "imported_at": _iso(summary.imported_at),
+        "imported_at": iso(summary.imported_at),
         "runs": summary.runs,
         "runs_started": summary.runs_started,
         "runs_completed": summary.runs_completed,
@@ -99,9 +95,9 @@ def run_json(run: RunState) -> dict[str, Any]:
         "blocks": run.block_count,
         "current": current,
         "lock": run.lock,
-        "locked_since": _iso(run.locked_at),
-        "last_heartbeat": _iso(run.heartbeat_at),
-        "lock_expires_at": _iso(run.lock_expires_at),
+        "locked_since": iso(run.locked_at),
+        "last_heartbeat": iso(run.heartbeat_at),
+        "lock_expires_at": iso(run.lock_expires_at),
     }
 
 
@@ -154,7 +150,7 @@ async def run_view(request: Request, experiment: str, run: str) -> dict[str, Any
                 "measured_block": t.measured_block,
                 "trial": t.number,
                 "practice": t.practice,
-                "completed_at": _iso(t.completed_at),
+                "completed_at": iso(t.completed_at),
                 "factor_values": _present(layout.factors, t.factor_values),
                 "measures": _present(layout.trial_measures, t.measures),
                 "events": t.event_count,
@@ -186,7 +182,7 @@ async def trial_view(
         "measured_block": info.measured_block_number,
         "trial": info.number,
         "practice": info.practice,
-        "completed_at": _iso(info.completed_at),
+        "completed_at": iso(info.completed_at),
         "factor_values": info.factor_values,
         "measures": dict(sorted(info.measures.items())),
         "event_measures": sorted(event_measures),

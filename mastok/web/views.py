@@ -8,6 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from starlette.requests import Request
 
+from mastok.clock import iso
 from mastok.otree import OTreeError, SessionSummary
 
 LATEST_SESSIONS = 25
@@ -103,7 +104,7 @@ async def supervise(request: Request, namespace: str) -> dict[str, Any]:
                 "size": record.size,
                 "admin_url": record.admin_url,
                 "participant_codes": await services.records.participant_codes(record.id),
-                "created_at": _iso(record.created_at),
+                "created_at": iso(record.created_at),
             }
         )
     return {
@@ -115,7 +116,3 @@ async def supervise(request: Request, namespace: str) -> dict[str, Any]:
         },
         "sessions": sessions,
     }
-
-
-def _iso(moment: datetime) -> str:
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
