@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -26,23 +25,11 @@ from mastok.live.rooms import Rooms
 from mastok.live.runner import RoomSettings
 from mastok.live.starter import SessionStarter
 from mastok.otree import OTreeClient
+from mastok.services import Services
 from mastok.web import api, experiments, join, pages, sockets
 from mastok.web.auth import BasicAuthMiddleware
 
 log = logging.getLogger("mastok")
-
-
-@dataclass
-class Services:
-    """What the routes work with, built at start-up and kept on `app.state.services`."""
-
-    settings: Settings
-    db: Database
-    otree: OTreeClient
-    campaigns: CampaignService
-    records: Records
-    rooms: Rooms
-    lightmill: LightMill
 
 
 class FormSessions(SessionMiddleware):

@@ -16,6 +16,7 @@ from starlette.routing import Route
 from mastok.campaigns.rules import InvalidCampaign
 from mastok.campaigns.service import CampaignNotFound
 from mastok.otree import OTreeError
+from mastok.services import services, settings
 from mastok.web import experiments, openapi, views
 
 
@@ -31,7 +32,7 @@ async def list_campaigns(request: Request) -> Response:
 
 
 async def create_campaign(request: Request) -> Response:
-    service = request.app.state.services.campaigns
+    service = services(request).campaigns
     try:
         campaign = await service.create(await _json_object(request))
     except BadRequest as bad:
@@ -43,7 +44,7 @@ async def create_campaign(request: Request) -> Response:
 
 
 async def get_campaign(request: Request) -> Response:
-    service = request.app.state.services.campaigns
+    service = services(request).campaigns
     namespace = request.path_params["namespace"]
     try:
         return JSONResponse(service.to_json(await service.get(namespace)))
@@ -52,7 +53,7 @@ async def get_campaign(request: Request) -> Response:
 
 
 async def patch_campaign(request: Request) -> Response:
-    service = request.app.state.services.campaigns
+    service = services(request).campaigns
     namespace = request.path_params["namespace"]
     try:
         campaign = await service.update(namespace, await _json_object(request))
@@ -83,7 +84,7 @@ async def sessions(request: Request) -> Response:
 
 async def otree_configs(request: Request) -> Response:
     try:
-        configs = await request.app.state.services.otree.list_configs()
+        configs = await services(request).otree.list_configs()
     except OTreeError as error:
         return _error(502, f"oTree: {error.message}")
     return JSONResponse(
@@ -95,7 +96,7 @@ async def otree_configs(request: Request) -> Response:
 
 
 async def openapi_document(request: Request) -> Response:
-    return JSONResponse(openapi.document(request.app.state.settings.web_prefix))
+    return JSONResponse(openapi.document(settings(request).web_prefix))
 
 
 async def _json_object(request: Request) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import NumberInput
 
 from mastok.campaigns.rules import RANGES, STATES
+from mastok.services import settings
 
 
 class _WebFormData:
@@ -49,7 +50,7 @@ class CSRFForm(Form):
 
     @classmethod
     def for_request(cls, request: Request, formdata: FormData | None = None, **kwargs: Any) -> Any:
-        secret = request.app.state.settings.secret_key.encode()
+        secret = settings(request).secret_key.encode()
         meta = {"csrf_secret": secret, "csrf_context": request.session}
         data = _WebFormData(formdata) if formdata is not None else None
         return cls(formdata=data, meta=meta, **kwargs)

@@ -6,12 +6,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mastok.services import services
 from mastok.web.templating import render
 
 
 async def join_page(request: Request) -> Response:
     slug = request.path_params["slug"]
-    campaign = await request.app.state.services.campaigns.get_by_slug(slug)
+    campaign = await services(request).campaigns.get_by_slug(slug)
     if campaign is None:
         return render(request, "join_not_found.html", {"slug": slug}, 404)
     return render(request, "join.html", {"slug": slug})

@@ -12,13 +12,14 @@ from wtforms.fields.choices import SelectChoice
 from mastok.campaigns.rules import InvalidCampaign
 from mastok.campaigns.service import CampaignNotFound
 from mastok.otree import OTreeError, SessionConfig
+from mastok.services import services, settings
 from mastok.web import views
 from mastok.web.forms import EditCampaignForm, NewCampaignForm
 from mastok.web.templating import render
 
 
 async def home(request: Request) -> Response:
-    return RedirectResponse(request.app.state.settings.web_prefix + "/dashboard", 302)
+    return RedirectResponse(settings(request).web_prefix + "/dashboard", 302)
 
 
 async def healthz(request: Request) -> Response:
@@ -36,7 +37,6 @@ async def campaigns_list(request: Request) -> Response:
 
 
 async def campaign_new(request: Request) -> Response:
-    services = request.app.state.services
     configs, otree_problem = await _configs(request)
     formdata = await request.form() if request.method == "POST" else None
     form = NewCampaignForm.for_request(request, formdata)
@@ -48,7 +48,7 @@ async def campaign_new(request: Request) -> Response:
     if not form.validate():
         return _csrf_failed(request, form) or render(request, "campaign_new.html", context, 422)
     try:
-        campaign = await services.campaigns.create(form.values())
+        campaign = await services(request).campaigns.create(form.values())
     except InvalidCampaign as invalid:
         context["errors"] = form.attach_errors(invalid.errors)
         return render(request, "campaign_new.html", context, 422)
@@ -56,22 +56,22 @@ async def campaign_new(request: Request) -> Response:
 
 
 async def campaign_edit(request: Request) -> Response:
-    services = request.app.state.services
+    campaigns = services(request).campaigns
     namespace = request.path_params["namespace"]
     try:
-        campaign = await services.campaigns.get(namespace)
+        campaign = await campaigns.get(namespace)
     except CampaignNotFound:
         return _not_found(request, f"No campaign named {namespace!r}.")
     formdata = await request.form() if request.method == "POST" else None
     form = EditCampaignForm.for_request(request, formdata, obj=campaign)
     context: dict[str, Any] = {"form": form, "campaign": campaign, "errors": []}
-    context["share_url"] = services.campaigns.share_url(campaign)
+    context["share_url"] = campaigns.share_url(campaign)
     if formdata is None:
         return render(request, "campaign_edit.html", context)
     if not form.validate():
         return _csrf_failed(request, form) or render(request, "campaign_edit.html", context, 422)
     try:
-        await services.campaigns.update(namespace, form.values())
+        await campaigns.update(namespace, form.values())
     except InvalidCampaign as invalid:
         context["errors"] = form.attach_errors(invalid.errors)
         return render(request, "campaign_edit.html", context, 422)
@@ -93,7 +93,7 @@ async def sessions_list(request: Request) -> Response:
 
 async def _configs(request: Request) -> tuple[list[SessionConfig] | None, str | None]:
     try:
-        return await request.app.state.services.campaigns.otree_configs(), None
+        return await services(request).campaigns.otree_configs(), None
     except OTreeError as error:
         return None, error.message
 
@@ -117,7 +117,7 @@ def _not_found(request: Request, message: str) -> Response:
 
 def _see_campaigns(request: Request, flash: str) -> Response:
     request.session["flash"] = flash
-    return RedirectResponse(request.app.state.settings.web_prefix + "/campaigns", 303)
+    return RedirectResponse(settings(request).web_prefix + "/campaigns", 303)
 
 
 routes = [

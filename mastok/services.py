@@ -1,0 +1,42 @@
+"""What the routes work with, built at start-up, and typed access to it from a request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from starlette.requests import HTTPConnection
+
+if TYPE_CHECKING:  # for the types only: web/ modules import this, and live/ imports must not loop
+    from mastok.campaigns.service import CampaignService
+    from mastok.config import Settings
+    from mastok.db import Database
+    from mastok.lightmill.service import LightMill
+    from mastok.live.records import Records
+    from mastok.live.rooms import Rooms
+    from mastok.otree import OTreeClient
+
+
+@dataclass
+class Services:
+    """Kept on `app.state.services` by the app's lifespan."""
+
+    settings: Settings
+    db: Database
+    otree: OTreeClient
+    campaigns: CampaignService
+    records: Records
+    rooms: Rooms
+    lightmill: LightMill
+
+
+def services(connection: HTTPConnection) -> Services:
+    """The app's services, for a request or a WebSocket."""
+    found: Services = connection.app.state.services
+    return found
+
+
+def settings(connection: HTTPConnection) -> Settings:
+    """The app's settings, there before the lifespan starts (unlike the services)."""
+    found: Settings = connection.app.state.settings
+    return found
