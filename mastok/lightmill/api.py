@@ -88,8 +88,7 @@ async def available_run(request: Request) -> Any:
 
 
 async def get_run(request: Request) -> Any:
-    xp, run = await _touched(request)
-    return run_json(await _lightmill(request).run(xp, run))
+    return run_json(await _lightmill(request).run(*_run_path(request), _token(request)))
 
 
 async def lock_run(request: Request) -> Any:
@@ -102,27 +101,30 @@ async def unlock_run(request: Request) -> Any:
 
 
 async def run_plan(request: Request) -> Any:
-    return [plan_block_json(b) for b in await _lightmill(request).plan(*await _touched(request))]
+    plan = await _lightmill(request).plan(*_run_path(request), _token(request))
+    return [plan_block_json(block) for block in plan]
 
 
 async def current_trial(request: Request) -> Any:
-    return trial_json(await _lightmill(request).current_trial(*await _touched(request)))
+    lightmill = _lightmill(request)
+    return trial_json(await lightmill.current_trial(*_run_path(request), _token(request)))
 
 
 async def next_trial(request: Request) -> Any:
-    return trial_json(await _lightmill(request).next_trial(*await _touched(request)))
+    lightmill = _lightmill(request)
+    return trial_json(await lightmill.next_trial(*_run_path(request), _token(request)))
 
 
 async def get_block(request: Request) -> Any:
-    xp, run = await _touched(request)
+    xp, run = _run_path(request)
     block = _number(request, "block")
-    return block_json(await _lightmill(request).block(xp, run, block))
+    return block_json(await _lightmill(request).block(xp, run, block, _token(request)))
 
 
 async def get_trial(request: Request) -> Any:
-    xp, run = await _touched(request)
+    xp, run = _run_path(request)
     block, trial = _number(request, "block"), _number(request, "trial")
-    info = await _lightmill(request).trial(xp, run, block, trial)
+    info = await _lightmill(request).trial(xp, run, block, trial, _token(request))
     return {**trial_json(info), "events": info.events}
 
 
@@ -138,11 +140,9 @@ def _run_path(request: Request) -> tuple[str, str]:
     return request.path_params["xp"], request.path_params["run"]
 
 
-async def _touched(request: Request) -> tuple[str, str]:
-    """The run of the path; a `token` query parameter keeps its lock alive."""
-    xp, run = _run_path(request)
-    await _lightmill(request).touch(xp, run, request.query_params.get("token"))
-    return xp, run
+def _token(request: Request) -> str | None:
+    """A `token` query parameter: the call keeps the run's lock alive (service.py)."""
+    return request.query_params.get("token")
 
 
 def _number(request: Request, name: str) -> int:

@@ -67,7 +67,11 @@ class LightMill:
     async def available_run(self, experiment: str) -> RunInfo:
         return await self.store.available_run(experiment, self.policy)
 
-    async def run(self, experiment: str, run: str) -> RunInfo:
+    # The client's reads: an element that is not there is UnknownElement whatever the token;
+    # then a `token` (a call carrying it) keeps the run's lock alive, or fails if it is wrong.
+
+    async def run(self, experiment: str, run: str, token: str | None = None) -> RunInfo:
+        await self.touch(experiment, run, token)
         return await self.store.run(experiment, run, self.policy)
 
     async def lock(self, experiment: str, run: str) -> Lock:
@@ -77,24 +81,36 @@ class LightMill:
         return await self.store.unlock(experiment, run, token, self.policy)
 
     async def touch(self, experiment: str, run: str, token: str | None) -> None:
-        """A call carrying the run's token keeps its lock alive (and fails on a wrong one)."""
+        """A call carrying the run's token keeps its lock alive (and fails on a wrong one, or
+        a run that is not there)."""
         if token is not None:
             await self.store.touch(experiment, run, token, self.policy)
 
-    async def plan(self, experiment: str, run: str) -> list[PlanBlock]:
+    async def plan(self, experiment: str, run: str, token: str | None = None) -> list[PlanBlock]:
+        await self.touch(experiment, run, token)
         return await self.store.plan(experiment, run)
 
-    async def current_trial(self, experiment: str, run: str) -> TrialInfo:
+    async def current_trial(self, experiment: str, run: str, token: str | None = None) -> TrialInfo:
+        await self.touch(experiment, run, token)
         return await self.store.current_trial(experiment, run)
 
-    async def next_trial(self, experiment: str, run: str) -> TrialInfo:
+    async def next_trial(self, experiment: str, run: str, token: str | None = None) -> TrialInfo:
+        await self.touch(experiment, run, token)
         return await self.store.current_trial(experiment, run, ahead=1)
 
-    async def block(self, experiment: str, run: str, number: int) -> BlockInfo:
-        return await self.store.block(experiment, run, number)
+    async def block(
+        self, experiment: str, run: str, number: int, token: str | None = None
+    ) -> BlockInfo:
+        found = await self.store.block(experiment, run, number)
+        await self.touch(experiment, run, token)
+        return found
 
-    async def trial(self, experiment: str, run: str, block: int, number: int) -> TrialInfo:
-        return await self.store.trial(experiment, run, block, number, events=True)
+    async def trial(
+        self, experiment: str, run: str, block: int, number: int, token: str | None = None
+    ) -> TrialInfo:
+        found = await self.store.trial(experiment, run, block, number, events=True)
+        await self.touch(experiment, run, token)
+        return found
 
     async def record_trial(
         self, experiment: str, run: str, block: int, number: int, results: TrialResults

@@ -384,9 +384,10 @@ class LightMillStore:
     ) -> TrialInfo:
         """Complete the run's current trial with its measures and events, in one transaction.
 
-        With a `policy`, the post's token is checked first, as `touch` checks it, and the post
-        is a sign of life: the lock's heartbeat moves on with the trial, and also when the post
-        is refused after its token was taken. Without one, the token must be the lock's.
+        The trial must exist whatever the token (UnknownElement, as LightMill answers). Then,
+        with a `policy`, the post's token is checked, as `touch` checks it, and the post is a
+        sign of life: the lock's heartbeat moves on with the trial, and also when the post is
+        refused after its token was taken. Without one, the token must be the lock's.
 
         Raises UnknownElement, RunNotLocked/WrongToken, ExperimentProgressError,
         WrongMeasureKey.
@@ -394,7 +395,7 @@ class LightMillStore:
         post = _Post(experiment, run, block, number, results, fixed_measures, policy)
         try:
             recorded = await self._batches.record(post)
-        except (UnknownElement, ExperimentProgressError, WrongMeasureKey):
+        except (ExperimentProgressError, WrongMeasureKey):
             if post.token_taken and policy is not None:
                 with contextlib.suppress(LightMillError):
                     await self.touch(experiment, run, results.token, policy)
@@ -489,6 +490,12 @@ class LightMillStore:
             if await connection.scalar(_EXPERIMENT_PK, {"experiment": experiment}) is None:
                 raise _no_experiment(experiment)
             raise UnknownElement(f"experiment {experiment!r} has no run {run!r}")
+        if found.block_pk is None:
+            raise UnknownElement(f"run {run!r} of {experiment!r} has no block {block}")
+        if found.trial_pk is None:
+            raise UnknownElement(
+                f"block {block} of run {run!r} of {experiment!r} has no trial {number}"
+            )
         now = self.clock.now()
         if post.policy is not None:
             _check_lock(
@@ -501,12 +508,6 @@ class LightMillStore:
                 now,
             )
             post.token_taken = True
-        if found.block_pk is None:
-            raise UnknownElement(f"run {run!r} of {experiment!r} has no block {block}")
-        if found.trial_pk is None:
-            raise UnknownElement(
-                f"block {block} of run {run!r} of {experiment!r} has no trial {number}"
-            )
         if found.completed_at is not None:
             raise ExperimentProgressError(
                 f"trial {number} of block {block} of run {run!r} is already completed"

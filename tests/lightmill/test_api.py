@@ -150,6 +150,56 @@ def test_results_for_an_unknown_trial(anonymous: TestClient) -> None:
     assert row_counts(anonymous)["lm_trial_measure_values"] == 0
 
 
+UNKNOWN_BEFORE_THE_LOCK = [
+    ("POST", "/api/trial/pointing/S0/0/9", "block 0 of run 'S0' of 'pointing' has no trial 9"),
+    ("POST", "/api/trial/pointing/S0/9/0", "run 'S0' of 'pointing' has no block 9"),
+    ("POST", "/api/trial/pointing/S9/0/0", "experiment 'pointing' has no run 'S9'"),
+    ("POST", "/api/trial/nope/S0/0/0", "there is no experiment 'nope'"),
+    ("POST", "/api/run/pointing/S9/unlock", "experiment 'pointing' has no run 'S9'"),
+    ("GET", "/api/run/pointing/S9", "experiment 'pointing' has no run 'S9'"),
+    ("GET", "/api/run/pointing/S9/current_trial", "experiment 'pointing' has no run 'S9'"),
+    ("GET", "/api/block/pointing/S0/9", "run 'S0' of 'pointing' has no block 9"),
+    ("GET", "/api/trial/pointing/S0/0/9", "block 0 of run 'S0' of 'pointing' has no trial 9"),
+    ("GET", "/api/trial/pointing/S0/9/0", "run 'S0' of 'pointing' has no block 9"),
+]
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["run-unlocked", "run-locked-by-another"])
+@pytest.mark.parametrize(("method", "path", "message"), UNKNOWN_BEFORE_THE_LOCK)
+def test_unknown_elements_are_answered_before_the_lock(
+    anonymous: TestClient, held: bool, method: str, path: str, message: str
+) -> None:
+    """As LightMill: what is not there is UnknownElement, not RunNotLocked or WrongToken."""
+    imported(anonymous)
+    if held:
+        lock(anonymous, "S0")
+    token = "made-up"
+
+    if method == "POST":
+        body = json.dumps({"token": token, "measures": {"trial": {"time": 1}}})
+        response = anonymous.post(path, content=body, headers=TEXT)
+    else:
+        response = anonymous.get(path, params={"token": token})
+
+    assert error(response, 400, "UnknownElement") == message
+    assert row_counts(anonymous)["lm_trial_measure_values"] == 0
+
+
+def test_a_call_naming_an_unknown_element_is_no_sign_of_life(
+    anonymous: TestClient, clock: ManualClock
+) -> None:
+    imported(anonymous)
+    token = lock(anonymous, "S0")
+    clock.advance(seconds=100)
+
+    assert error(post_trial(anonymous, "S0", 0, 9, token), 400, "UnknownElement")
+    unknown_block = anonymous.get("/api/block/pointing/S0/9", params={"token": token})
+    assert error(unknown_block, 400, "UnknownElement")
+
+    clock.advance(seconds=21)  # 121 s since the lock's last sign of life
+    assert anonymous.get("/api/run/pointing/S0").json()["locked"] is False
+
+
 # --- Results that are refused -----------------------------------------------------------------
 
 
