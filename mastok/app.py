@@ -28,6 +28,7 @@ from mastok.otree import OTreeClient
 from mastok.services import Services
 from mastok.web import api, experiments, join, pages, sockets
 from mastok.web.auth import BasicAuthMiddleware
+from mastok.web.errors import handlers as error_handlers
 
 log = logging.getLogger("mastok")
 
@@ -149,7 +150,12 @@ def create_app(
             path=settings.web_prefix or "/",
         ),
     ]
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers=error_handlers,
+    )
     app.state.settings = settings
     app.state.clock = clock
     return app

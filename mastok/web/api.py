@@ -1,7 +1,9 @@
 """The JSON API (HTTP Basic auth): the twin of every admin page, and campaign editing.
 
 Writes require `Content-Type: application/json`: a cross-site page cannot send that without a
-CORS preflight, which mastok never grants, so the API needs no CSRF token.
+CORS preflight, which mastok never grants, so the API needs no CSRF token. Errors (unknown
+campaigns, invalid fields, unreadable bodies, oTree's failures) are answered by
+`mastok.web.errors`.
 """
 
 from __future__ import annotations
@@ -13,18 +15,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mastok.campaigns.rules import InvalidCampaign
-from mastok.campaigns.service import CampaignNotFound
-from mastok.otree import OTreeError
 from mastok.services import services, settings
 from mastok.web import experiments, openapi, views
-
-
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+from mastok.web.errors import BadRequest
 
 
 async def list_campaigns(request: Request) -> Response:
@@ -33,12 +26,7 @@ async def list_campaigns(request: Request) -> Response:
 
 async def create_campaign(request: Request) -> Response:
     service = services(request).campaigns
-    try:
-        campaign = await service.create(await _json_object(request))
-    except BadRequest as bad:
-        return _error(bad.status, bad.message)
-    except InvalidCampaign as invalid:
-        return JSONResponse({"errors": invalid.errors}, 422)
+    campaign = await service.create(await _json_object(request))
     headers = {"Location": f"{request.url.path}/{campaign.namespace}"}
     return JSONResponse(service.to_json(campaign), 201, headers=headers)
 
@@ -46,32 +34,19 @@ async def create_campaign(request: Request) -> Response:
 async def get_campaign(request: Request) -> Response:
     service = services(request).campaigns
     namespace = request.path_params["namespace"]
-    try:
-        return JSONResponse(service.to_json(await service.get(namespace)))
-    except CampaignNotFound:
-        return _error(404, f"no campaign named {namespace!r}")
+    return JSONResponse(service.to_json(await service.get(namespace)))
 
 
 async def patch_campaign(request: Request) -> Response:
     service = services(request).campaigns
     namespace = request.path_params["namespace"]
-    try:
-        campaign = await service.update(namespace, await _json_object(request))
-    except BadRequest as bad:
-        return _error(bad.status, bad.message)
-    except CampaignNotFound:
-        return _error(404, f"no campaign named {namespace!r}")
-    except InvalidCampaign as invalid:
-        return JSONResponse({"errors": invalid.errors}, 422)
+    campaign = await service.update(namespace, await _json_object(request))
     return JSONResponse(service.to_json(campaign))
 
 
 async def campaign_live(request: Request) -> Response:
     namespace = request.path_params["namespace"]
-    try:
-        return JSONResponse(await views.supervise(request, namespace))
-    except CampaignNotFound:
-        return _error(404, f"no campaign named {namespace!r}")
+    return JSONResponse(await views.supervise(request, namespace))
 
 
 async def dashboard(request: Request) -> Response:
@@ -83,10 +58,7 @@ async def sessions(request: Request) -> Response:
 
 
 async def otree_configs(request: Request) -> Response:
-    try:
-        configs = await services(request).otree.list_configs()
-    except OTreeError as error:
-        return _error(502, f"oTree: {error.message}")
+    configs = await services(request).otree.list_configs()
     return JSONResponse(
         [
             {"name": c.name, "display_name": c.display_name, "app_sequence": c.app_sequence}
@@ -110,10 +82,6 @@ async def _json_object(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest(400, "the body must be a JSON object of campaign fields")
     return body
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status)
 
 
 routes = [

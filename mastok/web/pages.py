@@ -1,7 +1,11 @@
-"""The admin pages (HTTP Basic auth); each has a JSON twin in `mastok.web.api`."""
+"""The admin pages (HTTP Basic auth); each has a JSON twin in `mastok.web.api`.
+
+Unknown campaigns and oTree's failures are answered by `mastok.web.errors`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -10,12 +14,14 @@ from starlette.routing import Route
 from wtforms.fields.choices import SelectChoice
 
 from mastok.campaigns.rules import InvalidCampaign
-from mastok.campaigns.service import CampaignNotFound
 from mastok.otree import OTreeError, SessionConfig
 from mastok.services import services, settings
 from mastok.web import views
+from mastok.web.errors import message_page
 from mastok.web.forms import EditCampaignForm, NewCampaignForm
 from mastok.web.templating import render
+
+Save = Callable[[dict[str, Any]], Awaitable[str]]  # saves a form's values, says what it did
 
 
 async def home(request: Request) -> Response:
@@ -45,45 +51,34 @@ async def campaign_new(request: Request) -> Response:
     context = {"form": form, "configs": configs, "otree_problem": otree_problem, "errors": []}
     if formdata is None:
         return render(request, "campaign_new.html", context)
-    if not form.validate():
-        return _csrf_failed(request, form) or render(request, "campaign_new.html", context, 422)
-    try:
-        campaign = await services(request).campaigns.create(form.values())
-    except InvalidCampaign as invalid:
-        context["errors"] = form.attach_errors(invalid.errors)
-        return render(request, "campaign_new.html", context, 422)
-    return _see_campaigns(request, f"Campaign {campaign.namespace} created")
+
+    async def create(values: dict[str, Any]) -> str:
+        campaign = await services(request).campaigns.create(values)
+        return f"Campaign {campaign.namespace} created"
+
+    return await _submit(request, "campaign_new.html", context, create)
 
 
 async def campaign_edit(request: Request) -> Response:
     campaigns = services(request).campaigns
     namespace = request.path_params["namespace"]
-    try:
-        campaign = await campaigns.get(namespace)
-    except CampaignNotFound:
-        return _not_found(request, f"No campaign named {namespace!r}.")
+    campaign = await campaigns.get(namespace)
     formdata = await request.form() if request.method == "POST" else None
     form = EditCampaignForm.for_request(request, formdata, obj=campaign)
     context: dict[str, Any] = {"form": form, "campaign": campaign, "errors": []}
     context["share_url"] = campaigns.share_url(campaign)
     if formdata is None:
         return render(request, "campaign_edit.html", context)
-    if not form.validate():
-        return _csrf_failed(request, form) or render(request, "campaign_edit.html", context, 422)
-    try:
-        await campaigns.update(namespace, form.values())
-    except InvalidCampaign as invalid:
-        context["errors"] = form.attach_errors(invalid.errors)
-        return render(request, "campaign_edit.html", context, 422)
-    return _see_campaigns(request, f"Campaign {namespace} saved")
+
+    async def update(values: dict[str, Any]) -> str:
+        await campaigns.update(namespace, values)
+        return f"Campaign {namespace} saved"
+
+    return await _submit(request, "campaign_edit.html", context, update)
 
 
 async def campaign_supervise(request: Request) -> Response:
-    namespace = request.path_params["namespace"]
-    try:
-        context = await views.supervise(request, namespace)
-    except CampaignNotFound:
-        return _not_found(request, f"No campaign named {namespace!r}.")
+    context = await views.supervise(request, request.path_params["namespace"])
     return render(request, "campaign_supervise.html", context)
 
 
@@ -98,6 +93,20 @@ async def _configs(request: Request) -> tuple[list[SessionConfig] | None, str | 
         return None, error.message
 
 
+async def _submit(request: Request, template: str, context: dict[str, Any], save: Save) -> Response:
+    """Saves the posted form of `context` and goes back to the campaigns, or shows the form
+    again with its errors (422) or refuses it (403, its CSRF token is wrong)."""
+    form = context["form"]
+    if not form.validate():
+        return _csrf_failed(request, form) or render(request, template, context, 422)
+    try:
+        flash = await save(form.values())
+    except InvalidCampaign as invalid:  # the rules' messages go back next to their fields
+        context["errors"] = form.attach_errors(invalid.errors)
+        return render(request, template, context, 422)
+    return _see_campaigns(request, flash)
+
+
 def _config_label(config: SessionConfig) -> str:
     if config.display_name and config.display_name != config.name:
         return f"{config.name} ({config.display_name})"
@@ -108,11 +117,7 @@ def _csrf_failed(request: Request, form: Any) -> Response | None:
     if "csrf_token" not in form.errors:
         return None
     message = "This form expired or did not come from mastok: reload the page and submit again."
-    return render(request, "message.html", {"title": "Form refused", "message": message}, 403)
-
-
-def _not_found(request: Request, message: str) -> Response:
-    return render(request, "message.html", {"title": "Not found", "message": message}, 404)
+    return message_page(request, "Form refused", message, 403)
 
 
 def _see_campaigns(request: Request, flash: str) -> Response:

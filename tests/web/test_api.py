@@ -107,7 +107,12 @@ def test_patch_with_an_invalid_value_saves_nothing(client: TestClient) -> None:
 
 
 def test_unknown_campaign_is_404(client: TestClient) -> None:
-    assert client.get("/api/campaigns/ghost").status_code == 404
+    for read in ("/api/campaigns/ghost", "/api/campaigns/ghost/live"):
+        response = client.get(read)
+        assert (response.status_code, response.json()) == (
+            404,
+            {"error": "no campaign named 'ghost'"},
+        )
     response = client.patch("/api/campaigns/ghost", json={"state": "Running"})
     assert response.status_code == 404
     assert response.json() == {"error": "no campaign named 'ghost'"}

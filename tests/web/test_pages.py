@@ -110,8 +110,10 @@ def test_invalid_edit_keeps_input_and_saves_nothing(client: TestClient) -> None:
 
 
 def test_unknown_campaign_pages_are_404(client: TestClient) -> None:
-    assert client.get("/campaigns/edit/ghost").status_code == 404
-    assert client.get("/campaigns/supervise/ghost").status_code == 404
+    for path in ("/campaigns/edit/ghost", "/campaigns/supervise/ghost"):
+        page = client.get(path)
+        assert page.status_code == 404
+        assert "No campaign named &#39;ghost&#39;." in page.text
 
 
 def test_supervise_page_shows_the_campaign(client: TestClient) -> None:
@@ -167,3 +169,6 @@ def test_everything_is_served_under_the_web_prefix(make_client: ClientFactory) -
     assert "http://testserver/mastok/join/study_pre_join" in listing
     assert prefixed.get("/mastok/front/css/mastok.css").status_code == 200
     assert prefixed.get("/mastok/api/campaigns/study_pre").status_code == 200
+    assert prefixed.get("/mastok/api/campaigns/ghost").json() == {
+        "error": "no campaign named 'ghost'"
+    }

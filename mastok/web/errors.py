@@ -1,0 +1,75 @@
+"""The answers to domain errors, whichever route raised them: JSON under /api/, a page elsewhere.
+
+Views raise `CampaignNotFound`, `InvalidCampaign`, `OTreeError` or `BadRequest` and leave the
+answer to `handlers`, which the app gives Starlette as its `exception_handlers`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ExceptionHandler
+
+from mastok.campaigns.rules import InvalidCampaign
+from mastok.campaigns.service import CampaignNotFound
+from mastok.otree import OTreeError
+from mastok.services import settings
+from mastok.web.templating import render
+
+
+class BadRequest(Exception):
+    """A request mastok cannot read: its body, or its Content-Type."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def wants_json(connection: HTTPConnection) -> bool:
+    return connection.url.path.startswith(settings(connection).web_prefix + "/api/")
+
+
+def message_page(request: Request, title: str, message: str, status: int) -> Response:
+    return render(request, "message.html", {"title": title, "message": message}, status)
+
+
+def _answer(
+    request: Request, status: int, body: dict[str, Any], title: str, message: str
+) -> Response:
+    if wants_json(request):
+        return JSONResponse(body, status)
+    return message_page(request, title, message, status)
+
+
+async def campaign_not_found(request: Request, error: Exception) -> Response:
+    namespace = error.args[0] if error.args else ""
+    named = f"campaign named {namespace!r}"
+    return _answer(request, 404, {"error": f"no {named}"}, "Not found", f"No {named}.")
+
+
+async def invalid_campaign(request: Request, error: Exception) -> Response:
+    assert isinstance(error, InvalidCampaign)
+    listed = "; ".join(f"{field}: {message}" for field, message in error.errors.items())
+    return _answer(request, 422, {"errors": error.errors}, "Campaign refused", listed)
+
+
+async def otree_failed(request: Request, error: Exception) -> Response:
+    assert isinstance(error, OTreeError)
+    message = f"oTree: {error.message}"
+    return _answer(request, 502, {"error": message}, "oTree failed", message)
+
+
+async def bad_request(request: Request, error: Exception) -> Response:
+    assert isinstance(error, BadRequest)
+    return _answer(request, error.status, {"error": error.message}, "Bad request", error.message)
+
+
+handlers: dict[Any, ExceptionHandler] = {
+    CampaignNotFound: campaign_not_found,
+    InvalidCampaign: invalid_campaign,
+    OTreeError: otree_failed,
+    BadRequest: bad_request,
+}
