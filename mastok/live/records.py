@@ -28,33 +28,43 @@ from typing import Any, TypeVar
 from sqlalchemy import Update, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from mastok.clock import aware
 from mastok.db import Database
-from mastok.db.tables import Campaign, OTreeSession, Participant, utcnow
+from mastok.db.tables import Campaign, OTreeSession, Participant
 from mastok.futures import settle
+from mastok.live.events import AddParticipant, Leave, Move, Persist, RecordSession
+from mastok.live.room import Started, Waiting
+from mastok.states import WAITING_STEPS, CampaignState, Step
 
 T = TypeVar("T")
 Work = Callable[[AsyncConnection], Awaitable[Any]]
 
-WAITING_STEPS = ("landed", "agreed", "joining", "pending")
 # Below the pool's 5 kept connections (SQLAlchemy's default): one left for the admin pages/API.
 CONNECTIONS = 4
 
-_ADD_PARTICIPANT = insert(Participant).returning(Participant.id)
-_LIVE_START_URL = (
-    select(Participant.start_url)
+_ADD_PARTICIPANT = insert(Participant)
+_STARTED = (
+    select(
+        Participant.token,
+        Participant.fingerprint,
+        Participant.start_url,
+        OTreeSession.created_at,
+    )
     .join(OTreeSession, Participant.session_id == OTreeSession.id)
     .where(Participant.campaign_id == bindparam("campaign_id"))
-    .where(Participant.fingerprint == bindparam("fingerprint"))
-    .where(Participant.step == "started")
-    .where(OTreeSession.created_at > bindparam("since"))
-    .order_by(OTreeSession.created_at.desc())
-    .limit(1)
+    .where(Participant.step == Step.STARTED)
 )
-_STARTED_FINGERPRINTS = (
-    select(Participant.fingerprint)
+_WAITING = (
+    select(
+        Participant.token,
+        Participant.fingerprint,
+        Participant.step,
+        Participant.group_label,
+        Participant.queued_at,
+    )
     .where(Participant.campaign_id == bindparam("campaign_id"))
-    .where(Participant.step == "started")
-    .distinct()
+    .where(Participant.step.in_(WAITING_STEPS))
+    .order_by(Participant.queued_at, Participant.id)
 )
 _LIVE_SESSION_TIMES = (
     select(OTreeSession.created_at)
@@ -64,9 +74,9 @@ _LIVE_SESSION_TIMES = (
 _ADD_SESSION = insert(OTreeSession).returning(OTreeSession.id)
 _ASSIGN = (
     update(Participant)
-    .where(Participant.id == bindparam("assigned_id"))
+    .where(Participant.token == bindparam("assigned_token"))
     .values(
-        step="started",
+        step=Step.STARTED,
         session_id=bindparam("assigned_session"),
         otree_code=bindparam("assigned_code"),
         start_url=bindparam("assigned_url"),
@@ -77,11 +87,11 @@ _ASSIGN = (
 
 @lru_cache(maxsize=32)
 def _move_statement(columns: tuple[str, ...]) -> Update:
-    """UPDATE participants SET these columns (and updated_at) WHERE id IN (:ids)."""
+    """UPDATE participants SET these columns (and updated_at) WHERE token IN (:tokens)."""
     values: dict[str, Any] = {column: bindparam(f"new_{column}") for column in columns}
     return (
         update(Participant)
-        .where(Participant.id.in_(bindparam("ids", expanding=True)))
+        .where(Participant.token.in_(bindparam("tokens", expanding=True)))
         .values(**values, updated_at=bindparam("new_updated_at"))
     )
 
@@ -149,44 +159,32 @@ class Records:
         async with self._connections, self.db.session() as session:
             yield session
 
-    async def add_participant(self, campaign_id: int, token: str, fingerprint: str) -> int:
-        now = utcnow()
-        row = {
-            "campaign_id": campaign_id,
-            "token": token,
-            "fingerprint": fingerprint,
-            "step": "landed",
-            "created_at": now,
-            "updated_at": now,
-        }
+    async def persist(self, campaign_id: int, writes: Sequence[Persist], now: datetime) -> None:
+        """Write one event's changes in one transaction; return once they are committed."""
 
-        async def add(connection: AsyncConnection) -> int:
-            return int((await connection.execute(_ADD_PARTICIPANT, row)).scalar_one())
+        async def write(connection: AsyncConnection) -> None:
+            for change in writes:
+                await _write_change(connection, campaign_id, change, now)
 
-        return await self._write(add)
+        await self._write(write)
 
-    async def move(self, participant_ids: Sequence[int], **values: Any) -> None:
-        if not participant_ids:
-            return
-        statement = _move_statement(tuple(sorted(values)))
-        parameters = {f"new_{column}": value for column, value in values.items()}
-        parameters.update(ids=list(participant_ids), new_updated_at=utcnow())
-
-        async def move(connection: AsyncConnection) -> None:
-            await connection.execute(statement, parameters)
-
-        await self._write(move)
-
-    async def waiting(self, campaign_id: int) -> list[Participant]:
+    async def waiting(self, campaign_id: int) -> list[Waiting]:
         """Everyone in the room, in pool order."""
-        async with self._session() as session:
-            found = await session.scalars(
-                select(Participant)
-                .where(Participant.campaign_id == campaign_id)
-                .where(Participant.step.in_(WAITING_STEPS))
-                .order_by(Participant.queued_at, Participant.id)
-            )
-            return list(found)
+        async with self._read() as connection:
+            rows = await connection.execute(_WAITING, {"campaign_id": campaign_id})
+            return [
+                Waiting(token, fingerprint, Step(step), group, aware(queued) if queued else None)
+                for token, fingerprint, step, group, queued in rows
+            ]
+
+    async def started(self, campaign_id: int) -> list[Started]:
+        """Everyone who started a session of this campaign."""
+        async with self._read() as connection:
+            rows = await connection.execute(_STARTED, {"campaign_id": campaign_id})
+            return [
+                Started(token, fingerprint, url or "", aware(created))
+                for token, fingerprint, url, created in rows
+            ]
 
     async def campaigns_with_waiting(self) -> list[int]:
         async with self._read() as connection:
@@ -197,36 +195,12 @@ class Records:
             )
             return list(found)
 
-    async def started_fingerprints(self, campaign_id: int) -> set[str]:
-        """The fingerprints of everyone who started a session of this campaign."""
-        async with self._read() as connection:
-            found = await connection.scalars(_STARTED_FINGERPRINTS, {"campaign_id": campaign_id})
-            return set(found)
-
-    async def live_start_url(
-        self, campaign_id: int, fingerprint: str, since: datetime
-    ) -> str | None:
-        """The start URL of this fingerprint's participation in a session created after `since`."""
-        parameters = {"campaign_id": campaign_id, "fingerprint": fingerprint, "since": since}
-        async with self._read() as connection:
-            url = await connection.scalar(_LIVE_START_URL, parameters)
-        return None if url is None else str(url)
-
-    async def started_by_token(self, campaign_id: int, token: str) -> Participant | None:
-        async with self._session() as session:
-            return await session.scalar(
-                select(Participant)
-                .where(Participant.campaign_id == campaign_id)
-                .where(Participant.token == token)
-                .where(Participant.step == "started")
-            )
-
     async def live_session_times(self, campaign_id: int, since: datetime) -> list[datetime]:
         async with self._read() as connection:
             found = await connection.scalars(
                 _LIVE_SESSION_TIMES, {"campaign_id": campaign_id, "since": since}
             )
-            return list(found)
+            return [aware(moment) for moment in found]
 
     async def sessions(self, campaign_id: int) -> list[OTreeSession]:
         async with self._session() as session:
@@ -246,46 +220,74 @@ class Records:
             )
             return [code for code in found if code]
 
-    async def record_start(
-        self,
-        campaign: Campaign,
-        session_row: dict[str, Any],
-        assignments: Sequence[tuple[int, str, str]],
-        complete: bool,
-    ) -> OTreeSession:
-        """In one transaction: the session, each participant's code and URL, the campaign's count.
 
-        `assignments` are (participant id, oTree participant code, start URL).
-        """
-        now = utcnow()
-        row = {"campaign_id": campaign.id, "created_at": now, **session_row}
+async def _write_change(
+    connection: AsyncConnection, campaign_id: int, change: Persist, now: datetime
+) -> None:
+    match change:
+        case AddParticipant(token, fingerprint):
+            row = {
+                "campaign_id": campaign_id,
+                "token": token,
+                "fingerprint": fingerprint,
+                "step": Step.LANDED,
+                "created_at": now,
+                "updated_at": now,
+            }
+            await connection.execute(_ADD_PARTICIPANT, row)
+        case Move(tokens, step, group, queued_at):
+            values: dict[str, Any] = {"step": step}
+            if group is not None:
+                values.update(group_label=group, queued_at=queued_at)
+            await _move(connection, tokens, values, now)
+        case Leave(tokens, reason):
+            await _move(connection, tokens, {"step": Step.LEFT, "left_reason": reason}, now)
+        case RecordSession():
+            await _record_session(connection, campaign_id, change, now)
 
-        async def record(connection: AsyncConnection) -> int:
-            session_id = int((await connection.execute(_ADD_SESSION, row)).scalar_one())
-            if assignments:
-                await connection.execute(
-                    _ASSIGN,
-                    [
-                        {
-                            "assigned_id": participant_id,
-                            "assigned_session": session_id,
-                            "assigned_code": code,
-                            "assigned_url": url,
-                            "assigned_at": now,
-                        }
-                        for participant_id, code, url in assignments
-                    ],
-                )
-            values: dict[str, Any] = {"started_sessions": Campaign.started_sessions + 1}
-            if complete:
-                values["state"] = "Completed"
-            await connection.execute(
-                update(Campaign).where(Campaign.id == campaign.id).values(values)
-            )
-            return session_id
 
-        session_id = await self._write(record)
-        return OTreeSession(id=session_id, **row)
+async def _move(
+    connection: AsyncConnection, tokens: Sequence[str], values: dict[str, Any], now: datetime
+) -> None:
+    statement = _move_statement(tuple(sorted(values)))
+    parameters = {f"new_{column}": value for column, value in values.items()}
+    parameters.update(tokens=list(tokens), new_updated_at=now)
+    await connection.execute(statement, parameters)
+
+
+async def _record_session(
+    connection: AsyncConnection, campaign_id: int, change: RecordSession, now: datetime
+) -> None:
+    """The session, each participant's code and URL, and the campaign's count (and state)."""
+    session = change.session
+    row = {
+        "campaign_id": campaign_id,
+        "created_at": now,
+        "number": change.number,
+        "mastok_id": session.mastok_id,
+        "otree_code": session.code,
+        "admin_url": session.admin_url,
+        "size": len(change.assignments),
+    }
+    session_id = int((await connection.execute(_ADD_SESSION, row)).scalar_one())
+    if change.assignments:
+        await connection.execute(
+            _ASSIGN,
+            [
+                {
+                    "assigned_token": token,
+                    "assigned_session": session_id,
+                    "assigned_code": code,
+                    "assigned_url": url,
+                    "assigned_at": now,
+                }
+                for token, code, url in change.assignments
+            ],
+        )
+    values: dict[str, Any] = {"started_sessions": Campaign.started_sessions + 1}
+    if change.complete:
+        values["state"] = CampaignState.COMPLETED
+    await connection.execute(update(Campaign).where(Campaign.id == campaign_id).values(values))
 
 
 def live_since(now: datetime, duration_minutes: int) -> datetime:

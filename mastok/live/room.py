@@ -63,7 +63,8 @@ class Member:
     token: str
     fingerprint: str
     step: Step
-    order: int = 0
+    seq: int  # arrival order in the room (the order in which they are told things)
+    order: int = 0  # arrival order in the pools
     group: str | None = None
     conn: Conn | None = None
     away_since: datetime | None = None
@@ -149,7 +150,9 @@ class Room:
         room = cls(campaign, rules, new_token, live_sessions=list(live_sessions))
         for row in waiting:
             room.next_order += 1
-            member = Member(row.token, row.fingerprint, row.step, room.next_order, row.group)
+            member = Member(
+                row.token, row.fingerprint, row.step, room.next_order, room.next_order, row.group
+            )
             member.away_since, member.waiting_since = now, row.queued_at
             room.members[member.token] = member
             if row.step in (Step.JOINING, Step.PENDING) and row.group is not None:
@@ -157,6 +160,7 @@ class Room:
                 pools.setdefault(row.group, []).append(member)
         for past in started:
             room._remember(past.token, past.fingerprint, past.start_url, past.started_at)
+        room.journal.commit()
         return room
 
     def _remember(self, token: str, fingerprint: str, url: str, at: datetime) -> None:
@@ -244,6 +248,7 @@ def _member_state(member: Member) -> tuple[Any, ...]:
     return (
         member.fingerprint,
         member.step,
+        member.seq,
         member.order,
         member.group,
         member.conn,
@@ -395,7 +400,8 @@ class _Turn:
             self.drop(conn, Reason.LANDING_FAILED)
             return
         token = self.room.new_token()
-        member = Member(token, fingerprint, Step.LANDED, conn=conn)
+        self.journal.set(self.room, "next_order", self.room.next_order + 1)
+        member = Member(token, fingerprint, Step.LANDED, seq=self.room.next_order, conn=conn)
         self.journal.put(self.room.members, token, member)
         self.journal.put(self.room.sockets, conn, token)
         self.effects.append(AddParticipant(token, fingerprint))
@@ -691,10 +697,10 @@ class _Turn:
 
     def end_everyone(self, state: CampaignState) -> None:
         """Everyone's socket gets the campaign's message, and everyone leaves."""
-        for conn in list(self.room.sockets):
+        for conn in sorted(self.room.sockets):
             self.send_end(conn, state)
         self.journal.set(self.room, "sockets", {})
-        leaving = tuple(self.room.members)
+        leaving = tuple(m.token for m in sorted(self.room.members.values(), key=_seq))
         self.journal.set(self.room, "members", {})
         self.journal.set(self.room, "joining", {})
         self.journal.set(self.room, "pending", {})
@@ -707,17 +713,23 @@ class _Turn:
         room = self.room
         grace_since = self.now - room.rules.grace
         limit_since = self.now - self.campaign.waiting_limit
-        away = [
-            m
-            for m in room.members.values()
-            if not m.reserved and m.away_since is not None and m.away_since <= grace_since
-        ]
+        away = sorted(
+            (
+                m
+                for m in room.members.values()
+                if not m.reserved and m.away_since is not None and m.away_since <= grace_since
+            ),
+            key=_seq,
+        )
         self.leave(away, Reason.AWAY)
-        timed_out = [
-            m
-            for m in room.members.values()
-            if not m.reserved and m.waiting_since is not None and m.waiting_since < limit_since
-        ]
+        timed_out = sorted(
+            (
+                m
+                for m in room.members.values()
+                if not m.reserved and m.waiting_since is not None and m.waiting_since < limit_since
+            ),
+            key=_seq,
+        )
         self.leave(timed_out, Reason.TIMEOUT)
         if away or timed_out:
             self.tell_joining_sizes()
@@ -740,3 +752,7 @@ class _Turn:
 
 def _order(member: Member) -> int:
     return member.order
+
+
+def _seq(member: Member) -> int:
+    return member.seq

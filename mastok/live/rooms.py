@@ -1,20 +1,28 @@
-"""All campaigns' runners: found or built on demand, rebuilt from the database at start-up,
-and ticked by one clock task."""
+"""All campaigns' runners: built on demand, rebuilt from the database at start-up, ticked by
+one clock task, and all of them tasks of the app's task scope."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import secrets
 
 from mastok.campaigns.service import CampaignService
+from mastok.clock import Clock
 from mastok.db.tables import Campaign
+from mastok.live.events import RoomCampaign, Rules
 from mastok.live.records import Records
-from mastok.live.runner import RoomSettings, Runner
+from mastok.live.room import Room
+from mastok.live.runner import Runner
 from mastok.live.starter import SessionStarter
+from mastok.tasks import TaskScope
 
 log = logging.getLogger("mastok.live")
 TICK_SECONDS = 0.5
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
 
 
 class Rooms:
@@ -26,16 +34,19 @@ class Rooms:
         campaigns: CampaignService,
         records: Records,
         starter: SessionStarter,
-        settings: RoomSettings,
+        rules: Rules,
+        clock: Clock,
+        tasks: TaskScope,
     ) -> None:
         self.campaigns = campaigns
         self.records = records
         self.starter = starter
-        self.settings = settings
+        self.rules = rules
+        self.clock = clock
+        self.tasks = tasks
         self._runners: dict[int, Runner] = {}
         self._slugs: dict[str, int] = {}  # slug -> campaign id, for the runners that exist
         self._building = asyncio.Lock()
-        self._clock: asyncio.Task[None] | None = None
         campaigns.on_change(self.campaign_changed)
 
     async def start(self) -> None:
@@ -44,15 +55,12 @@ class Rooms:
             campaign = await self.campaigns.get_by_id(campaign_id)
             if campaign is not None:
                 runner = await self.runner(campaign)
-                log.info("%s: restored %d waiting", campaign.namespace, len(runner.members))
-        self._clock = asyncio.create_task(self._run_clock())
+                log.info("%s: restored %d waiting", campaign.namespace, len(runner.room.members))
+        self.tasks.spawn(self._run_clock(), "mastok clock")
 
     async def stop(self) -> None:
-        if self._clock is not None:
-            self._clock.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._clock
-        # Sessions being created are recorded before mastok stops (bounded by oTree's timeout).
+        """Sessions being created are recorded before mastok stops (bounded by oTree's
+        timeout); the task scope then cancels every runner."""
         await asyncio.gather(*(runner.drain() for runner in self._runners.values()))
 
     async def runner(self, campaign: Campaign) -> Runner:
@@ -61,10 +69,27 @@ class Rooms:
             return runner
         async with self._building:
             if campaign.id not in self._runners:
-                self._runners[campaign.id] = await Runner.restore(
-                    campaign, self.records, self.starter, self.settings
-                )
+                self._runners[campaign.id] = await self._build(campaign)
             return self._runners[campaign.id]
+
+    async def _build(self, campaign: Campaign) -> Runner:
+        """The room as the database has it, with its runner's task."""
+        now = self.clock.now()
+        room_campaign = RoomCampaign.of(campaign)
+        room = Room.restore(
+            room_campaign,
+            self.rules,
+            new_token,
+            waiting=await self.records.waiting(campaign.id),
+            started=await self.records.started(campaign.id),
+            live_sessions=await self.records.live_session_times(
+                campaign.id, now - room_campaign.session_duration
+            ),
+            now=now,
+        )
+        runner = Runner(campaign, room, self.records, self.starter, self.clock, self.tasks)
+        self.tasks.spawn(runner.run(), f"mastok room {campaign.namespace}")
+        return runner
 
     async def runner_for_slug(self, slug: str) -> Runner | None:
         """The runner of the campaign at `slug`, None if there is none.
@@ -87,13 +112,10 @@ class Rooms:
     async def campaign_changed(self, campaign: Campaign) -> None:
         runner = self._runners.get(campaign.id)
         if runner is not None:
-            await runner.campaign_changed(campaign)
+            runner.campaign_changed(campaign)
 
     async def _run_clock(self) -> None:
         while True:
             await asyncio.sleep(TICK_SECONDS)
-            for campaign_id, runner in list(self._runners.items()):
-                try:
-                    await runner.tick()
-                except Exception:
-                    log.exception("tick failed for campaign %s", campaign_id)
+            for runner in list(self._runners.values()):
+                runner.tick()

@@ -11,15 +11,50 @@ created the campaign's previous session without a hitch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from mastok.db.tables import Campaign
-from mastok.otree import OTreeClient, OTreeError, Session
-from mastok.web.views import public_otree_url
+from mastok.live.events import CreatedSession
+from mastok.otree import OTreeClient, OTreeError, OTreeUnreachable
+from mastok.otree.urls import public_otree_url
 
 
 class StartFailed(Exception):
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, unreachable: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.unreachable = unreachable  # oTree did not answer (rather than answered no)
+
+
+@dataclass(frozen=True, slots=True)
+class StartSpec:
+    """What creating a campaign's session needs to know of it (taken when the pool is set
+    aside: an edit meanwhile applies to the next session)."""
+
+    campaign_id: int
+    namespace: str
+    uid: str
+    otree_config_name: str
+    per_session: int
+
+    @classmethod
+    def of(cls, campaign: Campaign) -> StartSpec:
+        return cls(
+            campaign.id,
+            campaign.namespace,
+            campaign.uid,
+            campaign.otree_config_name,
+            campaign.per_session,
+        )
+
+
+def mastok_id(namespace: str, number: int) -> str:
+    return f"mk:{namespace}:{number}"
+
+
+def label(spec: StartSpec, number: int) -> str:
+    """The oTree label: the mastok id and the campaign's uid, unique to this campaign."""
+    return f"{mastok_id(spec.namespace, number)}:{spec.uid}"
 
 
 class SessionStarter:
@@ -31,43 +66,43 @@ class SessionStarter:
         # after mastok started, a retry after a failure) looks the label up first.
         self._fresh: dict[int, int] = {}
 
-    @staticmethod
-    def mastok_id(campaign: Campaign, number: int) -> str:
-        return f"mk:{campaign.namespace}:{number}"
-
-    @classmethod
-    def label(cls, campaign: Campaign, number: int) -> str:
-        """The oTree label: the mastok id and the campaign's uid, unique to this campaign."""
-        return f"{cls.mastok_id(campaign, number)}:{campaign.uid}"
-
     def start_url(self, participant_code: str) -> str:
         return f"{self.public_url}/InitializeParticipant/{participant_code}"
 
-    def public_admin_url(self, admin_url: str) -> str:
-        return public_otree_url(admin_url, self.public_url)
-
-    async def start(self, campaign: Campaign, number: int) -> Session:
-        """The oTree session numbered `number` for this campaign, created if need be."""
-        label = self.label(campaign, number)
-        fresh = self._fresh.pop(campaign.id, None) == number
+    async def otree_answers(self) -> bool:
         try:
-            existing = None if fresh else await self.otree.find_session_by_label(label)
+            await self.otree.version()
+        except OTreeError:
+            return False
+        return True
+
+    async def start(self, spec: StartSpec, number: int) -> CreatedSession:
+        """The oTree session numbered `number` for this campaign, created if need be."""
+        name = label(spec, number)
+        fresh = self._fresh.pop(spec.campaign_id, None) == number
+        try:
+            existing = None if fresh else await self.otree.find_session_by_label(name)
             if existing is not None:
                 session = await self.otree.get_session(existing.code)
             else:
                 session = await self.otree.create_session(
-                    campaign.otree_config_name,
-                    campaign.per_session,
-                    label=label,
-                    modified_config={"mastok_id": self.mastok_id(campaign, number)},
+                    spec.otree_config_name,
+                    spec.per_session,
+                    label=name,
+                    modified_config={"mastok_id": mastok_id(spec.namespace, number)},
                 )
         except OTreeError as error:
-            raise StartFailed(error.message) from None
-        if len(session.participants) < campaign.per_session:
+            raise StartFailed(error.message, isinstance(error, OTreeUnreachable)) from None
+        if len(session.participants) < spec.per_session:
             raise StartFailed(
-                f"oTree session {session.code} ({label}) has {len(session.participants)} "
-                f"participants, {campaign.per_session} expected"
+                f"oTree session {session.code} ({name}) has {len(session.participants)} "
+                f"participants, {spec.per_session} expected"
             )
         # If recording it fails, the retry asks for `number` again, which is not fresh.
-        self._fresh[campaign.id] = number + 1
-        return session
+        self._fresh[spec.campaign_id] = number + 1
+        return CreatedSession(
+            code=session.code,
+            mastok_id=mastok_id(spec.namespace, number),
+            admin_url=public_otree_url(session.admin_url, self.public_url),
+            participants=tuple((p.code, self.start_url(p.code)) for p in session.participants),
+        )

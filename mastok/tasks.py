@@ -1,0 +1,52 @@
+"""Every background task mastok runs belongs to one scope, owned by the app's lifespan.
+
+The scope is an `asyncio.TaskGroup`: leaving the lifespan cancels every task still running
+(runners, the clock, write committers, session creations) and waits for them. A task that
+fails is logged and ends alone: one campaign's bug must not stop every other campaign.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, TypeVar
+
+log = logging.getLogger("mastok")
+T = TypeVar("T")
+
+
+class TaskScope:
+    def __init__(self, group: asyncio.TaskGroup) -> None:
+        self._group = group
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T | None]:
+        task = self._group.create_task(_logged(work, name), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def cancel_all(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+
+async def _logged(work: Coroutine[Any, Any, T], name: str) -> T | None:
+    try:
+        return await work
+    except Exception:
+        log.exception("%s failed", name)
+        return None
+
+
+@contextlib.asynccontextmanager
+async def task_scope() -> AsyncIterator[TaskScope]:
+    """A scope whose tasks are all cancelled, and awaited, when it is left."""
+    async with asyncio.TaskGroup() as group:
+        scope = TaskScope(group)
+        try:
+            yield scope
+        finally:
+            scope.cancel_all()

@@ -1,0 +1,638 @@
+"""The waiting room's rules (docs/protocol.md), event by event, against the core alone.
+
+No socket, database, oTree or clock: `now` is set by hand. Every event handled here is also
+rolled back and handled again (tests/live/room_harness.py), so each case also checks that an
+event whose writes failed leaves the room as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from mastok.live.events import (
+    AddParticipant,
+    CreateSession,
+    Disconnect,
+    Edited,
+    Leave,
+    Move,
+    OTreeAnswers,
+    RecordSession,
+    Rules,
+    SessionFailed,
+)
+from mastok.live.room import RETRY_DELAYS, Room, Started, Waiting
+from mastok.states import CampaignState, RoomState, Step
+from tests.live.room_harness import T0, RoomHarness, campaign
+
+# -- arriving --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "state"),
+    [
+        ({}, "Running"),
+        ({"state": CampaignState.PAUSED}, "Paused"),
+        ({"state": CampaignState.COMPLETED}, "Completed"),
+    ],
+)
+def test_a_socket_first_hears_the_state(changes: dict[str, Any], state: str) -> None:
+    room = RoomHarness(campaign(**changes))
+    conn = room.open()
+    if state == "Running":
+        assert room.frames(conn) == [("State", "Running")]
+        assert conn in room.room.sockets
+    else:
+        text = "<p>paused</p>" if state == "Paused" else "<p>done</p>"
+        assert room.frames(conn) == [(state, text), ("Disconnect", state)]
+        assert conn not in room.room.sockets
+
+
+def test_a_busy_campaign_says_so() -> None:
+    room = RoomHarness(campaign(concurrent_sessions=1))
+    room.room.live_sessions.append(T0)
+    conn = room.open()
+    assert room.frames(conn) == [("State", "Busy")]
+
+
+def test_land_gives_a_token_and_the_consent() -> None:
+    room = RoomHarness()
+    conn = room.open()
+    effects = room.send(conn, "Land", "  browser-1  ")
+    assert room.frames(conn, effects) == [("Resume", "tok1"), ("Consent", "<p>consent</p>")]
+    assert room.of(AddParticipant, effects) == [AddParticipant("tok1", "browser-1")]
+    assert room.room.members["tok1"].step == Step.LANDED
+
+
+@pytest.mark.parametrize(
+    "payload", [None, "", "   ", 7, ["fp"], {"id": "fp"}, True, "x" * 257, "\n\t"]
+)
+def test_a_land_without_a_usable_fingerprint_fails(payload: Any) -> None:
+    room = RoomHarness()
+    conn = room.open()
+    effects = room.send(conn, "Land", payload)
+    assert room.frames(conn, effects) == [("Disconnect", "LandingFailed")]
+    assert room.room.members == {}
+    assert room.of(AddParticipant, effects) == []
+
+
+def test_a_fingerprint_of_256_characters_is_accepted() -> None:
+    room = RoomHarness()
+    conn, _ = room.land("x" * 256)
+    assert room.kinds(conn) == ["State", "Resume", "Consent"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload", "error"),
+    [
+        ("State", "Running", "participants cannot send 'State'"),
+        ("JoiningSize", "1/2", "participants cannot send 'JoiningSize'"),
+        ("Starting", "http://x", "participants cannot send 'Starting'"),
+        ("land", "fp", "participants cannot send 'land'"),
+        ("Agree", None, "Agree comes once, after Land"),
+        ("Connect", "A", "Connect comes once, after Agree and Grouping"),
+    ],
+)
+def test_out_of_order_or_unknown_frames_are_answered_and_change_nothing(
+    kind: str, payload: Any, error: str
+) -> None:
+    room = RoomHarness()
+    conn = room.open()
+    before = room.room.snapshot()
+    effects = room.send(conn, kind, payload)
+    assert room.frames(conn, effects) == [("Error", error)]
+    assert room.room.snapshot() == before
+
+
+@pytest.mark.parametrize("second", ["Land", "Resume"])
+def test_landing_twice_is_an_error(second: str) -> None:
+    room = RoomHarness()
+    conn, token = room.land()
+    effects = room.send(conn, second, token)
+    assert room.frames(conn, effects) == [("Error", "already landed")]
+
+
+def test_agree_twice_is_an_error() -> None:
+    room = RoomHarness()
+    conn, _ = room.agree()
+    effects = room.send(conn, "Agree")
+    assert room.frames(conn, effects) == [("Error", "Agree comes once, after Land")]
+
+
+def test_frames_from_a_socket_the_room_dropped_are_ignored() -> None:
+    room = RoomHarness()
+    conn = room.open()
+    room.send(conn, "Land", "")
+    assert room.send(conn, "Land", "fp") == []
+
+
+# -- join once and live redirects ------------------------------------------------------------
+
+
+def test_join_once_refuses_a_fingerprint_already_in_the_room() -> None:
+    room = RoomHarness(campaign(join_once=True))
+    room.land("same")
+    conn = room.open()
+    assert room.frames(conn, room.send(conn, "Land", "same")) == [("Disconnect", "LandingFailed")]
+
+
+def test_without_join_once_a_fingerprint_may_land_twice() -> None:
+    room = RoomHarness()
+    room.land("same")
+    _conn, token = room.land("same")
+    assert token == "tok2"
+
+
+def started_room(**changes: Any) -> RoomHarness:
+    """A room where `a` and `b` started session 1 at T0."""
+    room = RoomHarness(campaign(**changes), live_redirect=changes.pop("live_redirect", True))
+    room.agree("a")
+    room.agree("b")
+    room.created(1)
+    return room
+
+
+@pytest.mark.parametrize(
+    ("minutes", "live_redirect", "join_once", "outcome"),
+    [
+        (0, True, False, "Disconnect Redirect:http://otree/InitializeParticipant/s1p1"),
+        (29.9, True, False, "Disconnect Redirect:http://otree/InitializeParticipant/s1p1"),
+        (30, True, False, "Consent"),
+        (0, False, False, "Consent"),
+        (0, True, True, "Disconnect Redirect:http://otree/InitializeParticipant/s1p1"),
+        (31, True, True, "Disconnect LandingFailed"),
+        (0, False, True, "Disconnect LandingFailed"),
+    ],
+)
+def test_a_past_participant_coming_back(
+    minutes: float, live_redirect: bool, join_once: bool, outcome: str
+) -> None:
+    room = RoomHarness(campaign(join_once=join_once, concurrent_sessions=2), 30, live_redirect)
+    room.agree("a")
+    room.agree("b")
+    room.created(1)
+    room.later(minutes=minutes)
+    conn = room.open()
+    kind, payload = room.frames(conn, room.send(conn, "Land", "a"))[-1]
+    assert (f"{kind} {payload}" if kind == "Disconnect" else kind) == outcome
+
+
+# -- resuming --------------------------------------------------------------------------------
+
+
+def test_an_unknown_token_asks_to_land_again() -> None:
+    room = RoomHarness()
+    conn = room.open()
+    effects = room.send(conn, "Resume", "nope")
+    assert room.frames(conn, effects) == [("Error", "unknown or expired resume token: Land again")]
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        ([], [("Consent", "<p>consent</p>")]),
+        (["Agree"], [("Instructions", "<p>wait</p>"), ("JoiningSize", "1/2")]),
+    ],
+)
+def test_resume_puts_a_participant_back_where_it_was(
+    steps: list[str], expected: list[tuple[str, Any]]
+) -> None:
+    room = RoomHarness()
+    conn, token = room.land()
+    for step in steps:
+        room.send(conn, step)
+    room.close(conn)
+    assert room.room.members[token].away_since == T0
+    again = room.open()
+    effects = room.send(again, "Resume", token)
+    assert room.frames(again, effects) == [("Resume", token), *expected]
+    assert room.room.members[token].conn == again
+
+
+def test_resume_while_choosing_a_group_shows_the_grouping_again() -> None:
+    room = RoomHarness(campaign(groups=(("A", 1), ("B", 1))))
+    conn, token = room.agree()
+    assert room.last(conn) == ("Grouping", {"question": "Q?", "groups": ["A", "B"], "action": "Go"})
+    again = room.open()
+    effects = room.send(again, "Resume", token)
+    assert room.kinds(again, effects) == ["Resume", "Grouping"]
+
+
+def test_resume_in_the_pending_pool_shows_pending_again() -> None:
+    room = RoomHarness(campaign(concurrent_sessions=1))
+    room.room.live_sessions.append(T0)  # Busy
+    conn, token = room.agree()
+    assert room.last(conn) == ("Pending", "<p>pending</p>")
+    again = room.open()
+    assert room.kinds(again, room.send(again, "Resume", token)) == ["Resume", "Pending"]
+
+
+def test_a_second_socket_with_the_token_replaces_the_first() -> None:
+    room = RoomHarness()
+    first, token = room.agree()
+    second = room.open()
+    effects = room.send(second, "Resume", token)
+    assert room.frames(first, effects) == [("Disconnect", "Replaced")]
+    assert first not in room.room.sockets
+    assert room.close(first) == []  # the old socket closing changes nothing
+    assert room.room.members[token].conn == second
+
+
+def test_a_token_whose_session_started_meanwhile_gets_its_url() -> None:
+    room = started_room()
+    conn = room.open()
+    effects = room.send(conn, "Resume", "tok1")
+    assert room.frames(conn, effects) == [
+        ("Starting", "http://otree/InitializeParticipant/s1p1"),
+        ("Disconnect", "Start"),
+    ]
+
+
+# -- grouping --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("label", ["C", "", None, 1, ["A"], "a"])
+def test_connect_needs_a_grouping_label(label: Any) -> None:
+    room = RoomHarness(campaign(groups=(("A", 1), ("B", 1))))
+    conn, token = room.agree()
+    effects = room.send(conn, "Connect", label)
+    assert room.frames(conn, effects) == [("Error", "Connect needs one of the Grouping labels")]
+    assert room.room.members[token].step == Step.AGREED
+
+
+def test_agree_with_a_grouping_asks_and_connect_chooses() -> None:
+    room = RoomHarness(campaign(groups=(("A", 1), ("B", 1))))
+    conn, token = room.agree()
+    assert room.of(Move)[-1] == Move((token,), Step.AGREED)
+    effects = room.send(conn, "Connect", "B")
+    assert room.frames(conn, effects) == [("Instructions", "<p>wait</p>"), ("JoiningSize", "1/2")]
+    assert room.of(Move, effects) == [Move((token,), Step.JOINING, group="B", queued_at=T0)]
+    again = room.send(conn, "Connect", "A")
+    assert room.frames(conn, again) == [("Error", "Connect comes once, after Agree and Grouping")]
+
+
+@pytest.mark.parametrize(("a", "b", "starts"), [(1, 1, True), (2, 0, False), (0, 2, False)])
+def test_a_session_needs_every_group_full(a: int, b: int, starts: bool) -> None:
+    room = RoomHarness(campaign(groups=(("A", 1), ("B", 1))))
+    for label in ["A"] * a + ["B"] * b:
+        conn, _ = room.agree()
+        room.send(conn, "Connect", label)
+    assert bool(room.of(CreateSession)) == starts
+    # A group's pending pool holds size x (max_sessions - started + 1).
+    assert room.room.pending_size() == f"{0 if starts else 1}/8"
+
+
+# -- the pools -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("per_session", [1, 2, 3, 5])
+def test_a_full_pool_with_everyone_present_starts_a_session(per_session: int) -> None:
+    room = RoomHarness(campaign(per_session=per_session))
+    conns = [room.agree()[0] for _ in range(per_session)]
+    assert room.of(CreateSession) == [CreateSession(1)]
+    assert room.room.starting is not None
+    assert [m.conn for m in room.room.starting.members] == conns
+    assert room.joining() == []
+    for conn in conns:
+        assert room.last(conn) == ("JoiningSize", f"{per_session}/{per_session}")
+        sizes = [p for k, p in room.frames(conn) if k == "JoiningSize"]
+        assert sizes.count(f"{per_session}/{per_session}") == 1
+
+
+def test_joining_size_goes_to_the_joining_pool_only_when_shown() -> None:
+    room = RoomHarness(campaign(per_session=3, show_nb_participants=False))
+    first, _ = room.agree()
+    room.agree()
+    assert room.kinds(first) == ["State", "Resume", "Consent", "Instructions"]
+
+
+def test_newcomers_wait_in_pending_when_the_pool_is_full_then_leave_when_that_is_full() -> None:
+    room = RoomHarness(campaign(per_session=2, max_sessions=1))
+    room.room.live_sessions.append(T0)  # Busy: nobody joins, bound 2 x (1 - 0 + 1) = 4
+    conns = [room.agree()[0] for _ in range(5)]
+    assert [room.last(c) for c in conns[:4]] == [("Pending", "<p>pending</p>")] * 4
+    assert room.last(conns[4]) == ("Disconnect", "Full")
+    assert room.of(Leave)[-1].reason == "Full"
+    assert room.room.pending_size() == "4/4"
+
+
+def test_pending_moves_up_when_a_session_ends_and_busy_is_over() -> None:
+    room = RoomHarness(campaign(per_session=2, session_duration=timedelta(minutes=5)))
+    room.room.live_sessions.append(T0)
+    pending = [room.agree()[0] for _ in range(2)]
+    assert room.room.public_state(room.now) == RoomState.BUSY
+    assert room.of(CreateSession, room.tick(minutes=4.9)) == []
+    effects = room.tick(minutes=0.1)
+    assert room.room.live_sessions == []
+    assert [room.frames(c, effects)[0] for c in pending] == [("Instructions", "<p>wait</p>")] * 2
+    assert room.of(Move, effects)[0] == Move(("tok1", "tok2"), Step.JOINING)
+    assert room.of(CreateSession, effects) == [CreateSession(1)]
+
+
+def test_a_pool_waits_for_members_who_are_away() -> None:
+    room = RoomHarness()
+    first, token = room.agree()
+    room.close(first)
+    room.agree()
+    assert room.of(CreateSession) == []
+    again = room.open()
+    effects = room.send(again, "Resume", token)
+    assert room.of(CreateSession, effects) == [CreateSession(1)]
+
+
+def test_session_created_sends_each_member_to_its_own_participant() -> None:
+    room = RoomHarness(campaign(concurrent_sessions=2))
+    a, ta = room.agree("a")
+    b, tb = room.agree("b")
+    _c, tc = room.agree("c")  # into the next pool meanwhile
+    effects = room.created(1)
+    assert room.frames(a, effects) == [
+        ("Starting", "http://otree/InitializeParticipant/s1p1"),
+        ("Disconnect", "Start"),
+    ]
+    assert room.frames(b, effects)[0] == ("Starting", "http://otree/InitializeParticipant/s1p2")
+    (record,) = room.of(RecordSession, effects)
+    assert record.assignments == (
+        (ta, "s1p1", "http://otree/InitializeParticipant/s1p1"),
+        (tb, "s1p2", "http://otree/InitializeParticipant/s1p2"),
+    )
+    assert not record.complete
+    (note,) = room.notes(effects)
+    assert note[0] == "SessionStart"
+    assert note[1]["participant_codes"] == ["s1p1", "s1p2"]
+    assert note[1]["created_at"] == T0.isoformat()
+    assert list(room.room.members) == [tc]
+    assert room.room.campaign.started_sessions == 1
+
+
+def test_the_last_session_completes_the_campaign_and_ends_the_wait() -> None:
+    room = RoomHarness(campaign(max_sessions=1, concurrent_sessions=2))
+    room.agree()
+    room.agree()
+    waiting, token = room.agree()
+    consenting, _ = room.land()
+    effects = room.created(1)
+    assert room.of(RecordSession, effects)[0].complete
+    for conn in (waiting, consenting):
+        assert room.frames(conn, effects)[-2:] == [
+            ("Completed", "<p>done</p>"),
+            ("Disconnect", "Completed"),
+        ]
+    assert room.of(Leave, effects) == [Leave((token, "tok4"), "Completed")]
+    assert room.room.campaign.state == CampaignState.COMPLETED
+    assert room.room.members == {}
+
+
+def test_a_member_who_drops_while_its_session_is_created_keeps_its_place() -> None:
+    room = RoomHarness(grace=5)
+    first, token = room.agree()
+    room.agree()
+    room.close(first)
+    room.tick(seconds=60)
+    assert token in room.room.members  # reserved: no grace expiry
+    room.created(1)
+    again = room.open()
+    assert room.frames(again, room.send(again, "Resume", token))[0][0] == "Starting"
+
+
+def test_a_session_being_created_counts_as_live() -> None:
+    room = RoomHarness(campaign(concurrent_sessions=1))
+    room.agree()
+    room.agree()
+    late, _ = room.agree()
+    assert room.last(late) == ("Pending", "<p>pending</p>")
+    assert room.room.public_state(room.now) == RoomState.BUSY
+
+
+def test_pending_people_move_up_as_soon_as_a_pool_is_set_aside() -> None:
+    room = RoomHarness(campaign(concurrent_sessions=2))
+    room.room.live_sessions.append(T0)  # one live: one more may start
+    room.agree()
+    room.agree()
+    assert room.of(CreateSession) == [CreateSession(1)]
+    late, _ = room.agree()  # busy: both slots are taken
+    assert room.last(late) == ("Pending", "<p>pending</p>")
+
+
+# -- failures --------------------------------------------------------------------------------
+
+
+def test_a_failed_creation_puts_its_pool_back_ahead_of_newcomers() -> None:
+    room = RoomHarness(campaign(concurrent_sessions=2))
+    room.room.live_sessions.append(T0 - timedelta(minutes=31))  # ended, forgotten at a tick
+    _a, ta = room.agree()
+    _b, tb = room.agree()
+    c, tc = room.agree()  # the next pool, meanwhile
+    _d, td = room.agree()
+    assert room.joining() == [tc, td]
+    effects = room.do(SessionFailed(1, "database is locked"))
+    assert room.joining() == [ta, tb]
+    assert room.pending() == [tc, td]
+    assert room.of(Move, effects) == [Move((tc, td), Step.PENDING)]
+    assert room.frames(c, effects)[0] == ("Pending", "<p>pending</p>")
+    assert room.notes(effects) == [("Error", "oTree session creation failed: database is locked")]
+    assert room.room.supervisor_state(room.now) == RoomState.UNAVAILABLE
+    assert room.room.public_state(room.now) == RoomState.RUNNING
+
+
+def test_failed_creations_back_off_1_2_4_up_to_60_seconds() -> None:
+    room = RoomHarness()
+    room.agree()
+    room.agree()
+    waited = []
+    for attempt in range(1, 10):
+        room.do(SessionFailed(1, "down"))
+        retry = room.room.retry
+        assert retry is not None and retry.attempt == attempt
+        waited.append((retry.at - room.now).total_seconds())
+        assert room.of(CreateSession, room.tick(seconds=waited[-1] - 0.5)) == []
+        assert room.of(CreateSession, room.tick(seconds=0.5)) == [CreateSession(1)]
+    assert waited == [*RETRY_DELAYS, 60.0, 60.0]
+
+
+def test_a_start_recorded_after_failures_clears_the_backoff() -> None:
+    room = RoomHarness()
+    room.agree()
+    room.agree()
+    room.do(SessionFailed(1, "down"))
+    room.tick(seconds=1)
+    room.created(1)
+    assert room.room.retry is None and not room.room.unavailable
+
+
+def test_otree_answering_again_brings_the_retry_forward() -> None:
+    room = RoomHarness()
+    room.agree()
+    room.agree()
+    for _ in range(5):  # the next retry is 16 s away
+        room.do(SessionFailed(1, "refused"))
+        room.tick(seconds=60)
+    room.do(SessionFailed(1, "refused"))
+    effects = room.do(OTreeAnswers())
+    assert room.of(CreateSession, effects) == [CreateSession(1)]
+
+
+def test_a_due_retry_whose_pool_changed_is_dropped() -> None:
+    room = RoomHarness(grace=5)
+    a, _ = room.agree()
+    room.agree()
+    room.do(SessionFailed(1, "down"))
+    room.close(a)
+    room.tick(seconds=2)
+    assert room.room.retry is None and not room.room.unavailable
+
+
+def test_a_session_outcome_for_no_start_in_flight_is_ignored() -> None:
+    room = RoomHarness()
+    assert room.created(4) == []
+    assert room.do(SessionFailed(4, "x")) == []
+
+
+# -- the clock -------------------------------------------------------------------------------
+
+
+def test_an_away_participant_loses_its_place_after_the_grace_period() -> None:
+    room = RoomHarness(campaign(per_session=3), grace=30)
+    first, token = room.agree()
+    second, _ = room.agree()
+    room.close(first)
+    assert room.tick(seconds=29.9) == []
+    effects = room.tick(seconds=0.1)
+    assert room.of(Leave, effects) == [Leave((token,), "Away")]
+    assert room.frames(second, effects) == [("JoiningSize", "1/3")]
+    assert room.frames(first, effects) == []  # away: nobody to tell
+
+
+@pytest.mark.parametrize(("minutes", "released"), [(4.9, False), (5, False), (5.01, True)])
+def test_people_waiting_longer_than_the_limit_are_released(minutes: float, released: bool) -> None:
+    room = RoomHarness(campaign(per_session=3, waiting_limit=timedelta(minutes=5)))
+    conn, token = room.agree()
+    consenting, _ = room.land()
+    effects = room.tick(minutes=minutes)
+    assert (room.frames(conn, effects) == [("Disconnect", "Timeout")]) == released
+    assert room.frames(consenting, effects) == []  # not in a pool: no waiting limit
+    assert (token not in room.room.members) == released
+
+
+def test_pending_people_move_up_when_someone_leaves() -> None:
+    room = RoomHarness(campaign(per_session=2), grace=10)
+    first, _ = room.agree()
+    room.close(first)
+    room.agree()  # the pool is full, but its first member is away
+    third, _ = room.agree()
+    assert room.last(third) == ("Pending", "<p>pending</p>")
+    effects = room.tick(seconds=10)
+    assert room.frames(third, effects)[0] == ("Instructions", "<p>wait</p>")
+    assert room.of(CreateSession, effects) == [CreateSession(1)]
+
+
+# -- edits -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", [CampaignState.PAUSED, CampaignState.COMPLETED])
+def test_pausing_or_completing_sends_everyone_the_message(state: CampaignState) -> None:
+    room = RoomHarness(campaign(per_session=3))
+    joining, t1 = room.agree()
+    consenting, t2 = room.land()
+    visitor = room.open()
+    effects = room.do(Edited(campaign(per_session=3, state=state)))
+    text = "<p>paused</p>" if state == CampaignState.PAUSED else "<p>done</p>"
+    for conn in (joining, consenting, visitor):
+        assert room.frames(conn, effects) == [(state.value, text), ("Disconnect", state.value)]
+    assert room.of(Leave, effects) == [Leave((t1, t2), state.value)]
+    assert room.room.members == {} and room.room.sockets == {}
+
+
+def test_an_edit_waits_for_the_session_being_created() -> None:
+    room = RoomHarness(campaign(per_session=2))
+    a, _ = room.agree()
+    room.agree()
+    newcomer, _token = room.agree()
+    assert room.do(Edited(campaign(state=CampaignState.PAUSED))) == []
+    assert room.room.campaign.state == CampaignState.RUNNING
+    effects = room.created(1)
+    assert room.frames(a, effects)[0][0] == "Starting"
+    assert room.frames(newcomer, effects)[-2:] == [
+        ("Paused", "<p>paused</p>"),
+        ("Disconnect", "Paused"),
+    ]
+    assert room.room.campaign.state == CampaignState.PAUSED
+    assert room.room.campaign.started_sessions == 1  # the edit was read before the start
+
+
+def test_an_edit_read_before_the_room_completed_the_campaign_keeps_it_completed() -> None:
+    room = RoomHarness(campaign(max_sessions=1))
+    room.agree()
+    room.agree()
+    room.do(Edited(campaign(max_sessions=1)))  # read before the start: Running, 0 started
+    room.created(1)
+    assert room.room.campaign.state == CampaignState.COMPLETED
+
+
+def test_resuming_a_campaign_lets_people_in_again() -> None:
+    room = RoomHarness(campaign(state=CampaignState.PAUSED))
+    room.do(Edited(campaign()))
+    conn = room.open()
+    assert room.frames(conn) == [("State", "Running")]
+
+
+def test_the_end_of_busy_starts_the_pool_that_waited() -> None:
+    room = RoomHarness(campaign(per_session=1, session_duration=timedelta(minutes=5)))
+    room.room.live_sessions.append(T0)
+    room.agree()
+    room.tick(minutes=5)
+    assert room.of(CreateSession)[-1] == CreateSession(1)
+
+
+# -- restoring -------------------------------------------------------------------------------
+
+
+def test_a_restored_room_has_everyone_away_in_pool_order() -> None:
+    waiting = [
+        Waiting("t1", "a", Step.JOINING, "default", T0),
+        Waiting("t2", "b", Step.LANDED, None, None),
+        Waiting("t3", "c", Step.PENDING, "default", T0 + timedelta(seconds=1)),
+        Waiting("t4", "d", Step.JOINING, "default", T0 + timedelta(seconds=2)),
+    ]
+    started = [Started("t0", "z", "http://otree/InitializeParticipant/x", T0)]
+    restored = Room.restore(
+        campaign(per_session=3),
+        Rules(timedelta(seconds=30), True),
+        lambda: "new",
+        waiting,
+        started,
+        [T0],
+        T0,
+    )
+    room = RoomHarness(room=restored)
+    assert room.joining() == ["t1", "t4"]
+    assert room.pending() == ["t3"]
+    assert all(m.away_since == T0 and m.conn is None for m in restored.members.values())
+    assert restored.public_state(T0) == RoomState.BUSY
+    conn = room.open()
+    assert room.frames(conn, room.send(conn, "Land", "z"))[-1] == (
+        "Disconnect",
+        "Redirect:http://otree/InitializeParticipant/x",
+    )
+    effects = room.tick(seconds=30)
+    assert room.of(Leave, effects) == [Leave(("t1", "t2", "t3", "t4"), "Away")]
+
+
+def test_view_is_what_supervisors_see() -> None:
+    room = RoomHarness(campaign(per_session=2))
+    room.agree()
+    view = room.room.view(room.now)
+    assert (view.state, view.joining, view.pending) == ("Running", "1/2", "0/8")
+    assert replace(view, state=RoomState.BUSY).state == "Busy"
+
+
+def test_every_disconnect_reason_is_a_protocol_reason() -> None:
+    room = RoomHarness(campaign(per_session=1, max_sessions=1))
+    room.agree()
+    room.created(1)
+    reasons = {e.reason for e in room.log if isinstance(e, Disconnect)}
+    assert reasons == {"Start"}
