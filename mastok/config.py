@@ -50,8 +50,8 @@ def _prefix(prefix: str) -> str:
     return prefix
 
 
+# The types of the table's rows: how each reads text from the environment or YAML scalars.
 Mode = Annotated[Literal["DEV", "TEST", "PROD"], BeforeValidator(lambda raw: _text(raw).upper())]
-MODES: tuple[str, ...] = get_args(get_args(Mode)[0])
 Text = Annotated[str, BeforeValidator(_text)]
 Url = Annotated[Text, AfterValidator(lambda url: url.rstrip("/"))]
 Prefix = Annotated[Text, AfterValidator(_prefix)]
