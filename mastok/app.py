@@ -17,8 +17,8 @@ from mastok.campaigns.service import CampaignService
 from mastok.clock import Clock, SystemClock
 from mastok.config import PROJECT_ROOT, Settings
 from mastok.db import Database, async_url, migrate
-from mastok.lightmill import api as lightmill_api
 from mastok.lightmill.design import Design
+from mastok.lightmill.errors import LightMillError
 from mastok.lightmill.service import LightMill
 from mastok.live.records import Records
 from mastok.live.rooms import Rooms
@@ -26,7 +26,7 @@ from mastok.live.runner import RoomSettings
 from mastok.live.starter import SessionStarter
 from mastok.otree import OTreeClient
 from mastok.services import Services
-from mastok.web import api, experiments, join, pages, sockets
+from mastok.web import api, experiments, join, lightmill_api, pages, sockets
 from mastok.web.auth import BasicAuthMiddleware
 from mastok.web.errors import handlers as error_handlers
 
@@ -154,7 +154,7 @@ def create_app(
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
-        exception_handlers=error_handlers,
+        exception_handlers={**error_handlers, LightMillError: lightmill_api.lightmill_error},
     )
     app.state.settings = settings
     app.state.clock = clock

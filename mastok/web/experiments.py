@@ -11,13 +11,16 @@ Pages, each with its twin under /api/monitoring (the same path after it):
 - `/experiments/{xp}/trials.csv`, `/experiments/{xp}/events.csv`: the exports (no twin).
 
 Each page and its twin are built from the same dictionary (the `*_view` functions). The
-experiment page follows its runs live by polling its twin (front/js/experiment.js).
+experiment page follows its runs live by polling its twin (front/js/experiment.js). An
+experiment, run, block, trial or page that is not there (UnknownElement) is a 404: a page, or
+`{"error": ...}` from a twin (`_page_or_404`, `_json_or_404`), not LightMill's client answer.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -32,6 +35,7 @@ from mastok.lightmill import export
 from mastok.lightmill.errors import CannotImportExperiment, UnknownElement
 from mastok.lightmill.monitoring import ExperimentSummary, Monitoring, RunState
 from mastok.lightmill.service import LightMill
+from mastok.services import services
 from mastok.web.forms import CSRFForm
 from mastok.web.templating import render
 
@@ -40,6 +44,8 @@ MAX_DESIGN_BYTES = 32 * MIB
 NUMBER = re.compile(r"\d{1,9}")
 PAGE = re.compile(r"[1-9]\d{0,8}")
 POLL_SECONDS = 2
+
+View = Callable[[Request], Awaitable[Response]]
 
 
 class ImportDesignForm(CSRFForm):
@@ -54,8 +60,7 @@ class UnlockForm(CSRFForm):
 
 
 def _lightmill(request: Request) -> LightMill:
-    service: LightMill = request.app.state.services.lightmill
-    return service
+    return services(request).lightmill
 
 
 def _monitoring(request: Request) -> Monitoring:
@@ -246,10 +251,7 @@ async def _design_bytes(upload: Any) -> bytes:
 
 async def experiment_page(request: Request) -> Response:
     experiment = request.path_params["xp"]
-    try:
-        context = await experiment_view(request, experiment)
-    except UnknownElement as error:
-        return _not_found(request, error.message)
+    context = await experiment_view(request, experiment)
     context["csrf"] = UnlockForm.for_request(request).csrf_token.current_token
     context["flash"] = request.session.pop("flash", None)
     context["api"] = _path(request, "api", "monitoring", "experiments", experiment)
@@ -263,10 +265,7 @@ async def unlock_page(request: Request) -> Response:
     form = UnlockForm.for_request(request, await request.form(max_files=0, max_fields=4))
     if not form.validate():
         return _csrf_failed(request)
-    try:
-        released = await _lightmill(request).store.admin_unlock(experiment, run)
-    except UnknownElement as error:
-        return _not_found(request, error.message)
+    released = await _lightmill(request).store.admin_unlock(experiment, run)
     if released:
         request.session["flash"] = f"Run {run} unlocked: any client may take it now."
     else:
@@ -276,20 +275,13 @@ async def unlock_page(request: Request) -> Response:
 
 async def run_page(request: Request) -> Response:
     experiment, run = request.path_params["xp"], request.path_params["run"]
-    try:
-        context = await run_view(request, experiment, run)
-    except UnknownElement as error:
-        return _not_found(request, error.message)
-    return render(request, "experiment_run.html", context)
+    return render(request, "experiment_run.html", await run_view(request, experiment, run))
 
 
 async def trial_page(request: Request) -> Response:
     experiment, run = request.path_params["xp"], request.path_params["run"]
-    try:
-        block, trial = _number(request, "block"), _number(request, "trial")
-        context = await trial_view(request, experiment, run, block, trial)
-    except UnknownElement as error:
-        return _not_found(request, error.message)
+    block, trial = _number(request, "block"), _number(request, "trial")
+    context = await trial_view(request, experiment, run, block, trial)
     return render(request, "experiment_trial.html", context)
 
 
@@ -307,7 +299,7 @@ async def _download(request: Request, kind: str) -> Response:
     lightmill = _lightmill(request)
     if not await lightmill.store.has_experiment(experiment):
         return _not_found(request, f"there is no experiment {experiment!r}")
-    db = request.app.state.services.db
+    db = services(request).db
     trials_name, events_name = export.file_names(experiment)
     if kind == "trials":
         stream, name = export.stream_trials(db, experiment), trials_name
@@ -341,6 +333,17 @@ def _not_found(request: Request, message: str) -> Response:
     return render(request, "message.html", {"title": "Not found", "message": message}, 404)
 
 
+def _page_or_404(view: View) -> View:
+    @functools.wraps(view)
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await view(request)
+        except UnknownElement as error:
+            return _not_found(request, error.message)
+
+    return endpoint
+
+
 # --- JSON twins -------------------------------------------------------------------------------
 
 
@@ -348,15 +351,23 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status)
 
 
+def _json_or_404(view: View) -> View:
+    @functools.wraps(view)
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await view(request)
+        except UnknownElement as error:
+            return _error(404, error.message)
+
+    return endpoint
+
+
 async def api_experiments(request: Request) -> Response:
     return JSONResponse(await experiments_view(request))
 
 
 async def api_experiment(request: Request) -> Response:
-    try:
-        return JSONResponse(await experiment_view(request, request.path_params["xp"]))
-    except UnknownElement as error:
-        return _error(404, error.message)
+    return JSONResponse(await experiment_view(request, request.path_params["xp"]))
 
 
 async def api_unlock(request: Request) -> Response:
@@ -366,49 +377,41 @@ async def api_unlock(request: Request) -> Response:
     if content_type != "application/json":
         return _error(415, "send the request with Content-Type: application/json")
     experiment, run = request.path_params["xp"], request.path_params["run"]
-    monitoring = _monitoring(request)
-    try:
-        released = await _lightmill(request).store.admin_unlock(experiment, run)
-        state = (await monitoring.runs(experiment, run))[0]
-    except UnknownElement as error:
-        return _error(404, error.message)
+    released = await _lightmill(request).store.admin_unlock(experiment, run)
+    state = (await _monitoring(request).runs(experiment, run))[0]
     return JSONResponse({"released": released, "run": run_json(state)})
 
 
 async def api_run(request: Request) -> Response:
-    try:
-        view = await run_view(request, request.path_params["xp"], request.path_params["run"])
-    except UnknownElement as error:
-        return _error(404, error.message)
-    return JSONResponse(view)
+    experiment, run = request.path_params["xp"], request.path_params["run"]
+    return JSONResponse(await run_view(request, experiment, run))
 
 
 async def api_trial(request: Request) -> Response:
     experiment, run = request.path_params["xp"], request.path_params["run"]
-    try:
-        block, trial = _number(request, "block"), _number(request, "trial")
-        return JSONResponse(await trial_view(request, experiment, run, block, trial))
-    except UnknownElement as error:
-        return _error(404, error.message)
+    block, trial = _number(request, "block"), _number(request, "trial")
+    return JSONResponse(await trial_view(request, experiment, run, block, trial))
 
 
 RUN = "/experiments/{xp}/runs/{run}"
 
 page_routes = [
     Route("/experiments", experiments_page, methods=["GET", "POST"]),
-    Route("/experiments/{xp}", experiment_page),
+    Route("/experiments/{xp}", _page_or_404(experiment_page)),
     Route("/experiments/{xp}/trials.csv", download_trials),
     Route("/experiments/{xp}/events.csv", download_events),
-    Route(RUN, run_page),
-    Route(RUN + "/unlock", unlock_page, methods=["POST"]),
-    Route(RUN + "/trials/{block}/{trial}", trial_page),
+    Route(RUN, _page_or_404(run_page)),
+    Route(RUN + "/unlock", _page_or_404(unlock_page), methods=["POST"]),
+    Route(RUN + "/trials/{block}/{trial}", _page_or_404(trial_page)),
 ]
 
 # Mounted under /api with the rest of the admin API.
 api_routes = [
     Route("/monitoring/experiments", api_experiments, methods=["GET"]),
-    Route("/monitoring/experiments/{xp}", api_experiment, methods=["GET"]),
-    Route("/monitoring" + RUN, api_run, methods=["GET"]),
-    Route("/monitoring" + RUN + "/unlock", api_unlock, methods=["POST"]),
-    Route("/monitoring" + RUN + "/trials/{block}/{trial}", api_trial, methods=["GET"]),
+    Route("/monitoring/experiments/{xp}", _json_or_404(api_experiment), methods=["GET"]),
+    Route("/monitoring" + RUN, _json_or_404(api_run), methods=["GET"]),
+    Route("/monitoring" + RUN + "/unlock", _json_or_404(api_unlock), methods=["POST"]),
+    Route(
+        "/monitoring" + RUN + "/trials/{block}/{trial}", _json_or_404(api_trial), methods=["GET"]
+    ),
 ]

@@ -7,6 +7,10 @@ Experiment clients (lightmill-runner) call every route but `/import` from other 
 credentials: those routes are public and CORS-open. `/import` changes what the server holds, so
 it is the admin's (HTTP Basic) and, like the admin API's writes, needs a Content-Type a page
 cannot send cross-site without a preflight (XML), which it never gets.
+
+The routes answer with what the service returns, as JSON; a `LightMillError` they raise is
+answered by `lightmill_error`, which the app registers as its exception handler (inside each
+route's CORS middleware, so error answers carry the CORS headers too).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from mastok.lightmill.errors import (
 from mastok.lightmill.results import parse_json, parse_results, read_token
 from mastok.lightmill.service import LightMill
 from mastok.lightmill.store import BlockInfo, ExperimentInfo, Lock, PlanBlock, RunInfo, TrialInfo
+from mastok.services import services
 
 MIB = 1 << 20
 MAX_DESIGN_BYTES = 32 * MIB
@@ -43,20 +48,22 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _lightmill(request: Request) -> LightMill:
-    service: LightMill = request.app.state.services.lightmill
-    return service
+    return services(request).lightmill
 
 
-def _answering_errors(handler: Callable[[Request], Awaitable[Any]]) -> Handler:
-    """JSON for what the handler returns; LightMill's `{"message", "type"}` for its errors."""
+async def lightmill_error(request: Request, error: Exception) -> Response:
+    """LightMill's `{"message", "type"}` with the error's status (the app's handler)."""
+    assert isinstance(error, LightMillError)
+    return JSONResponse(error.to_json(), error.status)
+
+
+def _answering_json(handler: Callable[[Request], Awaitable[Any]]) -> Handler:
+    """JSON for what the handler returns."""
 
     async def endpoint(request: Request) -> Response:
         if request.method == "OPTIONS":  # not a CORS preflight (those never get here)
             return Response(status_code=200)
-        try:
-            return JSONResponse(await handler(request))
-        except LightMillError as error:
-            return JSONResponse(error.to_json(), error.status)
+        return JSONResponse(await handler(request))
 
     endpoint.__name__ = handler.__name__
     return endpoint
@@ -278,7 +285,7 @@ CORS = [
 
 
 def _client_route(path: str, handler: Callable[[Request], Awaitable[Any]], method: str) -> Route:
-    return Route(path, _answering_errors(handler), methods=[method, "OPTIONS"], middleware=CORS)
+    return Route(path, _answering_json(handler), methods=[method, "OPTIONS"], middleware=CORS)
 
 
 # Paths anyone may call (public_prefixes in mastok/app.py lists their prefixes).
@@ -303,5 +310,5 @@ routes = [
     _client_route("/api/block/{xp}/{run}/{block}", get_block, "GET"),
     _client_route("/api/trial/{xp}/{run}/{block}/{trial}", get_trial, "GET"),
     _client_route("/api/trial/{xp}/{run}/{block}/{trial}", post_trial, "POST"),
-    Route("/api/import", _answering_errors(import_experiment), methods=["POST"]),
+    Route("/api/import", _answering_json(import_experiment), methods=["POST"]),
 ]

@@ -1,4 +1,5 @@
-"""LightMill's API: imports, refusals that store nothing, unknown elements, CORS, auth."""
+"""LightMill's client API (mastok/web/lightmill_api.py): imports, refusals that store nothing,
+unknown elements, CORS, auth."""
 
 from __future__ import annotations
 
