@@ -3,6 +3,12 @@
 Every change is one transaction: a design is imported whole or not at all, a trial's results
 and events are stored together with its completion, or nothing is. Locks carry a heartbeat: a
 lock whose client has been silent for longer than the lock timeout counts as released.
+
+Trial posts are committed in batches (mastok/db/batches.py): a trial post is a few small
+statements, and it is their number, not their size, that costs (a round trip each through
+SQLAlchemy and the driver). A batch's statements each cover all of its posts; a post the batch
+cannot take as it is (a check that refuses it, a measure to register, a second post for the
+same run, a race lost to a lock change) is recorded alone, which gives its precise answer.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, and_, bindparam, case, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mastok.clock import Clock, SystemClock, aware
 from mastok.db import Database
+from mastok.db.batches import ALONE, Batches, Leave
 from mastok.lightmill import design as d
 from mastok.lightmill.errors import (
     CannotImportExperiment,
@@ -60,9 +67,12 @@ from mastok.lightmill.tables import (
     LMTrialFactorValue,
     LMTrialMeasureValue,
 )
-from mastok.lightmill.writes import Batches
 
 log = logging.getLogger("mastok.lightmill")
+
+# PostgreSQL: while a batch's statements run in the database (its inserts check every value's
+# foreign keys), the next batch is checked and sent on another connection.
+TRIAL_BATCHES = 2
 
 
 # --- What the store answers -------------------------------------------------------------------
@@ -154,7 +164,9 @@ class LightMillStore:
     def __init__(self, db: Database, clock: Clock | None = None) -> None:
         self.db = db
         self.clock = clock or SystemClock()
-        self._batches: Batches[_Post, _Recorded] = Batches(db, self._record_batch, self._record)
+        self._batches: Batches[_Post, _Recorded] = Batches(
+            db, self._record_batch, self._record, parallel=TRIAL_BATCHES
+        )
         # Each experiment's measures as last read by a committed trial post (recording.py).
         self._measures: dict[int, Measures] = {}
 
@@ -394,7 +406,7 @@ class LightMillStore:
         """
         post = _Post(experiment, run, block, number, results, fixed_measures, policy)
         try:
-            recorded = await self._batches.record(post)
+            recorded = await self._batches.write(post)
         except (ExperimentProgressError, WrongMeasureKey):
             if post.token_taken and policy is not None:
                 with contextlib.suppress(LightMillError):
@@ -406,9 +418,9 @@ class LightMillStore:
 
     async def _record_batch(
         self, connection: AsyncConnection, posts: Sequence[_Post]
-    ) -> list[_Recorded | None]:
-        """Posts' checks and writes, a statement for all of them at each step (writes.py).
-        None for a post to record alone: one the checks refuse (alone, it gets its precise
+    ) -> list[_Recorded | Literal[Leave.ALONE]]:
+        """Posts' checks and writes, a statement for all of them at each step. ALONE for a
+        post to record alone: one the checks refuse (alone, it gets its precise
         answer), one that names a measure or a level to register, a second one for a run, one
         whose run changed between its checks and its writes."""
         now = self.clock.now()
@@ -443,7 +455,7 @@ class LightMillStore:
                 continue
             taken[row.run_pk] = (post, row, ids)
         if not taken:
-            return [None] * len(posts)
+            return [ALONE] * len(posts)
         moves = [
             (run_pk, row.position, post.results.token) for run_pk, (post, row, _) in taken.items()
         ]
@@ -454,7 +466,7 @@ class LightMillStore:
         )
         done = [taken[run_pk] for run_pk in taken if run_pk in moved]
         if not done:
-            return [None] * len(posts)
+            return [ALONE] * len(posts)
         by_events: dict[int, list[int]] = defaultdict(list)  # trials by their number of events
         for post, row, _ in done:
             by_events[len(post.results.events)].append(row.trial_pk)
@@ -473,7 +485,7 @@ class LightMillStore:
             )
             for post, row, ids in done
         }
-        return [recorded.get(id(post)) for post in posts]
+        return [recorded.get(id(post), ALONE) for post in posts]
 
     async def _record(self, connection: AsyncConnection, post: _Post) -> _Recorded:
         """A trial post's checks and writes, on the connection of its transaction."""

@@ -1,0 +1,135 @@
+"""Group commit: writes queue, and each transaction commits all those queued, one batch at a time.
+
+Many small transactions cost more than their statements: a round trip per statement and per
+commit, and on SQLite one writer at a time (concurrent writers sleep in its busy handler). So
+writes queue in mastok, first come first served, and a committer takes everything queued as one
+batch, in one transaction; the writes that arrive meanwhile make up the next batch. A caller
+hears back only once its write is committed.
+
+A batch answers each of its items with a result, or with `ALONE` for an item it cannot take as
+it is: that item is then written alone, after the batch, in a transaction of its own, which
+gives its answer (result or error). If a batch's transaction fails, nothing of it was written,
+and each of its items is written alone, so that only the one at fault fails.
+
+`Batches(db, many, one)` is the primitive: `many(connection, items)` writes a batch (a few
+statements for all of its items, say), `one(connection, item)` a single item. `GroupCommit(db)`
+is the common case: transaction closures, run one after the other in the batch's transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from enum import Enum
+from typing import Any, Generic, Literal, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mastok.db.engine import Database
+from mastok.futures import settle
+
+P = TypeVar("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class Leave(Enum):
+    ALONE = "alone"
+
+
+ALONE = Leave.ALONE  # what a batch answers for an item to write alone
+
+Many = Callable[[AsyncConnection, Sequence[P]], Awaitable[Sequence[R | Literal[Leave.ALONE]]]]
+One = Callable[[AsyncConnection, P], Awaitable[R]]
+Work = Callable[[AsyncConnection], Awaitable[Any]]
+
+
+class Batches(Generic[P, R]):
+    """`parallel`: batches committing at once, each on a connection of its own (on SQLite
+    always one: it takes one writer at a time)."""
+
+    def __init__(self, db: Database, many: Many[P, R], one: One[P, R], parallel: int = 1) -> None:
+        self.db = db
+        self._many = many
+        self._one = one
+        self._parallel = 1 if db.is_sqlite else parallel
+        self._queued: list[tuple[P, asyncio.Future[R]]] = []
+        self._committers: set[asyncio.Task[None]] = set()
+
+    async def write(self, item: P) -> R:
+        """Write the item; its result once committed, or what it raised."""
+        done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queued.append((item, done))
+        # A committer that found the queue empty is done, even before its callback runs.
+        self._committers = {c for c in self._committers if not c.done()}
+        if len(self._committers) < self._parallel:
+            committer = asyncio.create_task(self._commit_batches())
+            self._committers.add(committer)
+            committer.add_done_callback(self._committers.discard)
+        return await done
+
+    async def _commit_batches(self) -> None:
+        """Commit what is queued, a batch per transaction, until nothing is, on a connection
+        kept from one batch to the next. A batch whose transaction fails wrote nothing: its
+        items are written alone, and the next batch gets a new connection."""
+        batch: list[tuple[P, asyncio.Future[R]]] = []
+        try:
+            while self._queued:
+                async with self.db.engine.connect() as connection:
+                    while self._queued:
+                        batch, self._queued = self._queued, []
+                        try:
+                            async with connection.begin():
+                                answers = await self._many(connection, [i for i, _ in batch])
+                        except Exception:
+                            break
+                        for (item, done), answer in zip(batch, answers, strict=True):
+                            if answer is Leave.ALONE:
+                                await self._write_alone(item, done)
+                            else:
+                                settle(done, answer)
+                        batch = []
+                for item, done in batch:
+                    await self._write_alone(item, done)
+                batch = []
+        except Exception as error:  # no connection to be had: tell those waiting
+            for _, done in batch + self._queued:
+                settle(done, error=error)
+            self._queued = []
+        finally:  # cancelled (mastok is stopping): nobody waits for ever
+            for _, done in batch + self._queued:
+                done.cancel()
+            self._queued = []
+
+    async def _write_alone(self, item: P, done: asyncio.Future[R]) -> None:
+        if done.done():  # its caller gave up waiting
+            return
+        try:
+            async with self.db.engine.begin() as connection:
+                result = await self._one(connection, item)
+        except Exception as error:
+            settle(done, error=error)
+        else:
+            settle(done, result)
+
+
+class GroupCommit:
+    """Transaction closures (`async def work(connection) -> T`) committed together, in the
+    order they came, each alone when their batch fails."""
+
+    def __init__(self, db: Database, parallel: int = 1) -> None:
+        self._batches: Batches[Work, Any] = Batches(db, _run_each, _run, parallel)
+
+    async def commit(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """`work`'s result once committed, or what it raised (then alone, nothing of it
+        written)."""
+        result: T = await self._batches.write(work)
+        return result
+
+
+async def _run_each(connection: AsyncConnection, works: Sequence[Work]) -> list[Any]:
+    return [await work(connection) for work in works]
+
+
+async def _run(connection: AsyncConnection, work: Work) -> Any:
+    return await work(connection)

@@ -1,0 +1,147 @@
+"""Group commit (mastok/db/batches.py): stand-in items for Batches, closures for GroupCommit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Literal
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mastok.db import Database
+from mastok.db.batches import ALONE, Batches, GroupCommit, Leave
+
+
+@pytest.fixture
+async def db() -> AsyncIterator[Database]:
+    database = Database("sqlite+aiosqlite:///:memory:")
+    yield database
+    await database.close()
+
+
+class Recorder:
+    """Items are numbers: a batch takes the even ones (answering 10x), leaves the odd ones to
+    be written alone (answering -x), and fails whole when it holds a 0."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.alone: list[int] = []
+
+    async def many(
+        self, _connection: AsyncConnection, items: Sequence[int]
+    ) -> list[int | Literal[Leave.ALONE]]:
+        self.batches.append(list(items))
+        if 0 in items:
+            raise RuntimeError("the batch fails")
+        return [10 * i if i % 2 == 0 else ALONE for i in items]
+
+    async def one(self, _connection: AsyncConnection, item: int) -> int:
+        self.alone.append(item)
+        if item == 0:
+            raise ValueError("refused")
+        return -item
+
+
+async def test_items_arriving_together_share_a_batch(db: Database) -> None:
+    recorder = Recorder()
+    batches = Batches(db, recorder.many, recorder.one)
+
+    outcomes = await asyncio.gather(*(batches.write(i) for i in (2, 3, 4)))
+
+    assert outcomes == [20, -3, 40]
+    assert recorder.batches == [[2, 3, 4]]
+    assert recorder.alone == [3]
+
+
+async def test_a_failed_batch_writes_each_item_alone(db: Database) -> None:
+    recorder = Recorder()
+    batches = Batches(db, recorder.many, recorder.one)
+
+    outcomes = await asyncio.gather(*(batches.write(i) for i in (2, 0, 4)), return_exceptions=True)
+
+    assert outcomes[0] == -2 and outcomes[2] == -4
+    assert isinstance(outcomes[1], ValueError)
+    assert recorder.alone == [2, 0, 4]
+    assert await batches.write(6) == 60  # and the next batch goes on
+
+
+async def test_an_item_queued_as_the_committer_ends_is_written(db: Database) -> None:
+    recorder = Recorder()
+    batches = Batches(db, recorder.many, recorder.one)
+    # A committer that found the queue empty and ended, its done callback not run yet.
+    ended = asyncio.create_task(asyncio.sleep(0))
+    await asyncio.wait({ended})
+    batches._committers = {ended}
+
+    assert await asyncio.wait_for(batches.write(8), 5) == 80
+
+
+# --- Transaction closures ---------------------------------------------------------------------
+
+
+async def notes_table(db: Database) -> None:
+    async with db.engine.begin() as connection:
+        await connection.execute(text("CREATE TABLE notes (note TEXT NOT NULL UNIQUE)"))
+
+
+async def notes(db: Database) -> list[str]:
+    async with db.engine.connect() as connection:
+        return list(await connection.scalars(text("SELECT note FROM notes ORDER BY rowid")))
+
+
+def note(value: str, ran: list[str]) -> Callable[[AsyncConnection], Awaitable[int]]:
+    """A closure that inserts a note and answers its row count; `ran` keeps each run."""
+
+    async def work(connection: AsyncConnection) -> int:
+        ran.append(value)
+        await connection.execute(text("INSERT INTO notes VALUES (:v)"), {"v": value})
+        return int(await connection.scalar(text("SELECT count(*) FROM notes")) or 0)
+
+    return work
+
+
+async def test_closures_arriving_together_commit_in_one_transaction(db: Database) -> None:
+    await notes_table(db)
+    group = GroupCommit(db)
+    ran: list[str] = []
+
+    counts = await asyncio.gather(*(group.commit(note(v, ran)) for v in "abc"))
+
+    # Each saw the ones before it in the same transaction, and each ran once.
+    assert counts == [1, 2, 3]
+    assert ran == ["a", "b", "c"]
+    assert await notes(db) == ["a", "b", "c"]
+
+
+async def test_a_failing_closure_fails_alone(db: Database) -> None:
+    await notes_table(db)
+    group = GroupCommit(db)
+    ran: list[str] = []
+    works = [note(v, ran) for v in ("a", "b", "a", "c")]  # the second "a" breaks UNIQUE
+
+    outcomes = await asyncio.gather(*(group.commit(w) for w in works), return_exceptions=True)
+
+    assert outcomes[:2] == [1, 2] and outcomes[3] == 3
+    assert isinstance(outcomes[2], Exception)
+    assert await notes(db) == ["a", "b", "c"]
+    # The batch ran until the failure, then each closure alone.
+    assert ran == ["a", "b", "a", "a", "b", "a", "c"]
+
+
+async def test_a_closure_answering_none_runs_once(db: Database) -> None:
+    await notes_table(db)
+    group = GroupCommit(db)
+    runs = 0
+
+    async def work(connection: AsyncConnection) -> None:
+        nonlocal runs
+        runs += 1
+        await connection.execute(text("INSERT INTO notes VALUES ('x')"))
+
+    outcomes = await asyncio.gather(group.commit(work), group.commit(note("y", [])))
+
+    assert list(outcomes) == [None, 2]
+    assert runs == 1
+    assert await notes(db) == ["x", "y"]
