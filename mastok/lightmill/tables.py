@@ -19,7 +19,6 @@ from datetime import datetime
 from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mastok.clock import utcnow
 from mastok.db.tables import Base
 
 ID_LENGTH = 255
@@ -34,7 +33,7 @@ class LMExperiment(Base):
     name: Mapped[str | None] = mapped_column(Text, nullable=True)
     author: Mapped[str | None] = mapped_column(Text, nullable=True)
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
-    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # the store's clock
 
 
 class LMFactor(Base):

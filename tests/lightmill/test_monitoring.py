@@ -5,13 +5,14 @@ runs banner, a run's trials and a trial's events."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from html.parser import HTMLParser
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from mastok.clock import ManualClock
+from mastok.clock import ManualClock, iso
 from tests.fixtures.app import ClientFactory
 from tests.lightmill.helpers import (
     design,
@@ -147,7 +148,9 @@ def run_cells(run: dict[str, Any]) -> list[str]:
 
 
 def test_the_experiment_page_shows_every_run_state(client: TestClient, clock: ManualClock) -> None:
+    started = clock.now()
     three_states(client, clock)
+    later = started + timedelta(seconds=600)  # S0 locked, S1's client silent since `started`
 
     page = ok(client, XP)
     data = twin(client, API)
@@ -162,17 +165,18 @@ def test_the_experiment_page_shows_every_run_state(client: TestClient, clock: Ma
     assert runs["S0"]["current"] == {"block": 1, "trial": 0}
     assert runs["S1"]["current"] == {"block": 0, "trial": 0}
     assert runs["S2"]["current"] is None
-    for run in ("S0", "S1"):
-        assert runs[run]["locked_since"] and runs[run]["last_heartbeat"]
-        assert runs[run]["lock_expires_at"] > runs[run]["last_heartbeat"]
-    assert runs["S1"]["last_heartbeat"] < runs["S0"]["last_heartbeat"]
-    assert runs["S2"]["locked_since"] is runs["S2"]["last_heartbeat"] is None
-    assert data["experiment"] | {"imported_at": None} == {
+    held = [(r["locked_since"], r["last_heartbeat"], r["lock_expires_at"]) for r in data["runs"]]
+    assert held == [
+        (iso(later), iso(later), iso(later + timedelta(seconds=120))),
+        (iso(started), iso(started), iso(started + timedelta(seconds=120))),
+        (None, None, None),
+    ]
+    assert data["experiment"] == {
         "id": "pointing",
         "name": "Pointing",
         "author": "Ada Lovelace",
         "description": "Mouse or touch, small or large targets",
-        "imported_at": None,
+        "imported_at": iso(started),
         "runs": 3,
         "runs_started": 2,
         "runs_completed": 1,
