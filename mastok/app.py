@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -20,12 +22,13 @@ from mastok.db import Database, async_url, migrate
 from mastok.lightmill.design import Design
 from mastok.lightmill.errors import LightMillError
 from mastok.lightmill.service import LightMill
+from mastok.live.events import Rules
 from mastok.live.records import Records
 from mastok.live.rooms import Rooms
-from mastok.live.runner import RoomSettings
 from mastok.live.starter import SessionStarter
 from mastok.otree import OTreeClient
 from mastok.services import Services
+from mastok.tasks import task_scope
 from mastok.web import api, experiments, join, lightmill_api, pages, sockets
 from mastok.web.auth import BasicAuthMiddleware
 from mastok.web.errors import handlers as error_handlers
@@ -89,39 +92,44 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        db = Database(async_url(settings.database_url, settings.sqlite_path))
-        await migrate(db)
-        otree = OTreeClient(
-            settings.otree_api_url, settings.otree_api_key, timeout=settings.otree_timeout
-        )
-        campaigns = CampaignService(db, otree, settings.share_url_base)
-        records = Records(db)
-        rooms = Rooms(
-            campaigns,
-            records,
-            SessionStarter(otree, settings.otree_public_url),
-            RoomSettings(
-                grace=settings.resume_grace,
-                live_redirect=not settings.disable_live_redirect,
-            ),
-        )
-        lightmill = LightMill.from_settings(db, settings, clock=clock)
-        for design in designs:
-            await lightmill.import_at_start(design)
-        if settings.unprotected_runs:
-            log.warning(
-                "LIGHTMILL RUNS ARE UNPROTECTED: any client can take over a locked run. "
-                "Never run a real study like this."
+        # Left in reverse: rooms drained, every task cancelled, oTree's client and the
+        # database closed (also when starting fails half-way).
+        async with contextlib.AsyncExitStack() as stack:
+            db = Database(async_url(settings.database_url, settings.sqlite_path))
+            stack.push_async_callback(db.close)
+            await migrate(db)
+            otree = OTreeClient(
+                settings.otree_api_url, settings.otree_api_key, timeout=settings.otree_timeout
             )
-        app.state.services = Services(settings, db, otree, campaigns, records, rooms, lightmill)
-        await rooms.start()
-        log.info("mastok ready on %s%s", settings.origin, settings.web_prefix or "/")
-        try:
+            stack.push_async_callback(otree.aclose)
+            campaigns = CampaignService(db, otree, settings.share_url_base)
+            records = Records(db)
+            tasks = await stack.enter_async_context(task_scope())
+            rooms = Rooms(
+                campaigns,
+                records,
+                SessionStarter(otree, settings.otree_public_url),
+                Rules(
+                    grace=timedelta(seconds=settings.resume_grace),
+                    live_redirect=not settings.disable_live_redirect,
+                ),
+                clock,
+                tasks,
+            )
+            stack.push_async_callback(rooms.stop)
+            lightmill = LightMill.from_settings(db, settings, clock=clock)
+            for design in designs:
+                await lightmill.import_at_start(design)
+            if settings.unprotected_runs:
+                log.warning(
+                    "LIGHTMILL RUNS ARE UNPROTECTED: any client can take over a locked run. "
+                    "Never run a real study like this."
+                )
+            services = Services(settings, db, otree, campaigns, records, rooms, lightmill)
+            app.state.services = services
+            await rooms.start()
+            log.info("mastok ready on %s%s", settings.origin, settings.web_prefix or "/")
             yield
-        finally:
-            await rooms.stop()
-            await otree.aclose()
-            await db.close()
 
     routes: list[BaseRoute] = [
         *pages.routes,

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from mastok.db.tables import Campaign
 from mastok.live.events import CreatedSession
 from mastok.otree import OTreeClient, OTreeError, OTreeUnreachable
-from mastok.otree.urls import public_otree_url
+from mastok.otree.labels import label, mastok_id
+from mastok.otree.urls import public_otree_url, start_url
 
 
 class StartFailed(Exception):
@@ -48,15 +49,6 @@ class StartSpec:
         )
 
 
-def mastok_id(namespace: str, number: int) -> str:
-    return f"mk:{namespace}:{number}"
-
-
-def label(spec: StartSpec, number: int) -> str:
-    """The oTree label: the mastok id and the campaign's uid, unique to this campaign."""
-    return f"{mastok_id(spec.namespace, number)}:{spec.uid}"
-
-
 class SessionStarter:
     def __init__(self, otree: OTreeClient, public_url: str) -> None:
         self.otree = otree
@@ -65,9 +57,6 @@ class SessionStarter:
         # the one after the last session it created or claimed. Anything else (the first start
         # after mastok started, a retry after a failure) looks the label up first.
         self._fresh: dict[int, int] = {}
-
-    def start_url(self, participant_code: str) -> str:
-        return f"{self.public_url}/InitializeParticipant/{participant_code}"
 
     async def otree_answers(self) -> bool:
         try:
@@ -78,7 +67,7 @@ class SessionStarter:
 
     async def start(self, spec: StartSpec, number: int) -> CreatedSession:
         """The oTree session numbered `number` for this campaign, created if need be."""
-        name = label(spec, number)
+        name = label(spec.namespace, number, spec.uid)
         fresh = self._fresh.pop(spec.campaign_id, None) == number
         try:
             existing = None if fresh else await self.otree.find_session_by_label(name)
@@ -104,5 +93,7 @@ class SessionStarter:
             code=session.code,
             mastok_id=mastok_id(spec.namespace, number),
             admin_url=public_otree_url(session.admin_url, self.public_url),
-            participants=tuple((p.code, self.start_url(p.code)) for p in session.participants),
+            participants=tuple(
+                (p.code, start_url(self.public_url, p.code)) for p in session.participants
+            ),
         )

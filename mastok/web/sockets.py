@@ -40,14 +40,11 @@ async def join_socket(websocket: WebSocket) -> None:
         connection.close(UNKNOWN, "unknown campaign")
         await connection.wait_closed()
         return
-    visitor = await runner.participant_arrives(connection)
-    if visitor is None:
-        await connection.wait_closed()
-        return
+    conn = await runner.participant_arrives(connection)
     try:
-        await _read_frames(websocket, connection, lambda f: runner.participant_frame(visitor, f))
+        await _read_frames(websocket, connection, lambda f: runner.participant_frame(conn, f))
     finally:
-        await runner.participant_leaves(visitor)
+        runner.participant_leaves(conn)
         await connection.stop()
 
 
@@ -81,7 +78,7 @@ async def supervise_socket(websocket: WebSocket) -> None:
     try:
         await _read_frames(websocket, connection, on_frame)
     finally:
-        await runner.supervisor_leaves(connection)
+        runner.supervisor_leaves(connection)
         await connection.stop()
 
 

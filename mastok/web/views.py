@@ -81,6 +81,7 @@ async def supervise(request: Request, namespace: str) -> dict[str, Any]:
     app_services = services(request)
     campaign = await app_services.campaigns.get(namespace)
     runner = await app_services.rooms.runner(campaign)
+    view = await runner.view()
     sessions = []
     for record in await app_services.records.sessions(campaign.id):
         sessions.append(
@@ -94,11 +95,7 @@ async def supervise(request: Request, namespace: str) -> dict[str, Any]:
             }
         )
     return {
-        "campaign": app_services.campaigns.to_json(runner.campaign),
-        "live": {
-            "state": runner.supervisor_state(),
-            "joining": runner.joining_size(),
-            "pending": runner.pending_size(),
-        },
+        "campaign": app_services.campaigns.to_json(campaign),
+        "live": {"state": view.state, "joining": view.joining, "pending": view.pending},
         "sessions": sessions,
     }

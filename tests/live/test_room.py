@@ -369,6 +369,15 @@ def test_session_created_sends_each_member_to_its_own_participant() -> None:
     assert room.room.campaign.started_sessions == 1
 
 
+def test_the_pending_bound_shrinks_as_sessions_start() -> None:
+    room = RoomHarness(campaign(per_session=2, max_sessions=3, concurrent_sessions=3))
+    assert room.room.pending_size() == "0/8"  # 2 x (3 - 0 + 1)
+    room.agree()
+    room.agree()
+    room.created(1)
+    assert room.room.pending_size() == "0/6"
+
+
 def test_the_last_session_completes_the_campaign_and_ends_the_wait() -> None:
     room = RoomHarness(campaign(max_sessions=1, concurrent_sessions=2))
     room.agree()

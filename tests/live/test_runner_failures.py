@@ -1,15 +1,44 @@
-"""Failures a real database or oTree cannot produce on demand, with stand-ins for them."""
+"""The runner (the room's driver) with no network: stand-ins for sockets, the database and oTree.
+
+A real database or oTree cannot fail on demand at the one write or call a test is about; these
+stand-ins do. What they check: an event is written in one transaction before anyone is told, an
+event whose writes failed changes nothing (and its retry succeeds), a session outcome goes ahead
+of the frames queued meanwhile, a start whose record failed is claimed again rather than
+created twice, and supervisors end up with the current view.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy.exc import OperationalError
 
-from mastok.db.tables import Campaign, OTreeSession, utcnow
-from mastok.live.protocol import Frame, decode
-from mastok.live.runner import RoomSettings, Runner
-from mastok.otree import Participant, Session
+from mastok.clock import ManualClock
+from mastok.db.tables import Campaign
+from mastok.live.events import (
+    AddParticipant,
+    CreatedSession,
+    Move,
+    Notify,
+    Persist,
+    RecordSession,
+    RoomCampaign,
+    Rules,
+    SessionFailed,
+    Tick,
+    View,
+)
+from mastok.live.protocol import Frame, Kind, decode
+from mastok.live.room import Room
+from mastok.live.runner import Mailbox, Runner, _Letter
+from mastok.live.starter import StartFailed, StartSpec
+from mastok.live.watchers import Watchers
+from mastok.states import RoomState
+from mastok.tasks import TaskScope, task_scope
 
 
 class FakeConnection:
@@ -32,56 +61,57 @@ class FakeConnection:
 
 
 class FlakyRecords:
-    """Records in memory whose first `failures` session records fail like a lost database."""
+    """The database, in memory: each event's writes in one call, failing on demand."""
 
-    def __init__(self, failures: int) -> None:
-        self.failures = failures
-        self.ids = 0
-        self.moves: list[tuple[list[int], dict[str, Any]]] = []
+    def __init__(self) -> None:
+        self.transactions: list[list[Persist]] = []
+        self.fail: set[type] = set()  # a transaction holding one of these fails (once each)
+        self.gate: asyncio.Event | None = None  # when set, writes wait for it
 
-    async def add_participant(self, campaign_id: int, token: str, fingerprint: str) -> int:
-        self.ids += 1
-        return self.ids
-
-    async def move(self, ids: list[int], **values: Any) -> None:
-        self.moves.append((list(ids), values))
-
-    async def live_start_url(self, *args: Any) -> None:
-        return None
-
-    async def live_session_times(self, *args: Any) -> list[Any]:
-        return []
-
-    async def record_start(self, campaign: Campaign, row: dict[str, Any], *args: Any) -> Any:
-        if self.failures:
-            self.failures -= 1
+    async def persist(self, campaign_id: int, writes: Sequence[Persist], now: datetime) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        failing = {type(w) for w in writes} & self.fail
+        if failing:
+            self.fail -= failing
             raise OperationalError("UPDATE participants", {}, Exception("server closed"))
-        return OTreeSession(campaign_id=campaign.id, created_at=utcnow(), **row)
+        self.transactions.append(list(writes))
+
+    def written(self, kind: type) -> list[Any]:
+        return [w for t in self.transactions for w in t if isinstance(w, kind)]
 
 
 class InstantStarter:
+    """oTree that creates (or finds again, by label) session 1 at once."""
+
     def __init__(self) -> None:
         self.starts = 0
+        self.failures: list[str] = []
 
-    async def start(self, campaign: Campaign, number: int) -> Session:
+    async def start(self, spec: StartSpec, number: int) -> CreatedSession:
         self.starts += 1
-        participants = [Participant(f"p{n}", n, None) for n in (1, 2)]
-        return Session("sess1", 2, "guess_two", "http://otree/admin", "", {}, participants)
+        if self.failures:
+            raise StartFailed(self.failures.pop(0))
+        return CreatedSession(
+            code="sess1",
+            mastok_id=f"mk:{spec.namespace}:{number}",
+            admin_url="http://otree/SessionStartLinks/sess1",
+            participants=tuple(
+                (f"p{n}", f"http://otree/InitializeParticipant/p{n}") for n in (1, 2)
+            ),
+        )
 
-    mastok_id = staticmethod(lambda campaign, number: f"mk:{campaign.namespace}:{number}")
-
-    def start_url(self, code: str) -> str:
-        return f"http://otree/InitializeParticipant/{code}"
-
-    def public_admin_url(self, url: str) -> str:
-        return url
+    async def otree_answers(self) -> bool:
+        return True
 
 
 def campaign() -> Campaign:
     return Campaign(
         id=1,
         namespace="ns",
+        slug="ns",
         uid="u",
+        otree_config_name="guess_two",
         per_session=2,
         max_sessions=3,
         started_sessions=0,
@@ -100,22 +130,100 @@ def campaign() -> Campaign:
     )
 
 
-async def arrive(runner: Runner, fingerprint: str) -> FakeConnection:
-    connection = FakeConnection()
-    visitor = await runner.participant_arrives(connection)  # type: ignore[arg-type]
-    assert visitor is not None
-    await runner.participant_frame(visitor, Frame("Land", fingerprint))
-    await runner.participant_frame(visitor, Frame("Agree"))
-    return connection
+@pytest.fixture
+async def tasks() -> AsyncIterator[TaskScope]:
+    async with task_scope() as scope:
+        yield scope
 
 
-async def test_a_lost_database_while_recording_a_session_is_retried_without_a_second_one() -> None:
-    records, starter = FlakyRecords(failures=1), InstantStarter()
-    runner = Runner(campaign(), records, starter, RoomSettings(grace=30, live_redirect=True))  # type: ignore[arg-type]
+class Setup:
+    def __init__(self, tasks: TaskScope) -> None:
+        self.records = FlakyRecords()
+        self.starter = InstantStarter()
+        self.clock = ManualClock()
+        self.tokens = 0
+        room = Room(RoomCampaign.of(campaign()), Rules(timedelta(seconds=30), True), self.new_token)
+        self.runner = Runner(
+            campaign(),
+            room,
+            self.records,
+            self.starter,
+            self.clock,
+            tasks,  # type: ignore[arg-type]
+        )
+        tasks.spawn(self.runner.run(), "runner")
+
+    def new_token(self) -> str:
+        self.tokens += 1
+        return f"tok{self.tokens}"
+
+    async def arrive(self) -> tuple[FakeConnection, int]:
+        connection = FakeConnection()
+        conn = await self.runner.participant_arrives(connection)  # type: ignore[arg-type]
+        return connection, conn
+
+    async def frame(self, conn: int, kind: str, payload: Any = None) -> None:
+        await self.runner.participant_frame(conn, Frame(kind, payload))
+
+    async def join(self, fingerprint: str) -> tuple[FakeConnection, int]:
+        connection, conn = await self.arrive()
+        await self.frame(conn, "Land", fingerprint)
+        await self.frame(conn, "Agree")
+        return connection, conn
+
+    async def settle(self) -> None:
+        """Wait until creations in flight are recorded."""
+        await self.runner.drain()
+
+
+@pytest.fixture
+def setup(tasks: TaskScope) -> Setup:
+    return Setup(tasks)
+
+
+async def test_each_event_is_written_in_one_transaction_before_anyone_is_told(
+    setup: Setup,
+) -> None:
+    setup.records.gate = asyncio.Event()
+    connection, conn = await setup.arrive()
+    landing = asyncio.create_task(setup.frame(conn, "Land", "fp"))
+    await asyncio.sleep(0)  # the runner is now waiting for its write
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert connection.kinds() == ["State"]  # not told before it is written
+    setup.records.gate.set()
+    await landing
+    assert connection.kinds() == ["State", "Resume", "Consent"]
+    assert setup.records.transactions == [[AddParticipant("tok1", "fp")]]
+
+
+async def test_a_failed_write_changes_nothing_and_the_retry_succeeds(setup: Setup) -> None:
+    connection, conn = await setup.arrive()
+    setup.records.fail = {AddParticipant}
+    await setup.frame(conn, "Land", "fp")
+    assert connection.frames[-1] == Frame("Error", "mastok could not handle that: please retry")
+    assert setup.runner.room.members == {} and not connection.closing
+    await setup.frame(conn, "Land", "fp")
+    assert connection.kinds()[-2:] == ["Resume", "Consent"]
+    # The fault the old runner had: its memory moved on before a failed write, and the
+    # retried Agree was refused as out of order.
+    setup.records.fail = {Move}
+    await setup.frame(conn, "Agree")
+    assert connection.frames[-1].kind == "Error"
+    await setup.frame(conn, "Agree")
+    assert connection.kinds()[-2:] == ["Instructions", "JoiningSize"]
+    assert [m.step for m in setup.runner.room.members.values()] == ["joining"]
+
+
+async def test_a_lost_database_while_recording_a_session_is_retried_without_a_second_one(
+    setup: Setup,
+) -> None:
     supervisor = FakeConnection()
-    await runner.supervisor_arrives(supervisor)  # type: ignore[arg-type]
-    first, second = await arrive(runner, "a"), await arrive(runner, "b")
-    await runner.drain()  # the session start runs in a task of its own
+    await setup.runner.supervisor_arrives(supervisor)  # type: ignore[arg-type]
+    setup.records.fail = {RecordSession}
+    first, _ = await setup.join("a")
+    second, _ = await setup.join("b")
+    await setup.settle()
 
     errors = [f.payload for f in supervisor.frames if f.kind == "Error"]
     assert len(errors) == 1
@@ -123,32 +231,73 @@ async def test_a_lost_database_while_recording_a_session_is_retried_without_a_se
     assert "server closed" in errors[0]
     assert Frame("State", "Unavailable") in supervisor.frames
     assert "Starting" not in first.kinds() + second.kinds()
-    assert len(runner.pool("joining")) == 2
+    assert setup.runner.room.retry is not None
 
-    assert runner._retry is not None
-    runner._retry.at = 0  # the backoff is over
-    await runner.tick()
-    await runner.drain()
-    assert starter.starts == 2  # claimed again by label: the starter finds the same session
+    setup.clock.advance(seconds=1)  # the backoff is over
+    setup.runner.tick()
+    await setup.runner.ask(Tick())
+    await setup.settle()
+    assert setup.starter.starts == 2  # the starter claims the same session by its label
     assert first.frames[-2:] == [
         Frame("Starting", "http://otree/InitializeParticipant/p1"),
         Frame("Disconnect", "Start"),
     ]
     assert second.frames[-2] == Frame("Starting", "http://otree/InitializeParticipant/p2")
-    assert runner.campaign.started_sessions == 1
-    assert runner.members == {}
+    assert len(setup.records.written(RecordSession)) == 1
+    assert setup.runner.room.campaign.started_sessions == 1
+    assert setup.runner.room.members == {}
 
 
-async def test_a_failing_frame_is_answered_and_the_room_goes_on() -> None:
-    class BrokenLanding(FlakyRecords):
-        async def add_participant(self, *args: Any) -> int:
-            raise OperationalError("INSERT", {}, Exception("disk full"))
+async def test_a_failed_start_retries_with_backoff(setup: Setup) -> None:
+    setup.starter.failures = ["down", "down", "down"]
+    await setup.join("a")
+    await setup.join("b")
+    await setup.settle()
+    delays = []
+    for _ in range(3):
+        retry = setup.runner.room.retry
+        assert retry is not None
+        delays.append((retry.at - setup.clock.now()).total_seconds())
+        await setup.runner.ask(Tick())
+        assert setup.starter.starts == len(delays)  # not due yet: no new attempt
+        setup.clock.advance(seconds=delays[-1])
+        await setup.runner.ask(Tick())
+        await setup.settle()
+    assert delays == [1.0, 2.0, 4.0]
+    assert setup.starter.starts == 4
+    assert setup.runner.room.retry is None
 
-    runner = Runner(campaign(), BrokenLanding(0), InstantStarter(), RoomSettings(30, True))  # type: ignore[arg-type]
-    connection = FakeConnection()
-    visitor = await runner.participant_arrives(connection)  # type: ignore[arg-type]
-    assert visitor is not None
-    await runner.participant_frame(visitor, Frame("Land", "fp"))
-    assert connection.frames[-1] == Frame("Error", "mastok could not handle that: please retry")
-    assert runner.members == {}
-    assert not connection.closing
+
+async def test_a_session_outcome_goes_ahead_of_queued_frames() -> None:
+    mailbox = Mailbox()
+    for _ in range(3):
+        mailbox.put(_Letter(Tick()))
+    outcome = SessionFailed(1, "x")
+    mailbox.put(_Letter(outcome), first=True)
+    assert (await mailbox.get()).work is outcome
+    assert len(mailbox) == 3
+
+
+async def test_supervisors_get_the_latest_view_at_most_every_period(tasks: TaskScope) -> None:
+    watchers = Watchers(tasks, "ns")
+    supervisor = FakeConnection()
+    watchers.add(supervisor, View(RoomState.RUNNING, "0/2", "0/8"))
+    assert supervisor.frames == [
+        Frame("State", "Running"),
+        Frame("JoiningSize", "0/2"),
+        Frame("PendingSize", "0/8"),
+    ]
+    for n in range(1, 50):
+        watchers.turn_ended(View(RoomState.RUNNING, f"{n % 2}/2", f"{n}/8"), [])
+    # The first change at once, the other 48 as one when the period ends.
+    assert supervisor.frames[3:] == [Frame("JoiningSize", "1/2"), Frame("PendingSize", "1/8")]
+    for _ in range(200):
+        if len(supervisor.frames) > 5:
+            break
+        await asyncio.sleep(0.01)
+    assert supervisor.frames[5:] == [Frame("PendingSize", "49/8")]
+    # A note goes out at once, after the state it explains.
+    watchers.turn_ended(
+        View(RoomState.UNAVAILABLE, "1/2", "49/8"), [Notify(Kind.ERROR, "oTree failed")]
+    )
+    assert supervisor.frames[6:] == [Frame("State", "Unavailable"), Frame("Error", "oTree failed")]
