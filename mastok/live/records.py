@@ -1,46 +1,42 @@
 """What the waiting room writes down: participants as they move, sessions as they start.
 
 The room's statements run on plain connections (SQLAlchemy Core), not ORM sessions: they are
-single statements on known ids, and an ORM session's bookkeeping cost more than the statements.
-The statements every participant causes are built once, with bound parameters (building and
-keying a statement costs as much as running it). They queue for the database in mastok, first
-come first served: at most `CONNECTIONS` at once, within the pool's kept connections, so a burst
-of participants neither drains the pool (whose waiters are served out of order, some for as
-long as its 30 s timeout) nor opens and closes overflow connections.
+single statements on known tokens, and an ORM session's bookkeeping cost more than the
+statements. The statements every participant causes are built once, with bound parameters
+(building and keying a statement costs as much as running it).
 
-SQLite takes one writer at a time: concurrent writers would sleep in its busy handler, and one
-writer at a time, each holding the database across a few turns of a busy event loop, caps the
-room at a few hundred writes a second. So on SQLite the writes are committed in groups: the
-writes asked for while a transaction runs go together in the next one (each still waits for
-its own commit before anyone is told). If a group fails, its writes are tried again one by one,
-so only the write at fault fails.
+Each event's writes are one transaction, and the transactions of all rooms are group-committed
+(`mastok.db.batches`): those asked for while a batch commits go together in the next one, each
+still answered only once committed, and each written alone if its batch fails, so that only the
+event at fault fails. At most `WRITERS` batches commit at once and `READERS` reads run at once,
+within the pool's kept connections, so a burst of participants neither drains the pool (whose
+waiters are served out of order, some for as long as its 30 s timeout) nor opens and closes
+overflow connections.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Update, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mastok.clock import aware
 from mastok.db import Database
+from mastok.db.batches import GroupCommit
 from mastok.db.tables import Campaign, OTreeSession, Participant
-from mastok.futures import settle
 from mastok.live.events import AddParticipant, Leave, Move, Persist, RecordSession
 from mastok.live.room import Started, Waiting
 from mastok.states import WAITING_STEPS, CampaignState, Step
 
-T = TypeVar("T")
-Work = Callable[[AsyncConnection], Awaitable[Any]]
-
-# Below the pool's 5 kept connections (SQLAlchemy's default): one left for the admin pages/API.
-CONNECTIONS = 4
+# Within the pool's 5 kept connections (SQLAlchemy's default), beside LightMill's writers.
+WRITERS = 2
+READERS = 2
 
 _ADD_PARTICIPANT = insert(Participant)
 _STARTED = (
@@ -99,64 +95,18 @@ def _move_statement(columns: tuple[str, ...]) -> Update:
 class Records:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._connections = asyncio.Semaphore(CONNECTIONS)
-        self._grouped = db.is_sqlite
-        self._queued: list[tuple[Work, asyncio.Future[Any]]] = []
-        self._committer: asyncio.Task[None] | None = None
-
-    async def _write(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """Run `work` in a transaction; return once it is committed."""
-        if not self._grouped:
-            async with self._connections, self.db.engine.begin() as connection:
-                return await work(connection)
-        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queued.append((work, done))
-        if self._committer is None or self._committer.done():
-            self._committer = asyncio.create_task(self._commit_groups())
-        return await done
-
-    async def _commit_groups(self) -> None:
-        """Commit what is queued, a group per transaction, until nothing is."""
-        group: list[tuple[Work, asyncio.Future[Any]]] = []
-        try:
-            while self._queued:
-                group, self._queued = self._queued, []
-                try:
-                    async with self._connections, self.db.engine.begin() as connection:
-                        results = [await work(connection) for work, _ in group]
-                except Exception as error:
-                    if len(group) == 1:
-                        settle(group[0][1], error=error)
-                    else:  # nothing of the group was written: each alone, to find the culprit
-                        for work, done in group:
-                            await self._write_alone(work, done)
-                else:
-                    for (_, done), result in zip(group, results, strict=True):
-                        settle(done, result)
-                group = []
-        finally:  # cancelled (mastok is stopping): nobody waits for ever
-            for _, done in group + self._queued:
-                done.cancel()
-            self._queued = []
-
-    async def _write_alone(self, work: Work, done: asyncio.Future[Any]) -> None:
-        try:
-            async with self._connections, self.db.engine.begin() as connection:
-                result = await work(connection)
-        except Exception as error:
-            settle(done, error=error)
-        else:
-            settle(done, result)
+        self._reads = asyncio.Semaphore(READERS)
+        self._writes = GroupCommit(db, parallel=WRITERS)
 
     @contextlib.asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
-        async with self._connections, self.db.engine.connect() as connection:
+        async with self._reads, self.db.engine.connect() as connection:
             yield connection
 
     @contextlib.asynccontextmanager
     async def _session(self) -> AsyncIterator[AsyncSession]:
         """An ORM session, for the reads that hand back rows as objects."""
-        async with self._connections, self.db.session() as session:
+        async with self._reads, self.db.session() as session:
             yield session
 
     async def persist(self, campaign_id: int, writes: Sequence[Persist], now: datetime) -> None:
@@ -166,7 +116,7 @@ class Records:
             for change in writes:
                 await _write_change(connection, campaign_id, change, now)
 
-        await self._write(write)
+        await self._writes.commit(write)
 
     async def waiting(self, campaign_id: int) -> list[Waiting]:
         """Everyone in the room, in pool order."""
