@@ -103,8 +103,8 @@ def create_app(
             )
             stack.push_async_callback(otree.aclose)
             campaigns = CampaignService(db, otree, settings.share_url_base)
-            records = Records(db)
             tasks = await stack.enter_async_context(task_scope())
+            records = Records(db, tasks.spawn)
             rooms = Rooms(
                 campaigns,
                 records,
@@ -117,7 +117,7 @@ def create_app(
                 tasks,
             )
             stack.push_async_callback(rooms.stop)
-            lightmill = LightMill.from_settings(db, settings, clock=clock)
+            lightmill = LightMill.from_settings(db, settings, clock, tasks.spawn)
             for design in designs:
                 await lightmill.import_at_start(design)
             if settings.unprotected_runs:

@@ -19,7 +19,7 @@ is the common case: transaction closures, run one after the other in the batch's
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from enum import Enum
 from typing import Any, Generic, Literal, TypeVar
 
@@ -42,14 +42,28 @@ ALONE = Leave.ALONE  # what a batch answers for an item to write alone
 Many = Callable[[AsyncConnection, Sequence[P]], Awaitable[Sequence[R | Literal[Leave.ALONE]]]]
 One = Callable[[AsyncConnection, P], Awaitable[R]]
 Work = Callable[[AsyncConnection], Awaitable[Any]]
+# Starts a committer task: the app's task scope (`mastok.tasks`), so that shutdown cancels it.
+Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[Any]"]
+
+
+def _create_task(work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[Any]:
+    return asyncio.create_task(work, name=name)
 
 
 class Batches(Generic[P, R]):
     """`parallel`: batches committing at once, each on a connection of its own (on SQLite
     always one: it takes one writer at a time)."""
 
-    def __init__(self, db: Database, many: Many[P, R], one: One[P, R], parallel: int = 1) -> None:
+    def __init__(
+        self,
+        db: Database,
+        many: Many[P, R],
+        one: One[P, R],
+        parallel: int = 1,
+        spawn: Spawn | None = None,
+    ) -> None:
         self.db = db
+        self._spawn = spawn or _create_task
         self._many = many
         self._one = one
         self._parallel = 1 if db.is_sqlite else parallel
@@ -63,7 +77,7 @@ class Batches(Generic[P, R]):
         # A committer that found the queue empty is done, even before its callback runs.
         self._committers = {c for c in self._committers if not c.done()}
         if len(self._committers) < self._parallel:
-            committer = asyncio.create_task(self._commit_batches())
+            committer = self._spawn(self._commit_batches(), "mastok group commit")
             self._committers.add(committer)
             committer.add_done_callback(self._committers.discard)
         return await done
@@ -117,8 +131,8 @@ class GroupCommit:
     """Transaction closures (`async def work(connection) -> T`) committed together, in the
     order they came, each alone when their batch fails."""
 
-    def __init__(self, db: Database, parallel: int = 1) -> None:
-        self._batches: Batches[Work, Any] = Batches(db, _run_each, _run, parallel)
+    def __init__(self, db: Database, parallel: int = 1, spawn: Spawn | None = None) -> None:
+        self._batches: Batches[Work, Any] = Batches(db, _run_each, _run, parallel, spawn)
 
     async def commit(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """`work`'s result once committed, or what it raised (then alone, nothing of it

@@ -8,6 +8,7 @@ import logging
 from mastok.clock import Clock, SystemClock
 from mastok.config import Settings
 from mastok.db import Database
+from mastok.db.batches import Spawn
 from mastok.lightmill.design import Design, DesignError, parse_design
 from mastok.lightmill.errors import CannotImportExperiment
 from mastok.lightmill.locks import LockPolicy
@@ -35,11 +36,16 @@ class LightMill:
 
     @classmethod
     def from_settings(
-        cls, db: Database, settings: Settings, clock: Clock | None = None
+        cls,
+        db: Database,
+        settings: Settings,
+        clock: Clock | None = None,
+        spawn: Spawn | None = None,
     ) -> LightMill:
-        """`clock`: the time locks expire by and results are stamped with (tests set it)."""
+        """`clock`: the time locks expire by and results are stamped with (tests set it);
+        `spawn`: starts the trial writers' tasks (the app's task scope)."""
         policy = LockPolicy(settings.lock_timeout, unprotected=settings.unprotected_runs)
-        store = LightMillStore(db, clock or SystemClock())
+        store = LightMillStore(db, clock or SystemClock(), spawn)
         return cls(store, policy, settings.fixed_measures)
 
     async def import_xml(self, data: bytes) -> ExperimentInfo:

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mastok.clock import Clock, SystemClock, aware
 from mastok.db import Database
-from mastok.db.batches import ALONE, Batches, Leave
+from mastok.db.batches import ALONE, Batches, Leave, Spawn
 from mastok.lightmill import design as d
 from mastok.lightmill.errors import (
     CannotImportExperiment,
@@ -161,11 +161,13 @@ class PlanTrial:
 class LightMillStore:
     """`clock`: what time locks, heartbeats, completions and imports are read and stamped at."""
 
-    def __init__(self, db: Database, clock: Clock | None = None) -> None:
+    def __init__(
+        self, db: Database, clock: Clock | None = None, spawn: Spawn | None = None
+    ) -> None:
         self.db = db
         self.clock = clock or SystemClock()
         self._batches: Batches[_Post, _Recorded] = Batches(
-            db, self._record_batch, self._record, parallel=TRIAL_BATCHES
+            db, self._record_batch, self._record, TRIAL_BATCHES, spawn
         )
         # Each experiment's measures as last read by a committed trial post (recording.py).
         self._measures: dict[int, Measures] = {}

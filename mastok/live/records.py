@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mastok.clock import aware
 from mastok.db import Database
-from mastok.db.batches import GroupCommit
+from mastok.db.batches import GroupCommit, Spawn
 from mastok.db.tables import Campaign, OTreeSession, Participant
 from mastok.live.events import AddParticipant, Leave, Move, Persist, RecordSession
 from mastok.live.room import Started, Waiting
@@ -93,10 +93,11 @@ def _move_statement(columns: tuple[str, ...]) -> Update:
 
 
 class Records:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, spawn: Spawn | None = None) -> None:
+        """`spawn`: starts the writers' tasks (the app's task scope)."""
         self.db = db
         self._reads = asyncio.Semaphore(READERS)
-        self._writes = GroupCommit(db, parallel=WRITERS)
+        self._writes = GroupCommit(db, WRITERS, spawn)
 
     @contextlib.asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
