@@ -108,7 +108,7 @@ def create_app(
             rooms = Rooms(
                 campaigns,
                 records,
-                SessionStarter(otree, settings.otree_public_url),
+                SessionStarter(otree, settings.otree_public_url, tasks.spawn),
                 Rules(
                     grace=timedelta(seconds=settings.resume_grace),
                     live_redirect=not settings.disable_live_redirect,

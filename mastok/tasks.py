@@ -10,11 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
 log = logging.getLogger("mastok")
 T = TypeVar("T")
+
+# How a component starts its background tasks: `TaskScope.spawn` in the app; outside it (the
+# CLI, some tests) `create_task`, the tasks then being the caller's to end.
+Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[Any]"]
+
+
+def create_task(work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[Any]:
+    return asyncio.create_task(work, name=name)
 
 
 class TaskScope:

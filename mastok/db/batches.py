@@ -19,7 +19,7 @@ is the common case: transaction closures, run one after the other in the batch's
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
 from typing import Any, Generic, Literal, TypeVar
 
@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mastok.db.engine import Database
 from mastok.futures import settle
+from mastok.tasks import Spawn, create_task
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -42,12 +43,6 @@ ALONE = Leave.ALONE  # what a batch answers for an item to write alone
 Many = Callable[[AsyncConnection, Sequence[P]], Awaitable[Sequence[R | Literal[Leave.ALONE]]]]
 One = Callable[[AsyncConnection, P], Awaitable[R]]
 Work = Callable[[AsyncConnection], Awaitable[Any]]
-# Starts a committer task: the app's task scope (`mastok.tasks`), so that shutdown cancels it.
-Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[Any]"]
-
-
-def _create_task(work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[Any]:
-    return asyncio.create_task(work, name=name)
 
 
 class Batches(Generic[P, R]):
@@ -63,7 +58,7 @@ class Batches(Generic[P, R]):
         spawn: Spawn | None = None,
     ) -> None:
         self.db = db
-        self._spawn = spawn or _create_task
+        self._spawn = spawn or create_task
         self._many = many
         self._one = one
         self._parallel = 1 if db.is_sqlite else parallel

@@ -60,6 +60,8 @@ class Campaign(Base):
     state: Mapped[str] = mapped_column(String(16), default="Paused")
     started_sessions: Mapped[int] = mapped_column(Integer, default=0)
     uid: Mapped[str] = mapped_column(String(32), default=new_uid, server_default="")
+    # The session number asked of oTree and not yet recorded (the waiting room's, not the admin's).
+    session_asked: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

@@ -8,7 +8,6 @@ import logging
 from mastok.clock import Clock, SystemClock
 from mastok.config import Settings
 from mastok.db import Database
-from mastok.db.batches import Spawn
 from mastok.lightmill.design import Design, DesignError, parse_design
 from mastok.lightmill.errors import CannotImportExperiment
 from mastok.lightmill.locks import LockPolicy
@@ -23,6 +22,7 @@ from mastok.lightmill.store import (
     RunInfo,
     TrialInfo,
 )
+from mastok.tasks import Spawn
 
 log = logging.getLogger("mastok.lightmill")
 

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mastok.clock import Clock, SystemClock, aware
 from mastok.db import Database
-from mastok.db.batches import ALONE, Batches, Leave, Spawn
+from mastok.db.batches import ALONE, Batches, Leave
 from mastok.lightmill import design as d
 from mastok.lightmill.errors import (
     CannotImportExperiment,
@@ -67,6 +67,7 @@ from mastok.lightmill.tables import (
     LMTrialFactorValue,
     LMTrialMeasureValue,
 )
+from mastok.tasks import Spawn
 
 log = logging.getLogger("mastok.lightmill")
 

@@ -202,8 +202,16 @@ class Notify:
 
 @dataclass(frozen=True, slots=True)
 class CreateSession:
-    """Create (or claim) the campaign's oTree session `number`; report back with
-    `SessionCreated` or `SessionFailed`."""
+    """Create the campaign's oTree session `number`, or claim it if `look_up` (it may exist:
+    it was asked of oTree before); report back with `SessionCreated` or `SessionFailed`."""
+
+    number: int
+    look_up: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """Session `number` is about to be asked of oTree (until it is recorded, it may exist)."""
 
     number: int
 
@@ -241,9 +249,9 @@ class RecordSession:
     complete: bool
 
 
-Persist = AddParticipant | Move | Leave | RecordSession
+Persist = Ask | AddParticipant | Move | Leave | RecordSession
 Effect = Send | SendAll | Disconnect | Notify | CreateSession | Persist
-PERSIST = (AddParticipant, Move, Leave, RecordSession)
+PERSIST = (Ask, AddParticipant, Move, Leave, RecordSession)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,11 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mastok.clock import aware
 from mastok.db import Database
-from mastok.db.batches import GroupCommit, Spawn
+from mastok.db.batches import GroupCommit
 from mastok.db.tables import Campaign, OTreeSession, Participant
-from mastok.live.events import AddParticipant, Leave, Move, Persist, RecordSession
+from mastok.live.events import AddParticipant, Ask, Leave, Move, Persist, RecordSession
 from mastok.live.room import Started, Waiting
 from mastok.states import WAITING_STEPS, CampaignState, Step
+from mastok.tasks import Spawn
 
 # Within the pool's 5 kept connections (SQLAlchemy's default), beside LightMill's writers.
 WRITERS = 2
@@ -176,6 +177,9 @@ async def _write_change(
     connection: AsyncConnection, campaign_id: int, change: Persist, now: datetime
 ) -> None:
     match change:
+        case Ask(number):
+            statement = update(Campaign).where(Campaign.id == campaign_id)
+            await connection.execute(statement.values(session_asked=number))
         case AddParticipant(token, fingerprint):
             row = {
                 "campaign_id": campaign_id,
@@ -236,6 +240,7 @@ async def _record_session(
             ],
         )
     values: dict[str, Any] = {"started_sessions": Campaign.started_sessions + 1}
+    values["session_asked"] = None
     if change.complete:
         values["state"] = CampaignState.COMPLETED
     await connection.execute(update(Campaign).where(Campaign.id == campaign_id).values(values))

@@ -22,6 +22,7 @@ from typing import Any
 from mastok.live.events import (
     DEFAULT_GROUP,
     AddParticipant,
+    Ask,
     Closed,
     Conn,
     CreatedSession,
@@ -128,6 +129,7 @@ class Room:
     retry: Retry | None = None
     unavailable: bool = False
     deferred: RoomCampaign | None = None  # an edit waiting for the session being created
+    asked: int | None = None  # the session number asked of oTree and not recorded yet
     live_sessions: list[datetime] = field(default_factory=list)  # when each started
     past: dict[str, Past] = field(default_factory=dict)  # by fingerprint, the latest
     started_tokens: dict[str, str] = field(default_factory=dict)  # token -> start URL
@@ -144,10 +146,11 @@ class Room:
         started: Iterable[Started],
         live_sessions: Iterable[datetime],
         now: datetime,
+        asked: int | None = None,
     ) -> Room:
         """The room as the database has it (`waiting` in pool order); everyone is away until
         they come back."""
-        room = cls(campaign, rules, new_token, live_sessions=list(live_sessions))
+        room = cls(campaign, rules, new_token, live_sessions=list(live_sessions), asked=asked)
         for row in waiting:
             room.next_order += 1
             member = Member(
@@ -237,6 +240,7 @@ class Room:
             "retry": self.retry,
             "unavailable": self.unavailable,
             "deferred": self.deferred,
+            "asked": self.asked,
             "live_sessions": list(self.live_sessions),
             "past": dict(self.past),
             "started_tokens": dict(self.started_tokens),
@@ -572,7 +576,12 @@ class _Turn:
         for member in pool:
             self.journal.set(member, "reserved", True)
         self.journal.set(self.room, "starting", Starting(number, tuple(pool)))
-        self.effects.append(CreateSession(number))
+        # Asked before (a failure, a timeout, a crash): oTree may have it, look it up first.
+        look_up = self.room.asked == number
+        if not look_up:
+            self.journal.set(self.room, "asked", number)
+            self.effects.append(Ask(number))
+        self.effects.append(CreateSession(number, look_up))
         return pool
 
     def session_created(self, number: int, session: CreatedSession) -> None:
@@ -583,6 +592,7 @@ class _Turn:
         self.journal.set(self.room, "starting", None)
         self.journal.set(self.room, "retry", None)
         self.journal.set(self.room, "unavailable", False)
+        self.journal.set(self.room, "asked", None)
         complete = number >= self.campaign.max_sessions
         assignments = tuple(
             (member.token, code, url)

@@ -86,6 +86,7 @@ class Rooms:
                 campaign.id, now - room_campaign.session_duration
             ),
             now=now,
+            asked=campaign.session_asked,
         )
         runner = Runner(campaign, room, self.records, self.starter, self.clock, self.tasks)
         self.tasks.spawn(runner.run(), f"mastok room {campaign.namespace}")

@@ -247,8 +247,8 @@ class Runner:
                     connection.disconnect(reason)
             case Notify(kind, payload):
                 self._log_note(kind, payload)
-            case CreateSession(number):
-                self._create(number)
+            case CreateSession(number, look_up):
+                self._create(number, look_up)
 
     def _log_note(self, kind: Kind, payload: Any) -> None:
         namespace = self.campaign.namespace
@@ -259,18 +259,18 @@ class Runner:
 
     # -- oTree -------------------------------------------------------------------------------
 
-    def _create(self, number: int) -> None:
+    def _create(self, number: int, look_up: bool) -> None:
         spec = StartSpec.of(self.campaign)
         task = self.tasks.spawn(
-            self._create_session(spec, number), f"mastok start {spec.namespace} {number}"
+            self._create_session(spec, number, look_up), f"mastok start {spec.namespace} {number}"
         )
         self._creations.add(task)
         task.add_done_callback(self._creations.discard)
 
-    async def _create_session(self, spec: StartSpec, number: int) -> None:
+    async def _create_session(self, spec: StartSpec, number: int, look_up: bool) -> None:
         outcome: Event
         try:
-            session = await self.starter.start(spec, number)
+            session = await self.starter.start(spec, number, look_up)
             outcome = SessionCreated(number, session)
         except StartFailed as failure:
             outcome = SessionFailed(number, failure.message)

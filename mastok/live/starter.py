@@ -5,8 +5,9 @@ labelled with its mastok id `mk:{namespace}:{n}`, and a retry (after a timeout, 
 failed write on mastok's side) first claims a session already created under that label.
 
 Listing oTree's sessions costs as much as oTree has sessions (every study's, for ever), so the
-label is looked up only when a session of that number may exist: not when this process has just
-created the campaign's previous session without a hitch.
+label is looked up only when a session of that number may exist: when it was asked of oTree
+before and not recorded (the room knows: it writes each number down before asking), and then
+in a listing shared with every other campaign looking at the same time.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from mastok.db.tables import Campaign
 from mastok.live.events import CreatedSession
 from mastok.otree import OTreeClient, OTreeError, OTreeUnreachable
 from mastok.otree.labels import label, mastok_id
+from mastok.otree.listing import SharedListing
 from mastok.otree.urls import public_otree_url, start_url
+from mastok.tasks import Spawn
 
 
 class StartFailed(Exception):
@@ -50,13 +53,10 @@ class StartSpec:
 
 
 class SessionStarter:
-    def __init__(self, otree: OTreeClient, public_url: str) -> None:
+    def __init__(self, otree: OTreeClient, public_url: str, spawn: Spawn | None = None) -> None:
         self.otree = otree
         self.public_url = public_url.rstrip("/")
-        # Campaign id -> the one session number this process knows was never asked of oTree:
-        # the one after the last session it created or claimed. Anything else (the first start
-        # after mastok started, a retry after a failure) looks the label up first.
-        self._fresh: dict[int, int] = {}
+        self.listing = SharedListing(otree, spawn)
 
     async def otree_answers(self) -> bool:
         try:
@@ -65,12 +65,12 @@ class SessionStarter:
             return False
         return True
 
-    async def start(self, spec: StartSpec, number: int) -> CreatedSession:
-        """The oTree session numbered `number` for this campaign, created if need be."""
+    async def start(self, spec: StartSpec, number: int, look_up: bool) -> CreatedSession:
+        """The oTree session numbered `number` for this campaign: claimed if `look_up` finds
+        it, else created."""
         name = label(spec.namespace, number, spec.uid)
-        fresh = self._fresh.pop(spec.campaign_id, None) == number
         try:
-            existing = None if fresh else await self.otree.find_session_by_label(name)
+            existing = await self.listing.find(name) if look_up else None
             if existing is not None:
                 session = await self.otree.get_session(existing.code)
             else:
@@ -87,8 +87,6 @@ class SessionStarter:
                 f"oTree session {session.code} ({name}) has {len(session.participants)} "
                 f"participants, {spec.per_session} expected"
             )
-        # If recording it fails, the retry asks for `number` again, which is not fresh.
-        self._fresh[spec.campaign_id] = number + 1
         return CreatedSession(
             code=session.code,
             mastok_id=mastok_id(spec.namespace, number),

@@ -130,10 +130,6 @@ class OTreeClient:
     async def get_session(self, code: str) -> Session:
         return _session(_dict(await self._request("GET", f"/api/sessions/{code}")))
 
-    async def find_session_by_label(self, label: str) -> SessionSummary | None:
-        """The session created under `label`, if any (how a retried creation stays single)."""
-        return next((s for s in await self.list_sessions() if s.label == label), None)
-
     async def create_session(
         self,
         config_name: str,

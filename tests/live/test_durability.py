@@ -142,6 +142,7 @@ async def test_otree_failure_keeps_people_waiting_and_is_retried(
     assert start["mastok_id"] == "mk:flaky:1"
     await supervisor.sees("State", "Busy")
     assert proxy.session_posts == 3
+    assert proxy.listings == 2  # each retry looks for a session the failed call might have made
     assert "/InitializeParticipant/" in await a.until("Starting")
     assert "/InitializeParticipant/" in await b.until("Starting")
     label = f"mk:flaky:1:{campaign['uid']}"

@@ -15,6 +15,7 @@ import pytest
 
 from mastok.live.events import (
     AddParticipant,
+    Ask,
     CreateSession,
     Disconnect,
     Edited,
@@ -459,8 +460,39 @@ def test_failed_creations_back_off_1_2_4_up_to_60_seconds() -> None:
         assert retry is not None and retry.attempt == attempt
         waited.append((retry.at - room.now).total_seconds())
         assert room.of(CreateSession, room.tick(seconds=waited[-1] - 0.5)) == []
-        assert room.of(CreateSession, room.tick(seconds=0.5)) == [CreateSession(1)]
+        assert room.of(CreateSession, room.tick(seconds=0.5)) == [CreateSession(1, True)]
     assert waited == [*RETRY_DELAYS, 60.0, 60.0]
+
+
+def test_a_session_is_asked_of_otree_once_and_looked_up_after() -> None:
+    room = RoomHarness(campaign(concurrent_sessions=2))
+    room.agree()
+    room.agree()
+    assert room.of(Ask) == [Ask(1)]  # written before oTree is asked
+    assert room.of(CreateSession) == [CreateSession(1, look_up=False)]
+    room.do(SessionFailed(1, "timed out"))
+    retried = room.tick(seconds=1)
+    assert room.of(Ask, retried) == []
+    assert room.of(CreateSession, retried) == [CreateSession(1, look_up=True)]
+    room.created(1)
+    assert room.room.asked is None
+    room.agree()
+    room.agree()
+    assert room.of(Ask, room.log)[-1] == Ask(2)
+    assert room.of(CreateSession, room.log)[-1] == CreateSession(2, look_up=False)
+
+
+@pytest.mark.parametrize(("asked", "look_up"), [(None, False), (1, True), (3, False)])
+def test_after_a_restart_only_a_number_asked_before_is_looked_up(
+    asked: int | None, look_up: bool
+) -> None:
+    restored = Room.restore(
+        campaign(), Rules(timedelta(seconds=30), True), lambda: "new", [], [], [], T0, asked
+    )
+    room = RoomHarness(room=restored)
+    room.agree()
+    room.agree()
+    assert room.of(CreateSession) == [CreateSession(1, look_up)]
 
 
 def test_a_start_recorded_after_failures_clears_the_backoff() -> None:
@@ -482,7 +514,7 @@ def test_otree_answering_again_brings_the_retry_forward() -> None:
         room.tick(seconds=60)
     room.do(SessionFailed(1, "refused"))
     effects = room.do(OTreeAnswers())
-    assert room.of(CreateSession, effects) == [CreateSession(1)]
+    assert room.of(CreateSession, effects) == [CreateSession(1, True)]
 
 
 def test_a_due_retry_whose_pool_changed_is_dropped() -> None:

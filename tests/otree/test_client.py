@@ -3,6 +3,7 @@ failures a real oTree cannot produce on demand."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from urllib.parse import urljoin, urlsplit
@@ -19,7 +20,9 @@ from mastok.otree.client import (
     OTreeServerError,
     OTreeTimeout,
     OTreeUnreachable,
+    SessionSummary,
 )
+from mastok.otree.listing import SharedListing
 from mastok.otree.local import LocalOTree
 from tests.fixtures.otree import OTreeStub
 
@@ -97,17 +100,58 @@ async def test_get_session(otree_client: OTreeClient) -> None:
     assert len(fetched.participants) == 3
 
 
-async def test_find_session_by_label(otree_client: OTreeClient) -> None:
+async def test_a_session_is_found_by_its_label(otree_client: OTreeClient) -> None:
     label = unique_label()
     await otree_client.create_session("survey", 1, label=unique_label())
     created = await otree_client.create_session("survey", 1, label=label)
+    listing = SharedListing(otree_client)
 
-    found = await otree_client.find_session_by_label(label)
+    found = await listing.find(label)
 
     assert found is not None
     assert found.code == created.code
     assert found.label == label
-    assert await otree_client.find_session_by_label(unique_label()) is None
+    assert await listing.find(unique_label()) is None
+
+
+class CountingClient(OTreeClient):
+    """The real client, counting oTree's listings; the first answers only on `release`."""
+
+    def __init__(self, url: str, key: str) -> None:
+        super().__init__(url, key)
+        self.listings = 0
+        self.listing = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def list_sessions(self) -> list[SessionSummary]:
+        self.listings += 1
+        found = await super().list_sessions()
+        self.listing.set()
+        if self.listings == 1:
+            await self.release.wait()  # answered late: what was listed is old by then
+        return found
+
+
+async def test_look_ups_at_the_same_time_share_one_listing(otree_server: LocalOTree) -> None:
+    client = CountingClient(otree_server.url, otree_server.rest_key)
+    try:
+        labels = [unique_label() for _ in range(3)]
+        for label in labels:
+            await client.create_session("survey", 1, label=label)
+        listing = SharedListing(client)
+        first = asyncio.create_task(listing.find(labels[0]))
+        await client.listing.wait()
+        # A session made while the first listing runs is in the listing its look-up waits for.
+        late = unique_label()
+        await client.create_session("survey", 1, label=late)
+        others = [asyncio.create_task(listing.find(label)) for label in [*labels[1:], late]]
+        client.release.set()
+        found = await asyncio.gather(first, *others)
+    finally:
+        await client.aclose()
+
+    assert [s.label if s else None for s in found] == [*labels, late]
+    assert client.listings == 2  # one for the first look-up, one shared by the three others
 
 
 # Real oTree: errors carry oTree's own message
@@ -143,7 +187,7 @@ async def test_participants_not_a_multiple_of_group_size(otree_client: OTreeClie
     assert "Number of participants (3) is not a multiple of group size (2)" in (
         caught.value.message
     )
-    assert await otree_client.find_session_by_label(label) is None
+    assert await SharedListing(otree_client).find(label) is None
 
 
 async def test_unknown_session_is_not_found(otree_client: OTreeClient) -> None:
