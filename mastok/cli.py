@@ -198,17 +198,16 @@ def export_command(experiment: str, output_dir: Path, format_: str, database: st
         if not sqlite_file.is_file():
             raise click.ClickException(f"no database at {sqlite_file}")
     fmt: export.Format = "json" if format_ == "json" else "csv"
-    names = export.file_names(experiment, fmt)
-    writers = (export.export_trials, export.export_events)
+    names = {kind: export.file_name(experiment, kind, fmt) for kind in export.KINDS}
 
     async def run() -> None:
         db = Database(url)
         try:
-            for name, write in zip(names, writers, strict=True):
+            for kind, name in names.items():
                 path = output_dir / name
                 partial = path.with_name(path.name + ".part")
                 with partial.open("w", encoding="utf-8", newline="") as out:
-                    await write(db, experiment, out, fmt)
+                    await export.write(db, experiment, kind, out, fmt)
                 partial.replace(path)
                 click.echo(f"wrote {path}")
         finally:
@@ -229,7 +228,7 @@ def export_command(experiment: str, output_dir: Path, format_: str, database: st
             "(a mastok database? `mastok migrate` brings its schema up to date)"
         ) from None
     finally:
-        for name in names:
+        for name in names.values():
             (output_dir / (name + ".part")).unlink(missing_ok=True)
     click.echo(f"exported {experiment!r} in {time.monotonic() - started:.1f} s")
 

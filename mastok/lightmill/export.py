@@ -19,8 +19,8 @@ holds no connection or transaction between chunks. A row is consistent: the valu
 that was not done when its chunk was read are left out even if it completes meanwhile; the
 columns are those of the export's start.
 
-`export_trials(db, experiment, out)` and `export_events(...)` write to a text file;
-`stream_trials(...)` and `stream_events(...)` yield the same text in pieces (the web download).
+`write(db, experiment, kind, out)` writes either file (`kind`: "trials" or "events") to a text
+file; `stream(db, experiment, kind)` yields the same text in pieces (the web download).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, TypeVar
 
 from sqlalchemy import Executable, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -53,6 +53,8 @@ from mastok.lightmill.tables import (
 
 Format = Literal["csv", "json"]
 FORMATS: tuple[Format, ...] = ("csv", "json")
+Kind = Literal["trials", "events"]
+KINDS: tuple[Kind, ...] = ("trials", "events")
 SUFFIXES = {"csv": "csv", "json": "jsonl"}
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/x-ndjson"}
 
@@ -71,6 +73,8 @@ PRACTICE = TRIAL_KEYS.index("practice")
 CHUNK_TRIALS = 1000  # trials read at once
 CHUNK_EVENT_VALUES = 50_000  # event values read at once (a bigger single trial is read whole)
 FLUSH_CHARACTERS = 1 << 16  # text yielded at once by the streams
+
+Row = TypeVar("Row", "TrialRow", "EventRow")
 
 
 # --- Columns ----------------------------------------------------------------------------------
@@ -501,32 +505,33 @@ class _Writer:
 # --- Streams and files ------------------------------------------------------------------------
 
 
-async def stream_trials(
-    db: Database, experiment: str, format: Format = "csv", *, chunk: int = CHUNK_TRIALS
+async def stream(
+    db: Database,
+    experiment: str,
+    kind: Kind,
+    format: Format = "csv",
+    *,
+    chunk: int = CHUNK_TRIALS,
 ) -> AsyncIterator[str]:
-    """The trials file, in pieces of about 64 KiB. Raises UnknownElement (before any text)."""
+    """The trials or events file, in pieces of about 64 KiB. Raises UnknownElement (before any
+    text)."""
     layout = await read_layout(db, experiment)
-    rows = iter_trials(db, layout, chunk)
-    async for piece in _stream(layout.trial_header(), format, rows, experiment, trial_cells):
-        yield piece
-
-
-async def stream_events(
-    db: Database, experiment: str, format: Format = "csv", *, chunk: int = CHUNK_TRIALS
-) -> AsyncIterator[str]:
-    """The events file, in pieces of about 64 KiB. Raises UnknownElement (before any text)."""
-    layout = await read_layout(db, experiment)
-    rows = iter_events(db, layout, chunk)
-    async for piece in _stream(layout.event_header(), format, rows, experiment, event_cells):
+    if kind == "trials":
+        trials = iter_trials(db, layout, chunk)
+        pieces = _stream(layout.trial_header(), format, trials, experiment, trial_cells)
+    else:
+        events = iter_events(db, layout, chunk)
+        pieces = _stream(layout.event_header(), format, events, experiment, event_cells)
+    async for piece in pieces:
         yield piece
 
 
 async def _stream(
     header: list[str],
     format: Format,
-    chunks: AsyncIterator[Sequence[Any]],
+    chunks: AsyncIterator[Sequence[Row]],
     experiment: str,
-    cells: Callable[[str, Any], list[Any]],
+    cells: Callable[[str, Row], list[Any]],
 ) -> AsyncIterator[str]:
     writer = _Writer(header, format)
     async for rows in chunks:
@@ -537,37 +542,24 @@ async def _stream(
     yield writer.take()
 
 
-async def export_trials(
+async def write(
     db: Database,
     experiment: str,
+    kind: Kind,
     out: TextIO,
     format: Format = "csv",
     *,
     chunk: int = CHUNK_TRIALS,
 ) -> None:
-    """Write the experiment's trials file to `out` (a text file; open CSV files with
+    """Write the experiment's trials or events file to `out` (a text file; open CSV files with
     `newline=""`). Raises UnknownElement."""
-    async for text in stream_trials(db, experiment, format, chunk=chunk):
+    async for text in stream(db, experiment, kind, format, chunk=chunk):
         out.write(text)
 
 
-async def export_events(
-    db: Database,
-    experiment: str,
-    out: TextIO,
-    format: Format = "csv",
-    *,
-    chunk: int = CHUNK_TRIALS,
-) -> None:
-    """Write the experiment's events file to `out`. Raises UnknownElement."""
-    async for text in stream_events(db, experiment, format, chunk=chunk):
-        out.write(text)
-
-
-def file_names(experiment: str, format: Format = "csv") -> tuple[str, str]:
-    """(trials, events) file names: `{id}-trials.csv`, `{id}-events.csv` (`.jsonl` for JSON),
-    the id's characters other than letters, digits, `.`, `_` and `-` replaced by `_`."""
+def file_name(experiment: str, kind: Kind, format: Format = "csv") -> str:
+    """`{id}-trials.csv` or `{id}-events.csv` (`.jsonl` for JSON), the id's characters other
+    than letters, digits, `.`, `_` and `-` replaced by `_`."""
     safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in experiment)
     safe = safe.lstrip(".") or "experiment"
-    suffix = SUFFIXES[format]
-    return f"{safe}-trials.{suffix}", f"{safe}-events.{suffix}"
+    return f"{safe}-{kind}.{SUFFIXES[format]}"

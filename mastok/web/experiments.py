@@ -293,20 +293,15 @@ async def download_events(request: Request) -> Response:
     return await _download(request, "events")
 
 
-async def _download(request: Request, kind: str) -> Response:
+async def _download(request: Request, kind: export.Kind) -> Response:
     """A CSV file, streamed as it is read (see mastok.lightmill.export)."""
     experiment = request.path_params["xp"]
     lightmill = _lightmill(request)
     if not await lightmill.store.has_experiment(experiment):
         return _not_found(request, f"there is no experiment {experiment!r}")
-    db = services(request).db
-    trials_name, events_name = export.file_names(experiment)
-    if kind == "trials":
-        stream, name = export.stream_trials(db, experiment), trials_name
-    else:
-        stream, name = export.stream_events(db, experiment), events_name
+    name = export.file_name(experiment, kind)
     return StreamingResponse(
-        _encoded(stream),
+        _encoded(export.stream(services(request).db, experiment, kind)),
         media_type=export.MEDIA_TYPES["csv"],
         headers={
             "Content-Disposition": f'attachment; filename="{name}"',

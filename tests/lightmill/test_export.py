@@ -134,13 +134,12 @@ def expected_events(dates: dict[tuple[str, int, int], int]) -> list[list[str]]:
     return rows
 
 
-def exported(client: TestClient, kind: str, format: export.Format = "csv") -> str:
+def exported(client: TestClient, kind: export.Kind, format: export.Format = "csv") -> str:
     db = services(client).db
     out = io.StringIO(newline="")
-    write = export.export_trials if kind == "trials" else export.export_events
 
     async def run() -> None:
-        await write(db, "pointing", out, format)
+        await export.write(db, "pointing", kind, out, format)
 
     in_app(client, run)
     return out.getvalue()
@@ -329,13 +328,12 @@ def test_the_experiment_page_streams_both_files(make_client: ClientFactory) -> N
 
 
 def test_file_names_are_safe() -> None:
-    assert export.file_names("pointing") == ("pointing-trials.csv", "pointing-events.csv")
-    assert export.file_names("a b/../c", "json") == (
-        "a_b_.._c-trials.jsonl",
-        "a_b_.._c-events.jsonl",
-    )
-    assert export.file_names("..")[0] == "experiment-trials.csv"
-    assert export.file_names("été")[0] == "_t_-trials.csv"
+    assert export.file_name("pointing", "trials") == "pointing-trials.csv"
+    assert export.file_name("pointing", "events") == "pointing-events.csv"
+    assert export.file_name("a b/../c", "trials", "json") == "a_b_.._c-trials.jsonl"
+    assert export.file_name("a b/../c", "events", "json") == "a_b_.._c-events.jsonl"
+    assert export.file_name("..", "trials") == "experiment-trials.csv"
+    assert export.file_name("été", "trials") == "_t_-trials.csv"
 
 
 # --- `mastok export` --------------------------------------------------------------------------
@@ -480,8 +478,8 @@ async def peak(db: Database, experiment: str, chunk: int) -> tuple[int, int, int
     trials, events = Sink(), Sink()
     tracemalloc.start()
     try:
-        await export.export_trials(db, experiment, trials, chunk=chunk)
-        await export.export_events(db, experiment, events, chunk=chunk)
+        await export.write(db, experiment, "trials", trials, chunk=chunk)
+        await export.write(db, experiment, "events", events, chunk=chunk)
         _, high = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -507,7 +505,7 @@ async def test_memory_does_not_grow_with_the_rows(database_url: str) -> None:
 
         # And the big one is right, cell by cell.
         out = io.StringIO(newline="")
-        await export.export_trials(db, "large", out, chunk=250)
+        await export.write(db, "large", "trials", out, chunk=250)
         rows = cells(out.getvalue())
         assert len(rows) == 5001
         for position, row in enumerate(rows[1:]):
@@ -528,7 +526,7 @@ async def test_memory_does_not_grow_with_the_rows(database_url: str) -> None:
                 measures["time"],
             ]
         out = io.StringIO(newline="")
-        await export.export_events(db, "large", out, chunk=250)
+        await export.write(db, "large", "events", out, chunk=250)
         rows = cells(out.getvalue())
         for index, row in enumerate(rows[1:]):
             position, event = divmod(index, 3)
@@ -548,8 +546,8 @@ async def test_chunks_do_not_change_the_files(database_url: str, chunk: int) -> 
         files = []
         for size in (chunk, 10_000):
             trials, events = io.StringIO(), io.StringIO()
-            await export.export_trials(db, "some", trials, chunk=size)
-            await export.export_events(db, "some", events, chunk=size)
+            await export.write(db, "some", "trials", trials, chunk=size)
+            await export.write(db, "some", "events", events, chunk=size)
             files.append((trials.getvalue(), events.getvalue()))
         assert files[0] == files[1]
         assert files[0][0].count("\n") == 1 + 3 * 4 * 5
