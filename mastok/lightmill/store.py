@@ -278,32 +278,38 @@ class LightMillStore:
     async def touch(self, experiment: str, run: str, token: str, policy: LockPolicy) -> None:
         """Check the token and refresh the lock's heartbeat. Raises RunNotLocked, WrongToken."""
         async with self.db.session() as session, session.begin():
-            row = await _require_run(session, experiment, run)
-            now = self.clock.now()
-            _check_token(row, token, experiment, policy, now)
-            result = await session.execute(
-                _update(LMRun)
-                .where(LMRun.id == row.id, LMRun.lock_token == token)
-                .values(heartbeat_at=now)
-            )
-            if _rowcount(result) != 1:
-                raise _wrong_token(run, experiment)
+            await self._holding(session, experiment, run, token, policy, release=False)
 
     async def unlock(self, experiment: str, run: str, token: str, policy: LockPolicy) -> RunInfo:
         """Release the lock its holder names. Raises RunNotLocked, WrongToken."""
         async with self.db.session() as session, session.begin():
-            row = await _require_run(session, experiment, run)
-            now = self.clock.now()
-            _check_token(row, token, experiment, policy, now)
-            result = await session.execute(
-                _update(LMRun)
-                .where(LMRun.id == row.id, LMRun.lock_token == token)
-                .values(lock_token=None, locked_at=None, heartbeat_at=None)
-            )
-            if _rowcount(result) != 1:
-                raise _wrong_token(run, experiment)
+            row, now = await self._holding(session, experiment, run, token, policy, release=True)
             await session.refresh(row)
             return _run_info(row, experiment, policy, now)
+
+    async def _holding(
+        self,
+        session: AsyncSession,
+        experiment: str,
+        run: str,
+        token: str,
+        policy: LockPolicy,
+        *,
+        release: bool,
+    ) -> tuple[LMRun, datetime]:
+        """The run whose lock the token holds, its lock released or its heartbeat refreshed, and
+        the time of that. Raises RunNotLocked, WrongToken."""
+        row = await _require_run(session, experiment, run)
+        now = self.clock.now()
+        _check_token(row, token, experiment, policy, now)
+        result = await session.execute(
+            _update(LMRun)
+            .where(LMRun.id == row.id, LMRun.lock_token == token)
+            .values(_RELEASED if release else {"heartbeat_at": now})
+        )
+        if _rowcount(result) != 1:
+            raise _wrong_token(run, experiment)
+        return row, now
 
     async def admin_unlock(self, experiment: str, run: str) -> bool:
         """Release a run's lock whoever holds it (the monitoring pages). False: it had none."""
@@ -312,7 +318,7 @@ class LightMillStore:
             result = await session.execute(
                 _update(LMRun)
                 .where(LMRun.id == row.id, LMRun.lock_token.is_not(None))
-                .values(lock_token=None, locked_at=None, heartbeat_at=None)
+                .values(_RELEASED)
             )
         released = _rowcount(result) == 1
         if released:
@@ -681,6 +687,7 @@ _TRIALS_TO_RECORD = (
     )
     .order_by(LMTrial.id, LMFactor.position)
 )
+_RELEASED = {"lock_token": None, "locked_at": None, "heartbeat_at": None}  # a run's lock, released
 _EXPERIMENT_PK = select(LMExperiment.id).where(LMExperiment.code == bindparam("experiment"))
 _LOCK_TOKEN = select(LMRun.lock_token).where(LMRun.id == bindparam("run_pk"))
 _MOVE_ON = (
