@@ -2,7 +2,8 @@
 
 python -m bench all                                  # everything: bench/results/latest.*
 python -m bench waiting_room --participants 1000     # one scenario on its own
-python -m bench ceiling | holding | fanout | real_otree | logging_api
+python -m bench ceiling | holding | fanout | placement | restart | real_otree | logging_api
+python -m bench compare --baseline b59efce           # waiting-room scenarios: baseline vs now
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bench import procs, report, scenarios
+from bench import compare, placement, procs, report, restart, scenarios
 from bench.servers import node_available
 from mastok.config import PROJECT_ROOT
 
@@ -61,21 +62,29 @@ def _parser() -> argparse.ArgumentParser:
         help="clients do not offer permessage-deflate (browsers do)",
     )
     common.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    common.add_argument(
+        "--quick", action="store_true", help="smaller loads (a smoke run, not for the record)"
+    )
     sub = parser.add_subparsers(dest="scenario", required=True)
     run_all = sub.add_parser(
         "all", parents=[common], help="every scenario; writes bench/results/latest.{json,md,png}"
     )
     run_all.add_argument(
-        "--quick", action="store_true", help="smaller loads (a smoke run, not for the record)"
+        "--out", type=Path, default=RESULTS, help="where latest.* go [bench/results]"
     )
     run_all.add_argument(
-        "--out", type=Path, default=RESULTS, help="where latest.* go [bench/results]"
+        "--baseline",
+        metavar="REV",
+        help="also rerun the waiting-room scenarios on commit REV's server (bench/compare.py)",
     )
     room = sub.add_parser(
         "waiting_room", parents=[common], help="1. join flows through to Starting (stub oTree)"
     )
     room.add_argument(
-        "--participants", type=int, action="append", help="repeatable [100, 1000, 5000]"
+        "--participants",
+        type=int,
+        action="append",
+        help="repeatable [100, 1000, 5000; --quick 100, 500]",
     )
     room.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="sqlite")
     room.add_argument(
@@ -90,24 +99,65 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         help="3. memory per idle waiting participant, newcomers' Consent wait",
     )
-    hold.add_argument("--sockets", type=int, action="append", help="repeatable [1000, 10000]")
-    hold.add_argument("--probes", type=int, default=50)
+    hold.add_argument(
+        "--sockets", type=int, action="append", help="repeatable [1000, 10000; --quick 500, 2000]"
+    )
+    hold.add_argument("--probes", type=int, help="[50; --quick 20]")
     fan = sub.add_parser(
         "fanout", parents=[common], help="4. Agree to the last supervisor's JoiningSize"
     )
     fan.add_argument("--supervisors", type=int, default=50)
-    fan.add_argument("--changes", type=int, default=320)
+    fan.add_argument("--changes", type=int, help="[320; --quick 80]")
     fan.add_argument(
         "--background-rate",
         type=float,
         default=25.0,
         help="participants/s churning through other campaigns [25]",
     )
+    place = sub.add_parser(
+        "placement",
+        parents=[common],
+        help="7. placement latency with 500 supervisors watching, against none",
+    )
+    place.add_argument("--supervisors", type=int, help="[500]")
+    place.add_argument("--participants", type=int, help="in each run [300; --quick 120]")
+    place.add_argument("--rate", type=float, default=20.0, help="participants/s [20]")
+    again = sub.add_parser(
+        "restart",
+        parents=[common],
+        help="8. 20 campaigns' first sessions after a SIGKILL and restart (oTree: 1,500 sessions)",
+    )
+    again.add_argument("--campaigns", type=int, default=20)
+    again.add_argument("--otree-sessions", type=int, default=1500, help="held by the stub [1500]")
+    again.add_argument(
+        "--list-ms-per-session",
+        type=float,
+        help="the stub's listing cost per session held, ms [1.0: oTree 6's]",
+    )
+    again.add_argument(
+        "--deadline", type=float, help="seconds the participants wait after the restart [90]"
+    )
+    again.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    versus = sub.add_parser(
+        "compare",
+        parents=[common],
+        help="the waiting-room scenarios on a baseline commit's server and on this tree's",
+    )
+    versus.add_argument("--baseline", metavar="REV", required=True, help="e.g. b59efce")
+    versus.add_argument(
+        "scenarios",
+        nargs="*",
+        metavar="SCENARIO",
+        help=f"any of {', '.join(compare.COMPARED)} [all of them]",
+    )
+    versus.add_argument(
+        "--out", type=Path, default=RESULTS / "tmp", help="where compare.{json,md} go"
+    )
     real = sub.add_parser(
         "real_otree", parents=[common], help="5. mastok's share of a real oTree session start"
     )
-    real.add_argument("--participants", type=int, default=200)
-    real.add_argument("--ramp-seconds", type=float, default=20.0)
+    real.add_argument("--participants", type=int, help="[200; --quick 40]")
+    real.add_argument("--ramp-seconds", type=float, help="[20; --quick 8]")
     logging_api = sub.add_parser(
         "logging_api",
         parents=[common],
@@ -121,14 +171,15 @@ def _parser() -> argparse.ArgumentParser:
         help="wrk connections (clients, each with its own run), repeatable [16]",
     )
     logging_api.add_argument(
-        "--seconds", type=float, default=10.0, help="measured seconds per level [10]"
+        "--seconds", type=float, help="measured seconds per level [10; --quick 4]"
     )
-    logging_api.add_argument("--warm-up", type=float, default=3.0, help="seconds [3]")
+    logging_api.add_argument("--warm-up", type=float, help="seconds [3; --quick 2]")
     logging_api.add_argument(
         "--export-trials",
         type=int,
         action="append",
-        help="export an experiment of this many trials, repeatable [10000, 100000]",
+        help="export an experiment of this many trials, repeatable [10000, 100000; --quick "
+        "2000, 20000]",
     )
     logging_api.add_argument("--no-export", action="store_true", help="no export figures")
     logging_api.add_argument(
@@ -162,8 +213,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.time()
     load_before = [round(x, 2) for x in os.getloadavg()]
+    baseline = None
     try:
-        figures = run_all(ctx, args.quick) if args.scenario == "all" else run_one(ctx, args)
+        if args.scenario == "compare":
+            names = _compared(args.scenarios)
+            figures, baseline = compare.compare(ctx, args.baseline, names, _runner(args.quick))
+        elif args.scenario == "all":
+            figures = run_all(ctx, args.quick)
+            if args.baseline:
+                names = list(compare.COMPARED)
+                baseline = compare.baseline_only(ctx, args.baseline, names, _runner(args.quick))
+        else:
+            figures = run_one(ctx, args)
     except KeyboardInterrupt:
         print("bench: interrupted; servers and clients stopped", file=sys.stderr)
         return 130
@@ -187,7 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         "notes": ctx.notes,
     }
     results["targets"] = report.targets(results)
-    if args.scenario == "all":
+    if baseline is not None:
+        results["baseline"] = baseline
+    if args.scenario == "compare":
+        _write(results, args.out / "compare.json", args.out / "compare.md")
+    elif args.scenario == "all":
         out: Path = args.out
         chart_ok = report.chart(results, out / "latest.png")
         report.write_json(results, out / "latest.json")
@@ -204,12 +269,47 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _write(results: dict[str, Any], json_path: Path, md_path: Path) -> None:
+    report.write_json(results, json_path)
+    md_path.write_text(report.markdown(results, None))
+    print(report.side_by_side(results), end="")
+    print(f"bench: wrote {json_path}, {md_path}", file=sys.stderr)
+
+
+def _compared(names: list[str]) -> list[str]:
+    unknown = [name for name in names if name not in compare.COMPARED]
+    if unknown:
+        raise SystemExit(
+            f"bench compare: not a compared scenario: {', '.join(unknown)} (any of "
+            f"{', '.join(compare.COMPARED)})"
+        )
+    return names or list(compare.COMPARED)
+
+
+def _runner(quick: bool) -> compare.Runner:
+    """How compare runs a scenario: as `python -m bench NAME [--quick]` with its options."""
+
+    def run(ctx: scenarios.Context, name: str) -> dict[str, Any]:
+        return run_one(ctx, scenario_args(name, quick, *compare.COMPARED[name]))
+
+    return run
+
+
+def _pick(value: Any, full: Any, quick: Any, is_quick: bool) -> Any:
+    """An option's value: as given, else the full or the quick run's size."""
+    if value is not None:
+        return value
+    return quick if is_quick else full
+
+
 def run_one(ctx: scenarios.Context, args: argparse.Namespace) -> dict[str, Any]:
     """One scenario's figures, keyed as in a full run's results."""
-    name = args.scenario
+    name, q = args.scenario, args.quick
+    if q:
+        ctx.flows = min(ctx.flows, 1000)
     if name == "waiting_room":
         backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
-        counts = tuple(args.participants or (100, 1000, 5000))
+        counts = tuple(_pick(args.participants, (100, 1000, 5000), (100, 500), q))
         return {
             f"waiting_room_{backend}": scenarios.waiting_room(
                 ctx, backend, counts, args.ramp_seconds, not args.no_saturation
@@ -219,47 +319,60 @@ def run_one(ctx: scenarios.Context, args: argparse.Namespace) -> dict[str, Any]:
     if name == "ceiling":
         return {name: scenarios.ceiling(ctx)}
     if name == "holding":
-        return {name: scenarios.holding(ctx, tuple(args.sockets or (1000, 10000)), args.probes)}
+        levels = tuple(_pick(args.sockets, (1000, 10000), (500, 2000), q))
+        return {name: scenarios.holding(ctx, levels, _pick(args.probes, 50, 20, q))}
     if name == "fanout":
-        return {name: scenarios.fanout(ctx, args.supervisors, args.changes, args.background_rate)}
+        changes = _pick(args.changes, 320, 80, q)
+        return {name: scenarios.fanout(ctx, args.supervisors, changes, args.background_rate)}
+    if name == "placement":
+        supervisors = args.supervisors or placement.SUPERVISORS
+        count = _pick(args.participants, placement.PARTICIPANTS, 120, q)
+        return {name: placement.placement(ctx, supervisors, count, args.rate)}
+    if name == "restart":
+        deadline = _pick(args.deadline, restart.DEADLINE_S, 45.0, q)
+        return {
+            name: restart.restart(
+                ctx,
+                args.campaigns,
+                args.otree_sessions,
+                args.list_ms_per_session,
+                deadline,
+                args.backend,
+            )
+        }
     if name == "real_otree":
-        return {name: scenarios.real_otree(ctx, args.participants, args.ramp_seconds)}
+        count = _pick(args.participants, 200, 40, q)
+        return {name: scenarios.real_otree(ctx, count, _pick(args.ramp_seconds, 20.0, 8.0, q))}
     stores = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
-    sizes = () if args.no_export else tuple(args.export_trials or (10_000, 100_000))
+    sizes = tuple(_pick(args.export_trials, (10_000, 100_000), (2_000, 20_000), q))
     return {
         name: scenarios.logging_api(
             ctx,
             backends=stores,
             levels=tuple(args.connections or (16,)),
-            seconds=args.seconds,
-            warm_up=args.warm_up,
-            export_sizes=sizes,
+            seconds=_pick(args.seconds, 10.0, 4.0, q),
+            warm_up=_pick(args.warm_up, 3.0, 2.0, q),
+            export_sizes=() if args.no_export else sizes,
             with_ceiling=not args.no_ceiling,
         )
     }
 
 
+def scenario_args(name: str, quick: bool, *options: str) -> argparse.Namespace:
+    """A scenario's options as `python -m bench NAME [--quick] OPTIONS` would have them."""
+    return _parser().parse_args([name, *(["--quick"] if quick else []), *options])
+
+
 def run_all(ctx: scenarios.Context, quick: bool = False) -> dict[str, Any]:
-    """Every scenario, one after the other, each with its own servers."""
-    counts = (100, 500) if quick else (100, 1000, 5000)
-    if quick:
-        ctx.flows = min(ctx.flows, 1000)
+    """Every scenario, one after the other, each with its own servers, at the sizes each has
+    when run alone (with `--quick`: the quick sizes)."""
     out: dict[str, Any] = {}
     scenarios.client_ceiling(ctx)
-    out["waiting_room_sqlite"] = scenarios.waiting_room(ctx, "sqlite", counts)
-    out["waiting_room_postgresql"] = scenarios.waiting_room(ctx, "postgresql", counts)
+    out.update(run_one(ctx, scenario_args("waiting_room", quick, "--backend", "both")))
     # Same run, same client: the echo ceiling right after mastok's saturation run on SQLite.
     out["ceiling"] = scenarios.ceiling(ctx, out["waiting_room_sqlite"]["saturation"])
-    out["holding"] = scenarios.holding(
-        ctx, (500, 2000) if quick else (1000, 10000), 20 if quick else 50
-    )
-    out["fanout"] = scenarios.fanout(ctx, changes=80 if quick else 320)
-    out["real_otree"] = scenarios.real_otree(ctx, 40 if quick else 200, 8 if quick else 20)
-    out["logging_api"] = (
-        scenarios.logging_api(ctx, seconds=4, warm_up=2, export_sizes=(2_000, 20_000))
-        if quick
-        else scenarios.logging_api(ctx)
-    )
+    for name in ("holding", "fanout", "real_otree", "logging_api", "placement", "restart"):
+        out.update(run_one(ctx, scenario_args(name, quick)))
     return out
 
 

@@ -183,6 +183,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 f"p50 {fan['agree_to_last_supervisor_ms']['p50']} ms, {fan['changes']} changes",
             )
         )
+    if scenarios.get("placement"):
+        rows.append(_placement_target(scenarios["placement"]))
+    if scenarios.get("restart"):
+        rows.append(_restart_target(scenarios["restart"]))
     otree = scenarios.get("real_otree")
     if otree and otree.get("mastok_share_overall") is not None:
         share = otree["mastok_share_overall"]
@@ -202,6 +206,59 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if lightmill:
         rows += _logging_targets(lightmill)
     return rows
+
+
+PLACEMENT_RATIO = 2.0  # p99 with supervisors watching at most twice the p99 without
+RESTART_SECONDS = 5.0  # bench/README.md says why
+
+
+def _placement_target(place: dict[str, Any]) -> dict[str, Any]:
+    alone, watched, ratios = place["without"], place["with"], place["ratios"]
+    parts = [
+        ("Agree -> Instructions", "agree_to_instructions_ms"),
+        ("last Agree -> Starting", "last_agree_to_starting_ms"),
+    ]
+    measured = "; ".join(
+        f"{what} p99 {_fmt(watched[key]['p99'])} vs {_fmt(alone[key]['p99'])} ms "
+        f"(x{_fmt(ratios[f'{key}_p99'])})"
+        for what, key in parts
+    )
+    worst = [ratios[f"{key}_p99"] for _, key in parts]
+    ratio = None if None in worst else max(r for r in worst if r is not None)
+    everyone = all(leg["reached_starting"] == place["participants"] for leg in (alone, watched))
+    current = watched.get("supervisors_with_current_sizes")
+    return _row(
+        f"placement with {place['supervisors']} supervisors watching vs none (p99, "
+        f"{place['rate_per_s']:g} participants/s)",
+        f"p99 <= {PLACEMENT_RATIO:g}x the p99 without",
+        measured,
+        None if ratio is None else ratio / PLACEMENT_RATIO,
+        None if ratio is None else ratio <= PLACEMENT_RATIO and everyone,
+        f"p50 {_fmt(watched['agree_to_instructions_ms']['p50'])} vs "
+        f"{_fmt(alone['agree_to_instructions_ms']['p50'])} ms (Agree -> Instructions); "
+        f"reached Starting {watched['reached_starting']} and {alone['reached_starting']} of "
+        f"{place['participants']}; {_fmt(current)} of {watched['supervisors']} supervisors "
+        f"shown the current sizes; {_fmt(watched.get('frames_per_supervisor'))} frames each",
+    )
+
+
+def _restart_target(again: dict[str, Any]) -> dict[str, Any]:
+    seconds = again["all_started_s"]
+    otree = again["otree"]
+    started = f"{again['campaigns_started']}/{again['campaigns']} started"
+    return _row(
+        f"{again['campaigns']} campaigns' first sessions after a restart (SIGKILL; oTree "
+        f"holding {again['otree_sessions']:,} sessions)",
+        f"all within {RESTART_SECONDS:g} s of the restart",
+        f"{seconds} s, {otree['listings']} listings"
+        if seconds is not None
+        else f"{started} in {again['deadline_s']:g} s, {otree['listings']} listings",
+        None if seconds is None else seconds / RESTART_SECONDS,
+        seconds is not None and seconds <= RESTART_SECONDS,
+        f"{started}; answering {again['answering_after_s']} s after the restart; oTree's "
+        f"sessions listed {otree['listings']} times ({otree['listing_s']} s of listing, "
+        f"{otree['listed_bytes'] / 1e6:.1f} MB), {otree['created']} sessions created",
+    )
 
 
 LOGGING_BACKENDS = ("sqlite", "postgresql")
@@ -265,7 +322,7 @@ def _before_after(rows: list[dict[str, Any]]) -> list[str]:
                 f"| {row['target']} | {earlier[0]} | {earlier[1]} | {row['measured']} "
                 f"({row['status']}) |"
             )
-    return lines
+    return lines if len(lines) > 5 else []
 
 
 def _logging_targets(lm: dict[str, Any]) -> list[dict[str, Any]]:
@@ -423,6 +480,8 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
             f"**{row['status']}** | {row['note']} |"
         )
     lines += _before_after(results["targets"])
+    if results.get("baseline"):
+        lines += ["", side_by_side(results).rstrip("\n")]
     s = results["scenarios"]
     cc = results.get("client_ceiling")
     if cc:
@@ -602,8 +661,94 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
     lm = s.get("logging_api")
     if lm:
         lines += _logging_markdown(lm)
+    if s.get("placement"):
+        lines += _placement_markdown(s["placement"])
+    if s.get("restart"):
+        lines += _restart_markdown(s["restart"])
     if results.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {note}" for note in results["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def _placement_markdown(place: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        f"## 7. Placement with {place['supervisors']} supervisors watching (SQLite)",
+        "",
+        f"{place['participants']} participants at {place['rate_per_s']:g}/s into one campaign "
+        f"(per_session {place['per_session']}), once unwatched, then into another watched by "
+        f"{place['supervisors']} supervisor sockets reading every frame.",
+        "",
+        "| run | reached Starting | Agree → Instructions p50/p95/p99 ms | last Agree → Starting "
+        "p50/p95/p99 ms | server CPU | client CPU | supervisors' client CPU |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for what, leg in (("no supervisors", place["without"]), ("watched", place["with"])):
+        lines.append(
+            f"| {what} | {leg['reached_starting']} | {_lat(leg['agree_to_instructions_ms'])} | "
+            f"{_lat(leg['last_agree_to_starting_ms'])} | {_fmt(leg['server_cpu_share'])} | "
+            f"{_fmt(leg['client_cpu_share'])} | {_fmt(leg['supervisors_client_cpu_share'])} |"
+        )
+    watched = place["with"]
+    ratios = ", ".join(f"{key} x{_fmt(value)}" for key, value in place["ratios"].items())
+    lines += [
+        "",
+        f"Watched over unwatched: {ratios}. Each supervisor read "
+        f"{_fmt(watched.get('frames_per_supervisor'))} frames; at the end "
+        f"{_fmt(watched.get('supervisors_with_current_sizes'))} of {watched['supervisors']} showed "
+        f"the current joining size (final sizes seen: {watched.get('final_joining_sizes')}).",
+    ]
+    return lines
+
+
+def _restart_markdown(again: dict[str, Any]) -> list[str]:
+    otree, firsts = again["otree"], again["first_session_s"]
+    return [
+        "",
+        f"## 8. Restart: {again['campaigns']} campaigns' first sessions ({again['backend']}, "
+        f"oTree holding {again['otree_sessions']:,} sessions)",
+        "",
+        f"In each campaign a full pool waited with one member away; mastok was killed (SIGKILL) "
+        f"and started again, and answered after {again['answering_after_s']} s; every "
+        f"participant resumed with its token at {again['resumed_after_s']} s. "
+        f"**{again['campaigns_started']}/{again['campaigns']} first sessions started, the last "
+        f"{_fmt(again['all_started_s'])} s after the restart** (campaigns' first Starting "
+        f"p50/max {_fmt(firsts['p50'])} / {_fmt(firsts['max'])} s). oTree's sessions were "
+        f"listed **{otree['listings']} times** ({otree['listings_asked']} asked; "
+        f"{otree['listing_s']} s of listing, {otree['listed_bytes'] / 1e6:.1f} MB); "
+        f"{otree['created']} sessions created; {again['reached_starting']}/"
+        f"{again['participants']} participants reached Starting; errors "
+        f"{again['errors'] or 0}.",
+    ]
+
+
+def side_by_side(results: dict[str, Any]) -> str:
+    """The targets measured on the baseline's server and on this tree's, in the same session."""
+    base = results["baseline"]
+    rows = {row["target"]: row for row in base["targets"]}
+    lines = [
+        f"## Baseline {base['rev']} ({base['commit'][:9]}) and this tree, same session",
+        "",
+        "The same harness, load and machine; each scenario ran on the baseline's server, then on "
+        "this tree's. The ratio is this tree's figure over the baseline's.",
+        "",
+        "| target | baseline | now | now / baseline | status |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in results["targets"]:
+        before = rows.get(row["target"])
+        if before is None:
+            continue
+        ratio = None
+        if before["ratio"] and row["ratio"] is not None:
+            ratio = round(row["ratio"] / before["ratio"], 2)
+        lines.append(
+            f"| {row['target']} | {before['measured']} | {row['measured']} | {_fmt(ratio)} | "
+            f"{before['status']} → {row['status']} |"
+        )
+    for name, error in base.get("failed", {}).items():
+        text = " ".join(error.replace("|", "/").split())
+        lines.append(f"| {name} on the baseline | failed: {text} | | | |")
     return "\n".join(lines) + "\n"
 
 

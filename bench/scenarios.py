@@ -53,7 +53,7 @@ def _cpu_ms_per(cpu_s: float, count: int) -> float | None:
     return round(1000 * cpu_s / count, 3) if count else None
 
 
-def _measure(
+def measure(
     ctx: Context, job: dict[str, Any], timeout: float, clients: int | None = None, **pids: int
 ) -> tuple[dict[str, Any], procs.CpuMeter]:
     meter = procs.CpuMeter(**pids).start()
@@ -62,7 +62,7 @@ def _measure(
     return result, meter
 
 
-def _settle(seconds: float = 1.5) -> None:
+def settle(seconds: float = 1.5) -> None:
     time.sleep(seconds)
 
 
@@ -93,14 +93,14 @@ def _echo_run(ctx: Context, echo: Server, what: str) -> dict[str, Any]:
         "arrival": {"mode": "closed", "concurrency": 50},
     }
     loadgen.run(ctx.workdir, ctx.job(**warm), timeout=60)
-    _settle(1)
+    settle(1)
     job = {
         "kind": "echo",
         "url": url,
         "count": ctx.flows,
         "arrival": {"mode": "closed", "concurrency": ctx.concurrency},
     }
-    result, meter = _measure(ctx, job, timeout=180, server=echo.pid)
+    result, meter = measure(ctx, job, timeout=180, server=echo.pid)
     records = result["records"]
     ok = [r for r in records if not r.get("err")]
     rtts = [x for r in ok for x in r.get("rtt", [])]
@@ -128,9 +128,15 @@ def _round(value: float | None, digits: int = 1) -> float | None:
 
 
 @contextlib.contextmanager
-def mastok_on(ctx: Context, backend: str, name: str) -> Iterator[tuple[Mastok, Server]]:
-    """A stub oTree and mastok on a fresh database of `backend`, both stopped afterwards."""
-    stub = servers.start_stub_otree(ctx.workdir, f"{name}-stub-otree")
+def mastok_on(
+    ctx: Context, backend: str, name: str, list_ms_per_session: float = 0.0
+) -> Iterator[tuple[Mastok, Server]]:
+    """A stub oTree and mastok on a fresh database of `backend`, both stopped afterwards. The
+    stub lists its sessions at once unless told otherwise: these scenarios measure mastok alone
+    (scenario 8 measures what oTree's listings cost)."""
+    stub = servers.start_stub_otree(
+        ctx.workdir, f"{name}-stub-otree", list_ms_per_session=list_ms_per_session
+    )
     try:
         with contextlib.ExitStack() as stack:
             if backend == "postgresql":
@@ -155,7 +161,7 @@ def _campaigns(mastok: Mastok, participants: int, **fields: Any) -> list[str]:
     return mastok.create_campaigns(prefix, servers.campaigns_for(participants), **fields)
 
 
-def _join_job(
+def join_job(
     mastok: Mastok, slugs: list[str], count: int, arrival: dict[str, Any], **options: Any
 ) -> dict[str, Any]:
     """A load generator job: `count` participants through the whole join flow into `slugs`."""
@@ -170,12 +176,12 @@ def _join_job(
     }
 
 
-def _warm_up(ctx: Context, mastok: Mastok) -> None:
+def warm_up(ctx: Context, mastok: Mastok) -> None:
     """Code paths, caches and connection pools warm before anything is measured."""
     slugs = _campaigns(mastok, 200)
-    job = _join_job(mastok, slugs, 200, {"mode": "closed", "concurrency": 20})
+    job = join_job(mastok, slugs, 200, {"mode": "closed", "concurrency": 20})
     loadgen.run(ctx.workdir, ctx.job(**job), timeout=120)
-    _settle()
+    settle()
 
 
 def join_figures(result: dict[str, Any], meter: procs.CpuMeter, count: int) -> dict[str, Any]:
@@ -218,7 +224,7 @@ def ramp_run(
     2 x participants / seconds over `seconds`. The figures, and (offered arrival rate when a
     pool's last member arrived, that member's latency) points for the curve."""
     slugs = _campaigns(mastok, participants)
-    job = _join_job(
+    job = join_job(
         mastok,
         slugs,
         participants,
@@ -227,7 +233,7 @@ def ramp_run(
         flow_timeout_s=90,
     )
     ctx.log(f"  ramp: {participants} participants over {seconds:g} s into {len(slugs)} campaigns")
-    result, meter = _measure(ctx, job, timeout=seconds + 150, server=mastok.pid, stub=stub.pid)
+    result, meter = measure(ctx, job, timeout=seconds + 150, server=mastok.pid, stub=stub.pid)
     figures = join_figures(result, meter, participants)
     points = _rated_latencies(result, participants, seconds)
     figures.update(
@@ -300,7 +306,7 @@ def saturation_run(ctx: Context, mastok: Mastok, stub: Server) -> dict[str, Any]
     concurrency = max(ctx.concurrency, (PER_SESSION - 1) * campaigns + 1)
     prefix = f"c{next(_campaign_sets)}_"
     slugs = mastok.create_campaigns(prefix, campaigns)
-    job = _join_job(
+    job = join_job(
         mastok,
         slugs,
         flows,
@@ -309,7 +315,7 @@ def saturation_run(ctx: Context, mastok: Mastok, stub: Server) -> dict[str, Any]
         flow_timeout_s=90,
     )
     ctx.log(f"  saturation: {flows} join flows, {concurrency} at a time, {campaigns} campaigns")
-    result, meter = _measure(ctx, job, timeout=400, server=mastok.pid, stub=stub.pid)
+    result, meter = measure(ctx, job, timeout=400, server=mastok.pid, stub=stub.pid)
     figures = join_figures(result, meter, flows)
     ok = [r for r in stats.started(result["records"]) if r.get("reason") == "Start"]
     figures.update(
@@ -335,13 +341,13 @@ def waiting_room(
     """Scenario 1: join flows through to Starting, against a stub oTree."""
     ctx.log(f"waiting room on {backend}")
     with mastok_on(ctx, backend, f"mastok-{backend}") as (mastok, stub):
-        _warm_up(ctx, mastok)
+        warm_up(ctx, mastok)
         ramps, points = [], []
         for count in participants:
             figures, rated = ramp_run(ctx, mastok, stub, count, ramp_seconds)
             ramps.append(figures)
             points += rated
-            _settle()
+            settle()
         saturation = saturation_run(ctx, mastok, stub) if saturate else None
     return {
         "backend": backend,
@@ -369,7 +375,7 @@ def ceiling(ctx: Context, mastok_saturation: dict[str, Any] | None = None) -> di
     ctx.log(f"  echo {figures['rate_per_s']} flows/s, server CPU {figures['server_cpu_share']}")
     if mastok_saturation is None:
         with mastok_on(ctx, "sqlite", "mastok-ceiling") as (mastok, stub):
-            _warm_up(ctx, mastok)
+            warm_up(ctx, mastok)
             mastok_saturation = saturation_run(ctx, mastok, stub)
     out = {"echo": figures, "mastok": mastok_saturation, "client_ceiling": client_ceiling(ctx)}
     if figures["rate_per_s"] and mastok_saturation.get("rate_per_s"):
@@ -455,7 +461,7 @@ def _hold(ctx: Context, levels: tuple[int, ...], probes: int, deflate: bool) -> 
         probe_index = 10_000_000
         _probes(ctx, mastok, slugs[:5], 20, probe_index)  # warm up
         probe_index += 100
-        _settle(2)
+        settle(2)
         baseline = mastok.child.usage().rss_bytes
         out["baseline_rss_mib"] = round(baseline / 2**20, 1)
         out["at_0"] = _probes(ctx, mastok, slugs[:5], probes, probe_index)
@@ -480,7 +486,7 @@ def _hold(ctx: Context, levels: tuple[int, ...], probes: int, deflate: bool) -> 
                     {"cmd": "open", "count": level - held, "concurrency": 100}, 400
                 )
                 held = level
-                _settle(3)
+                settle(3)
                 rss = mastok.child.usage().rss_bytes
                 filled = slugs[: math.ceil(level / HOLD_PER_CAMPAIGN)]
                 probed = _probes(ctx, mastok, filled, probes, probe_index)
@@ -517,7 +523,7 @@ def _idle_echo_reference(
     echo = servers.start_echo(ctx.workdir)
     out = []
     try:
-        _settle(1)
+        settle(1)
         baseline = echo.child.usage().rss_bytes
         holder = loadgen.Holder(
             ctx.workdir,
@@ -536,7 +542,7 @@ def _idle_echo_reference(
             for level in sorted(levels):
                 holder.command({"cmd": "open", "count": level - held, "concurrency": 100}, 300)
                 held = level
-                _settle(2)
+                settle(2)
                 rss = echo.child.usage().rss_bytes
                 out.append(
                     {
@@ -565,7 +571,7 @@ def fanout(
     second), the delay from a participant's Agree to the last supervisor's JoiningSize."""
     ctx.log(f"fan-out to {supervisors} supervisors")
     with mastok_on(ctx, "sqlite", "mastok-fanout") as (mastok, _stub):
-        _warm_up(ctx, mastok)
+        warm_up(ctx, mastok)
         (slug,) = mastok.create_campaigns("fan", 1, session_duration=1)
         seconds = max(10.0, changes * 0.03)
         background_count = int(background_rate * seconds) // PER_SESSION * PER_SESSION
@@ -575,7 +581,7 @@ def fanout(
             background = loadgen.start(
                 ctx.workdir,
                 ctx.job(
-                    **_join_job(
+                    **join_job(
                         mastok,
                         slugs,
                         background_count,
@@ -599,7 +605,7 @@ def fanout(
             "gap_ms": 10,
         }
         try:
-            result, meter = _measure(ctx, job, timeout=180, clients=1, server=mastok.pid)
+            result, meter = measure(ctx, job, timeout=180, clients=1, server=mastok.pid)
         finally:
             background_figures = None
             if background is not None:
@@ -670,7 +676,7 @@ def real_otree(ctx: Context, participants: int = 200, ramp_seconds: float = 20.0
                 slugs = mastok.create_campaigns(
                     "otree", 1, otree_config_name="guess_two", session_duration=60
                 )
-                job = _join_job(
+                job = join_job(
                     mastok,
                     slugs,
                     participants,
@@ -678,7 +684,7 @@ def real_otree(ctx: Context, participants: int = 200, ramp_seconds: float = 20.0
                     group=PER_SESSION,
                     flow_timeout_s=90,
                 )
-                result, meter = _measure(
+                result, meter = measure(
                     ctx, job, ramp_seconds + 150, server=mastok.pid, otree=otree_pid
                 )
                 calls = httpx.get(f"{proxy.url}/_bench/calls", timeout=30).json()

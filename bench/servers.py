@@ -114,9 +114,19 @@ class Server:
         self.child.stop()
 
 
-def start_stub_otree(workdir: Path, name: str = "stub-otree") -> Server:
+def start_stub_otree(
+    workdir: Path,
+    name: str = "stub-otree",
+    sessions: int = 0,
+    list_ms_per_session: float | None = None,
+) -> Server:
+    """The stub oTree holding `sessions` of other studies; a listing costs
+    `list_ms_per_session` a session held (None: the stub's default, oTree 6's)."""
     port = free_port()
-    child = python_child(name, "bench.stub_otree", [str(port)], workdir)
+    args = [str(port), "--sessions", str(sessions)]
+    if list_ms_per_session is not None:
+        args += ["--list-ms-per-session", str(list_ms_per_session)]
+    child = python_child(name, "bench.stub_otree", args, workdir)
     server = Server(child, port)
     _wait_http(f"{server.url}/api/otree_version", child)
     return server
@@ -272,6 +282,28 @@ class Mastok:
     def stop(self) -> None:
         self.child.stop(timeout=15)
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no shutdown, nothing flushed."""
+        self.child.process.kill()
+        self.child.process.wait(10)
+        self.child.stop()
+
+
+# Where `python -m mastok serve` runs from: this checkout, or a baseline's (bench/compare.py).
+_server_root: Path = PROJECT_ROOT
+
+
+@contextlib.contextmanager
+def mastok_from(root: Path) -> Iterator[None]:
+    """Meanwhile, every mastok started is the one in `root` (another checkout of the repository):
+    its code, templates and config.yml; the harness, stub and clients stay this checkout's."""
+    global _server_root
+    previous, _server_root = _server_root, root
+    try:
+        yield
+    finally:
+        _server_root = previous
+
 
 def start_mastok(
     workdir: Path,
@@ -280,9 +312,12 @@ def start_mastok(
     otree_api_url: str,
     otree_public_url: str | None = None,
     otree_key: str = OTREE_KEY,
+    port: int | None = None,
+    settings: dict[str, str] | None = None,
 ) -> Mastok:
-    """`python -m mastok serve` on a free loopback port, TEST mode, its own database."""
-    port = free_port()
+    """`python -m mastok serve` on a free loopback port (or `port`, to restart one), TEST mode,
+    its own database; `settings` adds environment variables (`MASTOK_...`)."""
+    port = port or free_port()
     env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
@@ -297,9 +332,11 @@ def start_mastok(
         "MASTOK_OTREE_API_URL": otree_api_url,
         "MASTOK_OTREE_PUBLIC_URL": otree_public_url or otree_api_url,
         "MASTOK_OTREE_API_KEY": otree_key,
+        **(settings or {}),
     }
     argv = [sys.executable, "-m", "mastok", "serve"]
-    child = Child(name, argv, workdir / f"{name}.log", env=env, cwd=PROJECT_ROOT)
+    # `python -m` imports from the working directory first: the checkout in _server_root.
+    child = Child(name, argv, workdir / f"{name}.log", env=env, cwd=_server_root)
     mastok = Mastok(child, port, "postgresql" if database_url.startswith("postgres") else "sqlite")
     _wait_healthy(mastok.url, child)
     return mastok

@@ -1,19 +1,27 @@
-"""A stub oTree that answers at once, so the benchmark's figures are mastok's, not oTree's.
+"""A stub oTree that answers at once, except for listing sessions, which costs what oTree's does.
 
 It speaks the part of oTree 6's REST API mastok uses (shared/otree-notes.md): the version, the
 session configs, sessions listed with their labels (as oTree does: every session), created, and
 read back with their participants. Participant codes carry their session's code
 (`{session}_{n}`), so a load generator can tell which participants shared a session.
 
-    python -m bench.stub_otree PORT
+Listing is the one call whose cost grows with oTree's history: oTree 6 took 1.5 s (374 kB) to
+list 1,500 sessions and served concurrent listings one after the other (issue 9). So a listing
+here takes `--list-ms-per-session` (1.0 by default) times the sessions held, one listing at a
+time, and `--sessions N` starts the stub holding N sessions of other studies. `GET
+/_bench/stats` (`?clear=1` to reset) counts the listings and the sessions created.
+
+    python -m bench.stub_otree PORT [--sessions N] [--list-ms-per-session MS]
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import itertools
 import json
-import sys
 import time
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -33,15 +41,57 @@ CONFIGS = [
     }
 ]
 JSON = "application/json"
+LIST_MS_PER_SESSION = 1.0  # oTree 6: 1.5 s for 1,500 sessions
+
+
+def _others(count: int, base_url: str) -> list[bytes]:
+    """`count` sessions of other studies (labels mastok never made), as oTree lists them."""
+    now = time.time() - 86_400 * 365
+    out = []
+    for n in range(count):
+        code = f"o{n:07d}"
+        summary = {
+            "code": code,
+            "num_participants": 8 + n % 24,
+            "created_at": now + 3600 * n,
+            "label": f"lab-study-{n % 41}:wave-{n // 41}",
+            "config_name": f"study_{n % 41}",
+            "session_wide_url": f"{base_url}/join/{code}",
+            "admin_url": f"{base_url}/SessionStartLinks/{code}",
+        }
+        out.append(json.dumps(summary).encode())
+    return out
 
 
 class Stub:
-    def __init__(self, base_url: str) -> None:
+    def __init__(
+        self, base_url: str, sessions: int = 0, list_ms_per_session: float = LIST_MS_PER_SESSION
+    ) -> None:
         self.base_url = base_url
         self.counter = itertools.count(1)
-        self.summaries: list[bytes] = []  # every session, pre-encoded, as GET /api/sessions lists
+        # Every session, pre-encoded, as GET /api/sessions lists them.
+        self.summaries: list[bytes] = _others(sessions, base_url)
         self.details: dict[str, bytes] = {}
-        self.created = 0
+        self.list_ms_per_session = list_ms_per_session
+        self.listing = asyncio.Lock()  # oTree served one listing at a time
+        self.stats = _zero_stats()
+
+    async def bench_stats(self, request: Request) -> Response:
+        answer = {**self.stats, "sessions_held": len(self.summaries)}
+        if request.query_params.get("clear"):
+            self.stats = _zero_stats()
+        return Response(json.dumps(answer), media_type=JSON)
+
+    async def _list(self) -> Response:
+        self.stats["listings_asked"] += 1
+        async with self.listing:
+            cost = self.list_ms_per_session * len(self.summaries) / 1000
+            await asyncio.sleep(cost)
+            body = b"[" + b",".join(self.summaries) + b"]"
+            self.stats["listings"] += 1
+            self.stats["listing_s"] = round(self.stats["listing_s"] + cost, 3)
+            self.stats["listed_bytes"] += len(body)
+        return Response(body, media_type=JSON)
 
     async def version(self, request: Request) -> Response:
         return Response(b'{"version": "6.0.15"}', media_type=JSON)
@@ -51,7 +101,7 @@ class Stub:
 
     async def sessions(self, request: Request) -> Response:
         if request.method == "GET":
-            return Response(b"[" + b",".join(self.summaries) + b"]", media_type=JSON)
+            return await self._list()
         body = json.loads(await request.body())
         number = next(self.counter)
         code = f"s{number:07d}"
@@ -87,7 +137,7 @@ class Stub:
             ],
         }
         self.details[code] = json.dumps(detail).encode()
-        self.created += 1
+        self.stats["created"] += 1
         answer = {"code": code, "session_wide_url": wide_url, "admin_url": admin_url}
         return Response(json.dumps(answer), media_type=JSON)
 
@@ -98,10 +148,17 @@ class Stub:
         return Response(detail, media_type=JSON)
 
 
-def create_app(base_url: str) -> Starlette:
-    stub = Stub(base_url)
+def _zero_stats() -> dict[str, Any]:
+    return {"listings_asked": 0, "listings": 0, "listing_s": 0.0, "listed_bytes": 0, "created": 0}
+
+
+def create_app(
+    base_url: str, sessions: int = 0, list_ms_per_session: float = LIST_MS_PER_SESSION
+) -> Starlette:
+    stub = Stub(base_url, sessions, list_ms_per_session)
     return Starlette(
         routes=[
+            Route("/_bench/stats", stub.bench_stats),
             Route("/api/otree_version", stub.version),
             Route("/api/session_configs", stub.configs),
             Route("/api/sessions", stub.sessions, methods=["GET", "POST"]),
@@ -111,12 +168,21 @@ def create_app(base_url: str) -> Starlette:
 
 
 def main() -> None:
-    port = int(sys.argv[1])
-    base_url = f"http://127.0.0.1:{port}"
+    parser = argparse.ArgumentParser(prog="python -m bench.stub_otree")
+    parser.add_argument("port", type=int)
+    parser.add_argument("--sessions", type=int, default=0, help="other studies' sessions held [0]")
+    parser.add_argument(
+        "--list-ms-per-session",
+        type=float,
+        default=LIST_MS_PER_SESSION,
+        help=f"a listing's cost per session held, ms [{LIST_MS_PER_SESSION:g}: oTree 6's]",
+    )
+    args = parser.parse_args()
+    base_url = f"http://127.0.0.1:{args.port}"
     uvicorn.run(
-        create_app(base_url),
+        create_app(base_url, args.sessions, args.list_ms_per_session),
         host="127.0.0.1",
-        port=port,
+        port=args.port,
         log_level="warning",
         access_log=False,
         lifespan="off",

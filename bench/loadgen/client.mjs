@@ -14,6 +14,11 @@
 //   probe   new participants one after another: the time until Consent.
 //   fanout  supervisors connected to one campaign, participants joining it one after the
 //           other: the delay from each Agree to every supervisor's JoiningSize.
+//   supervise  supervisors who connect to one campaign and read every frame; driven on stdin
+//           ({"cmd": "open", "count": N} / "status" / "close"), answers on stdout.
+//   restart participants waiting across a server restart, driven on stdin: "wait" places them
+//           (in each campaign a full pool with one member away), "resume" brings them all
+//           back with their tokens and waits for Starting.
 //
 // Every loop is bounded in count and time (job.deadline_s); every socket is closed at the end;
 // SIGINT/SIGTERM close everything and exit. Times are performance.now() milliseconds.
@@ -81,8 +86,9 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 // -- participants -------------------------------------------------------------------------
 
 // One participant through the join flow. `stay`: keep the socket open once waiting (hold).
-// `stopAt`: "consent" ends the flow at Consent (probe).
-function participant(i, slug, { stay = false, stopAt = null, think = 0 } = {}) {
+// `stopAt`: "consent" ends the flow at Consent (probe). `resume`: come back with this token
+// (`Resume` instead of `Land`).
+function participant(i, slug, { stay = false, stopAt = null, think = 0, resume = null } = {}) {
   return new Promise((resolve) => {
     const r = { i, slug, t0: now() };
     let done = false;
@@ -119,11 +125,17 @@ function participant(i, slug, { stay = false, stopAt = null, think = 0 } = {}) {
         case "State":
           r.state = t;
           if (f.payload !== "Running" && f.payload !== "Busy") r.err = `State ${f.payload}`;
-          ws.send(frame("Land", fingerprint(i)));
-          r.land = now();
+          if (resume) {
+            ws.send(frame("Resume", resume));
+            r.resumed = now();
+          } else {
+            ws.send(frame("Land", fingerprint(i)));
+            r.land = now();
+          }
           break;
         case "Resume":
           r.resume = t;
+          r.token = f.payload;
           break;
         case "Consent":
           r.consent = t;
@@ -474,7 +486,146 @@ async function fanoutJob() {
   write({ changes });
 }
 
-const jobs = { join: joinJob, echo: echoJob, probe: probeJob, hold: holdJob, fanout: fanoutJob };
+// Commands on stdin, one JSON line each; `handle(cmd)` answers each (one JSON line on stdout)
+// until it returns false.
+async function commands(handle) {
+  const lines = createInterface({ input: process.stdin });
+  for await (const line of lines) {
+    if (!line.trim()) continue;
+    const [more, answer] = await handle(JSON.parse(line));
+    process.stdout.write(JSON.stringify(answer) + "\n");
+    if (!more) break;
+  }
+}
+
+// One supervisor: connected with the admin's credentials, reading every frame; resolves once it
+// has the campaign's whole view (State, JoiningSize, PendingSize) or failed.
+function supervisor(k, auth) {
+  return new Promise((resolve) => {
+    const s = { k, t0: now(), frames: 0, last: {} };
+    const ws = socket(job.supervise_url, auth);
+    s.ws = ws;
+    const timer = setTimeout(() => {
+      s.err = "timeout before the whole view";
+      ws.terminate();
+      resolve(s);
+    }, (job.flow_timeout_s ?? 60) * 1000);
+    const whole = () => ["State", "JoiningSize", "PendingSize"].every((kind) => kind in s.last);
+    ws.on("message", (data) => {
+      const f = JSON.parse(data);
+      s.frames += 1;
+      s.last[f.kind] = f.payload;
+      if (s.ready === undefined && whole()) {
+        s.ready = now();
+        clearTimeout(timer);
+        resolve(s);
+      }
+    });
+    ws.on("error", (e) => {
+      s.err = s.err ?? `socket: ${e.message}`;
+    });
+    ws.on("close", (code) => {
+      s.code = code;
+      clearTimeout(timer);
+      resolve(s);
+    });
+  });
+}
+
+function tally(values) {
+  const out = {};
+  for (const v of values) out[v] = (out[v] ?? 0) + 1;
+  return out;
+}
+
+async function superviseJob() {
+  const auth = { Authorization: `Basic ${Buffer.from(job.credentials).toString("base64")}` };
+  const sups = [];
+  await commands(async (cmd) => {
+    if (cmd.cmd === "open") {
+      const t0 = now();
+      const opened = await drive(
+        cmd.count,
+        { mode: "closed", concurrency: cmd.concurrency ?? 50 },
+        (k) => supervisor(sups.length + k, auth),
+      );
+      const ok = opened.filter((s) => s.ready !== undefined && !s.err);
+      sups.push(...ok);
+      const errors = tally(opened.filter((s) => !ok.includes(s)).map((s) => s.err ?? `closed ${s.code}`));
+      return [true, { opened: ok.length, failed: cmd.count - ok.length, errors, seconds: (now() - t0) / 1000 }];
+    }
+    if (cmd.cmd === "status") {
+      const live = sups.filter((s) => s.ws.readyState === WebSocket.OPEN);
+      return [
+        true,
+        {
+          open: live.length,
+          frames: sups.reduce((n, s) => n + s.frames, 0),
+          joining: tally(live.map((s) => s.last.JoiningSize)),
+          pending: tally(live.map((s) => s.last.PendingSize)),
+          state: tally(live.map((s) => s.last.State)),
+          cpu: cpuUsage(),
+        },
+      ];
+    }
+    for (const s of sups) s.ws.close(1000);
+    const deadline = now() + 10000;
+    while (open.size && now() < deadline) await sleep(50);
+    return [false, { closed: sups.length, left: open.size, cpu: cpuUsage() }];
+  });
+  shutdown(0);
+}
+
+// A campaign's pool across a restart: `per_session` members agree, the first of them drops its
+// socket before the others agree (it keeps its place: away), so the pool is full but not with
+// members present and no session starts. After the restart they all come back.
+async function poolWithOneAway(c, slug) {
+  const first = c * job.per_session;
+  const away = await participant(first, slug, { stay: true });
+  if (away.ws.readyState === WebSocket.OPEN) {
+    const closed = new Promise((resolve) => away.ws.once("close", resolve));
+    away.ws.close(1000);
+    await closed;
+  }
+  await sleep(50);
+  const present = await Promise.all(
+    Array.from({ length: job.per_session - 1 }, (_, k) =>
+      participant(first + 1 + k, slug, { stay: true }),
+    ),
+  );
+  return [away, ...present];
+}
+
+async function restartJob() {
+  let members = [];
+  await commands(async (cmd) => {
+    if (cmd.cmd === "wait") {
+      const t0 = now();
+      const pools = await Promise.all(job.slugs.map((slug, c) => poolWithOneAway(c, slug)));
+      members = pools.flat();
+      const placed = members.filter((r) => r.token && r.instructions && !r.err && !r.starting);
+      const errors = tally(members.filter((r) => !placed.includes(r)).map((r) => r.err ?? r.last));
+      return [true, { placed: placed.length, errors, seconds: (now() - t0) / 1000 }];
+    }
+    // "resume": everyone back with its token, at once; each waits for its Starting.
+    const t0 = now();
+    const back = await Promise.all(
+      members.map((r) => participant(r.i, r.slug, { resume: r.token })),
+    );
+    return [false, { t0, records: back.map(strip) }];
+  });
+  shutdown(0);
+}
+
+const jobs = {
+  join: joinJob,
+  echo: echoJob,
+  probe: probeJob,
+  hold: holdJob,
+  fanout: fanoutJob,
+  supervise: superviseJob,
+  restart: restartJob,
+};
 jobs[job.kind]()
   .then(() => shutdown(0))
   .catch((error) => {

@@ -1,0 +1,157 @@
+"""Scenario 7: participants' placement latency with 500 supervisors watching, against none.
+
+The same offered load (participants arriving at a constant rate into one campaign, pools of 4)
+twice on one server: first into a campaign nobody watches, then into one watched by
+`supervisors` supervisor sockets (the admin's credentials, each reading every frame, in a load
+generator process of their own). The placement latencies of both runs (Agree -> Instructions,
+and a pool's last Agree -> each member's Starting) and their ratio: what being watched costs the
+people being placed. Afterwards every supervisor must show the campaign's current sizes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from bench import loadgen, servers, stats
+from bench.scenarios import (
+    PER_SESSION,
+    Context,
+    client_ceiling,
+    join_figures,
+    join_job,
+    mastok_on,
+    measure,
+    settle,
+    warm_up,
+)
+from bench.servers import Mastok, Server
+
+SUPERVISORS = 500
+PARTICIPANTS = 300
+RATE = 20.0  # participants a second, into the one campaign
+TARGET_RATIO = 2.0  # p99 with supervisors at most twice the p99 without
+
+
+def placement(
+    ctx: Context,
+    supervisors: int = SUPERVISORS,
+    participants: int = PARTICIPANTS,
+    rate: float = RATE,
+) -> dict[str, Any]:
+    """Scenario 7: placement latency without supervisors, then with `supervisors` watching."""
+    participants = max(PER_SESSION, participants // PER_SESSION * PER_SESSION)
+    ctx.log(f"placement: {participants} participants at {rate:g}/s, 0 then {supervisors} watching")
+    with mastok_on(ctx, "sqlite", "mastok-placement") as (mastok, stub):
+        warm_up(ctx, mastok)
+        quiet, watched = mastok.create_campaigns("place", 2)
+        alone = _leg(ctx, mastok, stub, quiet, participants, rate)
+        settle()
+        holder = _supervisors(ctx, mastok, watched, supervisors)
+        try:
+            with_them = _leg(ctx, mastok, stub, watched, participants, rate, holder)
+        finally:
+            with contextlib.suppress(Exception):
+                holder.close()
+            holder.child.stop()
+    return {
+        "participants": participants,
+        "rate_per_s": rate,
+        "per_session": PER_SESSION,
+        "supervisors": supervisors,
+        "without": alone,
+        "with": with_them,
+        "ratios": _ratios(alone, with_them),
+        "client_ceiling": client_ceiling(ctx),
+    }
+
+
+def _supervisors(ctx: Context, mastok: Mastok, slug: str, count: int) -> loadgen.Holder:
+    """`count` supervisors connected to campaign `slug`, each with its whole view."""
+    holder = loadgen.Holder(
+        ctx.workdir,
+        ctx.job(
+            kind="supervise",
+            supervise_url=f"{mastok.supervise_url}?namespace={slug}",
+            origin=mastok.origin,
+            credentials=f"{servers.LOGIN}:{servers.PASSWORD}",
+        ),
+    )
+    opened = holder.command({"cmd": "open", "count": count, "concurrency": 50}, 300)
+    ctx.log(f"  {opened['opened']}/{count} supervisors connected in {opened['seconds']:.1f} s")
+    if opened["failed"]:
+        ctx.notes.append(f"placement: {opened['failed']} supervisors failed: {opened['errors']}")
+    settle(1)
+    return holder
+
+
+def _leg(
+    ctx: Context,
+    mastok: Mastok,
+    stub: Server,
+    slug: str,
+    participants: int,
+    rate: float,
+    holder: loadgen.Holder | None = None,
+) -> dict[str, Any]:
+    seconds = participants / rate
+    job = join_job(
+        mastok,
+        [slug],
+        participants,
+        {"mode": "rate", "rate": rate},
+        group=PER_SESSION,
+        flow_timeout_s=90,
+    )
+    pids = {"server": mastok.pid} | ({"supervisors": holder.child.pid} if holder else {})
+    result, meter = measure(ctx, job, seconds + 150, **pids)
+    figures = join_figures(result, meter, participants)
+    out = {
+        "supervisors": 0,
+        "reached_starting": figures["reached_starting"],
+        "errors": figures["errors"],
+        "agree_to_instructions_ms": figures["agree_to_instructions_ms"],
+        "last_agree_to_starting_ms": figures["latency_ms"],
+        "consent_wait_ms": figures["consent_wait_ms"],
+        "server_cpu_share": figures["server_cpu_share"],
+        "client_cpu_share": figures["client_cpu_share"],
+        "supervisors_client_cpu_share": meter.shares().get("supervisors"),
+    }
+    if holder is not None:
+        out.update(_watched(holder, result))
+    ctx.log(
+        f"  {out['reached_starting']}/{participants} started; Agree -> Instructions p50/p99 "
+        f"{_p(out['agree_to_instructions_ms'])} ms, last Agree -> Starting "
+        f"{_p(out['last_agree_to_starting_ms'])} ms, server CPU {out['server_cpu_share']}"
+    )
+    return out
+
+
+def _watched(holder: loadgen.Holder, result: dict[str, Any]) -> dict[str, Any]:
+    """What the supervisors saw: frames read, and whether each ends up with the current sizes
+    (every pool started: the joining pool is empty)."""
+    time.sleep(0.5)  # past the coalescing interval: the last view has gone out
+    status = holder.command({"cmd": "status"})
+    expected = f"0/{PER_SESSION}"
+    started = len(stats.started(result["records"]))
+    current = status["joining"].get(expected, 0) if started == len(result["records"]) else None
+    return {
+        "supervisors": status["open"],
+        "frames_per_supervisor": round(status["frames"] / max(status["open"], 1), 1),
+        "final_joining_sizes": status["joining"],
+        "supervisors_with_current_sizes": current,
+    }
+
+
+def _ratios(alone: dict[str, Any], with_them: dict[str, Any]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for key in ("agree_to_instructions_ms", "last_agree_to_starting_ms"):
+        for p in ("p50", "p99"):
+            before, after = alone[key][p], with_them[key][p]
+            out[f"{key}_{p}"] = round(after / before, 2) if before and after is not None else None
+    return out
+
+
+def _p(summary: dict[str, Any]) -> str:
+    return f"{summary['p50']}/{summary['p99']}"
