@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from mastok.services import services, settings
 from mastok.web import experiments, openapi, views
-from mastok.web.errors import BadRequest
+from mastok.web.errors import BadRequest, media_type
 
 
 async def list_campaigns(request: Request) -> Response:
@@ -72,8 +72,7 @@ async def openapi_document(request: Request) -> Response:
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
+    if media_type(request) != "application/json":
         raise BadRequest(415, "send the body as JSON with Content-Type: application/json")
     try:
         body = json.loads(await request.body())

@@ -28,6 +28,11 @@ class BadRequest(Exception):
         self.message = message
 
 
+def media_type(request: Request) -> str:
+    """The request's Content-Type without its parameters, in lower case ("" when none)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 def wants_json(connection: HTTPConnection) -> bool:
     return connection.url.path.startswith(settings(connection).web_prefix + "/api/")
 
@@ -42,6 +47,11 @@ def _answer(
     if wants_json(request):
         return JSONResponse(body, status)
     return message_page(request, title, message, status)
+
+
+def not_found(request: Request, message: str) -> Response:
+    """404: `{"error": message}` under /api/, a page elsewhere."""
+    return _answer(request, 404, {"error": message}, "Not found", message)
 
 
 async def campaign_not_found(request: Request, error: Exception) -> Response:

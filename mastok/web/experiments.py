@@ -13,7 +13,7 @@ Pages, each with its twin under /api/monitoring (the same path after it):
 Each page and its twin are built from the same dictionary (the `*_view` functions). The
 experiment page follows its runs live by polling its twin (front/js/experiment.js). An
 experiment, run, block, trial or page that is not there (UnknownElement) is a 404: a page, or
-`{"error": ...}` from a twin (`_page_or_404`, `_json_or_404`), not LightMill's client answer.
+`{"error": ...}` from a twin (`_or_404`), not LightMill's client answer.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict
 from typing import Any
 from urllib.parse import quote
 
@@ -36,12 +37,11 @@ from mastok.lightmill.errors import CannotImportExperiment, UnknownElement
 from mastok.lightmill.monitoring import ExperimentSummary, Monitoring, RunState
 from mastok.lightmill.service import LightMill
 from mastok.services import services
+from mastok.web.errors import BadRequest, media_type, message_page, not_found
 from mastok.web.forms import CSRFForm
+from mastok.web.lightmill_api import MAX_DESIGN_BYTES, MIB, path_number
 from mastok.web.templating import render
 
-MIB = 1 << 20
-MAX_DESIGN_BYTES = 32 * MIB
-NUMBER = re.compile(r"\d{1,9}")
 PAGE = re.compile(r"[1-9]\d{0,8}")
 POLL_SECONDS = 2
 
@@ -73,19 +73,8 @@ def _flags(request: Request) -> dict[str, Any]:
 
 
 def experiment_json(summary: ExperimentSummary) -> dict[str, Any]:
-    return {
-        "id": summary.id,
-        "name": summary.name,
-        "author": summary.author,
-        "description": summary.description,
-        "imported_at": iso(summary.imported_at),
-        "runs": summary.runs,
-        "runs_started": summary.runs_started,
-        "runs_completed": summary.runs_completed,
-        "runs_locked": summary.runs_locked,
-        "trials": summary.trials,
-        "trials_done": summary.trials_done,
-    }
+    """The summary's fields, its date in ISO 8601."""
+    return {**asdict(summary), "imported_at": iso(summary.imported_at)}
 
 
 def run_json(run: RunState) -> dict[str, Any]:
@@ -207,13 +196,6 @@ def _page(request: Request) -> int:
     return int(raw)
 
 
-def _number(request: Request, name: str) -> int:
-    raw = request.path_params[name]
-    if not NUMBER.fullmatch(raw):
-        raise UnknownElement(f"{name} numbers are whole numbers from 0, not {raw!r}")
-    return int(raw)
-
-
 # --- Pages ------------------------------------------------------------------------------------
 
 
@@ -280,7 +262,7 @@ async def run_page(request: Request) -> Response:
 
 async def trial_page(request: Request) -> Response:
     experiment, run = request.path_params["xp"], request.path_params["run"]
-    block, trial = _number(request, "block"), _number(request, "trial")
+    block, trial = path_number(request, "block"), path_number(request, "trial")
     context = await trial_view(request, experiment, run, block, trial)
     return render(request, "experiment_trial.html", context)
 
@@ -298,7 +280,7 @@ async def _download(request: Request, kind: export.Kind) -> Response:
     experiment = request.path_params["xp"]
     lightmill = _lightmill(request)
     if not await lightmill.store.has_experiment(experiment):
-        return _not_found(request, f"there is no experiment {experiment!r}")
+        return not_found(request, f"there is no experiment {experiment!r}")
     name = export.file_name(experiment, kind)
     return StreamingResponse(
         _encoded(export.stream(services(request).db, experiment, kind)),
@@ -321,40 +303,24 @@ def _see(request: Request, path: str) -> Response:
 
 def _csrf_failed(request: Request) -> Response:
     message = "This form expired or did not come from mastok: reload the page and submit again."
-    return render(request, "message.html", {"title": "Form refused", "message": message}, 403)
+    return message_page(request, "Form refused", message, 403)
 
 
-def _not_found(request: Request, message: str) -> Response:
-    return render(request, "message.html", {"title": "Not found", "message": message}, 404)
+def _or_404(view: View) -> View:
+    """UnknownElement answered as a 404 (a page, or JSON under /api/), not as LightMill's client
+    API answers it."""
 
-
-def _page_or_404(view: View) -> View:
     @functools.wraps(view)
     async def endpoint(request: Request) -> Response:
         try:
             return await view(request)
         except UnknownElement as error:
-            return _not_found(request, error.message)
+            return not_found(request, error.message)
 
     return endpoint
 
 
 # --- JSON twins -------------------------------------------------------------------------------
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status)
-
-
-def _json_or_404(view: View) -> View:
-    @functools.wraps(view)
-    async def endpoint(request: Request) -> Response:
-        try:
-            return await view(request)
-        except UnknownElement as error:
-            return _error(404, error.message)
-
-    return endpoint
 
 
 async def api_experiments(request: Request) -> Response:
@@ -368,9 +334,8 @@ async def api_experiment(request: Request) -> Response:
 async def api_unlock(request: Request) -> Response:
     """Like the Unlock button. `Content-Type: application/json` is required (the admin API's
     protection against cross-site posts); the body is ignored."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        return _error(415, "send the request with Content-Type: application/json")
+    if media_type(request) != "application/json":
+        raise BadRequest(415, "send the request with Content-Type: application/json")
     experiment, run = request.path_params["xp"], request.path_params["run"]
     released = await _lightmill(request).store.admin_unlock(experiment, run)
     state = (await _monitoring(request).runs(experiment, run))[0]
@@ -384,7 +349,7 @@ async def api_run(request: Request) -> Response:
 
 async def api_trial(request: Request) -> Response:
     experiment, run = request.path_params["xp"], request.path_params["run"]
-    block, trial = _number(request, "block"), _number(request, "trial")
+    block, trial = path_number(request, "block"), path_number(request, "trial")
     return JSONResponse(await trial_view(request, experiment, run, block, trial))
 
 
@@ -392,21 +357,19 @@ RUN = "/experiments/{xp}/runs/{run}"
 
 page_routes = [
     Route("/experiments", experiments_page, methods=["GET", "POST"]),
-    Route("/experiments/{xp}", _page_or_404(experiment_page)),
+    Route("/experiments/{xp}", _or_404(experiment_page)),
     Route("/experiments/{xp}/trials.csv", download_trials),
     Route("/experiments/{xp}/events.csv", download_events),
-    Route(RUN, _page_or_404(run_page)),
-    Route(RUN + "/unlock", _page_or_404(unlock_page), methods=["POST"]),
-    Route(RUN + "/trials/{block}/{trial}", _page_or_404(trial_page)),
+    Route(RUN, _or_404(run_page)),
+    Route(RUN + "/unlock", _or_404(unlock_page), methods=["POST"]),
+    Route(RUN + "/trials/{block}/{trial}", _or_404(trial_page)),
 ]
 
 # Mounted under /api with the rest of the admin API.
 api_routes = [
     Route("/monitoring/experiments", api_experiments, methods=["GET"]),
-    Route("/monitoring/experiments/{xp}", _json_or_404(api_experiment), methods=["GET"]),
-    Route("/monitoring" + RUN, _json_or_404(api_run), methods=["GET"]),
-    Route("/monitoring" + RUN + "/unlock", _json_or_404(api_unlock), methods=["POST"]),
-    Route(
-        "/monitoring" + RUN + "/trials/{block}/{trial}", _json_or_404(api_trial), methods=["GET"]
-    ),
+    Route("/monitoring/experiments/{xp}", _or_404(api_experiment), methods=["GET"]),
+    Route("/monitoring" + RUN, _or_404(api_run), methods=["GET"]),
+    Route("/monitoring" + RUN + "/unlock", _or_404(api_unlock), methods=["POST"]),
+    Route("/monitoring" + RUN + "/trials/{block}/{trial}", _or_404(api_trial), methods=["GET"]),
 ]

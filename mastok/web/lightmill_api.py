@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
 from starlette.middleware import Middleware
@@ -33,10 +32,12 @@ from mastok.lightmill.errors import (
     UnknownElement,
     UnsupportedMediaType,
 )
+from mastok.lightmill.export import epoch_ms
 from mastok.lightmill.results import parse_json, parse_results, read_token
 from mastok.lightmill.service import LightMill
 from mastok.lightmill.store import BlockInfo, ExperimentInfo, Lock, PlanBlock, RunInfo, TrialInfo
 from mastok.services import services
+from mastok.web.errors import media_type
 
 MIB = 1 << 20
 MAX_DESIGN_BYTES = 32 * MIB
@@ -77,8 +78,7 @@ async def list_experiments(request: Request) -> Any:
 
 
 async def import_experiment(request: Request) -> Any:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in XML_TYPES:
+    if media_type(request) not in XML_TYPES:
         raise UnsupportedMediaType(
             "send the TouchStone design as the body with Content-Type: application/xml"
         )
@@ -124,13 +124,13 @@ async def next_trial(request: Request) -> Any:
 
 async def get_block(request: Request) -> Any:
     xp, run = _run_path(request)
-    block = _number(request, "block")
+    block = path_number(request, "block")
     return block_json(await _lightmill(request).block(xp, run, block, _token(request)))
 
 
 async def get_trial(request: Request) -> Any:
     xp, run = _run_path(request)
-    block, trial = _number(request, "block"), _number(request, "trial")
+    block, trial = path_number(request, "block"), path_number(request, "trial")
     info = await _lightmill(request).trial(xp, run, block, trial, _token(request))
     return {**trial_json(info), "events": info.events}
 
@@ -139,7 +139,7 @@ async def post_trial(request: Request) -> Any:
     # Clients send the JSON as text/plain (or nothing) to spare a preflight: read the bytes.
     results = parse_results(await _read_body(request, MAX_RESULTS_BYTES))
     xp, run = _run_path(request)
-    block, trial = _number(request, "block"), _number(request, "trial")
+    block, trial = path_number(request, "block"), path_number(request, "trial")
     return trial_json(await _lightmill(request).record_trial(xp, run, block, trial, results))
 
 
@@ -152,7 +152,8 @@ def _token(request: Request) -> str | None:
     return request.query_params.get("token")
 
 
-def _number(request: Request, name: str) -> int:
+def path_number(request: Request, name: str) -> int:
+    """A block or trial number of the path. Raises UnknownElement."""
     raw = request.path_params[name]
     if not NUMBER.fullmatch(raw):
         raise UnknownElement(f"{name} numbers are whole numbers from 0, not {raw!r}")
@@ -209,15 +210,9 @@ def measure_json(measure: Measure) -> dict[str, Any]:
 
 
 def run_json(info: RunInfo) -> dict[str, Any]:
-    return {
-        "id": info.id,
-        "experimentId": info.experiment_id,
-        "completed": info.completed,
-        "started": info.started,
-        "trialCount": info.trial_count,
-        "blockCount": info.block_count,
-        "locked": info.locked,
-    }
+    return _camel(
+        info, "id", "experiment_id", "completed", "started", "trial_count", "block_count", "locked"
+    )
 
 
 def lock_json(lock: Lock) -> dict[str, Any]:
@@ -228,9 +223,7 @@ def block_json(info: BlockInfo) -> dict[str, Any]:
     return {
         "number": info.number,
         "measuredBlockNumber": info.measured_number,
-        "factorValues": info.factor_values,
-        "trialCount": info.trial_count,
-        "practice": info.practice,
+        **_camel(info, "factor_values", "trial_count", "practice"),
     }
 
 
@@ -255,20 +248,21 @@ def plan_block_json(plan: PlanBlock) -> dict[str, Any]:
 
 def trial_json(info: TrialInfo) -> dict[str, Any]:
     return {
-        "experimentId": info.experiment_id,
-        "runId": info.run_id,
-        "number": info.number,
-        "blockNumber": info.block_number,
-        "measuredBlockNumber": info.measured_block_number,
-        "factorValues": info.factor_values,
-        "measures": info.measures,
-        "practice": info.practice,
+        **_camel(info, "experiment_id", "run_id", "number", "block_number"),
+        **_camel(info, "measured_block_number", "factor_values", "measures", "practice"),
         "completionDate": epoch_ms(info.completed_at),
     }
 
 
-def epoch_ms(moment: datetime | None) -> int | None:
-    return None if moment is None else int(moment.timestamp() * 1000)
+def _camel(info: object, *attributes: str) -> dict[str, Any]:
+    """The attributes' values under LightMill's names for them: theirs in camelCase
+    (`experiment_id`: `experimentId`), in this order."""
+    return {_camel_case(name): getattr(info, name) for name in attributes}
+
+
+def _camel_case(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(word.capitalize() for word in rest)
 
 
 # --- Routing ----------------------------------------------------------------------------------
@@ -297,18 +291,22 @@ CLIENT_PREFIXES = (
     "/api/trial/",
 )
 
+EXPERIMENT = "/api/experiment/{xp}"
+RUN = "/api/run/{xp}/{run}"
+TRIAL = "/api/trial/{xp}/{run}/{block}/{trial}"
+
 routes = [
     _client_route("/api/experiments", list_experiments, "GET"),
-    _client_route("/api/experiment/{xp}", get_experiment, "GET"),
-    _client_route("/api/experiment/{xp}/available_run", available_run, "GET"),
-    _client_route("/api/run/{xp}/{run}", get_run, "GET"),
-    _client_route("/api/run/{xp}/{run}/lock", lock_run, "GET"),
-    _client_route("/api/run/{xp}/{run}/unlock", unlock_run, "POST"),
-    _client_route("/api/run/{xp}/{run}/plan", run_plan, "GET"),
-    _client_route("/api/run/{xp}/{run}/current_trial", current_trial, "GET"),
-    _client_route("/api/run/{xp}/{run}/next_trial", next_trial, "GET"),
+    _client_route(EXPERIMENT, get_experiment, "GET"),
+    _client_route(EXPERIMENT + "/available_run", available_run, "GET"),
+    _client_route(RUN, get_run, "GET"),
+    _client_route(RUN + "/lock", lock_run, "GET"),
+    _client_route(RUN + "/unlock", unlock_run, "POST"),
+    _client_route(RUN + "/plan", run_plan, "GET"),
+    _client_route(RUN + "/current_trial", current_trial, "GET"),
+    _client_route(RUN + "/next_trial", next_trial, "GET"),
     _client_route("/api/block/{xp}/{run}/{block}", get_block, "GET"),
-    _client_route("/api/trial/{xp}/{run}/{block}/{trial}", get_trial, "GET"),
-    _client_route("/api/trial/{xp}/{run}/{block}/{trial}", post_trial, "POST"),
+    _client_route(TRIAL, get_trial, "GET"),
+    _client_route(TRIAL, post_trial, "POST"),
     Route("/api/import", _answering_json(import_experiment), methods=["POST"]),
 ]
