@@ -1,5 +1,6 @@
 """The docs checked against the code: README's settings table and .env.example list exactly the
-settings of the table in mastok/config.py, with their defaults.
+settings of the table in mastok/config.py, with their defaults; docs/protocol.md lists every
+frame kind each way and every Disconnect reason.
 
 `tables(path)` reads every markdown table of a document with the heading it sits under; a check
 of another document (say, docs/protocol.md against the frame kinds) reads it the same way and
@@ -18,6 +19,7 @@ from markdown_it import MarkdownIt
 
 from mastok import config_files
 from mastok.config import PROJECT_ROOT, SETTINGS, Setting
+from mastok.live.protocol import Kind, Reason
 
 README = PROJECT_ROOT / "README.md"
 ENV_EXAMPLE = PROJECT_ROOT / ".env.example"
@@ -118,3 +120,53 @@ def test_env_example_is_written_from_the_table() -> None:
         ".env.example differs from the table in mastok/config.py: "
         "run `mastok settings --format env > .env.example`"
     )
+
+
+# --- docs/protocol.md against the frame kinds and reasons -------------------------------------
+
+PROTOCOL = PROJECT_ROOT / "docs" / "protocol.md"
+KIND_TABLES = {  # the heading of each table of frames, and the kinds it must list exactly
+    "Server to participant": {
+        Kind.STATE,
+        Kind.PAUSED,
+        Kind.COMPLETED,
+        Kind.RESUME,
+        Kind.CONSENT,
+        Kind.GROUPING,
+        Kind.INSTRUCTIONS,
+        Kind.JOINING_SIZE,
+        Kind.PENDING,
+        Kind.STARTING,
+        Kind.ERROR,
+        Kind.DISCONNECT,
+    },
+    "Participant to server": {Kind.LAND, Kind.RESUME, Kind.AGREE, Kind.CONNECT},
+    "Server to supervisor": {
+        Kind.STATE,
+        Kind.JOINING_SIZE,
+        Kind.PENDING_SIZE,
+        Kind.SESSION_START,
+        Kind.ERROR,
+    },
+    "Supervisor to server": {Kind.STATE},
+}
+
+
+@pytest.mark.parametrize("heading", KIND_TABLES)
+def test_protocol_lists_every_frame_kind_each_way(heading: str) -> None:
+    (found,) = [t for t in tables(PROTOCOL) if t.heading == heading]
+    listed = [name for row in found.rows for name in code_names(row["kind"])]
+    assert sorted(listed) == sorted(KIND_TABLES[heading])
+
+
+def test_every_frame_kind_is_documented_somewhere() -> None:
+    assert set().union(*KIND_TABLES.values()) == set(Kind)
+
+
+def test_protocol_names_every_disconnect_reason() -> None:
+    text = PROTOCOL.read_text()
+    reasons = text[text.index("Disconnect reasons:") :].split("\n\n", 1)[0]
+    sent = set(Reason) - {Reason.AWAY}  # Away is never sent: it is the record's reason
+    assert {r for r in sent if f"`{r}`" in reasons} == sent
+    assert "`Redirect:{URL}`" in reasons
+    assert "`Away`" in reasons

@@ -19,6 +19,7 @@ from mastok.tasks import TaskScope
 
 log = logging.getLogger("mastok.live")
 TICK_SECONDS = 0.5
+DRAIN_SECONDS = 60.0
 
 
 def new_token() -> str:
@@ -59,9 +60,13 @@ class Rooms:
         self.tasks.spawn(self._run_clock(), "mastok clock")
 
     async def stop(self) -> None:
-        """Sessions being created are recorded before mastok stops (bounded by oTree's
-        timeout); the task scope then cancels every runner."""
-        await asyncio.gather(*(runner.drain() for runner in self._runners.values()))
+        """Sessions being created are recorded before mastok stops (oTree's calls are bounded
+        by its timeout, the wait by `DRAIN_SECONDS`); the task scope then cancels every runner."""
+        drains = asyncio.gather(*(runner.drain() for runner in self._runners.values()))
+        try:
+            await asyncio.wait_for(drains, DRAIN_SECONDS)
+        except TimeoutError:
+            log.error("stopping without recording the sessions still being created")
 
     async def runner(self, campaign: Campaign) -> Runner:
         runner = self._runners.get(campaign.id)

@@ -114,6 +114,7 @@ class Runner:
         self._creations: set[asyncio.Task[Any]] = set()
         self._probe: asyncio.Task[Any] | None = None
         self._to_retry: list[Event] = []  # events whose writes failed, tried again at a tick
+        self._tick_queued = False
 
     @property
     def campaign_id(self) -> int:
@@ -163,14 +164,20 @@ class Runner:
         self.watchers.remove(connection)
 
     def campaign_changed(self, campaign: Campaign) -> None:
-        self.campaign = campaign
-        self.post(Edited(RoomCampaign.of(campaign)))
+        async def edit() -> None:
+            # In its turn: a session set aside before it is created as the room had it then.
+            self.campaign = campaign
+            await self._turn(Edited(RoomCampaign.of(campaign)))
+
+        self.post(edit)
 
     def tick(self) -> None:
         for event in self._to_retry:
             self.post(event)
         self._to_retry = []
-        self.post(Tick())
+        if not self._tick_queued:  # a runner stuck on its database gets one tick, not a pile
+            self._tick_queued = True
+            self.post(Tick())
 
     async def drain(self) -> None:
         """Wait for the session creations in flight and their outcome (at shutdown)."""
@@ -199,8 +206,14 @@ class Runner:
                     letter.done.set_result(None)
 
     async def _turn(self, event: Event) -> None:
+        if isinstance(event, Tick):
+            self._tick_queued = False
         now = self.clock.now()
-        effects = self.room.handle(event, now)
+        try:
+            effects = self.room.handle(event, now)
+        except Exception:  # a bug in the rules: the room stays as it was before the event
+            self.room.rollback()
+            raise
         writes: list[Persist] = [e for e in effects if isinstance(e, PERSIST)]
         if writes:
             try:

@@ -88,12 +88,13 @@ class InstantStarter:
         self.starts = 0
         self.look_ups: list[bool] = []
         self.failures: list[str] = []
+        self.unreachable = False
 
     async def start(self, spec: StartSpec, number: int, look_up: bool) -> CreatedSession:
         self.starts += 1
         self.look_ups.append(look_up)
         if self.failures:
-            raise StartFailed(self.failures.pop(0))
+            raise StartFailed(self.failures.pop(0), unreachable=self.unreachable)
         return CreatedSession(
             code="sess1",
             mastok_id=f"mk:{spec.namespace}:{number}",
@@ -268,6 +269,21 @@ async def test_a_failed_start_retries_with_backoff(setup: Setup) -> None:
     assert delays == [1.0, 2.0, 4.0]
     assert setup.starter.starts == 4
     assert setup.runner.room.retry is None
+
+
+async def test_an_unreachable_otree_is_retried_as_soon_as_it_answers(setup: Setup) -> None:
+    setup.starter.failures, setup.starter.unreachable = ["refused"], True
+    first, _ = await setup.join("a")
+    await setup.join("b")
+    await setup.settle()
+    assert setup.runner.room.retry is not None  # due in a second of a clock that stands still
+    for _ in range(100):  # the probe asks oTree every second
+        if setup.starter.starts == 2:
+            break
+        await asyncio.sleep(0.05)
+    await setup.settle()
+    assert setup.starter.look_ups == [False, True]
+    assert first.frames[-2].kind == "Starting"
 
 
 async def test_a_session_outcome_goes_ahead_of_queued_frames() -> None:
