@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from sqlalchemy import select, text
+
+from mastok.db.tables import Participant
 from mastok.otree import OTreeClient
 from tests.fixtures.live import FaultyOTree, ServerFactory, join
 from tests.live.helpers import campaign_state, running_campaign
@@ -193,3 +196,52 @@ async def test_paused_during_a_retry_creates_nothing(
     await asyncio.sleep(1.5)  # a few ticks: none may create anything
     assert proxy.session_posts == 1
     assert campaign_state(server, "halt")["started_sessions"] == 0
+
+
+FAILING_UPDATES = {
+    "sqlite": [
+        "CREATE TABLE fail_now (x INTEGER)",
+        "CREATE TRIGGER fail_moves BEFORE UPDATE ON participants "
+        "WHEN EXISTS (SELECT 1 FROM fail_now) BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+    ],
+    "postgresql": [
+        "CREATE TABLE fail_now (x INTEGER)",
+        "CREATE FUNCTION fail_moves() RETURNS trigger AS $$ BEGIN "
+        "IF EXISTS (SELECT 1 FROM fail_now) THEN RAISE EXCEPTION 'disk full'; END IF; "
+        "RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER fail_moves BEFORE UPDATE ON participants "
+        "FOR EACH ROW EXECUTE FUNCTION fail_moves()",
+    ],
+}
+
+
+async def test_a_failed_write_changes_nothing_and_the_retry_succeeds(
+    make_server: ServerFactory,
+) -> None:
+    """The database refuses the move an Agree writes: the participant is asked to retry and
+    is where it was (before, memory moved on and the retried Agree was refused for good)."""
+    server = make_server()
+    campaign = running_campaign(server, "refused", per_session=2)
+    supervisor = await server.supervisor("refused")
+    peer, token = await join(server, campaign["slug"], "a")
+    async with server.database() as db:
+        for statement in FAILING_UPDATES[db.bind.dialect.name]:
+            await db.execute(text(statement))
+        await db.execute(text("INSERT INTO fail_now VALUES (1)"))
+        await db.commit()
+    await peer.send("Agree")
+    assert await peer.expect("Error") == "mastok could not handle that: please retry"
+    async with server.database() as db:
+        assert await db.scalar(select(Participant.step).where(Participant.token == token)) == (
+            "landed"
+        )
+        await db.execute(text("DELETE FROM fail_now"))
+        await db.commit()
+    await peer.send("Agree")
+    assert await peer.expect("Instructions")
+    assert await peer.expect("JoiningSize") == "1/2"
+    await supervisor.sees("JoiningSize", "1/2")
+    async with server.database() as db:
+        assert await db.scalar(select(Participant.step).where(Participant.token == token)) == (
+            "joining"
+        )
