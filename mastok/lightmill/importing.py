@@ -150,11 +150,14 @@ def _placed_trials(runs: Sequence[tuple[int, d.Run]]) -> Iterable[tuple[int, int
                 position += 1
 
 
+def _in_design(xp_id: int, position: int, code: str) -> dict[str, Any]:
+    """A factor's or a run's place: its experiment, its position in the design, its id."""
+    return {"experiment_id": xp_id, "position": position, "code": code}
+
+
 def _factor_row(xp_id: int, position: int, f: d.Factor) -> dict[str, Any]:
     return {
-        "experiment_id": xp_id,
-        "position": position,
-        "code": f.id,
+        **_in_design(xp_id, position, f.id),
         "name": f.name,
         "type": f.type,
         "kind": f.kind,
@@ -176,9 +179,7 @@ def _measure_row(xp_id: int, m: d.Measure) -> dict[str, Any]:
 
 def _run_row(xp_id: int, position: int, r: d.Run) -> dict[str, Any]:
     return {
-        "experiment_id": xp_id,
-        "position": position,
-        "code": r.id,
+        **_in_design(xp_id, position, r.id),
         "trial_count": r.trial_count,
         "block_count": len(r.blocks),
         "completed_trials": 0,

@@ -143,6 +143,15 @@ def _monitoring_schemas() -> dict[str, Any]:
         "lock_timeout": {"type": "number", "description": "Seconds of silence ending a lock"},
     }
     values = {"type": "object", "additionalProperties": {"type": "string"}}
+    trial = {  # a trial's fields, in a page of its run and on its own
+        "block": count,
+        "measured_block": {"type": ["integer", "null"]},
+        "trial": count,
+        "practice": {"type": "boolean"},
+        "completed_at": moment,
+        "factor_values": values,
+        "measures": values,
+    }
     return {
         "LMExperiment": {
             "type": "object",
@@ -213,16 +222,7 @@ def _monitoring_schemas() -> dict[str, Any]:
                     "type": "array",
                     "items": {
                         "type": "object",
-                        "properties": {
-                            "block": count,
-                            "measured_block": {"type": ["integer", "null"]},
-                            "trial": count,
-                            "practice": {"type": "boolean"},
-                            "completed_at": moment,
-                            "factor_values": values,
-                            "measures": values,
-                            "events": count,
-                        },
+                        "properties": {**trial, "events": count},
                     },
                 },
                 "page": count,
@@ -236,13 +236,7 @@ def _monitoring_schemas() -> dict[str, Any]:
             "properties": {
                 "experiment": {"type": "object"},
                 "run": {"type": "string"},
-                "block": count,
-                "measured_block": {"type": ["integer", "null"]},
-                "trial": count,
-                "practice": {"type": "boolean"},
-                "completed_at": moment,
-                "factor_values": values,
-                "measures": values,
+                **trial,
                 "event_measures": {"type": "array", "items": {"type": "string"}},
                 "events": {
                     "type": "array",
