@@ -37,19 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mastok.clock import aware
 from mastok.db import Database
+from mastok.lightmill import tables as t
 from mastok.lightmill.errors import UnknownElement
-from mastok.lightmill.tables import (
-    LMBlock,
-    LMEventMeasureValue,
-    LMExperiment,
-    LMFactor,
-    LMFactorValue,
-    LMMeasure,
-    LMRun,
-    LMTrial,
-    LMTrialFactorValue,
-    LMTrialMeasureValue,
-)
 
 Format = Literal["csv", "json"]
 FORMATS: tuple[Format, ...] = ("csv", "json")
@@ -112,6 +101,8 @@ def column_names(
 
 @dataclass(frozen=True)
 class RunRef:
+    """A run as the export reads it: its row's primary key, its id, its number of trials."""
+
     id: int
     code: str
     trial_count: int
@@ -172,39 +163,42 @@ class EventRow:
 async def read_layout(db: Database, experiment: str) -> Layout:
     """Raises UnknownElement."""
     async with db.engine.connect() as conn:
-        xp = await conn.scalar(select(LMExperiment.id).where(LMExperiment.code == experiment))
+        xp = await conn.scalar(select(t.LMExperiment.id).where(t.LMExperiment.code == experiment))
         if xp is None:
             raise UnknownElement(f"there is no experiment {experiment!r}")
         factors = sorted(
             (code, pk)
             for pk, code in await _rows(
-                conn, select(LMFactor.id, LMFactor.code).where(LMFactor.experiment_id == xp)
+                conn, select(t.LMFactor.id, t.LMFactor.code).where(t.LMFactor.experiment_id == xp)
             )
         )
         values = {
             pk: code
             for pk, code in await _rows(
                 conn,
-                select(LMFactorValue.id, LMFactorValue.code)
-                .join(LMFactor, LMFactorValue.factor_id == LMFactor.id)
-                .where(LMFactor.experiment_id == xp),
+                select(t.LMFactorValue.id, t.LMFactorValue.code)
+                .join(t.LMFactor, t.LMFactorValue.factor_id == t.LMFactor.id)
+                .where(t.LMFactor.experiment_id == xp),
             )
         }
         measures = list(
             await _rows(
                 conn,
                 select(
-                    LMMeasure.code, LMMeasure.id, LMMeasure.trial_level, LMMeasure.event_level
-                ).where(LMMeasure.experiment_id == xp),
+                    t.LMMeasure.code,
+                    t.LMMeasure.id,
+                    t.LMMeasure.trial_level,
+                    t.LMMeasure.event_level,
+                ).where(t.LMMeasure.experiment_id == xp),
             )
         )
         trial_measures = sorted((code, pk) for code, pk, trial, _ in measures if trial)
         event_measures = sorted((code, pk) for code, pk, _, event in measures if event)
         runs = await _rows(
             conn,
-            select(LMRun.id, LMRun.code, LMRun.trial_count)
-            .where(LMRun.experiment_id == xp)
-            .order_by(LMRun.position),
+            select(t.LMRun.id, t.LMRun.code, t.LMRun.trial_count)
+            .where(t.LMRun.experiment_id == xp)
+            .order_by(t.LMRun.position),
         )
         return Layout(
             experiment=experiment,
@@ -235,62 +229,62 @@ async def read_trials(
         pk: (number, measured, practice)
         for pk, number, measured, practice in await _rows(
             conn,
-            select(LMBlock.id, LMBlock.number, LMBlock.measured_number, LMBlock.practice).where(
-                LMBlock.run_id == run.id
-            ),
+            select(
+                t.LMBlock.id, t.LMBlock.number, t.LMBlock.measured_number, t.LMBlock.practice
+            ).where(t.LMBlock.run_id == run.id),
         )
     }
-    in_range = (LMTrial.run_id == run.id, LMTrial.position >= start, LMTrial.position < stop)
+    in_range = (t.LMTrial.run_id == run.id, t.LMTrial.position >= start, t.LMTrial.position < stop)
     trials = list(
         await _rows(
             conn,
             select(
-                LMTrial.id,
-                LMTrial.position,
-                LMTrial.block_id,
-                LMTrial.number,
-                LMTrial.completed_at,
-                LMTrial.event_count,
+                t.LMTrial.id,
+                t.LMTrial.position,
+                t.LMTrial.block_id,
+                t.LMTrial.number,
+                t.LMTrial.completed_at,
+                t.LMTrial.event_count,
             )
             .where(*in_range)
-            .order_by(LMTrial.position),
+            .order_by(t.LMTrial.position),
         )
     )
     if not trials:
         return []
     # The trials' ids also bound the side tables' primary key scans: the position range alone
     # leaves PostgreSQL's planner to hash whole tables. The join keeps the rows exact.
-    lo, hi = min(t[0] for t in trials), max(t[0] for t in trials)
+    lo, hi = min(row[0] for row in trials), max(row[0] for row in trials)
     factor_values: dict[int, list[str | None]] = {}
     measures: dict[int, list[str | None]] = {}
     if values:
         for trial_id, factor_id, value_id in await _rows(
             conn,
             select(
-                LMTrialFactorValue.trial_id,
-                LMTrialFactorValue.factor_id,
-                LMTrialFactorValue.value_id,
+                t.LMTrialFactorValue.trial_id,
+                t.LMTrialFactorValue.factor_id,
+                t.LMTrialFactorValue.value_id,
             )
-            .join(LMTrial, LMTrialFactorValue.trial_id == LMTrial.id)
-            .where(*in_range, LMTrialFactorValue.trial_id.between(lo, hi)),
+            .join(t.LMTrial, t.LMTrialFactorValue.trial_id == t.LMTrial.id)
+            .where(*in_range, t.LMTrialFactorValue.trial_id.between(lo, hi)),
         ):
             cells = factor_values.get(trial_id)
             if cells is None:
                 cells = factor_values[trial_id] = [None] * len(layout.factors)
             cells[layout.factor_column[factor_id]] = layout.value_code[value_id]
-    if values and layout.trial_measures and any(t.completed_at is not None for t in trials):
+    if values and layout.trial_measures and any(row.completed_at is not None for row in trials):
         for trial_id, measure_id, value in await _rows(
             conn,
             select(
-                LMTrialMeasureValue.trial_id,
-                LMTrialMeasureValue.measure_id,
-                LMTrialMeasureValue.value,
+                t.LMTrialMeasureValue.trial_id,
+                t.LMTrialMeasureValue.measure_id,
+                t.LMTrialMeasureValue.value,
             )
-            .join(LMTrial, LMTrialMeasureValue.trial_id == LMTrial.id)
+            .join(t.LMTrial, t.LMTrialMeasureValue.trial_id == t.LMTrial.id)
             .where(
                 *in_range,
-                LMTrialMeasureValue.trial_id.between(lo, hi),
-                LMTrial.completed_at.is_not(None),
+                t.LMTrialMeasureValue.trial_id.between(lo, hi),
+                t.LMTrial.completed_at.is_not(None),
             ),
         ):
             column = layout.trial_measure_column.get(measure_id)
@@ -330,7 +324,7 @@ async def read_events(
 ) -> list[EventRow]:
     """The events of these consecutive trials of the run, in order: one row per event, an
     event without values included."""
-    done = [t for t in trials if t.event_count]
+    done = [trial for trial in trials if trial.event_count]
     if not done:
         return []
     values: dict[tuple[int, int], list[str | None]] = {}
@@ -339,18 +333,18 @@ async def read_events(
         for position, event, measure_id, value in await _rows(
             conn,
             select(
-                LMTrial.position,
-                LMEventMeasureValue.event_number,
-                LMEventMeasureValue.measure_id,
-                LMEventMeasureValue.value,
+                t.LMTrial.position,
+                t.LMEventMeasureValue.event_number,
+                t.LMEventMeasureValue.measure_id,
+                t.LMEventMeasureValue.value,
             )
-            .join(LMTrial, LMEventMeasureValue.trial_id == LMTrial.id)
+            .join(t.LMTrial, t.LMEventMeasureValue.trial_id == t.LMTrial.id)
             .where(
-                LMTrial.run_id == run.id,
-                LMTrial.position >= done[0].position,
-                LMTrial.position <= done[-1].position,
-                LMEventMeasureValue.trial_id.between(
-                    min(t.id for t in done), max(t.id for t in done)
+                t.LMTrial.run_id == run.id,
+                t.LMTrial.position >= done[0].position,
+                t.LMTrial.position <= done[-1].position,
+                t.LMEventMeasureValue.trial_id.between(
+                    min(trial.id for trial in done), max(trial.id for trial in done)
                 ),
             ),
         ):

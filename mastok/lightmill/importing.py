@@ -15,22 +15,12 @@ from sqlalchemy import Executable, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mastok.lightmill import design as d
-from mastok.lightmill.tables import (
-    LMBlock,
-    LMBlockValue,
-    LMExperiment,
-    LMFactor,
-    LMFactorValue,
-    LMMeasure,
-    LMRun,
-    LMTrial,
-    LMTrialFactorValue,
-)
+from mastok.lightmill import tables as t
 
 
 async def insert_design(session: AsyncSession, design: d.Design, imported_at: datetime) -> None:
     xp_id = await session.scalar(
-        insert(LMExperiment)
+        insert(t.LMExperiment)
         .values(
             code=design.id,
             name=design.name,
@@ -38,19 +28,19 @@ async def insert_design(session: AsyncSession, design: d.Design, imported_at: da
             description=design.description,
             imported_at=imported_at,
         )
-        .returning(LMExperiment.id)
+        .returning(t.LMExperiment.id)
     )
     assert xp_id is not None
 
     await _insert(
-        session, LMFactor, (_factor_row(xp_id, i, f) for i, f in enumerate(design.factors))
+        session, t.LMFactor, (_factor_row(xp_id, i, f) for i, f in enumerate(design.factors))
     )
     factor_id: dict[str, int] = await _ids(
-        session, select(LMFactor.code, LMFactor.id).where(LMFactor.experiment_id == xp_id)
+        session, select(t.LMFactor.code, t.LMFactor.id).where(t.LMFactor.experiment_id == xp_id)
     )
     await _insert(
         session,
-        LMFactorValue,
+        t.LMFactorValue,
         (
             {
                 "factor_id": factor_id[f.id],
@@ -65,24 +55,24 @@ async def insert_design(session: AsyncSession, design: d.Design, imported_at: da
     )
     value_id: dict[tuple[int, str], int] = await _ids(
         session,
-        select(LMFactorValue.factor_id, LMFactorValue.code, LMFactorValue.id)
-        .join(LMFactor)
-        .where(LMFactor.experiment_id == xp_id),
+        select(t.LMFactorValue.factor_id, t.LMFactorValue.code, t.LMFactorValue.id)
+        .join(t.LMFactor)
+        .where(t.LMFactor.experiment_id == xp_id),
     )
 
     def pairs(values: Mapping[str, str]) -> Iterable[tuple[int, int]]:
         for factor, value in values.items():
             yield factor_id[factor], value_id[(factor_id[factor], value)]
 
-    await _insert(session, LMMeasure, (_measure_row(xp_id, m) for m in design.measures))
-    await _insert(session, LMRun, (_run_row(xp_id, i, r) for i, r in enumerate(design.runs)))
+    await _insert(session, t.LMMeasure, (_measure_row(xp_id, m) for m in design.measures))
+    await _insert(session, t.LMRun, (_run_row(xp_id, i, r) for i, r in enumerate(design.runs)))
     run_id: dict[str, int] = await _ids(
-        session, select(LMRun.code, LMRun.id).where(LMRun.experiment_id == xp_id)
+        session, select(t.LMRun.code, t.LMRun.id).where(t.LMRun.experiment_id == xp_id)
     )
     runs = [(run_id[r.id], r) for r in design.runs]
     await _insert(
         session,
-        LMBlock,
+        t.LMBlock,
         (
             {
                 "run_id": run,
@@ -95,13 +85,14 @@ async def insert_design(session: AsyncSession, design: d.Design, imported_at: da
             for b in r.blocks
         ),
     )
-    of_experiment = LMRun.experiment_id == xp_id
+    of_experiment = t.LMRun.experiment_id == xp_id
     block_id: dict[tuple[int, int], int] = await _ids(
-        session, select(LMBlock.run_id, LMBlock.number, LMBlock.id).join(LMRun).where(of_experiment)
+        session,
+        select(t.LMBlock.run_id, t.LMBlock.number, t.LMBlock.id).join(t.LMRun).where(of_experiment),
     )
     await _insert(
         session,
-        LMBlockValue,
+        t.LMBlockValue,
         (
             {"block_id": block_id[(run, b.number)], "factor_id": f, "value_id": v}
             for run, r in runs
@@ -112,30 +103,32 @@ async def insert_design(session: AsyncSession, design: d.Design, imported_at: da
     placed = list(_placed_trials(runs))
     await _insert(
         session,
-        LMTrial,
+        t.LMTrial,
         (
             {
                 "run_id": run,
                 "block_id": block_id[(run, block)],
                 "position": position,
-                "number": t.number,
+                "number": trial.number,
                 "completed_at": None,
                 "event_count": 0,
             }
-            for run, block, position, t in placed
+            for run, block, position, trial in placed
         ),
     )
     trial_id: dict[tuple[int, int], int] = await _ids(
         session,
-        select(LMTrial.run_id, LMTrial.position, LMTrial.id).join(LMRun).where(of_experiment),
+        select(t.LMTrial.run_id, t.LMTrial.position, t.LMTrial.id)
+        .join(t.LMRun)
+        .where(of_experiment),
     )
     await _insert(
         session,
-        LMTrialFactorValue,
+        t.LMTrialFactorValue,
         (
             {"trial_id": trial_id[(run, position)], "factor_id": f, "value_id": v}
-            for run, _, position, t in placed
-            for f, v in pairs(t.factor_values)
+            for run, _, position, trial in placed
+            for f, v in pairs(trial.factor_values)
         ),
     )
 
@@ -145,8 +138,8 @@ def _placed_trials(runs: Sequence[tuple[int, d.Run]]) -> Iterable[tuple[int, int
     for run, r in runs:
         position = 0
         for b in r.blocks:
-            for t in b.trials:
-                yield run, b.number, position, t
+            for trial in b.trials:
+                yield run, b.number, position, trial
                 position += 1
 
 

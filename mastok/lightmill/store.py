@@ -30,6 +30,7 @@ from mastok.clock import Clock, SystemClock, aware
 from mastok.db import Database
 from mastok.db.batches import ALONE, Batches, Leave
 from mastok.lightmill import design as d
+from mastok.lightmill import tables as t
 from mastok.lightmill.errors import (
     CannotImportExperiment,
     ExperimentProgressError,
@@ -54,19 +55,6 @@ from mastok.lightmill.recording import (
     wanted_levels,
 )
 from mastok.lightmill.results import TrialResults
-from mastok.lightmill.tables import (
-    LMBlock,
-    LMBlockValue,
-    LMEventMeasureValue,
-    LMExperiment,
-    LMFactor,
-    LMFactorValue,
-    LMMeasure,
-    LMRun,
-    LMTrial,
-    LMTrialFactorValue,
-    LMTrialMeasureValue,
-)
 from mastok.tasks import Spawn
 
 log = logging.getLogger("mastok.lightmill")
@@ -195,13 +183,15 @@ class LightMillStore:
         """`{id: name}` in import order."""
         async with self.db.session() as session:
             rows = await session.execute(
-                select(LMExperiment.code, LMExperiment.name).order_by(LMExperiment.id)
+                select(t.LMExperiment.code, t.LMExperiment.name).order_by(t.LMExperiment.id)
             )
             return {code: name for code, name in rows}
 
     async def experiment(self, experiment: str) -> ExperimentInfo:
         async with self.db.session() as session:
-            row = await session.scalar(select(LMExperiment).where(LMExperiment.code == experiment))
+            row = await session.scalar(
+                select(t.LMExperiment).where(t.LMExperiment.code == experiment)
+            )
             if row is None:
                 raise _no_experiment(experiment)
             return await _experiment_info(session, row)
@@ -212,7 +202,7 @@ class LightMillStore:
         async with self.db.session() as session:
             xp_id = await _require_experiment(session, experiment)
             found = await session.scalars(
-                select(LMRun).where(LMRun.experiment_id == xp_id).order_by(LMRun.position)
+                select(t.LMRun).where(t.LMRun.experiment_id == xp_id).order_by(t.LMRun.position)
             )
             now = self.clock.now()
             return [_run_info(run, experiment, policy, now) for run in found]
@@ -229,14 +219,14 @@ class LightMillStore:
             xp_id = await _require_experiment(session, experiment)
             now = self.clock.now()
             row = await session.scalar(
-                select(LMRun)
+                select(t.LMRun)
                 .where(
-                    LMRun.experiment_id == xp_id,
-                    LMRun.completed_trials == 0,
-                    LMRun.trial_count > 0,
+                    t.LMRun.experiment_id == xp_id,
+                    t.LMRun.completed_trials == 0,
+                    t.LMRun.trial_count > 0,
                     policy.released(now),
                 )
-                .order_by(case((LMRun.lock_token.is_(None), 0), else_=1), LMRun.position)
+                .order_by(case((t.LMRun.lock_token.is_(None), 0), else_=1), t.LMRun.position)
                 .limit(1)
             )
             if row is None:
@@ -253,7 +243,7 @@ class LightMillStore:
             previous, heartbeat = row.lock_token, row.heartbeat_at
             now = self.clock.now()
             token = secrets.token_hex(16)
-            taking = _update(LMRun).where(LMRun.id == row.id)
+            taking = _update(t.LMRun).where(t.LMRun.id == row.id)
             if not policy.unprotected:
                 taking = taking.where(policy.released(now))
             result = await session.execute(
@@ -296,15 +286,15 @@ class LightMillStore:
         policy: LockPolicy,
         *,
         release: bool,
-    ) -> tuple[LMRun, datetime]:
+    ) -> tuple[t.LMRun, datetime]:
         """The run whose lock the token holds, its lock released or its heartbeat refreshed, and
         the time of that. Raises RunNotLocked, WrongToken."""
         row = await _require_run(session, experiment, run)
         now = self.clock.now()
         _check_token(row, token, experiment, policy, now)
         result = await session.execute(
-            _update(LMRun)
-            .where(LMRun.id == row.id, LMRun.lock_token == token)
+            _update(t.LMRun)
+            .where(t.LMRun.id == row.id, t.LMRun.lock_token == token)
             .values(_RELEASED if release else {"heartbeat_at": now})
         )
         if _rowcount(result) != 1:
@@ -316,8 +306,8 @@ class LightMillStore:
         async with self.db.session() as session, session.begin():
             row = await _require_run(session, experiment, run)
             result = await session.execute(
-                _update(LMRun)
-                .where(LMRun.id == row.id, LMRun.lock_token.is_not(None))
+                _update(t.LMRun)
+                .where(t.LMRun.id == row.id, t.LMRun.lock_token.is_not(None))
                 .values(_RELEASED)
             )
         released = _rowcount(result) == 1
@@ -332,13 +322,13 @@ class LightMillStore:
             row = await _require_run(session, experiment, run)
             blocks = list(
                 await session.scalars(
-                    select(LMBlock).where(LMBlock.run_id == row.id).order_by(LMBlock.number)
+                    select(t.LMBlock).where(t.LMBlock.run_id == row.id).order_by(t.LMBlock.number)
                 )
             )
             block_values = await _block_values(session, [b.id for b in blocks])
             trials = list(
                 await session.scalars(
-                    select(LMTrial).where(LMTrial.run_id == row.id).order_by(LMTrial.position)
+                    select(t.LMTrial).where(t.LMTrial.run_id == row.id).order_by(t.LMTrial.position)
                 )
             )
             trial_values = await _run_trial_values(session, row.id)
@@ -368,7 +358,9 @@ class LightMillStore:
             run_row = await _require_run(session, experiment, run)
             block_row = await _require_block(session, run_row, experiment, block)
             trial = await session.scalar(
-                select(LMTrial).where(LMTrial.block_id == block_row.id, LMTrial.number == number)
+                select(t.LMTrial).where(
+                    t.LMTrial.block_id == block_row.id, t.LMTrial.number == number
+                )
             )
             if trial is None:
                 raise UnknownElement(
@@ -383,13 +375,13 @@ class LightMillStore:
             if row.completed_trials >= row.trial_count:
                 raise RunCompleted(f"run {run!r} of {experiment!r} is completed")
             trial = await session.scalar(
-                select(LMTrial).where(
-                    LMTrial.run_id == row.id, LMTrial.position == row.completed_trials + ahead
+                select(t.LMTrial).where(
+                    t.LMTrial.run_id == row.id, t.LMTrial.position == row.completed_trials + ahead
                 )
             )
             if trial is None:
                 raise RunCompleted(f"the current trial is the last of run {run!r}")
-            block = await session.get_one(LMBlock, trial.block_id)
+            block = await session.get_one(t.LMBlock, trial.block_id)
             return await _trial_info(session, experiment, run, block, trial)
 
     async def record_trial(
@@ -636,89 +628,93 @@ class _Recorded:
 # A trial post's statements, built once (building and keying a statement costs as much as
 # running it). What the checks read of a trial's run (with its lock), block and trial:
 _TRIAL_CHECKED = (
-    LMRun.id.label("run_pk"),
-    LMRun.experiment_id.label("experiment_pk"),
-    LMRun.completed_trials,
-    LMRun.lock_token,
-    LMRun.heartbeat_at,
-    LMBlock.measured_number,
-    LMBlock.practice,
-    LMTrial.id.label("trial_pk"),
-    LMTrial.position,
-    LMTrial.completed_at,
+    t.LMRun.id.label("run_pk"),
+    t.LMRun.experiment_id.label("experiment_pk"),
+    t.LMRun.completed_trials,
+    t.LMRun.lock_token,
+    t.LMRun.heartbeat_at,
+    t.LMBlock.measured_number,
+    t.LMBlock.practice,
+    t.LMTrial.id.label("trial_pk"),
+    t.LMTrial.position,
+    t.LMTrial.completed_at,
 )
 # One post's, in one query (outer joins: a block or trial that is not there is None).
 _TRIAL_TO_RECORD = (
-    select(*_TRIAL_CHECKED, LMBlock.id.label("block_pk"))
-    .select_from(LMRun)
-    .join(LMExperiment, LMRun.experiment_id == LMExperiment.id)
-    .outerjoin(LMBlock, and_(LMBlock.run_id == LMRun.id, LMBlock.number == bindparam("block")))
-    .outerjoin(LMTrial, and_(LMTrial.block_id == LMBlock.id, LMTrial.number == bindparam("trial")))
-    .where(LMExperiment.code == bindparam("experiment"), LMRun.code == bindparam("run"))
+    select(*_TRIAL_CHECKED, t.LMBlock.id.label("block_pk"))
+    .select_from(t.LMRun)
+    .join(t.LMExperiment, t.LMRun.experiment_id == t.LMExperiment.id)
+    .outerjoin(
+        t.LMBlock, and_(t.LMBlock.run_id == t.LMRun.id, t.LMBlock.number == bindparam("block"))
+    )
+    .outerjoin(
+        t.LMTrial, and_(t.LMTrial.block_id == t.LMBlock.id, t.LMTrial.number == bindparam("trial"))
+    )
+    .where(t.LMExperiment.code == bindparam("experiment"), t.LMRun.code == bindparam("run"))
 )
 # The same for a batch of posts, with each trial's factor values (a row each, in the factors'
 # order): each table's column among the values wanted (which its index finds), then the exact
 # combinations.
 _TRIALS_TO_RECORD = (
     select(
-        LMExperiment.code.label("experiment"),
-        LMRun.code.label("run"),
-        LMBlock.number.label("block"),
-        LMTrial.number.label("trial"),
+        t.LMExperiment.code.label("experiment"),
+        t.LMRun.code.label("run"),
+        t.LMBlock.number.label("block"),
+        t.LMTrial.number.label("trial"),
         *_TRIAL_CHECKED,
-        LMFactor.code.label("factor"),
-        LMFactorValue.code.label("value"),
+        t.LMFactor.code.label("factor"),
+        t.LMFactorValue.code.label("value"),
     )
-    .select_from(LMRun)
-    .join(LMExperiment, LMRun.experiment_id == LMExperiment.id)
-    .join(LMBlock, LMBlock.run_id == LMRun.id)
-    .join(LMTrial, LMTrial.block_id == LMBlock.id)
-    .outerjoin(LMTrialFactorValue, LMTrialFactorValue.trial_id == LMTrial.id)
-    .outerjoin(LMFactor, LMTrialFactorValue.factor_id == LMFactor.id)
-    .outerjoin(LMFactorValue, LMTrialFactorValue.value_id == LMFactorValue.id)
+    .select_from(t.LMRun)
+    .join(t.LMExperiment, t.LMRun.experiment_id == t.LMExperiment.id)
+    .join(t.LMBlock, t.LMBlock.run_id == t.LMRun.id)
+    .join(t.LMTrial, t.LMTrial.block_id == t.LMBlock.id)
+    .outerjoin(t.LMTrialFactorValue, t.LMTrialFactorValue.trial_id == t.LMTrial.id)
+    .outerjoin(t.LMFactor, t.LMTrialFactorValue.factor_id == t.LMFactor.id)
+    .outerjoin(t.LMFactorValue, t.LMTrialFactorValue.value_id == t.LMFactorValue.id)
     .where(
-        LMExperiment.code.in_(bindparam("experiments", expanding=True)),
-        LMRun.code.in_(bindparam("runs", expanding=True)),
-        LMBlock.number.in_(bindparam("blocks", expanding=True)),
-        LMTrial.number.in_(bindparam("trials", expanding=True)),
-        tuple_(LMExperiment.code, LMRun.code, LMBlock.number, LMTrial.number).in_(
+        t.LMExperiment.code.in_(bindparam("experiments", expanding=True)),
+        t.LMRun.code.in_(bindparam("runs", expanding=True)),
+        t.LMBlock.number.in_(bindparam("blocks", expanding=True)),
+        t.LMTrial.number.in_(bindparam("trials", expanding=True)),
+        tuple_(t.LMExperiment.code, t.LMRun.code, t.LMBlock.number, t.LMTrial.number).in_(
             bindparam("keys", expanding=True)
         ),
     )
-    .order_by(LMTrial.id, LMFactor.position)
+    .order_by(t.LMTrial.id, t.LMFactor.position)
 )
 _RELEASED = {"lock_token": None, "locked_at": None, "heartbeat_at": None}  # a run's lock, released
-_EXPERIMENT_PK = select(LMExperiment.id).where(LMExperiment.code == bindparam("experiment"))
-_LOCK_TOKEN = select(LMRun.lock_token).where(LMRun.id == bindparam("run_pk"))
+_EXPERIMENT_PK = select(t.LMExperiment.id).where(t.LMExperiment.code == bindparam("experiment"))
+_LOCK_TOKEN = select(t.LMRun.lock_token).where(t.LMRun.id == bindparam("run_pk"))
 _MOVE_ON = (
-    update(LMRun)
+    update(t.LMRun)
     .where(
-        LMRun.id == bindparam("run_pk"),
-        LMRun.completed_trials == bindparam("at_position"),
-        LMRun.lock_token == bindparam("token"),
+        t.LMRun.id == bindparam("run_pk"),
+        t.LMRun.completed_trials == bindparam("at_position"),
+        t.LMRun.lock_token == bindparam("token"),
     )
-    .values(completed_trials=LMRun.completed_trials + 1, heartbeat_at=bindparam("now"))
+    .values(completed_trials=t.LMRun.completed_trials + 1, heartbeat_at=bindparam("now"))
 )
 # Each run moved on only if it is still as its post's checks found it; the runs moved.
 _MOVE_ON_MANY = (
-    update(LMRun)
+    update(t.LMRun)
     .where(
-        LMRun.id.in_(bindparam("run_pks", expanding=True)),
-        tuple_(LMRun.id, LMRun.completed_trials, LMRun.lock_token).in_(
+        t.LMRun.id.in_(bindparam("run_pks", expanding=True)),
+        tuple_(t.LMRun.id, t.LMRun.completed_trials, t.LMRun.lock_token).in_(
             bindparam("moves", expanding=True)
         ),
     )
-    .values(completed_trials=LMRun.completed_trials + 1, heartbeat_at=bindparam("now"))
-    .returning(LMRun.id)
+    .values(completed_trials=t.LMRun.completed_trials + 1, heartbeat_at=bindparam("now"))
+    .returning(t.LMRun.id)
 )
 _COMPLETE_TRIALS = (
-    update(LMTrial)
-    .where(LMTrial.id.in_(bindparam("trial_pks", expanding=True)))
+    update(t.LMTrial)
+    .where(t.LMTrial.id.in_(bindparam("trial_pks", expanding=True)))
     .values(completed_at=bindparam("done_at"), event_count=bindparam("events"))
 )
 _COMPLETE_TRIAL = (
-    update(LMTrial)
-    .where(LMTrial.id == bindparam("trial_pk"))
+    update(t.LMTrial)
+    .where(t.LMTrial.id == bindparam("trial_pk"))
     .values(completed_at=bindparam("done_at"), event_count=bindparam("events"))
 )
 
@@ -731,7 +727,7 @@ def _no_experiment(experiment: str) -> UnknownElement:
 
 
 async def _experiment_id(session: AsyncSession, experiment: str) -> int | None:
-    return await session.scalar(select(LMExperiment.id).where(LMExperiment.code == experiment))
+    return await session.scalar(select(t.LMExperiment.id).where(t.LMExperiment.code == experiment))
 
 
 async def _require_experiment(session: AsyncSession, experiment: str) -> int:
@@ -741,9 +737,11 @@ async def _require_experiment(session: AsyncSession, experiment: str) -> int:
     return xp_id
 
 
-async def _require_run(session: AsyncSession, experiment: str, run: str) -> LMRun:
+async def _require_run(session: AsyncSession, experiment: str, run: str) -> t.LMRun:
     row = await session.scalar(
-        select(LMRun).join(LMExperiment).where(LMExperiment.code == experiment, LMRun.code == run)
+        select(t.LMRun)
+        .join(t.LMExperiment)
+        .where(t.LMExperiment.code == experiment, t.LMRun.code == run)
     )
     if row is None:
         await _require_experiment(session, experiment)
@@ -752,10 +750,10 @@ async def _require_run(session: AsyncSession, experiment: str, run: str) -> LMRu
 
 
 async def _require_block(
-    session: AsyncSession, run: LMRun, experiment: str, number: int
-) -> LMBlock:
+    session: AsyncSession, run: t.LMRun, experiment: str, number: int
+) -> t.LMBlock:
     block = await session.scalar(
-        select(LMBlock).where(LMBlock.run_id == run.id, LMBlock.number == number)
+        select(t.LMBlock).where(t.LMBlock.run_id == run.id, t.LMBlock.number == number)
     )
     if block is None:
         raise UnknownElement(f"run {run.code!r} of {experiment!r} has no block {number}")
@@ -765,9 +763,9 @@ async def _require_block(
 async def _current(connection: AsyncConnection, run_pk: int, position: int) -> str:
     row = (
         await connection.execute(
-            select(LMBlock.number, LMTrial.number)
-            .join(LMBlock, LMTrial.block_id == LMBlock.id)
-            .where(LMTrial.run_id == run_pk, LMTrial.position == position)
+            select(t.LMBlock.number, t.LMTrial.number)
+            .join(t.LMBlock, t.LMTrial.block_id == t.LMBlock.id)
+            .where(t.LMTrial.run_id == run_pk, t.LMTrial.position == position)
         )
     ).one()
     return f"trial {row[1]} of block {row[0]}"
@@ -777,7 +775,7 @@ async def _current(connection: AsyncConnection, run_pk: int, position: int) -> s
 
 
 def _check_token(
-    run: LMRun, token: str, experiment: str, policy: LockPolicy, now: datetime
+    run: t.LMRun, token: str, experiment: str, policy: LockPolicy, now: datetime
 ) -> None:
     _check_lock(run.lock_token, run.heartbeat_at, run.code, token, experiment, policy, now)
 
@@ -823,7 +821,7 @@ def _rowcount(result: Any) -> int:
     return int(result.rowcount)
 
 
-def _run_info(run: LMRun, experiment: str, policy: LockPolicy, now: datetime) -> RunInfo:
+def _run_info(run: t.LMRun, experiment: str, policy: LockPolicy, now: datetime) -> RunInfo:
     return RunInfo(
         id=run.code,
         experiment_id=experiment,
@@ -838,25 +836,27 @@ def _run_info(run: LMRun, experiment: str, policy: LockPolicy, now: datetime) ->
 # --- Reading ----------------------------------------------------------------------------------
 
 
-async def _experiment_info(session: AsyncSession, xp: LMExperiment) -> ExperimentInfo:
+async def _experiment_info(session: AsyncSession, xp: t.LMExperiment) -> ExperimentInfo:
     factors = list(
         await session.scalars(
-            select(LMFactor).where(LMFactor.experiment_id == xp.id).order_by(LMFactor.position)
+            select(t.LMFactor)
+            .where(t.LMFactor.experiment_id == xp.id)
+            .order_by(t.LMFactor.position)
         )
     )
-    values: dict[int, list[LMFactorValue]] = defaultdict(list)
+    values: dict[int, list[t.LMFactorValue]] = defaultdict(list)
     for value in await session.scalars(
-        select(LMFactorValue)
-        .join(LMFactor)
-        .where(LMFactor.experiment_id == xp.id)
-        .order_by(LMFactorValue.factor_id, LMFactorValue.position)
+        select(t.LMFactorValue)
+        .join(t.LMFactor)
+        .where(t.LMFactor.experiment_id == xp.id)
+        .order_by(t.LMFactorValue.factor_id, t.LMFactorValue.position)
     ):
         values[value.factor_id].append(value)
     measures = await session.scalars(
-        select(LMMeasure).where(LMMeasure.experiment_id == xp.id).order_by(LMMeasure.id)
+        select(t.LMMeasure).where(t.LMMeasure.experiment_id == xp.id).order_by(t.LMMeasure.id)
     )
     runs = await session.scalars(
-        select(LMRun.code).where(LMRun.experiment_id == xp.id).order_by(LMRun.position)
+        select(t.LMRun.code).where(t.LMRun.experiment_id == xp.id).order_by(t.LMRun.position)
     )
     return ExperimentInfo(
         id=xp.code,
@@ -882,7 +882,7 @@ async def _experiment_info(session: AsyncSession, xp: LMExperiment) -> Experimen
     )
 
 
-def _block_info(block: LMBlock, values: dict[str, str]) -> BlockInfo:
+def _block_info(block: t.LMBlock, values: dict[str, str]) -> BlockInfo:
     return BlockInfo(block.number, block.measured_number, block.practice, values, block.trial_count)
 
 
@@ -890,11 +890,11 @@ async def _block_values(
     session: AsyncSession, block_ids: Sequence[int]
 ) -> dict[int, dict[str, str]]:
     rows = await session.execute(
-        select(LMBlockValue.block_id, LMFactor.code, LMFactorValue.code)
-        .join(LMFactor, LMBlockValue.factor_id == LMFactor.id)
-        .join(LMFactorValue, LMBlockValue.value_id == LMFactorValue.id)
-        .where(LMBlockValue.block_id.in_(block_ids))
-        .order_by(LMBlockValue.block_id, LMFactor.position)
+        select(t.LMBlockValue.block_id, t.LMFactor.code, t.LMFactorValue.code)
+        .join(t.LMFactor, t.LMBlockValue.factor_id == t.LMFactor.id)
+        .join(t.LMFactorValue, t.LMBlockValue.value_id == t.LMFactorValue.id)
+        .where(t.LMBlockValue.block_id.in_(block_ids))
+        .order_by(t.LMBlockValue.block_id, t.LMFactor.position)
     )
     found: dict[int, dict[str, str]] = defaultdict(dict)
     for block_id, factor, value in rows:
@@ -904,20 +904,20 @@ async def _block_values(
 
 def _trial_values_query(*where: ColumnElement[bool]) -> Any:
     return (
-        select(LMTrialFactorValue.trial_id, LMFactor.code, LMFactorValue.code)
-        .join(LMFactor, LMTrialFactorValue.factor_id == LMFactor.id)
-        .join(LMFactorValue, LMTrialFactorValue.value_id == LMFactorValue.id)
+        select(t.LMTrialFactorValue.trial_id, t.LMFactor.code, t.LMFactorValue.code)
+        .join(t.LMFactor, t.LMTrialFactorValue.factor_id == t.LMFactor.id)
+        .join(t.LMFactorValue, t.LMTrialFactorValue.value_id == t.LMFactorValue.id)
         .where(*where)
-        .order_by(LMTrialFactorValue.trial_id, LMFactor.position)
+        .order_by(t.LMTrialFactorValue.trial_id, t.LMFactor.position)
     )
 
 
-_TRIAL_FACTOR_VALUES = _trial_values_query(LMTrialFactorValue.trial_id == bindparam("trial_pk"))
+_TRIAL_FACTOR_VALUES = _trial_values_query(t.LMTrialFactorValue.trial_id == bindparam("trial_pk"))
 
 
 async def _run_trial_values(session: AsyncSession, run_id: int) -> dict[int, dict[str, str]]:
     query = _trial_values_query(
-        LMTrialFactorValue.trial_id.in_(select(LMTrial.id).where(LMTrial.run_id == run_id))
+        t.LMTrialFactorValue.trial_id.in_(select(t.LMTrial.id).where(t.LMTrial.run_id == run_id))
     )
     found: dict[int, dict[str, str]] = defaultdict(dict)
     for trial_id, factor, value in await session.execute(query):
@@ -929,24 +929,24 @@ async def _trial_info(
     session: AsyncSession,
     experiment: str,
     run: str,
-    block: LMBlock,
-    trial: LMTrial,
+    block: t.LMBlock,
+    trial: t.LMTrial,
     *,
     events: bool = False,
 ) -> TrialInfo:
     factor_values = {
         factor: value
         for _, factor, value in await session.execute(
-            _trial_values_query(LMTrialFactorValue.trial_id == trial.id)
+            _trial_values_query(t.LMTrialFactorValue.trial_id == trial.id)
         )
     }
     measures = {
         code: value
         for code, value in await session.execute(
-            select(LMMeasure.code, LMTrialMeasureValue.value)
-            .join(LMMeasure, LMTrialMeasureValue.measure_id == LMMeasure.id)
-            .where(LMTrialMeasureValue.trial_id == trial.id)
-            .order_by(LMMeasure.id)
+            select(t.LMMeasure.code, t.LMTrialMeasureValue.value)
+            .join(t.LMMeasure, t.LMTrialMeasureValue.measure_id == t.LMMeasure.id)
+            .where(t.LMTrialMeasureValue.trial_id == trial.id)
+            .order_by(t.LMMeasure.id)
         )
     }
     event_list = await _events(session, trial) if events else None
@@ -964,13 +964,13 @@ async def _trial_info(
     )
 
 
-async def _events(session: AsyncSession, trial: LMTrial) -> list[dict[str, str]]:
+async def _events(session: AsyncSession, trial: t.LMTrial) -> list[dict[str, str]]:
     events: list[dict[str, str]] = [{} for _ in range(trial.event_count)]
     for number, code, value in await session.execute(
-        select(LMEventMeasureValue.event_number, LMMeasure.code, LMEventMeasureValue.value)
-        .join(LMMeasure, LMEventMeasureValue.measure_id == LMMeasure.id)
-        .where(LMEventMeasureValue.trial_id == trial.id)
-        .order_by(LMEventMeasureValue.event_number, LMMeasure.id)
+        select(t.LMEventMeasureValue.event_number, t.LMMeasure.code, t.LMEventMeasureValue.value)
+        .join(t.LMMeasure, t.LMEventMeasureValue.measure_id == t.LMMeasure.id)
+        .where(t.LMEventMeasureValue.trial_id == trial.id)
+        .order_by(t.LMEventMeasureValue.event_number, t.LMMeasure.id)
     ):
         events[number][code] = value
     return events
