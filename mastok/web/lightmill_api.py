@@ -216,7 +216,7 @@ def run_json(info: RunInfo) -> dict[str, Any]:
 
 
 def lock_json(lock: Lock) -> dict[str, Any]:
-    return {"token": lock.token, "runId": lock.run_id, "experimentId": lock.experiment_id}
+    return _camel(lock, "token", "run_id", "experiment_id")
 
 
 def block_json(info: BlockInfo) -> dict[str, Any]:
