@@ -114,6 +114,38 @@ def _parser() -> argparse.ArgumentParser:
         default=25.0,
         help="participants/s churning through other campaigns [25]",
     )
+    real = sub.add_parser(
+        "real_otree", parents=[common], help="5. mastok's share of a real oTree session start"
+    )
+    real.add_argument("--participants", type=int, help="[200; --quick 40]")
+    real.add_argument("--ramp-seconds", type=float, help="[20; --quick 8]")
+    logging_api = sub.add_parser(
+        "logging_api",
+        parents=[common],
+        help="6. LightMill's trial logging (wrk) against a bare POST ceiling; the export",
+    )
+    logging_api.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    logging_api.add_argument(
+        "--connections",
+        type=int,
+        action="append",
+        help="wrk connections (clients, each with its own run), repeatable [16]",
+    )
+    logging_api.add_argument(
+        "--seconds", type=float, help="measured seconds per level [10; --quick 4]"
+    )
+    logging_api.add_argument("--warm-up", type=float, help="seconds [3; --quick 2]")
+    logging_api.add_argument(
+        "--export-trials",
+        type=int,
+        action="append",
+        help="export an experiment of this many trials, repeatable [10000, 100000; --quick "
+        "2000, 20000]",
+    )
+    logging_api.add_argument("--no-export", action="store_true", help="no export figures")
+    logging_api.add_argument(
+        "--no-ceiling", action="store_true", help="no bare POST ceiling (e.g. while profiling)"
+    )
     place = sub.add_parser(
         "placement",
         parents=[common],
@@ -152,38 +184,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     versus.add_argument(
         "--out", type=Path, default=RESULTS / "tmp", help="where compare.{json,md} go"
-    )
-    real = sub.add_parser(
-        "real_otree", parents=[common], help="5. mastok's share of a real oTree session start"
-    )
-    real.add_argument("--participants", type=int, help="[200; --quick 40]")
-    real.add_argument("--ramp-seconds", type=float, help="[20; --quick 8]")
-    logging_api = sub.add_parser(
-        "logging_api",
-        parents=[common],
-        help="6. LightMill's trial logging (wrk) against a bare POST ceiling; the export",
-    )
-    logging_api.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
-    logging_api.add_argument(
-        "--connections",
-        type=int,
-        action="append",
-        help="wrk connections (clients, each with its own run), repeatable [16]",
-    )
-    logging_api.add_argument(
-        "--seconds", type=float, help="measured seconds per level [10; --quick 4]"
-    )
-    logging_api.add_argument("--warm-up", type=float, help="seconds [3; --quick 2]")
-    logging_api.add_argument(
-        "--export-trials",
-        type=int,
-        action="append",
-        help="export an experiment of this many trials, repeatable [10000, 100000; --quick "
-        "2000, 20000]",
-    )
-    logging_api.add_argument("--no-export", action="store_true", help="no export figures")
-    logging_api.add_argument(
-        "--no-ceiling", action="store_true", help="no bare POST ceiling (e.g. while profiling)"
     )
     return parser
 

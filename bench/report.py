@@ -749,7 +749,72 @@ def side_by_side(results: dict[str, Any]) -> str:
     for name, error in base.get("failed", {}).items():
         text = " ".join(error.replace("|", "/").split())
         lines.append(f"| {name} on the baseline | failed: {text} | | | |")
+    lines += [
+        "",
+        "Figures behind them (every size run, both sides):",
+        "",
+        "| figure | baseline | now | now / baseline |",
+        "| --- | --- | --- | --- |",
+    ]
+    before = key_figures(base["scenarios"])
+    for name, value in key_figures(results["scenarios"]).items():
+        if name in before:
+            old = before[name]
+            ratio = round(value / old, 2) if old and value is not None else None
+            lines.append(f"| {name} | {_fmt(old)} | {_fmt(value)} | {_fmt(ratio)} |")
     return "\n".join(lines) + "\n"
+
+
+def key_figures(scenarios: dict[str, Any]) -> dict[str, float | None]:
+    """The waiting-room scenarios' main figures, by name, for the side-by-side table."""
+    out: dict[str, float | None] = {}
+    for key in ("waiting_room_sqlite", "waiting_room_postgresql"):
+        if scenarios.get(key):
+            out.update(_room_figures(scenarios[key]))
+    for level in (scenarios.get("holding") or {}).get("levels", []):
+        out[f"holding {level['waiting']:,}: KiB a participant"] = level["kib_per_participant"]
+        out[f"holding {level['waiting']:,}: Consent p99 ms"] = level["consent_wait_ms"]["p99"]
+    if scenarios.get("fanout"):
+        last = scenarios["fanout"]["agree_to_last_supervisor_ms"]
+        out["fan-out: Agree → last supervisor p50 ms"] = last["p50"]
+        out["fan-out: Agree → last supervisor p99 ms"] = last["p99"]
+    if scenarios.get("placement"):
+        out.update(_placement_figures(scenarios["placement"]))
+    if scenarios.get("restart"):
+        again = scenarios["restart"]
+        out["restart: all first sessions started, s"] = again["all_started_s"]
+        out["restart: campaigns started"] = again["campaigns_started"]
+        out["restart: oTree listings"] = again["otree"]["listings"]
+    return out
+
+
+def _room_figures(room: dict[str, Any]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    backend = room["backend"]
+    for ramp in room["ramps"]:
+        at = f"{backend}, {ramp['participants']:,} in a ramp: last Agree → Starting"
+        out[f"{at} p50 ms"] = ramp["latency_ms"]["p50"]
+        out[f"{at} p99 ms"] = ramp["latency_ms"]["p99"]
+    sat = room.get("saturation")
+    if sat:
+        out[f"{backend}, closed loop: flows/s"] = sat["rate_per_s"]
+        out[f"{backend}, closed loop: server CPU ms a participant"] = sat[
+            "server_cpu_ms_per_participant"
+        ]
+    return out
+
+
+def _placement_figures(place: dict[str, Any]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    measures = (
+        ("Agree → Instructions", "agree_to_instructions_ms"),
+        ("last Agree → Starting", "last_agree_to_starting_ms"),
+    )
+    for leg in ("without", "with"):
+        for what, key in measures:
+            for p in ("p50", "p99"):
+                out[f"placement, {leg} supervisors: {what} {p} ms"] = place[leg][key][p]
+    return out
 
 
 def _logging_markdown(lm: dict[str, Any]) -> list[str]:
