@@ -89,6 +89,8 @@ def _run(ctx: Context, stub: Server, url: str, campaigns: int, deadline: float) 
         )
         waiting = holder.command({"cmd": "wait"}, 120)
         ctx.log(f"  {waiting['placed']} waiting ({campaigns} pools, one member of each away)")
+        if waiting["placed"] != campaigns * PER_SESSION or waiting["started"]:
+            ctx.notes.append(f"restart: before the restart, not every pool waited: {waiting}")
         before = _stub_stats(stub, clear=True)
         mastok.kill()
         restarted_at = time.time() * 1000

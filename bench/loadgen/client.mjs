@@ -603,9 +603,11 @@ async function restartJob() {
       const t0 = now();
       const pools = await Promise.all(job.slugs.map((slug, c) => poolWithOneAway(c, slug)));
       members = pools.flat();
+      await sleep(300); // a session that should not start would have by now
       const placed = members.filter((r) => r.token && r.instructions && !r.err && !r.starting);
       const errors = tally(members.filter((r) => !placed.includes(r)).map((r) => r.err ?? r.last));
-      return [true, { placed: placed.length, errors, seconds: (now() - t0) / 1000 }];
+      const started = members.filter((r) => r.starting).length;
+      return [true, { placed: placed.length, started, errors, seconds: (now() - t0) / 1000 }];
     }
     // "resume": everyone back with its token, at once; each waits for its Starting.
     const t0 = now();
