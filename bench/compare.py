@@ -129,7 +129,7 @@ def _baseline(
     ctx: Context,
     failed: dict[str, str],
 ) -> dict[str, Any]:
-    out = {
+    out: dict[str, Any] = {
         "rev": rev,
         "commit": commit,
         "worktree": str(root),
