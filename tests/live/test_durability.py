@@ -35,26 +35,6 @@ async def test_resume_gives_the_place_back(make_server: ServerFactory) -> None:
     assert await back.expect("JoiningSize") == "2/3"
 
 
-async def test_resume_before_agreeing_shows_the_consent_again(make_server: ServerFactory) -> None:
-    server = make_server()
-    campaign = running_campaign(server, "again", grouping=GROUPS)
-    peer, token = await join(server, campaign["slug"], "a")
-    await peer.close()
-    back = await server.participant(campaign["slug"])
-    await back.expect("State")
-    await back.send("Resume", token)
-    await back.expect("Resume")
-    assert "I agree" in await back.expect("Consent")
-    await back.send("Agree")
-    assert (await back.expect("Grouping"))["groups"] == ["Red", "Blue"]
-    await back.close()
-    third = await server.participant(campaign["slug"])
-    await third.expect("State")
-    await third.send("Resume", token)
-    await third.expect("Resume")
-    assert (await third.expect("Grouping"))["question"] == "Team?"
-
-
 async def test_a_second_socket_with_the_token_replaces_the_first(
     make_server: ServerFactory,
 ) -> None:
@@ -67,17 +47,6 @@ async def test_a_second_socket_with_the_token_replaces_the_first(
     assert await first.until("Disconnect") == "Replaced"
     await second.expect("Resume")
     await second.expect("Consent")
-
-
-async def test_unknown_token_asks_to_land_again(make_server: ServerFactory) -> None:
-    server = make_server()
-    campaign = running_campaign(server, "unknown")
-    peer = await server.participant(campaign["slug"])
-    await peer.expect("State")
-    await peer.send("Resume", "not-a-token")
-    assert await peer.expect("Error") == "unknown or expired resume token: Land again"
-    await peer.send("Land", "fp")
-    await peer.expect("Resume")
 
 
 async def test_leaving_frees_the_place_after_the_grace_period(make_server: ServerFactory) -> None:

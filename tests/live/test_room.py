@@ -420,12 +420,16 @@ def test_a_session_being_created_counts_as_live() -> None:
 
 def test_pending_people_move_up_as_soon_as_a_pool_is_set_aside() -> None:
     room = RoomHarness(campaign(concurrent_sessions=2))
-    room.room.live_sessions.append(T0)  # one live: one more may start
-    room.agree()
-    room.agree()
-    assert room.of(CreateSession) == [CreateSession(1)]
-    late, _ = room.agree()  # busy: both slots are taken
+    first, token = room.agree()
+    room.close(first)
+    room.agree()  # full, but its first member is away
+    late, _ = room.agree()
     assert room.last(late) == ("Pending", "<p>pending</p>")
+    again = room.open()
+    effects = room.send(again, "Resume", token)
+    assert room.of(CreateSession, effects) == [CreateSession(1)]
+    # In the same event, not at the next tick: the set-aside pool left its places.
+    assert room.frames(late, effects) == [("Instructions", "<p>wait</p>"), ("JoiningSize", "1/2")]
 
 
 # -- failures --------------------------------------------------------------------------------

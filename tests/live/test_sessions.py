@@ -118,20 +118,6 @@ async def test_last_session_completes_the_campaign_and_ends_the_wait(
     assert await late.expect("Disconnect") == "Completed"
 
 
-async def test_join_once_rejects_a_past_participant(make_server: ServerFactory) -> None:
-    server = make_server(disable_live_redirect=True)
-    campaign = running_campaign(
-        server, "once", per_session=1, otree_config_name="survey", max_sessions=3, join_once=True
-    )
-    peer, _ = await join(server, campaign["slug"], "fp-once")
-    await peer.send("Agree")
-    await starting_url(peer)
-    again = await server.participant(campaign["slug"])
-    await again.expect("State")
-    await again.send("Land", "fp-once")
-    assert await again.expect("Disconnect") == "LandingFailed"
-
-
 async def test_coming_back_to_a_live_session_redirects_to_it(make_server: ServerFactory) -> None:
     server = make_server()
     campaign = running_campaign(
@@ -164,29 +150,6 @@ async def test_past_participants_are_known_after_a_restart(make_server: ServerFa
         )
         assert await again.expect("Disconnect") == expected
         await join(restarted, campaign["slug"], f"fp-new-{n}")  # anyone else lands
-
-
-async def test_live_redirect_can_be_disabled(make_server: ServerFactory) -> None:
-    server = make_server(disable_live_redirect=True)
-    campaign = running_campaign(
-        server, "noredirect", per_session=1, otree_config_name="survey", max_sessions=3
-    )
-    peer, _ = await join(server, campaign["slug"], "fp")
-    await peer.send("Agree")
-    await starting_url(peer)
-    await join(server, campaign["slug"], "fp")  # lands again, gets Consent
-
-
-async def test_no_redirect_once_the_session_is_over(make_server: ServerFactory) -> None:
-    server = make_server()
-    campaign = running_campaign(
-        server, "over", per_session=1, otree_config_name="survey", max_sessions=3
-    )
-    peer, _ = await join(server, campaign["slug"], "fp")
-    await peer.send("Agree")
-    await starting_url(peer)
-    server.clock.advance(minutes=campaign["session_duration"])
-    await join(server, campaign["slug"], "fp")
 
 
 async def test_busy_holds_newcomers_in_pending_until_a_session_ends(

@@ -3,9 +3,6 @@ being started keeps its places whatever happens meanwhile."""
 
 from __future__ import annotations
 
-import pytest
-
-from mastok.live import rooms
 from mastok.otree import OTreeClient
 from tests.fixtures.live import FaultyOTree, ServerFactory, join
 from tests.live.helpers import campaign_state, running_campaign
@@ -142,50 +139,3 @@ async def test_a_failed_creation_puts_its_pool_back_ahead_of_newcomers(
     assert campaign_state(server, "back")["started_sessions"] == 1
     label = f"mk:back:1:{campaign['uid']}"
     assert [s.label for s in await otree_client.list_sessions()].count(label) == 1
-
-
-async def test_a_session_being_created_counts_as_live(
-    make_server: ServerFactory, faulty_otree: tuple[FaultyOTree, str]
-) -> None:
-    proxy, proxy_url = faulty_otree
-    proxy.answer_creation_late(SLOW)
-    server = make_server(otree_api_url=proxy_url)
-    campaign = running_campaign(server, "one", per_session=2, concurrent_sessions=1)
-    a, _ = await join(server, campaign["slug"], "a")
-    b, _ = await join(server, campaign["slug"], "b")
-    await a.send("Agree")
-    await b.send("Agree")
-    await b.until("JoiningSize")
-    c = await server.participant(campaign["slug"])
-    assert await c.expect("State") == "Busy"
-    await c.send("Land", "c")
-    await c.until("Consent")
-    await c.send("Agree")
-    assert await c.expect("Pending")
-    assert proxy.creations_answered == 0
-
-
-async def test_pending_people_move_up_as_soon_as_a_pool_is_set_aside(
-    make_server: ServerFactory,
-    faulty_otree: tuple[FaultyOTree, str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(rooms, "TICK_SECONDS", 60)  # no clock tick moves anyone up meanwhile
-    proxy, proxy_url = faulty_otree
-    proxy.answer_creation_late(SLOW, count=2)
-    server = make_server(otree_api_url=proxy_url)
-    campaign = running_campaign(server, "up", per_session=2, max_sessions=4, concurrent_sessions=4)
-    peers = [(await join(server, campaign["slug"], name))[0] for name in "abcde"]
-    for peer in peers[:4]:
-        await peer.send("Agree")
-        await peer.until("Instructions")
-    e = peers[4]
-    await e.send("Agree")
-    assert await e.expect("Pending")
-    # a and b are being started; c and d fill the next pool, which waits its turn; e waits
-    # in the pending pool until c and d are set aside, not until their session starts.
-    assert proxy.creations_answered == 0
-    assert await e.expect("Instructions", within=10)
-    assert proxy.creations_answered == 1  # while c and d's session is still being created
-    for peer in peers[:4]:
-        assert "/InitializeParticipant/" in await peer.until("Starting", within=10)
