@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from dataclasses import dataclass, field
 
 from mastok.campaigns.service import CampaignService
 from mastok.clock import Clock
@@ -26,29 +27,23 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+@dataclass(eq=False)
 class Rooms:
     """One runner per campaign, for the life of the process (a second runner for the same
     campaign could start the same people twice, so runners are never dropped)."""
 
-    def __init__(
-        self,
-        campaigns: CampaignService,
-        records: Records,
-        starter: SessionStarter,
-        rules: Rules,
-        clock: Clock,
-        tasks: TaskScope,
-    ) -> None:
-        self.campaigns = campaigns
-        self.records = records
-        self.starter = starter
-        self.rules = rules
-        self.clock = clock
-        self.tasks = tasks
-        self._runners: dict[int, Runner] = {}
-        self._slugs: dict[str, int] = {}  # slug -> campaign id, for the runners that exist
-        self._building = asyncio.Lock()
-        campaigns.on_change(self.campaign_changed)
+    campaigns: CampaignService
+    records: Records
+    starter: SessionStarter
+    rules: Rules
+    clock: Clock
+    tasks: TaskScope
+    _runners: dict[int, Runner] = field(default_factory=dict)
+    _slugs: dict[str, int] = field(default_factory=dict)  # slug -> id, for the runners there
+    _building: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        self.campaigns.on_change(self.campaign_changed)
 
     async def start(self) -> None:
         """Rebuild the rooms people were waiting in, then start the clock."""

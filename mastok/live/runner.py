@@ -22,29 +22,8 @@ from typing import Any
 
 from mastok.clock import Clock
 from mastok.db.tables import Campaign
+from mastok.live import events as ev
 from mastok.live.connection import Connection
-from mastok.live.events import (
-    PERSIST,
-    Closed,
-    Conn,
-    CreateSession,
-    Disconnect,
-    Edited,
-    Effect,
-    Event,
-    Notify,
-    Opened,
-    OTreeAnswers,
-    Persist,
-    Received,
-    RoomCampaign,
-    Send,
-    SendAll,
-    SessionCreated,
-    SessionFailed,
-    Tick,
-    View,
-)
 from mastok.live.protocol import Frame, Kind, encode
 from mastok.live.records import Records
 from mastok.live.room import Room
@@ -62,7 +41,7 @@ Chore = Callable[[], Awaitable[None]]  # driver work done in a turn of its own
 class _Letter:
     """An event (or a chore) in the mailbox; `done` is set once it is handled."""
 
-    work: Event | Chore
+    work: ev.Event | Chore
     done: asyncio.Future[None] | None = None
 
 
@@ -109,11 +88,11 @@ class Runner:
         self.tasks = tasks
         self.watchers = Watchers(tasks, campaign.namespace)
         self.mailbox = Mailbox()
-        self.connections: dict[Conn, Connection] = {}
+        self.connections: dict[ev.Conn, Connection] = {}
         self._next_conn = 0
         self._creations: set[asyncio.Task[Any]] = set()
         self._probe: asyncio.Task[Any] | None = None
-        self._to_retry: list[Event] = []  # events whose writes failed, tried again at a tick
+        self._to_retry: list[ev.Event] = []  # events whose writes failed, tried again at a tick
         self._tick_queued = False
 
     @property
@@ -122,27 +101,27 @@ class Runner:
 
     # -- what sockets and the clock call -----------------------------------------------------
 
-    def post(self, event: Event | Chore, first: bool = False) -> None:
+    def post(self, event: ev.Event | Chore, first: bool = False) -> None:
         self.mailbox.put(_Letter(event), first)
 
-    async def ask(self, event: Event | Chore) -> None:
+    async def ask(self, event: ev.Event | Chore) -> None:
         """Post and wait until it is handled."""
         done = asyncio.get_running_loop().create_future()
         self.mailbox.put(_Letter(event, done))
         await done
 
-    async def participant_arrives(self, connection: Connection) -> Conn:
+    async def participant_arrives(self, connection: Connection) -> ev.Conn:
         self._next_conn += 1
         conn = self._next_conn
         self.connections[conn] = connection
-        await self.ask(Opened(conn))
+        await self.ask(ev.Opened(conn))
         return conn
 
-    async def participant_frame(self, conn: Conn, frame: Frame) -> None:
-        await self.ask(Received(conn, frame.kind, frame.payload))
+    async def participant_frame(self, conn: ev.Conn, frame: Frame) -> None:
+        await self.ask(ev.Received(conn, frame.kind, frame.payload))
 
-    def participant_leaves(self, conn: Conn) -> None:
-        self.post(Closed(conn))
+    def participant_leaves(self, conn: ev.Conn) -> None:
+        self.post(ev.Closed(conn))
 
     async def supervisor_arrives(self, connection: Connection) -> None:
         async def arrive() -> None:
@@ -150,9 +129,9 @@ class Runner:
 
         await self.ask(arrive)
 
-    async def view(self) -> View:
+    async def view(self) -> ev.View:
         """What supervisors see, as written (never in the middle of a turn)."""
-        seen: list[View] = []
+        seen: list[ev.View] = []
 
         async def look() -> None:
             seen.append(self.room.view(self.clock.now()))
@@ -167,7 +146,7 @@ class Runner:
         async def edit() -> None:
             # In its turn: a session set aside before it is created as the room had it then.
             self.campaign = campaign
-            await self._turn(Edited(RoomCampaign.of(campaign)))
+            await self._turn(ev.Edited(ev.RoomCampaign.of(campaign)))
 
         self.post(edit)
 
@@ -177,7 +156,7 @@ class Runner:
         self._to_retry = []
         if not self._tick_queued:  # a runner stuck on its database gets one tick, not a pile
             self._tick_queued = True
-            self.post(Tick())
+            self.post(ev.Tick())
 
     async def drain(self) -> None:
         """Wait for the session creations in flight and their outcome (at shutdown)."""
@@ -195,7 +174,7 @@ class Runner:
         while True:
             letter = await self.mailbox.get()
             try:
-                if isinstance(letter.work, Event):
+                if isinstance(letter.work, ev.Event):
                     await self._turn(letter.work)
                 else:
                     await letter.work()
@@ -205,8 +184,8 @@ class Runner:
                 if letter.done is not None and not letter.done.done():
                     letter.done.set_result(None)
 
-    async def _turn(self, event: Event) -> None:
-        if isinstance(event, Tick):
+    async def _turn(self, event: ev.Event) -> None:
+        if isinstance(event, ev.Tick):
             self._tick_queued = False
         now = self.clock.now()
         try:
@@ -214,7 +193,7 @@ class Runner:
         except Exception:  # a bug in the rules: the room stays as it was before the event
             self.room.rollback()
             raise
-        writes: list[Persist] = [e for e in effects if isinstance(e, PERSIST)]
+        writes: list[ev.Persist] = [e for e in effects if isinstance(e, ev.PERSIST)]
         if writes:
             try:
                 await self.records.persist(self.campaign_id, writes, now)
@@ -223,44 +202,44 @@ class Runner:
                 await self._writes_failed(event, error)
                 return
         self.room.commit()
-        notes = [e for e in effects if isinstance(e, Notify)]
+        notes = [e for e in effects if isinstance(e, ev.Notify)]
         for effect in effects:
             self._carry_out(effect)
-        if isinstance(event, Closed):
+        if isinstance(event, ev.Closed):
             self.connections.pop(event.conn, None)
         self.watchers.turn_ended(self.room.view(now), notes)
 
-    async def _writes_failed(self, event: Event, error: Exception) -> None:
+    async def _writes_failed(self, event: ev.Event, error: Exception) -> None:
         """Nothing of the event happened: say so, and try again where that makes sense."""
         namespace = self.campaign.namespace
         log.error("%s: writing %s failed: %s", namespace, type(event).__name__, error)
-        if isinstance(event, Received):
+        if isinstance(event, ev.Received):
             connection = self.connections.get(event.conn)
             if connection is not None:
                 connection.send(Kind.ERROR, "mastok could not handle that: please retry")
-        elif isinstance(event, SessionCreated):
+        elif isinstance(event, ev.SessionCreated):
             # Not recorded: its retry claims the session by its label instead of a second one.
             message = f"could not record session {event.session.code}: {error}"
-            await self._turn(SessionFailed(event.number, message, "mastok"))
-        elif not isinstance(event, Tick):
+            await self._turn(ev.SessionFailed(event.number, message, "mastok"))
+        elif not isinstance(event, ev.Tick):
             self._to_retry.append(event)
 
-    def _carry_out(self, effect: Effect) -> None:
+    def _carry_out(self, effect: ev.Effect) -> None:
         match effect:
-            case Send(conn, kind, payload):
+            case ev.Send(conn, kind, payload):
                 if (connection := self.connections.get(conn)) is not None:
                     connection.send(kind, payload)
-            case SendAll(conns, kind, payload):
+            case ev.SendAll(conns, kind, payload):
                 text = encode(kind, payload)
                 for conn in conns:
                     if (connection := self.connections.get(conn)) is not None:
                         connection.send_text(text)
-            case Disconnect(conn, reason):
+            case ev.Disconnect(conn, reason):
                 if (connection := self.connections.get(conn)) is not None:
                     connection.disconnect(reason)
-            case Notify(kind, payload):
+            case ev.Notify(kind, payload):
                 self._log_note(kind, payload)
-            case CreateSession(number, look_up):
+            case ev.CreateSession(number, look_up):
                 self._create(number, look_up)
 
     def _log_note(self, kind: Kind, payload: Any) -> None:
@@ -281,16 +260,16 @@ class Runner:
         task.add_done_callback(self._creations.discard)
 
     async def _create_session(self, spec: StartSpec, number: int, look_up: bool) -> None:
-        outcome: Event
+        outcome: ev.Event
         try:
             session = await self.starter.start(spec, number, look_up)
-            outcome = SessionCreated(number, session)
+            outcome = ev.SessionCreated(number, session)
         except StartFailed as failure:
-            outcome = SessionFailed(number, failure.message)
+            outcome = ev.SessionFailed(number, failure.message)
             if failure.unreachable:
                 self._probe_otree()
         except BaseException as error:  # a bug (or shutdown) must not strand the pool
-            outcome = SessionFailed(number, f"unexpected error: {error!r}")
+            outcome = ev.SessionFailed(number, f"unexpected error: {error!r}")
             self.post(outcome, first=True)
             raise
         self.post(outcome, first=True)
@@ -309,5 +288,5 @@ class Runner:
             if self.room.retry is None:
                 return
             if await self.starter.otree_answers():
-                self.post(OTreeAnswers())
+                self.post(ev.OTreeAnswers())
                 return
