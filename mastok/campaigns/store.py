@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mastok.campaigns.rules import InvalidCampaign
 from mastok.db.tables import Campaign
+from mastok.states import CampaignState
 
 UNIQUE = ("namespace", "slug")
 
@@ -30,7 +31,7 @@ async def get_campaign_by_slug(session: AsyncSession, slug: str) -> Campaign | N
 
 async def insert_campaign(session: AsyncSession, values: Mapping[str, Any]) -> Campaign:
     await _check_unique(session, values, exclude_id=None)
-    campaign = Campaign(**values, state="Paused", started_sessions=0)
+    campaign = Campaign(**values, state=CampaignState.PAUSED, started_sessions=0)
     session.add(campaign)
     await _commit(session, values)
     return campaign

@@ -19,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from mastok.clock import utcnow
+from mastok.states import CampaignState
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -57,7 +58,7 @@ class Campaign(Base):
     paused: Mapped[str] = mapped_column(Text, default="")
     completed: Mapped[str] = mapped_column(Text, default="")
     pending: Mapped[str] = mapped_column(Text, default="")
-    state: Mapped[str] = mapped_column(String(16), default="Paused")
+    state: Mapped[str] = mapped_column(String(16), default=CampaignState.PAUSED)
     started_sessions: Mapped[int] = mapped_column(Integer, default=0)
     uid: Mapped[str] = mapped_column(String(32), default=new_uid, server_default="")
     # The session number asked of oTree and not yet recorded (the waiting room's, not the admin's).
@@ -87,8 +88,8 @@ class OTreeSession(Base):
 class Participant(Base):
     """Someone in a campaign's room, from Land on; after Start, a participation record.
 
-    `step` is where they are: landed, agreed, joining, pending (the pools), started (in an oTree
-    session) or left. Pools are ordered by `queued_at` then `id`.
+    `step` (a `mastok.states.Step`) is where they are: landed, agreed, joining, pending (the
+    pools), started (in an oTree session) or left. Pools are ordered by `queued_at` then `id`.
     """
 
     __tablename__ = "participants"

@@ -10,7 +10,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from mastok.campaigns.service import CampaignNotFound
 from mastok.live.connection import Connection, RateLimit
-from mastok.live.protocol import MAX_FRAME_BYTES, Frame, FrameError, decode
+from mastok.live.protocol import MAX_FRAME_BYTES, Frame, FrameError, Kind, decode
+from mastok.states import CampaignState
 
 log = logging.getLogger("mastok.live")
 UNKNOWN = 4404
@@ -67,10 +68,10 @@ async def supervise_socket(websocket: WebSocket) -> None:
     await runner.supervisor_arrives(connection)
 
     async def on_frame(frame: Frame) -> None:
-        if frame.kind != "State":
+        if frame.kind != Kind.STATE:
             connection.send("Error", f"supervisors can send State, not {frame.kind!r}")
             return
-        if frame.payload not in ("Running", "Paused", "Completed"):
+        if frame.payload not in tuple(CampaignState):
             connection.send("Error", "State must be Running, Paused or Completed")
             return
         await services.campaigns.update(namespace, {"state": frame.payload})

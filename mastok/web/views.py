@@ -12,6 +12,7 @@ from mastok.otree import OTreeError, SessionSummary
 from mastok.otree.labels import mastok_id_of
 from mastok.otree.urls import public_otree_url
 from mastok.services import services
+from mastok.states import CampaignState
 
 LATEST_SESSIONS = 25
 
@@ -25,7 +26,7 @@ async def campaigns(request: Request) -> dict[str, Any]:
 async def dashboard(request: Request) -> dict[str, Any]:
     app_services = services(request)
     found = await app_services.campaigns.all()
-    states = {state: 0 for state in ("Running", "Paused", "Completed")}
+    states = {state.value: 0 for state in CampaignState}
     for campaign in found:
         states[campaign.state] = states.get(campaign.state, 0) + 1
     return {"campaigns": {"total": len(found), "by_state": states}, "otree": await otree(request)}
