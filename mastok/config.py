@@ -115,6 +115,11 @@ class Settings(BaseModel):
     resume_grace: float = setting(
         30.0, "seconds a participant whose connection dropped keeps its place"
     )
+    left_grace: float = setting(
+        3.0,
+        "seconds a participant whose page closed its socket on leaving (close code 1000: a "
+        "reload, say) keeps its place",
+    )
     lock_timeout: float = setting(
         120.0, "LightMill: seconds of silence after which a run's lock counts as released"
     )
