@@ -2,7 +2,8 @@
 
 Every change is one transaction: a design is imported whole or not at all, a trial's results
 and events are stored together with its completion, or nothing is. Locks carry a heartbeat: a
-lock whose client has been silent for longer than the lock timeout counts as released.
+lock whose client has been silent for longer than the lock timeout counts as released; a run's
+last trial releases its lock.
 
 Trial posts are committed in batches (mastok/db/batches.py): a trial post is a few small
 statements, and it is their number, not their size, that costs (a round trip each through
@@ -400,7 +401,8 @@ class LightMillStore:
         The trial must exist whatever the token (UnknownElement, as LightMill answers). Then,
         with a `policy`, the post's token is checked, as `touch` checks it, and the post is a
         sign of life: the lock's heartbeat moves on with the trial, and also when the post is
-        refused after its token was taken. Without one, the token must be the lock's.
+        refused after its token was taken. Without one, the token must be the lock's. The run's
+        last trial releases its lock, in the same statement.
 
         Raises UnknownElement, RunNotLocked/WrongToken, ExperimentProgressError,
         WrongMeasureKey.
@@ -684,6 +686,23 @@ _TRIALS_TO_RECORD = (
     .order_by(t.LMTrial.id, t.LMFactor.position)
 )
 _RELEASED = {"lock_token": None, "locked_at": None, "heartbeat_at": None}  # a run's lock, released
+
+
+def _moved_on() -> dict[str, Any]:
+    """A run's columns once its current trial is recorded (at the parameter `now`): one more
+    trial done, a sign of life, and the lock released with the last trial (clients never
+    unlock: a finished run would otherwise look held until its lock expired). SET reads the
+    row as it was."""
+    now = bindparam("now", type_=t.LMRun.heartbeat_at.type)
+    finished = t.LMRun.completed_trials + 1 >= t.LMRun.trial_count
+    return {
+        "completed_trials": t.LMRun.completed_trials + 1,
+        "heartbeat_at": case((finished, None), else_=now),
+        "lock_token": case((finished, None), else_=t.LMRun.lock_token),
+        "locked_at": case((finished, None), else_=t.LMRun.locked_at),
+    }
+
+
 _EXPERIMENT_PK = select(t.LMExperiment.id).where(t.LMExperiment.code == bindparam("experiment"))
 _LOCK_TOKEN = select(t.LMRun.lock_token).where(t.LMRun.id == bindparam("run_pk"))
 _MOVE_ON = (
@@ -693,7 +712,7 @@ _MOVE_ON = (
         t.LMRun.completed_trials == bindparam("at_position"),
         t.LMRun.lock_token == bindparam("token"),
     )
-    .values(completed_trials=t.LMRun.completed_trials + 1, heartbeat_at=bindparam("now"))
+    .values(_moved_on())
 )
 # Each run moved on only if it is still as its post's checks found it; the runs moved.
 _MOVE_ON_MANY = (
@@ -704,7 +723,7 @@ _MOVE_ON_MANY = (
             bindparam("moves", expanding=True)
         ),
     )
-    .values(completed_trials=t.LMRun.completed_trials + 1, heartbeat_at=bindparam("now"))
+    .values(_moved_on())
     .returning(t.LMRun.id)
 )
 _COMPLETE_TRIALS = (

@@ -98,11 +98,12 @@ def test_a_client_runs_a_whole_run(make_client: ClientFactory) -> None:
             assert isinstance(answer["completionDate"], int)
             posted[(b, t)] = answer
 
-    # The run is done: no current trial, and the next client gets another run.
+    # The run is done: no current trial, its lock released (the runner never unlocks), and
+    # the next client gets another run.
     done = client.get("/api/run/pointing/S0/current_trial")
     assert "run 'S0' of 'pointing' is completed" in error(done, 410, "RunCompleted")
     info = client.get("/api/run/pointing/S0").json()
-    assert (info["completed"], info["started"], info["locked"]) == (True, True, True)
+    assert (info["completed"], info["started"], info["locked"]) == (True, True, False)
     assert client.get("/api/experiment/pointing/available_run").json()["id"] == "S1"
 
     # Everything stored, cell by cell, as the API reads it back.

@@ -5,8 +5,10 @@ Time passes by the app's clock, which the tests move by hand.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -14,6 +16,7 @@ from starlette.testclient import TestClient
 
 from mastok.clock import ManualClock, iso
 from mastok.lightmill.locks import LockPolicy, LockState
+from mastok.lightmill.results import TrialResults
 from tests.fixtures.app import ClientFactory, basic_auth
 from tests.lightmill.helpers import (
     TEXT,
@@ -171,6 +174,70 @@ def test_started_runs_are_not_available(anonymous: TestClient) -> None:
     # Its own client can still come back to it by id.
     resumed = lock(anonymous, "S2")
     assert post_trial(anonymous, "S2", 0, 1, resumed).status_code == 200
+
+
+def lock_as_shown(client: TestClient, run: str) -> tuple[bool, str, str, list[str | None]]:
+    """A run's lock as LightMill's run API (`locked`) and the monitoring API (status, lock,
+    since when, last heartbeat, expiry) show it."""
+    locked: bool = client.get(f"/api/run/pointing/{run}").json()["locked"]
+    path = f"/api/monitoring/experiments/pointing/runs/{run}"
+    shown = client.get(path, headers=basic_auth()).json()["run"]
+    times = [shown[key] for key in ("locked_since", "last_heartbeat", "lock_expires_at")]
+    return locked, shown["status"], shown["lock"], times
+
+
+@pytest.mark.parametrize(
+    "last",
+    [{"trial": {"time": 2}}, {"trial": {"fresh": 2}}],
+    ids=["in a batch", "alone (a measure to register)"],
+)
+def test_the_last_trial_releases_the_lock(anonymous: TestClient, last: dict[str, Any]) -> None:
+    """lightmill-runner never unlocks a run it finished (run-experiment.js), nor did LightMill:
+    the run's last trial releases its lock at once (the clock stands still here)."""
+    token = lock(anonymous, "S2")
+    assert post_trial(anonymous, "S2", 0, 0, token, {"trial": {"time": 1}}).status_code == 200
+    assert lock_as_shown(anonymous, "S2")[:3] == (True, "started", "locked")
+
+    done = post_trial(anonymous, "S2", 0, 1, token, last)
+
+    assert done.status_code == 200, done.text
+    assert done.json()["completionDate"] is not None
+    assert lock_as_shown(anonymous, "S2") == (False, "completed", "unlocked", [None] * 3)
+    later = anonymous.get("/api/run/pointing/S2", params={"token": token})
+    assert error(later, 405, "RunNotLocked")
+    assert lock(anonymous, "S2") != token
+
+
+def test_runs_finishing_together_are_each_released(anonymous: TestClient) -> None:
+    """Posts arriving together are recorded in one batch: those ending their run release its
+    lock, the others keep theirs."""
+    tokens = {run: lock(anonymous, run) for run in ("S0", "S1", "S2")}
+    for run in ("S1", "S2"):
+        assert post_trial(anonymous, run, 0, 0, tokens[run]).status_code == 200
+    store, policy = lightmill(anonymous).store, lightmill(anonymous).policy
+
+    async def together() -> list[object]:
+        posts = [("S0", 0, 0), ("S1", 1, 0), ("S2", 0, 1)]  # S1's and S2's last trials
+        return await asyncio.gather(
+            *(
+                store.record_trial(
+                    "pointing",
+                    run,
+                    block,
+                    trial,
+                    TrialResults(tokens[run], {"time": "1"}, []),
+                    fixed_measures=False,
+                    policy=policy,
+                )
+                for run, block, trial in posts
+            )
+        )
+
+    in_app(anonymous, together)
+
+    assert lock_as_shown(anonymous, "S0")[:3] == (True, "started", "locked")
+    for run in ("S1", "S2"):
+        assert lock_as_shown(anonymous, run) == (False, "completed", "unlocked", [None] * 3)
 
 
 def test_unprotected_runs_can_be_taken_over_at_any_time(make_client: ClientFactory) -> None:
