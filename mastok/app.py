@@ -125,6 +125,8 @@ def create_app(
                     "LIGHTMILL RUNS ARE UNPROTECTED: any client can take over a locked run. "
                     "Never run a real study like this."
                 )
+            if settings.client_import:
+                log.info("LightMill: experiment clients may import new designs (client_import)")
             services = Services(settings, db, otree, campaigns, records, rooms, lightmill)
             app.state.services = services
             await rooms.start()

@@ -106,6 +106,7 @@ def main() -> None:
 )
 @setting_option("unprotected_runs")
 @setting_option("fixed_measures")
+@setting_option("client_import")
 @click.option("--volatile", is_flag=True, help="Keep everything in memory (in-memory SQLite).")
 @click.option("--force", is_flag=True, help="Do not ask for confirmations.")
 def serve(
@@ -115,6 +116,7 @@ def serve(
     experiment_design: Path | None,
     unprotected_runs: bool | None,
     fixed_measures: bool | None,
+    client_import: bool | None,
     volatile: bool,
     force: bool,
 ) -> None:
@@ -129,6 +131,7 @@ def serve(
         database_url=database,
         unprotected_runs=unprotected_runs,
         fixed_measures=fixed_measures,
+        client_import=client_import,
     )
     _check(settings)
     designs = [_read_design(experiment_design)] if experiment_design else []

@@ -129,6 +129,11 @@ class Settings(BaseModel):
     fixed_measures: Flag = setting(
         False, "LightMill: refuse results with measures the design lacks"
     )
+    client_import: Flag = setting(
+        False,
+        "LightMill: let experiment clients import new designs without credentials, as "
+        "LightMill did (never replacing one)",
+    )
 
     @property
     def share_url_base(self) -> str:

@@ -44,7 +44,14 @@ def test_help_everywhere() -> None:
 
 def test_flags_that_override_a_setting_say_so_with_its_help() -> None:
     serve = " ".join(run("serve", "--help").stdout.split())
-    for name in ("host", "port", "database_url", "unprotected_runs", "fixed_measures"):
+    for name in (
+        "host",
+        "port",
+        "database_url",
+        "unprotected_runs",
+        "fixed_measures",
+        "client_import",
+    ):
         row = BY_NAME[name]
         assert f"{sentence(row)} [{row.variable}; default: " in serve
 

@@ -44,6 +44,12 @@ class CannotImportExperiment(LightMillError):
     status = 400
 
 
+class ImportNotAllowed(LightMillError):
+    """mastok's own: an import without the admin's credentials while clients may not import."""
+
+    status = 401
+
+
 class RunAlreadyLocked(LightMillError):
     status = 405
 

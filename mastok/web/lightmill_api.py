@@ -1,12 +1,16 @@
 """LightMill's HTTP API at LightMill's paths (under `/api`) and in its JSON shapes.
 
 Its routes sit beside mastok's admin API rather than in its mount: they have their own
-documentation (docs/lightmill.md) and, but for `/import`, their own access rules.
+documentation (docs/lightmill.md) and their own access rules.
 
-Experiment clients (lightmill-runner) call every route but `/import` from other origins without
-credentials: those routes are public and CORS-open. `/import` changes what the server holds, so
-it is the admin's (HTTP Basic) and, like the admin API's writes, needs a Content-Type a page
-cannot send cross-site without a preflight (XML), which it never gets.
+Experiment clients (lightmill-runner) call every route from other origins without credentials:
+the routes are public (the auth middleware lets them through) and CORS-open. `/import` changes
+what the server holds, so it decides itself who may: the admin (HTTP Basic), and anyone when the
+settings let clients import new designs as LightMill did (`client_import`). Anyone else gets
+LightMill's error shape with the CORS headers, so a client can show why. Being CORS-open does
+not open the admin's import to other sites: its XML Content-Type takes a preflight, whose answer
+(any origin, no `Access-Control-Allow-Credentials`) forbids a page elsewhere to send the admin's
+cached credentials with it.
 
 The routes answer with what the service returns, as JSON; a `LightMillError` they raise is
 answered by `lightmill_error`, which the app registers as its exception handler (inside each
@@ -27,6 +31,7 @@ from starlette.routing import Route
 
 from mastok.lightmill.design import Factor, Measure
 from mastok.lightmill.errors import (
+    ImportNotAllowed,
     InvalidBody,
     LightMillError,
     UnknownElement,
@@ -36,7 +41,8 @@ from mastok.lightmill.export import epoch_ms
 from mastok.lightmill.results import parse_json, parse_results, read_token
 from mastok.lightmill.service import LightMill
 from mastok.lightmill.store import BlockInfo, ExperimentInfo, Lock, PlanBlock, RunInfo, TrialInfo
-from mastok.services import services
+from mastok.services import services, settings
+from mastok.web.auth import credentials_match
 from mastok.web.errors import media_type
 
 MIB = 1 << 20
@@ -78,6 +84,7 @@ async def list_experiments(request: Request) -> Any:
 
 
 async def import_experiment(request: Request) -> Any:
+    _check_may_import(request)
     if media_type(request) not in XML_TYPES:
         raise UnsupportedMediaType(
             "send the TouchStone design as the body with Content-Type: application/xml"
@@ -141,6 +148,21 @@ async def post_trial(request: Request) -> Any:
     xp, run = _run_path(request)
     block, trial = path_number(request, "block"), path_number(request, "trial")
     return trial_json(await _lightmill(request).record_trial(xp, run, block, trial, results))
+
+
+def _check_may_import(request: Request) -> None:
+    """The admin may import; clients too when the settings say so. Raises ImportNotAllowed
+    (without a Basic challenge: a participant's browser is to show its message, not a login
+    prompt)."""
+    config = settings(request)
+    given = request.headers.get("authorization")
+    if config.client_import or credentials_match(given, config.login, config.password):
+        return
+    raise ImportNotAllowed(
+        "importing a design needs mastok's admin credentials: the experimenter imports it "
+        "beforehand (mastok serve --experiment-design, or the /experiments page), or lets "
+        "clients import new designs (MASTOK_CLIENT_IMPORT)"
+    )
 
 
 def _run_path(request: Request) -> tuple[str, str]:
@@ -282,8 +304,10 @@ def _client_route(path: str, handler: Callable[[Request], Awaitable[Any]], metho
     return Route(path, _answering_json(handler), methods=[method, "OPTIONS"], middleware=CORS)
 
 
-# Paths anyone may call (public_prefixes in mastok/app.py lists their prefixes).
+# Paths anyone may call (public_prefixes in mastok/app.py lists their prefixes); `/api/import`
+# checks who calls it itself.
 CLIENT_PREFIXES = (
+    "/api/import",
     "/api/experiments",
     "/api/experiment/",
     "/api/run/",
@@ -308,5 +332,5 @@ routes = [
     _client_route("/api/block/{xp}/{run}/{block}", get_block, "GET"),
     _client_route(TRIAL, get_trial, "GET"),
     _client_route(TRIAL, post_trial, "POST"),
-    Route("/api/import", _answering_json(import_experiment), methods=["POST"]),
+    _client_route("/api/import", import_experiment, "POST"),
 ]

@@ -21,6 +21,9 @@ DESIGNS = Path(__file__).parent / "designs"
 XML = {"Content-Type": "application/xml"}
 TEXT = {"Content-Type": "text/plain;charset=UTF-8"}
 ORIGIN = {"Origin": "https://experiment.example.org"}
+# What lightmill-connection sends with a design it imports (server-interface.js,
+# postExperimentDesign), from the experiment's page.
+CLIENT_XML = {**ORIGIN, "Content-Type": "text/xml", "Accept": "application/json"}
 LM_TABLES = (
     tables.LMExperiment,
     tables.LMFactor,

@@ -20,10 +20,16 @@ from mastok.lightmill.design import parse_design
 from mastok.lightmill.locks import LockPolicy
 from mastok.lightmill.store import LightMillStore
 from mastok.otree.local import free_port
-from tests.lightmill.helpers import DESIGNS
+from tests.lightmill.helpers import CLIENT_XML, DESIGNS, ORIGIN, design
 
 MASTOK = [sys.executable, "-m", "mastok"]
 POINTING = DESIGNS / "pointing.xml"
+# The browser's preflight before lightmill-connection posts a design (text/xml).
+IMPORT_PREFLIGHT = {
+    **ORIGIN,
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "content-type",
+}
 
 
 def environment() -> dict[str, str]:
@@ -70,16 +76,29 @@ def test_volatile_server_imports_the_design_and_honours_the_flags() -> None:
         "--unprotected-runs",
         "--force",
         "--fixed-measures",
+        "--client-import",
     ) as (client, log):
         assert client.get("/api/experiments").json() == {"pointing": "Pointing"}
         first = client.get("/api/run/pointing/S0/lock").json()["token"]
         second = client.get("/api/run/pointing/S0/lock").json()["token"]  # unprotected
         body = {"token": second, "measures": {"trial": {"unknown": 1}}}
         refused = client.post("/api/trial/pointing/S0/0/0", content=json.dumps(body))
+        preflight = client.options("/api/import", headers=IMPORT_PREFLIGHT)
+        other = design().replace(b'<experiment id="pointing"', b'<experiment id="other"')
+        by_client = client.post("/api/import", content=other, headers=CLIENT_XML)
+        again = client.post("/api/import", content=design(), headers=CLIENT_XML)
+        listed = client.get("/api/experiments").json()
     assert first != second
     assert refused.status_code == 400
     assert refused.json()["type"] == "WrongMeasureKey"  # fixed measures
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert by_client.status_code == 200, by_client.text  # client import
+    assert by_client.headers["access-control-allow-origin"] == "*"
+    assert (again.status_code, again.json()["type"]) == (400, "CannotImportExperiment")
+    assert listed == {"pointing": "Pointing", "other": "Pointing"}
     assert any("LIGHTMILL RUNS ARE UNPROTECTED" in line for line in log)
+    assert any("experiment clients may import new designs" in line for line in log)
     assert any("imported experiment 'pointing' (3 runs)" in line for line in log)
 
 
@@ -102,6 +121,13 @@ def test_an_experiment_already_there_is_skipped(tmp_path: Path) -> None:
     with serving("--database", url, "--experiment-design", str(POINTING)) as (client, log):
         assert client.get("/api/experiments").json() == {"pointing": "Pointing"}
         assert client.get("/api/run/pointing/S0").json()["locked"] is True  # not re-imported
+        preflight = client.options("/api/import", headers=IMPORT_PREFLIGHT)
+        by_client = client.post("/api/import", content=design(), headers=CLIENT_XML)
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert by_client.status_code == 401  # clients may not import by default
+    assert by_client.json()["type"] == "ImportNotAllowed"
+    assert by_client.headers["access-control-allow-origin"] == "*"
     assert any(
         "experiment 'pointing' already imported: its design file is not read again" in line
         for line in log

@@ -12,8 +12,10 @@ from starlette.testclient import TestClient
 from mastok.clock import ManualClock
 from mastok.lightmill.results import TrialResults
 from mastok.lightmill.store import TrialInfo
+from mastok.web.lightmill_api import MAX_DESIGN_BYTES
 from tests.fixtures.app import ClientFactory, basic_auth
 from tests.lightmill.helpers import (
+    CLIENT_XML,
     ORIGIN,
     TEXT,
     XML,
@@ -97,11 +99,64 @@ def test_an_existing_experiment_is_not_imported_again(anonymous: TestClient) -> 
     assert row_counts(anonymous) == before
 
 
-def test_import_needs_the_admin(anonymous: TestClient) -> None:
-    response = anonymous.post("/api/import", content=design(), headers=XML)
+def test_a_client_import_is_refused_with_a_message_it_can_show(anonymous: TestClient) -> None:
+    """Unless the settings let clients import, only the admin may: a client gets LightMill's
+    error shape with the CORS headers (lightmill-connection shows its message), and no login
+    prompt."""
+    for headers in (CLIENT_XML, {**CLIENT_XML, **basic_auth(password="wrong")}):
+        response = anonymous.post("/api/import", content=design(), headers=headers)
 
-    assert response.status_code == 401
+        message = error(response, 401, "ImportNotAllowed")
+        assert message.startswith("importing a design needs mastok's admin credentials")
+        assert "MASTOK_CLIENT_IMPORT" in message
+        assert response.headers["access-control-allow-origin"] == "*"
+        assert "www-authenticate" not in response.headers
     assert nothing_stored(anonymous)
+
+
+@pytest.fixture
+def open_import(make_client: ClientFactory, clock: ManualClock) -> TestClient:
+    """A client of an app that lets clients import designs (`client_import`)."""
+    return make_client(authenticated=False, clock=clock, client_import=True)
+
+
+def test_clients_may_import_a_new_design_when_the_settings_say_so(open_import: TestClient) -> None:
+    response = open_import.post("/api/import", content=design(), headers=CLIENT_XML)
+
+    assert response.status_code == 200, response.text
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert response.json() == open_import.get("/api/experiment/pointing").json()
+    assert row_counts(open_import)["lm_trials"] == 10
+
+
+def test_a_client_import_never_replaces_an_experiment(open_import: TestClient) -> None:
+    imported(open_import)
+    token = lock(open_import, "S2")
+    assert post_trial(open_import, "S2", 0, 0, token, {"trial": {"time": 1}}).status_code == 200
+    before = row_counts(open_import)
+    described = open_import.get("/api/experiment/pointing").json()
+    other = design().replace(b'name="Pointing"', b'name="Other"')  # another design, same id
+
+    again = open_import.post("/api/import", content=other, headers=CLIENT_XML)
+
+    assert error(again, 400, "CannotImportExperiment") == "experiment 'pointing' already exists"
+    assert again.headers["access-control-allow-origin"] == "*"
+    assert row_counts(open_import) == before
+    assert open_import.get("/api/experiment/pointing").json() == described
+    assert open_import.get("/api/trial/pointing/S2/0/0").json()["measures"] == {"time": "1"}
+
+
+def test_a_client_import_is_size_limited(open_import: TestClient) -> None:
+    def padded(size: int) -> bytes:
+        return design() + b" " * (size - len(design()))  # still the same, well-formed design
+
+    oversized = open_import.post(
+        "/api/import", content=padded(MAX_DESIGN_BYTES + 1), headers=CLIENT_XML
+    )
+    assert error(oversized, 400, "InvalidBody") == "the body is larger than 32 MiB"
+    assert nothing_stored(open_import)
+    largest = open_import.post("/api/import", content=padded(MAX_DESIGN_BYTES), headers=CLIENT_XML)
+    assert largest.status_code == 200, largest.text
 
 
 def test_import_needs_an_xml_content_type(anonymous: TestClient) -> None:
@@ -290,6 +345,7 @@ PREFLIGHT = {
 @pytest.mark.parametrize(
     "path",
     [
+        "/api/import",
         "/api/experiments",
         "/api/experiment/pointing",
         "/api/experiment/pointing/available_run",
@@ -310,6 +366,8 @@ def test_client_routes_answer_preflights_from_any_origin(anonymous: TestClient, 
     assert response.headers["access-control-allow-origin"] == "*"
     assert "POST" in response.headers["access-control-allow-methods"]
     assert "content-type" in response.headers["access-control-allow-headers"].lower()
+    # Any origin, but never with credentials: no page elsewhere sends the admin's along.
+    assert "access-control-allow-credentials" not in response.headers
 
 
 def test_client_answers_and_errors_carry_cors_headers(anonymous: TestClient) -> None:
@@ -324,18 +382,12 @@ def test_client_answers_and_errors_carry_cors_headers(anonymous: TestClient) -> 
 
 
 def test_admin_routes_are_not_cors_open(anonymous: TestClient) -> None:
-    admin = {**ORIGIN, **basic_auth()}
-
-    for path in ("/api/import", "/api/campaigns"):
-        preflight = anonymous.options(path, headers=PREFLIGHT)
-        assert preflight.status_code == 401
-        assert "access-control-allow-origin" not in preflight.headers
-    listed = anonymous.get("/api/campaigns", headers=admin)
+    preflight = anonymous.options("/api/campaigns", headers=PREFLIGHT)
+    assert preflight.status_code == 401
+    assert "access-control-allow-origin" not in preflight.headers
+    listed = anonymous.get("/api/campaigns", headers={**ORIGIN, **basic_auth()})
     assert listed.status_code == 200
     assert "access-control-allow-origin" not in listed.headers
-    imported_ = anonymous.post("/api/import", content=design(), headers={**admin, **XML})
-    assert imported_.status_code == 200
-    assert "access-control-allow-origin" not in imported_.headers
 
 
 def test_client_routes_are_public_but_the_rest_of_the_api_is_not(anonymous: TestClient) -> None:
