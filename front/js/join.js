@@ -220,13 +220,31 @@ $("consent-content").addEventListener("click", (event) => {
 
 let connected = false;
 
+/**
+ * The grouping as Go Mastok sends it: the question line, one `Label:size` line per group, the
+ * action line. A label may hold colons: the size follows the last one.
+ */
+function parseGrouping(text) {
+  const lines = String(text ?? "")
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line);
+  const question = lines.shift() ?? "";
+  const action = lines.length > 0 ? lines.pop() : "";
+  const groups = lines.map((line) => {
+    const colon = line.lastIndexOf(":");
+    return (colon > 0 ? line.slice(0, colon) : line).trim();
+  });
+  return { question, action, groups: groups.filter((group) => group) };
+}
+
 function renderGrouping(payload) {
-  const data = payload && typeof payload === "object" ? payload : {};
-  const groups = Array.isArray(data.groups) ? data.groups.filter((g) => typeof g === "string") : [];
+  const data = parseGrouping(payload);
+  const groups = data.groups;
   connected = false;
-  $("grouping-question").textContent = typeof data.question === "string" ? data.question : "";
+  $("grouping-question").textContent = data.question;
   const action = $("grouping-action");
-  action.textContent = typeof data.action === "string" && data.action ? data.action : "Continue";
+  action.textContent = data.action || "Continue";
   const choices = $("grouping-groups");
   choices.replaceChildren(
     ...groups.map((group, index) => {
@@ -275,10 +293,14 @@ function renderInstructions(html) {
   showStep("waiting");
 }
 
+// The campaign's `show_nb_participants`: JoiningSize always comes (as in Go Mastok); whether
+// the number shows is the campaign's choice.
+const showCount = $("join").dataset.showCount === "true";
+
 function renderJoiningSize(payload) {
   const match = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(String(payload));
   const line = $("joining-size");
-  if (!match) return;
+  if (!match || !showCount) return;
   const [, present, size] = match;
   line.textContent = `${present} of ${size} people are here`;
   line.dataset.present = present;
@@ -525,6 +547,9 @@ function disconnected(reason) {
 
 window.addEventListener("pagehide", () => {
   leaving = true;
+  // A clean close (1000) tells mastok the person left the page (a reload, mostly): it keeps
+  // the place only a few seconds, where a dropped connection keeps it for the grace period.
+  if (socket && socket.readyState === WebSocket.OPEN) socket.close(1000, "left the page");
 });
 window.addEventListener("pageshow", (event) => {
   // Back from the study through the browser's page cache: this page's socket is gone.

@@ -40,8 +40,11 @@ class Grouping:
     def size_of(self, label: str) -> int | None:
         return next((g.size for g in self.groups if g.label == label), None)
 
-    def as_payload(self) -> dict[str, object]:
-        return {"question": self.question, "groups": self.labels, "action": self.action}
+    def as_text(self) -> str:
+        """The grouping as Go Mastok sends it in `Grouping` frames (and its page reads it):
+        the question line, `Label:size` lines, the action line."""
+        lines = [self.question, *(f"{g.label}:{g.size}" for g in self.groups), self.action]
+        return "\n".join(lines)
 
 
 def parse_grouping(text: str) -> Grouping | None:

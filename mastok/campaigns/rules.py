@@ -48,7 +48,9 @@ class CampaignSettings(BaseModel):
     slug: str = Field(description="Public name in the share URL: letters, digits, _ (2 to 128)")
     per_session: _ranged("per_session", "Participants per oTree session")  # type: ignore[valid-type]
     join_once: bool = Field(False, description="A fingerprint may join only one session")
-    show_nb_participants: bool = Field(False, description="Show the waiting count to people")
+    show_nb_participants: bool = Field(
+        True, description="Show people how many are in their pool (as Go Mastok, on by default)"
+    )
     max_sessions: _ranged("max_sessions", "Sessions before the campaign is Completed")  # type: ignore[valid-type]
     concurrent_sessions: _ranged("concurrent_sessions", "Sessions live at once")  # type: ignore[valid-type]
     session_duration: _ranged("session_duration", "Minutes a session stays live")  # type: ignore[valid-type]

@@ -47,7 +47,7 @@ class Campaign(Base):
     otree_config_name: Mapped[str] = mapped_column(String(255))
     per_session: Mapped[int] = mapped_column(Integer)
     join_once: Mapped[bool] = mapped_column(Boolean, default=False)
-    show_nb_participants: Mapped[bool] = mapped_column(Boolean, default=False)
+    show_nb_participants: Mapped[bool] = mapped_column(Boolean, default=True)
     max_sessions: Mapped[int] = mapped_column(Integer)
     concurrent_sessions: Mapped[int] = mapped_column(Integer)
     session_duration: Mapped[int] = mapped_column(Integer)

@@ -45,10 +45,9 @@ class RoomCampaign:
     session_duration: timedelta
     waiting_limit: timedelta
     join_once: bool
-    show_nb_participants: bool
     started_sessions: int
     groups: tuple[tuple[str, int], ...]  # (label, size): the default group without a grouping
-    grouping: dict[str, Any] | None  # the Grouping frame's payload
+    grouping: str | None  # the Grouping frame's payload: the grouping's text, as in Go Mastok
     texts: Texts
 
     @classmethod
@@ -68,10 +67,9 @@ class RoomCampaign:
             session_duration=timedelta(minutes=campaign.session_duration),
             waiting_limit=timedelta(minutes=campaign.waiting_limit),
             join_once=bool(campaign.join_once),
-            show_nb_participants=bool(campaign.show_nb_participants),
             started_sessions=campaign.started_sessions,
             groups=groups,
-            grouping=grouping.as_payload() if grouping else None,
+            grouping=grouping.as_text() if grouping else None,
             texts=Texts(
                 consent=render_consent(campaign.consent),
                 instructions=render(campaign.instructions),
@@ -96,6 +94,7 @@ class Rules:
 
     grace: timedelta  # how long a participant whose socket dropped keeps its place
     live_redirect: bool  # send people back to their live oTree session
+    left_grace: timedelta = timedelta(seconds=3)  # the same after its page closed on leaving
 
 
 # -- events ----------------------------------------------------------------------------------
@@ -117,11 +116,15 @@ class Received:
     payload: Any = None
 
 
+CLOSED_ON_LEAVING = 1000  # the close code mastok's join page sends when the person leaves it
+
+
 @dataclass(frozen=True, slots=True)
 class Closed:
-    """A participant socket closed (or was closed)."""
+    """A participant socket closed (or was closed), with the close code it got if any."""
 
     conn: Conn
+    code: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,14 +111,19 @@ class Records:
         async with self._reads, self.db.session() as session:
             yield session
 
-    async def persist(self, campaign_id: int, writes: Sequence[Persist], now: datetime) -> None:
-        """Write one event's changes in one transaction; return once they are committed."""
+    async def persist(
+        self, campaign_id: int, writes: Sequence[Persist], now: datetime
+    ) -> int | None:
+        """Write one event's changes in one transaction; return once they are committed, with
+        the database id of the session it recorded, if it recorded one."""
 
-        async def write(connection: AsyncConnection) -> None:
+        async def write(connection: AsyncConnection) -> int | None:
+            recorded = None
             for change in writes:
-                await _write_change(connection, campaign_id, change, now)
+                recorded = await _write_change(connection, campaign_id, change, now) or recorded
+            return recorded
 
-        await self._writes.commit(write)
+        return await self._writes.commit(write)
 
     async def waiting(self, campaign_id: int) -> list[Waiting]:
         """Everyone in the room, in pool order."""
@@ -175,7 +180,8 @@ class Records:
 
 async def _write_change(
     connection: AsyncConnection, campaign_id: int, change: Persist, now: datetime
-) -> None:
+) -> int | None:
+    """Write one change; the id of the session if it records one."""
     match change:
         case Ask(number):
             statement = update(Campaign).where(Campaign.id == campaign_id)
@@ -198,7 +204,8 @@ async def _write_change(
         case Leave(tokens, reason):
             await _move(connection, tokens, {"step": Step.LEFT, "left_reason": reason}, now)
         case RecordSession():
-            await _record_session(connection, campaign_id, change, now)
+            return await _record_session(connection, campaign_id, change, now)
+    return None
 
 
 async def _move(
@@ -212,7 +219,7 @@ async def _move(
 
 async def _record_session(
     connection: AsyncConnection, campaign_id: int, change: RecordSession, now: datetime
-) -> None:
+) -> int:
     """The session, each participant's code and URL, and the campaign's count (and state)."""
     session = change.session
     row = {
@@ -244,6 +251,7 @@ async def _record_session(
     if change.complete:
         values["state"] = CampaignState.COMPLETED
     await connection.execute(update(Campaign).where(Campaign.id == campaign_id).values(values))
+    return session_id
 
 
 def live_since(now: datetime, duration_minutes: int) -> datetime:

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from mastok.live.events import (
+    CLOSED_ON_LEAVING,
     DEFAULT_GROUP,
     AddParticipant,
     Ask,
@@ -68,7 +69,7 @@ class Member:
     order: int = 0  # arrival order in the pools
     group: str | None = None
     conn: Conn | None = None
-    away_since: datetime | None = None
+    away_until: datetime | None = None  # away (its socket closed): its place is kept until then
     waiting_since: datetime | None = None
     # In a pool whose session is being created: out of the joining pool, kept whatever happens
     # to its socket until the session is recorded (or fails, and it goes back).
@@ -122,6 +123,7 @@ class Room:
     rules: Rules
     new_token: Callable[[], str]
     members: dict[str, Member] = field(default_factory=dict)  # by token
+    ids: dict[str, tuple[str, ...]] = field(default_factory=dict)  # fingerprint -> tokens
     sockets: dict[Conn, str | None] = field(default_factory=dict)  # -> token (None: not landed)
     joining: dict[str, list[Member]] = field(default_factory=dict)  # by group, arrival order
     pending: dict[str, list[Member]] = field(default_factory=dict)
@@ -156,8 +158,9 @@ class Room:
             member = Member(
                 row.token, row.fingerprint, row.step, room.next_order, room.next_order, row.group
             )
-            member.away_since, member.waiting_since = now, row.queued_at
+            member.away_until, member.waiting_since = now + rules.grace, row.queued_at
             room.members[member.token] = member
+            room.ids[member.fingerprint] = (*room.ids.get(member.fingerprint, ()), member.token)
             if row.step in (Step.JOINING, Step.PENDING) and row.group is not None:
                 pools = room.joining if row.step == Step.JOINING else room.pending
                 pools.setdefault(row.group, []).append(member)
@@ -231,6 +234,7 @@ class Room:
         return {
             "campaign": self.campaign,
             "members": {token: _member_state(m) for token, m in self.members.items()},
+            "ids": dict(self.ids),
             "sockets": dict(self.sockets),
             "joining": {g: [m.token for m in pool] for g, pool in self.joining.items() if pool},
             "pending": {g: [m.token for m in pool] for g, pool in self.pending.items() if pool},
@@ -256,7 +260,7 @@ def _member_state(member: Member) -> tuple[Any, ...]:
         member.order,
         member.group,
         member.conn,
-        member.away_since,
+        member.away_until,
         member.waiting_since,
         member.reserved,
     )
@@ -281,8 +285,8 @@ class _Turn:
                 self.opened(conn)
             case Received(conn, kind, payload):
                 self.received(conn, kind, payload)
-            case Closed(conn):
-                self.closed(conn)
+            case Closed(conn, code):
+                self.closed(conn, code)
             case Tick():
                 self.tick()
             case Edited(campaign):
@@ -326,16 +330,14 @@ class _Turn:
             self.send(conn, Kind.GROUPING, campaign.grouping)
         elif member.step == Step.JOINING:
             self.send(conn, Kind.INSTRUCTIONS, campaign.texts.instructions)
-            if campaign.show_nb_participants:
-                size = self.room.full_size() if member.reserved else self.room.joining_size()
-                self.send(conn, Kind.JOINING_SIZE, size)
+            size = self.room.full_size() if member.reserved else self.room.joining_size()
+            self.send(conn, Kind.JOINING_SIZE, size)
         elif member.step == Step.PENDING:
             self.send(conn, Kind.PENDING, campaign.texts.pending)
 
     def tell_joining_sizes(self, told: Sequence[Member] = ()) -> None:
-        """JoiningSize to everyone present in the joining pools, but those just `told`."""
-        if not self.campaign.show_nb_participants:
-            return
+        """JoiningSize to everyone present in the joining pools, but those just `told` (as
+        in Go Mastok, whatever `show_nb_participants`: the page decides what to show)."""
         conns = tuple(
             member.conn
             for pool in self.room.joining.values()
@@ -347,8 +349,6 @@ class _Turn:
 
     def tell_pool_full(self, pool: Sequence[Member], told: Sequence[Member] = ()) -> None:
         """A reserved pool's members see it full (they are out of the joining pool now)."""
-        if not self.campaign.show_nb_participants:
-            return
         conns = tuple(m.conn for m in pool if m.conn is not None and m not in told)
         if conns:
             self.effects.append(SendAll(conns, Kind.JOINING_SIZE, self.room.full_size()))
@@ -397,20 +397,35 @@ class _Turn:
         ):
             self.drop(conn, redirect(past.start_url))
             return
-        if self.campaign.join_once and (
-            past is not None
-            or any(m.fingerprint == fingerprint for m in self.room.members.values())
-        ):
+        same = [self.room.members[token] for token in self.room.ids.get(fingerprint, ())]
+        if self.campaign.join_once and (past is not None or any(m.conn is not None for m in same)):
             self.drop(conn, Reason.LANDING_FAILED)
+            return
+        away = [m for m in same if m.conn is None and not m.reserved]
+        if away:  # a page that lost its token (Go Mastok's never keeps one): its place back
+            self.come_back(conn, away[-1])
             return
         token = self.room.new_token()
         self.journal.set(self.room, "next_order", self.room.next_order + 1)
         member = Member(token, fingerprint, Step.LANDED, seq=self.room.next_order, conn=conn)
-        self.journal.put(self.room.members, token, member)
+        self.add_member(member)
         self.journal.put(self.room.sockets, conn, token)
         self.effects.append(AddParticipant(token, fingerprint))
         self.send(conn, Kind.RESUME, token)
         self.send(conn, Kind.CONSENT, self.campaign.texts.consent)
+
+    def add_member(self, member: Member) -> None:
+        self.journal.put(self.room.members, member.token, member)
+        tokens = self.room.ids.get(member.fingerprint, ())
+        self.journal.put(self.room.ids, member.fingerprint, (*tokens, member.token))
+
+    def forget_member(self, member: Member) -> None:
+        self.journal.pop(self.room.members, member.token)
+        tokens = tuple(t for t in self.room.ids.get(member.fingerprint, ()) if t != member.token)
+        if tokens:
+            self.journal.put(self.room.ids, member.fingerprint, tokens)
+        else:
+            self.journal.pop(self.room.ids, member.fingerprint)
 
     def resume(self, conn: Conn, token: Any) -> None:
         if self.room.sockets[conn] is not None:
@@ -427,8 +442,12 @@ class _Turn:
             return
         if member.conn is not None and member.conn != conn:
             self.drop(member.conn, Reason.REPLACED)
+        self.come_back(conn, member)
+
+    def come_back(self, conn: Conn, member: Member) -> None:
+        """The member's place, back on this socket: where it was, and a pool may be ready."""
         self.journal.set(member, "conn", conn)
-        self.journal.set(member, "away_since", None)
+        self.journal.set(member, "away_until", None)
         self.journal.put(self.room.sockets, conn, member.token)
         self.send(conn, Kind.RESUME, member.token)
         self.send_step(member)
@@ -483,14 +502,18 @@ class _Turn:
             self.tell_pool_full(reserved, told=[member])
             self.promote()
 
-    def closed(self, conn: Conn) -> None:
+    def closed(self, conn: Conn, code: int | None) -> None:
         if conn not in self.room.sockets:
             return
         token = self.journal.pop(self.room.sockets, conn)
         member = None if token is None else self.room.members.get(token)
         if member is not None and member.conn == conn:
+            rules = self.room.rules
+            # Closed by the page on leaving (a reload, mostly): a short grace. Anything else
+            # (a drop, a tab sent to the background on a phone) may come back later.
+            grace = rules.left_grace if code == CLOSED_ON_LEAVING else rules.grace
             self.journal.set(member, "conn", None)
-            self.journal.set(member, "away_since", self.now)
+            self.journal.set(member, "away_until", self.now + grace)
 
     def leave(self, leaving: Sequence[Member], reason: Reason) -> None:
         """Out of the room for good: recorded, and told if present. The pools do not move up
@@ -499,7 +522,7 @@ class _Turn:
             return
         gone = {id(member) for member in leaving}
         for member in leaving:
-            self.journal.pop(self.room.members, member.token)
+            self.forget_member(member)
             if member.conn is not None:
                 self.drop(member.conn, reason)
         for pools in (self.room.joining, self.room.pending):
@@ -604,21 +627,14 @@ class _Turn:
         for member, (_, _, url) in zip(pool, assignments, strict=False):
             self.journal.set(member, "reserved", False)
             self.room._remember(member.token, member.fingerprint, url, self.now)
-            self.journal.pop(self.room.members, member.token)
+            self.forget_member(member)
             if member.conn is not None:
                 self.send(member.conn, Kind.STARTING, url)
                 self.drop(member.conn, Reason.START)
         self.effects.append(
             Notify(
                 Kind.SESSION_START,
-                {
-                    "code": session.code,
-                    "mastok_id": session.mastok_id,
-                    "size": len(pool),
-                    "admin_url": session.admin_url,
-                    "participant_codes": [code for _, code, _ in assignments],
-                    "created_at": self.now.isoformat(),
-                },
+                self.session_start(session, assignments),
             )
         )
         if complete:
@@ -628,6 +644,29 @@ class _Turn:
             self.end_everyone(CampaignState.COMPLETED)
         self.tell_joining_sizes()
         self.after_start()
+
+    def session_start(
+        self, session: CreatedSession, assignments: Sequence[tuple[str, str, str]]
+    ) -> dict[str, Any]:
+        """SessionStart's payload: mastok's keys, then Go Mastok's session record (its `ID`
+        and `CampaignID`, the database's, are added once the session is written)."""
+        created_at = self.now.isoformat()
+        return {
+            "code": session.code,
+            "mastok_id": session.mastok_id,
+            "size": len(assignments),
+            "admin_url": session.admin_url,
+            "participant_codes": [code for _, code, _ in assignments],
+            "created_at": created_at,
+            "CreatedAt": created_at,
+            "UpdatedAt": created_at,
+            "LaunchedAt": created_at,
+            "Duration": int(self.campaign.session_duration.total_seconds() // 60),
+            "Code": session.code,
+            "OtreeId": session.mastok_id,
+            "Size": len(assignments),
+            "AdminUrl": session.admin_url,
+        }
 
     def session_failed(self, number: int, message: str, source: str) -> None:
         starting = self.room.starting
@@ -712,6 +751,7 @@ class _Turn:
         self.journal.set(self.room, "sockets", {})
         leaving = tuple(m.token for m in sorted(self.room.members.values(), key=_seq))
         self.journal.set(self.room, "members", {})
+        self.journal.set(self.room, "ids", {})
         self.journal.set(self.room, "joining", {})
         self.journal.set(self.room, "pending", {})
         if leaving:
@@ -721,13 +761,12 @@ class _Turn:
         """Places held too long by people away, and people who waited too long, expire; ended
         sessions are forgotten; a retry whose pool has changed is dropped."""
         room = self.room
-        grace_since = self.now - room.rules.grace
         limit_since = self.now - self.campaign.waiting_limit
         away = sorted(
             (
                 m
                 for m in room.members.values()
-                if not m.reserved and m.away_since is not None and m.away_since <= grace_since
+                if not m.reserved and m.away_until is not None and m.away_until <= self.now
             ),
             key=_seq,
         )

@@ -120,8 +120,9 @@ class Runner:
     async def participant_frame(self, conn: ev.Conn, frame: Frame) -> None:
         await self.ask(ev.Received(conn, frame.kind, frame.payload))
 
-    def participant_leaves(self, conn: ev.Conn) -> None:
-        self.post(ev.Closed(conn))
+    def participant_leaves(self, conn: ev.Conn, code: int | None = None) -> None:
+        """The socket closed, with the close code its peer sent (None: mastok closed it)."""
+        self.post(ev.Closed(conn, code))
 
     async def supervisor_arrives(self, connection: Connection) -> None:
         async def arrive() -> None:
@@ -194,15 +195,16 @@ class Runner:
             self.room.rollback()
             raise
         writes: list[ev.Persist] = [e for e in effects if isinstance(e, ev.PERSIST)]
+        recorded = None
         if writes:
             try:
-                await self.records.persist(self.campaign_id, writes, now)
+                recorded = await self.records.persist(self.campaign_id, writes, now)
             except Exception as error:
                 self.room.rollback()
                 await self._writes_failed(event, error)
                 return
         self.room.commit()
-        notes = [e for e in effects if isinstance(e, ev.Notify)]
+        notes = [self._with_ids(e, recorded) for e in effects if isinstance(e, ev.Notify)]
         for effect in effects:
             self._carry_out(effect)
         if isinstance(event, ev.Closed):
@@ -241,6 +243,15 @@ class Runner:
                 self._log_note(kind, payload)
             case ev.CreateSession(number, look_up):
                 self._create(number, look_up)
+
+    def _with_ids(self, note: ev.Notify, session_id: int | None) -> ev.Notify:
+        """SessionStart with the database's ids of its session and campaign (Go Mastok's `ID`
+        and `CampaignID`), which the room cannot know."""
+        if note.kind != Kind.SESSION_START:
+            return note
+        return ev.Notify(
+            note.kind, {**note.payload, "ID": session_id, "CampaignID": self.campaign_id}
+        )
 
     def _log_note(self, kind: Kind, payload: Any) -> None:
         namespace = self.campaign.namespace

@@ -89,7 +89,9 @@ class _CampaignFields(CSRFForm):
     session_duration = _number("Session duration (minutes)", "session_duration", 30)
     waiting_limit = _number("Waiting limit (minutes)", "waiting_limit", 5)
     join_once = BooleanField("Join once: a person may take part in only one session")
-    show_nb_participants = BooleanField("Show participants how many people are waiting")
+    show_nb_participants = BooleanField(
+        "Show participants how many people are waiting", default=True
+    )
     consent = TextAreaField(
         "Consent (markdown)",
         default="# Consent\n\n- [ ] I am over 18\n\n[accept]I agree[/accept]",

@@ -15,7 +15,8 @@ async def join_page(request: Request) -> Response:
     campaign = await services(request).campaigns.get_by_slug(slug)
     if campaign is None:
         return render(request, "join_not_found.html", {"slug": slug}, 404)
-    return render(request, "join.html", {"slug": slug})
+    context = {"slug": slug, "show_count": campaign.show_nb_participants}
+    return render(request, "join.html", context)
 
 
 routes = [Route("/join/{slug}", join_page)]

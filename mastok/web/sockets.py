@@ -42,10 +42,13 @@ async def join_socket(websocket: WebSocket) -> None:
         await connection.wait_closed()
         return
     conn = await runner.participant_arrives(connection)
+    code = None
     try:
-        await _read_frames(websocket, connection, lambda f: runner.participant_frame(conn, f))
+        code = await _read_frames(
+            websocket, connection, lambda f: runner.participant_frame(conn, f)
+        )
     finally:
-        runner.participant_leaves(conn)
+        runner.participant_leaves(conn, code)
         await connection.stop()
 
 
@@ -87,32 +90,36 @@ async def _read_frames(
     websocket: WebSocket,
     connection: Connection,
     handle: Callable[[Frame], Awaitable[None]],
-) -> None:
-    """Hand each well-formed frame to `handle`; answer bad ones; close abusive sockets."""
+) -> int | None:
+    """Hand each well-formed frame to `handle`; answer bad ones; close abusive sockets. The
+    close code the peer sent when it closed the socket (None when mastok closed it)."""
     limit = RateLimit()
     while not connection.closing:
         try:
             message = await websocket.receive()
-        except (WebSocketDisconnect, RuntimeError):
-            return
+        except WebSocketDisconnect as disconnect:
+            return disconnect.code
+        except RuntimeError:
+            return None
         if message["type"] == "websocket.disconnect":
-            return
+            return int(message.get("code", 1005))
         text = message.get("text")
         if text is None:
             connection.close(POLICY, "frames must be JSON text")
-            return
+            return None
         if len(text) > MAX_FRAME_BYTES // 4 and len(text.encode()) > MAX_FRAME_BYTES:
             connection.close(TOO_BIG, "frame too big")
-            return
+            return None
         if not limit.allow():
             connection.close(POLICY, "too many frames")
-            return
+            return None
         try:
             frame = decode(text)
         except FrameError as error:
             connection.send("Error", str(error))
             continue
         await handle(frame)
+    return None
 
 
 routes = [

@@ -17,11 +17,8 @@ def test_question_groups_and_action_are_read() -> None:
     assert grouping.total == 3
     assert grouping.size_of("Male") == 1
     assert grouping.size_of("Other") is None
-    assert grouping.as_payload() == {
-        "question": "What is your gender?",
-        "groups": ["Female", "Male"],
-        "action": "Next",
-    }
+    # As Go Mastok sends it, whatever blank lines and spaces the admin typed.
+    assert grouping.as_text() == "What is your gender?\nFemale:2\nMale:1\nNext"
 
 
 def test_labels_may_contain_colons() -> None:

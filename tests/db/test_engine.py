@@ -125,7 +125,7 @@ async def test_a_campaign_is_written_and_read_back(database_url: str) -> None:
     assert (campaign.id, campaign.slug, campaign.namespace) == (1, "pilot", "pilot-ns")
     assert (campaign.per_session, campaign.max_sessions, campaign.waiting_limit) == (3, 5, 120)
     assert campaign.consent == "I agree."
-    assert (campaign.join_once, campaign.show_nb_participants) == (False, False)
+    assert (campaign.join_once, campaign.show_nb_participants) == (False, True)
     assert (campaign.state, campaign.started_sessions, campaign.grouping) == ("Paused", 0, "")
     # SQLite gives naive datetimes back; every time mastok stores is UTC.
     assert campaign.created_at.replace(tzinfo=campaign.created_at.tzinfo or UTC) == CREATED

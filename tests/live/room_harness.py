@@ -49,7 +49,6 @@ def campaign(**changes: Any) -> RoomCampaign:
         session_duration=timedelta(minutes=30),
         waiting_limit=timedelta(minutes=5),
         join_once=False,
-        show_nb_participants=True,
         started_sessions=0,
         groups=(("default", per_session),),
         grouping=None,
@@ -57,11 +56,9 @@ def campaign(**changes: Any) -> RoomCampaign:
     )
     if groups is not None:
         changes["groups"] = groups
-        changes["grouping"] = {
-            "question": "Q?",
-            "groups": [label for label, _ in groups],
-            "action": "Go",
-        }
+        changes["grouping"] = "\n".join(
+            ["Q?", *(f"{label}:{size}" for label, size in groups), "Go"]
+        )
     return replace(base, **changes)
 
 
@@ -127,8 +124,9 @@ class RoomHarness:
     def send(self, conn: Conn, kind: str, payload: Any = None) -> list[Effect]:
         return self.do(Received(conn, kind, payload))
 
-    def close(self, conn: Conn) -> list[Effect]:
-        return self.do(Closed(conn))
+    def close(self, conn: Conn, code: int | None = 1006) -> list[Effect]:
+        """The socket closes: by default dropped (1006), as a connection that is lost."""
+        return self.do(Closed(conn, code))
 
     def land(self, fingerprint: str = "") -> tuple[Conn, str]:
         """A new participant up to the consent: (its socket, its token)."""

@@ -64,11 +64,7 @@ async def test_grouping_asks_then_connect_chooses(server: LiveServer) -> None:
     await peer.send("Connect", "Red")
     assert "after Agree" in await peer.expect("Error")
     await peer.send("Agree")
-    assert await peer.expect("Grouping") == {
-        "question": "Your team?",
-        "groups": ["Red", "Blue"],
-        "action": "Join",
-    }
+    assert await peer.expect("Grouping") == "Your team?\nRed:1\nBlue:1\nJoin"  # Go's text
     await peer.send("Connect", "Green")
     assert "one of the Grouping labels" in await peer.expect("Error")
     await peer.send("Connect", "Red")

@@ -207,7 +207,7 @@ def test_resume_puts_a_participant_back_where_it_was(
     for step in steps:
         room.send(conn, step)
     room.close(conn)
-    assert room.room.members[token].away_since == T0
+    assert room.room.members[token].away_until == T0 + timedelta(seconds=30)
     again = room.open()
     effects = room.send(again, "Resume", token)
     assert room.frames(again, effects) == [("Resume", token), *expected]
@@ -217,7 +217,7 @@ def test_resume_puts_a_participant_back_where_it_was(
 def test_resume_while_choosing_a_group_shows_the_grouping_again() -> None:
     room = RoomHarness(campaign(groups=(("A", 1), ("B", 1))))
     conn, token = room.agree()
-    assert room.last(conn) == ("Grouping", {"question": "Q?", "groups": ["A", "B"], "action": "Go"})
+    assert room.last(conn) == ("Grouping", "Q?\nA:1\nB:1\nGo")  # Go Mastok's text
     again = room.open()
     effects = room.send(again, "Resume", token)
     assert room.kinds(again, effects) == ["Resume", "Grouping"]
@@ -304,11 +304,15 @@ def test_a_full_pool_with_everyone_present_starts_a_session(per_session: int) ->
         assert sizes.count(f"{per_session}/{per_session}") == 1
 
 
-def test_joining_size_goes_to_the_joining_pool_only_when_shown() -> None:
-    room = RoomHarness(campaign(per_session=3, show_nb_participants=False))
+def test_joining_size_goes_to_the_joining_pool_as_it_changes() -> None:
+    room = RoomHarness(campaign(per_session=3))
     first, _ = room.agree()
     room.agree()
-    assert room.kinds(first) == ["State", "Resume", "Consent", "Instructions"]
+    assert room.frames(first)[-3:] == [
+        ("Instructions", "<p>wait</p>"),
+        ("JoiningSize", "1/3"),
+        ("JoiningSize", "2/3"),
+    ]
 
 
 def test_newcomers_wait_in_pending_when_the_pool_is_full_then_leave_when_that_is_full() -> None:
@@ -656,7 +660,8 @@ def test_a_restored_room_has_everyone_away_in_pool_order() -> None:
     room = RoomHarness(room=restored)
     assert room.joining() == ["t1", "t4"]
     assert room.pending() == ["t3"]
-    assert all(m.away_since == T0 and m.conn is None for m in restored.members.values())
+    away = T0 + timedelta(seconds=30)
+    assert all(m.away_until == away and m.conn is None for m in restored.members.values())
     assert restored.public_state(T0) == RoomState.BUSY
     conn = room.open()
     assert room.frames(conn, room.send(conn, "Land", "z"))[-1] == (
@@ -681,3 +686,87 @@ def test_every_disconnect_reason_is_a_protocol_reason() -> None:
     room.created(1)
     reasons = {e.reason for e in room.log if isinstance(e, Disconnect)}
     assert reasons == {"Start"}
+
+
+# -- coming back without a token (Go Mastok's page) ------------------------------------------
+
+
+@pytest.mark.parametrize(("code", "kept"), [(1000, 3), (1001, 30), (1006, 30), (None, 30)])
+def test_a_page_closed_on_leaving_keeps_its_place_briefly(code: int | None, kept: float) -> None:
+    room = RoomHarness(campaign(per_session=3), grace=30)
+    conn, token = room.agree()
+    room.close(conn, code)
+    assert room.of(Leave, room.tick(seconds=kept - 0.1)) == []
+    assert room.of(Leave, room.tick(seconds=0.1)) == [Leave((token,), "Away")]
+
+
+def test_a_land_with_the_id_of_a_member_away_takes_its_place_back() -> None:
+    room = RoomHarness(campaign(per_session=2))
+    first, token = room.agree("browser-a")
+    room.close(first, 1000)  # a reload
+    again = room.open()
+    effects = room.send(again, "Land", "browser-a")
+    assert room.frames(again, effects) == [
+        ("Resume", token),
+        ("Instructions", "<p>wait</p>"),
+        ("JoiningSize", "1/2"),
+    ]
+    assert room.of(AddParticipant, effects) == []
+    assert list(room.room.members) == [token]
+    room.agree("browser-b")
+    assert room.of(CreateSession) == [CreateSession(1)]  # nobody waits for a ghost
+
+
+def test_a_land_with_the_id_of_a_member_present_is_someone_new() -> None:
+    room = RoomHarness(campaign(per_session=3))
+    room.agree("same")
+    _, token = room.land("same")
+    assert token == "tok2"
+    assert len(room.room.members) == 2
+
+
+def test_join_once_refuses_the_id_of_a_member_present_but_gives_an_away_one_its_place() -> None:
+    room = RoomHarness(campaign(per_session=3, join_once=True))
+    first, token = room.agree("same")
+    conn = room.open()
+    assert room.frames(conn, room.send(conn, "Land", "same")) == [("Disconnect", "LandingFailed")]
+    room.close(first)
+    back = room.open()
+    assert room.frames(back, room.send(back, "Land", "same"))[0] == ("Resume", token)
+
+
+def test_a_member_whose_session_is_being_created_is_not_taken_over() -> None:
+    room = RoomHarness(campaign(per_session=2))
+    first, token = room.agree("a")
+    room.agree("b")
+    room.close(first)
+    conn = room.open()
+    effects = room.send(conn, "Land", "a")
+    assert room.frames(conn, effects) == [("Resume", "tok3"), ("Consent", "<p>consent</p>")]
+    assert room.room.members[token].reserved
+
+
+def test_the_latest_away_member_with_the_id_is_taken_over() -> None:
+    room = RoomHarness(campaign(per_session=4))
+    first, _ = room.agree("a")
+    second, token = room.agree("a")
+    room.close(first)
+    room.close(second)
+    conn = room.open()
+    assert room.frames(conn, room.send(conn, "Land", "a"))[0] == ("Resume", token)
+
+
+def test_session_start_carries_go_mastoks_keys() -> None:
+    room = RoomHarness(campaign(concurrent_sessions=2))
+    room.agree()
+    room.agree()
+    ((kind, payload),) = room.notes(room.created(1))
+    assert kind == "SessionStart"
+    assert {k: payload[k] for k in ("Code", "OtreeId", "Size", "AdminUrl", "Duration")} == {
+        "Code": "sess1",
+        "OtreeId": "mk:ns:1",
+        "Size": 2,
+        "AdminUrl": "http://otree/SessionStartLinks/sess1",
+        "Duration": 30,
+    }
+    assert payload["CreatedAt"] == payload["LaunchedAt"] == T0.isoformat()
