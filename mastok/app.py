@@ -112,6 +112,7 @@ def create_app(
                 Rules(
                     grace=timedelta(seconds=settings.resume_grace),
                     live_redirect=not settings.disable_live_redirect,
+                    left_grace=timedelta(seconds=settings.left_grace),
                 ),
                 clock,
                 tasks,

@@ -190,23 +190,40 @@ function consentBoxes() {
   return [...$("consent-content").querySelectorAll('input[type="checkbox"]')];
 }
 
+/** Go Mastok's `[technical_code]` field: it must be filled in (mastok does not check its value). */
+function codeGiven() {
+  const code = $("consent-content").querySelector("input#technical_code");
+  return !code || code.value.trim() !== "";
+}
+
 function updateAccept() {
-  const accept = $("consent-content").querySelector("button#accept");
+  const container = $("consent-content");
+  const accept = container.querySelector("button#accept");
   if (!accept) return;
   const boxes = consentBoxes();
   const allTicked = boxes.every((box) => box.checked);
-  accept.disabled = agreed || !allTicked;
-  $("consent-hint").hidden = agreed || allTicked || boxes.length === 0;
+  accept.disabled = agreed || !allTicked || !codeGiven();
+  // The consent's own [alert] says what to tick, in the researcher's words; else mastok's hint.
+  const untickedShown = !agreed && !allTicked && boxes.length > 0;
+  const alert = container.querySelector("#alert-container");
+  if (alert) alert.hidden = !untickedShown;
+  $("consent-hint").hidden = alert !== null || !untickedShown;
+  const codeAlert = container.querySelector("#technical-code-alert-container");
+  if (codeAlert) codeAlert.hidden = agreed || !allTicked || codeGiven();
 }
 
 $("consent-content").addEventListener("change", (event) => {
   if (event.target.matches('input[type="checkbox"]')) updateAccept();
 });
 
+$("consent-content").addEventListener("input", (event) => {
+  if (event.target.matches("input#technical_code")) updateAccept();
+});
+
 $("consent-content").addEventListener("click", (event) => {
   const accept = event.target.closest("button#accept");
   if (!accept || accept.disabled || agreed) return;
-  if (!consentBoxes().every((box) => box.checked)) return;
+  if (!consentBoxes().every((box) => box.checked) || !codeGiven()) return;
   event.preventDefault();
   agreed = true; // once: a second click or a double tap sends nothing
   accept.disabled = true;

@@ -13,11 +13,11 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mastok.campaigns.grouping import GroupingError, parse_grouping
+from mastok.campaigns.markdown import render_consent
 from mastok.states import CampaignState
 
 STATES: tuple[str, ...] = tuple(CampaignState)
 IDENTIFIER = re.compile(r"^[A-Za-z0-9_]{2,128}$")
-ACCEPT = re.compile(r"\[accept\](.+?)\[/accept\]", re.DOTALL)
 RANGES: dict[str, tuple[int, int]] = {
     "per_session": (1, 32),
     "max_sessions": (1, 128),
@@ -70,7 +70,8 @@ class CampaignSettings(BaseModel):
     @field_validator("consent")
     @classmethod
     def _has_accept_button(cls, value: str) -> str:
-        if not ACCEPT.search(value):
+        # Rendered, not searched for: an [accept] in a code span or an image title is no button.
+        if 'id="accept"' not in render_consent(value):
             raise ValueError("must contain an accept button: [accept]I agree[/accept]")
         return value
 

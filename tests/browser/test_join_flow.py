@@ -81,3 +81,54 @@ async def test_supervisor_pauses_from_the_page(
     await expect(page.locator("#step-ended")).to_contain_text("Back soon")
     with server.admin() as admin:
         assert admin.get("/api/campaigns/pausing").json()["state"] == "Paused"
+
+
+GO_CONSENT = """Please read.
+
+- [ ] I am over 18
+- [ ] I agree to take part
+
+[alert]Tick both boxes to go on.[/alert]
+
+Your code: [technical_code]
+
+[technical_code_alert]Type the code you were given.[/technical_code_alert]
+
+[accept]I agree[/accept]"""
+
+
+async def test_go_mastoks_consent_grouping_and_hidden_count_on_mastoks_page(
+    page: Page, make_server: ServerFactory
+) -> None:
+    server = make_server()
+    running_campaign(
+        server,
+        "gocompat",
+        slug="gocompat_study",
+        per_session=2,
+        consent=GO_CONSENT,
+        grouping="Your team?\nRed:1\nBlue:1\nJoin",
+        show_nb_participants=False,
+    )
+    await page.goto(f"{server.url}/join/gocompat_study")
+    accept, alert = page.locator("#accept"), page.locator("#alert-container")
+    code_alert = page.locator("#technical-code-alert-container")
+    await expect(alert).to_be_visible()  # the researcher's words instead of mastok's hint
+    await expect(page.locator("#consent-hint")).to_be_hidden()
+    await expect(code_alert).to_be_hidden()
+    boxes = page.locator("#step-consent input[type=checkbox]")
+    await boxes.nth(0).check()
+    await boxes.nth(1).check()
+    await expect(alert).to_be_hidden()
+    await expect(code_alert).to_be_visible()
+    await expect(accept).to_be_disabled()
+    await page.locator("#technical_code").fill("2025")
+    await expect(code_alert).to_be_hidden()
+    await accept.click()
+    # Go's grouping text, parsed by the page.
+    await expect(page.locator("#grouping-question")).to_have_text("Your team?")
+    await expect(page.locator("#grouping-action")).to_have_text("Join")
+    await page.get_by_label("Blue").check()
+    await page.locator("#grouping-action").click()
+    await expect(page.locator("#step-waiting")).to_be_visible()
+    await expect(page.locator("#joining-size")).to_be_hidden()  # show_nb_participants off

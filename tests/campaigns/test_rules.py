@@ -96,3 +96,20 @@ def test_update_checks_cross_field_rules_against_current_values() -> None:
     with pytest.raises(InvalidCampaign) as caught:
         validate_update(current, {"state": "Busy"})
     assert caught.value.errors == {"state": "must be one of Paused, Running, Completed"}
+
+
+@pytest.mark.parametrize(
+    "consent",
+    [
+        "Nothing to accept",
+        "`[accept]Go[/accept]`",
+        '![i](x.png "[accept]Go[/accept]")',
+        "\\[accept]Go[/accept]",
+    ],
+)
+def test_a_consent_needs_an_accept_button_that_renders(consent: str) -> None:
+    with pytest.raises(InvalidCampaign) as raised:
+        validate_new(campaign_input("ns_accept", consent=consent))
+    assert raised.value.errors == {
+        "consent": "must contain an accept button: [accept]I agree[/accept]"
+    }
