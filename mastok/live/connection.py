@@ -61,6 +61,11 @@ class Connection:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write())
 
+    def writing(self) -> asyncio.Task[None] | None:
+        """The writer task while frames are being sent, else None."""
+        writer = self._writer
+        return writer if writer is not None and not writer.done() else None
+
     async def wait_closed(self) -> None:
         while (writer := self._writer) is not None and not writer.done():
             await writer
