@@ -56,6 +56,9 @@ class FakeConnection:
         self.send("Disconnect", reason)
         self.closing = True
 
+    def writing(self) -> None:
+        return None  # frames are taken at once: nothing left to write
+
     def kinds(self) -> list[str]:
         return [frame.kind for frame in self.frames]
 
