@@ -176,10 +176,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(
             _row(
                 f"fan-out to {fan['supervisors']} supervisors (Agree -> last JoiningSize, p99)",
-                "<= 20 ms",
+                f"<= {FANOUT_MS} ms (the 100 ms coalescing period + 20 ms)",
                 f"{p99} ms",
-                None if p99 is None else p99 / 20,
-                None if p99 is None else p99 <= 20 and not fan["changes_missed"],
+                None if p99 is None else p99 / FANOUT_MS,
+                None if p99 is None else p99 <= FANOUT_MS and not fan["changes_missed"],
                 f"p50 {fan['agree_to_last_supervisor_ms']['p50']} ms, {fan['changes']} changes",
             )
         )
@@ -264,6 +264,9 @@ def _restart_target(again: dict[str, Any]) -> dict[str, Any]:
 LOGGING_BACKENDS = ("sqlite", "postgresql")
 LOGGING_CEILING_SHARE = 0.35
 LOGGING_POSTGRESQL_RATE = 2000
+# Supervisors are told the room's current view at most every 100 ms (mastok/live/watchers.py,
+# as issue 9 asks), so a change can wait for the period: 20 ms (the target before) on top.
+FANOUT_MS = 120
 EXPORT_TRIALS = 100_000
 EXPORT_SECONDS = 10.0
 EXPORT_RSS_GROWTH = 1.10  # "does not grow": at most 10% more at 10x the rows
