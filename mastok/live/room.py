@@ -398,7 +398,8 @@ class _Turn:
             self.drop(conn, redirect(past.start_url))
             return
         same = [self.room.members[token] for token in self.room.ids.get(fingerprint, ())]
-        if self.campaign.join_once and (past is not None or any(m.conn is not None for m in same)):
+        taken = any(m.conn is not None or m.reserved for m in same)  # not to be taken over
+        if self.campaign.join_once and (past is not None or taken):
             self.drop(conn, Reason.LANDING_FAILED)
             return
         away = [m for m in same if m.conn is None and not m.reserved]

@@ -746,6 +746,15 @@ def test_a_member_whose_session_is_being_created_is_not_taken_over() -> None:
     assert room.room.members[token].reserved
 
 
+def test_join_once_refuses_the_id_of_a_member_whose_session_is_being_created() -> None:
+    room = RoomHarness(campaign(per_session=2, join_once=True))
+    first, _ = room.agree("a")
+    room.agree("b")
+    room.close(first)
+    conn = room.open()
+    assert room.frames(conn, room.send(conn, "Land", "a")) == [("Disconnect", "LandingFailed")]
+
+
 def test_the_latest_away_member_with_the_id_is_taken_over() -> None:
     room = RoomHarness(campaign(per_session=4))
     first, _ = room.agree("a")
