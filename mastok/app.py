@@ -32,6 +32,7 @@ from mastok.tasks import task_scope
 from mastok.web import api, experiments, join, lightmill_api, pages, sockets
 from mastok.web.auth import BasicAuthMiddleware
 from mastok.web.errors import handlers as error_handlers
+from mastok.web.headers import SecurityHeaders
 
 log = logging.getLogger("mastok")
 
@@ -147,6 +148,7 @@ def create_app(
     if settings.web_prefix:
         routes = [Mount(settings.web_prefix, routes=routes)]
     middleware = [
+        Middleware(SecurityHeaders),
         Middleware(
             BasicAuthMiddleware,
             login=settings.login,
