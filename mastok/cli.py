@@ -21,6 +21,7 @@ from mastok import config_files
 from mastok.config import BY_NAME, ConfigError, Settings, load_settings
 from mastok.db import Database, async_url, migrate
 from mastok.lightmill.design import Design, DesignError, parse_design
+from mastok.live.protocol import MAX_FRAME_BYTES
 
 DEMO_OTREE_PORT = 8180
 PORT = click.IntRange(1, 65535)
@@ -73,6 +74,8 @@ def serve_app(app: Any, host: str, port: int) -> None:
         # Frames are small JSON; per-message compression would keep ~45 KiB of zlib state on
         # every waiting participant's socket (bench/results: 77 vs 31.5 KiB a participant).
         ws_per_message_deflate=False,
+        # A frame past mastok's limit closes the socket (1009) before uvicorn buffers it whole.
+        ws_max_size=MAX_FRAME_BYTES,
     )
     _quiet_per_connection_lines()
     uvicorn.Server(config).run()

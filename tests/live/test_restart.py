@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -11,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
 
 from mastok.otree.local import LocalOTree, free_port
 from tests.campaigns.factories import campaign_input
@@ -102,3 +106,34 @@ async def test_waiting_participants_keep_their_places_across_a_crash(
     assert "crash: started oTree session" in log
     assert "connection open" not in log and "connection closed" not in log
     assert "HTTP Request:" not in log
+
+
+async def test_an_oversized_frame_closes_the_socket_before_it_is_buffered(
+    database_url: str, otree_server: LocalOTree, tmp_path: Path
+) -> None:
+    """`mastok serve` gives uvicorn mastok's frame limit: a 1 MiB frame closes its socket with
+    1009 (message too big) from uvicorn's protocol, and the server stays healthy."""
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    socket_url = f"ws://127.0.0.1:{port}/ws/join?slug=big_join"
+    fields = campaign_input("big", otree_config_name="survey", per_session=3, max_sessions=1)
+    with mastok_process(port, database_url, otree_server, tmp_path / "mastok.log") as url:
+        async with httpx.AsyncClient(base_url=url, auth=(LOGIN, PASSWORD)) as admin:
+            assert (await admin.post("/api/campaigns", json=fields)).status_code == 201
+            await admin.patch("/api/campaigns/big", json={"state": "Running"})
+        peer = await Peer.open(socket_url, origin=origin, max_size=None)
+        assert await peer.expect("State") == "Running"
+        with contextlib.suppress(ConnectionClosed):
+            await peer.socket.send("x" * (1024 * 1024))
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(peer.socket.recv(), 10)
+        # not mastok's own check, which closes with the same code once the frame is buffered
+        assert peer.socket.close_reason != "frame too big"
+        assert peer.socket.close_code == 1009, peer.socket.close_reason
+
+        async with httpx.AsyncClient(base_url=url, timeout=5) as anyone:
+            assert (await anyone.get("/healthz")).status_code == 200
+        genuine = await Peer.open(socket_url, origin=origin)
+        assert await genuine.expect("State") == "Running"
+        await genuine.send("Land", "genuine")
+        assert await genuine.expect("Resume")
