@@ -76,6 +76,8 @@ def decode(text: str) -> Frame:
         data = json.loads(text)
     except ValueError:
         raise FrameError("frames must be JSON") from None
+    except RecursionError:  # e.g. 60 KB of `[[[[`: refused, not left to crash the socket
+        raise FrameError("frames must not nest so deeply") from None
     if not isinstance(data, dict):
         raise FrameError('frames must be objects like {"kind": "Land", "payload": "..."}')
     kind = data.get("kind")

@@ -86,6 +86,20 @@ async def test_malformed_frames_get_errors(server: LiveServer) -> None:
     await peer.expect("Resume")
 
 
+async def test_a_deeply_nested_frame_gets_an_error_and_the_socket_goes_on(
+    server: LiveServer,
+) -> None:
+    campaign = running_campaign(server)
+    peer = await server.participant(campaign["slug"])
+    await peer.expect("State")
+    await peer.socket.send("[" * 60_000)  # 60 KB, under the frame limit
+    assert await peer.expect("Error") == "frames must not nest so deeply"
+    await peer.socket.send('{"kind": "Land", "payload": ' + "[" * 30_000 + "]" * 30_000 + "}")
+    assert await peer.expect("Error") == "frames must not nest so deeply"
+    await peer.send("Land", "fp")
+    await peer.expect("Resume")
+
+
 async def test_frames_over_64_kib_close_the_socket(server: LiveServer) -> None:
     campaign = running_campaign(server)
     peer = await server.participant(campaign["slug"])
