@@ -554,3 +554,18 @@ async def test_chunks_do_not_change_the_files(database_url: str, chunk: int) -> 
         assert files[0][1].count("\n") == 1 + 3 * 4 * 5 * 2
     finally:
         await db.close()
+
+
+def test_cells_a_spreadsheet_would_run_are_written_inert(client: TestClient) -> None:
+    imported(client)
+    token = lock(client, "S0")
+    measures = {"trial": {'=HYPERLINK("x")': "@SUM(1)", "duration": -2}, "events": []}
+    assert post_trial(client, "S0", 0, 0, token, measures).status_code == 200
+
+    rows = cells(exported(client, "trials"))
+
+    header, row = rows[0], rows[1]
+    assert '\'=HYPERLINK("x")' in header
+    assert not any(name.startswith("=") for name in header)
+    assert row[header.index('\'=HYPERLINK("x")')] == "'@SUM(1)"
+    assert not any(cell.startswith(("=", "@", "+")) for cell in row)
