@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -246,13 +246,11 @@ async def _record_session(
                 for token, code, url in change.assignments
             ],
         )
-    values: dict[str, Any] = {"started_sessions": Campaign.started_sessions + 1}
-    values["session_asked"] = None
+    values: dict[str, Any] = {
+        "started_sessions": Campaign.started_sessions + 1,
+        "session_asked": None,  # recorded: no longer a number that may exist unrecorded
+    }
     if change.complete:
         values["state"] = CampaignState.COMPLETED
     await connection.execute(update(Campaign).where(Campaign.id == campaign_id).values(values))
     return session_id
-
-
-def live_since(now: datetime, duration_minutes: int) -> datetime:
-    return now - timedelta(minutes=duration_minutes)
