@@ -17,7 +17,8 @@ from wtforms.csrf.session import SessionCSRF
 from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import NumberInput
 
-from mastok.campaigns.rules import RANGES, STATES
+from mastok.campaigns.exits import ExitsError, exits_text, parse_exits_text
+from mastok.campaigns.rules import PRESETS, RANGES, STATES, InvalidCampaign
 from mastok.services import settings
 
 
@@ -81,7 +82,42 @@ def _number(label: str, name: str, default: int) -> StringField:
     )
 
 
+class ParamsField(StringField):
+    """Query parameter names, shown and typed as one line separated by commas (the rules
+    accept the line as it is)."""
+
+    def _value(self) -> str:
+        if isinstance(self.data, list | tuple):
+            return ", ".join(str(name) for name in self.data)
+        return super()._value()
+
+
+class ExitsField(TextAreaField):
+    """A campaign's exits, one line per outcome: `timeout: CODE https://…` (stored as a
+    mapping; `values()` reads the lines back)."""
+
+    def _value(self) -> str:
+        if isinstance(self.data, dict):
+            return exits_text(self.data)
+        return super()._value()
+
+
+def param_names(text: Any) -> tuple[str, ...]:
+    """The names in a parameter field's line (or list), as the rules will read them."""
+    if isinstance(text, str):
+        return tuple(text.replace(",", " ").split())
+    if isinstance(text, list | tuple):
+        return tuple(str(name) for name in text)
+    return ()
+
+
+PRESET_CHOICES = {
+    name: (identity, " ".join(params)) for name, (identity, params) in PRESETS.items()
+}
+
+
 class _CampaignFields(CSRFForm):
+    presets = PRESET_CHOICES  # the platforms' buttons: (identity, parameters) by name
     slug = StringField("Slug", description="public name in the share URL")
     per_session = _number("Participants per session", "per_session", 2)
     max_sessions = _number("Maximum number of sessions", "max_sessions", 1)
@@ -105,6 +141,47 @@ class _CampaignFields(CSRFForm):
     pending = TextAreaField("Message in the pending pool (markdown)")
     paused = TextAreaField("Message when Paused (markdown)")
     completed = TextAreaField("Message when Completed (markdown)")
+    identity_param = StringField(
+        "Identity parameter",
+        default="",
+        description="the join URL's query parameter holding the participant's platform id "
+        "(e.g. PROLIFIC_PID); empty: none",
+    )
+    capture_params = ParamsField(
+        "Parameters to record",
+        default="",
+        description="query parameters of the join URL recorded with each visit, separated by "
+        "commas or spaces (e.g. PROLIFIC_PID, STUDY_ID, SESSION_ID)",
+    )
+    require_identity = BooleanField("Require the identity: turn away anyone who comes without it")
+    exits = ExitsField(
+        "Exits",
+        default="",
+        description="one line per outcome: 'outcome: CODE https://…'. Outcomes: timeout, full, "
+        "paused, completed, rejected, left, not_ready, missing_id, landing_failed, redirected, "
+        "away, started. A url may use {code}, {outcome} and recorded parameters, e.g. "
+        "{PROLIFIC_PID}",
+    )
+    leave_after_seconds = _number("Leave allowed after (seconds)", "leave_after_seconds", 0)
+    ready_check_seconds = _number(
+        "Ready check (seconds to answer, 0: off)", "ready_check_seconds", 0
+    )
+
+    def values(self) -> dict[str, Any]:
+        """The fields as the rules take them; the exits' lines read into their mapping.
+
+        Raises InvalidCampaign when the exits' lines cannot be read."""
+        values = super().values()
+        text = values.get("exits")
+        if isinstance(text, str):
+            names = param_names(values.get("capture_params"))
+            identity = values.get("identity_param")
+            params = tuple(dict.fromkeys([*names, *([identity.strip()] if identity else [])]))
+            try:
+                values["exits"] = parse_exits_text(text, params)
+            except ExitsError as error:
+                raise InvalidCampaign({"exits": str(error)}) from None
+        return values
 
 
 class NewCampaignForm(_CampaignFields):
