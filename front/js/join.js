@@ -8,50 +8,52 @@ const root = document.getElementById("join");
 const slug = root.dataset.slug || "";
 const wsPath = root.dataset.wsPath;
 const TOKEN_KEY = `mastok:resume:${slug}`;
+const BROWSER_ID_KEY = "mastok.browser-id";
 const RECONNECT_DELAYS = [1000, 2000, 4000, 8000, 16000]; // at most 5 attempts
 
 const $ = (id) => document.getElementById(id);
-const STEPS = ["connecting", "consent", "grouping", "waiting", "pending", "starting", "ended"];
+const STEPS = ["connecting", "consent", "grouping", "waiting", "pending", "ready", "starting", "ended", "exit"];
+const EXIT_REDIRECT_SECONDS = 5;
 
 // ---------------------------------------------------------------- small helpers
 
-/** cyrb53: a fast 53-bit string hash (public domain, bryc). Not cryptographic; stable. */
-function cyrb53(text, seed = 0) {
-  let h1 = 0xdeadbeef ^ seed;
-  let h2 = 0x41c6ce57 ^ seed;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text.charCodeAt(i);
-    h1 = Math.imul(h1 ^ ch, 2654435761);
-    h2 = Math.imul(h2 ^ ch, 1597334677);
-  }
-  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
-  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
-  return 4294967296 * (2097151 & h2) + (h1 >>> 0);
+/** 128 random bits as 32 hex digits. */
+function randomHex() {
+  const bytes = new Uint8Array(16);
+  window.crypto.getRandomValues(bytes);
+  return [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
-/** A stable fingerprint of this browser: same device and browser, same string. */
-function fingerprint() {
-  const nav = window.navigator;
-  const scr = window.screen || {};
-  let timezone = "";
+let memoryBrowserId = null; // when the browser keeps no storage: the same id for this page's life
+
+/**
+ * This browser's id: random, kept in localStorage, sent as Land's payload. It is a secret of
+ * this browser (it brings the person back to their own live session), never derived from
+ * anything another browser could know.
+ */
+function browserId() {
   try {
-    timezone = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+    const stored = window.localStorage.getItem(BROWSER_ID_KEY);
+    if (stored && /^[0-9a-f]{32}$/.test(stored)) return stored;
   } catch {
-    timezone = "";
+    /* storage disabled: the id lives as long as the page */
   }
-  const parts = [
-    nav.userAgent || "",
-    nav.language || "",
-    (nav.languages || []).join(","),
-    `${scr.width || 0}x${scr.height || 0}`,
-    String(scr.colorDepth || 0),
-    timezone,
-    String(new Date().getTimezoneOffset()),
-    String(nav.hardwareConcurrency || 0),
-    nav.platform || "",
-  ].join("|");
-  const pad = (n) => n.toString(16).padStart(14, "0");
-  return `fp1-${pad(cyrb53(parts, 1))}${pad(cyrb53(parts, 2))}`;
+  if (memoryBrowserId === null) memoryBrowserId = randomHex();
+  try {
+    window.localStorage.setItem(BROWSER_ID_KEY, memoryBrowserId);
+  } catch {
+    /* storage disabled */
+  }
+  return memoryBrowserId;
+}
+
+/** The socket's path: the campaign's slug, then the query string this page was opened with
+ * (a platform's PROLIFIC_PID and the like; the server keeps those the campaign declares). */
+function socketPath() {
+  const params = new URLSearchParams(window.location.search);
+  params.delete("slug");
+  const extra = params.toString();
+  return extra === "" ? wsPath : `${wsPath}&${extra}`;
 }
 
 function storedToken() {
@@ -103,6 +105,8 @@ function showStep(name) {
   }
   currentStep = name;
   document.body.dataset.step = name;
+  if (name !== "ready") endReadyCheck();
+  placeWaitPanel(name);
   if (changed && name !== "connecting") {
     // Screen readers and keyboards follow the new step; no scroll jump on long pages.
     const heading = $(`step-${name}`).querySelector("h1");
@@ -347,6 +351,321 @@ function go(url, message) {
   window.location.assign(target);
 }
 
+// ---------------------------------------------------------------- the waiting clock and Leave
+
+const waitPanel = $("wait-panel");
+let waitClock = null; // the last Waiting frame: {waited, limit, leaveAfter} in seconds, `at` its arrival
+let waitTimer = null;
+let leaveAsked = false; // the confirm step is open
+let leaveSent = false;
+
+/** Seconds as m:ss (h:mm:ss past an hour). */
+function formatDuration(seconds) {
+  const total = Math.max(0, Math.floor(seconds));
+  const hours = Math.floor(total / 3600);
+  const minutes = Math.floor((total % 3600) / 60);
+  const rest = String(total % 60).padStart(2, "0");
+  return hours > 0 ? `${hours}:${String(minutes).padStart(2, "0")}:${rest}` : `${minutes}:${rest}`;
+}
+
+/** A payload's count of seconds: a finite number from 0, else 0. */
+function seconds(value) {
+  const number = Number(value);
+  return Number.isFinite(number) && number >= 0 ? number : 0;
+}
+
+function renderWaiting(payload) {
+  const data = payload && typeof payload === "object" ? payload : {};
+  waitClock = {
+    waited: seconds(data.waited),
+    limit: seconds(data.limit),
+    leaveAfter: seconds(data.leave_after),
+    at: performance.now(),
+  };
+  if (waitTimer === null) waitTimer = setInterval(updateWaitClock, 250);
+  updateWaitClock();
+  placeWaitPanel(currentStep);
+}
+
+function updateWaitClock() {
+  if (waitClock === null) return;
+  // Whole seconds, so that what was waited and what is left always add up to the limit.
+  const waited = Math.floor(waitClock.waited + (performance.now() - waitClock.at) / 1000);
+  $("waited").textContent = formatDuration(waited);
+  const hasLimit = waitClock.limit > 0;
+  $("time-left-item").hidden = !hasLimit;
+  if (hasLimit) $("time-left").textContent = formatDuration(waitClock.limit - waited);
+  const mayLeave = waited >= waitClock.leaveAfter;
+  $("leave-line").hidden = !mayLeave || leaveAsked;
+  $("leave-confirm").hidden = !mayLeave || !leaveAsked;
+}
+
+/** The clock and the Leave button go with the waiting view the person is in. */
+function placeWaitPanel(step) {
+  const inPool = step === "waiting" || step === "pending";
+  if (inPool && waitClock !== null) {
+    const section = $(`step-${step}`);
+    if (waitPanel.parentElement !== section) section.append(waitPanel);
+    waitPanel.hidden = false;
+  } else {
+    waitPanel.hidden = true;
+  }
+  if (!inPool && step !== "ready") {
+    // The visit is over (or not yet in the pools): no clock to keep.
+    clearInterval(waitTimer);
+    waitTimer = null;
+    if (step !== "connecting") waitClock = null;
+  }
+}
+
+function resetLeave() {
+  leaveSent = false;
+  $("leave-yes").disabled = false;
+  $("leave-no").disabled = false;
+}
+
+$("leave").addEventListener("click", () => {
+  leaveAsked = true;
+  updateWaitClock();
+  $("leave-no").focus();
+});
+
+$("leave-no").addEventListener("click", () => {
+  leaveAsked = false;
+  updateWaitClock();
+  $("leave").focus();
+});
+
+$("leave-yes").addEventListener("click", () => {
+  if (leaveSent) return;
+  leaveSent = true;
+  $("leave-yes").disabled = true;
+  $("leave-no").disabled = true;
+  if (!send("Leave")) resetLeave();
+});
+
+// ---------------------------------------------------------------- the ready check
+
+const pageTitle = document.title;
+let readyDeadline = null; // performance.now() when the time to answer runs out
+let readyTimer = null;
+let readySent = false;
+let flashTimer = null;
+let audio = null;
+
+function renderReadyCheck(payload) {
+  readySent = false;
+  readyDeadline = performance.now() + seconds(payload) * 1000;
+  $("ready").disabled = false;
+  $("ready-line").hidden = false;
+  $("ready-deadline").hidden = false;
+  $("ready-waiting").hidden = true;
+  showStep("ready");
+  clearInterval(readyTimer);
+  readyTimer = setInterval(updateReadyCountdown, 250);
+  updateReadyCountdown();
+  callAttention();
+  $("ready").focus({ preventScroll: true });
+}
+
+function updateReadyCountdown() {
+  if (readyDeadline === null) return;
+  const left = Math.max(0, Math.ceil((readyDeadline - performance.now()) / 1000));
+  $("ready-countdown").textContent = String(left);
+  if (left === 0) {
+    clearInterval(readyTimer);
+    readyTimer = null;
+  }
+}
+
+/** Out of the ready check (back in the pool, starting, or the visit ended). */
+function endReadyCheck() {
+  clearInterval(readyTimer);
+  readyTimer = null;
+  readyDeadline = null;
+  stopAttention();
+}
+
+/** The person may be in another tab: the title flashes, a short beep, the window asks focus. */
+function callAttention() {
+  stopAttention();
+  let flashing = true;
+  document.title = `Ready? ${pageTitle}`;
+  flashTimer = setInterval(() => {
+    flashing = !flashing;
+    document.title = flashing ? `Ready? ${pageTitle}` : `(!) Please confirm · ${pageTitle}`;
+  }, 1000);
+  beep();
+  try {
+    window.focus();
+  } catch {
+    /* not allowed: the title still calls */
+  }
+}
+
+function stopAttention() {
+  if (flashTimer !== null) {
+    clearInterval(flashTimer);
+    flashTimer = null;
+  }
+  document.title = pageTitle;
+}
+
+/** Browsers let a page play sound once the person has interacted with it (the consent's click). */
+function audioContext() {
+  const Context = window.AudioContext || window.webkitAudioContext;
+  if (!Context) return null;
+  if (audio === null) audio = new Context();
+  if (audio.state === "suspended") audio.resume().catch(() => {});
+  return audio;
+}
+
+function unlockAudio() {
+  try {
+    audioContext();
+  } catch {
+    /* no sound on this browser */
+  }
+}
+document.addEventListener("pointerdown", unlockAudio, { once: true });
+document.addEventListener("keydown", unlockAudio, { once: true });
+
+function beep() {
+  try {
+    const context = audioContext();
+    if (context === null || context.state !== "running") return;
+    const now = context.currentTime;
+    const tone = context.createOscillator();
+    const gain = context.createGain();
+    tone.frequency.value = 880;
+    gain.gain.setValueAtTime(0.0001, now);
+    gain.gain.exponentialRampToValueAtTime(0.2, now + 0.02);
+    gain.gain.exponentialRampToValueAtTime(0.0001, now + 0.35);
+    tone.connect(gain).connect(context.destination);
+    tone.start(now);
+    tone.stop(now + 0.4);
+  } catch {
+    /* no sound: the title and the page still call */
+  }
+}
+
+$("ready").addEventListener("click", () => {
+  if (readySent) return;
+  readySent = true;
+  $("ready").disabled = true;
+  if (!send("Ready")) {
+    readySent = false;
+    $("ready").disabled = false;
+    return;
+  }
+  $("ready-line").hidden = true;
+  $("ready-deadline").hidden = true;
+  $("ready-waiting").hidden = false;
+  stopAttention();
+});
+
+// ---------------------------------------------------------------- the exit
+
+/** What each outcome means to the person, when the campaign gives an exit for it. */
+const EXIT_TEXTS = {
+  timeout: [
+    "No group formed in time",
+    "Not enough people arrived within the waiting time. Thank you for waiting.",
+  ],
+  full: ["The study is full", "There is no place left in the study right now."],
+  paused: ["The study is paused", "The study is not taking anyone right now."],
+  completed: ["The study is over", "The study has all the participants it needs."],
+  rejected: ["You cannot join again", "You have already taken part in this study."],
+  left: ["You left the waiting room", "Thank you for your time."],
+  not_ready: [
+    "You did not confirm in time",
+    "Your group could not wait for your answer and went on without you.",
+  ],
+  missing_id: [
+    "We could not tell who you are",
+    "The link you followed lacks your participant id. Please open the study again from the site that sent you.",
+  ],
+  landing_failed: ["You cannot join", "This browser could not be admitted to the study."],
+  away: ["You lost your place", "You were away from the waiting room for too long."],
+  redirected: ["Back to your study", "Your study is still under way."],
+  started: ["Thank you", "You have joined the study."],
+};
+const DEFAULT_EXIT = ["Thank you", "Your visit has ended."];
+
+let exited = false; // an Exit came: what follows (Disconnect, a close) leaves its view as it is
+let campaignMessage = null; // the Paused or Completed HTML, shown again with their exit
+let exitTimer = null;
+
+function renderExit(payload) {
+  const data = payload && typeof payload === "object" ? payload : {};
+  const outcome = typeof data.outcome === "string" ? data.outcome : "";
+  const code = typeof data.code === "string" && data.code !== "" ? data.code : null;
+  const url = httpUrl(data.url);
+  exited = true;
+  finished = true; // the visit is over: never reconnect
+  clearTimeout(reconnectTimer);
+  const [title, message] = Object.hasOwn(EXIT_TEXTS, outcome) ? EXIT_TEXTS[outcome] : DEFAULT_EXIT;
+  $("exit-title").textContent = title;
+  $("exit-message").textContent = message;
+  $("step-exit").dataset.outcome = outcome;
+  const withMessage = (outcome === "paused" || outcome === "completed") && campaignMessage !== null;
+  if (withMessage) insertHtml($("exit-content"), campaignMessage);
+  else $("exit-content").replaceChildren();
+  $("exit-code").textContent = code ?? "";
+  $("copy-status").textContent = "";
+  $("exit-code-box").hidden = code === null;
+  $("exit-link-box").hidden = url === null;
+  showStep("exit");
+  if (url !== null) redirectSoon(url);
+}
+
+function redirectSoon(url) {
+  const link = $("exit-link");
+  link.href = url;
+  const at = performance.now() + EXIT_REDIRECT_SECONDS * 1000;
+  const tick = () => {
+    const left = Math.max(0, Math.ceil((at - performance.now()) / 1000));
+    $("exit-countdown").textContent = String(left);
+    if (left === 0) {
+      clearInterval(exitTimer);
+      exitTimer = null;
+      leaving = true;
+      window.location.assign(url);
+    }
+  };
+  clearInterval(exitTimer);
+  exitTimer = setInterval(tick, 250);
+  tick();
+}
+
+function selectText(element) {
+  const range = document.createRange();
+  range.selectNodeContents(element);
+  const selection = window.getSelection();
+  selection.removeAllRanges();
+  selection.addRange(range);
+}
+
+$("copy-code").addEventListener("click", async () => {
+  const code = $("exit-code");
+  const status = $("copy-status");
+  try {
+    if (!navigator.clipboard || !window.isSecureContext) throw new Error("no clipboard here");
+    await navigator.clipboard.writeText(code.textContent);
+    status.textContent = "Copied.";
+  } catch {
+    // No clipboard access (an http page, a refused permission): select it for the person.
+    selectText(code);
+    let copied = false;
+    try {
+      copied = document.execCommand("copy");
+    } catch {
+      copied = false;
+    }
+    status.textContent = copied ? "Copied." : "Selected: press Ctrl+C (⌘C on a Mac) to copy it.";
+  }
+});
+
 // ---------------------------------------------------------------- the socket
 
 let socket = null;
@@ -368,7 +687,7 @@ function send(kind, payload) {
 
 function connect() {
   reconnectTimer = null;
-  const ws = openFrames(wsPath, {
+  const ws = openFrames(socketPath(), {
     onFrame: (ws, kind, payload) => {
       if (ws === socket) handle(kind, payload);
     },
@@ -417,7 +736,7 @@ function scheduleReconnect() {
 
 function land() {
   resuming = false;
-  send("Land", fingerprint());
+  send("Land", browserId());
 }
 
 function handle(kind, payload) {
@@ -455,19 +774,33 @@ function handle(kind, payload) {
       renderInstructions(payload);
       break;
     case "JoiningSize":
+      if (currentStep === "ready") showStep("waiting"); // someone failed the check: back in the pool
       renderJoiningSize(payload);
       break;
     case "Pending":
       renderPending(payload);
       break;
+    case "Waiting":
+      renderWaiting(payload);
+      break;
+    case "ReadyCheck":
+      renderReadyCheck(payload);
+      break;
+    case "Exit":
+      renderExit(payload);
+      break;
     case "Starting":
       go(payload, "The study is starting. You will be taken there in a moment.");
       break;
     case "Paused":
-      showEnded({ title: "The study is paused", html: payload, retry: true });
+      campaignMessage = payload;
+      if (exited) insertHtml($("exit-content"), payload);
+      else showEnded({ title: "The study is paused", html: payload, retry: true });
       break;
     case "Completed":
-      showEnded({ title: "The study is over", html: payload });
+      campaignMessage = payload;
+      if (exited) insertHtml($("exit-content"), payload);
+      else showEnded({ title: "The study is over", html: payload });
       break;
     case "Disconnect":
       disconnected(typeof payload === "string" ? payload : "");
@@ -489,6 +822,14 @@ function handleError(message) {
   }
   showError(message);
   // Nothing changed on the server: let the person try the last action again.
+  if (leaveSent) resetLeave();
+  if (currentStep === "ready" && readySent) {
+    readySent = false;
+    $("ready").disabled = false;
+    $("ready-line").hidden = false;
+    $("ready-deadline").hidden = false;
+    $("ready-waiting").hidden = true;
+  }
   if (currentStep === "consent" && agreed) {
     agreed = false;
     updateAccept();
@@ -505,6 +846,7 @@ function disconnected(reason) {
   dropToken();
   setConnection("closed", "");
   if (reason === "Start") return; // the Starting redirect is under way
+  if (exited) return; // the Exit view says it all, with its code and link
   if (reason === "Paused" || reason === "Completed") {
     if (currentStep !== "ended") {
       showEnded({
@@ -548,6 +890,24 @@ function disconnected(reason) {
         html: "",
         reason: "You were away too long and lost your place.",
         retry: true,
+      });
+      break;
+    case "Left":
+      showEnded({ title: "You left the waiting room", html: "", reason: "Thank you for your time." });
+      break;
+    case "NotReady":
+      showEnded({
+        title: "You did not confirm in time",
+        html: "",
+        reason: "Your group could not wait for your answer and went on without you.",
+        retry: true,
+      });
+      break;
+    case "MissingId":
+      showEnded({
+        title: "We could not tell who you are",
+        html: "",
+        reason: "The link you followed lacks your participant id. Please open the study again from the site that sent you.",
       });
       break;
     case "Replaced":
