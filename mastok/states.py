@@ -36,3 +36,20 @@ class Step(StrEnum):
 
 
 WAITING_STEPS = (Step.LANDED, Step.AGREED, Step.JOINING, Step.PENDING)
+
+
+class Outcome(StrEnum):
+    """How a visit (one participant's time in a campaign's room) ended: exactly one each."""
+
+    STARTED = "started"  # sent to its oTree participant
+    TIMEOUT = "timeout"  # waited in the pools past the campaign's waiting limit
+    FULL = "full"  # the pending pool was full
+    PAUSED = "paused"  # the campaign was or became Paused
+    COMPLETED = "completed"  # the campaign was or became Completed
+    REJECTED = "rejected"  # join_once: this person was in the room or a session already
+    LEFT = "left"  # chose to leave (the Leave frame)
+    NOT_READY = "not_ready"  # did not answer the ready check in time
+    MISSING_ID = "missing_id"  # the campaign requires a platform identity; none came
+    LANDING_FAILED = "landing_failed"  # no usable browser id in Land
+    REDIRECTED = "redirected"  # sent back to its live oTree session
+    AWAY = "away"  # its socket dropped and it did not come back within the grace

@@ -17,6 +17,7 @@ boundary stays text; so does a tag written with a backslash (`\\[accept]`).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from functools import lru_cache
@@ -361,6 +362,11 @@ def render(text: str) -> str:
 
 
 @lru_cache(maxsize=256)
+def consent_hash(text: str) -> str:
+    """A consent's version, as visits record it: the hash of its markdown."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def render_consent(text: str) -> str:
     """The consent: rendered markdown with the accept button, technical code and alerts."""
     return _html(text, consent=True)

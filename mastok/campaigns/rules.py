@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mastok.campaigns.exits import PARAM, ExitsError, check_exits
 from mastok.campaigns.grouping import GroupingError, parse_grouping
 from mastok.campaigns.markdown import render_consent
 from mastok.states import CampaignState
@@ -24,6 +25,14 @@ RANGES: dict[str, tuple[int, int]] = {
     "concurrent_sessions": (1, 99),
     "session_duration": (1, 1440),
     "waiting_limit": (1, 30),
+    "leave_after_seconds": (0, 86_400),
+    "ready_check_seconds": (0, 600),
+}
+MAX_CAPTURED = 20
+PRESETS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # Recruitment platforms: the identity's query parameter and the parameters to record.
+    "Prolific": ("PROLIFIC_PID", ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")),
+    "MTurk": ("workerId", ("workerId", "assignmentId", "hitId")),
 }
 TEXT_LIMIT = 100_000
 M = TypeVar("M", bound=BaseModel)
@@ -61,6 +70,28 @@ class CampaignSettings(BaseModel):
     paused: Text = Field("", description="Markdown shown when the campaign is Paused")
     completed: Text = Field("", description="Markdown shown when the campaign is Completed")
     pending: Text = Field("", description="Markdown shown in the pending pool")
+    identity_param: str = Field(
+        "",
+        max_length=64,
+        description="The join URL's query parameter holding the platform id (e.g. PROLIFIC_PID)",
+    )
+    capture_params: list[str] = Field(
+        default_factory=list,
+        description=f"Query parameters recorded with each visit (at most {MAX_CAPTURED})",
+    )
+    require_identity: bool = Field(
+        False, description="Turn away (outcome missing_id) anyone without the identity parameter"
+    )
+    exits: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Per outcome, {"code": completion code or null, "url": return link or null}',
+    )
+    leave_after_seconds: _ranged(  # type: ignore[valid-type]
+        "leave_after_seconds", "Seconds of waiting before someone may leave (and get its code)"
+    ) = 0
+    ready_check_seconds: _ranged(  # type: ignore[valid-type]
+        "ready_check_seconds", "Seconds to confirm presence when a pool is full (0: no check)"
+    ) = 0
 
     @field_validator("slug")
     @classmethod
@@ -83,6 +114,39 @@ class CampaignSettings(BaseModel):
         except GroupingError as error:
             raise ValueError(str(error)) from None
         return value
+
+    @field_validator("identity_param")
+    @classmethod
+    def _parameter_name(cls, value: str) -> str:
+        if value and not PARAM.match(value):
+            raise ValueError("use letters, digits, _, . or - (at most 64)")
+        return value
+
+    @field_validator("capture_params", mode="before")
+    @classmethod
+    def _parameter_names(cls, value: Any) -> Any:
+        if isinstance(value, str):  # the form's field: names separated by commas or spaces
+            value = value.replace(",", " ").split()
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError("must be a list of query parameter names")
+        names = list(dict.fromkeys(v.strip() for v in value if v.strip()))
+        if len(names) > MAX_CAPTURED:
+            raise ValueError(f"at most {MAX_CAPTURED} parameters")
+        wrong = [name for name in names if not PARAM.match(name)]
+        if wrong:
+            raise ValueError(f"{wrong[0]!r}: use letters, digits, _, . or - (at most 64)")
+        return names
+
+    @model_validator(mode="after")
+    def _identity_and_exits(self) -> CampaignSettings:
+        if self.require_identity and not self.identity_param:
+            raise _FieldError("require_identity", "name the identity parameter (identity_param)")
+        params = tuple(p for p in dict.fromkeys([*self.capture_params, self.identity_param]) if p)
+        try:
+            self.exits = check_exits(self.exits, params)
+        except ExitsError as error:
+            raise _FieldError("exits", str(error)) from None
+        return self
 
     @model_validator(mode="after")
     def _groups_fill_a_session(self) -> CampaignSettings:

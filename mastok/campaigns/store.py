@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import Insert, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mastok.campaigns.markdown import consent_hash
 from mastok.campaigns.rules import InvalidCampaign
-from mastok.db.tables import Campaign
+from mastok.clock import utcnow
+from mastok.db.tables import Campaign, Consent
 from mastok.states import CampaignState
 
 UNIQUE = ("namespace", "slug")
@@ -33,6 +36,7 @@ async def insert_campaign(session: AsyncSession, values: Mapping[str, Any]) -> C
     await _check_unique(session, values, exclude_id=None)
     campaign = Campaign(**values, state=CampaignState.PAUSED, started_sessions=0)
     session.add(campaign)
+    await _keep_consent(session, campaign.consent)
     await _commit(session, values)
     return campaign
 
@@ -43,6 +47,7 @@ async def update_campaign(
     await _check_unique(session, values, exclude_id=campaign.id)
     for key, value in values.items():
         setattr(campaign, key, value)
+    await _keep_consent(session, campaign.consent)
     await _commit(session, values)
     return campaign
 
@@ -75,3 +80,15 @@ async def _commit(session: AsyncSession, values: Mapping[str, Any]) -> None:
         raise InvalidCampaign(
             {key: "is already used by another campaign" for key in UNIQUE if key in values}
         ) from None
+
+
+async def _keep_consent(session: AsyncSession, text: str) -> None:
+    """Each version of a consent text once, by hash: visits say which one they agreed to."""
+    row = {"hash": consent_hash(text), "text": text, "created_at": utcnow()}
+    dialect = session.get_bind().dialect.name
+    statement: Insert
+    if dialect == "postgresql":
+        statement = postgresql.insert(Consent).values(row).on_conflict_do_nothing()
+    else:
+        statement = sqlite.insert(Consent).values(row).on_conflict_do_nothing()
+    await session.execute(statement)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     DateTime,
     ForeignKey,
@@ -16,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from mastok.clock import utcnow
@@ -61,6 +64,14 @@ class Campaign(Base):
     state: Mapped[str] = mapped_column(String(16), default=CampaignState.PAUSED)
     started_sessions: Mapped[int] = mapped_column(Integer, default=0)
     uid: Mapped[str] = mapped_column(String(32), default=new_uid, server_default="")
+    identity_param: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    capture_params: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    require_identity: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=sa_false()
+    )
+    exits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+    leave_after_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    ready_check_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The session number asked of oTree and not yet recorded (the waiting room's, not the admin's).
     session_asked: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -85,32 +96,53 @@ class OTreeSession(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class Consent(Base):
+    """A consent text as participants agreed to it, kept once by its hash (campaigns change)."""
+
+    __tablename__ = "consents"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Participant(Base):
-    """Someone in a campaign's room, from Land on; after Start, a participation record.
+    """One visit to a campaign's room: live from Land on, then the record of how it went.
 
     `step` (a `mastok.states.Step`) is where they are: landed, agreed, joining, pending (the
-    pools), started (in an oTree session) or left. Pools are ordered by `queued_at` then `id`.
+    pools), started (in an oTree session) or left; `outcome` (a `mastok.states.Outcome`) how
+    the visit ended. Pools are ordered by `queued_at` (when it joined the pools) then `id`.
+    A visit turned away at once (a paused campaign, say) is a row that starts and ends left.
     """
 
     __tablename__ = "participants"
     __table_args__ = (
         Index("ix_participants_campaign_step", "campaign_id", "step"),
-        Index("ix_participants_campaign_fingerprint", "campaign_id", "fingerprint"),
+        Index("ix_participants_campaign_browser_id", "campaign_id", "browser_id"),
+        Index("ix_participants_campaign_identity", "campaign_id", "identity"),
+        Index("ix_participants_campaign_created_at", "campaign_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
     token: Mapped[str] = mapped_column(String(64), unique=True)
-    fingerprint: Mapped[str] = mapped_column(String(256))
+    # The page's random id (a bearer secret: it unlocks the live redirect); None if it never landed.
+    browser_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    identity: Mapped[str | None] = mapped_column(String(128), nullable=True)  # platform id
+    params: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)  # captured
     step: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    consent_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     group_label: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    consented_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ready_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     session_id: Mapped[int | None] = mapped_column(
         ForeignKey("sessions.id", ondelete="SET NULL"), nullable=True
     )
     otree_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     start_url: Mapped[str | None] = mapped_column(Text, nullable=True)
-    left_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

@@ -12,13 +12,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from mastok.campaigns.grouping import parse_grouping
-from mastok.campaigns.markdown import render, render_consent
+from mastok.campaigns.markdown import consent_hash, render, render_consent
 from mastok.db.tables import Campaign
-from mastok.live.protocol import Kind, Reason
-from mastok.states import CampaignState, RoomState, Step
+from mastok.live.protocol import Kind
+from mastok.states import CampaignState, Outcome, RoomState, Step
 
 Conn = int
 DEFAULT_GROUP = "default"
+Params = tuple[tuple[str, str], ...]  # query parameters, in the campaign's order
 
 
 # -- what the room knows of its campaign -----------------------------------------------------
@@ -36,6 +37,14 @@ class Texts:
 
 
 @dataclass(frozen=True, slots=True)
+class Exit:
+    """What a campaign gives a visit that ends a given way (either may be None)."""
+
+    code: str | None
+    url: str | None  # may hold placeholders: {code}, {outcome}, captured parameters
+
+
+@dataclass(frozen=True, slots=True)
 class RoomCampaign:
     namespace: str
     state: CampaignState
@@ -49,6 +58,13 @@ class RoomCampaign:
     groups: tuple[tuple[str, int], ...]  # (label, size): the default group without a grouping
     grouping: str | None  # the Grouping frame's payload: the grouping's text, as in Go Mastok
     texts: Texts
+    consent_hash: str = ""
+    identity_param: str = ""  # the query parameter holding the platform id ("": none)
+    capture_params: tuple[str, ...] = ()
+    require_identity: bool = False
+    exits: tuple[tuple[Outcome, Exit], ...] = ()
+    leave_after: timedelta = timedelta(0)
+    ready_check: timedelta = timedelta(0)  # 0: no ready check
 
     @classmethod
     def of(cls, campaign: Campaign) -> RoomCampaign:
@@ -77,7 +93,25 @@ class RoomCampaign:
                 paused=render(campaign.paused),
                 completed=render(campaign.completed),
             ),
+            consent_hash=consent_hash(campaign.consent),
+            identity_param=campaign.identity_param or "",
+            capture_params=tuple(campaign.capture_params or ()),
+            require_identity=bool(campaign.require_identity),
+            exits=tuple(
+                (Outcome(outcome), Exit(exit_.get("code"), exit_.get("url")))
+                for outcome, exit_ in (campaign.exits or {}).items()
+            ),
+            leave_after=timedelta(seconds=campaign.leave_after_seconds or 0),
+            ready_check=timedelta(seconds=campaign.ready_check_seconds or 0),
         )
+
+    @property
+    def declared_params(self) -> tuple[str, ...]:
+        """The query parameters recorded with a visit: the identity's, then those captured."""
+        return tuple(dict.fromkeys(n for n in (self.identity_param, *self.capture_params) if n))
+
+    def exit_for(self, outcome: Outcome) -> Exit | None:
+        return dict(self.exits).get(outcome)
 
     @property
     def labels(self) -> list[str]:
@@ -102,9 +136,11 @@ class Rules:
 
 @dataclass(frozen=True, slots=True)
 class Opened:
-    """A participant socket was accepted."""
+    """A participant socket was accepted, with its URL's query parameters (bounded by the
+    socket layer; the room keeps those its campaign declares)."""
 
     conn: Conn
+    query: Params = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,12 +240,22 @@ class Notify:
 
 
 @dataclass(frozen=True, slots=True)
+class Entrant:
+    """What oTree learns of a member: its participant label and its participant vars."""
+
+    label: str | None
+    vars: tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class CreateSession:
     """Create the campaign's oTree session `number`, or claim it if `look_up` (it may exist:
-    it was asked of oTree before); report back with `SessionCreated` or `SessionFailed`."""
+    it was asked of oTree before), with the `entrants` in participant order; report back with
+    `SessionCreated` or `SessionFailed`."""
 
     number: int
     look_up: bool = False
+    entrants: tuple[Entrant, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,8 +267,28 @@ class Ask:
 
 @dataclass(frozen=True, slots=True)
 class AddParticipant:
+    """A new visit; one turned away at once is written ended, with its `outcome`."""
+
     token: str
-    fingerprint: str
+    browser_id: str | None
+    identity: str | None = None
+    params: Params = ()
+    outcome: Outcome | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Consented:
+    """The participant agreed to this version of the consent."""
+
+    token: str
+    consent_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class MarkReady:
+    """The participant answered the ready check."""
+
+    token: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,8 +303,10 @@ class Move:
 
 @dataclass(frozen=True, slots=True)
 class Leave:
+    """The visits end, all the same way."""
+
     tokens: tuple[str, ...]
-    reason: Reason
+    outcome: Outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,9 +320,9 @@ class RecordSession:
     complete: bool
 
 
-Persist = Ask | AddParticipant | Move | Leave | RecordSession
+Persist = Ask | AddParticipant | Consented | MarkReady | Move | Leave | RecordSession
 Effect = Send | SendAll | Disconnect | Notify | CreateSession | Persist
-PERSIST = (Ask, AddParticipant, Move, Leave, RecordSession)
+PERSIST = (Ask, AddParticipant, Consented, MarkReady, Move, Leave, RecordSession)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,8 @@ from enum import StrEnum
 from typing import Any
 
 MAX_FRAME_BYTES = 64 * 1024
-MAX_FINGERPRINT = 256
+MAX_FINGERPRINT = 256  # a browser id, Land's payload
+MAX_PARAM = 128  # a query parameter's value (a platform id, say)
 
 
 class Kind(StrEnum):
@@ -19,6 +20,8 @@ class Kind(StrEnum):
     RESUME = "Resume"  # also server -> participant: the token to come back with
     AGREE = "Agree"
     CONNECT = "Connect"
+    LEAVE = "Leave"
+    READY = "Ready"
     # server -> participant
     STATE = "State"  # also supervisor <-> server
     PAUSED = "Paused"
@@ -29,6 +32,9 @@ class Kind(StrEnum):
     JOINING_SIZE = "JoiningSize"  # also server -> supervisor
     PENDING = "Pending"
     STARTING = "Starting"
+    WAITING = "Waiting"
+    READY_CHECK = "ReadyCheck"
+    EXIT = "Exit"
     ERROR = "Error"  # also server -> supervisor
     DISCONNECT = "Disconnect"
     # server -> supervisor
@@ -37,8 +43,8 @@ class Kind(StrEnum):
 
 
 class Reason(StrEnum):
-    """Why a participant's socket is closed (`Disconnect`'s payload) or its place was lost
-    (the participants table's `left_reason`). `Redirect:{URL}` is built by `redirect`."""
+    """Why a participant's socket is closed (`Disconnect`'s payload). `Redirect:{URL}` is
+    built by `redirect`. How the visit ended is its `Outcome` (`mastok.states`)."""
 
     START = "Start"
     PAUSED = "Paused"
@@ -47,6 +53,9 @@ class Reason(StrEnum):
     LANDING_FAILED = "LandingFailed"
     REPLACED = "Replaced"
     TIMEOUT = "Timeout"
+    LEFT = "Left"
+    NOT_READY = "NotReady"
+    MISSING_ID = "MissingId"
     AWAY = "Away"  # never sent: the participant was gone longer than the grace period
 
 

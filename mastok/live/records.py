@@ -30,9 +30,18 @@ from mastok.clock import aware
 from mastok.db import Database
 from mastok.db.batches import GroupCommit
 from mastok.db.tables import Campaign, OTreeSession, Participant
-from mastok.live.events import AddParticipant, Ask, Leave, Move, Persist, RecordSession
-from mastok.live.room import Started, Waiting
-from mastok.states import WAITING_STEPS, CampaignState, Step
+from mastok.live.events import (
+    AddParticipant,
+    Ask,
+    Consented,
+    Leave,
+    MarkReady,
+    Move,
+    Persist,
+    RecordSession,
+)
+from mastok.live.room import Started, Waiting, key_of
+from mastok.states import WAITING_STEPS, CampaignState, Outcome, Step
 from mastok.tasks import Spawn
 
 # Within the pool's 5 kept connections (SQLAlchemy's default), beside LightMill's writers.
@@ -43,7 +52,8 @@ _ADD_PARTICIPANT = insert(Participant)
 _STARTED = (
     select(
         Participant.token,
-        Participant.fingerprint,
+        Participant.identity,
+        Participant.browser_id,
         Participant.start_url,
         OTreeSession.created_at,
     )
@@ -54,10 +64,12 @@ _STARTED = (
 _WAITING = (
     select(
         Participant.token,
-        Participant.fingerprint,
+        Participant.browser_id,
         Participant.step,
         Participant.group_label,
         Participant.queued_at,
+        Participant.identity,
+        Participant.params,
     )
     .where(Participant.campaign_id == bindparam("campaign_id"))
     .where(Participant.step.in_(WAITING_STEPS))
@@ -77,6 +89,8 @@ _ASSIGN = (
         session_id=bindparam("assigned_session"),
         otree_code=bindparam("assigned_code"),
         start_url=bindparam("assigned_url"),
+        outcome=Outcome.STARTED,
+        ended_at=bindparam("assigned_at"),
         updated_at=bindparam("assigned_at"),
     )
 )
@@ -130,8 +144,16 @@ class Records:
         async with self._read() as connection:
             rows = await connection.execute(_WAITING, {"campaign_id": campaign_id})
             return [
-                Waiting(token, fingerprint, Step(step), group, aware(queued) if queued else None)
-                for token, fingerprint, step, group, queued in rows
+                Waiting(
+                    token,
+                    browser_id or "",
+                    Step(step),
+                    group,
+                    aware(queued) if queued else None,
+                    identity,
+                    _params(params),
+                )
+                for token, browser_id, step, group, queued, identity, params in rows
             ]
 
     async def started(self, campaign_id: int) -> list[Started]:
@@ -139,8 +161,8 @@ class Records:
         async with self._read() as connection:
             rows = await connection.execute(_STARTED, {"campaign_id": campaign_id})
             return [
-                Started(token, fingerprint, url or "", aware(created))
-                for token, fingerprint, url, created in rows
+                Started(token, key_of(identity, browser_id), url or "", aware(created))
+                for token, identity, browser_id, url, created in rows
             ]
 
     async def campaigns_with_waiting(self) -> list[int]:
@@ -186,23 +208,34 @@ async def _write_change(
         case Ask(number):
             statement = update(Campaign).where(Campaign.id == campaign_id)
             await connection.execute(statement.values(session_asked=number))
-        case AddParticipant(token, fingerprint):
+        case AddParticipant(token, browser_id, identity, params, outcome):
             row = {
                 "campaign_id": campaign_id,
                 "token": token,
-                "fingerprint": fingerprint,
-                "step": Step.LANDED,
+                "browser_id": browser_id,
+                "identity": identity,
+                "params": dict(params) if params else None,
+                "step": Step.LANDED if outcome is None else Step.LEFT,
+                "outcome": outcome,
+                "ended_at": None if outcome is None else now,
                 "created_at": now,
                 "updated_at": now,
             }
             await connection.execute(_ADD_PARTICIPANT, row)
+        case Consented(token, consent_hash):
+            await _move(
+                connection, (token,), {"consented_at": now, "consent_hash": consent_hash}, now
+            )
+        case MarkReady(token):
+            await _move(connection, (token,), {"ready_at": now}, now)
         case Move(tokens, step, group, queued_at):
             values: dict[str, Any] = {"step": step}
             if group is not None:
                 values.update(group_label=group, queued_at=queued_at)
             await _move(connection, tokens, values, now)
-        case Leave(tokens, reason):
-            await _move(connection, tokens, {"step": Step.LEFT, "left_reason": reason}, now)
+        case Leave(tokens, outcome):
+            values = {"step": Step.LEFT, "outcome": outcome, "ended_at": now}
+            await _move(connection, tokens, values, now)
         case RecordSession():
             return await _record_session(connection, campaign_id, change, now)
     return None
@@ -254,3 +287,7 @@ async def _record_session(
         values["state"] = CampaignState.COMPLETED
     await connection.execute(update(Campaign).where(Campaign.id == campaign_id).values(values))
     return session_id
+
+
+def _params(stored: Any) -> tuple[tuple[str, str], ...]:
+    return tuple((str(k), str(v)) for k, v in stored.items()) if isinstance(stored, dict) else ()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from mastok.campaigns.exits import fill_url
 from mastok.live.events import (
     CLOSED_ON_LEAVING,
     DEFAULT_GROUP,
@@ -26,17 +27,21 @@ from mastok.live.events import (
     Ask,
     Closed,
     Conn,
+    Consented,
     CreatedSession,
     CreateSession,
     Disconnect,
     Edited,
     Effect,
+    Entrant,
     Event,
     Leave,
+    MarkReady,
     Move,
     Notify,
     Opened,
     OTreeAnswers,
+    Params,
     Received,
     RecordSession,
     RoomCampaign,
@@ -49,10 +54,30 @@ from mastok.live.events import (
     View,
 )
 from mastok.live.journal import Journal
-from mastok.live.protocol import MAX_FINGERPRINT, Kind, Reason, redirect
-from mastok.states import CampaignState, RoomState, Step
+from mastok.live.protocol import MAX_FINGERPRINT, MAX_PARAM, Kind, Reason, redirect
+from mastok.states import CampaignState, Outcome, RoomState, Step
 
 RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 60.0)
+# The Disconnect each way of ending sends (a redirect sends its URL; someone away, nothing).
+REASONS = {
+    Outcome.STARTED: Reason.START,
+    Outcome.TIMEOUT: Reason.TIMEOUT,
+    Outcome.FULL: Reason.FULL,
+    Outcome.PAUSED: Reason.PAUSED,
+    Outcome.COMPLETED: Reason.COMPLETED,
+    Outcome.REJECTED: Reason.LANDING_FAILED,  # as Go Mastok tells join_once refusals
+    Outcome.LEFT: Reason.LEFT,
+    Outcome.NOT_READY: Reason.NOT_READY,
+    Outcome.MISSING_ID: Reason.MISSING_ID,
+    Outcome.LANDING_FAILED: Reason.LANDING_FAILED,
+    Outcome.AWAY: Reason.AWAY,
+}
+
+
+def key_of(identity: str | None, browser_id: str | None) -> str:
+    """Who someone is to join_once and live redirects: its platform identity if it came with
+    one, else its browser id (prefixed: one can never pass for the other)."""
+    return f"id:{identity}" if identity else f"browser:{browser_id or ''}"
 
 
 # -- the room's state ------------------------------------------------------------------------
@@ -63,7 +88,7 @@ class Member:
     """A participant in the room, from Land until its session starts or it leaves."""
 
     token: str
-    fingerprint: str
+    browser_id: str
     step: Step
     seq: int  # arrival order in the room (the order in which they are told things)
     order: int = 0  # arrival order in the pools
@@ -71,15 +96,30 @@ class Member:
     conn: Conn | None = None
     away_until: datetime | None = None  # away (its socket closed): its place is kept until then
     waiting_since: datetime | None = None
-    # In a pool whose session is being created: out of the joining pool, kept whatever happens
-    # to its socket until the session is recorded (or fails, and it goes back).
+    # In a pool set aside for its ready check or its session: out of the joining pool, kept
+    # whatever happens to its socket until the session is recorded (or fails, and it goes back).
     reserved: bool = False
+    ready: bool = False  # answered the ready check in progress
+    identity: str | None = None  # its platform id
+    params: Params = ()  # the query parameters its campaign captures
+
+    @property
+    def key(self) -> str:
+        return key_of(self.identity, self.browser_id)
 
 
 @dataclass(frozen=True, slots=True)
 class Starting:
     number: int
     members: tuple[Member, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A full pool asked whether its members are there, until `deadline`."""
+
+    members: tuple[Member, ...]
+    deadline: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +141,12 @@ class Waiting:
     """A participant the database has in the room (to restore it)."""
 
     token: str
-    fingerprint: str
+    browser_id: str
     step: Step
     group: str | None
     queued_at: datetime | None
+    identity: str | None = None
+    params: Params = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +154,7 @@ class Started:
     """A participant the database has in a started session (to restore it)."""
 
     token: str
-    fingerprint: str
+    key: str  # `key_of` its identity and browser id
     start_url: str
     started_at: datetime
 
@@ -123,17 +165,19 @@ class Room:
     rules: Rules
     new_token: Callable[[], str]
     members: dict[str, Member] = field(default_factory=dict)  # by token
-    ids: dict[str, tuple[str, ...]] = field(default_factory=dict)  # fingerprint -> tokens
+    ids: dict[str, tuple[str, ...]] = field(default_factory=dict)  # key -> tokens
     sockets: dict[Conn, str | None] = field(default_factory=dict)  # -> token (None: not landed)
+    arrivals: dict[Conn, Params] = field(default_factory=dict)  # not landed: its parameters
     joining: dict[str, list[Member]] = field(default_factory=dict)  # by group, arrival order
     pending: dict[str, list[Member]] = field(default_factory=dict)
+    check: Check | None = None
     starting: Starting | None = None
     retry: Retry | None = None
     unavailable: bool = False
     deferred: RoomCampaign | None = None  # an edit waiting for the session being created
     asked: int | None = None  # the session number asked of oTree and not recorded yet
     live_sessions: list[datetime] = field(default_factory=list)  # when each started
-    past: dict[str, Past] = field(default_factory=dict)  # by fingerprint, the latest
+    past: dict[str, Past] = field(default_factory=dict)  # by key, the latest
     started_tokens: dict[str, str] = field(default_factory=dict)  # token -> start URL
     next_order: int = 0
     journal: Journal = field(default_factory=Journal)
@@ -156,23 +200,30 @@ class Room:
         for row in waiting:
             room.next_order += 1
             member = Member(
-                row.token, row.fingerprint, row.step, room.next_order, room.next_order, row.group
+                row.token,
+                row.browser_id,
+                row.step,
+                room.next_order,
+                room.next_order,
+                row.group,
+                identity=row.identity,
+                params=row.params,
             )
             member.away_until, member.waiting_since = now + rules.grace, row.queued_at
             room.members[member.token] = member
-            room.ids[member.fingerprint] = (*room.ids.get(member.fingerprint, ()), member.token)
+            room.ids[member.key] = (*room.ids.get(member.key, ()), member.token)
             if row.step in (Step.JOINING, Step.PENDING) and row.group is not None:
                 pools = room.joining if row.step == Step.JOINING else room.pending
                 pools.setdefault(row.group, []).append(member)
         for past in started:
-            room._remember(past.token, past.fingerprint, past.start_url, past.started_at)
+            room._remember(past.token, past.key, past.start_url, past.started_at)
         room.journal.commit()
         return room
 
-    def _remember(self, token: str, fingerprint: str, url: str, at: datetime) -> None:
-        known = self.past.get(fingerprint)
+    def _remember(self, token: str, key: str, url: str, at: datetime) -> None:
+        known = self.past.get(key)
         if known is None or known.started_at <= at:
-            self.journal.put(self.past, fingerprint, Past(url, at))
+            self.journal.put(self.past, key, Past(url, at))
         self.journal.put(self.started_tokens, token, url)
 
     # -- the driver's side -------------------------------------------------------------------
@@ -204,7 +255,7 @@ class Room:
         return sum(1 for started in self.live_sessions if started > since)
 
     def is_busy(self, now: datetime) -> bool:
-        starting = 1 if self.starting is not None else 0
+        starting = 1 if self.starting is not None or self.check is not None else 0
         return self.live_count(now) + starting >= self.campaign.concurrent_sessions
 
     def public_state(self, now: datetime) -> RoomState:
@@ -236,6 +287,10 @@ class Room:
             "members": {token: _member_state(m) for token, m in self.members.items()},
             "ids": dict(self.ids),
             "sockets": dict(self.sockets),
+            "arrivals": dict(self.arrivals),
+            "check": None
+            if self.check is None
+            else ([m.token for m in self.check.members], self.check.deadline),
             "joining": {g: [m.token for m in pool] for g, pool in self.joining.items() if pool},
             "pending": {g: [m.token for m in pool] for g, pool in self.pending.items() if pool},
             "starting": None
@@ -254,7 +309,10 @@ class Room:
 
 def _member_state(member: Member) -> tuple[Any, ...]:
     return (
-        member.fingerprint,
+        member.browser_id,
+        member.identity,
+        member.params,
+        member.ready,
         member.step,
         member.seq,
         member.order,
@@ -281,8 +339,8 @@ class _Turn:
 
     def handle(self, event: Event) -> list[Effect]:
         match event:
-            case Opened(conn):
-                self.opened(conn)
+            case Opened(conn, query):
+                self.opened(conn, query)
             case Received(conn, kind, payload):
                 self.received(conn, kind, payload)
             case Closed(conn, code):
@@ -310,13 +368,58 @@ class _Turn:
     def drop(self, conn: Conn, reason: str) -> None:
         """Disconnect a socket that has no place in the room (any more)."""
         self.journal.pop(self.room.sockets, conn)
+        self.journal.pop(self.room.arrivals, conn)
         self.effects.append(Disconnect(conn, reason))
 
-    def send_end(self, conn: Conn, state: CampaignState) -> None:
+    def end_visit(self, conn: Conn, outcome: Outcome, params: Params, reason: str = "") -> None:
+        """The visit on `conn` ends: its exit if the campaign gives one, then Disconnect."""
+        exit_ = self.campaign.exit_for(outcome)
+        if exit_ is not None:
+            self.send(conn, Kind.EXIT, self.exit_payload(outcome, params))
+        self.drop(conn, reason or REASONS[outcome])
+
+    def exit_payload(self, outcome: Outcome, params: Params) -> dict[str, Any]:
+        exit_ = self.campaign.exit_for(outcome)
+        code = exit_.code if exit_ else None
+        url = exit_.url if exit_ else None
+        if url is not None:
+            url = fill_url(url, {**dict(params), "code": code or "", "outcome": outcome})
+        return {"outcome": outcome, "code": code, "url": url}
+
+    def turn_away(
+        self, conn: Conn, outcome: Outcome, browser_id: str | None = None, reason: str = ""
+    ) -> None:
+        """A socket with no member ends its visit at once: written down, told, closed."""
+        params = self.room.arrivals.get(conn, ())
+        identity = self.identity_in(params)
+        token = self.room.new_token()
+        self.effects.append(AddParticipant(token, browser_id, identity, params, outcome))
+        self.end_visit(conn, outcome, params, reason)
+
+    def send_end(self, conn: Conn, state: CampaignState, member: Member | None) -> None:
+        """The campaign's Paused or Completed text; the visit ends that way."""
         texts = self.campaign.texts
         text = texts.paused if state == CampaignState.PAUSED else texts.completed
         self.send(conn, Kind(state.value), text)
-        self.effects.append(Disconnect(conn, state.value))
+        outcome = Outcome(state.value.lower())
+        if member is None:
+            self.turn_away(conn, outcome)
+        else:
+            self.end_visit(conn, outcome, member.params)
+
+    def identity_in(self, params: Params) -> str | None:
+        name = self.campaign.identity_param
+        return dict(params).get(name) if name else None
+
+    def declared(self, query: Params) -> Params:
+        """The campaign's parameters in a socket's query: bounded, printable, others ignored."""
+        given = dict(query)
+        kept = []
+        for name in self.campaign.declared_params:
+            value = given.get(name, "").strip()
+            if value and len(value) <= MAX_PARAM and value.isprintable():
+                kept.append((name, value))
+        return tuple(kept)
 
     def send_step(self, member: Member) -> None:
         """What a member sees of where it is (on entering a step, or on coming back)."""
@@ -332,8 +435,25 @@ class _Turn:
             self.send(conn, Kind.INSTRUCTIONS, campaign.texts.instructions)
             size = self.room.full_size() if member.reserved else self.room.joining_size()
             self.send(conn, Kind.JOINING_SIZE, size)
+            self.send_waiting(member)
+            check = self.room.check
+            if check is not None and member in check.members and not member.ready:
+                self.send(conn, Kind.READY_CHECK, _seconds(check.deadline - self.now))
         elif member.step == Step.PENDING:
             self.send(conn, Kind.PENDING, campaign.texts.pending)
+            self.send_waiting(member)
+
+    def send_waiting(self, member: Member) -> None:
+        """How long the member has waited, its limit, and when it may leave."""
+        if member.conn is None or member.waiting_since is None:
+            return
+        campaign = self.campaign
+        payload = {
+            "waited": _seconds(self.now - member.waiting_since),
+            "limit": _seconds(campaign.waiting_limit),
+            "leave_after": _seconds(campaign.leave_after),
+        }
+        self.send(member.conn, Kind.WAITING, payload)
 
     def tell_joining_sizes(self, told: Sequence[Member] = ()) -> None:
         """JoiningSize to everyone present in the joining pools, but those just `told` (as
@@ -355,10 +475,16 @@ class _Turn:
 
     # -- participants ------------------------------------------------------------------------
 
-    def opened(self, conn: Conn) -> None:
+    def opened(self, conn: Conn, query: Params) -> None:
+        params = self.declared(query)
+        if params:
+            self.journal.put(self.room.arrivals, conn, params)
         state = self.room.public_state(self.now)
         if state in (RoomState.PAUSED, RoomState.COMPLETED):
-            self.send_end(conn, CampaignState(state.value))
+            self.send_end(conn, CampaignState(state.value), None)
+            return
+        if self.campaign.require_identity and self.identity_in(params) is None:
+            self.turn_away(conn, Outcome.MISSING_ID)
             return
         self.journal.put(self.room.sockets, conn, None)
         self.send(conn, Kind.STATE, state)
@@ -374,6 +500,10 @@ class _Turn:
             self.agree(conn)
         elif kind == Kind.CONNECT:
             self.connect(conn, payload)
+        elif kind == Kind.LEAVE:
+            self.leave_on_request(conn)
+        elif kind == Kind.READY:
+            self.ready(conn)
         else:
             self.error(conn, f"participants cannot send {kind!r}")
 
@@ -386,47 +516,60 @@ class _Turn:
             self.error(conn, "already landed")
             return
         if not isinstance(payload, str) or not payload.strip() or len(payload) > MAX_FINGERPRINT:
-            self.drop(conn, Reason.LANDING_FAILED)
+            self.turn_away(conn, Outcome.LANDING_FAILED)
             return
-        fingerprint = payload.strip()
-        past = self.room.past.get(fingerprint)
+        browser_id = payload.strip()
+        params = self.room.arrivals.get(conn, ())
+        identity = self.identity_in(params)
+        key = key_of(identity, browser_id)
+        past = self.room.past.get(key)
         if (
             past is not None
             and self.room.rules.live_redirect
             and past.started_at > self.now - self.campaign.session_duration
         ):
-            self.drop(conn, redirect(past.start_url))
+            self.turn_away(conn, Outcome.REDIRECTED, browser_id, redirect(past.start_url))
             return
-        same = [self.room.members[token] for token in self.room.ids.get(fingerprint, ())]
+        same = [self.room.members[token] for token in self.room.ids.get(key, ())]
         taken = any(m.conn is not None or m.reserved for m in same)  # not to be taken over
         if self.campaign.join_once and (past is not None or taken):
-            self.drop(conn, Reason.LANDING_FAILED)
+            self.turn_away(conn, Outcome.REJECTED, browser_id)
             return
         away = [m for m in same if m.conn is None and not m.reserved]
         if away:  # a page that lost its token (Go Mastok's never keeps one): its place back
+            self.journal.pop(self.room.arrivals, conn)
             self.come_back(conn, away[-1])
             return
         token = self.room.new_token()
         self.journal.set(self.room, "next_order", self.room.next_order + 1)
-        member = Member(token, fingerprint, Step.LANDED, seq=self.room.next_order, conn=conn)
+        member = Member(
+            token,
+            browser_id,
+            Step.LANDED,
+            seq=self.room.next_order,
+            conn=conn,
+            identity=identity,
+            params=params,
+        )
         self.add_member(member)
+        self.journal.pop(self.room.arrivals, conn)
         self.journal.put(self.room.sockets, conn, token)
-        self.effects.append(AddParticipant(token, fingerprint))
+        self.effects.append(AddParticipant(token, browser_id, identity, params))
         self.send(conn, Kind.RESUME, token)
         self.send(conn, Kind.CONSENT, self.campaign.texts.consent)
 
     def add_member(self, member: Member) -> None:
         self.journal.put(self.room.members, member.token, member)
-        tokens = self.room.ids.get(member.fingerprint, ())
-        self.journal.put(self.room.ids, member.fingerprint, (*tokens, member.token))
+        tokens = self.room.ids.get(member.key, ())
+        self.journal.put(self.room.ids, member.key, (*tokens, member.token))
 
     def forget_member(self, member: Member) -> None:
         self.journal.pop(self.room.members, member.token)
-        tokens = tuple(t for t in self.room.ids.get(member.fingerprint, ()) if t != member.token)
+        tokens = tuple(t for t in self.room.ids.get(member.key, ()) if t != member.token)
         if tokens:
-            self.journal.put(self.room.ids, member.fingerprint, tokens)
+            self.journal.put(self.room.ids, member.key, tokens)
         else:
-            self.journal.pop(self.room.ids, member.fingerprint)
+            self.journal.pop(self.room.ids, member.key)
 
     def resume(self, conn: Conn, token: Any) -> None:
         if self.room.sockets[conn] is not None:
@@ -443,6 +586,7 @@ class _Turn:
             return
         if member.conn is not None and member.conn != conn:
             self.drop(member.conn, Reason.REPLACED)
+        self.journal.pop(self.room.arrivals, conn)
         self.come_back(conn, member)
 
     def come_back(self, conn: Conn, member: Member) -> None:
@@ -459,6 +603,7 @@ class _Turn:
         if member is None or member.step != Step.LANDED:
             self.error(conn, "Agree comes once, after Land")
             return
+        self.effects.append(Consented(member.token, self.campaign.consent_hash))
         if self.campaign.grouping is None:
             self.enter_room(member, DEFAULT_GROUP)
             return
@@ -486,7 +631,7 @@ class _Turn:
         elif len(pending) < self.campaign.pending_bound(size):
             step, pool = Step.PENDING, pending
         else:
-            self.leave([member], Reason.FULL)
+            self.leave([member], Outcome.FULL)
             return
         self.journal.set(self.room, "next_order", self.room.next_order + 1)
         self.journal.set(member, "order", self.room.next_order)
@@ -500,13 +645,14 @@ class _Turn:
         if step == Step.JOINING:
             self.tell_joining_sizes(told=[member])
         if reserved:
-            self.tell_pool_full(reserved, told=[member])
+            self.tell_set_aside(reserved, told=[member])
             self.promote()
 
     def closed(self, conn: Conn, code: int | None) -> None:
         if conn not in self.room.sockets:
             return
         token = self.journal.pop(self.room.sockets, conn)
+        self.journal.pop(self.room.arrivals, conn)
         member = None if token is None else self.room.members.get(token)
         if member is not None and member.conn == conn:
             rules = self.room.rules
@@ -516,7 +662,7 @@ class _Turn:
             self.journal.set(member, "conn", None)
             self.journal.set(member, "away_until", self.now + grace)
 
-    def leave(self, leaving: Sequence[Member], reason: Reason) -> None:
+    def leave(self, leaving: Sequence[Member], outcome: Outcome) -> None:
         """Out of the room for good: recorded, and told if present. The pools do not move up
         here: the caller moves them once everyone leaving has left."""
         if not leaving:
@@ -525,12 +671,67 @@ class _Turn:
         for member in leaving:
             self.forget_member(member)
             if member.conn is not None:
-                self.drop(member.conn, reason)
+                self.end_visit(member.conn, outcome, member.params)
         for pools in (self.room.joining, self.room.pending):
             for pool in pools.values():
                 if any(id(member) in gone for member in pool):
                     self.journal.replace(pool, [m for m in pool if id(m) not in gone])
-        self.effects.append(Leave(tuple(m.token for m in leaving), reason))
+        self.effects.append(Leave(tuple(m.token for m in leaving), outcome))
+
+    def leave_on_request(self, conn: Conn) -> None:
+        """The Leave frame: the visit ends `left`, once the campaign's leave_after has passed
+        in the pools; a pool being asked whether it is ready goes back without the leaver."""
+        member = self.member_of(conn)
+        if member is None:
+            self.error(conn, "Leave comes after Land")
+            return
+        if self.room.starting is not None and member in self.room.starting.members:
+            self.error(conn, "your session is being created: wait for Starting")
+            return
+        after = self.campaign.leave_after
+        if after and (member.waiting_since is None or self.now - member.waiting_since < after):
+            self.error(conn, f"Leave comes after {_seconds(after)} seconds of waiting")
+            return
+        check = self.room.check
+        if check is not None and member in check.members:
+            self.journal.set(self.room, "check", None)
+            self.leave([member], Outcome.LEFT)
+            self.back_within_pools([m for m in check.members if m is not member])
+        else:
+            self.leave([member], Outcome.LEFT)
+            self.tell_joining_sizes()
+        self.promote()
+        self.start_sessions()
+
+    def ready(self, conn: Conn) -> None:
+        member = self.member_of(conn)
+        check = self.room.check
+        if member is None or check is None or member not in check.members or member.ready:
+            self.error(conn, "Ready answers a ReadyCheck, once")
+            return
+        self.journal.set(member, "ready", True)
+        self.effects.append(MarkReady(member.token))
+        if all(m.ready for m in check.members):
+            self.journal.set(self.room, "check", None)
+            self.begin_start(list(check.members))
+
+    def check_expired(self) -> None:
+        """Those who did not answer the ready check in time end `not_ready`; the others go
+        back ahead of newcomers (and are asked again when their pool is full again)."""
+        check = self.room.check
+        if check is None or self.now < check.deadline:
+            return
+        self.journal.set(self.room, "check", None)
+        silent = [m for m in check.members if not m.ready]
+        self.leave(silent, Outcome.NOT_READY)
+        self.back_within_pools([m for m in check.members if m.ready])
+
+    def cancel_check(self) -> None:
+        """An edit while a pool is asked: the pool goes back, nobody is held against it."""
+        check = self.room.check
+        if check is not None:
+            self.journal.set(self.room, "check", None)
+            self.back_within_pools(check.members)
 
     # -- pools and sessions ------------------------------------------------------------------
 
@@ -571,6 +772,7 @@ class _Turn:
         room = self.room
         return (
             room.starting is None
+            and room.check is None
             and room.deferred is None
             and self.campaign.state == CampaignState.RUNNING
             and (room.retry is None or self.now >= room.retry.at)
@@ -582,31 +784,66 @@ class _Turn:
         pending pools then move up into the places it left."""
         reserved = self.reserve()
         if reserved:
-            self.tell_pool_full(reserved)
+            self.tell_set_aside(reserved)
             self.promote()
 
+    def tell_set_aside(self, pool: Sequence[Member], told: Sequence[Member] = ()) -> None:
+        """A pool set aside sees itself full, and is asked whether it is ready if it is."""
+        self.tell_pool_full(pool, told)
+        check = self.room.check
+        if check is None:
+            return
+        seconds = _seconds(check.deadline - self.now)
+        conns = tuple(m.conn for m in check.members if m.conn is not None)
+        if conns:
+            self.effects.append(SendAll(conns, Kind.READY_CHECK, seconds))
+
     def reserve(self) -> list[Member]:
-        """Set a ready pool aside, if one may start, and have its session created: the pool,
-        or [] (telling its members is the caller's)."""
+        """Set a ready pool aside, if one may start, to ask whether it is ready or to have
+        its session created: the pool, or [] (telling its members is the caller's)."""
         if not self.may_start():
             return []
         pool = self.ready_pool()
         if pool is None:
             return []
-        number = self.campaign.started_sessions + 1
         for group, _ in self.campaign.groups:
             joining = self.room.joining[group]
             self.journal.replace(joining, [m for m in joining if m not in pool])
         for member in pool:
             self.journal.set(member, "reserved", True)
+        if self.campaign.ready_check:
+            for member in pool:
+                self.journal.set(member, "ready", False)
+            deadline = self.now + self.campaign.ready_check
+            self.journal.set(self.room, "check", Check(tuple(pool), deadline))
+        else:
+            self.begin_start(pool)
+        return pool
+
+    def begin_start(self, pool: Sequence[Member]) -> None:
+        """Have the next session created for `pool` (set aside, and ready if asked)."""
+        number = self.campaign.started_sessions + 1
         self.journal.set(self.room, "starting", Starting(number, tuple(pool)))
         # Asked before (a failure, a timeout, a crash): oTree may have it, look it up first.
         look_up = self.room.asked == number
         if not look_up:
             self.journal.set(self.room, "asked", number)
             self.effects.append(Ask(number))
-        self.effects.append(CreateSession(number, look_up))
-        return pool
+        entrants = tuple(self.entrant(member) for member in pool)
+        self.effects.append(CreateSession(number, look_up, entrants))
+
+    def entrant(self, member: Member) -> Entrant:
+        """What oTree is told of a member before it is sent there."""
+        waited = self.now - member.waiting_since if member.waiting_since else timedelta(0)
+        values: list[tuple[str, Any]] = [
+            ("mastok_group", member.group or DEFAULT_GROUP),
+            ("mastok_waited_seconds", _seconds(waited)),
+            *member.params,
+        ]
+        if self.campaign.exit_for(Outcome.STARTED) is not None:
+            exit_ = self.exit_payload(Outcome.STARTED, member.params)
+            values += [("mastok_exit_code", exit_["code"]), ("mastok_exit_url", exit_["url"])]
+        return Entrant(member.identity, tuple(values))
 
     def session_created(self, number: int, session: CreatedSession) -> None:
         starting = self.room.starting
@@ -627,7 +864,7 @@ class _Turn:
         self.journal.append(self.room.live_sessions, self.now)
         for member, (_, _, url) in zip(pool, assignments, strict=False):
             self.journal.set(member, "reserved", False)
-            self.room._remember(member.token, member.fingerprint, url, self.now)
+            self.room._remember(member.token, member.key, url, self.now)
             self.forget_member(member)
             if member.conn is not None:
                 self.send(member.conn, Kind.STARTING, url)
@@ -728,6 +965,7 @@ class _Turn:
         if self.room.starting is not None:
             self.journal.set(self.room, "deferred", campaign)
             return
+        self.cancel_check()
         self.apply_edit(campaign)
         self.promote()
         self.start_sessions()
@@ -748,15 +986,17 @@ class _Turn:
     def end_everyone(self, state: CampaignState) -> None:
         """Everyone's socket gets the campaign's message, and everyone leaves."""
         for conn in sorted(self.room.sockets):
-            self.send_end(conn, state)
+            self.send_end(conn, state, self.member_of(conn))
         self.journal.set(self.room, "sockets", {})
+        self.journal.set(self.room, "arrivals", {})
         leaving = tuple(m.token for m in sorted(self.room.members.values(), key=_seq))
         self.journal.set(self.room, "members", {})
         self.journal.set(self.room, "ids", {})
         self.journal.set(self.room, "joining", {})
         self.journal.set(self.room, "pending", {})
+        self.journal.set(self.room, "check", None)
         if leaving:
-            self.effects.append(Leave(leaving, Reason(state.value)))
+            self.effects.append(Leave(leaving, Outcome(state.value.lower())))
 
     def tick(self) -> None:
         """Places held too long by people away, and people who waited too long, expire; ended
@@ -771,7 +1011,7 @@ class _Turn:
             ),
             key=_seq,
         )
-        self.leave(away, Reason.AWAY)
+        self.leave(away, Outcome.AWAY)
         timed_out = sorted(
             (
                 m
@@ -780,9 +1020,10 @@ class _Turn:
             ),
             key=_seq,
         )
-        self.leave(timed_out, Reason.TIMEOUT)
+        self.leave(timed_out, Outcome.TIMEOUT)
         if away or timed_out:
             self.tell_joining_sizes()
+        self.check_expired()
         since = self.now - self.campaign.session_duration
         if any(started <= since for started in room.live_sessions):
             self.journal.replace(room.live_sessions, [t for t in room.live_sessions if t > since])
@@ -798,6 +1039,10 @@ class _Turn:
             self.journal.set(room, "unavailable", False)
         self.promote()
         self.start_sessions()
+
+
+def _seconds(span: timedelta) -> int:
+    return max(int(span.total_seconds()), 0)
 
 
 def _order(member: Member) -> int:

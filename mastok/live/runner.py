@@ -110,11 +110,12 @@ class Runner:
         self.mailbox.put(_Letter(event, done))
         await done
 
-    async def participant_arrives(self, connection: Connection) -> ev.Conn:
+    async def participant_arrives(self, connection: Connection, query: ev.Params = ()) -> ev.Conn:
+        """A participant socket, with its URL's query parameters."""
         self._next_conn += 1
         conn = self._next_conn
         self.connections[conn] = connection
-        await self.ask(ev.Opened(conn))
+        await self.ask(ev.Opened(conn, query))
         return conn
 
     async def participant_frame(self, conn: ev.Conn, frame: Frame) -> None:
@@ -241,8 +242,8 @@ class Runner:
                     connection.disconnect(reason)
             case ev.Notify(kind, payload):
                 self._log_note(kind, payload)
-            case ev.CreateSession(number, look_up):
-                self._create(number, look_up)
+            case ev.CreateSession(number, look_up, entrants):
+                self._create(number, look_up, entrants)
 
     def _with_ids(self, note: ev.Notify, session_id: int | None) -> ev.Notify:
         """SessionStart with the database's ids of its session and campaign (Go Mastok's `ID`
@@ -262,18 +263,21 @@ class Runner:
 
     # -- oTree -------------------------------------------------------------------------------
 
-    def _create(self, number: int, look_up: bool) -> None:
+    def _create(self, number: int, look_up: bool, entrants: tuple[ev.Entrant, ...]) -> None:
         spec = StartSpec.of(self.campaign)
         task = self.tasks.spawn(
-            self._create_session(spec, number, look_up), f"mastok start {spec.namespace} {number}"
+            self._create_session(spec, number, look_up, entrants),
+            f"mastok start {spec.namespace} {number}",
         )
         self._creations.add(task)
         task.add_done_callback(self._creations.discard)
 
-    async def _create_session(self, spec: StartSpec, number: int, look_up: bool) -> None:
+    async def _create_session(
+        self, spec: StartSpec, number: int, look_up: bool, entrants: tuple[ev.Entrant, ...]
+    ) -> None:
         outcome: ev.Event
         try:
-            session = await self.starter.start(spec, number, look_up)
+            session = await self.starter.start(spec, number, look_up, entrants)
             outcome = ev.SessionCreated(number, session)
         except StartFailed as failure:
             outcome = ev.SessionFailed(number, failure.message)

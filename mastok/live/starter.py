@@ -12,10 +12,11 @@ in a listing shared with every other campaign looking at the same time.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from mastok.db.tables import Campaign
-from mastok.live.events import CreatedSession
+from mastok.live.events import CreatedSession, Entrant
 from mastok.otree import OTreeClient, OTreeError, OTreeUnreachable
 from mastok.otree.labels import label, mastok_id
 from mastok.otree.listing import SharedListing
@@ -65,9 +66,12 @@ class SessionStarter:
             return False
         return True
 
-    async def start(self, spec: StartSpec, number: int, look_up: bool) -> CreatedSession:
+    async def start(
+        self, spec: StartSpec, number: int, look_up: bool, entrants: tuple[Entrant, ...] = ()
+    ) -> CreatedSession:
         """The oTree session numbered `number` for this campaign: claimed if `look_up` finds
-        it, else created."""
+        it, else created; each participant's vars set (the `entrants`, in participant order)
+        before anyone is given its start URL."""
         name = label(spec.namespace, number, spec.uid)
         try:
             existing = await self.listing.find(name) if look_up else None
@@ -80,6 +84,14 @@ class SessionStarter:
                     label=name,
                     modified_config={"mastok_id": mastok_id(spec.namespace, number)},
                 )
+            codes = [p.code for p in session.participants]
+            await asyncio.gather(
+                *(
+                    self.otree.set_participant_vars(code, dict(entrant.vars))
+                    for code, entrant in zip(codes, entrants, strict=False)
+                    if entrant.vars
+                )
+            )
         except OTreeError as error:
             raise StartFailed(error.message, isinstance(error, OTreeUnreachable)) from None
         if len(session.participants) < spec.per_session:
@@ -92,6 +104,14 @@ class SessionStarter:
             mastok_id=mastok_id(spec.namespace, number),
             admin_url=public_otree_url(session.admin_url, self.public_url),
             participants=tuple(
-                (p.code, start_url(self.public_url, p.code)) for p in session.participants
+                (p.code, start_url(self.public_url, p.code, entrant.label))
+                for p, entrant in zip(
+                    session.participants, _padded(entrants, len(session.participants)), strict=True
+                )
             ),
         )
+
+
+def _padded(entrants: tuple[Entrant, ...], count: int) -> tuple[Entrant, ...]:
+    """One entrant per participant (oTree's beyond the pool get no label and no vars)."""
+    return (entrants + (Entrant(None, ()),) * count)[:count]

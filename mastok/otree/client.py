@@ -156,6 +156,12 @@ class OTreeClient:
             raise OTreeServerError(f"oTree created a session but gave no code: {created!r}")
         return await self.get_session(code)
 
+    async def set_participant_vars(self, participant_code: str, values: dict[str, Any]) -> None:
+        """Set participant vars (`participant.vars` in the oTree project)."""
+        await self._request(
+            "POST", f"/api/participant_vars/{participant_code}", json={"vars": values}
+        )
+
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         if not self.api_url:
             raise OTreeNotConfigured("oTree's API URL is not set (MASTOK_OTREE_API_URL)")

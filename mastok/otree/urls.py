@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 
 def public_otree_url(url: str, public_url: str) -> str:
@@ -15,6 +15,8 @@ def public_otree_url(url: str, public_url: str) -> str:
     return urlunsplit((public.scheme, public.netloc, path, parts.query, parts.fragment))
 
 
-def start_url(public_url: str, participant_code: str) -> str:
-    """Where a participant starts their oTree session."""
-    return f"{public_url.rstrip('/')}/InitializeParticipant/{participant_code}"
+def start_url(public_url: str, participant_code: str, label: str | None = None) -> str:
+    """Where a participant starts their oTree session; with its platform id as oTree's
+    participant label (shown in oTree's admin and data exports)."""
+    url = f"{public_url.rstrip('/')}/InitializeParticipant/{participant_code}"
+    return f"{url}?{urlencode({'participant_label': label})}" if label else url

@@ -10,13 +10,15 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from mastok.campaigns.service import CampaignNotFound
 from mastok.live.connection import Connection, RateLimit
-from mastok.live.protocol import MAX_FRAME_BYTES, Frame, FrameError, Kind, decode
+from mastok.live.protocol import MAX_FRAME_BYTES, MAX_PARAM, Frame, FrameError, Kind, decode
 from mastok.states import CampaignState
 
 log = logging.getLogger("mastok.live")
 UNKNOWN = 4404
 POLICY = 1008
 TOO_BIG = 1009
+MAX_QUERY_ITEMS = 32
+MAX_QUERY_NAME = 64
 
 
 def origin_allowed(websocket: WebSocket) -> bool:
@@ -41,7 +43,7 @@ async def join_socket(websocket: WebSocket) -> None:
         connection.close(UNKNOWN, "unknown campaign")
         await connection.wait_closed()
         return
-    conn = await runner.participant_arrives(connection)
+    conn = await runner.participant_arrives(connection, _query(websocket))
     code = None
     try:
         code = await _read_frames(
@@ -126,3 +128,14 @@ routes = [
     WebSocketRoute("/ws/join", join_socket),
     WebSocketRoute("/ws/campaigns/supervise", supervise_socket),
 ]
+
+
+def _query(websocket: WebSocket) -> tuple[tuple[str, str], ...]:
+    """The socket URL's parameters but the slug, bounded: the room keeps those its campaign
+    declares (a platform id, say) and checks their values."""
+    kept = [
+        (name[:MAX_QUERY_NAME], value[: MAX_PARAM + 1])
+        for name, value in websocket.query_params.multi_items()
+        if name != "slug"
+    ]
+    return tuple(kept[:MAX_QUERY_ITEMS])

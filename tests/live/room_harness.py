@@ -15,6 +15,7 @@ from mastok.live.events import (
     Closed,
     Conn,
     CreatedSession,
+    CreateSession,
     Disconnect,
     Effect,
     Event,
@@ -33,6 +34,8 @@ from mastok.live.room import Room
 from mastok.states import CampaignState
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+# The Waiting frame of someone who just joined the pools (the harness' 5 minutes' limit).
+WAITING_0 = ("Waiting", {"waited": 0, "limit": 300, "leave_after": 0})
 TEXTS = Texts("<p>consent</p>", "<p>wait</p>", "<p>pending</p>", "<p>paused</p>", "<p>done</p>")
 
 
@@ -162,7 +165,8 @@ class RoomHarness:
         return [kind for kind, _ in self.frames(conn, effects)]
 
     def last(self, conn: Conn) -> tuple[str, Any]:
-        return self.frames(conn)[-1]
+        """The last frame `conn` got but `Waiting` (the time waited that follows each view)."""
+        return [frame for frame in self.frames(conn) if frame[0] != "Waiting"][-1]
 
     def notes(self, effects: list[Effect] | None = None) -> list[tuple[str, Any]]:
         return [
@@ -173,6 +177,10 @@ class RoomHarness:
 
     def of(self, kind: type, effects: list[Effect] | None = None) -> list[Any]:
         return [e for e in (self.log if effects is None else effects) if isinstance(e, kind)]
+
+    def creations(self, effects: list[Effect] | None = None) -> list[tuple[int, bool]]:
+        """The sessions asked for: (number, look_up)."""
+        return [(e.number, e.look_up) for e in self.of(CreateSession, effects)]
 
     def joining(self) -> list[str]:
         return [m.token for pool in self.room.joining.values() for m in pool]

@@ -85,6 +85,7 @@ async def test_a_session_waits_for_members_who_are_away(make_server: ServerFacto
     await second.send("Agree")
     await second.expect("Instructions")
     assert await second.expect("JoiningSize") == "2/2"
+    assert (await second.expect("Waiting"))["waited"] == 0
     await second.silent(0.6)  # full, but one member is away: no session yet
     back = await server.participant(campaign["slug"])
     await back.expect("State")

@@ -48,6 +48,7 @@ async def test_joining_size_only_after_agree(server: LiveServer) -> None:
     await first.send("Agree")
     assert await first.expect("Instructions") == "<p>Please wait for the others.</p>\n"
     assert await first.expect("JoiningSize") == "1/3"
+    assert await first.expect("Waiting") == {"waited": 0, "limit": 300, "leave_after": 0}
     second, _ = await join(server, campaign["slug"], "fp-b")
     await first.silent()  # a second person landing is not in the pool yet
     await second.send("Agree")

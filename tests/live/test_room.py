@@ -16,7 +16,6 @@ import pytest
 from mastok.live.events import (
     AddParticipant,
     Ask,
-    CreateSession,
     Disconnect,
     Edited,
     Leave,
@@ -26,9 +25,9 @@ from mastok.live.events import (
     Rules,
     SessionFailed,
 )
-from mastok.live.room import RETRY_DELAYS, Room, Started, Waiting
-from mastok.states import CampaignState, RoomState, Step
-from tests.live.room_harness import T0, RoomHarness, campaign
+from mastok.live.room import RETRY_DELAYS, Room, Started, Waiting, key_of
+from mastok.states import CampaignState, Outcome, RoomState, Step
+from tests.live.room_harness import T0, WAITING_0, RoomHarness, campaign
 
 # -- arriving --------------------------------------------------------------------------------
 
@@ -78,7 +77,10 @@ def test_a_land_without_a_usable_fingerprint_fails(payload: Any) -> None:
     effects = room.send(conn, "Land", payload)
     assert room.frames(conn, effects) == [("Disconnect", "LandingFailed")]
     assert room.room.members == {}
-    assert room.of(AddParticipant, effects) == []
+    # The visit is written down, ended, with no browser id.
+    assert room.of(AddParticipant, effects) == [
+        AddParticipant("tok1", None, outcome=Outcome.LANDING_FAILED)
+    ]
 
 
 def test_a_fingerprint_of_256_characters_is_accepted() -> None:
@@ -196,7 +198,7 @@ def test_an_unknown_token_asks_to_land_again() -> None:
     ("steps", "expected"),
     [
         ([], [("Consent", "<p>consent</p>")]),
-        (["Agree"], [("Instructions", "<p>wait</p>"), ("JoiningSize", "1/2")]),
+        (["Agree"], [("Instructions", "<p>wait</p>"), ("JoiningSize", "1/2"), WAITING_0]),
     ],
 )
 def test_resume_puts_a_participant_back_where_it_was(
@@ -227,9 +229,10 @@ def test_resume_in_the_pending_pool_shows_pending_again() -> None:
     room = RoomHarness(campaign(concurrent_sessions=1))
     room.room.live_sessions.append(T0)  # Busy
     conn, token = room.agree()
-    assert room.last(conn) == ("Pending", "<p>pending</p>")
+    assert room.frames(conn)[-2:] == [("Pending", "<p>pending</p>"), WAITING_0]
     again = room.open()
-    assert room.kinds(again, room.send(again, "Resume", token)) == ["Resume", "Pending"]
+    effects = room.send(again, "Resume", token)
+    assert room.kinds(again, effects) == ["Resume", "Pending", "Waiting"]
 
 
 def test_a_second_socket_with_the_token_replaces_the_first() -> None:
@@ -270,7 +273,11 @@ def test_agree_with_a_grouping_asks_and_connect_chooses() -> None:
     conn, token = room.agree()
     assert room.of(Move)[-1] == Move((token,), Step.AGREED)
     effects = room.send(conn, "Connect", "B")
-    assert room.frames(conn, effects) == [("Instructions", "<p>wait</p>"), ("JoiningSize", "1/2")]
+    assert room.frames(conn, effects) == [
+        ("Instructions", "<p>wait</p>"),
+        ("JoiningSize", "1/2"),
+        WAITING_0,
+    ]
     assert room.of(Move, effects) == [Move((token,), Step.JOINING, group="B", queued_at=T0)]
     again = room.send(conn, "Connect", "A")
     assert room.frames(conn, again) == [("Error", "Connect comes once, after Agree and Grouping")]
@@ -282,7 +289,7 @@ def test_a_session_needs_every_group_full(a: int, b: int, starts: bool) -> None:
     for label in ["A"] * a + ["B"] * b:
         conn, _ = room.agree()
         room.send(conn, "Connect", label)
-    assert bool(room.of(CreateSession)) == starts
+    assert bool(room.creations()) == starts
     # A group's pending pool holds size x (max_sessions - started + 1).
     assert room.room.pending_size() == f"{0 if starts else 1}/8"
 
@@ -294,7 +301,7 @@ def test_a_session_needs_every_group_full(a: int, b: int, starts: bool) -> None:
 def test_a_full_pool_with_everyone_present_starts_a_session(per_session: int) -> None:
     room = RoomHarness(campaign(per_session=per_session))
     conns = [room.agree()[0] for _ in range(per_session)]
-    assert room.of(CreateSession) == [CreateSession(1)]
+    assert room.creations() == [(1, False)]
     assert room.room.starting is not None
     assert [m.conn for m in room.room.starting.members] == conns
     assert room.joining() == []
@@ -308,9 +315,10 @@ def test_joining_size_goes_to_the_joining_pool_as_it_changes() -> None:
     room = RoomHarness(campaign(per_session=3))
     first, _ = room.agree()
     room.agree()
-    assert room.frames(first)[-3:] == [
+    assert room.frames(first)[-4:] == [
         ("Instructions", "<p>wait</p>"),
         ("JoiningSize", "1/3"),
+        WAITING_0,
         ("JoiningSize", "2/3"),
     ]
 
@@ -321,7 +329,7 @@ def test_newcomers_wait_in_pending_when_the_pool_is_full_then_leave_when_that_is
     conns = [room.agree()[0] for _ in range(5)]
     assert [room.last(c) for c in conns[:4]] == [("Pending", "<p>pending</p>")] * 4
     assert room.last(conns[4]) == ("Disconnect", "Full")
-    assert room.of(Leave)[-1].reason == "Full"
+    assert room.of(Leave)[-1].outcome == Outcome.FULL
     assert room.room.pending_size() == "4/4"
 
 
@@ -330,12 +338,12 @@ def test_pending_moves_up_when_a_session_ends_and_busy_is_over() -> None:
     room.room.live_sessions.append(T0)
     pending = [room.agree()[0] for _ in range(2)]
     assert room.room.public_state(room.now) == RoomState.BUSY
-    assert room.of(CreateSession, room.tick(minutes=4.9)) == []
+    assert room.creations(room.tick(minutes=4.9)) == []
     effects = room.tick(minutes=0.1)
     assert room.room.live_sessions == []
     assert [room.frames(c, effects)[0] for c in pending] == [("Instructions", "<p>wait</p>")] * 2
     assert room.of(Move, effects)[0] == Move(("tok1", "tok2"), Step.JOINING)
-    assert room.of(CreateSession, effects) == [CreateSession(1)]
+    assert room.creations(effects) == [(1, False)]
 
 
 def test_a_pool_waits_for_members_who_are_away() -> None:
@@ -343,10 +351,10 @@ def test_a_pool_waits_for_members_who_are_away() -> None:
     first, token = room.agree()
     room.close(first)
     room.agree()
-    assert room.of(CreateSession) == []
+    assert room.creations() == []
     again = room.open()
     effects = room.send(again, "Resume", token)
-    assert room.of(CreateSession, effects) == [CreateSession(1)]
+    assert room.creations(effects) == [(1, False)]
 
 
 def test_session_created_sends_each_member_to_its_own_participant() -> None:
@@ -396,7 +404,7 @@ def test_the_last_session_completes_the_campaign_and_ends_the_wait() -> None:
             ("Completed", "<p>done</p>"),
             ("Disconnect", "Completed"),
         ]
-    assert room.of(Leave, effects) == [Leave((token, "tok4"), "Completed")]
+    assert room.of(Leave, effects) == [Leave((token, "tok4"), Outcome.COMPLETED)]
     assert room.room.campaign.state == CampaignState.COMPLETED
     assert room.room.members == {}
 
@@ -431,9 +439,13 @@ def test_pending_people_move_up_as_soon_as_a_pool_is_set_aside() -> None:
     assert room.last(late) == ("Pending", "<p>pending</p>")
     again = room.open()
     effects = room.send(again, "Resume", token)
-    assert room.of(CreateSession, effects) == [CreateSession(1)]
+    assert room.creations(effects) == [(1, False)]
     # In the same event, not at the next tick: the set-aside pool left its places.
-    assert room.frames(late, effects) == [("Instructions", "<p>wait</p>"), ("JoiningSize", "1/2")]
+    assert room.frames(late, effects) == [
+        ("Instructions", "<p>wait</p>"),
+        ("JoiningSize", "1/2"),
+        WAITING_0,
+    ]
 
 
 # -- failures --------------------------------------------------------------------------------
@@ -467,8 +479,8 @@ def test_failed_creations_back_off_1_2_4_up_to_60_seconds() -> None:
         retry = room.room.retry
         assert retry is not None and retry.attempt == attempt
         waited.append((retry.at - room.now).total_seconds())
-        assert room.of(CreateSession, room.tick(seconds=waited[-1] - 0.5)) == []
-        assert room.of(CreateSession, room.tick(seconds=0.5)) == [CreateSession(1, True)]
+        assert room.creations(room.tick(seconds=waited[-1] - 0.5)) == []
+        assert room.creations(room.tick(seconds=0.5)) == [(1, True)]
     assert waited == [*RETRY_DELAYS, 60.0, 60.0]
 
 
@@ -477,17 +489,17 @@ def test_a_session_is_asked_of_otree_once_and_looked_up_after() -> None:
     room.agree()
     room.agree()
     assert room.of(Ask) == [Ask(1)]  # written before oTree is asked
-    assert room.of(CreateSession) == [CreateSession(1, look_up=False)]
+    assert room.creations() == [(1, False)]
     room.do(SessionFailed(1, "timed out"))
     retried = room.tick(seconds=1)
     assert room.of(Ask, retried) == []
-    assert room.of(CreateSession, retried) == [CreateSession(1, look_up=True)]
+    assert room.creations(retried) == [(1, True)]
     room.created(1)
     assert room.room.asked is None
     room.agree()
     room.agree()
     assert room.of(Ask, room.log)[-1] == Ask(2)
-    assert room.of(CreateSession, room.log)[-1] == CreateSession(2, look_up=False)
+    assert room.creations(room.log)[-1] == (2, False)
 
 
 @pytest.mark.parametrize(("asked", "look_up"), [(None, False), (1, True), (3, False)])
@@ -500,7 +512,7 @@ def test_after_a_restart_only_a_number_asked_before_is_looked_up(
     room = RoomHarness(room=restored)
     room.agree()
     room.agree()
-    assert room.of(CreateSession) == [CreateSession(1, look_up)]
+    assert room.creations() == [(1, look_up)]
 
 
 def test_a_start_recorded_after_failures_clears_the_backoff() -> None:
@@ -522,7 +534,7 @@ def test_otree_answering_again_brings_the_retry_forward() -> None:
         room.tick(seconds=60)
     room.do(SessionFailed(1, "refused"))
     effects = room.do(OTreeAnswers())
-    assert room.of(CreateSession, effects) == [CreateSession(1, True)]
+    assert room.creations(effects) == [(1, True)]
 
 
 def test_a_due_retry_whose_pool_changed_is_dropped() -> None:
@@ -551,7 +563,7 @@ def test_an_away_participant_loses_its_place_after_the_grace_period() -> None:
     room.close(first)
     assert room.tick(seconds=29.9) == []
     effects = room.tick(seconds=0.1)
-    assert room.of(Leave, effects) == [Leave((token,), "Away")]
+    assert room.of(Leave, effects) == [Leave((token,), Outcome.AWAY)]
     assert room.frames(second, effects) == [("JoiningSize", "1/3")]
     assert room.frames(first, effects) == []  # away: nobody to tell
 
@@ -576,7 +588,7 @@ def test_pending_people_move_up_when_someone_leaves() -> None:
     assert room.last(third) == ("Pending", "<p>pending</p>")
     effects = room.tick(seconds=10)
     assert room.frames(third, effects)[0] == ("Instructions", "<p>wait</p>")
-    assert room.of(CreateSession, effects) == [CreateSession(1)]
+    assert room.creations(effects) == [(1, False)]
 
 
 # -- edits -----------------------------------------------------------------------------------
@@ -592,7 +604,7 @@ def test_pausing_or_completing_sends_everyone_the_message(state: CampaignState) 
     text = "<p>paused</p>" if state == CampaignState.PAUSED else "<p>done</p>"
     for conn in (joining, consenting, visitor):
         assert room.frames(conn, effects) == [(state.value, text), ("Disconnect", state.value)]
-    assert room.of(Leave, effects) == [Leave((t1, t2), state.value)]
+    assert room.of(Leave, effects) == [Leave((t1, t2), Outcome(state.value.lower()))]
     assert room.room.members == {} and room.room.sockets == {}
 
 
@@ -634,7 +646,7 @@ def test_the_end_of_busy_starts_the_pool_that_waited() -> None:
     room.room.live_sessions.append(T0)
     room.agree()
     room.tick(minutes=5)
-    assert room.of(CreateSession)[-1] == CreateSession(1)
+    assert room.creations()[-1] == (1, False)
 
 
 # -- restoring -------------------------------------------------------------------------------
@@ -647,7 +659,7 @@ def test_a_restored_room_has_everyone_away_in_pool_order() -> None:
         Waiting("t3", "c", Step.PENDING, "default", T0 + timedelta(seconds=1)),
         Waiting("t4", "d", Step.JOINING, "default", T0 + timedelta(seconds=2)),
     ]
-    started = [Started("t0", "z", "http://otree/InitializeParticipant/x", T0)]
+    started = [Started("t0", key_of(None, "z"), "http://otree/InitializeParticipant/x", T0)]
     restored = Room.restore(
         campaign(per_session=3),
         Rules(timedelta(seconds=30), True),
@@ -669,7 +681,7 @@ def test_a_restored_room_has_everyone_away_in_pool_order() -> None:
         "Redirect:http://otree/InitializeParticipant/x",
     )
     effects = room.tick(seconds=30)
-    assert room.of(Leave, effects) == [Leave(("t1", "t2", "t3", "t4"), "Away")]
+    assert room.of(Leave, effects) == [Leave(("t1", "t2", "t3", "t4"), Outcome.AWAY)]
 
 
 def test_view_is_what_supervisors_see() -> None:
@@ -697,7 +709,7 @@ def test_a_page_closed_on_leaving_keeps_its_place_briefly(code: int | None, kept
     conn, token = room.agree()
     room.close(conn, code)
     assert room.of(Leave, room.tick(seconds=kept - 0.1)) == []
-    assert room.of(Leave, room.tick(seconds=0.1)) == [Leave((token,), "Away")]
+    assert room.of(Leave, room.tick(seconds=0.1)) == [Leave((token,), Outcome.AWAY)]
 
 
 def test_a_land_with_the_id_of_a_member_away_takes_its_place_back() -> None:
@@ -710,11 +722,12 @@ def test_a_land_with_the_id_of_a_member_away_takes_its_place_back() -> None:
         ("Resume", token),
         ("Instructions", "<p>wait</p>"),
         ("JoiningSize", "1/2"),
+        WAITING_0,
     ]
     assert room.of(AddParticipant, effects) == []
     assert list(room.room.members) == [token]
     room.agree("browser-b")
-    assert room.of(CreateSession) == [CreateSession(1)]  # nobody waits for a ghost
+    assert room.creations() == [(1, False)]  # nobody waits for a ghost
 
 
 def test_a_land_with_the_id_of_a_member_present_is_someone_new() -> None:

@@ -22,6 +22,7 @@ from mastok.db.tables import Campaign
 from mastok.live.events import (
     AddParticipant,
     CreatedSession,
+    Entrant,
     Move,
     Notify,
     Persist,
@@ -93,7 +94,9 @@ class InstantStarter:
         self.failures: list[str] = []
         self.unreachable = False
 
-    async def start(self, spec: StartSpec, number: int, look_up: bool) -> CreatedSession:
+    async def start(
+        self, spec: StartSpec, number: int, look_up: bool, entrants: tuple[Entrant, ...] = ()
+    ) -> CreatedSession:
         self.starts += 1
         self.look_ups.append(look_up)
         if self.failures:
@@ -217,7 +220,7 @@ async def test_a_failed_write_changes_nothing_and_the_retry_succeeds(setup: Setu
     await setup.frame(conn, "Agree")
     assert connection.frames[-1].kind == "Error"
     await setup.frame(conn, "Agree")
-    assert connection.kinds()[-2:] == ["Instructions", "JoiningSize"]
+    assert connection.kinds()[-3:] == ["Instructions", "JoiningSize", "Waiting"]
     assert [m.step for m in setup.runner.room.members.values()] == ["joining"]
 
 

@@ -57,7 +57,8 @@ async def test_four_participants_make_two_real_otree_sessions(
     async with server.database() as db:
         rows = list(await db.scalars(select(Participant).order_by(Participant.id)))
         assert [r.step for r in rows] == ["started"] * 4
-        assert [r.fingerprint for r in rows] == ["fp-0", "fp-1", "fp-2", "fp-3"]
+        assert [r.browser_id for r in rows] == ["fp-0", "fp-1", "fp-2", "fp-3"]
+        assert [r.outcome for r in rows] == ["started"] * 4
         assert [r.start_url for r in rows] == urls
         recorded = list(await db.scalars(select(OTreeSession).order_by(OTreeSession.number)))
         assert [(s.mastok_id, s.otree_code, s.size) for s in recorded] == [
