@@ -794,7 +794,7 @@ class _Turn:
         if check is None:
             return
         seconds = _seconds(check.deadline - self.now)
-        conns = tuple(m.conn for m in check.members if m.conn is not None)
+        conns = tuple(m.conn for m in check.members if m.conn is not None and m not in told)
         if conns:
             self.effects.append(SendAll(conns, Kind.READY_CHECK, seconds))
 

@@ -119,9 +119,10 @@ class RoomHarness:
         self.later(**delta)
         return self.do(Tick())
 
-    def open(self) -> Conn:
+    def open(self, **query: str) -> Conn:
+        """A socket opens, its URL's query parameters (but the slug) given by name."""
         self.next_conn += 1
-        self.do(Opened(self.next_conn))
+        self.do(Opened(self.next_conn, tuple(query.items())))
         return self.next_conn
 
     def send(self, conn: Conn, kind: str, payload: Any = None) -> list[Effect]:
@@ -131,16 +132,16 @@ class RoomHarness:
         """The socket closes: by default dropped (1006), as a connection that is lost."""
         return self.do(Closed(conn, code))
 
-    def land(self, fingerprint: str = "") -> tuple[Conn, str]:
+    def land(self, fingerprint: str = "", **query: str) -> tuple[Conn, str]:
         """A new participant up to the consent: (its socket, its token)."""
-        conn = self.open()
+        conn = self.open(**query)
         self.send(conn, "Land", fingerprint or f"fp{conn}")
         token = self.room.sockets[conn]
         assert token is not None, self.frames(conn)
         return conn, token
 
-    def agree(self, fingerprint: str = "") -> tuple[Conn, str]:
-        conn, token = self.land(fingerprint)
+    def agree(self, fingerprint: str = "", **query: str) -> tuple[Conn, str]:
+        conn, token = self.land(fingerprint, **query)
         self.send(conn, "Agree")
         return conn, token
 

@@ -29,7 +29,7 @@ from mastok.live.room import Room
 from mastok.states import CampaignState, Step
 from tests.live.room_harness import RoomHarness, campaign
 
-KINDS = ["Land", "Resume", "Agree", "Connect", "State", "Bogus"]
+KINDS = ["Land", "Resume", "Agree", "Connect", "Leave", "Ready", "State", "Bogus"]
 
 
 def studied(**changes: Any) -> RoomCampaign:
@@ -47,9 +47,11 @@ def studied(**changes: Any) -> RoomCampaign:
 
 
 class WaitingRoom(RuleBasedStateMachine):
+    changes: dict[str, Any] = {}
+
     def __init__(self) -> None:
         super().__init__()
-        self.harness = RoomHarness(studied(), grace=20)
+        self.harness = RoomHarness(studied(**self.changes), grace=20)
         self.conns: list[int] = []
         self.assigned: dict[str, str] = {}  # participant code -> token
 
@@ -103,13 +105,33 @@ class WaitingRoom(RuleBasedStateMachine):
             effects = self.harness.do(SessionFailed(starting.number, "down"))
         self.track(effects)
 
+    @precondition(lambda self: self.room.check is not None)
+    @rule(created=st.booleans())
+    def the_pool_answers_ready(self, created: bool) -> None:
+        """Everyone in a pool being asked answers (those away come back first)."""
+        event("a pool answered its ready check")
+        check = self.room.check
+        assert check is not None
+        for member in check.members:
+            if member.conn is None:
+                conn = self.harness.open()
+                self.conns.append(conn)
+                self.track(self.harness.send(conn, "Resume", member.token))
+            if not member.ready and member.conn is not None:
+                self.track(self.harness.send(member.conn, "Ready"))
+        starting = self.room.starting
+        assert starting is not None  # everyone answered: the session is asked of oTree
+        if created:
+            self.track(self.harness.created(starting.number))
+
     @rule()
     def otree_back(self) -> None:
         self.track(self.harness.do(OTreeAnswers()))
 
     @rule(state=st.sampled_from(list(CampaignState)))
     def edit(self, state: CampaignState) -> None:
-        edited = studied(state=state, started_sessions=self.room.campaign.started_sessions)
+        started = self.room.campaign.started_sessions
+        edited = studied(state=state, started_sessions=started, **self.changes)
         self.track(self.harness.do(Edited(edited)))
 
     def track(self, effects: list[object]) -> None:
@@ -119,6 +141,8 @@ class WaitingRoom(RuleBasedStateMachine):
                 members = self.room.starting.members
                 assert len(members) == 3 and all(m.conn is not None for m in members)
                 assert sorted(m.group or "" for m in members) == ["A", "B", "B"]
+                if self.room.campaign.ready_check:
+                    assert all(m.ready for m in members)  # everyone answered its check
             if isinstance(effect, Move) and effect.step == Step.PENDING and effect.group:
                 # A newcomer enters the pending pool only within its bound. (The bound shrinks
                 # as sessions start, and a failed start sends its pool back on top of it: nobody
@@ -145,6 +169,8 @@ class WaitingRoom(RuleBasedStateMachine):
                     assert member.step == step and not member.reserved
                     assert room.members[member.token] is member
         reserved = [] if room.starting is None else list(room.starting.members)
+        reserved += [] if room.check is None else list(room.check.members)
+        assert room.starting is None or room.check is None
         for member in reserved:
             assert member.reserved and member.token not in seen
         for token, member in room.members.items():
@@ -174,3 +200,13 @@ TestWaitingRoom.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
     derandomize=True,
 )
+
+
+class WaitingRoomWithReadyCheck(WaitingRoom):
+    """The same promises when full pools are asked whether they are ready (10 s to answer)."""
+
+    changes = {"ready_check": timedelta(seconds=10)}
+
+
+TestWaitingRoomWithReadyCheck = WaitingRoomWithReadyCheck.TestCase
+TestWaitingRoomWithReadyCheck.settings = TestWaitingRoom.settings

@@ -1,0 +1,398 @@
+"""The rules of a visit's identity and its end (docs/protocol.md), against the core alone:
+platform identities, outcomes with their exits, Leave, and the ready check."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from mastok.live.events import (
+    AddParticipant,
+    Consented,
+    CreateSession,
+    Edited,
+    Entrant,
+    Exit,
+    Leave,
+    MarkReady,
+    SessionFailed,
+)
+from mastok.live.room import REASONS
+from mastok.states import CampaignState, Outcome, RoomState
+from tests.live.room_harness import T0, RoomHarness, campaign
+
+PROLIFIC = {
+    "identity_param": "PROLIFIC_PID",
+    "capture_params": ("PROLIFIC_PID", "STUDY_ID"),
+}
+RETURN = "https://app.prolific.com/submissions/complete?cc={code}&pid={PROLIFIC_PID}"
+
+
+def exits(**given: tuple[str | None, str | None]) -> tuple[tuple[Outcome, Exit], ...]:
+    return tuple((Outcome(outcome), Exit(code, url)) for outcome, (code, url) in given.items())
+
+
+# -- identity --------------------------------------------------------------------------------
+
+
+def test_the_declared_parameters_are_kept_with_the_visit_and_no_others() -> None:
+    room = RoomHarness(campaign(**PROLIFIC))
+    conn, token = room.land(PROLIFIC_PID="p1", STUDY_ID="s1", SESSION_ID="x", other="y")
+    (added,) = room.of(AddParticipant)
+    assert added == AddParticipant(
+        token, f"fp{conn}", "p1", (("PROLIFIC_PID", "p1"), ("STUDY_ID", "s1"))
+    )
+
+
+@pytest.mark.parametrize("value", ["", "   ", "x" * 129, "bad\nline", "tab\there"])
+def test_a_parameter_too_long_or_unprintable_counts_as_missing(value: str) -> None:
+    room = RoomHarness(campaign(**PROLIFIC, require_identity=True))
+    conn = room.open(PROLIFIC_PID=value)
+    assert room.frames(conn) == [("Disconnect", "MissingId")]
+    assert room.of(AddParticipant) == [AddParticipant("tok1", None, None, (), Outcome.MISSING_ID)]
+
+
+def test_a_parameter_of_128_characters_is_an_identity() -> None:
+    room = RoomHarness(campaign(**PROLIFIC, require_identity=True))
+    _, token = room.land(PROLIFIC_PID="p" * 128)
+    assert room.room.members[token].identity == "p" * 128
+
+
+def test_a_required_identity_missing_ends_the_visit_with_its_exit() -> None:
+    given = exits(missing_id=("NOID", "https://example.org/back?o={outcome}"))
+    room = RoomHarness(campaign(**PROLIFIC, require_identity=True, exits=given))
+    conn = room.open(STUDY_ID="s1")
+    exit_ = {
+        "outcome": "missing_id",
+        "code": "NOID",
+        "url": "https://example.org/back?o=missing_id",
+    }
+    assert room.frames(conn) == [("Exit", exit_), ("Disconnect", "MissingId")]
+    assert conn not in room.room.sockets
+    assert room.of(AddParticipant) == [
+        AddParticipant("tok1", None, None, (("STUDY_ID", "s1"),), Outcome.MISSING_ID)
+    ]
+
+
+def test_without_a_required_identity_anyone_lands() -> None:
+    room = RoomHarness(campaign(**PROLIFIC))
+    _, token = room.land("b1")
+    assert room.room.members[token].identity is None
+
+
+def two_starts(room: RoomHarness, first: dict[str, str], second: dict[str, str]) -> str:
+    """A session of one for `first`; what `second` gets on landing (the last frame)."""
+    conn, _ = room.agree("browser-1", **first)
+    room.created(1)
+    assert room.last(conn)[0] == "Disconnect"
+    browser = second.pop("browser", "browser-1")
+    later = room.open(**second)
+    room.send(later, "Land", browser)
+    return room.last(later)[1]
+
+
+def test_a_live_redirect_follows_the_identity_not_the_browser() -> None:
+    room = RoomHarness(campaign(**PROLIFIC, per_session=1))
+    got = two_starts(room, {"PROLIFIC_PID": "p1"}, {"PROLIFIC_PID": "p1", "browser": "other"})
+    assert got == "Redirect:http://otree/InitializeParticipant/s1p1"
+    assert room.of(AddParticipant)[-1].outcome == Outcome.REDIRECTED
+
+
+def test_the_same_browser_with_another_identity_is_not_redirected() -> None:
+    room = RoomHarness(campaign(**PROLIFIC, per_session=1, max_sessions=3))
+    got = two_starts(room, {"PROLIFIC_PID": "p1"}, {"PROLIFIC_PID": "p2"})
+    assert got == "<p>consent</p>"  # a new visit of its own
+
+
+def test_an_identity_cannot_pass_for_a_browser_id() -> None:
+    room = RoomHarness(campaign(**PROLIFIC, per_session=1, max_sessions=3))
+    room.agree("victim-browser")  # no identity: known by its browser id
+    room.created(1)
+    later = room.open(PROLIFIC_PID="victim-browser")
+    room.send(later, "Land", "attacker")
+    assert room.last(later) == ("Consent", "<p>consent</p>")
+
+
+def test_join_once_keys_on_the_identity() -> None:
+    room = RoomHarness(campaign(**PROLIFIC, per_session=1, max_sessions=3, join_once=True))
+    room.agree("b1", PROLIFIC_PID="p1")
+    room.created(1)
+    room.later(minutes=31)  # the session is over: no redirect, but join_once still refuses
+    conn = room.open(PROLIFIC_PID="p1")
+    effects = room.send(conn, "Land", "b2")
+    assert room.frames(conn, effects) == [("Disconnect", "LandingFailed")]
+    assert room.of(AddParticipant, effects)[0].outcome == Outcome.REJECTED
+
+
+def test_otree_learns_the_label_group_wait_and_parameters() -> None:
+    given = exits(started=("DONE", "https://example.org/{code}/{PROLIFIC_PID}"))
+    room = RoomHarness(campaign(**PROLIFIC, per_session=2, exits=given))
+    room.agree("b1", PROLIFIC_PID="p1", STUDY_ID="s")
+    room.later(seconds=42)
+    room.agree("b2", PROLIFIC_PID="p 2")
+    (created,) = room.of(CreateSession)
+    assert created.entrants == (
+        Entrant(
+            "p1",
+            (
+                ("mastok_group", "default"),
+                ("mastok_waited_seconds", 42),
+                ("PROLIFIC_PID", "p1"),
+                ("STUDY_ID", "s"),
+                ("mastok_exit_code", "DONE"),
+                ("mastok_exit_url", "https://example.org/DONE/p1"),
+            ),
+        ),
+        Entrant(
+            "p 2",
+            (
+                ("mastok_group", "default"),
+                ("mastok_waited_seconds", 0),
+                ("PROLIFIC_PID", "p 2"),
+                ("mastok_exit_code", "DONE"),
+                ("mastok_exit_url", "https://example.org/DONE/p%202"),
+            ),
+        ),
+    )
+
+
+def test_agreeing_records_the_consent_version() -> None:
+    room = RoomHarness(campaign(consent_hash="abc"))
+    _, token = room.agree()
+    assert room.of(Consented) == [Consented(token, "abc")]
+
+
+# -- outcomes and exits ----------------------------------------------------------------------
+
+
+def test_every_outcome_but_a_redirect_has_its_disconnect_reason() -> None:
+    assert set(REASONS) == set(Outcome) - {Outcome.REDIRECTED}
+
+
+@pytest.mark.parametrize("state", [CampaignState.PAUSED, CampaignState.COMPLETED])
+def test_a_campaign_that_turns_people_away_gives_them_its_exit(state: CampaignState) -> None:
+    outcome = state.value.lower()
+    given = exits(**{outcome: ("C1", None)})
+    room = RoomHarness(campaign(state=state, exits=given))
+    conn = room.open()
+    assert room.frames(conn)[1:] == [
+        ("Exit", {"outcome": outcome, "code": "C1", "url": None}),
+        ("Disconnect", state.value),
+    ]
+    assert room.of(AddParticipant)[0].outcome == outcome
+
+
+def test_an_outcome_without_an_exit_sends_none() -> None:
+    room = RoomHarness(campaign(state=CampaignState.PAUSED, exits=exits(timeout=("T", None))))
+    conn = room.open()
+    assert room.kinds(conn) == ["Paused", "Disconnect"]
+
+
+def test_a_timeout_gets_its_code_and_a_filled_url() -> None:
+    given = exits(
+        timeout=("T1", "https://p.example/return?cc={code}&o={outcome}&id={PROLIFIC_PID}")
+    )
+    room = RoomHarness(campaign(**PROLIFIC, exits=given))
+    conn, token = room.agree(PROLIFIC_PID="a&b=c")
+    effects = room.tick(minutes=5, seconds=1)
+    url = "https://p.example/return?cc=T1&o=timeout&id=a%26b%3Dc"
+    assert room.frames(conn, effects) == [
+        ("Exit", {"outcome": "timeout", "code": "T1", "url": url}),
+        ("Disconnect", "Timeout"),
+    ]
+    assert room.of(Leave, effects) == [Leave((token,), Outcome.TIMEOUT)]
+
+
+def test_pausing_gives_everyone_waiting_and_landing_their_exit() -> None:
+    given = exits(paused=("P", "https://x.example/{PROLIFIC_PID}"))
+    room = RoomHarness(campaign(**PROLIFIC, exits=given))
+    waiting, token = room.agree(PROLIFIC_PID="w")
+    arriving = room.open(PROLIFIC_PID="a")
+    effects = room.do(Edited(replace(room.room.campaign, state=CampaignState.PAUSED)))
+    assert room.frames(waiting, effects)[1] == (
+        "Exit",
+        {"outcome": "paused", "code": "P", "url": "https://x.example/w"},
+    )
+    assert room.frames(arriving, effects)[1] == (
+        "Exit",
+        {"outcome": "paused", "code": "P", "url": "https://x.example/a"},
+    )
+    assert room.of(Leave, effects) == [Leave((token,), Outcome.PAUSED)]
+    # The socket that had not landed is a visit too, ended at once.
+    assert [a.outcome for a in room.of(AddParticipant, effects)] == [Outcome.PAUSED]
+    assert room.room.arrivals == {}
+
+
+def test_a_full_pending_pool_is_an_outcome() -> None:
+    room = RoomHarness(campaign(per_session=1, max_sessions=1, exits=exits(full=("F", None))))
+    room.room.live_sessions.append(T0)  # Busy: pending holds 1 x (1 - 0 + 1) = 2
+    for _ in range(2):
+        room.agree()
+    conn, _ = room.agree()
+    assert room.frames(conn)[-2:] == [
+        ("Exit", {"outcome": "full", "code": "F", "url": None}),
+        ("Disconnect", "Full"),
+    ]
+
+
+# -- Leave -----------------------------------------------------------------------------------
+
+
+def test_leave_ends_the_visit_and_pending_moves_up() -> None:
+    room = RoomHarness(campaign(per_session=2, exits=exits(left=("L", None))))
+    away, _ = room.agree()
+    room.close(away)
+    leaving, token = room.agree()  # the pool is full but one is away: no session
+    third, _ = room.agree()
+    assert room.last(third)[0] == "Pending"
+    effects = room.send(leaving, "Leave")
+    assert room.frames(leaving, effects) == [
+        ("Exit", {"outcome": "left", "code": "L", "url": None}),
+        ("Disconnect", "Left"),
+    ]
+    assert room.of(Leave, effects) == [Leave((token,), Outcome.LEFT)]
+    assert room.frames(third, effects)[0] == ("Instructions", "<p>wait</p>")
+
+
+def test_leave_comes_only_after_leave_after_seconds_in_the_pools() -> None:
+    room = RoomHarness(campaign(per_session=3, leave_after=timedelta(seconds=60)))
+    conn, token = room.land()
+    refused = [("Error", "Leave comes after 60 seconds of waiting")]
+    assert room.frames(conn, room.send(conn, "Leave")) == refused  # not in the pools yet
+    room.send(conn, "Agree")
+    room.later(seconds=59)
+    early = room.send(conn, "Leave")
+    assert room.frames(conn, early) == [("Error", "Leave comes after 60 seconds of waiting")]
+    assert token in room.room.members
+    room.later(seconds=1)
+    assert room.frames(conn, room.send(conn, "Leave")) == [("Disconnect", "Left")]
+
+
+def test_leave_is_refused_while_the_session_is_being_created() -> None:
+    room = RoomHarness(campaign(per_session=1))
+    conn, token = room.agree()
+    assert room.room.starting is not None
+    effects = room.send(conn, "Leave")
+    assert room.frames(conn, effects) == [
+        ("Error", "your session is being created: wait for Starting")
+    ]
+    assert token in room.room.members
+
+
+def test_leave_before_landing_is_an_error() -> None:
+    room = RoomHarness()
+    conn = room.open()
+    assert room.frames(conn, room.send(conn, "Leave")) == [("Error", "Leave comes after Land")]
+
+
+# -- the ready check -------------------------------------------------------------------------
+
+
+def checking(seconds: int = 20, **changes: Any) -> RoomHarness:
+    return RoomHarness(
+        campaign(ready_check=timedelta(seconds=seconds), concurrent_sessions=1, **changes)
+    )
+
+
+def test_a_full_pool_is_asked_whether_it_is_ready_before_its_session() -> None:
+    room = checking()
+    a, _ = room.agree()
+    b, _ = room.agree()
+    assert room.creations() == []
+    assert room.room.check is not None
+    for conn in (a, b):
+        assert room.last(conn) == ("ReadyCheck", 20)
+        assert room.kinds(conn).count("ReadyCheck") == 1
+        assert ("JoiningSize", "2/2") in room.frames(conn)
+    assert room.room.public_state(room.now) == RoomState.BUSY  # a check counts as a start
+    room.send(a, "Ready")
+    assert room.creations() == []
+    effects = room.send(b, "Ready")
+    assert room.creations(effects) == [(1, False)]
+    assert [e.token for e in room.of(MarkReady)] == [room.room.sockets[a], room.room.sockets[b]]
+
+
+def test_ready_is_accepted_once_and_only_during_a_check() -> None:
+    room = checking(per_session=3)
+    conn, _ = room.agree()
+    message = [("Error", "Ready answers a ReadyCheck, once")]
+    assert room.frames(conn, room.send(conn, "Ready")) == message
+    room.agree()
+    room.agree()
+    room.send(conn, "Ready")
+    assert room.frames(conn, room.send(conn, "Ready")) == message
+
+
+def test_who_does_not_answer_ends_not_ready_and_the_others_wait_for_a_new_check() -> None:
+    given = exits(not_ready=("NR", None))
+    room = checking(seconds=20, exits=given)
+    ready, ready_token = room.agree()
+    silent, silent_token = room.agree()
+    newcomer, newcomer_token = room.agree()  # Busy during the check: pending
+    assert room.last(newcomer)[0] == "Pending"
+    room.send(ready, "Ready")
+    assert room.of(Leave, room.tick(seconds=19.5)) == []
+    effects = room.tick(seconds=0.5)
+    assert room.frames(silent, effects) == [
+        ("Exit", {"outcome": "not_ready", "code": "NR", "url": None}),
+        ("Disconnect", "NotReady"),
+    ]
+    assert room.of(Leave, effects) == [Leave((silent_token,), Outcome.NOT_READY)]
+    # The one who answered is back ahead, the newcomer moved up: a new check for both.
+    check = room.room.check
+    assert check is not None
+    assert [m.token for m in check.members] == [ready_token, newcomer_token]
+    assert ("ReadyCheck", 20) in room.frames(ready, effects)
+    assert ("ReadyCheck", 20) in room.frames(newcomer, effects)
+    room.send(ready, "Ready")
+    assert room.creations(room.send(newcomer, "Ready")) == [(1, False)]
+
+
+def test_a_member_coming_back_during_the_check_is_asked_again_with_the_time_left() -> None:
+    room = checking(seconds=20)
+    first, token = room.agree()
+    room.agree()
+    room.close(first)
+    room.later(seconds=5)
+    again = room.open()
+    effects = room.send(again, "Resume", token)
+    assert ("ReadyCheck", 15) in room.frames(again, effects)
+    room.send(again, "Ready")
+    assert room.room.members[token].ready
+
+
+def test_leaving_during_the_check_sends_the_others_back() -> None:
+    room = checking()
+    a, _ = room.agree()
+    b, b_token = room.agree()
+    effects = room.send(a, "Leave")
+    assert room.room.check is None
+    assert room.joining() == [b_token]
+    assert room.frames(b, effects) == [("JoiningSize", "1/2")]
+
+
+def test_an_edit_during_the_check_sends_the_pool_back_and_asks_again() -> None:
+    room = checking()
+    a, a_token = room.agree()
+    b, b_token = room.agree()
+    room.send(a, "Ready")
+    texts = replace(room.room.campaign.texts, instructions="<p>new</p>")
+    effects = room.do(Edited(replace(room.room.campaign, texts=texts)))
+    check = room.room.check
+    assert check is not None and [m.token for m in check.members] == [a_token, b_token]
+    assert not room.room.members[a_token].ready  # asked again, everyone
+    assert ("ReadyCheck", 20) in room.frames(b, effects)
+
+
+def test_a_failed_creation_after_the_check_puts_the_pool_back() -> None:
+    room = checking()
+    a, _ = room.agree()
+    b, _ = room.agree()
+    room.send(a, "Ready")
+    room.send(b, "Ready")
+    room.do(SessionFailed(1, "boom"))
+    assert room.room.check is None and room.room.starting is None
+    assert len(room.joining()) == 2
