@@ -29,7 +29,7 @@ from mastok.live.starter import SessionStarter
 from mastok.otree import OTreeClient
 from mastok.services import Services
 from mastok.tasks import task_scope
-from mastok.web import api, experiments, join, lightmill_api, pages, sockets
+from mastok.web import api, experiments, join, lightmill_api, pages, participants, sockets
 from mastok.web.auth import BasicAuthMiddleware
 from mastok.web.errors import handlers as error_handlers
 from mastok.web.headers import SecurityHeaders
@@ -138,6 +138,7 @@ def create_app(
     routes: list[BaseRoute] = [
         *pages.routes,
         *experiments.page_routes,
+        *participants.page_routes,
         *join.routes,
         *sockets.routes,
         *lightmill_api.routes,

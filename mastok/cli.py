@@ -20,8 +20,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from mastok import config_files
 from mastok.config import BY_NAME, ConfigError, Settings, load_settings
 from mastok.db import Database, async_url, migrate
+from mastok.db.tables import Campaign
 from mastok.lightmill.design import Design, DesignError, parse_design
 from mastok.live.protocol import MAX_FRAME_BYTES
+from mastok.states import CampaignState
 
 DEMO_OTREE_PORT = 8180
 PORT = click.IntRange(1, 65535)
@@ -172,7 +174,10 @@ def migrate_command(database: str | None) -> None:
 
 
 @main.command(name="export")
-@click.option("--experiment", "experiment", required=True, help="The experiment's id.")
+@click.option(
+    "--experiment", "experiment", help="A LightMill experiment's id: its trials and events."
+)
+@click.option("--campaign", "campaign", help="A campaign's namespace: its participants' records.")
 @click.option(
     "--output-dir",
     required=True,
@@ -188,21 +193,30 @@ def migrate_command(database: str | None) -> None:
     help="csv: LightMill's columns; json: JSON Lines (one object a line, same keys).",
 )
 @setting_option("database_url", "--database")
-def export_command(experiment: str, output_dir: Path, format_: str, database: str | None) -> None:
-    """Write a LightMill experiment's trials and events files.
+def export_command(
+    experiment: str | None,
+    campaign: str | None,
+    output_dir: Path,
+    format_: str,
+    database: str | None,
+) -> None:
+    """Write a LightMill experiment's trials and events files, or a campaign's participants.
 
-    ID-trials.csv and ID-events.csv (.jsonl with --format json) in the output folder; a file
-    appears only once complete.
+    ID-trials.csv and ID-events.csv, or NAMESPACE-participants.csv (.jsonl with --format json)
+    in the output folder; a file appears only once complete. Participants' files hold their
+    platform identities: keep them as safely as the database.
     """
+    if (experiment is None) == (campaign is None):
+        raise click.UsageError("give either --experiment or --campaign")
+    settings = _settings(database_url=database)
+    url = _existing_database(settings)
+    if campaign is not None:
+        _export_participants(url, settings, campaign, output_dir, format_)
+        return
+    assert experiment is not None
     from mastok.lightmill import export
     from mastok.lightmill.errors import UnknownElement
 
-    settings = _settings(database_url=database)
-    url = async_url(settings.database_url, settings.sqlite_path)
-    if url.startswith("sqlite") and ":memory:" not in url:
-        sqlite_file = Path(url.split(":///", 1)[-1].split("?", 1)[0])
-        if not sqlite_file.is_file():
-            raise click.ClickException(f"no database at {sqlite_file}")
     fmt: export.Format = "json" if format_ == "json" else "csv"
     names = {kind: export.file_name(experiment, kind, fmt) for kind in export.KINDS}
 
@@ -237,6 +251,88 @@ def export_command(experiment: str, output_dir: Path, format_: str, database: st
         for name in names.values():
             (output_dir / (name + ".part")).unlink(missing_ok=True)
     click.echo(f"exported {experiment!r} in {time.monotonic() - started:.1f} s")
+
+
+def _existing_database(settings: Settings) -> str:
+    """The database's async URL; an embedded file that is not there is an error, not created."""
+    url = async_url(settings.database_url, settings.sqlite_path)
+    if url.startswith("sqlite") and ":memory:" not in url:
+        sqlite_file = Path(url.split(":///", 1)[-1].split("?", 1)[0])
+        if not sqlite_file.is_file():
+            raise click.ClickException(f"no database at {sqlite_file}")
+    return url
+
+
+async def _campaign_named(db: Database, namespace: str) -> Campaign:
+    from mastok.campaigns import store
+
+    async with db.session() as session:
+        found = await store.get_campaign(session, namespace)
+    if found is None:
+        raise click.ClickException(f"no campaign named {namespace!r}")
+    return found
+
+
+def _export_participants(
+    url: str, settings: Settings, namespace: str, output_dir: Path, format_: str
+) -> None:
+    from mastok.campaigns import visits
+
+    fmt: visits.Format = "json" if format_ == "json" else "csv"
+
+    async def run() -> Path:
+        db = Database(url)
+        try:
+            campaign = await _campaign_named(db, namespace)
+            path = output_dir / visits.file_name(campaign, fmt)
+            partial = path.with_name(path.name + ".part")
+            try:
+                with partial.open("w", encoding="utf-8", newline="") as out:
+                    async for text in visits.stream(db, campaign, fmt):
+                        out.write(text)
+                partial.replace(path)
+            finally:
+                partial.unlink(missing_ok=True)
+            return path
+        finally:
+            await db.close()
+
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        path = asyncio.run(run())
+    except OSError as error:
+        raise click.ClickException(f"cannot export {namespace!r}: {error}") from None
+    except SQLAlchemyError as error:
+        reason = getattr(error, "orig", None) or error
+        raise click.ClickException(
+            f"cannot export {namespace!r} from {_describe(settings)}: {reason}"
+        ) from None
+    click.echo(f"wrote {path}")
+
+
+@main.command(name="erase-identities")
+@click.option("--campaign", "namespace", required=True, help="The campaign's namespace.")
+@setting_option("database_url", "--database")
+def erase_identities_command(namespace: str, database: str | None) -> None:
+    """Erase a campaign's platform identities and captured parameters from its participants'
+    records (the rest stays). The campaign must not be Running. Backups still hold them."""
+    from mastok.campaigns import visits
+
+    settings = _settings(database_url=database)
+    url = _existing_database(settings)
+
+    async def run() -> int:
+        db = Database(url)
+        try:
+            campaign = await _campaign_named(db, namespace)
+            if campaign.state == CampaignState.RUNNING:
+                raise click.ClickException(f"{namespace} is Running: pause it first")
+            return await visits.erase_identities(db, campaign)
+        finally:
+            await db.close()
+
+    erased = asyncio.run(run())
+    click.echo(f"erased the identities of {erased} visits of {namespace}")
 
 
 @main.command()

@@ -39,6 +39,7 @@ from mastok.clock import aware
 from mastok.db import Database
 from mastok.lightmill import tables as t
 from mastok.lightmill.errors import UnknownElement
+from mastok.spreadsheet import inert
 
 Format = Literal["csv", "json"]
 FORMATS: tuple[Format, ...] = ("csv", "json")
@@ -466,22 +467,6 @@ class _Buffer:
         return text
 
 
-# A text cell starting with one of these would be run as a formula by a spreadsheet.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _inert(cell: Any) -> Any:
-    """A text cell a spreadsheet would run, with a leading `'`; numbers and text that reads
-    as a number (`-1.5`) as they are."""
-    if not isinstance(cell, str) or not cell.startswith(FORMULA_STARTS):
-        return cell
-    try:
-        float(cell)
-    except ValueError:
-        return "'" + cell
-    return cell
-
-
 class _Writer:
     """Rows to CSV or JSON Lines text, buffered."""
 
@@ -493,13 +478,13 @@ class _Writer:
         self.buffer = _Buffer()
         self.csv = csv.writer(self.buffer, lineterminator="\n")
         if format == "csv":
-            self.csv.writerow([_inert(name) for name in self.header])
+            self.csv.writerow([inert(name) for name in self.header])
 
     def write(self, cells: Sequence[Any]) -> None:
         if self.format == "csv":  # None is written as an empty cell
             row = list(cells)
             row[PRACTICE] = "true" if row[PRACTICE] else "false"
-            self.csv.writerow([_inert(cell) for cell in row])
+            self.csv.writerow([inert(cell) for cell in row])
         else:
             self.buffer.write(
                 json.dumps(dict(zip(self.header, cells, strict=True)), ensure_ascii=False) + "\n"

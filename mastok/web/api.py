@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mastok.services import services, settings
-from mastok.web import experiments, openapi, views
+from mastok.web import experiments, openapi, participants, views
 from mastok.web.errors import BadRequest, media_type
 
 
@@ -89,6 +89,7 @@ routes = [
     Route("/campaigns/{namespace}", get_campaign, methods=["GET"]),
     Route("/campaigns/{namespace}", patch_campaign, methods=["PATCH"]),
     Route("/campaigns/{namespace}/live", campaign_live, methods=["GET"]),
+    *participants.api_routes,
     Route("/dashboard", dashboard, methods=["GET"]),
     Route("/sessions", sessions, methods=["GET"]),
     Route("/otree/configs", otree_configs, methods=["GET"]),

@@ -61,6 +61,16 @@ def _schemas() -> dict[str, Any]:
     }
 
 
+def _query_int(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+
+
 def _paths() -> dict[str, Any]:
     any_object = {"type": "object"}
     return {
@@ -96,6 +106,32 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "The supervise page's data: campaign, live room, sessions started",
                 "responses": {**_ok(any_object), "404": NOT_FOUND},
+            },
+        },
+        "/api/campaigns/{namespace}/participants": {
+            "parameters": [
+                NAMESPACE,
+                _query_int("limit", "Visits per page (1 to 1000, 100 by default)"),
+                _query_int("before", "Only visits older than this visit id (the next page)"),
+            ],
+            "get": {
+                "summary": "The participants' records: one per visit, newest first, paged",
+                "responses": {
+                    **_ok(any_object),
+                    "400": _json(_ref("Error"), "Bad paging"),
+                    "404": NOT_FOUND,
+                },
+            },
+        },
+        "/api/campaigns/{namespace}/identities": {
+            "parameters": [NAMESPACE],
+            "delete": {
+                "summary": "Erase the visits' identities and captured parameters (not Running)",
+                "responses": {
+                    **_ok(any_object),
+                    "404": NOT_FOUND,
+                    "409": _json(_ref("Error"), "The campaign is Running"),
+                },
             },
         },
         "/api/dashboard": {

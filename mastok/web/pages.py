@@ -16,7 +16,7 @@ from wtforms.fields.choices import SelectChoice
 from mastok.campaigns.rules import InvalidCampaign
 from mastok.otree import OTreeError, SessionConfig
 from mastok.services import services, settings
-from mastok.web import views
+from mastok.web import participants, views
 from mastok.web.errors import message_page
 from mastok.web.forms import EditCampaignForm, NewCampaignForm
 from mastok.web.templating import render
@@ -79,6 +79,7 @@ async def campaign_edit(request: Request) -> Response:
 
 async def campaign_supervise(request: Request) -> Response:
     context = await views.supervise(request, request.path_params["namespace"])
+    context["erase_form"] = participants.erase_form(request)
     return render(request, "campaign_supervise.html", context)
 
 

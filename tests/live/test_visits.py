@@ -1,0 +1,256 @@
+"""Visits end to end on the real server, both databases, real oTree: a Prolific-style study
+from its join URL to oTree's participant label and vars, every outcome with its Exit frame and
+its row in the participants' records, the records' API, files and erasure."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import httpx
+
+from mastok.otree.local import LocalOTree
+from tests.fixtures.live import LiveServer, Peer, ServerFactory
+from tests.live.helpers import running_campaign
+
+OUTCOMES = (
+    "started",
+    "timeout",
+    "full",
+    "paused",
+    "completed",
+    "rejected",
+    "left",
+    "not_ready",
+    "missing_id",
+    "landing_failed",
+    "redirected",
+    "away",
+)
+PROLIFIC = {
+    "identity_param": "PROLIFIC_PID",
+    "capture_params": ["PROLIFIC_PID", "STUDY_ID", "SESSION_ID"],
+}
+
+
+def every_exit() -> dict[str, Any]:
+    back = "https://app.prolific.example/complete?cc={code}&pid={PROLIFIC_PID}"
+    return {outcome: {"code": outcome.upper(), "url": back} for outcome in OUTCOMES}
+
+
+async def arrive(server: LiveServer, slug: str, pid: str | None, browser: str) -> Peer:
+    """A Prolific participant up to its consent."""
+    query = {"PROLIFIC_PID": pid, "STUDY_ID": "study-9"} if pid else {"STUDY_ID": "study-9"}
+    peer = await server.participant(slug, query)
+    assert await peer.expect("State") in ("Running", "Busy")
+    await peer.send("Land", browser)
+    await peer.expect("Resume")
+    await peer.expect("Consent")
+    return peer
+
+
+async def waiting(server: LiveServer, slug: str, pid: str) -> Peer:
+    peer = await arrive(server, slug, pid, f"browser-{pid}")
+    await peer.send("Agree")
+    assert await peer.until("Waiting") is not None
+    return peer
+
+
+async def exits_with(peer: Peer, outcome: str, reason: str) -> dict[str, Any]:
+    exit_ = await peer.until("Exit")
+    assert exit_["outcome"] == outcome and exit_["code"] == outcome.upper()
+    assert await peer.expect("Disconnect") == reason
+    return exit_
+
+
+def records(server: LiveServer, namespace: str) -> list[dict[str, Any]]:
+    with server.admin() as admin:
+        found = admin.get(f"/api/campaigns/{namespace}/participants", params={"limit": 1000})
+        assert found.status_code == 200, found.text
+        return found.json()["participants"]
+
+
+def set_state(server: LiveServer, namespace: str, state: str) -> None:
+    with server.admin() as admin:
+        answer = admin.patch(f"/api/campaigns/{namespace}", json={"state": state})
+        assert answer.status_code == 200, answer.text
+
+
+async def test_every_outcome_has_its_exit_and_its_record(make_server: ServerFactory) -> None:
+    server = make_server(resume_grace=30)
+    clock = server.clock
+    campaign = running_campaign(
+        server,
+        "outcomes",
+        per_session=2,
+        max_sessions=2,
+        waiting_limit=1,
+        join_once=True,
+        require_identity=True,
+        ready_check_seconds=10,
+        exits=every_exit(),
+        **PROLIFIC,
+    )
+    slug, namespace = campaign["slug"], campaign["namespace"]
+
+    nobody = await server.participant(slug, {"STUDY_ID": "study-9"})
+    assert (await exits_with(nobody, "missing_id", "MissingId"))["url"] == (
+        "https://app.prolific.example/complete?cc=MISSING_ID&pid="
+    )
+    bad = await server.participant(slug, {"PROLIFIC_PID": "bad"})
+    await bad.expect("State")
+    await bad.send("Land", "")
+    await exits_with(bad, "landing_failed", "LandingFailed")
+
+    leaver = await waiting(server, slug, "leaver")
+    await leaver.send("Leave")
+    exit_ = await exits_with(leaver, "left", "Left")
+    assert exit_["url"] == "https://app.prolific.example/complete?cc=LEFT&pid=leaver"
+
+    gone = await waiting(server, slug, "gone")
+    await gone.close()
+    timing_out = await waiting(server, slug, "slow")
+    await timing_out.after(clock, "Exit", seconds=5)  # gone is away after 30 s, slow at 60 s
+    assert await timing_out.expect("Disconnect") == "Timeout"
+
+    # The ready check: one answers, one never does; then a newcomer and the first start.
+    first = await waiting(server, slug, "first")
+    silent = await waiting(server, slug, "silent")
+    assert await first.until("ReadyCheck") == 10
+    assert await silent.until("ReadyCheck") == 10
+    await first.send("Ready")
+    await silent.after(clock, "Exit", seconds=2)
+    assert await silent.expect("Disconnect") == "NotReady"
+    second = await waiting(server, slug, "second")
+    for peer in (first, second):
+        assert await peer.until("ReadyCheck") == 10
+        await peer.send("Ready")
+    start_url = await first.until("Starting")
+    assert "participant_label=first" in start_url
+    await second.until("Starting")
+
+    back = await arrive_redirected(server, slug)
+    assert back.endswith("participant_label=first")
+
+    present = await arrive(server, slug, "twice", "browser-twice-1")
+    again = await server.participant(slug, {"PROLIFIC_PID": "twice"})
+    await again.expect("State")
+    await again.send("Land", "browser-twice-2")
+    await exits_with(again, "rejected", "LandingFailed")
+    await present.close()
+
+    # Busy (one session live of one at once): newcomers wait in pending, 2 x (2 - 1 + 1) = 4.
+    pending = [await waiting(server, slug, f"p{i}") for i in range(4)]
+    over = await arrive(server, slug, "over", "browser-over")
+    await over.send("Agree")
+    await exits_with(over, "full", "Full")
+    set_state(server, namespace, "Paused")
+    for peer in pending:
+        await exits_with(peer, "paused", "Paused")
+    late = await server.participant(slug, {"PROLIFIC_PID": "late"})
+    assert await late.expect("Paused") == "<p>We are paused.</p>\n"
+    await exits_with(late, "paused", "Paused")
+    set_state(server, namespace, "Completed")
+    after = await server.participant(slug, {"PROLIFIC_PID": "after"})
+    await after.expect("Completed")
+    await exits_with(after, "completed", "Completed")
+
+    rows = records(server, namespace)
+    by_outcome: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_outcome.setdefault(row["outcome"], []).append(row)
+    assert set(by_outcome) == set(OUTCOMES)
+    started = sorted(by_outcome["started"], key=lambda r: r["identity"])
+    assert [r["identity"] for r in started] == ["first", "second"]
+    assert all(r["session_number"] == 1 and r["otree_session"] for r in started)
+    assert all(
+        r["params"] == {"PROLIFIC_PID": r["identity"], "STUDY_ID": "study-9"} for r in started
+    )
+    assert started[0]["ready"] is not None and started[0]["consented"] is not None
+    assert [r["identity"] for r in by_outcome["away"]] == ["gone"]
+    assert [r["identity"] for r in by_outcome["not_ready"]] == ["silent"]
+    assert by_outcome["missing_id"][0]["identity"] is None
+    assert by_outcome["missing_id"][0]["params"] == {"STUDY_ID": "study-9"}
+    timed_out = by_outcome["timeout"][0]
+    assert timed_out["waited_seconds"] >= 60
+    assert all(row["ended"] is not None for row in rows)
+
+
+async def arrive_redirected(server: LiveServer, slug: str) -> str:
+    """`first` again, from another browser: sent back to its own live session."""
+    peer = await server.participant(slug, {"PROLIFIC_PID": "first"})
+    await peer.expect("State")
+    await peer.send("Land", "another-browser")
+    await peer.until("Exit")
+    reason = await peer.expect("Disconnect")
+    assert reason.startswith("Redirect:")
+    return reason.removeprefix("Redirect:")
+
+
+async def test_otree_reports_the_label_and_the_vars(
+    make_server: ServerFactory, otree_server: LocalOTree
+) -> None:
+    server = make_server()
+    given = {"started": {"code": "C0MPLETE", "url": "https://example.org/done?pid={PROLIFIC_PID}"}}
+    campaign = running_campaign(server, "prolific", exits=given, **PROLIFIC)
+    slug = campaign["slug"]
+    peers = []
+    for pid in ("5f0aa1", "5f0bb2"):
+        query = {"PROLIFIC_PID": pid, "STUDY_ID": "s-1", "SESSION_ID": f"x-{pid}"}
+        peer = await server.participant(slug, query)
+        await peer.expect("State")
+        await peer.send("Land", f"browser-{pid}")
+        await peer.until("Consent")
+        await peer.send("Agree")
+        peers.append(peer)
+    urls = [await peer.until("Starting") for peer in peers]
+    headers = {"otree-rest-key": otree_server.rest_key}
+    async with httpx.AsyncClient(base_url=otree_server.url, headers=headers) as otree:
+        for url in urls:  # oTree sets the label when the participant starts
+            assert (await otree.get(url, follow_redirects=False)).status_code in (302, 307)
+        (row, _) = sorted(records(server, "prolific"), key=lambda r: r["identity"])
+        code = row["otree_session"]
+        wanted = ["mastok_group", "mastok_waited_seconds", "PROLIFIC_PID", "STUDY_ID"]
+        wanted += ["SESSION_ID", "mastok_exit_code", "mastok_exit_url"]
+        answer = await otree.post(f"/api/get_session/{code}", json={"participant_vars": wanted})
+        assert answer.status_code == 200, answer.text
+        participants = {p["label"]: p for p in answer.json()["participants"]}
+    assert set(participants) == {"5f0aa1", "5f0bb2"}
+    seen = participants["5f0aa1"]
+    assert seen["mastok_group"] == "default"
+    assert seen["STUDY_ID"] == "s-1" and seen["SESSION_ID"] == "x-5f0aa1"
+    assert seen["mastok_exit_code"] == "C0MPLETE"
+    assert seen["mastok_exit_url"] == "https://example.org/done?pid=5f0aa1"
+    assert isinstance(seen["mastok_waited_seconds"], int)
+
+
+async def test_the_records_as_files_and_pages_and_erased(make_server: ServerFactory) -> None:
+    server = make_server()
+    campaign = running_campaign(server, "files", per_session=3, **PROLIFIC)
+    slug = campaign["slug"]
+    for pid in ("=HYPERLINK(1)", "a2", "a3"):
+        peer = await arrive(server, slug, pid, f"b-{pid}")
+        await peer.close()
+    with server.admin() as admin:
+        first = admin.get("/api/campaigns/files/participants", params={"limit": 2}).json()
+        assert [r["identity"] for r in first["participants"]] == ["a3", "a2"]  # newest first
+        rest = admin.get(first["next"]).json()
+        assert [r["identity"] for r in rest["participants"]] == ["=HYPERLINK(1)"]
+        assert rest["next"] is None
+        assert admin.get("/api/campaigns/files/participants?limit=0").status_code == 400
+        assert admin.get("/api/campaigns/nope/participants").status_code == 404
+        download = admin.get("/campaigns/files/participants.csv")
+        assert download.status_code == 200
+        assert "files-participants.csv" in download.headers["content-disposition"]
+        table = list(csv.DictReader(io.StringIO(download.text)))
+        assert [r["PROLIFIC_PID"] for r in table] == ["a3", "a2", "'=HYPERLINK(1)"]
+        assert table[0]["STUDY_ID"] == "study-9" and table[0]["SESSION_ID"] == ""
+        refused = admin.delete("/api/campaigns/files/identities")
+        assert refused.status_code == 409, refused.text
+        admin.patch("/api/campaigns/files", json={"state": "Paused"})
+        erased = admin.delete("/api/campaigns/files/identities")
+        assert erased.json() == {"erased": 3}
+        after = admin.get("/api/campaigns/files/participants").json()["participants"]
+    assert [(r["identity"], r["params"]) for r in after] == [(None, {})] * 3
+    assert all(r["browser_id"] for r in after)  # the rest of each record stays
