@@ -91,6 +91,12 @@ class Settings(BaseModel):
         "HTTP Basic password of the admin pages and API; `PROD` refuses the default",
         secret=True,
     )
+    login_max_failures: int = setting(
+        30,
+        "wrong admin credentials from one address within 5 minutes before its admin requests "
+        "are refused (429) for 5 minutes; each wrong attempt past the fifth is answered a "
+        "little later",
+    )
     secret_key: Key = setting(
         "", "signs the admin session cookie (CSRF tokens); empty: random at each start", secret=True
     )
