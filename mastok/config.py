@@ -135,6 +135,14 @@ class Settings(BaseModel):
     fixed_measures: Flag = setting(
         False, "LightMill: refuse results with measures the design lacks"
     )
+    max_new_measures: int = setting(
+        2000,
+        "LightMill: measures clients may add to an experiment besides its design's; a result "
+        "post that would add more is refused and nothing of it stored",
+    )
+    max_design_mib: int = setting(
+        64, "LightMill: the largest design an import takes, in MiB (larger ones are refused)"
+    )
     client_import: Flag = setting(
         False,
         "LightMill: let experiment clients import new designs without credentials, as "

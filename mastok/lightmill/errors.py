@@ -79,6 +79,13 @@ class WrongMeasureKey(LightMillError):
     status = 400
 
 
+class TooManyMeasures(LightMillError):
+    """mastok's own: a result post that would take an experiment past the measures clients may
+    add (MASTOK_MAX_NEW_MEASURES)."""
+
+    status = 400
+
+
 class NoAvailableRuns(LightMillError):
     status = 410
 

@@ -47,7 +47,6 @@ from mastok.web.auth import check_credentials
 from mastok.web.errors import media_type
 
 MIB = 1 << 20
-MAX_DESIGN_BYTES = 32 * MIB
 MAX_RESULTS_BYTES = 16 * MIB
 XML_TYPES = ("application/xml", "text/xml")
 NUMBER = re.compile(r"\d{1,9}")
@@ -91,7 +90,7 @@ async def import_experiment(request: Request) -> Any:
         raise UnsupportedMediaType(
             "send the TouchStone design as the body with Content-Type: application/xml"
         )
-    data = await _read_body(request, MAX_DESIGN_BYTES)
+    data = await _read_body(request, settings(request).max_design_mib * MIB)
     return experiment_json(await _lightmill(request).import_xml(data))
 
 
