@@ -30,7 +30,7 @@ from mastok.live.starter import SessionStarter
 from mastok.otree import OTreeClient
 from mastok.services import Services
 from mastok.tasks import task_scope
-from mastok.web import api, experiments, join, lightmill_api, pages, sockets
+from mastok.web import api, experiments, join, lightmill_api, pages, sockets, unavailable
 from mastok.web.auth import BasicAuthMiddleware
 from mastok.web.errors import handlers as error_handlers
 from mastok.web.headers import SecurityHeaders
@@ -175,7 +175,11 @@ def create_app(
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
-        exception_handlers={**error_handlers, LightMillError: lightmill_api.lightmill_error},
+        exception_handlers={
+            **error_handlers,
+            **unavailable.handlers,
+            LightMillError: lightmill_api.lightmill_error,
+        },
     )
     app.state.settings = settings
     app.state.clock = clock
