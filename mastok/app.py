@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -29,10 +30,20 @@ from mastok.live.starter import SessionStarter
 from mastok.otree import OTreeClient
 from mastok.services import Services
 from mastok.tasks import task_scope
-from mastok.web import api, experiments, join, lightmill_api, pages, participants, sockets
+from mastok.web import (
+    api,
+    experiments,
+    join,
+    lightmill_api,
+    pages,
+    participants,
+    sockets,
+    unavailable,
+)
 from mastok.web.auth import BasicAuthMiddleware
 from mastok.web.errors import handlers as error_handlers
 from mastok.web.headers import SecurityHeaders
+from mastok.web.throttle import LoginThrottle, Sleep
 
 log = logging.getLogger("mastok")
 
@@ -84,12 +95,17 @@ def public_prefixes(settings: Settings) -> list[str]:
 
 
 def create_app(
-    settings: Settings, designs: Sequence[Design] = (), *, clock: Clock | None = None
+    settings: Settings,
+    designs: Sequence[Design] = (),
+    *,
+    clock: Clock | None = None,
+    sleep: Sleep | None = None,
 ) -> Starlette:
     """`designs`: LightMill experiments to import at start (those already there are skipped);
     `clock`: the time every rule reads (the system's; tests pass one they move by hand), kept
-    on `app.state.clock`."""
+    on `app.state.clock`; `sleep`: how the admin login throttle waits (tests record it)."""
     clock = clock or SystemClock()
+    throttle = LoginThrottle(clock, settings.login_max_failures, sleep or asyncio.sleep)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -155,6 +171,7 @@ def create_app(
             login=settings.login,
             password=settings.password,
             public_prefixes=public_prefixes(settings),
+            throttle=throttle,
         ),
         Middleware(
             FormSessions,
@@ -168,8 +185,13 @@ def create_app(
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
-        exception_handlers={**error_handlers, LightMillError: lightmill_api.lightmill_error},
+        exception_handlers={
+            **error_handlers,
+            **unavailable.handlers,
+            LightMillError: lightmill_api.lightmill_error,
+        },
     )
     app.state.settings = settings
     app.state.clock = clock
+    app.state.login_throttle = throttle
     return app

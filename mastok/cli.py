@@ -17,7 +17,7 @@ import click
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
-from mastok import config_files
+from mastok import config_files, logmask
 from mastok.config import BY_NAME, ConfigError, Settings, load_settings
 from mastok.db import Database, async_url, migrate
 from mastok.db.tables import Campaign
@@ -67,10 +67,17 @@ def serve_app(app: Any, host: str, port: int) -> None:
     """Serve as `mastok serve` does: these uvicorn options, this logging (the benchmark's
     ceiling apps are served by this too, so the comparison is fair)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config = uvicorn.Config(
+    config = uvicorn_config(app, host=host, port=port)
+    _quiet_per_connection_lines()
+    logmask.install()
+    uvicorn.Server(config).run()
+
+
+def uvicorn_config(app: Any, **options: Any) -> uvicorn.Config:
+    """uvicorn's options as `mastok serve` sets them (`options`: where to listen)."""
+    return uvicorn.Config(
         app,
-        host=host,
-        port=port,
+        **options,
         proxy_headers=True,
         log_level="info",
         # Frames are small JSON; per-message compression would keep ~45 KiB of zlib state on
@@ -79,8 +86,6 @@ def serve_app(app: Any, host: str, port: int) -> None:
         # A frame past mastok's limit closes the socket (1009) before uvicorn buffers it whole.
         ws_max_size=MAX_FRAME_BYTES,
     )
-    _quiet_per_connection_lines()
-    uvicorn.Server(config).run()
 
 
 def _quiet_per_connection_lines() -> None:

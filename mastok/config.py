@@ -91,6 +91,12 @@ class Settings(BaseModel):
         "HTTP Basic password of the admin pages and API; `PROD` refuses the default",
         secret=True,
     )
+    login_max_failures: int = setting(
+        30,
+        "wrong admin credentials from one address within 5 minutes before its admin requests "
+        "are refused (429) for 5 minutes; each wrong attempt past the fifth is answered a "
+        "little later",
+    )
     secret_key: Key = setting(
         "", "signs the admin session cookie (CSRF tokens); empty: random at each start", secret=True
     )
@@ -128,6 +134,14 @@ class Settings(BaseModel):
     )
     fixed_measures: Flag = setting(
         False, "LightMill: refuse results with measures the design lacks"
+    )
+    max_new_measures: int = setting(
+        2000,
+        "LightMill: measures clients may add to an experiment besides its design's; a result "
+        "post that would add more is refused and nothing of it stored",
+    )
+    max_design_mib: int = setting(
+        64, "LightMill: the largest design an import takes, in MiB (larger ones are refused)"
     )
     client_import: Flag = setting(
         False,

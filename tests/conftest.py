@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.app",
     "tests.fixtures.live",
     "tests.fixtures.browser",
+    "tests.fixtures.gate",
 ]

@@ -2,7 +2,8 @@
 
 The XML is read with defusedxml: a file that declares entities (the "billion laughs" bomb, or an
 external entity such as `file:///etc/passwd`) is refused before anything is expanded or fetched.
-Unknown elements (`setup`, `intertitle`, ...) are ignored, and so are the `number`/`total`
+Elements nest at most MAX_DEPTH deep (a real design nests six). Unknown elements (`setup`,
+`intertitle`, ...) are ignored, and so are the `number`/`total`
 attributes: blocks are numbered from 0 in document order, practice blocks included, trials from
 0 within their block. `measured_number` counts the non-practice blocks only; practice blocks
 have none (LightMill's `measuredBlockNumber` is null for them).
@@ -21,6 +22,7 @@ import defusedxml.sax
 TRUE_DEFAULTS = frozenset({"true", "1", "True", "yes", "Yes"})
 BLOCK_TAGS = ("block", "practice")
 MAX_ID_LENGTH = 255  # the id columns' length
+MAX_DEPTH = 64
 
 
 class DesignError(ValueError):
@@ -155,6 +157,8 @@ class _TreeBuilder(xml.sax.ContentHandler):
         return self.locator.getLineNumber() if self.locator is not None else None
 
     def startElement(self, name: str, attrs: Any) -> None:
+        if len(self.stack) >= MAX_DEPTH:
+            raise DesignError(f"<{name}>: elements nest deeper than {MAX_DEPTH}", self.line())
         node = _Node(name, dict(attrs.items()), self.line())
         if self.stack:
             self.stack[-1].children.append(node)

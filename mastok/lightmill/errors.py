@@ -10,11 +10,14 @@ from typing import ClassVar
 
 
 class LightMillError(Exception):
+    """`retry_after`: seconds after which the client may try again (a `Retry-After` header)."""
+
     status: ClassVar[int] = 400
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.retry_after = retry_after
 
     @property
     def type(self) -> str:
@@ -50,6 +53,12 @@ class ImportNotAllowed(LightMillError):
     status = 401
 
 
+class TooManyAttempts(LightMillError):
+    """mastok's own: an import from an address locked out after too many wrong credentials."""
+
+    status = 429
+
+
 class RunAlreadyLocked(LightMillError):
     status = 405
 
@@ -67,6 +76,13 @@ class ExperimentProgressError(LightMillError):
 
 
 class WrongMeasureKey(LightMillError):
+    status = 400
+
+
+class TooManyMeasures(LightMillError):
+    """mastok's own: a result post that would take an experiment past the measures clients may
+    add (MASTOK_MAX_NEW_MEASURES)."""
+
     status = 400
 
 

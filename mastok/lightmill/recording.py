@@ -1,7 +1,10 @@
 """Storing a trial's results: the measures they name, then their values.
 
 Unknown measures are registered on the fly (type `unregistered`, at the level they were posted
-at), as are new levels of known ones, unless the experiment's measures are fixed.
+at), as are new levels of known ones, unless the experiment's measures are fixed. Clients may add
+at most `max_new` measures to an experiment (its design's do not count): a post that would
+register more is refused (TooManyMeasures) and its transaction, with everything it wrote, rolled
+back.
 
 Everything here runs on the connection of the post's transaction (SQLAlchemy Core: a trial
 post is a few statements on known ids, and an ORM session's bookkeeping cost more than they
@@ -23,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 
-from mastok.lightmill.errors import WrongMeasureKey
+from mastok.lightmill.errors import TooManyMeasures, WrongMeasureKey
 from mastok.lightmill.results import TrialResults
 from mastok.lightmill.tables import LMEventMeasureValue, LMMeasure, LMTrialMeasureValue
 
@@ -37,6 +40,7 @@ class MeasureRef:
     id: int
     trial_level: bool
     event_level: bool
+    registered: bool = True  # false: added by a client's post
 
     def at(self, level: str) -> bool:
         return self.trial_level if level == "trial" else self.event_level
@@ -45,7 +49,11 @@ class MeasureRef:
 Measures = Mapping[str, MeasureRef]  # an experiment's measures by code
 
 _MEASURES = select(
-    LMMeasure.code, LMMeasure.id, LMMeasure.trial_level, LMMeasure.event_level
+    LMMeasure.code,
+    LMMeasure.id,
+    LMMeasure.trial_level,
+    LMMeasure.event_level,
+    LMMeasure.registered,
 ).where(LMMeasure.experiment_id == bindparam("experiment_id"))
 _TRIAL_COLUMNS = ("trial_id", "measure_id", "value")
 _EVENT_COLUMNS = ("trial_id", "event_number", "measure_id", "value")
@@ -71,7 +79,10 @@ _PG_INSERT_EVENT_VALUES = text(
 
 async def read_measures(connection: AsyncConnection, experiment_id: int) -> dict[str, MeasureRef]:
     rows = await connection.execute(_MEASURES, {"experiment_id": experiment_id})
-    return {code: MeasureRef(pk, trial, event) for code, pk, trial, event in rows}
+    return {
+        code: MeasureRef(pk, trial, event, bool(registered))
+        for code, pk, trial, event, registered in rows
+    }
 
 
 def wanted_levels(results: TrialResults) -> dict[str, set[str]]:
@@ -102,11 +113,13 @@ async def measure_ids(
     results: TrialResults,
     fixed: bool,
     known: Measures | None = None,
+    max_new: int | None = None,
 ) -> tuple[dict[str, int], Measures | None]:
     """The ids of the posted measures, registering new ones (or new levels) unless `fixed`;
     and the experiment's measures as this transaction sees them (None when it read none).
     `known`: what the caller already knows of them (read again when a measure or a level is
-    not in it)."""
+    not in it); `max_new`: how many measures clients may add to the experiment (None: no
+    bound). Raises WrongMeasureKey, TooManyMeasures."""
     wanted = wanted_levels(results)
     if not wanted:
         return {}, known
@@ -136,6 +149,14 @@ async def measure_ids(
         raise WrongMeasureKey(
             f"measure {code!r} of experiment {experiment!r} is not a {min(levels)}-level measure"
         )
+    if missing and max_new is not None:
+        added = sum(not measure.registered for measure in known.values())
+        if added + len(missing) > max_new:
+            raise TooManyMeasures(
+                f"experiment {experiment!r} takes at most {max_new} measures besides its "
+                f"design's; it has {added} and this post names {len(missing)} more "
+                f"(first: {missing[0][:60]!r}): nothing of it was stored"
+            )
     if missing:
         rows = [
             {

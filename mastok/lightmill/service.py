@@ -1,8 +1,13 @@
 """LightMill as mastok serves it: the store and the monitoring, with the server-wide flags from
-the settings and the clock they read."""
+the settings and the clock they read.
+
+A design is parsed in a worker thread, one at a time: a large one neither stalls the event loop
+(participants' sockets, `/healthz`) nor is held in memory several times over.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from mastok.clock import Clock, SystemClock
@@ -28,11 +33,19 @@ log = logging.getLogger("mastok.lightmill")
 
 
 class LightMill:
-    def __init__(self, store: LightMillStore, policy: LockPolicy, fixed_measures: bool) -> None:
+    def __init__(
+        self,
+        store: LightMillStore,
+        policy: LockPolicy,
+        fixed_measures: bool,
+        max_new_measures: int | None = None,
+    ) -> None:
         self.store = store
         self.policy = policy
         self.fixed_measures = fixed_measures
+        self.max_new_measures = max_new_measures
         self.monitoring = Monitoring(store.db, policy, store.clock)
+        self._parsing = asyncio.Lock()
 
     @classmethod
     def from_settings(
@@ -46,12 +59,14 @@ class LightMill:
         `spawn`: starts the trial writers' tasks (the app's task scope)."""
         policy = LockPolicy(settings.lock_timeout, unprotected=settings.unprotected_runs)
         store = LightMillStore(db, clock or SystemClock(), spawn)
-        return cls(store, policy, settings.fixed_measures)
+        return cls(store, policy, settings.fixed_measures, settings.max_new_measures)
 
     async def import_xml(self, data: bytes) -> ExperimentInfo:
-        """Parse and store a TouchStone design. Raises CannotImportExperiment."""
+        """Parse (in a worker thread) and store a TouchStone design. Raises
+        CannotImportExperiment."""
         try:
-            design = parse_design(data)
+            async with self._parsing:
+                design = await asyncio.to_thread(parse_design, data)
         except DesignError as error:
             raise CannotImportExperiment(f"cannot read the design: {error}") from None
         await self.store.import_design(design)
@@ -129,4 +144,5 @@ class LightMill:
             results,
             fixed_measures=self.fixed_measures,
             policy=self.policy,
+            max_new_measures=self.max_new_measures,
         )

@@ -40,6 +40,7 @@ from mastok.lightmill.errors import (
     RunAlreadyLocked,
     RunCompleted,
     RunNotLocked,
+    TooManyMeasures,
     UnknownElement,
     WrongMeasureKey,
     WrongToken,
@@ -395,6 +396,7 @@ class LightMillStore:
         *,
         fixed_measures: bool,
         policy: LockPolicy | None = None,
+        max_new_measures: int | None = None,
     ) -> TrialInfo:
         """Complete the run's current trial with its measures and events, in one transaction.
 
@@ -404,13 +406,17 @@ class LightMillStore:
         refused after its token was taken. Without one, the token must be the lock's. The run's
         last trial releases its lock, in the same statement.
 
+        `max_new_measures`: how many measures clients may add to the experiment (None: any).
+
         Raises UnknownElement, RunNotLocked/WrongToken, ExperimentProgressError,
-        WrongMeasureKey.
+        WrongMeasureKey, TooManyMeasures.
         """
-        post = _Post(experiment, run, block, number, results, fixed_measures, policy)
+        post = _Post(
+            experiment, run, block, number, results, fixed_measures, policy, max_new_measures
+        )
         try:
             recorded = await self._batches.write(post)
-        except (ExperimentProgressError, WrongMeasureKey):
+        except (ExperimentProgressError, WrongMeasureKey, TooManyMeasures):
             if post.token_taken and policy is not None:
                 with contextlib.suppress(LightMillError):
                     await self.touch(experiment, run, results.token, policy)
@@ -557,6 +563,7 @@ class LightMillStore:
             results,
             post.fixed_measures,
             self._measures.get(found.experiment_pk),
+            post.max_new_measures,
         )
         await connection.execute(
             _COMPLETE_TRIAL,
@@ -617,6 +624,7 @@ class _Post:
     results: TrialResults
     fixed_measures: bool
     policy: LockPolicy | None
+    max_new_measures: int | None = None
     token_taken: bool = False  # its token was checked and is the lock's
 
 

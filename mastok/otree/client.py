@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from mastok.otree.urls import http_url
+
 
 class OTreeError(Exception):
     """oTree could not do what was asked; `message` is oTree's own text where it gave one."""
@@ -251,8 +253,8 @@ def _summary(item: dict[str, Any]) -> SessionSummary:
         num_participants=int(item.get("num_participants") or 0),
         config_name=str(item.get("config_name") or ""),
         label=str(item.get("label") or ""),
-        admin_url=str(item.get("admin_url") or ""),
-        session_wide_url=str(item.get("session_wide_url") or ""),
+        admin_url=http_url(str(item.get("admin_url") or "")),
+        session_wide_url=http_url(str(item.get("session_wide_url") or "")),
         created_at=_timestamp(item.get("created_at")),
     )
 
@@ -272,8 +274,8 @@ def _session(item: dict[str, Any]) -> Session:
         code=str(item.get("code", "")),
         num_participants=int(item.get("num_participants") or len(participants)),
         config_name=str(item.get("config_name") or ""),
-        admin_url=str(item.get("admin_url") or ""),
-        session_wide_url=str(item.get("session_wide_url") or ""),
+        admin_url=http_url(str(item.get("admin_url") or "")),
+        session_wide_url=http_url(str(item.get("session_wide_url") or "")),
         label=str(item.get("label") or ""),
         config=config if isinstance(config, dict) else {},
         participants=sorted(participants, key=lambda p: p.id_in_session),

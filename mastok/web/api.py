@@ -78,6 +78,8 @@ async def _json_object(request: Request) -> dict[str, Any]:
         body = json.loads(await request.body())
     except (ValueError, UnicodeDecodeError) as error:
         raise BadRequest(400, f"the body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise BadRequest(400, "the body nests too deeply to be a campaign") from None
     if not isinstance(body, dict):
         raise BadRequest(400, "the body must be a JSON object of campaign fields")
     return body

@@ -1,14 +1,16 @@
 """The answers to domain errors, whichever route raised them: JSON under /api/, a page elsewhere.
 
 Views raise `CampaignNotFound`, `InvalidCampaign`, `OTreeError` or `BadRequest` and leave the
-answer to `handlers`, which the app gives Starlette as its `exception_handlers`.
+answer to `handlers`, which the app gives Starlette as its `exception_handlers`. A client that
+went away before its request was read (Starlette's `ClientDisconnect`) is one line in the log.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ExceptionHandler
 
@@ -17,6 +19,8 @@ from mastok.campaigns.service import CampaignNotFound
 from mastok.otree import OTreeError
 from mastok.services import settings
 from mastok.web.templating import render
+
+log = logging.getLogger("mastok.web")
 
 
 class BadRequest(Exception):
@@ -77,7 +81,18 @@ async def bad_request(request: Request, error: Exception) -> Response:
     return _answer(request, error.status, {"error": error.message}, "Bad request", error.message)
 
 
+async def client_gone(request: Request, error: Exception) -> Response:
+    """The client closed its connection mid-request: one line (the path without its query,
+    which may hold a token), and an answer nobody reads."""
+    client = request.client.host if request.client else "unknown"
+    log.info(
+        "%s %s from %s: the client went away mid-request", request.method, request.url.path, client
+    )
+    return Response(status_code=400)
+
+
 handlers: dict[Any, ExceptionHandler] = {
+    ClientDisconnect: client_gone,
     CampaignNotFound: campaign_not_found,
     InvalidCampaign: invalid_campaign,
     OTreeError: otree_failed,

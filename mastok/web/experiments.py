@@ -36,10 +36,10 @@ from mastok.lightmill import export
 from mastok.lightmill.errors import CannotImportExperiment, UnknownElement
 from mastok.lightmill.monitoring import ExperimentSummary, Monitoring, RunState
 from mastok.lightmill.service import LightMill
-from mastok.services import services
+from mastok.services import services, settings
 from mastok.web.errors import BadRequest, media_type, message_page, not_found
 from mastok.web.forms import CSRFForm
-from mastok.web.lightmill_api import MAX_DESIGN_BYTES, MIB, path_number
+from mastok.web.lightmill_api import MIB, path_number
 from mastok.web.templating import render
 
 PAGE = re.compile(r"[1-9]\d{0,8}")
@@ -207,7 +207,9 @@ async def experiments_page(request: Request) -> Response:
         if not form.validate():
             return _csrf_failed(request)
         try:
-            info = await _lightmill(request).import_xml(await _design_bytes(formdata.get("design")))
+            limit = settings(request).max_design_mib * MIB
+            design = await _design_bytes(formdata.get("design"), limit)
+            info = await _lightmill(request).import_xml(design)
         except CannotImportExperiment as error:
             context["import_error"] = error.message
         else:
@@ -219,13 +221,13 @@ async def experiments_page(request: Request) -> Response:
     return render(request, "experiments.html", context, status)
 
 
-async def _design_bytes(upload: Any) -> bytes:
-    """The uploaded file's bytes. Raises CannotImportExperiment."""
+async def _design_bytes(upload: Any, limit: int) -> bytes:
+    """The uploaded file's bytes, at most `limit`. Raises CannotImportExperiment."""
     if not isinstance(upload, UploadFile) or (not upload.filename and not upload.size):
         raise CannotImportExperiment("choose a TouchStone design file (experiment.xml) to import")
-    data = await upload.read(MAX_DESIGN_BYTES + 1)
-    if len(data) > MAX_DESIGN_BYTES:
-        raise CannotImportExperiment(f"the file is larger than {MAX_DESIGN_BYTES // MIB} MiB")
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise CannotImportExperiment(f"the file is larger than {limit // MIB} MiB")
     if not data:
         raise CannotImportExperiment(f"the file {upload.filename!r} is empty")
     return data

@@ -34,6 +34,7 @@ from mastok.lightmill.errors import (
     ImportNotAllowed,
     InvalidBody,
     LightMillError,
+    TooManyAttempts,
     UnknownElement,
     UnsupportedMediaType,
 )
@@ -42,11 +43,10 @@ from mastok.lightmill.results import parse_json, parse_results, read_token
 from mastok.lightmill.service import LightMill
 from mastok.lightmill.store import BlockInfo, ExperimentInfo, Lock, PlanBlock, RunInfo, TrialInfo
 from mastok.services import services, settings
-from mastok.web.auth import credentials_match
+from mastok.web.auth import check_credentials
 from mastok.web.errors import media_type
 
 MIB = 1 << 20
-MAX_DESIGN_BYTES = 32 * MIB
 MAX_RESULTS_BYTES = 16 * MIB
 XML_TYPES = ("application/xml", "text/xml")
 NUMBER = re.compile(r"\d{1,9}")
@@ -61,7 +61,8 @@ def _lightmill(request: Request) -> LightMill:
 async def lightmill_error(request: Request, error: Exception) -> Response:
     """LightMill's `{"message", "type"}` with the error's status (the app's handler)."""
     assert isinstance(error, LightMillError)
-    return JSONResponse(error.to_json(), error.status)
+    headers = None if error.retry_after is None else {"Retry-After": str(error.retry_after)}
+    return JSONResponse(error.to_json(), error.status, headers=headers)
 
 
 def _answering_json(handler: Callable[[Request], Awaitable[Any]]) -> Handler:
@@ -84,12 +85,12 @@ async def list_experiments(request: Request) -> Any:
 
 
 async def import_experiment(request: Request) -> Any:
-    _check_may_import(request)
+    await _check_may_import(request)
     if media_type(request) not in XML_TYPES:
         raise UnsupportedMediaType(
             "send the TouchStone design as the body with Content-Type: application/xml"
         )
-    data = await _read_body(request, MAX_DESIGN_BYTES)
+    data = await _read_body(request, settings(request).max_design_mib * MIB)
     return experiment_json(await _lightmill(request).import_xml(data))
 
 
@@ -150,14 +151,22 @@ async def post_trial(request: Request) -> Any:
     return trial_json(await _lightmill(request).record_trial(xp, run, block, trial, results))
 
 
-def _check_may_import(request: Request) -> None:
+async def _check_may_import(request: Request) -> None:
     """The admin may import; clients too when the settings say so. Raises ImportNotAllowed
     (without a Basic challenge: a participant's browser is to show its message, not a login
-    prompt)."""
+    prompt), or TooManyAttempts when the admin login throttle locked the address out."""
     config = settings(request)
-    given = request.headers.get("authorization")
-    if config.client_import or credentials_match(given, config.login, config.password):
+    if config.client_import:
         return
+    throttle = request.app.state.login_throttle
+    verdict = await check_credentials(throttle, request.scope, config.login, config.password)
+    if verdict.allowed:
+        return
+    if verdict.retry_after is not None:
+        raise TooManyAttempts(
+            "too many wrong credentials from your address: try again later",
+            retry_after=verdict.retry_after,
+        )
     raise ImportNotAllowed(
         "importing a design needs mastok's admin credentials: the experimenter imports it "
         "beforehand (mastok serve --experiment-design, or the /experiments page), or lets "

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from mastok.clock import iso
 from mastok.otree import OTreeError, SessionSummary
 from mastok.otree.labels import mastok_id_of
-from mastok.otree.urls import public_otree_url
+from mastok.otree.urls import http_url, public_otree_url
 from mastok.services import services
 from mastok.states import CampaignState
 
@@ -90,7 +90,7 @@ async def supervise(request: Request, namespace: str) -> dict[str, Any]:
                 "code": record.otree_code,
                 "mastok_id": record.mastok_id,
                 "size": record.size,
-                "admin_url": record.admin_url,
+                "admin_url": http_url(record.admin_url),
                 "participant_codes": await app_services.records.participant_codes(record.id),
                 "created_at": iso(record.created_at),
             }

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mastok.otree.urls import public_otree_url, start_url
+from mastok.otree.client import _session, _summary
+from mastok.otree.urls import http_url, public_otree_url, start_url
 
 
 @pytest.mark.parametrize(
@@ -28,3 +29,36 @@ def test_no_url_stays_none() -> None:
 @pytest.mark.parametrize("public", ["https://example.org/lab", "https://example.org/lab/"])
 def test_a_participant_starts_at_initialize_participant(public: str) -> None:
     assert start_url(public, "p1x2") == "https://example.org/lab/InitializeParticipant/p1x2"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(document.cookie)",
+        " JavaScript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "//evil.example/SessionMonitor/abc",
+        "/SessionMonitor/abc",
+        "http:///no-host",
+        "http://[::1",
+        "",
+    ],
+)
+def test_only_http_urls_from_otree_are_kept(url: str) -> None:
+    assert http_url(url) == ""
+    assert public_otree_url(url, "https://otree.example.org") == ""
+    assert public_otree_url(url, "") == ""
+    listed = {"code": "abc", "admin_url": url, "session_wide_url": url}
+    assert _summary(listed).admin_url == "" and _session(listed).session_wide_url == ""
+
+
+@pytest.mark.parametrize("url", ["http://otree.example.org/x", "HTTPS://otree.example.org/x"])
+def test_http_urls_from_otree_are_kept(url: str) -> None:
+    assert http_url(url) == url
+    assert _summary({"code": "abc", "admin_url": url}).admin_url == url
+
+
+def test_a_participant_code_stays_one_path_segment() -> None:
+    assert start_url("https://o.example", "a/../b?c") == (
+        "https://o.example/InitializeParticipant/a%2F..%2Fb%3Fc"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
@@ -131,6 +132,33 @@ def test_bodies_must_be_json_objects(client: TestClient) -> None:
     )
     assert listed.status_code == 400
     assert client.get("/api/campaigns").json() == []
+
+
+DEEP = 100_000
+MALFORMED = {
+    "deep list": b"[" * DEEP + b"]" * DEEP,
+    "deep object": b'{"a":' * DEEP + b"1" + b"}" * DEEP,
+    "deep field": b'{"consent": ' + b"[" * DEEP + b"]" * DEEP + b"}",
+    "unclosed deep": b"[" * DEEP,
+    "not utf-8": b'{"namespace": "\xff\xfe"}',
+    "huge number": b'{"per_session": ' + b"9" * 100_000 + b"}",
+    "nan": b'{"per_session": NaN}',
+}
+
+
+@pytest.mark.parametrize("body", MALFORMED.values(), ids=MALFORMED.keys())
+def test_deep_or_malformed_json_is_a_400_never_a_500(client: TestClient, body: bytes) -> None:
+    create(client, namespace="kept")
+    json_type = {"content-type": "application/json"}
+    for method, path in (("POST", "/api/campaigns"), ("PATCH", "/api/campaigns/kept")):
+        response = client.request(method, path, content=body, headers=json_type)
+
+        assert response.status_code in (400, 422), (method, response.text)
+        assert set(response.json()) <= {"error", "errors"}
+    assert [c["namespace"] for c in client.get("/api/campaigns").json()] == ["kept"]
+    assert (
+        client.get("/api/campaigns/kept").json()["per_session"] == campaign_input()["per_session"]
+    )
 
 
 def test_sessions_twin_lists_otree_sessions_with_their_mastok_id(client: TestClient) -> None:

@@ -10,9 +10,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from mastok.clock import ManualClock
+from mastok.config import BY_NAME
 from mastok.lightmill.results import TrialResults
 from mastok.lightmill.store import TrialInfo
-from mastok.web.lightmill_api import MAX_DESIGN_BYTES
+from mastok.web.lightmill_api import MIB
 from tests.fixtures.app import ClientFactory, basic_auth
 from tests.lightmill.helpers import (
     CLIENT_XML,
@@ -146,16 +147,17 @@ def test_a_client_import_never_replaces_an_experiment(open_import: TestClient) -
     assert open_import.get("/api/trial/pointing/S2/0/0").json()["measures"] == {"time": "1"}
 
 
-def test_a_client_import_is_size_limited(open_import: TestClient) -> None:
+def test_a_client_import_is_size_limited(make_client: ClientFactory) -> None:
+    assert BY_NAME["max_design_mib"].default == 64
+    open_import = make_client(authenticated=False, client_import=True, max_design_mib=2)
+
     def padded(size: int) -> bytes:
         return design() + b" " * (size - len(design()))  # still the same, well-formed design
 
-    oversized = open_import.post(
-        "/api/import", content=padded(MAX_DESIGN_BYTES + 1), headers=CLIENT_XML
-    )
-    assert error(oversized, 400, "InvalidBody") == "the body is larger than 32 MiB"
+    oversized = open_import.post("/api/import", content=padded(2 * MIB + 1), headers=CLIENT_XML)
+    assert error(oversized, 400, "InvalidBody") == "the body is larger than 2 MiB"
     assert nothing_stored(open_import)
-    largest = open_import.post("/api/import", content=padded(MAX_DESIGN_BYTES), headers=CLIENT_XML)
+    largest = open_import.post("/api/import", content=padded(2 * MIB), headers=CLIENT_XML)
     assert largest.status_code == 200, largest.text
 
 

@@ -172,3 +172,26 @@ def test_everything_is_served_under_the_web_prefix(make_client: ClientFactory) -
     assert prefixed.get("/mastok/api/campaigns/ghost").json() == {
         "error": "no campaign named 'ghost'"
     }
+
+
+def test_sessions_page_links_only_http_urls_from_otree(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """oTree's listing stood in: a real oTree gives its own http URLs, never a javascript: one."""
+    from mastok.otree import SessionSummary
+    from tests.lightmill.helpers import services
+
+    listed = [
+        SessionSummary("evil", 1, "survey", "", "javascript:alert(1)", "", None),
+        SessionSummary("good", 1, "survey", "", "http://127.0.0.1:1/SessionMonitor/good", "", None),
+    ]
+
+    async def list_sessions() -> list[SessionSummary]:
+        return listed
+
+    monkeypatch.setattr(services(client).otree, "list_sessions", list_sessions)
+    page = client.get("/sessions").text
+
+    assert "javascript:" not in page
+    assert page.count("oTree admin</a>") == 1
+    assert client.get("/api/sessions").json()["sessions"][0]["admin_url"] == ""

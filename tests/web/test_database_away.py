@@ -1,0 +1,123 @@
+"""The database away (mastok/web/unavailable.py): every HTTP route answers 503 with its own
+error shape and `Retry-After` while the database cannot be reached, and works again once it is
+back, without a restart.
+
+Both backends are made unreachable for real, so the errors are the drivers' own: SQLite's file
+is moved away (a directory put in its place) after the pool's connections are closed; PostgreSQL
+is reached through a TCP gate (tests/fixtures/gate.py) that the test shuts, cutting the pooled
+connections and closing new ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from mastok.web.unavailable import RETRY_AFTER, is_database_away
+from tests.campaigns.factories import campaign_input
+from tests.fixtures.app import ClientFactory
+from tests.fixtures.gate import TcpGate
+from tests.fixtures.postgres import PostgresServer
+from tests.lightmill.helpers import ORIGIN, imported, in_app, lock, post_trial, services
+
+Switch = tuple[Callable[[], None], Callable[[], None]]  # away, back
+
+
+def sqlite_switch(client: TestClient, url: str) -> Switch:
+    path = Path(url.split(":///", 1)[1])
+    moved = path.with_name(path.name + ".away")
+    db = services(client).db
+
+    def away() -> None:
+        in_app(client, db.engine.dispose)  # the pool's connections closed: the file is free
+        for suffix in ("", "-wal", "-shm"):
+            source = path.with_name(path.name + suffix)
+            if source.exists():
+                source.rename(moved.with_name(moved.name + suffix))
+        path.mkdir()  # what SQLite finds instead: "unable to open database file"
+
+    def back() -> None:
+        shutil.rmtree(path)
+        for suffix in ("", "-wal", "-shm"):
+            source = moved.with_name(moved.name + suffix)
+            if source.exists():
+                source.rename(path.with_name(path.name + suffix))
+
+    return away, back
+
+
+@pytest.fixture
+def away_and_back(
+    request: pytest.FixtureRequest, database_url: str, make_client: ClientFactory
+) -> tuple[TestClient, Switch]:
+    """An admin's client of an app whose database the test can make unreachable, and back."""
+    if database_url.startswith("sqlite"):
+        client = make_client()
+        return client, sqlite_switch(client, database_url)
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    gate: TcpGate = request.getfixturevalue("postgres_gate")
+    gated = database_url.replace(f":{server.port}/", f":{gate.port}/")
+    return make_client(database_url=gated), (gate.shut, gate.open)
+
+
+def test_every_route_answers_503_in_its_shape_then_recovers(
+    away_and_back: tuple[TestClient, Switch], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, (away, back) = away_and_back
+    caplog.set_level(logging.WARNING)
+    assert client.post("/api/campaigns", json=campaign_input("kept")).status_code == 201
+    imported(client)
+    token = lock(client, "S0")
+
+    away()
+
+    api = client.get("/api/campaigns")
+    assert api.status_code == 503
+    assert api.headers["retry-after"] == str(RETRY_AFTER)
+    assert set(api.json()) == {"error"}
+    created = client.post("/api/campaigns", json=campaign_input("lost"))
+    assert created.status_code == 503
+    page = client.get("/campaigns")
+    assert page.status_code == 503
+    assert page.headers["content-type"].startswith("text/html")
+    assert "cannot be reached" in page.text
+    assert page.headers["retry-after"] == str(RETRY_AFTER)
+    assert client.get("/api/monitoring/experiments").status_code == 503
+    for answer in (
+        client.get("/api/experiments", headers=ORIGIN),
+        client.get("/api/run/pointing/S0", headers=ORIGIN),
+        post_trial(client, "S0", 0, 0, token, {"trial": {"time": 1}}),
+    ):
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["type"] == "DatabaseUnavailable"
+        assert set(answer.json()) == {"message", "type"}
+        assert answer.headers["retry-after"] == str(RETRY_AFTER)
+    assert (
+        client.get("/api/experiments", headers=ORIGIN).headers["access-control-allow-origin"] == "*"
+    )
+    assert client.get("/healthz").status_code == 200  # reads no database
+
+    back()
+
+    assert [c["namespace"] for c in client.get("/api/campaigns").json()] == ["kept"]
+    assert client.get("/campaigns").status_code == 200
+    assert client.get("/api/experiments").json() == {"pointing": "Pointing"}
+    assert post_trial(client, "S0", 0, 0, token, {"trial": {"time": 1}}).status_code == 200
+    away_lines = [r for r in caplog.records if "database unavailable" in r.getMessage()]
+    assert len(away_lines) == 1  # one line for the outage, not one a request
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_other_database_errors_are_not_taken_for_an_outage() -> None:
+    from sqlalchemy import exc
+
+    integrity = exc.IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed"))
+    assert not is_database_away(integrity)
+    assert is_database_away(ConnectionRefusedError(111, "Connection refused"))
+    invalidated = exc.DBAPIError("SELECT 1", {}, Exception("gone"), connection_invalidated=True)
+    assert is_database_away(invalidated)
