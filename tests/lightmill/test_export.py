@@ -456,7 +456,7 @@ def test_the_cli_names_what_is_missing(tmp_path: Path) -> None:
     assert f"Error: no database at {nowhere}" in no_file.stderr
     assert not nowhere.exists()
     assert no_option.returncode == 2
-    assert "Missing option '--experiment'" in no_option.stderr
+    assert "give either --experiment or --campaign" in no_option.stderr
 
 
 # --- Memory -----------------------------------------------------------------------------------
