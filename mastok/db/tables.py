@@ -129,7 +129,7 @@ class Participant(Base):
     # The page's random id (a bearer secret: it unlocks the live redirect); None if it never landed.
     browser_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
     identity: Mapped[str | None] = mapped_column(String(128), nullable=True)  # platform id
-    params: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)  # captured
+    params: Mapped[dict[str, str] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     step: Mapped[str] = mapped_column(String(16))
     outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
     consent_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)

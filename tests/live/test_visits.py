@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -225,7 +229,15 @@ async def test_otree_reports_the_label_and_the_vars(
     assert isinstance(seen["mastok_waited_seconds"], int)
 
 
-async def test_the_records_as_files_and_pages_and_erased(make_server: ServerFactory) -> None:
+def mastok(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mastok", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+async def test_the_records_as_files_and_pages_and_erased(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
     server = make_server()
     campaign = running_campaign(server, "files", per_session=3, **PROLIFIC)
     slug = campaign["slug"]
@@ -246,11 +258,39 @@ async def test_the_records_as_files_and_pages_and_erased(make_server: ServerFact
         table = list(csv.DictReader(io.StringIO(download.text)))
         assert [r["PROLIFIC_PID"] for r in table] == ["a3", "a2", "'=HYPERLINK(1)"]
         assert table[0]["STUDY_ID"] == "study-9" and table[0]["SESSION_ID"] == ""
+        url = server.settings.database_url
+        exported = mastok(
+            "export", "--campaign", "files", "--output-dir", str(tmp_path), "--database", url
+        )
+        assert exported.returncode == 0, exported.stderr
+        assert (tmp_path / "files-participants.csv").read_text() == download.text
+        as_lines = mastok(
+            "export",
+            "--campaign",
+            "files",
+            "--output-dir",
+            str(tmp_path),
+            "--format",
+            "json",
+            "--database",
+            url,
+        )
+        assert as_lines.returncode == 0, as_lines.stderr
+        lines = (tmp_path / "files-participants.jsonl").read_text().splitlines()
+        assert [json.loads(line)["identity"] for line in lines] == ["a3", "a2", "=HYPERLINK(1)"]
+        unknown = mastok(
+            "export", "--campaign", "nope", "--output-dir", str(tmp_path), "--database", url
+        )
+        assert unknown.returncode == 1 and "no campaign named 'nope'" in unknown.stderr
+        running = mastok("erase-identities", "--campaign", "files", "--database", url)
+        assert running.returncode == 1 and "pause it first" in running.stderr
         refused = admin.delete("/api/campaigns/files/identities")
         assert refused.status_code == 409, refused.text
         admin.patch("/api/campaigns/files", json={"state": "Paused"})
         erased = admin.delete("/api/campaigns/files/identities")
         assert erased.json() == {"erased": 3}
         after = admin.get("/api/campaigns/files/participants").json()["participants"]
+    again = mastok("erase-identities", "--campaign", "files", "--database", url)
+    assert again.returncode == 0 and "erased the identities of 0 visits" in again.stdout
     assert [(r["identity"], r["params"]) for r in after] == [(None, {})] * 3
     assert all(r["browser_id"] for r in after)  # the rest of each record stays
