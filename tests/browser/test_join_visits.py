@@ -408,3 +408,35 @@ async def test_ready_check_drops_the_silent_member_and_starts_with_someone_from_
     assert otree_code(eager.page.url) != otree_code(third.page.url)
     assert campaign_state(server, "ready")["started_sessions"] == 1
     assert eager.kinds_sent().count("Ready") == 2 and third.kinds_sent().count("Ready") == 1
+
+
+async def test_a_required_identity_comes_from_the_join_urls_query_string(
+    make_server: ServerFactory, person: PersonFactory
+) -> None:
+    server = make_server()
+    running_campaign(
+        server,
+        "platform",
+        slug="platform_study",
+        identity_param="PROLIFIC_PID",
+        require_identity=True,
+        exits={"missing_id": {"code": "NO-ID", "url": None}},
+    )
+    without = await person()
+    await without.page.goto(f"{server.url}/join/platform_study")
+    await expect(without.page.locator("#exit-title")).to_have_text("We could not tell who you are")
+    await expect(without.page.locator("#exit-code")).to_have_text("NO-ID")
+    assert await without.payloads("Disconnect") == ["MissingId"]
+
+    # The same page opened from the platform, with the id in its URL: the study goes on.
+    with_id = await person()
+    await with_id.page.goto(f"{server.url}/join/platform_study?PROLIFIC_PID=5f00c0ffee")
+    await tick_consent_and_accept(with_id.page)
+    await expect(with_id.page.locator("#step-waiting")).to_be_visible()
+    assert with_id.socket_urls[0].endswith("/ws/join?slug=platform_study&PROLIFIC_PID=5f00c0ffee")
+    with server.admin() as admin:
+        records = admin.get("/api/campaigns/platform/participants").json()["participants"]
+    newest, oldest = records
+    assert (newest["identity"], newest["outcome"]) == ("5f00c0ffee", None)
+    assert newest["browser_id"] == await with_id.browser_id(server.url)
+    assert (oldest["identity"], oldest["outcome"]) == (None, "missing_id")
