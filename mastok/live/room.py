@@ -437,7 +437,7 @@ class _Turn:
             self.send(conn, Kind.JOINING_SIZE, size)
             self.send_waiting(member)
             check = self.room.check
-            if check is not None and member in check.members and not member.ready:
+            if check is not None and member in check.members:  # answered or not: a new page
                 self.send(conn, Kind.READY_CHECK, _seconds(check.deadline - self.now))
         elif member.step == Step.PENDING:
             self.send(conn, Kind.PENDING, campaign.texts.pending)
@@ -706,9 +706,11 @@ class _Turn:
     def ready(self, conn: Conn) -> None:
         member = self.member_of(conn)
         check = self.room.check
-        if member is None or check is None or member not in check.members or member.ready:
-            self.error(conn, "Ready answers a ReadyCheck, once")
+        if member is None or check is None or member not in check.members:
+            self.error(conn, "Ready answers a ReadyCheck")
             return
+        if member.ready:
+            return  # a page that came back and is asked again: answered already
         self.journal.set(member, "ready", True)
         self.effects.append(MarkReady(member.token))
         if all(m.ready for m in check.members):
