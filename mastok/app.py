@@ -130,6 +130,7 @@ def create_app(
                     grace=timedelta(seconds=settings.resume_grace),
                     live_redirect=not settings.disable_live_redirect,
                     left_grace=timedelta(seconds=settings.left_grace),
+                    land_within=timedelta(seconds=settings.land_within),
                 ),
                 clock,
                 tasks,

@@ -126,6 +126,9 @@ class Settings(BaseModel):
         "seconds a participant whose page closed its socket on leaving (close code 1000: a "
         "reload, say) keeps its place",
     )
+    land_within: float = setting(
+        30.0, "seconds a participant socket may stay open without landing (then it is closed)"
+    )
     lock_timeout: float = setting(
         120.0, "LightMill: seconds of silence after which a run's lock counts as released"
     )

@@ -129,6 +129,7 @@ class Rules:
     grace: timedelta  # how long a participant whose socket dropped keeps its place
     live_redirect: bool  # send people back to their live oTree session
     left_grace: timedelta = timedelta(seconds=3)  # the same after its page closed on leaving
+    land_within: timedelta = timedelta(seconds=30)  # a socket that says nothing is closed
 
 
 # -- events ----------------------------------------------------------------------------------

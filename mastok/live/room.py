@@ -115,6 +115,14 @@ class Starting:
 
 
 @dataclass(frozen=True, slots=True)
+class Arrival:
+    """A socket that has not landed yet: when it opened, and its URL's parameters."""
+
+    opened_at: datetime
+    params: Params = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Check:
     """A full pool asked whether its members are there, until `deadline`."""
 
@@ -167,7 +175,7 @@ class Room:
     members: dict[str, Member] = field(default_factory=dict)  # by token
     ids: dict[str, tuple[str, ...]] = field(default_factory=dict)  # key -> tokens
     sockets: dict[Conn, str | None] = field(default_factory=dict)  # -> token (None: not landed)
-    arrivals: dict[Conn, Params] = field(default_factory=dict)  # not landed: its parameters
+    arrivals: dict[Conn, Arrival] = field(default_factory=dict)  # sockets not landed
     joining: dict[str, list[Member]] = field(default_factory=dict)  # by group, arrival order
     pending: dict[str, list[Member]] = field(default_factory=dict)
     check: Check | None = None
@@ -178,7 +186,8 @@ class Room:
     asked: int | None = None  # the session number asked of oTree and not recorded yet
     live_sessions: list[datetime] = field(default_factory=list)  # when each started
     past: dict[str, Past] = field(default_factory=dict)  # by key, the latest
-    started_tokens: dict[str, str] = field(default_factory=dict)  # token -> start URL
+    # Tokens of those whose session is live: a page that comes back gets its start URL.
+    started_tokens: dict[str, Past] = field(default_factory=dict)
     next_order: int = 0
     journal: Journal = field(default_factory=Journal)
 
@@ -224,7 +233,7 @@ class Room:
         known = self.past.get(key)
         if known is None or known.started_at <= at:
             self.journal.put(self.past, key, Past(url, at))
-        self.journal.put(self.started_tokens, token, url)
+        self.journal.put(self.started_tokens, token, Past(url, at))
 
     # -- the driver's side -------------------------------------------------------------------
 
@@ -390,7 +399,7 @@ class _Turn:
         self, conn: Conn, outcome: Outcome, browser_id: str | None = None, reason: str = ""
     ) -> None:
         """A socket with no member ends its visit at once: written down, told, closed."""
-        params = self.room.arrivals.get(conn, ())
+        params = self.params_of(conn)
         identity = self.identity_in(params)
         token = self.room.new_token()
         self.effects.append(AddParticipant(token, browser_id, identity, params, outcome))
@@ -406,6 +415,10 @@ class _Turn:
             self.turn_away(conn, outcome)
         else:
             self.end_visit(conn, outcome, member.params)
+
+    def params_of(self, conn: Conn) -> Params:
+        arrival = self.room.arrivals.get(conn)
+        return arrival.params if arrival is not None else ()
 
     def identity_in(self, params: Params) -> str | None:
         name = self.campaign.identity_param
@@ -477,8 +490,7 @@ class _Turn:
 
     def opened(self, conn: Conn, query: Params) -> None:
         params = self.declared(query)
-        if params:
-            self.journal.put(self.room.arrivals, conn, params)
+        self.journal.put(self.room.arrivals, conn, Arrival(self.now, params))
         state = self.room.public_state(self.now)
         if state in (RoomState.PAUSED, RoomState.COMPLETED):
             self.send_end(conn, CampaignState(state.value), None)
@@ -519,7 +531,7 @@ class _Turn:
             self.turn_away(conn, Outcome.LANDING_FAILED)
             return
         browser_id = payload.strip()
-        params = self.room.arrivals.get(conn, ())
+        params = self.params_of(conn)
         identity = self.identity_in(params)
         key = key_of(identity, browser_id)
         past = self.room.past.get(key)
@@ -577,9 +589,10 @@ class _Turn:
             return
         member = self.room.members.get(token) if isinstance(token, str) else None
         if member is None:
-            url = self.room.started_tokens.get(token) if isinstance(token, str) else None
-            if url is not None:  # its session was created while it was away
-                self.send(conn, Kind.STARTING, url)
+            past = self.room.started_tokens.get(token) if isinstance(token, str) else None
+            live_since = self.now - self.campaign.session_duration
+            if past is not None and past.started_at > live_since:  # started while it was away
+                self.send(conn, Kind.STARTING, past.start_url)
                 self.drop(conn, Reason.START)
             else:
                 self.error(conn, "unknown or expired resume token: Land again")
@@ -1025,10 +1038,18 @@ class _Turn:
         self.leave(timed_out, Outcome.TIMEOUT)
         if away or timed_out:
             self.tell_joining_sizes()
+        silent_since = self.now - room.rules.land_within
+        for conn, arrival in sorted(room.arrivals.items()):
+            if arrival.opened_at <= silent_since and room.sockets.get(conn, "") is None:
+                self.drop(conn, Reason.LANDING_FAILED)  # never said who it is: no visit
         self.check_expired()
         since = self.now - self.campaign.session_duration
         if any(started <= since for started in room.live_sessions):
             self.journal.replace(room.live_sessions, [t for t in room.live_sessions if t > since])
+        if any(past.started_at <= since for past in room.started_tokens.values()):
+            # Their sessions are over: their tokens no longer open anything.
+            live = {t: past for t, past in room.started_tokens.items() if past.started_at > since}
+            self.journal.set(room, "started_tokens", live)
         retry = room.retry
         # A retry that is due whose pool changed since: start when a pool is full again.
         if (

@@ -401,3 +401,39 @@ def test_a_failed_creation_after_the_check_puts_the_pool_back() -> None:
     room.do(SessionFailed(1, "boom"))
     assert room.room.check is None and room.room.starting is None
     assert len(room.joining()) == 2
+
+
+# -- resume tokens ---------------------------------------------------------------------------
+
+
+def test_a_started_token_opens_its_session_only_while_the_session_is_live() -> None:
+    room = RoomHarness(campaign(per_session=1))  # sessions live 30 minutes
+    conn, token = room.agree()
+    room.created(1)
+    room.later(minutes=29)
+    page = room.open()
+    effects = room.send(page, "Resume", token)
+    assert room.frames(page, effects) == [
+        ("Starting", "http://otree/InitializeParticipant/s1p1"),
+        ("Disconnect", "Start"),
+    ]
+    room.tick(minutes=1)  # the session is over
+    assert room.room.started_tokens == {}
+    late = room.open()
+    assert room.frames(late, room.send(late, "Resume", token)) == [
+        ("Error", "unknown or expired resume token: Land again")
+    ]
+
+
+def test_a_socket_that_never_lands_is_closed_after_land_within() -> None:
+    room = RoomHarness()  # land_within: 30 s
+    silent = room.open()
+    landing = room.open()
+    room.later(seconds=10)
+    room.send(landing, "Land", "b1")
+    assert room.frames(silent, room.tick(seconds=19.5)) == []
+    effects = room.tick(seconds=0.5)
+    assert room.frames(silent, effects) == [("Disconnect", "LandingFailed")]
+    assert room.of(AddParticipant, effects) == []  # it never said who it is: not a visit
+    assert room.frames(landing, effects) == []
+    assert silent not in room.room.sockets and room.room.arrivals == {}
