@@ -363,7 +363,7 @@ def test_a_member_coming_back_during_the_check_is_asked_again_with_the_time_left
     room.close(first)
     room.later(seconds=5)
     again = room.open()
-    effects = room.send(again, "Resume", token)
+    room.send(again, "Resume", token)
     assert room.last(again) == ("ReadyCheck", 15)
     room.send(again, "Ready")
     assert room.room.members[token].ready
@@ -408,7 +408,7 @@ def test_a_failed_creation_after_the_check_puts_the_pool_back() -> None:
 
 def test_a_started_token_opens_its_session_only_while_the_session_is_live() -> None:
     room = RoomHarness(campaign(per_session=1))  # sessions live 30 minutes
-    conn, token = room.agree()
+    _, token = room.agree()
     room.created(1)
     room.later(minutes=29)
     page = room.open()
