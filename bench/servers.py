@@ -332,6 +332,10 @@ def start_mastok(
         "MASTOK_OTREE_API_URL": otree_api_url,
         "MASTOK_OTREE_PUBLIC_URL": otree_public_url or otree_api_url,
         "MASTOK_OTREE_API_KEY": otree_key,
+        # Thousands of scripted participants share one loopback address (older revisions
+        # measured as the baseline ignore variables they do not know).
+        "MASTOK_SOCKETS_PER_ADDRESS": "1000000",
+        "MASTOK_LANDINGS_PER_MINUTE": "100000000",
         **(settings or {}),
     }
     argv = [sys.executable, "-m", "mastok", "serve"]

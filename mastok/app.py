@@ -43,6 +43,7 @@ from mastok.web import (
 from mastok.web.auth import BasicAuthMiddleware
 from mastok.web.errors import handlers as error_handlers
 from mastok.web.headers import SecurityHeaders
+from mastok.web.participant_limits import ParticipantLimits
 from mastok.web.throttle import LoginThrottle, Sleep
 
 log = logging.getLogger("mastok")
@@ -195,4 +196,7 @@ def create_app(
     app.state.settings = settings
     app.state.clock = clock
     app.state.login_throttle = throttle
+    app.state.participant_limits = ParticipantLimits(
+        clock, settings.sockets_per_address, settings.landings_per_minute
+    )
     return app

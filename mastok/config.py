@@ -91,6 +91,16 @@ class Settings(BaseModel):
         "HTTP Basic password of the admin pages and API; `PROD` refuses the default",
         secret=True,
     )
+    sockets_per_address: int = setting(
+        200,
+        "participant sockets one client address may hold open at once (a lab behind one "
+        "address counts as one)",
+    )
+    landings_per_minute: int = setting(
+        120,
+        "participant landings (Land) one client address may make a minute, at once or spread; "
+        "beyond it Land is refused with LandingFailed",
+    )
     login_max_failures: int = setting(
         30,
         "wrong admin credentials from one address within 5 minutes before its admin requests "

@@ -10,8 +10,17 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from mastok.campaigns.service import CampaignNotFound
 from mastok.live.connection import Connection, RateLimit
-from mastok.live.protocol import MAX_FRAME_BYTES, MAX_PARAM, Frame, FrameError, Kind, decode
+from mastok.live.protocol import (
+    MAX_FRAME_BYTES,
+    MAX_PARAM,
+    Frame,
+    FrameError,
+    Kind,
+    Reason,
+    decode,
+)
 from mastok.states import CampaignState
+from mastok.web.participant_limits import ParticipantLimits
 
 log = logging.getLogger("mastok.live")
 UNKNOWN = 4404
@@ -33,6 +42,19 @@ async def join_socket(websocket: WebSocket) -> None:
     if not origin_allowed(websocket):
         await websocket.close(POLICY)  # before accept: the handshake is answered 403
         return
+    limits: ParticipantLimits = websocket.app.state.participant_limits
+    address = websocket.client.host if websocket.client else ""
+    if not limits.opened(address):
+        log.warning("participant socket refused: %s holds too many open", address)
+        await websocket.close(POLICY)  # before accept: the handshake is answered 403
+        return
+    try:
+        await _join(websocket, limits, address)
+    finally:
+        limits.closed(address)
+
+
+async def _join(websocket: WebSocket, limits: ParticipantLimits, address: str) -> None:
     services = websocket.app.state.services
     slug = websocket.query_params.get("slug", "")
     runner = await services.rooms.runner_for_slug(slug) if slug else None
@@ -44,11 +66,16 @@ async def join_socket(websocket: WebSocket) -> None:
         await connection.wait_closed()
         return
     conn = await runner.participant_arrives(connection, _query(websocket))
+
+    async def on_frame(frame: Frame) -> None:
+        if frame.kind == Kind.LAND and not limits.may_land(address):
+            connection.disconnect(Reason.LANDING_FAILED)  # a burst of made-up ids: refused
+            return
+        await runner.participant_frame(conn, frame)
+
     code = None
     try:
-        code = await _read_frames(
-            websocket, connection, lambda f: runner.participant_frame(conn, f)
-        )
+        code = await _read_frames(websocket, connection, on_frame)
     finally:
         runner.participant_leaves(conn, code)
         await connection.stop()
