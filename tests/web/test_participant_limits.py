@@ -86,7 +86,7 @@ async def test_made_up_ids_cannot_start_a_campaign_that_requires_an_identity(
     campaign = running_campaign(
         server, "ids", per_session=2, identity_param="PROLIFIC_PID", require_identity=True
     )
-    for n in range(4):
+    for _ in range(4):
         peer = await server.participant(campaign["slug"])
         assert await peer.expect("Disconnect") == "MissingId"
     with server.admin() as admin:
