@@ -9,14 +9,33 @@ from starlette.routing import Route
 from mastok.services import services
 from mastok.web.templating import render
 
+# The join page runs mastok's own script and style only: a campaign's HTML (sanitised) cannot
+# bring scripts, and its images may come from the researcher's site (https). The socket is
+# same-origin; framing is refused here too (a route's own CSP replaces the default one).
+JOIN_PAGE_CSP = "; ".join(
+    (
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' https: data:",
+        "connect-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    )
+)
+
 
 async def join_page(request: Request) -> Response:
     slug = request.path_params["slug"]
     campaign = await services(request).campaigns.get_by_slug(slug)
     if campaign is None:
-        return render(request, "join_not_found.html", {"slug": slug}, 404)
-    context = {"slug": slug, "show_count": campaign.show_nb_participants}
-    return render(request, "join.html", context)
+        response = render(request, "join_not_found.html", {"slug": slug}, 404)
+    else:
+        context = {"slug": slug, "show_count": campaign.show_nb_participants}
+        response = render(request, "join.html", context)
+    response.headers["Content-Security-Policy"] = JOIN_PAGE_CSP
+    return response
 
 
 routes = [Route("/join/{slug}", join_page)]

@@ -132,3 +132,35 @@ async def test_go_mastoks_consent_grouping_and_hidden_count_on_mastoks_page(
     await page.locator("#grouping-action").click()
     await expect(page.locator("#step-waiting")).to_be_visible()
     await expect(page.locator("#joining-size")).to_be_hidden()  # show_nb_participants off
+
+
+async def test_the_join_page_works_under_its_content_security_policy(
+    page: Page, make_server: ServerFactory
+) -> None:
+    server = make_server()
+    running_campaign(
+        server,
+        "csp",
+        slug="csp_study",
+        per_session=2,
+        consent=(
+            "![logo](https://example.org/logo.png)\n\n- [ ] Yes\n- [ ] Sure\n\n[accept]Go[/accept]"
+        ),
+    )
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if "Security Policy" in m.text else None)
+    answer = await page.goto(f"{server.url}/join/csp_study")
+    assert answer is not None
+    policy = answer.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    await tick_consent_and_accept(page)  # the script ran, the socket connected
+    await expect(page.locator("#step-waiting")).to_be_visible()
+    await expect(page.locator("#joining-size")).to_contain_text("1 of 2")
+    assert violations == []
+    # A script smuggled into the page would not run: inline scripts are refused.
+    await page.evaluate(
+        "() => { const s = document.createElement('script');"
+        " s.textContent = 'window.ran = true'; document.body.append(s); }"
+    )
+    assert await page.evaluate("() => window.ran === undefined")
+    assert any("Security Policy" in v for v in violations)
