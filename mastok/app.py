@@ -41,6 +41,7 @@ from mastok.web import (
     unavailable,
 )
 from mastok.web.auth import BasicAuthMiddleware
+from mastok.web.body_limit import BodyLimit
 from mastok.web.errors import handlers as error_handlers
 from mastok.web.headers import SecurityHeaders
 from mastok.web.participant_limits import ParticipantLimits
@@ -166,8 +167,15 @@ def create_app(
     ]
     if settings.web_prefix:
         routes = [Mount(settings.web_prefix, routes=routes)]
+    prefix = settings.web_prefix
     middleware = [
         Middleware(SecurityHeaders),
+        Middleware(
+            BodyLimit,
+            exempt_prefixes=[prefix + path for path in lightmill_api.CLIENT_PREFIXES],
+            exempt_paths=[prefix + "/experiments"],  # the design upload: its own bound
+            api_prefix=prefix + "/api/",
+        ),
         Middleware(
             BasicAuthMiddleware,
             login=settings.login,
