@@ -1,0 +1,129 @@
+"""uvicorn's httptools protocol with bounds on a request's head and on slow clients.
+
+httptools (uvicorn's fast parser) takes request heads of any size (a 64 MiB header was
+answered 200) and waits for ever on a client that sends a byte every few seconds. This
+protocol counts the bytes of each request's head (request line and headers) and answers 431
+past `HEAD_LIMIT`; closes a connection whose head is not complete `HEAD_SECONDS` after its
+first byte; and closes one whose body arrives slower than `MIN_BODY_RATE` bytes a second on
+average once `BODY_GRACE_SECONDS` have passed. Everything else is uvicorn's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger("mastok.http")
+
+HEAD_LIMIT = 64 * 1024
+HEAD_SECONDS = 10.0
+BODY_GRACE_SECONDS = 10.0
+MIN_BODY_RATE = 1024  # bytes a second
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    head_limit = HEAD_LIMIT
+    head_seconds = HEAD_SECONDS
+    body_grace_seconds = BODY_GRACE_SECONDS
+    min_body_rate = MIN_BODY_RATE
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True
+        self._head_bytes = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._body_started: float | None = None
+        self._body_bytes = 0
+        self._body_timer: asyncio.TimerHandle | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            if self._head_bytes == 0 and self._head_timer is None:
+                self._head_timer = self.loop.call_later(self.head_seconds, self._head_too_slow)
+            self._head_bytes += len(data)
+            if self._head_bytes > self.head_limit:
+                self._refuse(431, "Request Header Fields Too Large")
+                return
+        elif self._body_started is not None:
+            self._body_bytes += len(data)
+            if self._body_too_slow():
+                return
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        self._cancel(self._head_timer)
+        self._head_timer = None
+        self._body_started, self._body_bytes = time.monotonic(), 0
+        self._body_timer = self.loop.call_later(self.body_grace_seconds, self._watch_body)
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._stop_body_watch()
+        self._in_head = True  # what comes next is the next request's head
+        super().on_message_complete()
+
+    def handle_websocket_upgrade(self) -> None:
+        self._stop_body_watch()  # the socket's protocol takes the transport over
+        super().handle_websocket_upgrade()
+
+    def _stop_body_watch(self) -> None:
+        self._body_started = None
+        self._cancel(self._body_timer)
+        self._body_timer = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel(self._head_timer)
+        self._cancel(self._body_timer)
+        super().connection_lost(exc)
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if self._in_head and self._head_bytes and not self.transport.is_closing():
+            log.warning("closed a connection whose request head took over %ss", self.head_seconds)
+            self.transport.close()
+
+    def _watch_body(self) -> None:
+        """Every second after the grace, while the body is incomplete: is it too slow?"""
+        self._body_timer = None
+        if self._body_started is not None and not self._body_too_slow():
+            self._body_timer = self.loop.call_later(1.0, self._watch_body)
+
+    def _body_too_slow(self) -> bool:
+        """Close the connection if its body comes too slowly; whether it did."""
+        if self._body_started is None or self.transport.is_closing():
+            return False
+        elapsed = time.monotonic() - self._body_started
+        if elapsed < self.body_grace_seconds or self._body_bytes >= elapsed * self.min_body_rate:
+            return False
+        log.warning(
+            "closed a connection whose request body came slower than %d B/s", self.min_body_rate
+        )
+        self._stop_body_watch()
+        self.transport.close()
+        return True
+
+    def _refuse(self, status: int, reason: str) -> None:
+        log.warning("refused a request whose head is over %d bytes", self.head_limit)
+        body = reason.encode()
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+            % (status, reason.encode(), len(body), body)
+        )
+        self._in_head = False
+        self.transport.close()
+
+    @staticmethod
+    def _cancel(timer: asyncio.TimerHandle | None) -> None:
+        if timer is not None:
+            timer.cancel()

@@ -1,0 +1,122 @@
+"""Request heads and slow clients bounded (mastok/web/http_protocol.py) on a real uvicorn
+configured as `mastok serve` configures it, over raw sockets: a huge head gets 431, a head or
+a body that trickles in is cut off, while ordinary requests and sockets carry on."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from websockets.asyncio.client import connect
+
+from mastok.cli import uvicorn_config
+from mastok.web.http_protocol import BoundedHttpToolsProtocol
+
+
+class Quick(BoundedHttpToolsProtocol):
+    """The same bounds, with times a test can wait out."""
+
+    head_seconds = 0.3
+    body_grace_seconds = 0.3
+    min_body_rate = 1024
+
+
+async def echo(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(f"got {len(await request.body())}")
+
+
+async def hold(websocket: WebSocket) -> None:
+    await websocket.accept()
+    text = await websocket.receive_text()
+    await websocket.send_text(text)
+    await websocket.close()
+
+
+@pytest.fixture
+def port() -> Iterator[int]:
+    app = Starlette(routes=[Route("/", echo, methods=["GET", "POST"]), WebSocketRoute("/ws", hold)])
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn_config(app, http=Quick, log_level="warning")
+    assert uvicorn_config(app).http is BoundedHttpToolsProtocol  # what mastok serve runs
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    yield sock.getsockname()[1]
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+def connected(port: int) -> socket.socket:
+    client = socket.create_connection(("127.0.0.1", port))
+    client.settimeout(10)  # only a bound on a test that fails: the server answers or closes
+    return client
+
+
+def answer(client: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    received = b""
+    while chunk := client.recv(65536):
+        received += chunk
+    return received
+
+
+def test_an_ordinary_request_is_answered(port: int) -> None:
+    client = connected(port)
+    client.sendall(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+    )
+    assert answer(client).endswith(b"got 5")
+
+
+def test_a_head_over_64_kib_gets_431_or_a_reset_never_an_answer(port: int) -> None:
+    client = connected(port)
+    try:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n")
+        received = answer(client)
+    except (ConnectionResetError, BrokenPipeError):
+        received = b""  # closed with the rest of the head unread: the peer sees a reset
+    assert received == b"" or received.startswith(b"HTTP/1.1 431 "), received[:80]
+    test_an_ordinary_request_is_answered(port)  # the server carries on
+
+
+def test_a_head_that_trickles_in_is_cut_off(port: int) -> None:
+    client = connected(port)
+    client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+    assert answer(client) == b""  # closed, unanswered
+
+
+def test_a_body_slower_than_the_minimum_rate_is_cut_off(port: int) -> None:
+    client = connected(port)
+    client.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+    started = time.monotonic()
+    with pytest.raises((ConnectionResetError, BrokenPipeError, OSError)):
+        while time.monotonic() - started < 10:
+            client.sendall(b"x")  # a byte now and then
+            time.sleep(0.05)
+        raise AssertionError("the server kept a trickling body for 10 s")
+
+
+def test_a_socket_outlives_the_body_bounds(port: int) -> None:
+    async def talk() -> str:
+        async with connect(f"ws://127.0.0.1:{port}/ws") as websocket:
+            await asyncio.sleep(0.6)  # past the head and body bounds: it is a socket now
+            await websocket.send("still here")
+            return str(await websocket.recv())
+
+    assert asyncio.run(talk()) == "still here"
