@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mastok.audit import AuditLog
 from mastok.campaigns.service import CampaignService
 from mastok.clock import Clock, SystemClock
 from mastok.config import PROJECT_ROOT, Settings
@@ -32,6 +33,7 @@ from mastok.services import Services
 from mastok.tasks import task_scope
 from mastok.web import (
     api,
+    audit,
     experiments,
     join,
     lightmill_api,
@@ -148,7 +150,8 @@ def create_app(
                 )
             if settings.client_import:
                 log.info("LightMill: experiment clients may import new designs (client_import)")
-            services = Services(settings, db, otree, campaigns, records, rooms, lightmill)
+            audit = AuditLog(db, clock)
+            services = Services(settings, db, otree, campaigns, records, rooms, lightmill, audit)
             app.state.services = services
             await rooms.start()
             log.info("mastok ready on %s%s", settings.origin, settings.web_prefix or "/")
@@ -158,6 +161,7 @@ def create_app(
         *pages.routes,
         *experiments.page_routes,
         *participants.page_routes,
+        *audit.page_routes,
         *join.routes,
         *sockets.routes,
         *lightmill_api.routes,

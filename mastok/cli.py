@@ -18,6 +18,8 @@ import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
 from mastok import config_files, logmask
+from mastok.audit import Actor, AuditLog
+from mastok.clock import SystemClock
 from mastok.config import BY_NAME, ConfigError, Settings, load_settings
 from mastok.db import Database, async_url, migrate
 from mastok.db.tables import Campaign
@@ -336,7 +338,12 @@ def erase_identities_command(namespace: str, database: str | None) -> None:
             campaign = await _campaign_named(db, namespace)
             if campaign.state == CampaignState.RUNNING:
                 raise click.ClickException(f"{namespace} is Running: pause it first")
-            return await visits.erase_identities(db, campaign)
+            erased = await visits.erase_identities(db, campaign)
+            actor = Actor(os.environ.get("USER", "") or "cli", "mastok erase-identities")
+            await AuditLog(db, SystemClock()).record(
+                actor, "identities.erased", namespace, {"visits": erased}
+            )
+            return erased
         finally:
             await db.close()
 

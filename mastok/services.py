@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import HTTPConnection
 
 if TYPE_CHECKING:  # for the types only: web/ modules import this, and live/ imports must not loop
+    from mastok.audit import AuditLog
     from mastok.campaigns.service import CampaignService
     from mastok.config import Settings
     from mastok.db import Database
@@ -28,6 +29,7 @@ class Services:
     records: Records
     rooms: Rooms
     lightmill: LightMill
+    audit: AuditLog
 
 
 def services(connection: HTTPConnection) -> Services:

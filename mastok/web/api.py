@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mastok.services import services, settings
-from mastok.web import experiments, openapi, participants, views
+from mastok.web import audit, experiments, openapi, participants, views
 from mastok.web.errors import BadRequest, media_type
 
 
@@ -27,6 +27,7 @@ async def list_campaigns(request: Request) -> Response:
 async def create_campaign(request: Request) -> Response:
     service = services(request).campaigns
     campaign = await service.create(await _json_object(request))
+    await audit.audited(request, "campaign.created", campaign.namespace, audit.created(campaign))
     headers = {"Location": f"{request.url.path}/{campaign.namespace}"}
     return JSONResponse(service.to_json(campaign), 201, headers=headers)
 
@@ -40,7 +41,10 @@ async def get_campaign(request: Request) -> Response:
 async def patch_campaign(request: Request) -> Response:
     service = services(request).campaigns
     namespace = request.path_params["namespace"]
-    campaign = await service.update(namespace, await _json_object(request))
+    changes = await _json_object(request)
+    before = service.as_fields(await service.get(namespace))
+    campaign = await service.update(namespace, changes)
+    await audit.audited_edit(request, namespace, before, service.as_fields(campaign))
     return JSONResponse(service.to_json(campaign))
 
 
@@ -92,6 +96,7 @@ routes = [
     Route("/campaigns/{namespace}", patch_campaign, methods=["PATCH"]),
     Route("/campaigns/{namespace}/live", campaign_live, methods=["GET"]),
     *participants.api_routes,
+    *audit.api_routes,
     Route("/dashboard", dashboard, methods=["GET"]),
     Route("/sessions", sessions, methods=["GET"]),
     Route("/otree/configs", otree_configs, methods=["GET"]),

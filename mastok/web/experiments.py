@@ -37,6 +37,7 @@ from mastok.lightmill.errors import CannotImportExperiment, UnknownElement
 from mastok.lightmill.monitoring import ExperimentSummary, Monitoring, RunState
 from mastok.lightmill.service import LightMill
 from mastok.services import services, settings
+from mastok.web.audit import audited
 from mastok.web.errors import BadRequest, media_type, message_page, not_found
 from mastok.web.forms import CSRFForm
 from mastok.web.lightmill_api import MIB, path_number
@@ -213,6 +214,7 @@ async def experiments_page(request: Request) -> Response:
         except CannotImportExperiment as error:
             context["import_error"] = error.message
         else:
+            await audited(request, "experiment.imported", info.id)
             request.session["flash"] = f"Experiment {info.id} imported."
             return _see(request, _path(request, "experiments", info.id))
     context.update(await experiments_view(request))
@@ -250,6 +252,7 @@ async def unlock_page(request: Request) -> Response:
     if not form.validate():
         return _csrf_failed(request)
     released = await _lightmill(request).store.admin_unlock(experiment, run)
+    await audited(request, "run.unlocked", f"{experiment}/{run}", {"released": released})
     if released:
         request.session["flash"] = f"Run {run} unlocked: any client may take it now."
     else:
@@ -340,6 +343,7 @@ async def api_unlock(request: Request) -> Response:
         raise BadRequest(415, "send the request with Content-Type: application/json")
     experiment, run = request.path_params["xp"], request.path_params["run"]
     released = await _lightmill(request).store.admin_unlock(experiment, run)
+    await audited(request, "run.unlocked", f"{experiment}/{run}", {"released": released})
     state = (await _monitoring(request).runs(experiment, run))[0]
     return JSONResponse({"released": released, "run": run_json(state)})
 

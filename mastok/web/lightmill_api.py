@@ -43,6 +43,7 @@ from mastok.lightmill.results import parse_json, parse_results, read_token
 from mastok.lightmill.service import LightMill
 from mastok.lightmill.store import BlockInfo, ExperimentInfo, Lock, PlanBlock, RunInfo, TrialInfo
 from mastok.services import services, settings
+from mastok.web.audit import audited
 from mastok.web.auth import check_credentials
 from mastok.web.errors import media_type
 
@@ -91,7 +92,9 @@ async def import_experiment(request: Request) -> Any:
             "send the TouchStone design as the body with Content-Type: application/xml"
         )
     data = await _read_body(request, settings(request).max_design_mib * MIB)
-    return experiment_json(await _lightmill(request).import_xml(data))
+    info = await _lightmill(request).import_xml(data)
+    await audited(request, "experiment.imported", info.id)  # the admin, or a client if allowed
+    return experiment_json(info)
 
 
 async def get_experiment(request: Request) -> Any:

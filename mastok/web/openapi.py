@@ -134,6 +134,16 @@ def _paths() -> dict[str, Any]:
                 },
             },
         },
+        "/api/audit": {
+            "parameters": [
+                _query_int("limit", "Entries per page (1 to 1000, 100 by default)"),
+                _query_int("before", "Only entries older than this entry id (the next page)"),
+            ],
+            "get": {
+                "summary": "The audit log: state-changing admin actions, newest first, paged",
+                "responses": {**_ok(any_object), "400": _json(_ref("Error"), "Bad paging")},
+            },
+        },
         "/api/dashboard": {
             "get": {"summary": "Campaign counts and oTree's status", "responses": _ok(any_object)}
         },

@@ -16,7 +16,7 @@ from wtforms.fields.choices import SelectChoice
 from mastok.campaigns.rules import InvalidCampaign
 from mastok.otree import OTreeError, SessionConfig
 from mastok.services import services, settings
-from mastok.web import participants, views
+from mastok.web import audit, participants, views
 from mastok.web.errors import message_page
 from mastok.web.forms import EditCampaignForm, NewCampaignForm
 from mastok.web.templating import render
@@ -54,6 +54,9 @@ async def campaign_new(request: Request) -> Response:
 
     async def create(values: dict[str, Any]) -> str:
         campaign = await services(request).campaigns.create(values)
+        await audit.audited(
+            request, "campaign.created", campaign.namespace, audit.created(campaign)
+        )
         return f"Campaign {campaign.namespace} created"
 
     return await _submit(request, "campaign_new.html", context, create)
@@ -71,7 +74,9 @@ async def campaign_edit(request: Request) -> Response:
         return render(request, "campaign_edit.html", context)
 
     async def update(values: dict[str, Any]) -> str:
-        await campaigns.update(namespace, values)
+        before = campaigns.as_fields(campaign)
+        updated = await campaigns.update(namespace, values)
+        await audit.audited_edit(request, namespace, before, campaigns.as_fields(updated))
         return f"Campaign {namespace} saved"
 
     return await _submit(request, "campaign_edit.html", context, update)

@@ -18,8 +18,10 @@ from mastok.campaigns import visits
 from mastok.db.tables import Campaign
 from mastok.services import services, settings
 from mastok.states import CampaignState
+from mastok.web.audit import audited
 from mastok.web.errors import BadRequest
 from mastok.web.forms import CSRFForm
+from mastok.web.paging import bounded_int
 
 
 class EraseForm(CSRFForm):
@@ -30,25 +32,10 @@ async def _campaign(request: Request) -> Campaign:
     return await services(request).campaigns.get(request.path_params["namespace"])
 
 
-def _bounded_int(
-    request: Request, name: str, default: int | None, low: int, high: int
-) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(400, f"{name} must be a whole number") from None
-    if not low <= value <= high:
-        raise BadRequest(400, f"{name} must be from {low} to {high}")
-    return value
-
-
 async def api_participants(request: Request) -> Response:
     campaign = await _campaign(request)
-    limit = _bounded_int(request, "limit", visits.PAGE_DEFAULT, 1, visits.PAGE_MAX)
-    before = _bounded_int(request, "before", None, 1, 2**63 - 1)
+    limit = bounded_int(request, "limit", visits.PAGE_DEFAULT, 1, visits.PAGE_MAX)
+    before = bounded_int(request, "before", None, 1, 2**63 - 1)
     assert limit is not None
     found = await visits.page(services(request).campaigns.db, campaign, limit, before)
     following = None
@@ -59,7 +46,9 @@ async def api_participants(request: Request) -> Response:
 
 async def api_erase_identities(request: Request) -> Response:
     campaign = await _campaign(request)
-    return JSONResponse({"erased": await _erase(request, campaign)})
+    erased = await _erase(request, campaign)
+    await audited(request, "identities.erased", campaign.namespace, {"visits": erased})
+    return JSONResponse({"erased": erased})
 
 
 async def download(request: Request) -> Response:
@@ -79,6 +68,7 @@ async def erase_page(request: Request) -> Response:
     if not form.validate():
         raise BadRequest(403, "This form expired or did not come from mastok: reload the page.")
     erased = await _erase(request, campaign)
+    await audited(request, "identities.erased", campaign.namespace, {"visits": erased})
     request.session["flash"] = f"Identities of {erased} visits erased from {campaign.namespace}"
     prefix = settings(request).web_prefix
     return RedirectResponse(f"{prefix}/campaigns/supervise/{campaign.namespace}", 303)

@@ -20,6 +20,7 @@ from mastok.live.protocol import (
     decode,
 )
 from mastok.states import CampaignState
+from mastok.web import audit
 from mastok.web.participant_limits import ParticipantLimits
 
 log = logging.getLogger("mastok.live")
@@ -106,7 +107,10 @@ async def supervise_socket(websocket: WebSocket) -> None:
         if frame.payload not in tuple(CampaignState):
             connection.send("Error", "State must be Running, Paused or Completed")
             return
-        await services.campaigns.update(namespace, {"state": frame.payload})
+        before = services.campaigns.as_fields(await services.campaigns.get(namespace))
+        updated = await services.campaigns.update(namespace, {"state": frame.payload})
+        after = services.campaigns.as_fields(updated)
+        await audit.audited_edit(websocket, namespace, before, after)
 
     try:
         await _read_frames(websocket, connection, on_frame)
