@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -247,17 +248,10 @@ def export_command(
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        asyncio.run(run())
+        with _export_errors(experiment, settings):
+            asyncio.run(run())
     except UnknownElement as error:
         raise click.ClickException(f"{error.message} in {_describe(settings)}") from None
-    except OSError as error:
-        raise click.ClickException(f"cannot export {experiment!r}: {error}") from None
-    except SQLAlchemyError as error:
-        reason = getattr(error, "orig", None) or error
-        raise click.ClickException(
-            f"cannot export {experiment!r} from {_describe(settings)}: {reason} "
-            "(a mastok database? `mastok migrate` brings its schema up to date)"
-        ) from None
     finally:
         for name in names.values():
             (output_dir / (name + ".part")).unlink(missing_ok=True)
@@ -308,17 +302,25 @@ def _export_participants(
         finally:
             await db.close()
 
-    try:
+    with _export_errors(namespace, settings):
         output_dir.mkdir(parents=True, exist_ok=True)
         path = asyncio.run(run())
+    click.echo(f"wrote {path}")
+
+
+@contextlib.contextmanager
+def _export_errors(name: str, settings: Settings) -> Iterator[None]:
+    """A file or database that fails an export, as one line naming what and why."""
+    try:
+        yield
     except OSError as error:
-        raise click.ClickException(f"cannot export {namespace!r}: {error}") from None
+        raise click.ClickException(f"cannot export {name!r}: {error}") from None
     except SQLAlchemyError as error:
         reason = getattr(error, "orig", None) or error
         raise click.ClickException(
-            f"cannot export {namespace!r} from {_describe(settings)}: {reason}"
+            f"cannot export {name!r} from {_describe(settings)}: {reason} "
+            "(a mastok database? `mastok migrate` brings its schema up to date)"
         ) from None
-    click.echo(f"wrote {path}")
 
 
 @main.command(name="erase-identities")
