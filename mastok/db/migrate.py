@@ -28,5 +28,18 @@ async def migrate(database: Database, revision: str = "head") -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
-    async with database.engine.begin() as connection:
-        await connection.run_sync(upgrade)
+    sqlite = database.engine.dialect.name == "sqlite"
+    async with database.engine.connect() as connection:
+        if sqlite:
+            # SQLite alters a table by copying it to a new one and dropping the old: with
+            # foreign keys enforced, dropping `campaigns` would delete every participant by
+            # cascade. Off for the migration (outside its transaction, where SQLite reads it).
+            await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await connection.commit()
+        try:
+            async with connection.begin():
+                await connection.run_sync(upgrade)
+        finally:
+            if sqlite:
+                await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await connection.commit()

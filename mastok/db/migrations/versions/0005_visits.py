@@ -5,6 +5,9 @@ Revises: 0004
 Create Date: 2026-11-30 19:40:00.000000
 """
 
+import hashlib
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -49,6 +52,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("hash", name=op.f("pk_consents")),
     )
+    _keep_current_consents()
     with op.batch_alter_table("participants", schema=None) as batch_op:
         batch_op.drop_index("ix_participants_campaign_fingerprint")
         batch_op.alter_column(
@@ -95,6 +99,25 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("participants", schema=None) as batch_op:
         batch_op.drop_column("left_reason")
+
+
+def _keep_current_consents() -> None:
+    """Each campaign's consent as it is now, as the version its next visits agree to."""
+    campaigns = sa.table("campaigns", sa.column("consent", sa.Text))
+    consents = sa.table(
+        "consents",
+        sa.column("hash", sa.String),
+        sa.column("text", sa.Text),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+    )
+    texts = {row[0] for row in op.get_bind().execute(sa.select(campaigns.c.consent))}
+    now = datetime.now(UTC)
+    rows = [
+        {"hash": hashlib.sha256(text.encode()).hexdigest(), "text": text, "created_at": now}
+        for text in sorted(texts)
+    ]
+    if rows:
+        op.bulk_insert(consents, rows)
 
 
 def downgrade() -> None:
