@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mastok import config_files, logmask
 from mastok.config import BY_NAME, ConfigError, Settings, load_settings
-from mastok.db import Database, async_url, migrate
+from mastok.db import Database, async_url, file_lock, migrate
 from mastok.db.tables import Campaign
 from mastok.lightmill.design import Design, DesignError, parse_design
 from mastok.live.protocol import MAX_FRAME_BYTES
@@ -60,7 +61,24 @@ def _check(settings: Settings) -> None:
 def _run(settings: Settings, designs: Sequence[Design] = ()) -> None:
     from mastok.app import create_app
 
-    serve_app(create_app(settings, designs), settings.host, settings.port)
+    with _sqlite_held(settings):
+        serve_app(create_app(settings, designs), settings.host, settings.port)
+
+
+@contextlib.contextmanager
+def _sqlite_held(settings: Settings) -> Iterator[None]:
+    """One process per SQLite file: exit at once if another serves it (PostgreSQL: processes
+    share the database, one of them leading)."""
+    url = async_url(settings.database_url, settings.sqlite_path)
+    if not url.startswith("sqlite") or ":memory:" in url or url.endswith("://"):
+        yield
+        return
+    try:
+        handle = file_lock.hold(Path(url.split(":///", 1)[1].split("?", 1)[0]))
+    except (file_lock.DatabaseInUse, OSError) as error:
+        raise click.ClickException(str(error)) from None
+    with handle:
+        yield
 
 
 def serve_app(app: Any, host: str, port: int) -> None:

@@ -12,9 +12,10 @@ if TYPE_CHECKING:  # for the types only: web/ modules import this, and live/ imp
     from mastok.config import Settings
     from mastok.db import Database
     from mastok.lightmill.service import LightMill
+    from mastok.live.leader import Leader
     from mastok.live.records import Records
-    from mastok.live.rooms import Rooms
     from mastok.otree import OTreeClient
+    from mastok.otree.probe import OTreeProbe
 
 
 @dataclass
@@ -26,8 +27,9 @@ class Services:
     otree: OTreeClient
     campaigns: CampaignService
     records: Records
-    rooms: Rooms
+    leader: Leader  # its `rooms` while this process leads
     lightmill: LightMill
+    otree_probe: OTreeProbe
 
 
 def services(connection: HTTPConnection) -> Services:
