@@ -160,7 +160,7 @@ def create_app(
                 settings.port,
                 settings.web_prefix or "/",
                 settings.origin,
-                leader.role,
+                leader.shown_role,
             )
             yield
 

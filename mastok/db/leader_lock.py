@@ -46,6 +46,13 @@ KEEPALIVE_OPTIONS = (  # the client's own keepalives (Linux names; skipped where
     ("TCP_KEEPCNT", 3),
 )
 
+# Who holds an advisory lock on a bigint key (its high and low 32 bits, `objsubid` 1).
+HOLDER_SQL = """
+SELECT pid FROM pg_locks
+WHERE locktype = 'advisory' AND granted AND classid = $1 AND objid = $2 AND objsubid = 1
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+
 NotifyListener = Callable[[int], None]
 
 
@@ -101,6 +108,7 @@ class PostgresLock:
         self.on_notify = on_notify
         self._connection: asyncpg.Connection | None = None
         self._held = False
+        self._former_pid: int | None = None  # our last lock session, perhaps not ended yet
 
     @classmethod
     def for_engine(cls, engine: AsyncEngine, on_notify: NotifyListener) -> PostgresLock:
@@ -114,11 +122,30 @@ class PostgresLock:
             )
             if got:
                 await connection.add_listener(CAMPAIGNS_CHANNEL, self._notified)
+            elif await self._former_session_holds(connection):
+                raise LockUnreachable("this process's former lock session has not ended yet")
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             self._drop()
             raise LockUnreachable(_describe(error)) from None
         self._held = bool(got)
         return self._held
+
+    async def _former_session_holds(self, connection: asyncpg.Connection) -> bool:
+        """The lock is still held by the session this process lost (the server has not seen
+        its socket close yet): not another process, so not a reason to stand by. It is ended,
+        so that the next attempt gets the lock."""
+        if self._former_pid is None:
+            return False
+        holder = await connection.fetchval(
+            HOLDER_SQL, *_lock_ids(LEADER_KEY), timeout=QUERY_TIMEOUT
+        )
+        if holder != self._former_pid:
+            return False
+        with contextlib.suppress(asyncpg.PostgresError):
+            await connection.fetchval(
+                "SELECT pg_terminate_backend($1)", holder, timeout=QUERY_TIMEOUT
+            )
+        return True
 
     async def check(self) -> None:
         connection = self._connection
@@ -162,9 +189,11 @@ class PostgresLock:
         """Forget the connection, closing its socket: if the session lives on (a check that
         timed out), the server ends it and frees the lock as soon as it sees the socket close."""
         connection, self._connection = self._connection, None
-        self._held = False
         if connection is not None:
+            if self._held:
+                self._former_pid = connection.get_server_pid()
             connection.terminate()
+        self._held = False
 
     def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         with contextlib.suppress(ValueError):
@@ -191,6 +220,10 @@ def _client_keepalives(connection: asyncpg.Connection) -> None:
         for name, value in KEEPALIVE_OPTIONS:
             if hasattr(socket, name):
                 sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
+def _lock_ids(key: int) -> tuple[int, int]:
+    return (key >> 32) & 0xFFFF_FFFF, key & 0xFFFF_FFFF
 
 
 def _describe(error: BaseException) -> str:

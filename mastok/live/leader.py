@@ -85,6 +85,11 @@ class Leader:
         return self.machine.role
 
     @property
+    def shown_role(self) -> str:
+        """`leader` once its rooms run (not while they are rebuilt), else `standby`."""
+        return "leader" if self.rooms is not None else "standby"
+
+    @property
     def rooms(self) -> Rooms | None:
         """The rooms, while this process leads (else sockets are refused)."""
         term = self.term

@@ -17,7 +17,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mastok.live.leadership import Role
 from mastok.services import services
 
 log = logging.getLogger("mastok.web")
@@ -30,9 +29,8 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     app_services = services(request)
-    role = app_services.leader.role
     report: dict[str, Any] = {
-        "role": "leader" if role == Role.LEADER else "standby",
+        "role": app_services.leader.shown_role,
         "database": await _database(request),
         "otree": app_services.otree_probe.state,
     }
