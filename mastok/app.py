@@ -12,7 +12,7 @@ from datetime import timedelta
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -25,16 +25,19 @@ from mastok.lightmill.design import Design
 from mastok.lightmill.errors import LightMillError
 from mastok.lightmill.service import LightMill
 from mastok.live.events import Rules
+from mastok.live.leader import Leader
 from mastok.live.records import Records
 from mastok.live.rooms import Rooms
 from mastok.live.starter import SessionStarter
 from mastok.otree import OTreeClient
+from mastok.otree.probe import OTreeProbe
 from mastok.services import Services
-from mastok.tasks import task_scope
+from mastok.tasks import TaskScope, task_scope
 from mastok.web import (
     api,
     audit,
     experiments,
+    health,
     join,
     lightmill_api,
     pages,
@@ -85,7 +88,7 @@ class FormSessions(SessionMiddleware):
 
 
 def public_prefixes(settings: Settings) -> list[str]:
-    """Paths anyone may reach: the join page and socket, static files, the health check,
+    """Paths anyone may reach: the join page and socket, static files, the health checks,
     LightMill's experiment client routes."""
     prefix = settings.web_prefix
     lightmill = [f"{prefix}{path}" for path in lightmill_api.CLIENT_PREFIXES]
@@ -94,6 +97,7 @@ def public_prefixes(settings: Settings) -> list[str]:
         f"{prefix}/ws/join",
         f"{prefix}/front/",
         f"{prefix}/healthz",
+        f"{prefix}/readyz",
         *lightmill,
     ]
 
@@ -126,20 +130,22 @@ def create_app(
             campaigns = CampaignService(db, otree, settings.share_url_base)
             tasks = await stack.enter_async_context(task_scope())
             records = Records(db, tasks.spawn)
-            rooms = Rooms(
-                campaigns,
-                records,
-                SessionStarter(otree, settings.otree_public_url, tasks.spawn),
-                Rules(
-                    grace=timedelta(seconds=settings.resume_grace),
-                    live_redirect=not settings.disable_live_redirect,
-                    left_grace=timedelta(seconds=settings.left_grace),
-                    land_within=timedelta(seconds=settings.land_within),
-                ),
-                clock,
-                tasks,
+            starter = SessionStarter(otree, settings.otree_public_url, tasks.spawn)
+            rules = Rules(
+                grace=timedelta(seconds=settings.resume_grace),
+                live_redirect=not settings.disable_live_redirect,
+                left_grace=timedelta(seconds=settings.left_grace),
+                land_within=timedelta(seconds=settings.land_within),
             )
-            stack.push_async_callback(rooms.stop)
+
+            def make_rooms(term_tasks: TaskScope) -> Rooms:
+                return Rooms(campaigns, records, starter, rules, clock, term_tasks)
+
+            leader = Leader(db, make_rooms, records, rules, clock, tasks)
+            campaigns.on_change(leader.campaign_changed)
+            stack.push_async_callback(leader.stop)
+            probe = OTreeProbe(otree)
+            tasks.spawn(probe.run(), "mastok otree probe")
             lightmill = LightMill.from_settings(db, settings, clock, tasks.spawn)
             for design in designs:
                 await lightmill.import_at_start(design)
@@ -151,10 +157,27 @@ def create_app(
             if settings.client_import:
                 log.info("LightMill: experiment clients may import new designs (client_import)")
             audit = AuditLog(db, clock)
-            services = Services(settings, db, otree, campaigns, records, rooms, lightmill, audit)
+            services = Services(
+                settings=settings,
+                db=db,
+                otree=otree,
+                campaigns=campaigns,
+                records=records,
+                leader=leader,
+                lightmill=lightmill,
+                audit=audit,
+                otree_probe=probe,
+            )
             app.state.services = services
-            await rooms.start()
-            log.info("mastok ready on %s%s", settings.origin, settings.web_prefix or "/")
+            await leader.start()
+            log.info(
+                "mastok ready: listening on http://%s:%d%s (public origin %s), %s",
+                settings.host,
+                settings.port,
+                settings.web_prefix or "/",
+                settings.origin,
+                leader.shown_role,
+            )
             yield
 
     routes: list[BaseRoute] = [
@@ -166,7 +189,7 @@ def create_app(
         *sockets.routes,
         *lightmill_api.routes,
         Mount("/api", routes=api.routes),
-        Route("/healthz", pages.healthz),
+        *health.routes,
         Mount("/front", StaticFiles(directory=PROJECT_ROOT / "front"), name="front"),
     ]
     if settings.web_prefix:

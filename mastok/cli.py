@@ -22,7 +22,7 @@ from mastok import config_files, logmask
 from mastok.audit import Actor, AuditLog
 from mastok.clock import SystemClock
 from mastok.config import BY_NAME, ConfigError, Settings, load_settings
-from mastok.db import Database, async_url, migrate
+from mastok.db import Database, async_url, file_lock, migrate
 from mastok.db.tables import Campaign
 from mastok.lightmill.design import Design, DesignError, parse_design
 from mastok.live.protocol import MAX_FRAME_BYTES
@@ -64,7 +64,24 @@ def _check(settings: Settings) -> None:
 def _run(settings: Settings, designs: Sequence[Design] = ()) -> None:
     from mastok.app import create_app
 
-    serve_app(create_app(settings, designs), settings.host, settings.port)
+    with _sqlite_held(settings):
+        serve_app(create_app(settings, designs), settings.host, settings.port)
+
+
+@contextlib.contextmanager
+def _sqlite_held(settings: Settings) -> Iterator[None]:
+    """One process per SQLite file: exit at once if another serves it (PostgreSQL: processes
+    share the database, one of them leading)."""
+    url = async_url(settings.database_url, settings.sqlite_path)
+    if not url.startswith("sqlite") or ":memory:" in url or url.endswith("://"):
+        yield
+        return
+    try:
+        handle = file_lock.hold(Path(url.split(":///", 1)[1].split("?", 1)[0]))
+    except (file_lock.DatabaseInUse, OSError) as error:
+        raise click.ClickException(str(error)) from None
+    with handle:
+        yield
 
 
 def serve_app(app: Any, host: str, port: int) -> None:

@@ -13,9 +13,10 @@ if TYPE_CHECKING:  # for the types only: web/ modules import this, and live/ imp
     from mastok.config import Settings
     from mastok.db import Database
     from mastok.lightmill.service import LightMill
+    from mastok.live.leader import Leader
     from mastok.live.records import Records
-    from mastok.live.rooms import Rooms
     from mastok.otree import OTreeClient
+    from mastok.otree.probe import OTreeProbe
 
 
 @dataclass
@@ -27,9 +28,10 @@ class Services:
     otree: OTreeClient
     campaigns: CampaignService
     records: Records
-    rooms: Rooms
+    leader: Leader  # its `rooms` while this process leads
     lightmill: LightMill
     audit: AuditLog
+    otree_probe: OTreeProbe
 
 
 def services(connection: HTTPConnection) -> Services:

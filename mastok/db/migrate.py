@@ -1,4 +1,8 @@
-"""Apply the Alembic migrations (at start and by `mastok migrate`)."""
+"""Apply the Alembic migrations (at start and by `mastok migrate`).
+
+On PostgreSQL they run under a transaction-level advisory lock: processes starting together
+on a fresh database take turns, and those after the first find the schema at its head.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from mastok.db.engine import Database
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_KEY = 0x6D61_7374_6F6B_4D47  # "mastokMG": the migrations' advisory lock
 
 
 def alembic_config(url: str) -> Config:
@@ -28,9 +33,8 @@ async def migrate(database: Database, revision: str = "head") -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
-    sqlite = database.engine.dialect.name == "sqlite"
     async with database.engine.connect() as connection:
-        if sqlite:
+        if database.is_sqlite:
             # SQLite alters a table by copying it to a new one and dropping the old: with
             # foreign keys enforced, dropping `campaigns` would delete every participant by
             # cascade. Off for the migration (outside its transaction, where SQLite reads it).
@@ -38,8 +42,12 @@ async def migrate(database: Database, revision: str = "head") -> None:
             await connection.commit()
         try:
             async with connection.begin():
+                if not database.is_sqlite:  # held until this transaction ends
+                    await connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_KEY}
+                    )
                 await connection.run_sync(upgrade)
         finally:
-            if sqlite:
+            if database.is_sqlite:
                 await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
                 await connection.commit()

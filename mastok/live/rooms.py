@@ -1,5 +1,5 @@
-"""All campaigns' runners: built on demand, rebuilt from the database at start-up, ticked by
-one clock task, and all of them tasks of the app's task scope."""
+"""All campaigns' runners while this process leads: built on demand, rebuilt from the database
+when it starts leading, ticked by one clock task, all of them tasks of the term's task scope."""
 
 from __future__ import annotations
 
@@ -27,10 +27,29 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+async def restore_room(campaign: Campaign, records: Records, rules: Rules, clock: Clock) -> Room:
+    """The campaign's room as the database has it (its members away until they come back)."""
+    now = clock.now()
+    room_campaign = RoomCampaign.of(campaign)
+    return Room.restore(
+        room_campaign,
+        rules,
+        new_token,
+        waiting=await records.waiting(campaign.id),
+        started=await records.started(campaign.id),
+        live_sessions=await records.live_session_times(
+            campaign.id, now - room_campaign.session_duration
+        ),
+        now=now,
+        asked=campaign.session_asked,
+    )
+
+
 @dataclass(eq=False)
 class Rooms:
-    """One runner per campaign, for the life of the process (a second runner for the same
-    campaign could start the same people twice, so runners are never dropped)."""
+    """One runner per campaign, for as long as this process leads (a second runner for the
+    same campaign could start the same people twice, so runners are never dropped: the rooms
+    end together, when leadership does, see `mastok.live.leader`)."""
 
     campaigns: CampaignService
     records: Records
@@ -41,9 +60,6 @@ class Rooms:
     _runners: dict[int, Runner] = field(default_factory=dict)
     _slugs: dict[str, int] = field(default_factory=dict)  # slug -> id, for the runners there
     _building: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    def __post_init__(self) -> None:
-        self.campaigns.on_change(self.campaign_changed)
 
     async def start(self) -> None:
         """Rebuild the rooms people were waiting in, then start the clock."""
@@ -74,20 +90,7 @@ class Rooms:
 
     async def _build(self, campaign: Campaign) -> Runner:
         """The room as the database has it, with its runner's task."""
-        now = self.clock.now()
-        room_campaign = RoomCampaign.of(campaign)
-        room = Room.restore(
-            room_campaign,
-            self.rules,
-            new_token,
-            waiting=await self.records.waiting(campaign.id),
-            started=await self.records.started(campaign.id),
-            live_sessions=await self.records.live_session_times(
-                campaign.id, now - room_campaign.session_duration
-            ),
-            now=now,
-            asked=campaign.session_asked,
-        )
+        room = await restore_room(campaign, self.records, self.rules, self.clock)
         runner = Runner(campaign, room, self.records, self.starter, self.clock, self.tasks)
         self.tasks.spawn(runner.run(), f"mastok room {campaign.namespace}")
         return runner
@@ -111,9 +114,32 @@ class Rooms:
         return runner
 
     async def campaign_changed(self, campaign: Campaign) -> None:
-        runner = self._runners.get(campaign.id)
-        if runner is not None:
-            runner.campaign_changed(campaign)
+        """An edit made here: its room (if built) takes it."""
+        async with self._building:  # a room being built has it, or gets it after
+            runner = self._runners.get(campaign.id)
+            if runner is not None:
+                runner.campaign_changed(campaign)
+
+    async def reread(self, campaign_id: int) -> None:
+        """An edit made by another process: its room (if built) reads the campaign again.
+        Read and handed over in the same turn of the lock as local edits are, so the room
+        ends with the latest version whatever the order they came in."""
+        async with self._building:
+            runner = self._runners.get(campaign_id)
+            if runner is None:
+                return
+            campaign = await self.campaigns.get_by_id(campaign_id)
+            if campaign is not None:
+                runner.campaign_changed(campaign)
+
+    def halt(self) -> None:
+        """Handle no room event any more, at once (the leader lock is lost)."""
+        for runner in self._runners.values():
+            runner.halt()
+
+    def close_sockets(self, code: int) -> None:
+        for runner in self._runners.values():
+            runner.close_sockets(code)
 
     async def _run_clock(self) -> None:
         while True:

@@ -45,14 +45,22 @@ class _Letter:
     done: asyncio.Future[None] | None = None
 
 
+class RoomHalted(RuntimeError):
+    """The room no longer runs here: this process lost the leader lock."""
+
+
 class Mailbox:
     """Events in arrival order, but what must go first (a session's outcome) goes first."""
 
     def __init__(self) -> None:
         self._letters: deque[_Letter] = deque()
         self._waiting: asyncio.Future[None] | None = None
+        self.closed = False
 
     def put(self, letter: _Letter, first: bool = False) -> None:
+        if self.closed:  # a halted room: nothing is handled, nobody is kept waiting
+            _done(letter)
+            return
         if first:
             self._letters.appendleft(letter)
         else:
@@ -66,8 +74,19 @@ class Mailbox:
             await self._waiting
         return self._letters.popleft()
 
+    def close(self) -> None:
+        """Take no more letters; those waiting are dropped, and whoever waits on them freed."""
+        self.closed = True
+        while self._letters:
+            _done(self._letters.popleft())
+
     def __len__(self) -> int:
         return len(self._letters)
+
+
+def _done(letter: _Letter) -> None:
+    if letter.done is not None and not letter.done.done():
+        letter.done.set_result(None)
 
 
 class Runner:
@@ -139,6 +158,8 @@ class Runner:
             seen.append(self.room.view(self.clock.now()))
 
         await self.ask(look)
+        if not seen:
+            raise RoomHalted(self.campaign.namespace)
         return seen[0]
 
     def supervisor_leaves(self, connection: Connection) -> None:
@@ -159,6 +180,17 @@ class Runner:
         if not self._tick_queued:  # a runner stuck on its database gets one tick, not a pile
             self._tick_queued = True
             self.post(ev.Tick())
+
+    def halt(self) -> None:
+        """Handle no more events, at once (this process no longer holds the leader lock): the
+        events queued are dropped, those posted later too; the sockets stay open."""
+        self.mailbox.close()
+
+    def close_sockets(self, code: int, reason: str = "service restart") -> None:
+        """Close every participant's and supervisor's socket (after `halt`): pages come back,
+        wherever the rooms now run, with their tokens."""
+        for connection in [*self.connections.values(), *self.watchers.connections]:
+            connection.close(code, reason)
 
     async def drain(self) -> None:
         """Wait for the session creations in flight and their outcome (at shutdown)."""
@@ -183,8 +215,7 @@ class Runner:
             except Exception:  # a bug must not stop the campaign: the database is the truth
                 log.exception("%s: %r failed", self.campaign.namespace, letter.work)
             finally:
-                if letter.done is not None and not letter.done.done():
-                    letter.done.set_result(None)
+                _done(letter)
 
     async def _turn(self, event: ev.Event) -> None:
         if isinstance(event, ev.Tick):

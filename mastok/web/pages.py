@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from wtforms.fields.choices import SelectChoice
 
@@ -26,10 +26,6 @@ Save = Callable[[dict[str, Any]], Awaitable[str]]  # saves a form's values, says
 
 async def home(request: Request) -> Response:
     return RedirectResponse(settings(request).web_prefix + "/dashboard", 302)
-
-
-async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
 
 
 async def dashboard(request: Request) -> Response:

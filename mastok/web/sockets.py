@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from starlette.responses import PlainTextResponse
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -27,6 +28,8 @@ log = logging.getLogger("mastok.live")
 UNKNOWN = 4404
 POLICY = 1008
 TOO_BIG = 1009
+TRY_AGAIN_LATER = 1013
+RETRY_AFTER = 1  # seconds: a standby may lead within the next
 MAX_QUERY_ITEMS = 32
 MAX_QUERY_NAME = 64
 
@@ -37,6 +40,20 @@ def origin_allowed(websocket: WebSocket) -> bool:
     if origin is None:
         return bool(settings.allow_missing_origin)
     return origin.rstrip("/") == settings.origin
+
+
+async def not_leading(websocket: WebSocket) -> None:
+    """Refuse the handshake with 503 (the rooms run in another process: the page retries,
+    and a proxy that follows `/readyz` sends it there)."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        response = PlainTextResponse(
+            "this mastok is a standby: the waiting rooms run elsewhere",
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER)},
+        )
+        await websocket.send_denial_response(response)
+    else:
+        await websocket.close(TRY_AGAIN_LATER)
 
 
 async def join_socket(websocket: WebSocket) -> None:
@@ -57,8 +74,12 @@ async def join_socket(websocket: WebSocket) -> None:
 
 async def _join(websocket: WebSocket, limits: ParticipantLimits, address: str) -> None:
     services = websocket.app.state.services
+    rooms = services.leader.rooms
+    if rooms is None:
+        await not_leading(websocket)
+        return
     slug = websocket.query_params.get("slug", "")
-    runner = await services.rooms.runner_for_slug(slug) if slug else None
+    runner = await rooms.runner_for_slug(slug) if slug else None
     await websocket.accept()
     connection = Connection(websocket)
     if runner is None:
@@ -87,6 +108,10 @@ async def supervise_socket(websocket: WebSocket) -> None:
         await websocket.close(POLICY)
         return
     services = websocket.app.state.services
+    rooms = services.leader.rooms
+    if rooms is None:
+        await not_leading(websocket)
+        return
     namespace = websocket.query_params.get("namespace", "")
     await websocket.accept()
     connection = Connection(websocket)
@@ -97,7 +122,7 @@ async def supervise_socket(websocket: WebSocket) -> None:
         connection.close(UNKNOWN, "unknown campaign")
         await connection.wait_closed()
         return
-    runner = await services.rooms.runner(campaign)
+    runner = await rooms.runner(campaign)
     await runner.supervisor_arrives(connection)
 
     async def on_frame(frame: Frame) -> None:

@@ -75,14 +75,14 @@ def _session_json(summary: SessionSummary, public_url: str) -> dict[str, Any]:
 
 
 async def supervise(request: Request, namespace: str) -> dict[str, Any]:
-    """A campaign, its live room and the sessions mastok started for it.
+    """A campaign, its live room (on a standby: as the database has it) and the sessions
+    mastok started for it.
 
     Raises CampaignNotFound.
     """
     app_services = services(request)
     campaign = await app_services.campaigns.get(namespace)
-    runner = await app_services.rooms.runner(campaign)
-    view = await runner.view()
+    view = await app_services.leader.view(campaign)
     sessions = []
     for record in await app_services.records.sessions(campaign.id):
         sessions.append(

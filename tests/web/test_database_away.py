@@ -101,6 +101,9 @@ def test_every_route_answers_503_in_its_shape_then_recovers(
         client.get("/api/experiments", headers=ORIGIN).headers["access-control-allow-origin"] == "*"
     )
     assert client.get("/healthz").status_code == 200  # reads no database
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["database"] == "unreachable"
 
     back()
 

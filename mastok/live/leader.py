@@ -1,0 +1,248 @@
+"""The driver of `leadership.py`: tries the leader lock, watches it, runs the rooms while leading.
+
+Every second it either tries the lock (a standby, or a leader adrift) or checks the lock's
+connection (a leader), tells the machine what came of it and carries out its effects. Each
+stretch of leadership (a term) has its rooms in a task scope of its own: ending the term cancels
+every runner, clock tick and session creation of it. Campaign edits reach the rooms from this
+process directly, and from other processes through PostgreSQL's NOTIFY (the campaign's id on
+`CAMPAIGNS_CHANNEL`, heard on the lock's connection), each re-read from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import text
+
+from mastok.clock import Clock
+from mastok.db import Database
+from mastok.db.leader_lock import (
+    CAMPAIGNS_CHANNEL,
+    EmbeddedLock,
+    LeaderLock,
+    LockDropped,
+    LockUnreachable,
+    PostgresLock,
+)
+from mastok.db.tables import Campaign
+from mastok.live import leadership as lead
+from mastok.live.events import Rules, View
+from mastok.live.records import Records
+from mastok.live.rooms import Rooms, restore_room
+from mastok.live.runner import RoomHalted
+from mastok.tasks import TaskScope, task_scope
+
+log = logging.getLogger("mastok.leader")
+ATTEMPT_SECONDS = 1.0
+
+RoomsFactory = Callable[[TaskScope], Rooms]
+
+
+@dataclass(eq=False)
+class Term:
+    """One stretch of leadership: its rooms, and what ends it."""
+
+    rooms: Rooms
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    drain: bool = False  # let session creations in flight be recorded first (shutdown)
+    edits: asyncio.Queue[int] = field(default_factory=asyncio.Queue)  # ids NOTIFYed
+
+
+class Leader:
+    def __init__(
+        self,
+        db: Database,
+        make_rooms: RoomsFactory,
+        records: Records,
+        rules: Rules,
+        clock: Clock,
+        tasks: TaskScope,
+        lock: LeaderLock | None = None,
+    ) -> None:
+        """`lock`: the database's own (SQLite's or PostgreSQL's) unless given."""
+        self.db = db
+        self.lock: LeaderLock = lock or (
+            EmbeddedLock() if db.is_sqlite else PostgresLock.for_engine(db.engine, self.notified)
+        )
+        self.make_rooms = make_rooms
+        self.records = records
+        self.rules = rules
+        self.clock = clock
+        self.tasks = tasks
+        self.machine = lead.Leadership()
+        self.term: Term | None = None
+        self._term_task: asyncio.Task[object] | None = None
+        self._loop: asyncio.Task[object] | None = None
+
+    # -- what the app asks -----------------------------------------------------------------
+
+    @property
+    def role(self) -> lead.Role:
+        return self.machine.role
+
+    @property
+    def shown_role(self) -> str:
+        """`leader` once its rooms run (not while they are rebuilt), else `standby`."""
+        return "leader" if self.rooms is not None else "standby"
+
+    @property
+    def rooms(self) -> Rooms | None:
+        """The rooms, while this process leads (else sockets are refused)."""
+        term = self.term
+        return term.rooms if term is not None and self.machine.leads else None
+
+    async def view(self, campaign: Campaign) -> View:
+        """What supervisors see of the campaign's room: the live room when leading, else the
+        room as the database has it."""
+        rooms = self.rooms
+        if rooms is not None:
+            with contextlib.suppress(RoomHalted):
+                return await (await rooms.runner(campaign)).view()
+        room = await restore_room(campaign, self.records, self.rules, self.clock)
+        return room.view(self.clock.now())
+
+    async def campaign_changed(self, campaign: Campaign) -> None:
+        """A campaign created or edited through this process: to the rooms if they run here,
+        else NOTIFYed to the leader (on SQLite this process always leads)."""
+        rooms = self.rooms
+        if rooms is not None:
+            await rooms.campaign_changed(campaign)
+        elif not self.db.is_sqlite:
+            try:
+                await notify_campaign(self.db, campaign.id)
+            except Exception as error:  # the edit is written: the leader reads it at start
+                log.error("could not tell the leader of %s's edit: %s", campaign.namespace, error)
+
+    def notified(self, campaign_id: int) -> None:
+        """A campaign edited through another process (from the lock's connection)."""
+        if self.term is not None:
+            self.term.edits.put_nowait(campaign_id)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Try the lock once (a process alone on its database leads before it serves), then
+        every second."""
+        await self._step()
+        self._loop = self.tasks.spawn(self._run(), "mastok leadership")
+
+    async def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+        await self._apply(self.machine.handle(lead.Stopping()))
+        await self.lock.close()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(ATTEMPT_SECONDS)
+            await self._step()
+
+    async def _step(self) -> None:
+        event: lead.Event
+        if self.machine.wants_lock:
+            try:
+                event = lead.Acquired() if await self.lock.try_acquire() else lead.Refused()
+            except LockUnreachable as error:
+                event = lead.Unreachable(str(error))
+        else:
+            try:
+                await self.lock.check()
+                return
+            except LockDropped as error:
+                event = lead.Dropped(str(error))
+        await self._apply(self.machine.handle(event))
+
+    async def _apply(self, effects: list[lead.Effect]) -> None:
+        for effect in effects:
+            match effect:
+                case lead.StartRooms():
+                    if not await self._start_term():
+                        await self.lock.close()  # free for another process while we retry
+                        await self._apply(self.machine.handle(lead.Dropped("no rooms")))
+                        return
+                case lead.HaltRooms():
+                    if self.term is not None:
+                        self.term.rooms.halt()
+                        await self._end_term()
+                case lead.CloseRooms(code):
+                    if self.term is not None:
+                        self.term.rooms.close_sockets(code)
+                    self.term = None
+                case lead.DrainRooms():
+                    if self.term is not None:
+                        self.term.drain = True
+                        await self._end_term()
+                    self.term = None
+                case lead.Announce(role, why):
+                    announce(role, why)
+
+    # -- terms -----------------------------------------------------------------------------
+
+    async def _start_term(self) -> bool:
+        """Build the rooms from the database and start their clock; False if that failed."""
+        started: asyncio.Future[Term] = asyncio.get_running_loop().create_future()
+        task = self.tasks.spawn(self._serve_term(started), "mastok term")
+        try:
+            self.term = await started
+        except Exception as error:
+            log.error("could not rebuild the rooms from the database: %s", error)
+            await task
+            return False
+        self._term_task = task
+        return True
+
+    async def _serve_term(self, started: asyncio.Future[Term]) -> None:
+        async with task_scope() as tasks:
+            term = Term(self.make_rooms(tasks))
+            try:
+                await term.rooms.start()
+            except Exception as error:
+                started.set_exception(error)
+                return
+            tasks.spawn(self._take_edits(term), "mastok edits")
+            started.set_result(term)
+            await term.ended.wait()
+            if term.drain:
+                await term.rooms.stop()
+
+    async def _end_term(self) -> None:
+        """The term's tasks cancelled (after draining, if asked), and awaited."""
+        term, task = self.term, self._term_task
+        if term is None or task is None:
+            return
+        term.ended.set()
+        self._term_task = None
+        await task
+
+    async def _take_edits(self, term: Term) -> None:
+        while True:
+            campaign_id = await term.edits.get()
+            await term.rooms.reread(campaign_id)
+
+
+async def notify_campaign(db: Database, campaign_id: int) -> None:
+    """Tell the leader (PostgreSQL) that a campaign changed."""
+    async with db.session() as session:
+        await session.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": CAMPAIGNS_CHANNEL, "payload": str(campaign_id)},
+        )
+        await session.commit()
+
+
+def announce(role: lead.Role, why: str) -> None:
+    match role:
+        case lead.Role.LEADER:
+            log.info("mastok leads (%s): it runs the waiting rooms", why)
+        case lead.Role.STANDBY:
+            log.warning("mastok is a standby (%s): waiting rooms run elsewhere", why)
+        case lead.Role.ADRIFT:
+            log.error("mastok stopped its waiting rooms (%s); trying the lock again", why)
+        case _:
+            pass
