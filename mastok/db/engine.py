@@ -66,7 +66,9 @@ def create_engine(url: str) -> AsyncEngine:
         options["connect_args"] = {"timeout": 30}
     else:
         options["pool_pre_ping"] = True
-    engine = create_async_engine(url, **options)
+    # A failed statement's error names its SQL, not its values: they hold participants'
+    # browser ids and platform identities, which never go to the log.
+    engine = create_async_engine(url, hide_parameters=True, **options)
     if url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

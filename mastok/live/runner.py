@@ -213,7 +213,9 @@ class Runner:
                 else:
                     await letter.work()
             except Exception:  # a bug must not stop the campaign: the database is the truth
-                log.exception("%s: %r failed", self.campaign.namespace, letter.work)
+                # The event's name, not its values (a Land carries a browser id).
+                name = type(letter.work).__name__
+                log.exception("%s: %s failed", self.campaign.namespace, name)
             finally:
                 _done(letter)
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from mastok.db.engine import Database, DatabaseURLError, async_url
+from mastok.db.engine import Database, DatabaseURLError, async_url, create_engine
 from mastok.db.migrate import migrate
 from mastok.db.tables import Campaign
 
@@ -191,3 +191,19 @@ async def test_in_memory_sqlite_is_one_database_for_all_sessions() -> None:
             assert [c.slug for c in await session.scalars(select(Campaign))] == ["pilot"]
     finally:
         await database.close()
+
+
+async def test_a_failed_statement_does_not_name_its_values(tmp_path: Path) -> None:
+    """Errors end up in the log: a browser id or platform identity must not be in them."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'e.sqlite3'}")
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE t (v TEXT UNIQUE)"))
+            await connection.execute(text("INSERT INTO t VALUES (:v)"), {"v": "PROLIFIC-5f1e"})
+        with pytest.raises(IntegrityError) as failed:
+            async with engine.begin() as connection:
+                await connection.execute(text("INSERT INTO t VALUES (:v)"), {"v": "PROLIFIC-5f1e"})
+        assert "UNIQUE" in str(failed.value)
+        assert "PROLIFIC-5f1e" not in str(failed.value)
+    finally:
+        await engine.dispose()
