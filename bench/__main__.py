@@ -3,6 +3,7 @@
 python -m bench all                                  # everything: bench/results/latest.*
 python -m bench waiting_room --participants 1000     # one scenario on its own
 python -m bench ceiling | holding | fanout | placement | restart | real_otree | logging_api
+python -m bench attacks                              # /healthz under each attack
 python -m bench compare --baseline b59efce           # waiting-room scenarios: baseline vs now
 """
 
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bench import compare, placement, procs, report, restart, scenarios
+from bench import attacks, compare, placement, procs, report, restart, scenarios
 from bench.servers import node_available
 from mastok.config import PROJECT_ROOT
 
@@ -170,6 +171,12 @@ def _parser() -> argparse.ArgumentParser:
         "--deadline", type=float, help="seconds the participants wait after the restart [90]"
     )
     again.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    attacked = sub.add_parser(
+        "attacks",
+        parents=[common],
+        help="9. /healthz latency under each attack of issue 13, against none",
+    )
+    attacked.add_argument("--seconds", type=float, help="each attack's length [12]")
     versus = sub.add_parser(
         "compare",
         parents=[common],
@@ -340,6 +347,8 @@ def run_one(ctx: scenarios.Context, args: argparse.Namespace) -> dict[str, Any]:
                 args.backend,
             )
         }
+    if name == "attacks":
+        return {name: attacks.attacks(ctx, _pick(args.seconds, attacks.SECONDS, 11.0, q))}
     if name == "real_otree":
         count = _pick(args.participants, 200, 40, q)
         return {name: scenarios.real_otree(ctx, count, _pick(args.ramp_seconds, 20.0, 8.0, q))}
@@ -371,7 +380,15 @@ def run_all(ctx: scenarios.Context, quick: bool = False) -> dict[str, Any]:
     out.update(run_one(ctx, scenario_args("waiting_room", quick, "--backend", "both")))
     # Same run, same client: the echo ceiling right after mastok's saturation run on SQLite.
     out["ceiling"] = scenarios.ceiling(ctx, out["waiting_room_sqlite"]["saturation"])
-    for name in ("holding", "fanout", "real_otree", "logging_api", "placement", "restart"):
+    for name in (
+        "holding",
+        "fanout",
+        "real_otree",
+        "logging_api",
+        "placement",
+        "restart",
+        "attacks",
+    ):
         out.update(run_one(ctx, scenario_args(name, quick)))
     return out
 
