@@ -176,7 +176,7 @@ def create_app(
         Middleware(
             FormSessions,
             public_prefixes=public_prefixes(settings),
-            secret_key=settings.secret_key,
+            secret_key=settings.signing_key,
             https_only=settings.origin.startswith("https://"),
             path=settings.web_prefix or "/",
         ),

@@ -82,6 +82,8 @@ def test_migrate_creates_the_schema(tmp_path: Path) -> None:
 def test_prod_refuses_unsafe_settings_in_one_line() -> None:
     refused = run(
         "serve",
+        "--unprotected-runs",
+        "--force",
         env={
             "MASTOK_MODE": "PROD",
             "MASTOK_PASSWORD": "mastok",
@@ -93,8 +95,10 @@ def test_prod_refuses_unsafe_settings_in_one_line() -> None:
     assert refused.returncode != 0
     lines = refused.stderr.strip().splitlines()
     assert lines == [
-        "Error: PROD mode needs these settings: set MASTOK_PASSWORD (not the default), "
-        "MASTOK_OTREE_API_URL, MASTOK_OTREE_API_KEY"
+        "Error: PROD mode refuses these settings: set MASTOK_ORIGIN (the public origin people "
+        "reach mastok at, not the default), MASTOK_PASSWORD (not the default, 12 characters or "
+        "more), MASTOK_SECRET_KEY (a long random text, the same for every instance), "
+        "MASTOK_OTREE_API_URL, MASTOK_OTREE_API_KEY, MASTOK_UNPROTECTED_RUNS (off)"
     ]
 
 
