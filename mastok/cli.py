@@ -17,7 +17,7 @@ import click
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
-from mastok import config_files, logmask
+from mastok import config_files, logmask, logs
 from mastok.config import BY_NAME, ConfigError, Settings, load_settings
 from mastok.db import Database, async_url, migrate
 from mastok.db.tables import Campaign
@@ -60,25 +60,26 @@ def _check(settings: Settings) -> None:
 def _run(settings: Settings, designs: Sequence[Design] = ()) -> None:
     from mastok.app import create_app
 
-    serve_app(create_app(settings, designs), settings.host, settings.port)
+    serve_app(create_app(settings, designs), settings.host, settings.port, settings.log_format)
 
 
-def serve_app(app: Any, host: str, port: int) -> None:
+def serve_app(app: Any, host: str, port: int, log_format: logs.LogFormat = "text") -> None:
     """Serve as `mastok serve` does: these uvicorn options, this logging (the benchmark's
     ceiling apps are served by this too, so the comparison is fair)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config = uvicorn_config(app, host=host, port=port)
+    config = uvicorn_config(app, log_format=log_format, host=host, port=port)
     _quiet_per_connection_lines()
     logmask.install()
     uvicorn.Server(config).run()
 
 
-def uvicorn_config(app: Any, **options: Any) -> uvicorn.Config:
-    """uvicorn's options as `mastok serve` sets them (`options`: where to listen)."""
+def uvicorn_config(app: Any, log_format: logs.LogFormat = "text", **options: Any) -> uvicorn.Config:
+    """uvicorn's options as `mastok serve` sets them (`options`: where to listen), with the
+    process's logging (`mastok.logs`), which uvicorn applies as it loads them."""
     return uvicorn.Config(
         app,
         **options,
         proxy_headers=True,
+        log_config=logs.dict_config(log_format),
         log_level="info",
         # Frames are small JSON; per-message compression would keep ~45 KiB of zlib state on
         # every waiting participant's socket (bench/results: 77 vs 31.5 KiB a participant).

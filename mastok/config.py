@@ -55,6 +55,7 @@ def _prefix(prefix: str) -> str:
 # The types of the table's rows: how each reads text from the environment or YAML scalars.
 Mode = Annotated[Literal["DEV", "TEST", "PROD"], BeforeValidator(lambda raw: _text(raw).upper())]
 Text = Annotated[str, BeforeValidator(_text)]
+LogFormat = Annotated[Literal["text", "json"], BeforeValidator(lambda raw: _text(raw).lower())]
 Url = Annotated[Text, AfterValidator(lambda url: url.rstrip("/"))]
 Prefix = Annotated[Text, AfterValidator(_prefix)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
@@ -80,6 +81,11 @@ class Settings(BaseModel):
     )
     host: Text = setting("127.0.0.1", "address to listen on")
     port: int = setting(8190, "port to listen on")
+    log_format: LogFormat = setting(
+        "text",
+        "how log lines look: `text` (each starts with its ISO 8601 UTC time) or `json` (one "
+        "object a line, with its `time`)",
+    )
     origin: Url = setting(
         "http://localhost:8190",
         "where people reach mastok (behind a proxy: the public origin); trusted for WebSockets "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -136,5 +137,7 @@ def test_dev_starts_the_demo_otree_and_mastok_then_stops_both(tmp_path: Path) ->
         _, stderr = process.communicate(timeout=30)
     assert f"mastok admin at http://localhost:{port}/" in stderr
     assert "login: mastok  password: mastok" in stderr
+    # The same logging as `mastok serve` (mastok/logs.py): each line starts with its UTC time.
+    assert re.search(r"^\d{4}-\d\d-\d\dT[\d:.]+Z INFO mastok: mastok ready", stderr, re.M)
     assert (tmp_path / "data" / "mastok.sqlite3").exists()
     assert port_is_free("127.0.0.1", otree_port), "oTree was left running"
