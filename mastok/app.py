@@ -27,6 +27,7 @@ from mastok.live.events import Rules
 from mastok.live.records import Records
 from mastok.live.rooms import Rooms
 from mastok.live.starter import SessionStarter
+from mastok.metrics import Metrics
 from mastok.otree import OTreeClient
 from mastok.services import Services
 from mastok.tasks import task_scope
@@ -37,6 +38,7 @@ from mastok.web import (
     lightmill_api,
     pages,
     participants,
+    scrape,
     sockets,
     unavailable,
 )
@@ -105,6 +107,7 @@ def create_app(
     `clock`: the time every rule reads (the system's; tests pass one they move by hand), kept
     on `app.state.clock`; `sleep`: how the admin login throttle waits (tests record it)."""
     clock = clock or SystemClock()
+    metrics = Metrics()
     throttle = LoginThrottle(clock, settings.login_max_failures, sleep or asyncio.sleep)
 
     @asynccontextmanager
@@ -116,7 +119,10 @@ def create_app(
             stack.push_async_callback(db.close)
             await migrate(db)
             otree = OTreeClient(
-                settings.otree_api_url, settings.otree_api_key, timeout=settings.otree_timeout
+                settings.otree_api_url,
+                settings.otree_api_key,
+                timeout=settings.otree_timeout,
+                metrics=metrics,
             )
             stack.push_async_callback(otree.aclose)
             campaigns = CampaignService(db, otree, settings.share_url_base)
@@ -133,9 +139,11 @@ def create_app(
                 ),
                 clock,
                 tasks,
+                metrics,
             )
+            metrics.watch_waiting(rooms.waiting_counts)
             stack.push_async_callback(rooms.stop)
-            lightmill = LightMill.from_settings(db, settings, clock, tasks.spawn)
+            lightmill = LightMill.from_settings(db, settings, clock, tasks.spawn, metrics)
             for design in designs:
                 await lightmill.import_at_start(design)
             if settings.unprotected_runs:
@@ -160,6 +168,7 @@ def create_app(
         *lightmill_api.routes,
         Mount("/api", routes=api.routes),
         Route("/healthz", pages.healthz),
+        Route("/metrics", scrape.metrics),
         Mount("/front", StaticFiles(directory=PROJECT_ROOT / "front"), name="front"),
     ]
     if settings.web_prefix:
@@ -193,5 +202,6 @@ def create_app(
     )
     app.state.settings = settings
     app.state.clock = clock
+    app.state.metrics = metrics
     app.state.login_throttle = throttle
     return app

@@ -43,15 +43,16 @@ async def join_socket(websocket: WebSocket) -> None:
         connection.close(UNKNOWN, "unknown campaign")
         await connection.wait_closed()
         return
-    conn = await runner.participant_arrives(connection, _query(websocket))
-    code = None
-    try:
-        code = await _read_frames(
-            websocket, connection, lambda f: runner.participant_frame(conn, f)
-        )
-    finally:
-        runner.participant_leaves(conn, code)
-        await connection.stop()
+    with websocket.app.state.metrics.socket_open("participant"):
+        conn = await runner.participant_arrives(connection, _query(websocket))
+        code = None
+        try:
+            code = await _read_frames(
+                websocket, connection, lambda f: runner.participant_frame(conn, f)
+            )
+        finally:
+            runner.participant_leaves(conn, code)
+            await connection.stop()
 
 
 async def supervise_socket(websocket: WebSocket) -> None:
@@ -81,11 +82,12 @@ async def supervise_socket(websocket: WebSocket) -> None:
             return
         await services.campaigns.update(namespace, {"state": frame.payload})
 
-    try:
-        await _read_frames(websocket, connection, on_frame)
-    finally:
-        runner.supervisor_leaves(connection)
-        await connection.stop()
+    with websocket.app.state.metrics.socket_open("supervisor"):
+        try:
+            await _read_frames(websocket, connection, on_frame)
+        finally:
+            runner.supervisor_leaves(connection)
+            await connection.stop()
 
 
 async def _read_frames(
