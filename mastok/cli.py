@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -262,11 +263,46 @@ def export_command(
 def _existing_database(settings: Settings) -> str:
     """The database's async URL; an embedded file that is not there is an error, not created."""
     url = async_url(settings.database_url, settings.sqlite_path)
-    if url.startswith("sqlite") and ":memory:" not in url:
-        sqlite_file = Path(url.split(":///", 1)[-1].split("?", 1)[0])
-        if not sqlite_file.is_file():
-            raise click.ClickException(f"no database at {sqlite_file}")
+    sqlite_file = _sqlite_file(url)
+    if sqlite_file is not None and not sqlite_file.is_file():
+        raise click.ClickException(f"no database at {sqlite_file}")
     return url
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite URL (None: PostgreSQL, or SQLite in memory)."""
+    if not url.startswith("sqlite") or ":memory:" in url:
+        return None
+    return Path(url.split(":///", 1)[-1].split("?", 1)[0])
+
+
+@main.command(name="backup")
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The copy to write (replaced if there; complete or not there at all).",
+)
+@setting_option("database_url", "--database")
+def backup_command(output: Path, database: str | None) -> None:
+    """Copy the SQLite database safely, also while mastok serves from it (SQLite's online
+    backup API). PostgreSQL: pg_dump and pg_restore (README: "Backup and restore")."""
+    from mastok.backup import backup_sqlite
+
+    settings = _settings(database_url=database)
+    url = _existing_database(settings)
+    source = _sqlite_file(url)
+    if source is None:
+        raise click.ClickException(
+            f"{_describe(settings)} is not an SQLite file: back PostgreSQL up with pg_dump "
+            "(README: Backup and restore)"
+        )
+    started = time.monotonic()
+    try:
+        backup_sqlite(source, output)
+    except (OSError, sqlite3.Error) as error:
+        raise click.ClickException(f"cannot back {source} up to {output}: {error}") from None
+    click.echo(f"backed {source} up to {output} in {time.monotonic() - started:.1f} s")
 
 
 async def _campaign_named(db: Database, namespace: str) -> Campaign:
