@@ -24,6 +24,7 @@ from mastok.db import Database, async_url, migrate
 from mastok.db.tables import Campaign
 from mastok.lightmill.design import Design, DesignError, parse_design
 from mastok.live.protocol import MAX_FRAME_BYTES
+from mastok.proxies import UnknownProxy, trusted_addresses
 from mastok.states import CampaignState
 
 DEMO_OTREE_PORT = 8180
@@ -61,25 +62,48 @@ def _check(settings: Settings) -> None:
 def _run(settings: Settings, designs: Sequence[Design] = ()) -> None:
     from mastok.app import create_app
 
-    serve_app(create_app(settings, designs), settings.host, settings.port, settings.log_format)
+    serve_app(
+        create_app(settings, designs),
+        settings.host,
+        settings.port,
+        settings.log_format,
+        settings.trusted_proxies,
+    )
 
 
-def serve_app(app: Any, host: str, port: int, log_format: logs.LogFormat = "text") -> None:
+def serve_app(
+    app: Any,
+    host: str,
+    port: int,
+    log_format: logs.LogFormat = "text",
+    trusted_proxies: str = "",
+) -> None:
     """Serve as `mastok serve` does: these uvicorn options, this logging (the benchmark's
     ceiling apps are served by this too, so the comparison is fair)."""
-    config = uvicorn_config(app, log_format=log_format, host=host, port=port)
+    try:
+        trusted = ",".join(trusted_addresses(trusted_proxies))
+    except UnknownProxy as error:
+        raise click.ClickException(str(error)) from None
+    config = uvicorn_config(
+        app, log_format=log_format, trusted_proxies=trusted, host=host, port=port
+    )
     _quiet_per_connection_lines()
     logmask.install()
     uvicorn.Server(config).run()
 
 
-def uvicorn_config(app: Any, log_format: logs.LogFormat = "text", **options: Any) -> uvicorn.Config:
+def uvicorn_config(
+    app: Any, log_format: logs.LogFormat = "text", trusted_proxies: str = "", **options: Any
+) -> uvicorn.Config:
     """uvicorn's options as `mastok serve` sets them (`options`: where to listen), with the
-    process's logging (`mastok.logs`), which uvicorn applies as it loads them."""
+    process's logging (`mastok.logs`), which uvicorn applies as it loads them, and the client
+    address forwarded by `trusted_proxies` only (addresses and networks, comma-separated; empty:
+    nobody; `mastok.proxies` makes them from MASTOK_TRUSTED_PROXIES)."""
     return uvicorn.Config(
         app,
         **options,
-        proxy_headers=True,
+        proxy_headers=bool(trusted_proxies.strip()),
+        forwarded_allow_ips=trusted_proxies.strip() or None,
         log_config=logs.dict_config(log_format),
         log_level="info",
         # Frames are small JSON; per-message compression would keep ~45 KiB of zlib state on
@@ -416,6 +440,25 @@ def dev(port: int | None, otree_port: int) -> None:
         _run(settings)
     finally:
         otree.stop()
+
+
+@main.command(name="healthcheck")
+@setting_option("port", type=PORT)
+def healthcheck_command(port: int | None) -> None:
+    """Exit 0 if the mastok serving with these settings answers /healthz (the image's
+    HEALTHCHECK: it follows MASTOK_PORT, MASTOK_HOST and MASTOK_WEB_PREFIX)."""
+    import httpx
+
+    settings = _settings(port=port)
+    host = "127.0.0.1" if settings.host in ("", "0.0.0.0", "::") else settings.host
+    url = f"http://{host}:{settings.port}{settings.web_prefix}/healthz"
+    try:
+        answer = httpx.get(url, timeout=5)
+    except httpx.HTTPError as error:
+        raise click.ClickException(f"{url}: {error or type(error).__name__}") from None
+    if answer.status_code != 200:
+        raise click.ClickException(f"{url}: {answer.status_code}")
+    click.echo(f"{url}: ok")
 
 
 @main.command(name="settings")

@@ -24,9 +24,12 @@ import yaml
 from dotenv import load_dotenv
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+ROOT_VARIABLE = "MASTOK_ROOT"
 DEFAULT_PASSWORD = "mastok"
 MIN_PASSWORD_LENGTH = 12
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Where config.yml, templates/ and front/ are: the source tree, or MASTOK_ROOT when mastok is
+# installed as a package (the container image sets it to /app).
+PROJECT_ROOT = Path(os.environ.get(ROOT_VARIABLE) or Path(__file__).resolve().parent.parent)
 VARIABLE_PREFIX = "MASTOK_"
 
 
@@ -81,6 +84,12 @@ class Settings(BaseModel):
     )
     host: Text = setting("127.0.0.1", "address to listen on")
     port: int = setting(8190, "port to listen on")
+    trusted_proxies: Text = setting(
+        "",
+        "addresses, networks or host names (comma-separated, e.g. `10.89.0.10`, `10.89.0.0/24`, "
+        "`proxy`; names resolved at start) of the proxies whose `X-Forwarded-For` and "
+        "`X-Forwarded-Proto` headers are believed; empty: nobody's",
+    )
     log_format: LogFormat = setting(
         "text",
         "how log lines look: `text` (each starts with its ISO 8601 UTC time) or `json` (one "

@@ -141,3 +141,39 @@ def test_dev_starts_the_demo_otree_and_mastok_then_stops_both(tmp_path: Path) ->
     assert re.search(r"^\d{4}-\d\d-\d\dT[\d:.]+Z INFO mastok: mastok ready", stderr, re.M)
     assert (tmp_path / "data" / "mastok.sqlite3").exists()
     assert port_is_free("127.0.0.1", otree_port), "oTree was left running"
+
+
+def test_healthcheck_follows_the_configured_port(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "MASTOK_MODE": "TEST", "MASTOK_PORT": str(port)}
+    process = subprocess.Popen(
+        [*MASTOK, "serve", "--volatile"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", process, process.stderr.read)  # type: ignore[union-attr]
+        healthy = run("healthcheck", env={"MASTOK_PORT": str(port)})
+        assert healthy.returncode == 0, healthy.stderr
+        assert healthy.stdout == f"http://127.0.0.1:{port}/healthz: ok\n"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    refused = run("healthcheck", env={"MASTOK_PORT": str(port)})
+    assert refused.returncode != 0
+    assert f"http://127.0.0.1:{port}/healthz" in refused.stderr
+
+
+def test_mastok_root_says_where_config_templates_and_front_are(tmp_path: Path) -> None:
+    shown = subprocess.run(
+        [sys.executable, "-c", "from mastok.config import PROJECT_ROOT; print(PROJECT_ROOT)"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MASTOK_ROOT": str(tmp_path)},
+        timeout=60,
+    )
+    assert shown.stdout.strip() == str(tmp_path)
+    missing = run("migrate", env={"MASTOK_ROOT": str(tmp_path)})
+    assert f"{tmp_path / 'config.yml'} not found" in missing.stderr
