@@ -46,6 +46,8 @@ teardown() {
         return
     fi
     step "removing the stack and its volumes"
+    # Containers first with their anonymous volumes (the image's /app/data), then the rest.
+    podman ps -aq --filter "label=io.podman.compose.project=$PROJECT" | xargs -r podman rm -f -v >/dev/null
     "${COMPOSE[@]}" down -v >/dev/null 2>&1 || true
     podman network rm -f "${PROJECT}_default" >/dev/null 2>&1 || true
 }
