@@ -5,7 +5,7 @@ OTREE_VENV := .venv-otree
 OTREE_VERSION := 6.0.15
 BIN := $(VENV)/bin
 
-.PHONY: dev test lint typecheck pytest otree-venv venv chromium wrk clean bench
+.PHONY: dev test lint typecheck pytest otree-venv venv chromium wrk clean bench lock image-test
 
 dev: venv otree-venv
 	$(BIN)/mastok dev
@@ -55,6 +55,17 @@ $(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
 bench/node_modules/.installed: bench/package.json bench/package-lock.json
 	cd bench && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# The image's pinned dependencies (requirements.lock) from pyproject.toml, with pip-tools.
+lock: venv
+	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+		--output-file requirements.lock pyproject.toml
+
+# Builds the images and runs deploy/compose.yml as README's "Deploying with containers" says,
+# with scripted people through its public entry (podman and podman-compose; on a machine without
+# a registry, `. deploy/sandbox-prelude.sh` first).
+image-test: venv
+	PYTHON=$(CURDIR)/$(BIN)/python bash deploy/image-test.sh
 
 clean:
 	rm -rf $(VENV) $(OTREE_VENV) .pytest_cache .mypy_cache .ruff_cache

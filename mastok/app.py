@@ -12,7 +12,7 @@ from datetime import timedelta
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -29,6 +29,7 @@ from mastok.live.leader import Leader
 from mastok.live.records import Records
 from mastok.live.rooms import Rooms
 from mastok.live.starter import SessionStarter
+from mastok.metrics import Metrics
 from mastok.otree import OTreeClient
 from mastok.otree.probe import OTreeProbe
 from mastok.services import Services
@@ -42,6 +43,7 @@ from mastok.web import (
     lightmill_api,
     pages,
     participants,
+    scrape,
     sockets,
     unavailable,
 )
@@ -113,6 +115,7 @@ def create_app(
     `clock`: the time every rule reads (the system's; tests pass one they move by hand), kept
     on `app.state.clock`; `sleep`: how the admin login throttle waits (tests record it)."""
     clock = clock or SystemClock()
+    metrics = Metrics()
     throttle = LoginThrottle(clock, settings.login_max_failures, sleep or asyncio.sleep)
 
     @asynccontextmanager
@@ -124,7 +127,10 @@ def create_app(
             stack.push_async_callback(db.close)
             await migrate(db)
             otree = OTreeClient(
-                settings.otree_api_url, settings.otree_api_key, timeout=settings.otree_timeout
+                settings.otree_api_url,
+                settings.otree_api_key,
+                timeout=settings.otree_timeout,
+                metrics=metrics,
             )
             stack.push_async_callback(otree.aclose)
             campaigns = CampaignService(db, otree, settings.share_url_base)
@@ -139,14 +145,16 @@ def create_app(
             )
 
             def make_rooms(term_tasks: TaskScope) -> Rooms:
-                return Rooms(campaigns, records, starter, rules, clock, term_tasks)
+                return Rooms(campaigns, records, starter, rules, clock, term_tasks, metrics)
 
             leader = Leader(db, make_rooms, records, rules, clock, tasks)
+            metrics.watch_waiting(lambda: leader.rooms.waiting_counts() if leader.rooms else {})
+            metrics.watch_leader(lambda: leader.rooms is not None)
             campaigns.on_change(leader.campaign_changed)
             stack.push_async_callback(leader.stop)
             probe = OTreeProbe(otree)
             tasks.spawn(probe.run(), "mastok otree probe")
-            lightmill = LightMill.from_settings(db, settings, clock, tasks.spawn)
+            lightmill = LightMill.from_settings(db, settings, clock, tasks.spawn, metrics)
             for design in designs:
                 await lightmill.import_at_start(design)
             if settings.unprotected_runs:
@@ -190,6 +198,7 @@ def create_app(
         *lightmill_api.routes,
         Mount("/api", routes=api.routes),
         *health.routes,
+        Route("/metrics", scrape.metrics),
         Mount("/front", StaticFiles(directory=PROJECT_ROOT / "front"), name="front"),
     ]
     if settings.web_prefix:
@@ -213,7 +222,7 @@ def create_app(
         Middleware(
             FormSessions,
             public_prefixes=public_prefixes(settings),
-            secret_key=settings.secret_key,
+            secret_key=settings.signing_key,
             https_only=settings.origin.startswith("https://"),
             path=settings.web_prefix or "/",
         ),
@@ -230,6 +239,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.clock = clock
+    app.state.metrics = metrics
     app.state.login_throttle = throttle
     app.state.participant_limits = ParticipantLimits(
         clock, settings.sockets_per_address, settings.landings_per_minute

@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,7 +19,7 @@ import click
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
-from mastok import config_files, logmask
+from mastok import config_files, logmask, logs
 from mastok.audit import Actor, AuditLog
 from mastok.clock import SystemClock
 from mastok.config import BY_NAME, ConfigError, Settings, load_settings
@@ -26,6 +27,7 @@ from mastok.db import Database, async_url, file_lock, migrate
 from mastok.db.tables import Campaign
 from mastok.lightmill.design import Design, DesignError, parse_design
 from mastok.live.protocol import MAX_FRAME_BYTES
+from mastok.proxies import UnknownProxy, trusted_addresses
 from mastok.states import CampaignState
 from mastok.web.http_protocol import BoundedHttpToolsProtocol
 
@@ -65,7 +67,13 @@ def _run(settings: Settings, designs: Sequence[Design] = ()) -> None:
     from mastok.app import create_app
 
     with _sqlite_held(settings):
-        serve_app(create_app(settings, designs), settings.host, settings.port)
+        serve_app(
+            create_app(settings, designs),
+            settings.host,
+            settings.port,
+            settings.log_format,
+            settings.trusted_proxies,
+        )
 
 
 @contextlib.contextmanager
@@ -84,21 +92,39 @@ def _sqlite_held(settings: Settings) -> Iterator[None]:
         yield
 
 
-def serve_app(app: Any, host: str, port: int) -> None:
+def serve_app(
+    app: Any,
+    host: str,
+    port: int,
+    log_format: logs.LogFormat = "text",
+    trusted_proxies: str = "",
+) -> None:
     """Serve as `mastok serve` does: these uvicorn options, this logging (the benchmark's
     ceiling apps are served by this too, so the comparison is fair)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config = uvicorn_config(app, host=host, port=port)
+    try:
+        trusted = ",".join(trusted_addresses(trusted_proxies))
+    except UnknownProxy as error:
+        raise click.ClickException(str(error)) from None
+    config = uvicorn_config(
+        app, log_format=log_format, trusted_proxies=trusted, host=host, port=port
+    )
     _quiet_per_connection_lines()
     logmask.install()
     uvicorn.Server(config).run()
 
 
-def uvicorn_config(app: Any, **options: Any) -> uvicorn.Config:
+def uvicorn_config(
+    app: Any, log_format: logs.LogFormat = "text", trusted_proxies: str = "", **options: Any
+) -> uvicorn.Config:
     """uvicorn's options as `mastok serve` sets them (`options`: where to listen, and any
-    option a test changes)."""
+    option a test changes), with the process's logging (`mastok.logs`), which uvicorn applies
+    as it loads them, and the client address forwarded by `trusted_proxies` only (addresses and
+    networks, comma-separated; empty: nobody; `mastok.proxies` makes them from
+    MASTOK_TRUSTED_PROXIES)."""
     chosen: dict[str, Any] = {
-        "proxy_headers": True,
+        "proxy_headers": bool(trusted_proxies.strip()),
+        "forwarded_allow_ips": trusted_proxies.strip() or None,
+        "log_config": logs.dict_config(log_format),
         "log_level": "info",
         # httptools, bounded: request heads of 64 KiB, slow heads and bodies closed.
         "http": BoundedHttpToolsProtocol,
@@ -278,11 +304,46 @@ def export_command(
 def _existing_database(settings: Settings) -> str:
     """The database's async URL; an embedded file that is not there is an error, not created."""
     url = async_url(settings.database_url, settings.sqlite_path)
-    if url.startswith("sqlite") and ":memory:" not in url:
-        sqlite_file = Path(url.split(":///", 1)[-1].split("?", 1)[0])
-        if not sqlite_file.is_file():
-            raise click.ClickException(f"no database at {sqlite_file}")
+    sqlite_file = _sqlite_file(url)
+    if sqlite_file is not None and not sqlite_file.is_file():
+        raise click.ClickException(f"no database at {sqlite_file}")
     return url
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite URL (None: PostgreSQL, or SQLite in memory)."""
+    if not url.startswith("sqlite") or ":memory:" in url:
+        return None
+    return Path(url.split(":///", 1)[-1].split("?", 1)[0])
+
+
+@main.command(name="backup")
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The copy to write (replaced if there; complete or not there at all).",
+)
+@setting_option("database_url", "--database")
+def backup_command(output: Path, database: str | None) -> None:
+    """Copy the SQLite database safely, also while mastok serves from it (SQLite's online
+    backup API). PostgreSQL: pg_dump and pg_restore (README: "Backup and restore")."""
+    from mastok.backup import backup_sqlite
+
+    settings = _settings(database_url=database)
+    url = _existing_database(settings)
+    source = _sqlite_file(url)
+    if source is None:
+        raise click.ClickException(
+            f"{_describe(settings)} is not an SQLite file: back PostgreSQL up with pg_dump "
+            "(README: Backup and restore)"
+        )
+    started = time.monotonic()
+    try:
+        backup_sqlite(source, output)
+    except (OSError, sqlite3.Error) as error:
+        raise click.ClickException(f"cannot back {source} up to {output}: {error}") from None
+    click.echo(f"backed {source} up to {output} in {time.monotonic() - started:.1f} s")
 
 
 async def _campaign_named(db: Database, namespace: str) -> Campaign:
@@ -409,6 +470,25 @@ def dev(port: int | None, otree_port: int) -> None:
         _run(settings)
     finally:
         otree.stop()
+
+
+@main.command(name="healthcheck")
+@setting_option("port", type=PORT)
+def healthcheck_command(port: int | None) -> None:
+    """Exit 0 if the mastok serving with these settings answers /healthz (the image's
+    HEALTHCHECK: it follows MASTOK_PORT, MASTOK_HOST and MASTOK_WEB_PREFIX)."""
+    import httpx
+
+    settings = _settings(port=port)
+    host = "127.0.0.1" if settings.host in ("", "0.0.0.0", "::") else settings.host
+    url = f"http://{host}:{settings.port}{settings.web_prefix}/healthz"
+    try:
+        answer = httpx.get(url, timeout=5)
+    except httpx.HTTPError as error:
+        raise click.ClickException(f"{url}: {error or type(error).__name__}") from None
+    if answer.status_code != 200:
+        raise click.ClickException(f"{url}: {answer.status_code}")
+    click.echo(f"{url}: ok")
 
 
 @main.command(name="settings")

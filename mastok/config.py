@@ -16,6 +16,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
@@ -23,8 +24,12 @@ import yaml
 from dotenv import load_dotenv
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+ROOT_VARIABLE = "MASTOK_ROOT"
 DEFAULT_PASSWORD = "mastok"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIN_PASSWORD_LENGTH = 12
+# Where config.yml, templates/ and front/ are: the source tree, or MASTOK_ROOT when mastok is
+# installed as a package (the container image sets it to /app).
+PROJECT_ROOT = Path(os.environ.get(ROOT_VARIABLE) or Path(__file__).resolve().parent.parent)
 VARIABLE_PREFIX = "MASTOK_"
 
 
@@ -53,9 +58,9 @@ def _prefix(prefix: str) -> str:
 # The types of the table's rows: how each reads text from the environment or YAML scalars.
 Mode = Annotated[Literal["DEV", "TEST", "PROD"], BeforeValidator(lambda raw: _text(raw).upper())]
 Text = Annotated[str, BeforeValidator(_text)]
+LogFormat = Annotated[Literal["text", "json"], BeforeValidator(lambda raw: _text(raw).lower())]
 Url = Annotated[Text, AfterValidator(lambda url: url.rstrip("/"))]
 Prefix = Annotated[Text, AfterValidator(_prefix)]
-Key = Annotated[Text, AfterValidator(lambda key: key or secrets.token_urlsafe(32))]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 
 
@@ -74,11 +79,22 @@ class Settings(BaseModel):
 
     mode: Mode = setting(
         "DEV",
-        "`DEV` loads `.env`; `TEST`; `PROD` refuses to start with the default password or "
-        "without the oTree settings",
+        "`DEV` loads `.env`; `TEST`; `PROD` refuses to start with settings that break a study "
+        "(a default origin, no secret key, a short password, no oTree settings, unsafe flags)",
     )
     host: Text = setting("127.0.0.1", "address to listen on")
     port: int = setting(8190, "port to listen on")
+    trusted_proxies: Text = setting(
+        "",
+        "addresses, networks or host names (comma-separated, e.g. `10.89.0.10`, `10.89.0.0/24`, "
+        "`proxy`; names resolved at start) of the proxies whose `X-Forwarded-For` and "
+        "`X-Forwarded-Proto` headers are believed; empty: nobody's",
+    )
+    log_format: LogFormat = setting(
+        "text",
+        "how log lines look: `text` (each starts with its ISO 8601 UTC time) or `json` (one "
+        "object a line, with its `time`)",
+    )
     origin: Url = setting(
         "http://localhost:8190",
         "where people reach mastok (behind a proxy: the public origin); trusted for WebSockets "
@@ -88,7 +104,8 @@ class Settings(BaseModel):
     login: Text = setting("mastok", "HTTP Basic login of the admin pages and API")
     password: Text = setting(
         DEFAULT_PASSWORD,
-        "HTTP Basic password of the admin pages and API; `PROD` refuses the default",
+        "HTTP Basic password of the admin pages and API; `PROD` refuses the default and any "
+        "shorter than 12 characters",
         secret=True,
     )
     sockets_per_address: int = setting(
@@ -107,8 +124,11 @@ class Settings(BaseModel):
         "are refused (429) for 5 minutes; each wrong attempt past the fifth is answered a "
         "little later",
     )
-    secret_key: Key = setting(
-        "", "signs the admin session cookie (CSRF tokens); empty: random at each start", secret=True
+    secret_key: Text = setting(
+        "",
+        "signs the admin session cookie (CSRF tokens); empty: random at each start (`PROD` "
+        "refuses it empty)",
+        secret=True,
     )
     database_url: Text = setting(
         "",
@@ -162,6 +182,12 @@ class Settings(BaseModel):
         "LightMill did (never replacing one)",
     )
 
+    @cached_property
+    def signing_key(self) -> str:
+        """The key that signs the admin session cookie: `secret_key`, or a random one for the
+        life of these settings when it is empty."""
+        return self.secret_key or secrets.token_urlsafe(32)
+
     @property
     def share_url_base(self) -> str:
         """Where a campaign's public join page lives, without the slug."""
@@ -173,17 +199,32 @@ class Settings(BaseModel):
         return validated(self.model_dump() | given)
 
     def check_production(self) -> None:
-        """Refuse unsafe production settings in one line that says what to set."""
+        """Refuse, in PROD, settings that break a study, in one line naming each variable."""
         if self.mode != "PROD":
             return
-        missing = []
-        if not self.password or self.password == DEFAULT_PASSWORD:
-            missing.append("MASTOK_PASSWORD (not the default)")
-        for key in ("otree_public_url", "otree_api_url", "otree_api_key"):
-            if not getattr(self, key):
-                missing.append(BY_NAME[key].variable)
-        if missing:
-            raise ConfigError("PROD mode needs these settings: set " + ", ".join(missing))
+        wrong = production_problems(self)
+        if wrong:
+            raise ConfigError("PROD mode refuses these settings: set " + ", ".join(wrong))
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """What PROD refuses, each as its variable and what it needs, in the table's order."""
+    problems = {
+        "origin": settings.origin in ("", BY_NAME["origin"].default)
+        and "MASTOK_ORIGIN (the public origin people reach mastok at, not the default)",
+        "password": (
+            len(settings.password) < MIN_PASSWORD_LENGTH or settings.password == DEFAULT_PASSWORD
+        )
+        and f"MASTOK_PASSWORD (not the default, {MIN_PASSWORD_LENGTH} characters or more)",
+        "secret_key": not settings.secret_key
+        and "MASTOK_SECRET_KEY (a long random text, the same for every instance)",
+        "allow_missing_origin": settings.allow_missing_origin
+        and "MASTOK_ALLOW_MISSING_ORIGIN (off)",
+        "unprotected_runs": settings.unprotected_runs and "MASTOK_UNPROTECTED_RUNS (off)",
+    }
+    for key in ("otree_public_url", "otree_api_url", "otree_api_key"):
+        problems[key] = not getattr(settings, key) and BY_NAME[key].variable
+    return [str(text) for name in BY_NAME if (text := problems.get(name))]
 
 
 @dataclass(frozen=True)

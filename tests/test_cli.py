@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -82,6 +83,8 @@ def test_migrate_creates_the_schema(tmp_path: Path) -> None:
 def test_prod_refuses_unsafe_settings_in_one_line() -> None:
     refused = run(
         "serve",
+        "--unprotected-runs",
+        "--force",
         env={
             "MASTOK_MODE": "PROD",
             "MASTOK_PASSWORD": "mastok",
@@ -93,8 +96,10 @@ def test_prod_refuses_unsafe_settings_in_one_line() -> None:
     assert refused.returncode != 0
     lines = refused.stderr.strip().splitlines()
     assert lines == [
-        "Error: PROD mode needs these settings: set MASTOK_PASSWORD (not the default), "
-        "MASTOK_OTREE_API_URL, MASTOK_OTREE_API_KEY"
+        "Error: PROD mode refuses these settings: set MASTOK_ORIGIN (the public origin people "
+        "reach mastok at, not the default), MASTOK_PASSWORD (not the default, 12 characters or "
+        "more), MASTOK_SECRET_KEY (a long random text, the same for every instance), "
+        "MASTOK_OTREE_API_URL, MASTOK_OTREE_API_KEY, MASTOK_UNPROTECTED_RUNS (off)"
     ]
 
 
@@ -132,5 +137,43 @@ def test_dev_starts_the_demo_otree_and_mastok_then_stops_both(tmp_path: Path) ->
         _, stderr = process.communicate(timeout=30)
     assert f"mastok admin at http://localhost:{port}/" in stderr
     assert "login: mastok  password: mastok" in stderr
+    # The same logging as `mastok serve` (mastok/logs.py): each line starts with its UTC time.
+    assert re.search(r"^\d{4}-\d\d-\d\dT[\d:.]+Z INFO mastok: mastok ready", stderr, re.M)
     assert (tmp_path / "data" / "mastok.sqlite3").exists()
     assert port_is_free("127.0.0.1", otree_port), "oTree was left running"
+
+
+def test_healthcheck_follows_the_configured_port(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "MASTOK_MODE": "TEST", "MASTOK_PORT": str(port)}
+    process = subprocess.Popen(
+        [*MASTOK, "serve", "--volatile"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", process, process.stderr.read)  # type: ignore[union-attr]
+        healthy = run("healthcheck", env={"MASTOK_PORT": str(port)})
+        assert healthy.returncode == 0, healthy.stderr
+        assert healthy.stdout == f"http://127.0.0.1:{port}/healthz: ok\n"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    refused = run("healthcheck", env={"MASTOK_PORT": str(port)})
+    assert refused.returncode != 0
+    assert f"http://127.0.0.1:{port}/healthz" in refused.stderr
+
+
+def test_mastok_root_says_where_config_templates_and_front_are(tmp_path: Path) -> None:
+    shown = subprocess.run(
+        [sys.executable, "-c", "from mastok.config import PROJECT_ROOT; print(PROJECT_ROOT)"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MASTOK_ROOT": str(tmp_path)},
+        timeout=60,
+    )
+    assert shown.stdout.strip() == str(tmp_path)
+    missing = run("migrate", env={"MASTOK_ROOT": str(tmp_path)})
+    assert f"{tmp_path / 'config.yml'} not found" in missing.stderr

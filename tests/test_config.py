@@ -10,6 +10,7 @@ import yaml
 
 from mastok import config_files
 from mastok.config import (
+    BY_NAME,
     DEFAULT_PASSWORD,
     PROJECT_ROOT,
     SETTINGS,
@@ -25,9 +26,13 @@ PROD_VARIABLES = (
     "MASTOK_OTREE_PUBLIC_URL",
     "MASTOK_OTREE_API_URL",
     "MASTOK_OTREE_API_KEY",
+    "MASTOK_ORIGIN",
+    "MASTOK_SECRET_KEY",
 )
 PROD_ENVIRON = {
     "MASTOK_MODE": "PROD",
+    "MASTOK_ORIGIN": "https://mastok.example.org",
+    "MASTOK_SECRET_KEY": "a-long-random-key",
     "MASTOK_PASSWORD": "a long and secret passphrase",
     "MASTOK_OTREE_PUBLIC_URL": "https://otree.example.org/",
     "MASTOK_OTREE_API_URL": "http://127.0.0.1:8000/",
@@ -175,11 +180,16 @@ def test_urls_lose_their_trailing_slash(config_file: Path) -> None:
     assert settings.otree_api_url == "http://127.0.0.1:8000"
 
 
-def test_an_empty_secret_key_becomes_a_random_one(config_file: Path) -> None:
-    first, second = load(config_file).secret_key, load(config_file).secret_key
+def test_an_empty_secret_key_signs_with_a_random_one(config_file: Path) -> None:
+    first, second = load(config_file), load(config_file)
 
-    assert len(first) >= 32
-    assert first != second
+    assert first.secret_key == ""  # PROD can tell it was not set
+    assert len(first.signing_key) >= 32
+    assert first.signing_key == first.signing_key != second.signing_key
+
+
+def test_a_set_secret_key_signs(config_file: Path) -> None:
+    assert load(config_file, MASTOK_SECRET_KEY="fixed-key").signing_key == "fixed-key"
 
 
 def test_overrides_skip_none(config_file: Path) -> None:
@@ -194,12 +204,6 @@ def test_overrides_are_parsed_as_the_environment_is(config_file: Path) -> None:
     assert (settings.web_prefix, settings.fixed_measures) == ("/lab", True)
     with pytest.raises(ConfigError, match="MASTOK_PORT must be a number, not 'eighty'"):
         settings.with_overrides(port="eighty")
-
-
-def test_overrides_keep_the_random_secret_key(config_file: Path) -> None:
-    settings = load(config_file)
-
-    assert settings.with_overrides(port=9999).secret_key == settings.secret_key
 
 
 def test_secrets_stay_out_of_the_repr(config_file: Path) -> None:
@@ -285,16 +289,49 @@ def test_prod_names_every_missing_variable_in_one_message(config_file: Path) -> 
         assert variable in message
 
 
-@pytest.mark.parametrize("password", [DEFAULT_PASSWORD, ""])
-def test_prod_refuses_the_default_or_an_empty_password(config_file: Path, password: str) -> None:
+@pytest.mark.parametrize("password", [DEFAULT_PASSWORD, "", "eleven char"])
+def test_prod_refuses_the_default_or_a_short_password(config_file: Path, password: str) -> None:
     message = prod_error(config_file, **PROD_ENVIRON | {"MASTOK_PASSWORD": password})
 
-    assert "MASTOK_PASSWORD" in message
-    assert "MASTOK_OTREE" not in message
+    assert [v for v in PROD_VARIABLES if v in message] == ["MASTOK_PASSWORD"]
+    assert "12 characters" in message
+
+
+def test_prod_takes_a_password_of_12_characters(config_file: Path) -> None:
+    load(config_file, **PROD_ENVIRON | {"MASTOK_PASSWORD": "twelve chars"}).check_production()
+
+
+def test_prod_refuses_the_default_origin_even_when_written_out(config_file: Path) -> None:
+    default = BY_NAME["origin"].default
+    message = prod_error(config_file, **PROD_ENVIRON | {"MASTOK_ORIGIN": default})
+
+    assert [v for v in PROD_VARIABLES if v in message] == ["MASTOK_ORIGIN"]
+
+
+@pytest.mark.parametrize("variable", ["MASTOK_ALLOW_MISSING_ORIGIN", "MASTOK_UNPROTECTED_RUNS"])
+def test_prod_refuses_unsafe_flags(config_file: Path, variable: str) -> None:
+    message = prod_error(config_file, **PROD_ENVIRON | {variable: "true"})
+
+    assert message == f"PROD mode refuses these settings: set {variable} (off)"
+
+
+def test_prod_names_each_offending_variable_once_in_one_line(config_file: Path) -> None:
+    message = prod_error(
+        config_file,
+        MASTOK_MODE="PROD",
+        MASTOK_PASSWORD="short",
+        MASTOK_UNPROTECTED_RUNS="1",
+        MASTOK_ALLOW_MISSING_ORIGIN="1",
+    )
+
+    expected = [*PROD_VARIABLES, "MASTOK_ALLOW_MISSING_ORIGIN", "MASTOK_UNPROTECTED_RUNS"]
+    assert all(message.count(variable) == 1 for variable in expected)
+    assert message.count("MASTOK_") == len(expected)
+    assert "\n" not in message
 
 
 @pytest.mark.parametrize("variable", PROD_VARIABLES[1:])
-def test_prod_refuses_a_missing_otree_setting(config_file: Path, variable: str) -> None:
+def test_prod_refuses_a_missing_setting(config_file: Path, variable: str) -> None:
     message = prod_error(config_file, **PROD_ENVIRON | {variable: ""})
 
     assert [v for v in PROD_VARIABLES if v in message] == [variable]

@@ -36,16 +36,15 @@ async def join(websocket: WebSocket) -> None:
 
 @pytest.fixture
 def served(caplog: pytest.LogCaptureFixture) -> Iterator[int]:
-    """A port where uvicorn serves, with mastok serve's options and log filters; its log lines
-    go to caplog too (uvicorn's loggers do not propagate)."""
+    """A port where uvicorn serves, with mastok serve's options, logging and log filters; its
+    log lines reach caplog's handler at the root (the root's own are put back afterwards)."""
     app = Starlette(routes=[Route("/api/run/xp/S0", ok), WebSocketRoute("/ws/join", join)])
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     server = uvicorn.Server(uvicorn_config(app))
     logmask.install()
-    loggers = [logging.getLogger(name) for name in logmask.LOGGERS]
-    for logger in loggers:
-        logger.addHandler(caplog.handler)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -56,12 +55,16 @@ def served(caplog: pytest.LogCaptureFixture) -> Iterator[int]:
     server.should_exit = True
     thread.join(10)
     sock.close()
-    for logger in loggers:
-        logger.removeHandler(caplog.handler)
+    root.handlers[:], root.level = handlers, level
+
+
+def uvicorn_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What uvicorn logged (the test's own HTTP client logs its URLs too)."""
+    return [r.getMessage() for r in caplog.records if r.name.startswith("uvicorn")]
 
 
 def lines(caplog: pytest.LogCaptureFixture, *words: str) -> list[str]:
-    return [r.getMessage() for r in caplog.records if all(w in r.getMessage() for w in words)]
+    return [line for line in uvicorn_lines(caplog) if all(w in line for w in words)]
 
 
 def test_uvicorn_logs_tokens_masked_and_the_join_socket_with_its_slug_only(
@@ -78,10 +81,10 @@ def test_uvicorn_logs_tokens_masked_and_the_join_socket_with_its_slug_only(
     asyncio.run(land())
     deadline = time.monotonic() + 10
     while not (lines(caplog, "GET /api/run") and lines(caplog, "WebSocket")):
-        assert time.monotonic() < deadline, [r.getMessage() for r in caplog.records]
+        assert time.monotonic() < deadline, uvicorn_lines(caplog)
         time.sleep(0.01)
 
-    logged = "\n".join(r.getMessage() for r in caplog.records)
+    logged = "\n".join(uvicorn_lines(caplog))
     assert "s3cr3t" not in logged and "5f1e" not in logged and "abc" not in logged
     assert '"GET /api/run/xp/S0?token=***&x=1 HTTP/1.1" 200' in logged
     assert '"WebSocket /ws/join?slug=pilot" [accepted]' in logged

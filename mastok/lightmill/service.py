@@ -27,6 +27,7 @@ from mastok.lightmill.store import (
     RunInfo,
     TrialInfo,
 )
+from mastok.metrics import Metrics
 from mastok.tasks import Spawn
 
 log = logging.getLogger("mastok.lightmill")
@@ -39,8 +40,10 @@ class LightMill:
         policy: LockPolicy,
         fixed_measures: bool,
         max_new_measures: int | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.policy = policy
         self.fixed_measures = fixed_measures
         self.max_new_measures = max_new_measures
@@ -54,12 +57,13 @@ class LightMill:
         settings: Settings,
         clock: Clock | None = None,
         spawn: Spawn | None = None,
+        metrics: Metrics | None = None,
     ) -> LightMill:
         """`clock`: the time locks expire by and results are stamped with (tests set it);
         `spawn`: starts the trial writers' tasks (the app's task scope)."""
         policy = LockPolicy(settings.lock_timeout, unprotected=settings.unprotected_runs)
         store = LightMillStore(db, clock or SystemClock(), spawn)
-        return cls(store, policy, settings.fixed_measures, settings.max_new_measures)
+        return cls(store, policy, settings.fixed_measures, settings.max_new_measures, metrics)
 
     async def import_xml(self, data: bytes) -> ExperimentInfo:
         """Parse (in a worker thread) and store a TouchStone design. Raises
@@ -136,7 +140,7 @@ class LightMill:
     async def record_trial(
         self, experiment: str, run: str, block: int, number: int, results: TrialResults
     ) -> TrialInfo:
-        return await self.store.record_trial(
+        recorded = await self.store.record_trial(
             experiment,
             run,
             block,
@@ -146,3 +150,6 @@ class LightMill:
             policy=self.policy,
             max_new_measures=self.max_new_measures,
         )
+        if self.metrics is not None:
+            self.metrics.trial_recorded()
+        return recorded

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections import Counter
 from dataclasses import dataclass, field
 
 from mastok.campaigns.service import CampaignService
@@ -16,6 +17,7 @@ from mastok.live.records import Records
 from mastok.live.room import Room
 from mastok.live.runner import Runner
 from mastok.live.starter import SessionStarter
+from mastok.metrics import Metrics
 from mastok.tasks import TaskScope
 
 log = logging.getLogger("mastok.live")
@@ -57,6 +59,7 @@ class Rooms:
     rules: Rules
     clock: Clock
     tasks: TaskScope
+    metrics: Metrics | None = None
     _runners: dict[int, Runner] = field(default_factory=dict)
     _slugs: dict[str, int] = field(default_factory=dict)  # slug -> id, for the runners there
     _building: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -91,9 +94,19 @@ class Rooms:
     async def _build(self, campaign: Campaign) -> Runner:
         """The room as the database has it, with its runner's task."""
         room = await restore_room(campaign, self.records, self.rules, self.clock)
-        runner = Runner(campaign, room, self.records, self.starter, self.clock, self.tasks)
+        runner = Runner(
+            campaign, room, self.records, self.starter, self.clock, self.tasks, self.metrics
+        )
         self.tasks.spawn(runner.run(), f"mastok room {campaign.namespace}")
         return runner
+
+    def waiting_counts(self) -> dict[tuple[str, str], int]:
+        """(campaign, step) -> people in its room at that step, for the metrics."""
+        counts: Counter[tuple[str, str]] = Counter()
+        for runner in list(self._runners.values()):
+            namespace = runner.campaign.namespace
+            counts.update((namespace, m.step.value) for m in runner.room.members.values())
+        return dict(counts)
 
     async def runner_for_slug(self, slug: str) -> Runner | None:
         """The runner of the campaign at `slug`, None if there is none.

@@ -29,10 +29,12 @@ from mastok.live.records import Records
 from mastok.live.room import Room
 from mastok.live.starter import SessionStarter, StartFailed, StartSpec
 from mastok.live.watchers import Watchers
+from mastok.metrics import Metrics
 from mastok.tasks import TaskScope
 
 log = logging.getLogger("mastok.live")
 RETRY_PROBE_SECONDS = 1.0
+WAITED = "mastok_waited_seconds"  # an entrant's wait in the pools, as oTree is told it
 
 Chore = Callable[[], Awaitable[None]]  # driver work done in a turn of its own
 
@@ -98,6 +100,7 @@ class Runner:
         starter: SessionStarter,
         clock: Clock,
         tasks: TaskScope,
+        metrics: Metrics | None = None,
     ) -> None:
         self.campaign = campaign  # kept current by every edit (the slug finds the runner)
         self.room = room
@@ -113,6 +116,8 @@ class Runner:
         self._probe: asyncio.Task[Any] | None = None
         self._to_retry: list[ev.Event] = []  # events whose writes failed, tried again at a tick
         self._tick_queued = False
+        self.metrics = metrics or Metrics()
+        self._waits: dict[int, list[float]] = {}  # a session being created: its members' waits
 
     @property
     def campaign_id(self) -> int:
@@ -238,12 +243,20 @@ class Runner:
                 await self._writes_failed(event, error)
                 return
         self.room.commit()
+        self._count(writes)
         notes = [self._with_ids(e, recorded) for e in effects if isinstance(e, ev.Notify)]
         for effect in effects:
             self._carry_out(effect)
         if isinstance(event, ev.Closed):
             self.connections.pop(event.conn, None)
         self.watchers.turn_ended(self.room.view(now), notes)
+
+    def _count(self, writes: list[ev.Persist]) -> None:
+        """The visits ended and the sessions started in what was just written."""
+        self.metrics.room_written(self.campaign.namespace, writes)
+        for write in writes:
+            if isinstance(write, ev.RecordSession):
+                self.metrics.waited(self._waits.pop(write.number, ()))
 
     async def _writes_failed(self, event: ev.Event, error: Exception) -> None:
         """Nothing of the event happened: say so, and try again where that makes sense."""
@@ -298,6 +311,7 @@ class Runner:
 
     def _create(self, number: int, look_up: bool, entrants: tuple[ev.Entrant, ...]) -> None:
         spec = StartSpec.of(self.campaign)
+        self._waits[number] = [dict(e.vars).get(WAITED, 0) for e in entrants]
         task = self.tasks.spawn(
             self._create_session(spec, number, look_up, entrants),
             f"mastok start {spec.namespace} {number}",

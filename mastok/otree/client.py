@@ -7,13 +7,17 @@ own message, so callers can show it and never crash on it.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from mastok.otree.urls import http_url
+
+if TYPE_CHECKING:
+    from mastok.metrics import Metrics
 
 
 class OTreeError(Exception):
@@ -107,8 +111,10 @@ class OTreeClient:
         *,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
+        self.metrics = metrics
         self._http = httpx.AsyncClient(
             base_url=self.api_url,
             headers={"otree-rest-key": api_key},
@@ -165,6 +171,19 @@ class OTreeClient:
         )
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """oTree's answer as JSON; each call timed and its error counted in the metrics."""
+        started = time.perf_counter()
+        error: OTreeError | None = None
+        try:
+            return await self._call(method, path, **kwargs)
+        except OTreeError as failed:
+            error = failed
+            raise
+        finally:
+            if self.metrics is not None:
+                self.metrics.otree_request(time.perf_counter() - started, error)
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         if not self.api_url:
             raise OTreeNotConfigured("oTree's API URL is not set (MASTOK_OTREE_API_URL)")
         try:

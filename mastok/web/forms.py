@@ -51,7 +51,7 @@ class CSRFForm(Form):
 
     @classmethod
     def for_request(cls, request: Request, formdata: FormData | None = None, **kwargs: Any) -> Any:
-        secret = settings(request).secret_key.encode()
+        secret = settings(request).signing_key.encode()
         meta = {"csrf_secret": secret, "csrf_context": request.session}
         data = _WebFormData(formdata) if formdata is not None else None
         return cls(formdata=data, meta=meta, **kwargs)

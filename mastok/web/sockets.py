@@ -87,20 +87,21 @@ async def _join(websocket: WebSocket, limits: ParticipantLimits, address: str) -
         connection.close(UNKNOWN, "unknown campaign")
         await connection.wait_closed()
         return
-    conn = await runner.participant_arrives(connection, _query(websocket))
+    with websocket.app.state.metrics.socket_open("participant"):
+        conn = await runner.participant_arrives(connection, _query(websocket))
 
-    async def on_frame(frame: Frame) -> None:
-        if frame.kind == Kind.LAND and not limits.may_land(address):
-            connection.disconnect(Reason.LANDING_FAILED)  # a burst of made-up ids: refused
-            return
-        await runner.participant_frame(conn, frame)
+        async def on_frame(frame: Frame) -> None:
+            if frame.kind == Kind.LAND and not limits.may_land(address):
+                connection.disconnect(Reason.LANDING_FAILED)  # a burst of made-up ids: refused
+                return
+            await runner.participant_frame(conn, frame)
 
-    code = None
-    try:
-        code = await _read_frames(websocket, connection, on_frame)
-    finally:
-        runner.participant_leaves(conn, code)
-        await connection.stop()
+        code = None
+        try:
+            code = await _read_frames(websocket, connection, on_frame)
+        finally:
+            runner.participant_leaves(conn, code)
+            await connection.stop()
 
 
 async def supervise_socket(websocket: WebSocket) -> None:
@@ -137,11 +138,12 @@ async def supervise_socket(websocket: WebSocket) -> None:
         after = services.campaigns.as_fields(updated)
         await audit.audited_edit(websocket, namespace, before, after)
 
-    try:
-        await _read_frames(websocket, connection, on_frame)
-    finally:
-        runner.supervisor_leaves(connection)
-        await connection.stop()
+    with websocket.app.state.metrics.socket_open("supervisor"):
+        try:
+            await _read_frames(websocket, connection, on_frame)
+        finally:
+            runner.supervisor_leaves(connection)
+            await connection.stop()
 
 
 async def _read_frames(

@@ -1,0 +1,220 @@
+"""Scripted people for `make image-test`: they use the running stack through its public entry.
+
+    python deploy/stack_check.py participant   # a campaign, a participant, its oTree page
+    python deploy/stack_check.py failover C1 C2   # needs leader/standby (issue 12, part one)
+
+`participant`: an admin creates a Running campaign on the demo's one-player survey through the
+proxy, a participant lands, agrees and is sent to oTree, and its oTree page opens through the
+proxy too. `failover C1 C2` (the two mastok containers): a participant waits in a two-player
+campaign; the leader's process is killed (`kill -9` of its pid, from the host); the standby
+must lead within 5 seconds and the proxy send sockets to it; the participant resumes its place
+with its token; a pause through the admin API reaches its page. Settings come from deploy/.env
+(as compose reads it). Prints each step and its time; exits non-zero on the first failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from dotenv import dotenv_values
+from websockets.asyncio.client import ClientConnection, connect
+
+ENV = dotenv_values(Path(__file__).with_name(".env"))
+ENTRY = f"http://127.0.0.1:{ENV.get('MASTOK_PUBLIC_PORT') or 8080}"
+OTREE_ENTRY = f"http://127.0.0.1:{ENV.get('OTREE_PUBLIC_PORT') or 8000}"
+ORIGIN = str(ENV["MASTOK_ORIGIN"])
+AUTH = (ENV.get("MASTOK_LOGIN") or "mastok", str(ENV["MASTOK_PASSWORD"]))
+CONSENT = "# Consent\n\n- [ ] I agree to take part\n\n[accept]I agree[/accept]"
+FAILOVER_SECONDS = 5.0  # the standby leads within this (issue 12)
+PROXY_CHECK_SECONDS = 2.0  # the proxy sees it within two checks a second apart (haproxy.cfg)
+STARTED = time.monotonic()
+
+
+def say(what: str) -> None:
+    print(f"[{time.monotonic() - STARTED:6.1f} s] {what}", flush=True)
+
+
+def campaign(namespace: str, config: str, per_session: int) -> dict[str, Any]:
+    return {
+        "namespace": namespace,
+        "slug": f"{namespace}_join",
+        "otree_config_name": config,
+        "per_session": per_session,
+        "join_once": False,
+        "show_nb_participants": True,
+        "max_sessions": 2,
+        "concurrent_sessions": 1,
+        "session_duration": 30,
+        "waiting_limit": 5,
+        "consent": CONSENT,
+        "grouping": "",
+        "instructions": "Please wait for the others.",
+        "paused": "We are paused.",
+        "completed": "We are done, thank you.",
+        "pending": "The room is full, please wait.",
+    }
+
+
+def create_running(admin: httpx.Client, fields: dict[str, Any]) -> None:
+    created = admin.post("/api/campaigns", json=fields)
+    assert created.status_code == 201, created.text
+    running = admin.patch(f"/api/campaigns/{fields['namespace']}", json={"state": "Running"})
+    assert running.status_code == 200, running.text
+
+
+def wait_for(what: str, check: Any, within: float = 120.0) -> float:
+    """Seconds until `check()` is true."""
+    began = time.monotonic()
+    while True:
+        try:
+            if check():
+                return time.monotonic() - began
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() - began > within:
+            raise SystemExit(f"FAILED: {what} not within {within:.0f} s")
+        time.sleep(0.2)
+
+
+class Page:
+    """A participant's page: its join socket through the proxy."""
+
+    def __init__(self, socket: ClientConnection) -> None:
+        self.socket = socket
+
+    @classmethod
+    async def open(cls, slug: str) -> Page:
+        url = ENTRY.replace("http", "ws", 1) + f"/ws/join?slug={slug}"
+        return cls(await connect(url, origin=ORIGIN))  # type: ignore[arg-type]
+
+    async def send(self, kind: str, payload: Any = None) -> None:
+        frame = {"kind": kind} if payload is None else {"kind": kind, "payload": payload}
+        await self.socket.send(json.dumps(frame))
+
+    async def until(self, kind: str, within: float = 30.0) -> Any:
+        deadline = time.monotonic() + within
+        while True:
+            frame = json.loads(
+                await asyncio.wait_for(self.socket.recv(), max(deadline - time.monotonic(), 0.01))
+            )
+            if frame["kind"] == kind:
+                return frame.get("payload")
+
+    async def arrive(self, fingerprint: str) -> str:
+        """Land and agree; the resume token."""
+        assert await self.until("State") == "Running"
+        await self.send("Land", fingerprint)
+        token = str(await self.until("Resume"))
+        await self.until("Consent")
+        await self.send("Agree")
+        return token
+
+
+async def participant() -> None:
+    with httpx.Client(base_url=ENTRY, auth=AUTH, timeout=10) as admin:
+        waited = wait_for(
+            "mastok ready through the proxy", lambda: admin.get("/healthz").is_success
+        )
+        say(f"mastok answers through the proxy (waited {waited:.1f} s)")
+        wait_for("oTree's configs", lambda: admin.get("/api/otree/configs").is_success)
+        create_running(admin, campaign("image_test", "survey", 1))
+        say("campaign image_test Running (the demo's survey, one a session)")
+    page = await Page.open("image_test_join")
+    await page.arrive("scripted-participant")
+    start_url = str(await page.until("Starting"))
+    say(f"participant sent to oTree: {start_url}")
+    assert start_url.startswith(str(ENV["OTREE_PUBLIC_URL"])), start_url
+    through_proxy = OTREE_ENTRY + start_url.removeprefix(str(ENV["OTREE_PUBLIC_URL"]))
+    async with httpx.AsyncClient(timeout=20) as browser:
+        otree_page = await browser.get(through_proxy, follow_redirects=True)
+    assert otree_page.status_code == 200, otree_page.status_code
+    assert "/p/" in str(otree_page.url) and "<form" in otree_page.text, otree_page.url
+    say(f"the participant's oTree page opens through the proxy: {otree_page.url.path}")
+
+
+def role(container: str) -> str:
+    """The container's /readyz role, asked inside it ("down" when it does not answer)."""
+    probe = (
+        "import json,os,urllib.request as u,urllib.error as e\n"
+        "url=f'http://127.0.0.1:{os.environ[\"MASTOK_PORT\"]}/readyz'\n"
+        "try: print(json.load(u.urlopen(url,timeout=2))['role'])\n"
+        "except e.HTTPError as x: print(json.load(x)['role'])\n"
+    )
+    return podman("exec", container, "python", "-c", probe) or "down"
+
+
+def podman(*argv: str) -> str:
+    return subprocess.run(
+        ["podman", *argv], capture_output=True, text=True, timeout=30
+    ).stdout.strip()
+
+
+async def failover(containers: list[str]) -> None:
+    roles = {c: await asyncio.to_thread(role, c) for c in containers}
+    say(f"roles: {roles}")
+    leaders = [c for c, r in roles.items() if r == "leader"]
+    assert len(leaders) == 1 and "standby" in roles.values(), roles
+    leader = leaders[0]
+    with httpx.Client(base_url=ENTRY, auth=AUTH, timeout=10) as admin:
+        create_running(admin, campaign("failover", "guess_two", 2))  # before any socket
+    page = await Page.open("failover_join")
+    token = await page.arrive("waiting-participant")
+    assert await page.until("JoiningSize") == "1/2"
+    say("a participant waits, 1/2")
+
+    pid = int(podman("inspect", "--format", "{{.State.Pid}}", leader))
+    killed_at = time.monotonic()
+    os.kill(pid, signal.SIGKILL)  # a crash: `podman kill` would count as stopped by hand
+    say(f"killed {leader}'s mastok (kill -9 {pid}); podman restarts it, as a standby")
+
+    def standby_leads() -> bool:
+        return any(role(c) == "leader" for c in containers if c != leader)
+
+    led = await asyncio.to_thread(
+        wait_for, "the standby leading", standby_leads, FAILOVER_SECONDS + 10
+    )
+    say(f"the standby leads {led:.1f} s after the kill")
+    assert led <= FAILOVER_SECONDS + 1, f"failover took {led:.1f} s"
+    with httpx.Client(base_url=ENTRY, timeout=5) as anyone:
+        await asyncio.to_thread(
+            wait_for,
+            "the proxy sending to the new leader",
+            lambda: anyone.get("/readyz").status_code == 200,
+            FAILOVER_SECONDS + PROXY_CHECK_SECONDS + 5,
+        )
+    say(f"the proxy reaches the new leader ({time.monotonic() - killed_at:.1f} s after the kill)")
+
+    resumed = await Page.open("failover_join")
+    assert await resumed.until("State") == "Running"
+    await resumed.send("Resume", token)
+    assert await resumed.until("Resume") == token
+    assert await resumed.until("JoiningSize") == "1/2"
+    say("the participant resumed its place through the proxy, 1/2")
+
+    async with httpx.AsyncClient(base_url=ENTRY, auth=AUTH, timeout=10) as pauser:
+        paused = await pauser.patch("/api/campaigns/failover", json={"state": "Paused"})
+        assert paused.status_code == 200, paused.text
+    assert await resumed.until("State", within=10) == "Paused"
+    say("a pause through the admin API reached the participant's page")
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["participant"]:
+        asyncio.run(participant())
+    elif argv[:1] == ["failover"] and len(argv) == 3:
+        asyncio.run(failover(argv[1:]))
+    else:
+        raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
