@@ -47,7 +47,7 @@ def port() -> Iterator[int]:
     app = Starlette(routes=[Route("/", echo, methods=["GET", "POST"]), WebSocketRoute("/ws", hold)])
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn_config(app, http=Quick, log_level="warning")
+    config = uvicorn_config(app, http=Quick, log_config=None, log_level="warning")
     assert uvicorn_config(app).http is BoundedHttpToolsProtocol  # what mastok serve runs
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
