@@ -286,6 +286,10 @@ class Room:
         bound = sum(self.campaign.pending_bound(size) for _, size in self.campaign.groups)
         return f"{count}/{bound}"
 
+    def presence(self) -> dict[str, bool]:
+        """Whether each member (by token) is connected now, or away."""
+        return {token: member.conn is not None for token, member in self.members.items()}
+
     def full_size(self) -> str:
         return f"{self.campaign.per_session}/{self.campaign.per_session}"
 

@@ -141,6 +141,16 @@ class Runner:
         await self.ask(look)
         return seen[0]
 
+    async def presence(self) -> dict[str, bool]:
+        """Who in the room is connected (by token), between turns."""
+        seen: list[dict[str, bool]] = []
+
+        async def look() -> None:
+            seen.append(self.room.presence())
+
+        await self.ask(look)
+        return seen[0]
+
     def supervisor_leaves(self, connection: Connection) -> None:
         self.watchers.remove(connection)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from mastok.campaigns.stats import campaign_stats
 from mastok.clock import iso
 from mastok.otree import OTreeError, SessionSummary
 from mastok.otree.labels import mastok_id_of
@@ -100,3 +101,23 @@ async def supervise(request: Request, namespace: str) -> dict[str, Any]:
         "live": {"state": view.state, "joining": view.joining, "pending": view.pending},
         "sessions": sessions,
     }
+
+
+async def stats(request: Request, namespace: str, identities: bool = False) -> dict[str, Any]:
+    """The campaign's figures (mastok.campaigns.stats), with who waits connected or away, and
+    their platform identities only if asked.
+
+    Raises CampaignNotFound.
+    """
+    app_services = services(request)
+    campaign = await app_services.campaigns.get(namespace)
+    runner = await app_services.rooms.runner(campaign)
+    presence = await runner.presence()
+    now = request.app.state.clock.now()
+    figures = await campaign_stats(app_services.db, campaign.id, now)
+    for person in figures["waiting"]:
+        person["present"] = presence.get(person.pop("token"), False)
+        identity = person.pop("identity")
+        if identities:
+            person["identity"] = identity
+    return {"namespace": campaign.namespace, "state": (await runner.view()).state, **figures}
