@@ -25,6 +25,7 @@ from mastok.lightmill.design import Design
 from mastok.lightmill.errors import LightMillError
 from mastok.lightmill.service import LightMill
 from mastok.live.events import Rules
+from mastok.live.progress import ProgressPoller
 from mastok.live.records import Records
 from mastok.live.rooms import Rooms
 from mastok.live.starter import SessionStarter
@@ -154,6 +155,8 @@ def create_app(
             services = Services(settings, db, otree, campaigns, records, rooms, lightmill, audit)
             app.state.services = services
             await rooms.start()
+            poller = ProgressPoller(rooms, otree, db, clock)
+            tasks.spawn(poller.run(), "mastok progress")
             log.info("mastok ready on %s%s", settings.origin, settings.web_prefix or "/")
             yield
 

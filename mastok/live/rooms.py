@@ -63,6 +63,9 @@ class Rooms:
         except TimeoutError:
             log.error("stopping without recording the sessions still being created")
 
+    def runners(self) -> list[Runner]:
+        return list(self._runners.values())
+
     async def runner(self, campaign: Campaign) -> Runner:
         runner = self._runners.get(campaign.id)
         if runner is not None:
@@ -82,7 +85,7 @@ class Rooms:
             new_token,
             waiting=await self.records.waiting(campaign.id),
             started=await self.records.started(campaign.id),
-            live_sessions=await self.records.live_session_times(
+            live_sessions=await self.records.live_sessions(
                 campaign.id, now - room_campaign.session_duration
             ),
             now=now,

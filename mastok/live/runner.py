@@ -141,6 +141,16 @@ class Runner:
         await self.ask(look)
         return seen[0]
 
+    async def live_numbers(self) -> set[int]:
+        """The numbers of the sessions the room counts as live, between turns."""
+        seen: list[set[int]] = []
+
+        async def look() -> None:
+            seen.append(set(self.room.live_sessions))
+
+        await self.ask(look)
+        return seen[0]
+
     async def presence(self) -> dict[str, bool]:
         """Who in the room is connected (by token), between turns."""
         seen: list[dict[str, bool]] = []

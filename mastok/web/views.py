@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from mastok.campaigns.stats import campaign_stats
 from mastok.clock import iso
+from mastok.live.pages import Page, pages_of
 from mastok.otree import OTreeError, SessionSummary
 from mastok.otree.labels import mastok_id_of
 from mastok.otree.urls import http_url, public_otree_url
@@ -76,7 +77,8 @@ def _session_json(summary: SessionSummary, public_url: str) -> dict[str, Any]:
 
 
 async def supervise(request: Request, namespace: str) -> dict[str, Any]:
-    """A campaign, its live room and the sessions mastok started for it.
+    """A campaign, its live room and the sessions mastok started for it, each with its
+    participants' progress as last read from oTree (`mastok.live.progress`).
 
     Raises CampaignNotFound.
     """
@@ -84,16 +86,27 @@ async def supervise(request: Request, namespace: str) -> dict[str, Any]:
     campaign = await app_services.campaigns.get(namespace)
     runner = await app_services.rooms.runner(campaign)
     view = await runner.view()
+    live = await runner.live_numbers()
+    now = request.app.state.clock.now()
+    records = await app_services.records.sessions(campaign.id)
+    seen = await pages_of(app_services.db, [record.id for record in records])
     sessions = []
-    for record in await app_services.records.sessions(campaign.id):
+    for record in records:
+        codes = await app_services.records.participant_codes(record.id)
         sessions.append(
             {
                 "code": record.otree_code,
+                "number": record.number,
                 "mastok_id": record.mastok_id,
                 "size": record.size,
                 "admin_url": http_url(record.admin_url),
-                "participant_codes": await app_services.records.participant_codes(record.id),
+                "participant_codes": codes,
                 "created_at": iso(record.created_at),
+                "finished_at": iso(record.finished_at),
+                "live": record.number in live,
+                "participants": _progress(
+                    codes, seen.get(record.id, []), now, campaign.idle_flag_seconds
+                ),
             }
         )
     return {
@@ -101,6 +114,42 @@ async def supervise(request: Request, namespace: str) -> dict[str, Any]:
         "live": {"state": view.state, "joining": view.joining, "pending": view.pending},
         "sessions": sessions,
     }
+
+
+def _progress(
+    codes: list[str], seen: list[Page], now: datetime, idle_flag_seconds: int
+) -> list[dict[str, Any]]:
+    """Each participant's page out of the session's, finished or not, seconds since mastok saw
+    its page change, and `idle` past the campaign's threshold; unknown (None) until oTree is
+    read."""
+    by_code = {page.code: page for page in seen}
+    found: list[dict[str, Any]] = []
+    for code in [*codes, *(c for c in by_code if c not in codes)]:
+        page = by_code.get(code)
+        if page is None:
+            found.append(
+                {
+                    "code": code,
+                    "page_index": None,
+                    "page_count": None,
+                    "finished": None,
+                    "idle_seconds": None,
+                    "idle": False,
+                }
+            )
+            continue
+        idle = max(int((now - page.changed_at).total_seconds()), 0)
+        found.append(
+            {
+                "code": code,
+                "page_index": page.page_index,
+                "page_count": page.page_count,
+                "finished": page.finished,
+                "idle_seconds": idle,
+                "idle": not page.finished and 0 < idle_flag_seconds <= idle,
+            }
+        )
+    return found
 
 
 async def stats(request: Request, namespace: str, identities: bool = False) -> dict[str, Any]:
