@@ -157,6 +157,31 @@ async def campaign_stats(db: Database, campaign_id: int, now: datetime) -> dict[
     }
 
 
+async def campaign_summary(db: Database, campaign_id: int, now: datetime) -> dict[str, Any]:
+    """The dashboard's line of a campaign: its funnel and outcomes, arrivals per minute."""
+    found = queries(campaign_id, now, db.engine.dialect.name)
+    async with db.engine.connect() as connection:
+        funnel_rows = (await connection.execute(found.funnel)).all()
+        arrival_rows = (await connection.execute(found.arrivals)).all()
+    funnel, outcomes = _funnel(funnel_rows)
+    return {
+        "funnel": funnel,
+        "outcomes": outcomes,
+        "arrivals_per_minute": _arrivals(arrival_rows, now),
+    }
+
+
+def sparkline(counts: list[int], width: int = 120, height: int = 24) -> str:
+    """An SVG polyline's points for counts over time, the largest at the top."""
+    if not counts:
+        return ""
+    top = max(max(counts), 1)
+    step = width / max(len(counts) - 1, 1)
+    return " ".join(
+        f"{i * step:.1f},{height - (n / top) * (height - 2) - 1:.1f}" for i, n in enumerate(counts)
+    )
+
+
 def _funnel(rows: Iterable[Any]) -> tuple[dict[str, int], dict[str, int]]:
     funnel = {"arrived": 0, "consented": 0, "joined": 0, "started": 0}
     outcomes = {outcome.value: 0 for outcome in Outcome}

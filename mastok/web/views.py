@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from mastok.campaigns.stats import campaign_stats
+from mastok.campaigns.stats import campaign_stats, campaign_summary, sparkline
 from mastok.clock import iso
 from mastok.live.pages import Page, pages_of
 from mastok.otree import OTreeError, SessionSummary
@@ -31,7 +31,23 @@ async def dashboard(request: Request) -> dict[str, Any]:
     states = {state.value: 0 for state in CampaignState}
     for campaign in found:
         states[campaign.state] = states.get(campaign.state, 0) + 1
-    return {"campaigns": {"total": len(found), "by_state": states}, "otree": await otree(request)}
+    now = request.app.state.clock.now()
+    items = []
+    for campaign in found:
+        summary = await campaign_summary(app_services.db, campaign.id, now)
+        counts = [n for _, n in summary["arrivals_per_minute"]]
+        items.append(
+            {
+                "namespace": campaign.namespace,
+                "state": campaign.state,
+                **summary,
+                "sparkline": sparkline(counts),
+            }
+        )
+    return {
+        "campaigns": {"total": len(found), "by_state": states, "items": items},
+        "otree": await otree(request),
+    }
 
 
 async def otree(request: Request) -> dict[str, Any]:

@@ -179,3 +179,22 @@ async def _campaign_id(database_url: str, namespace: str) -> int:
             return int(found)
     finally:
         await db.close()
+
+
+async def test_the_dashboard_gives_each_campaign_its_funnel_and_sparkline(
+    make_client: ClientFactory, database_url: str
+) -> None:
+    client = make_client(clock=ManualClock(NOW))
+    assert client.post("/api/campaigns", json=campaign_input("stats")).status_code == 201
+    await script(database_url, await _campaign_id(database_url, "stats"))
+    (item,) = client.get("/api/dashboard").json()["campaigns"]["items"]
+    assert item["namespace"] == "stats"
+    assert item["funnel"]["started"] == 4
+    assert item["arrivals_per_minute"] == expected_arrivals()
+    points = item["sparkline"].split(" ")
+    assert len(points) == 60
+    assert points[0] == "0.0,23.0" and points[-1] == "120.0,23.0"  # no arrival: the bottom
+    assert points[29] == f"{29 * 120 / 59:.1f},1.0"  # 12:30, the busiest minute: the top
+    page = client.get("/dashboard").text
+    assert "11 → 9 → 8 → 4 (4 ended otherwise)" in page
+    assert 'class="sparkline"' in page
