@@ -26,6 +26,7 @@ from mastok.lightmill.errors import LightMillError
 from mastok.lightmill.service import LightMill
 from mastok.live.events import Rules
 from mastok.live.leader import Leader
+from mastok.live.progress import ProgressPoller
 from mastok.live.records import Records
 from mastok.live.rooms import Rooms
 from mastok.live.starter import SessionStarter
@@ -178,6 +179,9 @@ def create_app(
             )
             app.state.services = services
             await leader.start()
+            # oTree's progress of the leader's live sessions (a standby has none to read).
+            poller = ProgressPoller(leader, otree, db, clock)
+            tasks.spawn(poller.run(), "mastok progress")
             log.info(
                 "mastok ready: listening on http://%s:%d%s (public origin %s), %s",
                 settings.host,

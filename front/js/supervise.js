@@ -119,6 +119,8 @@ function renderSession(session) {
 // ---------------------------------------------------------------- the socket
 
 function handle(kind, payload) {
+  // The figures (supervise_figures.js) read the JSON twins again when the room changes.
+  document.dispatchEvent(new CustomEvent("mastok:room-changed", { detail: { kind } }));
   switch (kind) {
     case "State":
       renderState(payload);

@@ -27,6 +27,7 @@ RANGES: dict[str, tuple[int, int]] = {
     "waiting_limit": (1, 30),
     "leave_after_seconds": (0, 86_400),
     "ready_check_seconds": (0, 600),
+    "idle_flag_seconds": (0, 86_400),
 }
 MAX_CAPTURED = 20
 PRESETS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -92,6 +93,10 @@ class CampaignSettings(BaseModel):
     ready_check_seconds: _ranged(  # type: ignore[valid-type]
         "ready_check_seconds", "Seconds to confirm presence when a pool is full (0: no check)"
     ) = 0
+    idle_flag_seconds: _ranged(  # type: ignore[valid-type]
+        "idle_flag_seconds",
+        "Seconds on one oTree page after which the supervise page flags a participant (0: never)",
+    ) = 300
 
     @field_validator("slug")
     @classmethod

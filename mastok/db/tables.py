@@ -72,6 +72,8 @@ class Campaign(Base):
     exits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     leave_after_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     ready_check_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A participant of a live session on the same oTree page for longer is flagged (0: never).
+    idle_flag_seconds: Mapped[int] = mapped_column(Integer, default=300, server_default="300")
     # The session number asked of oTree and not yet recorded (the waiting room's, not the admin's).
     session_asked: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -94,6 +96,26 @@ class OTreeSession(Base):
     admin_url: Mapped[str] = mapped_column(Text, default="")
     size: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # When oTree showed every participant finished (it stopped counting as live then).
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class SessionPage(Base):
+    """Where an oTree participant of a session is, as mastok last read it from oTree: its page
+    index out of the session's pages, and when mastok saw that index change (oTree's export
+    has no page times: idle times are counted from `changed_at`)."""
+
+    __tablename__ = "session_pages"
+    __table_args__ = (UniqueConstraint("session_id", "otree_code"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    otree_code: Mapped[str] = mapped_column(String(64))
+    page_index: Mapped[int] = mapped_column(Integer)
+    page_count: Mapped[int] = mapped_column(Integer)
+    finished: Mapped[bool] = mapped_column(Boolean)
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Consent(Base):
@@ -121,6 +143,8 @@ class Participant(Base):
         Index("ix_participants_campaign_browser_id", "campaign_id", "browser_id"),
         Index("ix_participants_campaign_identity", "campaign_id", "identity"),
         Index("ix_participants_campaign_created_at", "campaign_id", "created_at"),
+        Index("ix_participants_campaign_queued_at", "campaign_id", "queued_at"),
+        Index("ix_participants_session_id", "session_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -202,7 +202,24 @@ class OTreeAnswers:
     """oTree answered again while a failed creation waits for its retry: retry now."""
 
 
-Event = Opened | Received | Closed | Tick | Edited | SessionCreated | SessionFailed | OTreeAnswers
+@dataclass(frozen=True, slots=True)
+class SessionsFinished:
+    """oTree shows every participant of these sessions (by number) finished."""
+
+    numbers: tuple[int, ...]
+
+
+Event = (
+    Opened
+    | Received
+    | Closed
+    | Tick
+    | Edited
+    | SessionCreated
+    | SessionFailed
+    | OTreeAnswers
+    | SessionsFinished
+)
 
 
 # -- effects ---------------------------------------------------------------------------------
@@ -321,9 +338,18 @@ class RecordSession:
     complete: bool
 
 
-Persist = Ask | AddParticipant | Consented | MarkReady | Move | Leave | RecordSession
+@dataclass(frozen=True, slots=True)
+class SessionsEnded:
+    """These sessions (by number) finished before their time: they no longer count as live."""
+
+    numbers: tuple[int, ...]
+
+
+Persist = (
+    Ask | AddParticipant | Consented | MarkReady | Move | Leave | RecordSession | SessionsEnded
+)
 Effect = Send | SendAll | Disconnect | Notify | CreateSession | Persist
-PERSIST = (Ask, AddParticipant, Consented, MarkReady, Move, Leave, RecordSession)
+PERSIST = (Ask, AddParticipant, Consented, MarkReady, Move, Leave, RecordSession, SessionsEnded)
 
 
 @dataclass(frozen=True, slots=True)

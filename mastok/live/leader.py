@@ -15,6 +15,8 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import text
 
@@ -32,10 +34,12 @@ from mastok.db.tables import Campaign
 from mastok.live import leadership as lead
 from mastok.live.events import Rules, View
 from mastok.live.records import Records
+from mastok.live.room import Room
 from mastok.live.rooms import Rooms, restore_room
-from mastok.live.runner import RoomHalted
+from mastok.live.runner import RoomHalted, Runner
 from mastok.tasks import TaskScope, task_scope
 
+T = TypeVar("T")
 log = logging.getLogger("mastok.leader")
 ATTEMPT_SECONDS = 1.0
 
@@ -95,15 +99,24 @@ class Leader:
         term = self.term
         return term.rooms if term is not None and self.machine.leads else None
 
-    async def view(self, campaign: Campaign) -> View:
-        """What supervisors see of the campaign's room: the live room when leading, else the
-        room as the database has it."""
+    async def look(self, campaign: Campaign, read: Callable[[Room, datetime], T]) -> T:
+        """`read(room, now)` of the campaign's live room when leading, else of the room as the
+        database has it (everyone in it away)."""
         rooms = self.rooms
         if rooms is not None:
             with contextlib.suppress(RoomHalted):
-                return await (await rooms.runner(campaign)).view()
+                return await (await rooms.runner(campaign)).look(read)
         room = await restore_room(campaign, self.records, self.rules, self.clock)
-        return room.view(self.clock.now())
+        return read(room, self.clock.now())
+
+    async def view(self, campaign: Campaign) -> View:
+        """What supervisors see of the campaign's room."""
+        return await self.look(campaign, Room.view)
+
+    def runners(self) -> list[Runner]:
+        """The rooms' runners while this process leads; none on a standby."""
+        rooms = self.rooms
+        return rooms.runners() if rooms is not None else []
 
     async def campaign_changed(self, campaign: Campaign) -> None:
         """A campaign created or edited through this process: to the rooms if they run here,

@@ -39,6 +39,7 @@ from mastok.live.events import (
     Move,
     Persist,
     RecordSession,
+    SessionsEnded,
 )
 from mastok.live.room import Started, Waiting, key_of
 from mastok.states import WAITING_STEPS, CampaignState, Outcome, Step
@@ -75,10 +76,11 @@ _WAITING = (
     .where(Participant.step.in_(WAITING_STEPS))
     .order_by(Participant.queued_at, Participant.id)
 )
-_LIVE_SESSION_TIMES = (
-    select(OTreeSession.created_at)
+_LIVE_SESSIONS = (
+    select(OTreeSession.number, OTreeSession.created_at)
     .where(OTreeSession.campaign_id == bindparam("campaign_id"))
     .where(OTreeSession.created_at > bindparam("since"))
+    .where(OTreeSession.finished_at.is_(None))
 )
 _ADD_SESSION = insert(OTreeSession).returning(OTreeSession.id)
 _ASSIGN = (
@@ -174,12 +176,13 @@ class Records:
             )
             return list(found)
 
-    async def live_session_times(self, campaign_id: int, since: datetime) -> list[datetime]:
+    async def live_sessions(self, campaign_id: int, since: datetime) -> dict[int, datetime]:
+        """The sessions started after `since` and not finished: number -> started at."""
         async with self._read() as connection:
-            found = await connection.scalars(
-                _LIVE_SESSION_TIMES, {"campaign_id": campaign_id, "since": since}
+            found = await connection.execute(
+                _LIVE_SESSIONS, {"campaign_id": campaign_id, "since": since}
             )
-            return [aware(moment) for moment in found]
+            return {number: aware(moment) for number, moment in found}
 
     async def sessions(self, campaign_id: int) -> list[OTreeSession]:
         async with self._session() as session:
@@ -238,6 +241,13 @@ async def _write_change(
             await _move(connection, tokens, values, now)
         case RecordSession():
             return await _record_session(connection, campaign_id, change, now)
+        case SessionsEnded(numbers):
+            statement = (
+                update(OTreeSession)
+                .where(OTreeSession.campaign_id == campaign_id)
+                .where(OTreeSession.number.in_(numbers))
+            )
+            await connection.execute(statement.values(finished_at=now))
     return None
 
 

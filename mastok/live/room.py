@@ -14,7 +14,7 @@ joining pool and a pending pool: lists in arrival order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -50,6 +50,8 @@ from mastok.live.events import (
     SendAll,
     SessionCreated,
     SessionFailed,
+    SessionsEnded,
+    SessionsFinished,
     Tick,
     View,
 )
@@ -184,7 +186,9 @@ class Room:
     unavailable: bool = False
     deferred: RoomCampaign | None = None  # an edit waiting for the session being created
     asked: int | None = None  # the session number asked of oTree and not recorded yet
-    live_sessions: list[datetime] = field(default_factory=list)  # when each started
+    # Sessions counting as live, by number: when each started. One stops counting at
+    # session_duration, or earlier when oTree shows all its participants finished.
+    live_sessions: dict[int, datetime] = field(default_factory=dict)
     past: dict[str, Past] = field(default_factory=dict)  # by key, the latest
     # Tokens of those whose session is live: a page that comes back gets its start URL.
     started_tokens: dict[str, Past] = field(default_factory=dict)
@@ -199,13 +203,13 @@ class Room:
         new_token: Callable[[], str],
         waiting: Iterable[Waiting],
         started: Iterable[Started],
-        live_sessions: Iterable[datetime],
+        live_sessions: Mapping[int, datetime],
         now: datetime,
         asked: int | None = None,
     ) -> Room:
         """The room as the database has it (`waiting` in pool order); everyone is away until
         they come back."""
-        room = cls(campaign, rules, new_token, live_sessions=list(live_sessions), asked=asked)
+        room = cls(campaign, rules, new_token, live_sessions=dict(live_sessions), asked=asked)
         for row in waiting:
             room.next_order += 1
             member = Member(
@@ -261,7 +265,7 @@ class Room:
 
     def live_count(self, now: datetime) -> int:
         since = now - self.campaign.session_duration
-        return sum(1 for started in self.live_sessions if started > since)
+        return sum(1 for started in self.live_sessions.values() if started > since)
 
     def is_busy(self, now: datetime) -> bool:
         starting = 1 if self.starting is not None or self.check is not None else 0
@@ -286,6 +290,10 @@ class Room:
         bound = sum(self.campaign.pending_bound(size) for _, size in self.campaign.groups)
         return f"{count}/{bound}"
 
+    def presence(self) -> dict[str, bool]:
+        """Whether each member (by token) is connected now, or away."""
+        return {token: member.conn is not None for token, member in self.members.items()}
+
     def full_size(self) -> str:
         return f"{self.campaign.per_session}/{self.campaign.per_session}"
 
@@ -309,7 +317,7 @@ class Room:
             "unavailable": self.unavailable,
             "deferred": self.deferred,
             "asked": self.asked,
-            "live_sessions": list(self.live_sessions),
+            "live_sessions": dict(self.live_sessions),
             "past": dict(self.past),
             "started_tokens": dict(self.started_tokens),
             "next_order": self.next_order,
@@ -364,6 +372,8 @@ class _Turn:
                 self.session_failed(number, message, source)
             case OTreeAnswers():
                 self.otree_answers()
+            case SessionsFinished(numbers):
+                self.sessions_finished(numbers)
         return self.effects
 
     # -- telling -----------------------------------------------------------------------------
@@ -876,7 +886,7 @@ class _Turn:
         )
         self.effects.append(RecordSession(number, session, assignments, complete))
         self.journal.set(self.room, "campaign", replace(self.campaign, started_sessions=number))
-        self.journal.append(self.room.live_sessions, self.now)
+        self.journal.put(self.room.live_sessions, number, self.now)
         for member, (_, _, url) in zip(pool, assignments, strict=False):
             self.journal.set(member, "reserved", False)
             self.room._remember(member.token, member.key, url, self.now)
@@ -972,6 +982,18 @@ class _Turn:
             self.journal.set(self.room, "retry", replace(retry, at=self.now))
             self.start_sessions()
 
+    def sessions_finished(self, numbers: Sequence[int]) -> None:
+        """oTree shows every participant of these sessions finished: they stop counting as
+        live at once (Busy may end, the pending pools move up, a pool may start)."""
+        ending = tuple(n for n in sorted(set(numbers)) if n in self.room.live_sessions)
+        if not ending:
+            return
+        for number in ending:
+            self.journal.pop(self.room.live_sessions, number)
+        self.effects.append(SessionsEnded(ending))
+        self.promote()
+        self.start_sessions()
+
     # -- edits and the clock -----------------------------------------------------------------
 
     def edited(self, campaign: RoomCampaign) -> None:
@@ -1044,8 +1066,9 @@ class _Turn:
                 self.drop(conn, Reason.LANDING_FAILED)  # never said who it is: no visit
         self.check_expired()
         since = self.now - self.campaign.session_duration
-        if any(started <= since for started in room.live_sessions):
-            self.journal.replace(room.live_sessions, [t for t in room.live_sessions if t > since])
+        if any(started <= since for started in room.live_sessions.values()):
+            ongoing = {n: t for n, t in room.live_sessions.items() if t > since}
+            self.journal.set(room, "live_sessions", ongoing)
         if any(past.started_at <= since for past in room.started_tokens.values()):
             # Their sessions are over: their tokens no longer open anything.
             live = {t: past for t, past in room.started_tokens.items() if past.started_at > since}

@@ -39,7 +39,7 @@ async def restore_room(campaign: Campaign, records: Records, rules: Rules, clock
         new_token,
         waiting=await records.waiting(campaign.id),
         started=await records.started(campaign.id),
-        live_sessions=await records.live_session_times(
+        live_sessions=await records.live_sessions(
             campaign.id, now - room_campaign.session_duration
         ),
         now=now,
@@ -81,6 +81,9 @@ class Rooms:
             await asyncio.wait_for(drains, DRAIN_SECONDS)
         except TimeoutError:
             log.error("stopping without recording the sessions still being created")
+
+    def runners(self) -> list[Runner]:
+        return list(self._runners.values())
 
     async def runner(self, campaign: Campaign) -> Runner:
         runner = self._runners.get(campaign.id)

@@ -18,7 +18,8 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 
 from mastok.clock import Clock
 from mastok.db.tables import Campaign
@@ -36,6 +37,7 @@ log = logging.getLogger("mastok.live")
 RETRY_PROBE_SECONDS = 1.0
 WAITED = "mastok_waited_seconds"  # an entrant's wait in the pools, as oTree is told it
 
+T = TypeVar("T")
 Chore = Callable[[], Awaitable[None]]  # driver work done in a turn of its own
 
 
@@ -155,12 +157,13 @@ class Runner:
 
         await self.ask(arrive)
 
-    async def view(self) -> ev.View:
-        """What supervisors see, as written (never in the middle of a turn)."""
-        seen: list[ev.View] = []
+    async def look(self, read: Callable[[Room, datetime], T]) -> T:
+        """`read(room, now)` between turns, never in the middle of one (what supervisors see
+        is what is written). Raises RoomHalted if the room stopped first."""
+        seen: list[T] = []
 
         async def look() -> None:
-            seen.append(self.room.view(self.clock.now()))
+            seen.append(read(self.room, self.clock.now()))
 
         await self.ask(look)
         if not seen:

@@ -6,6 +6,8 @@ own message, so callers can show it and never crash on it.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 from dataclasses import dataclass, field
@@ -103,6 +105,20 @@ class Session:
     label: str = ""
 
 
+@dataclass(frozen=True)
+class Progress:
+    """Where a participant is in its session, from oTree's wide export: page `index` out of
+    the session's `page_count` pages (`_max_page_index`); finished past the last one."""
+
+    code: str
+    index: int
+    page_count: int
+
+    @property
+    def finished(self) -> bool:
+        return self.index > self.page_count
+
+
 class OTreeClient:
     def __init__(
         self,
@@ -170,12 +186,31 @@ class OTreeClient:
             "POST", f"/api/participant_vars/{participant_code}", json={"vars": values}
         )
 
+    async def session_progress(self, code: str) -> list[Progress]:
+        """Each participant's page in session `code` (`GET /api/export_wide?session_code=`),
+        in the export's order."""
+        response = await self._send("GET", "/api/export_wide", params={"session_code": code})
+        return parse_progress(response.text)
+
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """oTree's answer as JSON; each call timed and its error counted in the metrics."""
+        """oTree's answer as JSON."""
+        response = await self._send(method, path, **kwargs)
+        if not response.content:
+            return {}
+        try:
+            return json.loads(response.content)
+        except ValueError:
+            raise OTreeServerError(
+                f"oTree answered {method} {path} with something that is not JSON",
+                response.status_code,
+            ) from None
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """oTree's answer; each call timed and its error counted in the metrics."""
         started = time.perf_counter()
         error: OTreeError | None = None
         try:
-            return await self._call(method, path, **kwargs)
+            return await self._exchange(method, path, **kwargs)
         except OTreeError as failed:
             error = failed
             raise
@@ -183,7 +218,7 @@ class OTreeClient:
             if self.metrics is not None:
                 self.metrics.otree_request(time.perf_counter() - started, error)
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def _exchange(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         if not self.api_url:
             raise OTreeNotConfigured("oTree's API URL is not set (MASTOK_OTREE_API_URL)")
         try:
@@ -196,15 +231,7 @@ class OTreeClient:
             ) from None
         if response.status_code >= 400:
             raise _error_for(response)
-        if not response.content:
-            return {}
-        try:
-            return json.loads(response.content)
-        except ValueError:
-            raise OTreeServerError(
-                f"oTree answered {method} {path} with something that is not JSON",
-                response.status_code,
-            ) from None
+        return response
 
 
 def _error_for(response: httpx.Response) -> OTreeError:
@@ -299,3 +326,26 @@ def _session(item: dict[str, Any]) -> Session:
         config=config if isinstance(config, dict) else {},
         participants=sorted(participants, key=lambda p: p.id_in_session),
     )
+
+
+PROGRESS_COLUMNS = (
+    "participant.code",
+    "participant._index_in_pages",
+    "participant._max_page_index",
+)
+
+
+def parse_progress(text: str) -> list[Progress]:
+    """The participants' pages in oTree's wide CSV export (it may start with a BOM)."""
+    rows = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    missing = [c for c in PROGRESS_COLUMNS if c not in (rows.fieldnames or ())]
+    if missing:
+        raise OTreeServerError(f"oTree's export has no column {', '.join(missing)}")
+    found = []
+    for row in rows:
+        code, index, count = (row[column] for column in PROGRESS_COLUMNS)
+        try:
+            found.append(Progress(code, int(index or 0), int(count or 0)))
+        except ValueError:
+            raise OTreeServerError(f"oTree's export has a page index {index!r}") from None
+    return found

@@ -53,6 +53,12 @@ async def campaign_live(request: Request) -> Response:
     return JSONResponse(await views.supervise(request, namespace))
 
 
+async def campaign_stats(request: Request) -> Response:
+    namespace = request.path_params["namespace"]
+    identities = request.query_params.get("identities", "") in ("1", "true")
+    return JSONResponse(await views.stats(request, namespace, identities))
+
+
 async def dashboard(request: Request) -> Response:
     return JSONResponse(await views.dashboard(request))
 
@@ -95,6 +101,7 @@ routes = [
     Route("/campaigns/{namespace}", get_campaign, methods=["GET"]),
     Route("/campaigns/{namespace}", patch_campaign, methods=["PATCH"]),
     Route("/campaigns/{namespace}/live", campaign_live, methods=["GET"]),
+    Route("/campaigns/{namespace}/stats", campaign_stats, methods=["GET"]),
     *participants.api_routes,
     *audit.api_routes,
     Route("/dashboard", dashboard, methods=["GET"]),

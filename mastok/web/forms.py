@@ -166,6 +166,11 @@ class _CampaignFields(CSRFForm):
     ready_check_seconds = _number(
         "Ready check (seconds to answer, 0: off)", "ready_check_seconds", 0
     )
+    idle_flag_seconds = _number(
+        "Flag a participant idle on one oTree page after (seconds, 0: never)",
+        "idle_flag_seconds",
+        300,
+    )
 
     def values(self) -> dict[str, Any]:
         """The fields as the rules take them; the exits' lines read into their mapping.

@@ -57,7 +57,50 @@ def _schemas() -> dict[str, Any]:
             "properties": {"error": {"type": "string"}},
             "required": ["error"],
         },
+        "Stats": _stats_schema(),
         **_monitoring_schemas(),
+    }
+
+
+def _stats_schema() -> dict[str, Any]:
+    count = {"type": "integer", "minimum": 0}
+    seconds = {"type": ["number", "null"]}
+    counts = {"type": "object", "additionalProperties": count}
+    funnel = {
+        "type": "object",
+        "properties": {k: count for k in ("arrived", "consented", "joined", "started", "in_room")},
+        "required": ["arrived", "consented", "joined", "started"],
+    }
+    return {
+        "type": "object",
+        "properties": {
+            "funnel": funnel,
+            "outcomes": counts,
+            "last_hour": {"type": "object", "properties": {"funnel": funnel, "outcomes": counts}},
+            "wait_seconds": {
+                "type": "object",
+                "properties": {"count": count, "median": seconds, "p95": seconds, "max": seconds},
+            },
+            "wait_histogram": {"type": "object"},
+            "fill_seconds": {
+                "type": "object",
+                "properties": {
+                    "count": count,
+                    "median": seconds,
+                    "last": {"type": "array", "items": count},
+                },
+            },
+            "arrivals_per_minute": {"type": "array", "items": {"type": "array"}},
+            "waiting": {"type": "array", "items": {"type": "object"}},
+        },
+        "required": [
+            "funnel",
+            "outcomes",
+            "wait_seconds",
+            "fill_seconds",
+            "arrivals_per_minute",
+            "waiting",
+        ],
     }
 
 
@@ -106,6 +149,23 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "The supervise page's data: campaign, live room, sessions started",
                 "responses": {**_ok(any_object), "404": NOT_FOUND},
+            },
+        },
+        "/api/campaigns/{namespace}/stats": {
+            "parameters": [
+                NAMESPACE,
+                {
+                    "name": "identities",
+                    "in": "query",
+                    "required": False,
+                    "description": "1: give the platform identity of each person waiting",
+                    "schema": {"type": "string", "enum": ["0", "1", "true", "false"]},
+                },
+            ],
+            "get": {
+                "summary": "The supervise page's figures: funnel, outcomes, waits, fills, "
+                "arrivals per minute, who is waiting",
+                "responses": {**_ok(_ref("Stats")), "404": NOT_FOUND},
             },
         },
         "/api/campaigns/{namespace}/participants": {

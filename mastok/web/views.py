@@ -7,7 +7,11 @@ from typing import Any
 
 from starlette.requests import Request
 
+from mastok.campaigns.stats import campaign_stats, campaign_summary, sparkline
 from mastok.clock import iso
+from mastok.live.events import View
+from mastok.live.pages import Page, pages_of
+from mastok.live.room import Room
 from mastok.otree import OTreeError, SessionSummary
 from mastok.otree.labels import mastok_id_of
 from mastok.otree.urls import http_url, public_otree_url
@@ -29,7 +33,23 @@ async def dashboard(request: Request) -> dict[str, Any]:
     states = {state.value: 0 for state in CampaignState}
     for campaign in found:
         states[campaign.state] = states.get(campaign.state, 0) + 1
-    return {"campaigns": {"total": len(found), "by_state": states}, "otree": await otree(request)}
+    now = request.app.state.clock.now()
+    items = []
+    for campaign in found:
+        summary = await campaign_summary(app_services.db, campaign.id, now)
+        counts = [n for _, n in summary["arrivals_per_minute"]]
+        items.append(
+            {
+                "namespace": campaign.namespace,
+                "state": campaign.state,
+                **summary,
+                "sparkline": sparkline(counts),
+            }
+        )
+    return {
+        "campaigns": {"total": len(found), "by_state": states, "items": items},
+        "otree": await otree(request),
+    }
 
 
 async def otree(request: Request) -> dict[str, Any]:
@@ -76,23 +96,34 @@ def _session_json(summary: SessionSummary, public_url: str) -> dict[str, Any]:
 
 async def supervise(request: Request, namespace: str) -> dict[str, Any]:
     """A campaign, its live room (on a standby: as the database has it) and the sessions
-    mastok started for it.
+    mastok started for it, each with its participants' progress as last read from oTree
+    (`mastok.live.progress`).
 
     Raises CampaignNotFound.
     """
     app_services = services(request)
     campaign = await app_services.campaigns.get(namespace)
-    view = await app_services.leader.view(campaign)
+    view, live = await app_services.leader.look(campaign, _view_and_live)
+    now = request.app.state.clock.now()
+    records = await app_services.records.sessions(campaign.id)
+    seen = await pages_of(app_services.db, [record.id for record in records])
     sessions = []
-    for record in await app_services.records.sessions(campaign.id):
+    for record in records:
+        codes = await app_services.records.participant_codes(record.id)
         sessions.append(
             {
                 "code": record.otree_code,
+                "number": record.number,
                 "mastok_id": record.mastok_id,
                 "size": record.size,
                 "admin_url": http_url(record.admin_url),
-                "participant_codes": await app_services.records.participant_codes(record.id),
+                "participant_codes": codes,
                 "created_at": iso(record.created_at),
+                "finished_at": iso(record.finished_at),
+                "live": record.number in live,
+                "participants": _progress(
+                    codes, seen.get(record.id, []), now, campaign.idle_flag_seconds
+                ),
             }
         )
     return {
@@ -100,3 +131,66 @@ async def supervise(request: Request, namespace: str) -> dict[str, Any]:
         "live": {"state": view.state, "joining": view.joining, "pending": view.pending},
         "sessions": sessions,
     }
+
+
+def _view_and_live(room: Room, now: datetime) -> tuple[View, set[int]]:
+    return room.view(now), set(room.live_sessions)
+
+
+def _state_and_presence(room: Room, now: datetime) -> tuple[str, dict[str, bool]]:
+    return room.view(now).state, room.presence()
+
+
+def _progress(
+    codes: list[str], seen: list[Page], now: datetime, idle_flag_seconds: int
+) -> list[dict[str, Any]]:
+    """Each participant's page out of the session's, finished or not, seconds since mastok saw
+    its page change, and `idle` past the campaign's threshold; unknown (None) until oTree is
+    read."""
+    by_code = {page.code: page for page in seen}
+    found: list[dict[str, Any]] = []
+    for code in [*codes, *(c for c in by_code if c not in codes)]:
+        page = by_code.get(code)
+        if page is None:
+            found.append(
+                {
+                    "code": code,
+                    "page_index": None,
+                    "page_count": None,
+                    "finished": None,
+                    "idle_seconds": None,
+                    "idle": False,
+                }
+            )
+            continue
+        idle = max(int((now - page.changed_at).total_seconds()), 0)
+        found.append(
+            {
+                "code": code,
+                "page_index": page.page_index,
+                "page_count": page.page_count,
+                "finished": page.finished,
+                "idle_seconds": idle,
+                "idle": not page.finished and 0 < idle_flag_seconds <= idle,
+            }
+        )
+    return found
+
+
+async def stats(request: Request, namespace: str, identities: bool = False) -> dict[str, Any]:
+    """The campaign's figures (mastok.campaigns.stats), with who waits connected or away, and
+    their platform identities only if asked.
+
+    Raises CampaignNotFound.
+    """
+    app_services = services(request)
+    campaign = await app_services.campaigns.get(namespace)
+    state, presence = await app_services.leader.look(campaign, _state_and_presence)
+    now = request.app.state.clock.now()
+    figures = await campaign_stats(app_services.db, campaign.id, now)
+    for person in figures["waiting"]:
+        person["present"] = presence.get(person.pop("token"), False)
+        identity = person.pop("identity")
+        if identities:
+            person["identity"] = identity
+    return {"namespace": campaign.namespace, "state": state, **figures}

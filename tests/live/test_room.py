@@ -54,7 +54,7 @@ def test_a_socket_first_hears_the_state(changes: dict[str, Any], state: str) -> 
 
 def test_a_busy_campaign_says_so() -> None:
     room = RoomHarness(campaign(concurrent_sessions=1))
-    room.room.live_sessions.append(T0)
+    room.room.live_sessions[1] = T0
     conn = room.open()
     assert room.frames(conn) == [("State", "Busy")]
 
@@ -227,7 +227,7 @@ def test_resume_while_choosing_a_group_shows_the_grouping_again() -> None:
 
 def test_resume_in_the_pending_pool_shows_pending_again() -> None:
     room = RoomHarness(campaign(concurrent_sessions=1))
-    room.room.live_sessions.append(T0)  # Busy
+    room.room.live_sessions[1] = T0  # Busy
     conn, token = room.agree()
     assert room.frames(conn)[-2:] == [("Pending", "<p>pending</p>"), WAITING_0]
     again = room.open()
@@ -325,7 +325,7 @@ def test_joining_size_goes_to_the_joining_pool_as_it_changes() -> None:
 
 def test_newcomers_wait_in_pending_when_the_pool_is_full_then_leave_when_that_is_full() -> None:
     room = RoomHarness(campaign(per_session=2, max_sessions=1))
-    room.room.live_sessions.append(T0)  # Busy: nobody joins, bound 2 x (1 - 0 + 1) = 4
+    room.room.live_sessions[1] = T0  # Busy: nobody joins, bound 2 x (1 - 0 + 1) = 4
     conns = [room.agree()[0] for _ in range(5)]
     assert [room.last(c) for c in conns[:4]] == [("Pending", "<p>pending</p>")] * 4
     assert room.last(conns[4]) == ("Disconnect", "Full")
@@ -335,12 +335,12 @@ def test_newcomers_wait_in_pending_when_the_pool_is_full_then_leave_when_that_is
 
 def test_pending_moves_up_when_a_session_ends_and_busy_is_over() -> None:
     room = RoomHarness(campaign(per_session=2, session_duration=timedelta(minutes=5)))
-    room.room.live_sessions.append(T0)
+    room.room.live_sessions[1] = T0
     pending = [room.agree()[0] for _ in range(2)]
     assert room.room.public_state(room.now) == RoomState.BUSY
     assert room.creations(room.tick(minutes=4.9)) == []
     effects = room.tick(minutes=0.1)
-    assert room.room.live_sessions == []
+    assert room.room.live_sessions == {}
     assert [room.frames(c, effects)[0] for c in pending] == [("Instructions", "<p>wait</p>")] * 2
     assert room.of(Move, effects)[0] == Move(("tok1", "tok2"), Step.JOINING)
     assert room.creations(effects) == [(1, False)]
@@ -453,7 +453,7 @@ def test_pending_people_move_up_as_soon_as_a_pool_is_set_aside() -> None:
 
 def test_a_failed_creation_puts_its_pool_back_ahead_of_newcomers() -> None:
     room = RoomHarness(campaign(concurrent_sessions=2))
-    room.room.live_sessions.append(T0 - timedelta(minutes=31))  # ended, forgotten at a tick
+    room.room.live_sessions[1] = T0 - timedelta(minutes=31)  # ended, forgotten at a tick
     _a, ta = room.agree()
     _b, tb = room.agree()
     c, tc = room.agree()  # the next pool, meanwhile
@@ -507,7 +507,7 @@ def test_after_a_restart_only_a_number_asked_before_is_looked_up(
     asked: int | None, look_up: bool
 ) -> None:
     restored = Room.restore(
-        campaign(), Rules(timedelta(seconds=30), True), lambda: "new", [], [], [], T0, asked
+        campaign(), Rules(timedelta(seconds=30), True), lambda: "new", [], [], {}, T0, asked
     )
     room = RoomHarness(room=restored)
     room.agree()
@@ -643,7 +643,7 @@ def test_resuming_a_campaign_lets_people_in_again() -> None:
 
 def test_the_end_of_busy_starts_the_pool_that_waited() -> None:
     room = RoomHarness(campaign(per_session=1, session_duration=timedelta(minutes=5)))
-    room.room.live_sessions.append(T0)
+    room.room.live_sessions[1] = T0
     room.agree()
     room.tick(minutes=5)
     assert room.creations()[-1] == (1, False)
@@ -666,7 +666,7 @@ def test_a_restored_room_has_everyone_away_in_pool_order() -> None:
         lambda: "new",
         waiting,
         started,
-        [T0],
+        {1: T0},
         T0,
     )
     room = RoomHarness(room=restored)

@@ -228,7 +228,7 @@ def test_pausing_gives_everyone_waiting_and_landing_their_exit() -> None:
 
 def test_a_full_pending_pool_is_an_outcome() -> None:
     room = RoomHarness(campaign(per_session=1, max_sessions=1, exits=exits(full=("F", None))))
-    room.room.live_sessions.append(T0)  # Busy: pending holds 1 x (1 - 0 + 1) = 2
+    room.room.live_sessions[1] = T0  # Busy: pending holds 1 x (1 - 0 + 1) = 2
     for _ in range(2):
         room.agree()
     conn, _ = room.agree()

@@ -21,6 +21,7 @@ from mastok.otree.client import (
     OTreeTimeout,
     OTreeUnreachable,
     SessionSummary,
+    parse_progress,
 )
 from mastok.otree.listing import SharedListing
 from mastok.otree.local import LocalOTree
@@ -361,3 +362,43 @@ async def test_no_api_url_is_not_configured(otree_stub: OTreeStub) -> None:
         await client.aclose()
 
     assert otree_stub.requests == []
+
+
+async def test_session_progress_follows_the_participants_to_the_end(
+    otree_server: LocalOTree, otree_client: OTreeClient
+) -> None:
+    session = await otree_client.create_session("guess_two", 2, label=unique_label())
+    first, second = session.participants
+    before = await otree_client.session_progress(session.code)
+    assert [(p.code, p.index, p.finished) for p in before] == [
+        (first.code, 0, False),
+        (second.code, 0, False),
+    ]
+    pages = before[0].page_count
+    assert pages >= 3  # Guess, ResultsWaitPage, Results
+    async with (
+        httpx.AsyncClient(base_url=otree_server.url) as one,
+        httpx.AsyncClient(base_url=otree_server.url) as two,
+    ):
+        wait_one = await _submit(one, await _start(one, first.code), {"guess": "17"})
+        middle = {p.code: p for p in await otree_client.session_progress(session.code)}
+        assert middle[first.code].index > middle[second.code].index
+        wait_two = await _submit(two, await _start(two, second.code), {"guess": "83"})
+        for browser, wait_url in ((one, wait_one), (two, wait_two)):
+            results_url = (await browser.get(wait_url)).headers["location"]
+            await _submit(browser, results_url, {})
+    after = await otree_client.session_progress(session.code)
+    assert all(p.finished and p.index > p.page_count for p in after)
+
+
+def test_progress_parses_the_export_with_a_bom() -> None:
+    text = (
+        "\ufeffparticipant.id_in_session,participant.code,participant._index_in_pages,"
+        "participant._max_page_index\r\n1,abc,0,3\r\n2,def,4,3\r\n"
+    )
+    assert [(p.code, p.index, p.page_count, p.finished) for p in parse_progress(text)] == [
+        ("abc", 0, 3, False),
+        ("def", 4, 3, True),
+    ]
+    with pytest.raises(OTreeServerError):
+        parse_progress("participant.code\r\nabc\r\n")

@@ -1,0 +1,83 @@
+"""oTree's progress of the live sessions: read every few seconds, kept, and the sessions whose
+participants have all finished told to their room.
+
+One task of the app's task scope (`run`) reads oTree's wide export of each session its room
+counts as live (and only those), one after the other, at most every `POLL_SECONDS`. oTree is
+never called from a room's turn: the poller posts `SessionsFinished` to the room's mailbox,
+which handles it like any other event. When oTree cannot be read, nothing is posted and the
+session stays live until `session_duration`, the upper bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from mastok.clock import Clock
+from mastok.db import Database
+from mastok.live import pages
+from mastok.live.events import SessionsFinished
+from mastok.live.runner import Runner
+from mastok.otree import OTreeError, Progress
+
+log = logging.getLogger("mastok.live")
+POLL_SECONDS = 3.0
+
+
+class ProgressSource(Protocol):
+    async def session_progress(self, code: str) -> list[Progress]: ...
+
+
+class RunnerSource(Protocol):
+    def runners(self) -> list[Runner]: ...
+
+
+class ProgressPoller:
+    def __init__(
+        self,
+        rooms: RunnerSource,
+        otree: ProgressSource,
+        db: Database,
+        clock: Clock,
+        interval: float = POLL_SECONDS,
+    ) -> None:
+        self.rooms = rooms
+        self.otree = otree
+        self.db = db
+        self.clock = clock
+        self.interval = interval
+        self._failing: set[str] = set()  # sessions whose last read failed (logged once)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.poll()
+
+    async def poll(self) -> None:
+        """Read every live session once; tell each room which of its sessions finished."""
+        for runner in self.rooms.runners():
+            # Read between turns or inside one: at worst a session is read once more or a
+            # poll later, which only costs a read.
+            numbers = sorted(runner.room.live_sessions)
+            if not numbers:
+                continue
+            finished = []
+            for session in await pages.sessions_numbered(self.db, runner.campaign_id, numbers):
+                if await self._read(session):
+                    finished.append(session.number)
+            if finished:
+                runner.post(SessionsFinished(tuple(finished)))
+
+    async def _read(self, session: pages.LiveSession) -> bool:
+        """Keep what oTree shows of the session; whether all its participants finished."""
+        try:
+            seen = await self.otree.session_progress(session.code)
+        except OTreeError as error:
+            if session.code not in self._failing:
+                self._failing.add(session.code)
+                log.warning("cannot read the progress of oTree session %s: %s", session.code, error)
+            return False
+        self._failing.discard(session.code)
+        await pages.record(self.db, session.id, seen, self.clock.now())
+        return bool(seen) and all(progress.finished for progress in seen)
