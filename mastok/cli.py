@@ -140,14 +140,20 @@ def uvicorn_config(
 
 def _quiet_per_connection_lines() -> None:
     """Keep one line per socket (uvicorn's `"WebSocket /ws/join?slug=..." [accepted]`) and
-    mastok's own lines; drop uvicorn's "connection open/closed" after each socket and httpx's
-    line per oTree call (mastok logs each session it starts, and every oTree error)."""
+    mastok's own lines; drop uvicorn's "connection open/closed" after each socket, its line per
+    refused handshake, and httpx's line per oTree call (mastok logs each session it starts, and
+    every oTree error)."""
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.error").addFilter(_not_connection_chatter)
 
 
 def _not_connection_chatter(record: logging.LogRecord) -> bool:
-    return record.msg not in ("connection open", "connection closed")
+    return record.msg not in _CHATTER
+
+
+# uvicorn's lines after each socket, and its line per refused handshake (mastok logs refused
+# participant sockets itself, at most once a minute an address: a flood is not a flood of lines).
+_CHATTER = ("connection open", "connection closed", '%s - "WebSocket %s" 403')
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

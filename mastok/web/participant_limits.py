@@ -6,18 +6,20 @@ a forwarded header only when the proxy is trusted), at most `max_open` participa
 open at once (a lab of 100 behind one address gets through), and landings draw from a bucket
 of `per_minute` tokens refilled evenly over a minute (a lab of 60 landing at once gets
 through; a script's burst of made-up ids is refused, with `Disconnect "LandingFailed"`). At most
-`max_addresses` addresses are remembered, the least recently seen forgotten first.
+`max_addresses` addresses are remembered, the least recently seen forgotten first. Refusals are
+counted so that an address's flood of refused sockets costs at most a log line a minute.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from mastok.clock import Clock
 
 MAX_ADDRESSES = 10_000
+REFUSALS_LOGGED_EVERY = timedelta(minutes=1)
 
 
 @dataclass
@@ -25,6 +27,8 @@ class _Address:
     open: int = 0
     tokens: float = 0.0
     filled_at: datetime | None = None
+    refused: int = 0  # since the last line logged
+    refusal_logged_at: datetime | None = None
 
 
 @dataclass
@@ -62,6 +66,18 @@ class ParticipantLimits:
             return False
         entry.tokens -= 1
         return True
+
+    def refused(self, address: str) -> int:
+        """Count a socket refused to `address`; how many refusals to log now (0: not yet; the
+        first at once, then at most one line a minute)."""
+        entry = self._entry(address)
+        entry.refused += 1
+        now = self.clock.now()
+        logged_at = entry.refusal_logged_at
+        if logged_at is not None and now - logged_at < REFUSALS_LOGGED_EVERY:
+            return 0
+        reported, entry.refused, entry.refusal_logged_at = entry.refused, 0, now
+        return reported
 
     def _entry(self, address: str) -> _Address:
         entry = self._addresses.get(address)

@@ -57,19 +57,27 @@ async def not_leading(websocket: WebSocket) -> None:
 
 
 async def join_socket(websocket: WebSocket) -> None:
-    if not origin_allowed(websocket):
-        await websocket.close(POLICY)  # before accept: the handshake is answered 403
-        return
     limits: ParticipantLimits = websocket.app.state.participant_limits
     address = websocket.client.host if websocket.client else ""
+    if not origin_allowed(websocket):
+        await _refuse(websocket, limits, address, "from another origin")
+        return
     if not limits.opened(address):
-        log.warning("participant socket refused: %s holds too many open", address)
-        await websocket.close(POLICY)  # before accept: the handshake is answered 403
+        await _refuse(websocket, limits, address, "past the open sockets an address may hold")
         return
     try:
         await _join(websocket, limits, address)
     finally:
         limits.closed(address)
+
+
+async def _refuse(websocket: WebSocket, limits: ParticipantLimits, address: str, why: str) -> None:
+    """Answer the handshake 403, logged at most once a minute an address (uvicorn's line per
+    refused handshake is dropped: `mastok.cli`)."""
+    count = limits.refused(address)
+    if count:
+        log.warning("participant sockets refused to %s: %d, the last %s", address, count, why)
+    await websocket.close(POLICY)  # before accept: the handshake is answered 403
 
 
 async def _join(websocket: WebSocket, limits: ParticipantLimits, address: str) -> None:

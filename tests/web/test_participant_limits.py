@@ -34,6 +34,19 @@ def test_landings_draw_from_a_bucket_refilled_over_a_minute() -> None:
     assert sum(limits.may_land("a") for _ in range(100)) == 60  # never more than a minute's
 
 
+def test_refusals_are_logged_at_once_then_at_most_once_a_minute() -> None:
+    clock = ManualClock()
+    limits = ParticipantLimits(clock)
+    assert limits.refused("a") == 1  # the first at once
+    assert [limits.refused("a") for _ in range(500)] == [0] * 500
+    assert limits.refused("b") == 1  # another address is counted apart
+    clock.advance(seconds=59)
+    assert limits.refused("a") == 0
+    clock.advance(seconds=1)
+    assert limits.refused("a") == 502  # every refusal of the minute, in one line
+    assert limits.refused("a") == 0
+
+
 def test_forgetting_addresses_keeps_those_with_open_sockets() -> None:
     limits = ParticipantLimits(ManualClock(), max_open=1, max_addresses=2)
     assert limits.opened("held")
@@ -64,15 +77,21 @@ async def test_a_burst_of_made_up_ids_is_refused_and_a_genuine_participant_joins
 
 
 async def test_an_address_past_its_open_sockets_is_refused_at_the_handshake(
-    make_server: ServerFactory,
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = make_server(sockets_per_address=2)
     campaign = running_campaign(server, "full", per_session=2)
     first = await server.participant(campaign["slug"])
     await server.participant(campaign["slug"])
-    with pytest.raises(InvalidStatus) as refused:
-        await server.participant(campaign["slug"])
-    assert refused.value.response.status_code == 403
+    for _ in range(20):
+        with pytest.raises(InvalidStatus) as refused:
+            await server.participant(campaign["slug"])
+        assert refused.value.response.status_code == 403
+    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert lines == [
+        "participant sockets refused to 127.0.0.1: 1, the last past the open sockets an "
+        "address may hold"
+    ]  # a flood of refusals is not a flood of lines
     await first.close()
     await first.closed()
     again, _ = await join(server, campaign["slug"], "after")  # a place freed
