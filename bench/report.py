@@ -205,7 +205,27 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     lightmill = scenarios.get("logging_api")
     if lightmill:
         rows += _logging_targets(lightmill)
+    if scenarios.get("attacks"):
+        rows.append(_attacks_target(scenarios["attacks"]))
     return rows
+
+
+def _attacks_target(attacked: dict[str, Any]) -> dict[str, Any]:
+    runs = attacked["attacks"]
+    quiet = runs["none"]["healthz_ms"]["p99"]
+    each = ", ".join(
+        f"{kind} {_fmt(run['healthz_ms']['p99'])}" for kind, run in runs.items() if kind != "none"
+    )
+    worst = attacked["worst_p99_ms"]
+    return _row(
+        "/healthz under each attack of issue 13, from one address, mastok's default limits",
+        f"p99 < {attacked['target_p99_ms']:g} ms under every attack",
+        f"worst p99 {_fmt(worst)} ms",
+        worst / attacked["target_p99_ms"],
+        attacked["passed"],
+        f"p99 in ms: {each}; {_fmt(quiet)} without an attack, same run "
+        f"({attacked['seconds']:g} s each)",
+    )
 
 
 PLACEMENT_RATIO = 2.0  # p99 with supervisors watching at most twice the p99 without
