@@ -2,14 +2,17 @@
 
 It speaks the part of oTree 6's REST API mastok uses (shared/otree-notes.md): the version, the
 session configs, sessions listed with their labels (as oTree does: every session), created, and
-read back with their participants. Participant codes carry their session's code
-(`{session}_{n}`), so a load generator can tell which participants shared a session.
+read back with their participants, participant vars set, and a session's wide export (every
+participant still playing, so sessions stay live for their `session_duration`). Participant
+codes carry their session's code (`{session}_{n}`), so a load generator can tell which
+participants shared a session.
 
 Listing is the one call whose cost grows with oTree's history: oTree 6 took 1.5 s (374 kB) to
 list 1,500 sessions and served concurrent listings one after the other (issue 9). So a listing
 here takes `--list-ms-per-session` (1.0 by default) times the sessions held, one listing at a
 time, and `--sessions N` starts the stub holding N sessions of other studies. `GET
-/_bench/stats` (`?clear=1` to reset) counts the listings and the sessions created.
+/_bench/stats` (`?clear=1` to reset) counts the listings, the sessions created, the
+participant vars set and the progress reads.
 
     python -m bench.stub_otree PORT [--sessions N] [--list-ms-per-session MS]
 """
@@ -28,6 +31,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from mastok.otree.client import PROGRESS_COLUMNS  # the columns of oTree's wide export mastok reads
 
 CONFIGS = [
     {
@@ -72,6 +77,7 @@ class Stub:
         # Every session, pre-encoded, as GET /api/sessions lists them.
         self.summaries: list[bytes] = _others(sessions, base_url)
         self.details: dict[str, bytes] = {}
+        self.participants: set[str] = set()
         self.list_ms_per_session = list_ms_per_session
         self.listing = asyncio.Lock()  # oTree served one listing at a time
         self.stats = _zero_stats()
@@ -137,6 +143,7 @@ class Stub:
             ],
         }
         self.details[code] = json.dumps(detail).encode()
+        self.participants.update(p["code"] for p in detail["participants"])
         self.stats["created"] += 1
         answer = {"code": code, "session_wide_url": wide_url, "admin_url": admin_url}
         return Response(json.dumps(answer), media_type=JSON)
@@ -147,9 +154,37 @@ class Stub:
             return Response(b'{"detail": "session not found"}', 404, media_type=JSON)
         return Response(detail, media_type=JSON)
 
+    async def participant_vars(self, request: Request) -> Response:
+        """What mastok tells oTree of each entrant before sending them there (issue 11)."""
+        if request.path_params["code"] not in self.participants:
+            return Response(b'{"detail": "participant not found"}', 404, media_type=JSON)
+        json.loads(await request.body())
+        self.stats["participant_vars"] += 1
+        return Response(b"{}", media_type=JSON)
+
+    async def export_wide(self, request: Request) -> Response:
+        """Every participant of the session on its first page of five: still playing, so a
+        session counts as live for its whole `session_duration`, as before progress was read."""
+        code = request.query_params.get("session_code", "")
+        detail = self.details.get(code)
+        if detail is None:
+            return Response(b'{"detail": "session not found"}', 404, media_type=JSON)
+        self.stats["progress_reads"] += 1
+        lines = [",".join(PROGRESS_COLUMNS)]
+        lines += [f"{p['code']},1,5" for p in json.loads(detail)["participants"]]
+        return Response("\n".join(lines) + "\n", media_type="text/csv")
+
 
 def _zero_stats() -> dict[str, Any]:
-    return {"listings_asked": 0, "listings": 0, "listing_s": 0.0, "listed_bytes": 0, "created": 0}
+    return {
+        "listings_asked": 0,
+        "listings": 0,
+        "listing_s": 0.0,
+        "listed_bytes": 0,
+        "created": 0,
+        "participant_vars": 0,
+        "progress_reads": 0,
+    }
 
 
 def create_app(
@@ -163,6 +198,8 @@ def create_app(
             Route("/api/session_configs", stub.configs),
             Route("/api/sessions", stub.sessions, methods=["GET", "POST"]),
             Route("/api/sessions/{code}", stub.session),
+            Route("/api/participant_vars/{code}", stub.participant_vars, methods=["POST"]),
+            Route("/api/export_wide", stub.export_wide),
         ]
     )
 
