@@ -150,6 +150,8 @@ class Runner:
 
     async def participant_arrives(self, connection: Connection, query: ev.Params = ()) -> ev.Conn:
         """A participant socket, with its URL's query parameters."""
+        if self.successor is not None:  # found just before this room was halted and adopted
+            return await self.current.participant_arrives(connection, query)
         self._next_conn += 1
         conn = self._next_conn
         self.connections[conn] = connection
@@ -168,6 +170,10 @@ class Runner:
         runner.post(ev.Closed(conn, code))
 
     async def supervisor_arrives(self, connection: Connection) -> None:
+        if self.successor is not None:
+            await self.current.supervisor_arrives(connection)
+            return
+
         async def arrive() -> None:
             self.watchers.add(connection, self.room.view(self.clock.now()))
 
@@ -176,6 +182,8 @@ class Runner:
     async def look(self, read: Callable[[Room, datetime], T]) -> T:
         """`read(room, now)` between turns, never in the middle of one (what supervisors see
         is what is written). Raises RoomHalted if the room stopped first."""
+        if self.successor is not None:
+            return await self.current.look(read)
         seen: list[T] = []
 
         async def look() -> None:
