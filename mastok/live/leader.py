@@ -5,9 +5,9 @@ connection (a leader), tells the machine what came of it and carries out its eff
 stretch of leadership (a term) has its rooms in a task scope of its own: ending the term cancels
 every runner, clock tick and session creation of it. A term's rooms halted by a lost lock keep
 their sockets open until the lock is taken back (the next term's rooms adopt them) or is found
-taken (they are closed). Campaign edits reach the rooms from this
-process directly, and from other processes through PostgreSQL's NOTIFY (the campaign's id on
-`CAMPAIGNS_CHANNEL`, heard on the lock's connection), each re-read from the database.
+taken (they are closed). Campaign edits reach the rooms from this process directly, and from
+other processes through PostgreSQL's NOTIFY (the campaign's id on `CAMPAIGNS_CHANNEL`, heard on
+the lock's connection), each re-read from the database.
 """
 
 from __future__ import annotations
