@@ -16,50 +16,8 @@
 # into an image.
 
 SANDBOX_DIR="${MASTOK_SANDBOX_DIR:-/var/tmp/mastok-sandbox}"
-_prelude_here="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")" && pwd)"
 
-_prelude() {
-    set -e
-    for tool in podman runc podman-compose mmdebstrap; do
-        command -v "$tool" >/dev/null || {
-            echo "sandbox prelude: installing podman, runc, podman-compose, mmdebstrap" >&2
-            apt-get install -y -q podman runc podman-compose mmdebstrap >/dev/null
-            break
-        }
-    done
-    mkdir -p "$SANDBOX_DIR"
-    printf '[global]\ncert = /etc/ssl/sandbox-ca.crt\n' >"$SANDBOX_DIR/pip.conf"
-    cat >"$SANDBOX_DIR/containers.conf" <<CONF
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-volumes = [
-    "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/sandbox-ca.crt:ro",
-    "$SANDBOX_DIR/pip.conf:/etc/pip.conf:ro",
-]
-
-[engine]
-runtime = "runc"
-CONF
-    export CONTAINERS_CONF="$SANDBOX_DIR/containers.conf"
-    if ! podman image exists localhost/debian:bookworm-slim; then
-        echo "sandbox prelude: a Debian 12 root filesystem (mmdebstrap, 1 to 4 min)" >&2
-        mmdebstrap --quiet --variant=minbase --include=ca-certificates \
-            bookworm "$SANDBOX_DIR/rootfs.tar"
-        podman import --quiet "$SANDBOX_DIR/rootfs.tar" localhost/debian:bookworm-slim >/dev/null
-        rm -f "$SANDBOX_DIR/rootfs.tar"
-    fi
-    if ! podman image exists localhost/python:3.11-slim; then
-        podman build --quiet --pull=never --format docker -t localhost/python:3.11-slim \
-            -f "$_prelude_here/sandbox/python.Containerfile" "$_prelude_here/sandbox" >/dev/null
-    fi
-    if ! podman image exists localhost/postgres:15; then
-        podman build --quiet --pull=never --format docker -t localhost/postgres:15 \
-            -f "$_prelude_here/sandbox/postgres.Containerfile" "$_prelude_here/sandbox" >/dev/null
-    fi
-    echo "sandbox prelude: CONTAINERS_CONF=$CONTAINERS_CONF; stand-in images ready" >&2
-}
-
-if (_prelude); then
+if bash "$(dirname "${BASH_SOURCE[0]:-$0}")/sandbox/prepare.sh"; then
     export CONTAINERS_CONF="$SANDBOX_DIR/containers.conf"
 else
     echo "sandbox prelude failed" >&2

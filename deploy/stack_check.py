@@ -1,7 +1,7 @@
 """Scripted people for `make image-test`: they use the running stack through its public entry.
 
     python deploy/stack_check.py participant   # a campaign, a participant, its oTree page
-    python deploy/stack_check.py failover C1 C2   # needs leader/standby (issue 12, part one)
+    python deploy/stack_check.py failover C1 C2   # the leader killed, the standby takes over
 
 `participant`: an admin creates a Running campaign on the demo's one-player survey through the
 proxy, a participant lands, agrees and is sent to oTree, and its oTree page opens through the
@@ -203,7 +203,9 @@ async def failover(containers: list[str]) -> None:
     async with httpx.AsyncClient(base_url=ENTRY, auth=AUTH, timeout=10) as pauser:
         paused = await pauser.patch("/api/campaigns/failover", json={"state": "Paused"})
         assert paused.status_code == 200, paused.text
-    assert await resumed.until("State", within=10) == "Paused"
+    # A pause ends every visit in the room: the campaign's Paused text, then Disconnect.
+    assert await resumed.until("Paused", within=10) == "<p>We are paused.</p>\n"
+    assert await resumed.until("Disconnect", within=5) == "Paused"
     say("a pause through the admin API reached the participant's page")
 
 

@@ -145,6 +145,17 @@ class Opened:
 
 
 @dataclass(frozen=True, slots=True)
+class Kept:
+    """A participant socket kept open while this process took the leader lock back: the room
+    was rebuilt from the database, and the socket comes into it with what the room before knew
+    of it (its parameters, and its member's resume token if it had landed)."""
+
+    conn: Conn
+    query: Params = ()
+    token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Received:
     """A well-formed frame from a participant socket."""
 
@@ -211,6 +222,7 @@ class SessionsFinished:
 
 Event = (
     Opened
+    | Kept
     | Received
     | Closed
     | Tick

@@ -3,9 +3,11 @@
 Every second it either tries the lock (a standby, or a leader adrift) or checks the lock's
 connection (a leader), tells the machine what came of it and carries out its effects. Each
 stretch of leadership (a term) has its rooms in a task scope of its own: ending the term cancels
-every runner, clock tick and session creation of it. Campaign edits reach the rooms from this
-process directly, and from other processes through PostgreSQL's NOTIFY (the campaign's id on
-`CAMPAIGNS_CHANNEL`, heard on the lock's connection), each re-read from the database.
+every runner, clock tick and session creation of it. A term's rooms halted by a lost lock keep
+their sockets open until the lock is taken back (the next term's rooms adopt them) or is found
+taken (they are closed). Campaign edits reach the rooms from this process directly, and from
+other processes through PostgreSQL's NOTIFY (the campaign's id on `CAMPAIGNS_CHANNEL`, heard on
+the lock's connection), each re-read from the database.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class Leader:
         self.tasks = tasks
         self.machine = lead.Leadership()
         self.term: Term | None = None
+        self.halted: Rooms | None = None  # a term's rooms, halted with their sockets open
         self._term_task: asyncio.Task[object] | None = None
         self._loop: asyncio.Task[object] | None = None
 
@@ -174,19 +177,21 @@ class Leader:
     async def _apply(self, effects: list[lead.Effect]) -> None:
         for effect in effects:
             match effect:
-                case lead.StartRooms():
-                    if not await self._start_term():
+                case lead.StartRooms(keep_sockets):
+                    if not await self._start_term(self.halted if keep_sockets else None):
                         await self.lock.close()  # free for another process while we retry
                         await self._apply(self.machine.handle(lead.Dropped("no rooms")))
                         return
+                    self.halted = None
                 case lead.HaltRooms():
                     if self.term is not None:
                         self.term.rooms.halt()
                         await self._end_term()
+                        self.halted, self.term = self.term.rooms, None
                 case lead.CloseRooms(code):
-                    if self.term is not None:
-                        self.term.rooms.close_sockets(code)
-                    self.term = None
+                    if self.halted is not None:
+                        self.halted.close_sockets(code)
+                    self.halted = None
                 case lead.DrainRooms():
                     if self.term is not None:
                         self.term.drain = True
@@ -197,10 +202,11 @@ class Leader:
 
     # -- terms -----------------------------------------------------------------------------
 
-    async def _start_term(self) -> bool:
-        """Build the rooms from the database and start their clock; False if that failed."""
+    async def _start_term(self, halted: Rooms | None) -> bool:
+        """Build the rooms from the database (adopting `halted`'s sockets) and start their
+        clock; False if that failed."""
         started: asyncio.Future[Term] = asyncio.get_running_loop().create_future()
-        task = self.tasks.spawn(self._serve_term(started), "mastok term")
+        task = self.tasks.spawn(self._serve_term(started, halted), "mastok term")
         try:
             self.term = await started
         except Exception as error:
@@ -210,11 +216,11 @@ class Leader:
         self._term_task = task
         return True
 
-    async def _serve_term(self, started: asyncio.Future[Term]) -> None:
+    async def _serve_term(self, started: asyncio.Future[Term], halted: Rooms | None) -> None:
         async with task_scope() as tasks:
             term = Term(self.make_rooms(tasks))
             try:
-                await term.rooms.start()
+                await term.rooms.start(halted)
             except Exception as error:
                 started.set_exception(error)
                 return

@@ -7,9 +7,9 @@ lock every second. Its driver (`leader.py`) makes the attempts and watches the l
 tells the machine what came of them (`handle(event)`), and carries out the effects it returns.
 
 A leader whose lock connection drops is `adrift`: it stops handling room events at once and tries
-the lock again. Taking it back (the database restarted), it rebuilds its rooms from the database;
-finding another process holding it, it closes its rooms' sockets and is a standby. Never two
-leaders: rooms run only while the lock is held.
+the lock again. Taking it back (the database restarted), it rebuilds its rooms from the database,
+its participants' sockets kept, each in its place; finding another process holding it, it closes
+its rooms' sockets and is a standby. Never two leaders: rooms run only while the lock is held.
 """
 
 from __future__ import annotations
@@ -66,7 +66,10 @@ Event = Acquired | Refused | Unreachable | Dropped | Stopping
 @dataclass(frozen=True)
 class StartRooms:
     """Build the rooms from the database and start their clock: from now on this process
-    takes participants' and supervisors' sockets."""
+    takes participants' and supervisors' sockets. `keep_sockets`: the halted rooms'
+    participant sockets come into the rooms rebuilt, each in its place (the lock taken back)."""
+
+    keep_sockets: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,17 +134,17 @@ class Leadership:
             return []  # no attempts are made while leading
         # Adrift: the rooms are halted, their sockets still open.
         if isinstance(event, Acquired):
-            return [CloseRooms(SERVICE_RESTART), *self._lead("took the lock back")]
+            return self._lead("took the lock back", keep_sockets=True)
         if isinstance(event, Refused):
             self.role = Role.STANDBY
             why = "another process holds the lock"
             return [CloseRooms(SERVICE_RESTART), Announce(Role.STANDBY, why)]
         return []
 
-    def _lead(self, why: str) -> list[Effect]:
+    def _lead(self, why: str, keep_sockets: bool = False) -> list[Effect]:
         self.role = Role.LEADER
         self.terms += 1
-        return [StartRooms(), Announce(Role.LEADER, why)]
+        return [StartRooms(keep_sockets), Announce(Role.LEADER, why)]
 
     def _stop(self) -> list[Effect]:
         was = self.role

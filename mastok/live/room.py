@@ -35,6 +35,7 @@ from mastok.live.events import (
     Effect,
     Entrant,
     Event,
+    Kept,
     Leave,
     MarkReady,
     Move,
@@ -255,6 +256,15 @@ class Room:
     def view(self, now: datetime) -> View:
         return View(self.supervisor_state(now), self.joining_size(), self.pending_size())
 
+    def kept(self, conn: Conn) -> Kept:
+        """What this room knew of a socket, for the room rebuilt when the leader lock is
+        taken back (this one halted, its sockets kept)."""
+        token = self.sockets.get(conn)
+        member = self.members.get(token) if token is not None else None
+        arrival = self.arrivals.get(conn)
+        params = member.params if member is not None else arrival.params if arrival else ()
+        return Kept(conn, params, token)
+
     # -- what the room looks like ------------------------------------------------------------
 
     def pool(self, pools: dict[str, list[Member]], group: str) -> list[Member]:
@@ -358,6 +368,8 @@ class _Turn:
         match event:
             case Opened(conn, query):
                 self.opened(conn, query)
+            case Kept(conn, query, token):
+                self.kept(conn, query, token)
             case Received(conn, kind, payload):
                 self.received(conn, kind, payload)
             case Closed(conn, code):
@@ -510,6 +522,20 @@ class _Turn:
             return
         self.journal.put(self.room.sockets, conn, None)
         self.send(conn, Kind.STATE, state)
+
+    def kept(self, conn: Conn, query: Params, token: str | None) -> None:
+        """Its member's place again, on the same socket, as if the page had come back with its
+        token (no State first: the page would answer it with a Resume of its own). Without a
+        member (never landed, or gone meanwhile), or with the campaign not running, it is a
+        socket just opened: the page lands, resumes or is told, as after a reconnection."""
+        member = self.room.members.get(token) if token is not None else None
+        state = self.room.public_state(self.now)
+        if member is None or state in (RoomState.PAUSED, RoomState.COMPLETED):
+            self.opened(conn, query)
+            return
+        if member.conn is not None and member.conn != conn:
+            self.drop(member.conn, Reason.REPLACED)
+        self.come_back(conn, member)
 
     def received(self, conn: Conn, kind: str, payload: Any) -> None:
         if conn not in self.room.sockets:

@@ -13,6 +13,7 @@ from mastok.campaigns.service import CampaignService
 from mastok.clock import Clock
 from mastok.db.tables import Campaign
 from mastok.live.events import RoomCampaign, Rules
+from mastok.live.leadership import SERVICE_RESTART
 from mastok.live.records import Records
 from mastok.live.room import Room
 from mastok.live.runner import Runner
@@ -64,13 +65,27 @@ class Rooms:
     _slugs: dict[str, int] = field(default_factory=dict)  # slug -> id, for the runners there
     _building: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    async def start(self) -> None:
-        """Rebuild the rooms people were waiting in, then start the clock."""
+    async def start(self, halted: Rooms | None = None) -> None:
+        """Rebuild the rooms people were waiting in, then start the clock. `halted`: this
+        process's rooms before it lost the leader lock and took it back: their participant
+        sockets come into the rooms rebuilt (`Runner.adopt`)."""
         for campaign_id in await self.records.campaigns_with_waiting():
             campaign = await self.campaigns.get_by_id(campaign_id)
             if campaign is not None:
                 runner = await self.runner(campaign)
                 log.info("%s: restored %d waiting", campaign.namespace, len(runner.room.members))
+        adopting: list[tuple[Runner, Runner]] = []
+        for old in halted.runners() if halted is not None else []:
+            campaign = await self.campaigns.get_by_id(old.campaign_id)
+            if campaign is None:  # deleted meanwhile
+                old.close_sockets(SERVICE_RESTART)
+            else:
+                adopting.append((await self.runner(campaign), old))
+        # Only once every room is built: if one could not be, the halted rooms keep their
+        # sockets for the next attempt.
+        for runner, old in adopting:
+            runner.adopt(old)
+            log.info("%s: kept %d sockets", runner.campaign.namespace, len(runner.connections))
         self.tasks.spawn(self._run_clock(), "mastok clock")
 
     async def stop(self) -> None:

@@ -25,6 +25,7 @@ from mastok.clock import Clock
 from mastok.db.tables import Campaign
 from mastok.live import events as ev
 from mastok.live.connection import Connection
+from mastok.live.leadership import SERVICE_RESTART
 from mastok.live.protocol import Frame, Kind, encode
 from mastok.live.records import Records
 from mastok.live.room import Room
@@ -120,6 +121,9 @@ class Runner:
         self._tick_queued = False
         self.metrics = metrics or Metrics()
         self._waits: dict[int, list[float]] = {}  # a session being created: its members' waits
+        # Halted, its sockets handed to the runner of the room rebuilt (`adopt`): their events
+        # go there.
+        self.successor: Runner | None = None
 
     @property
     def campaign_id(self) -> int:
@@ -127,17 +131,27 @@ class Runner:
 
     # -- what sockets and the clock call -----------------------------------------------------
 
+    @property
+    def current(self) -> Runner:
+        """The runner this one's sockets now belong to: itself, or the one that adopted them."""
+        runner = self
+        while runner.successor is not None:
+            runner = runner.successor
+        return runner
+
     def post(self, event: ev.Event | Chore, first: bool = False) -> None:
-        self.mailbox.put(_Letter(event), first)
+        self.current.mailbox.put(_Letter(event), first)
 
     async def ask(self, event: ev.Event | Chore) -> None:
         """Post and wait until it is handled."""
         done = asyncio.get_running_loop().create_future()
-        self.mailbox.put(_Letter(event, done))
+        self.current.mailbox.put(_Letter(event, done))
         await done
 
     async def participant_arrives(self, connection: Connection, query: ev.Params = ()) -> ev.Conn:
         """A participant socket, with its URL's query parameters."""
+        if self.successor is not None:  # found just before this room was halted and adopted
+            return await self.current.participant_arrives(connection, query)
         self._next_conn += 1
         conn = self._next_conn
         self.connections[conn] = connection
@@ -149,9 +163,17 @@ class Runner:
 
     def participant_leaves(self, conn: ev.Conn, code: int | None = None) -> None:
         """The socket closed, with the close code its peer sent (None: mastok closed it)."""
-        self.post(ev.Closed(conn, code))
+        runner = self.current
+        if runner.mailbox.closed:  # halted: no room hears it, and no rebuilt room adopts it
+            runner.connections.pop(conn, None)
+            return
+        runner.post(ev.Closed(conn, code))
 
     async def supervisor_arrives(self, connection: Connection) -> None:
+        if self.successor is not None:
+            await self.current.supervisor_arrives(connection)
+            return
+
         async def arrive() -> None:
             self.watchers.add(connection, self.room.view(self.clock.now()))
 
@@ -160,6 +182,8 @@ class Runner:
     async def look(self, read: Callable[[Room, datetime], T]) -> T:
         """`read(room, now)` between turns, never in the middle of one (what supervisors see
         is what is written). Raises RoomHalted if the room stopped first."""
+        if self.successor is not None:
+            return await self.current.look(read)
         seen: list[T] = []
 
         async def look() -> None:
@@ -171,7 +195,7 @@ class Runner:
         return seen[0]
 
     def supervisor_leaves(self, connection: Connection) -> None:
-        self.watchers.remove(connection)
+        self.current.watchers.remove(connection)
 
     def campaign_changed(self, campaign: Campaign) -> None:
         async def edit() -> None:
@@ -193,6 +217,20 @@ class Runner:
         """Handle no more events, at once (this process no longer holds the leader lock): the
         events queued are dropped, those posted later too; the sockets stay open."""
         self.mailbox.close()
+
+    def adopt(self, halted: Runner) -> None:
+        """The participant sockets of the same campaign's halted runner (this process took the
+        leader lock back): each comes into this room, rebuilt from the database, in the place
+        the halted room knew it in; their events come here from now on. Supervisors' sockets
+        are closed with `SERVICE_RESTART`: their pages reconnect to this room's view."""
+        halted.successor = self
+        for conn, connection in halted.connections.items():
+            self.connections[conn] = connection
+            self.post(halted.room.kept(conn))
+        self._next_conn = max(self._next_conn, halted._next_conn)
+        halted.connections = {}
+        for connection in list(halted.watchers.connections):
+            connection.close(SERVICE_RESTART, "service restart")
 
     def close_sockets(self, code: int, reason: str = "service restart") -> None:
         """Close every participant's and supervisor's socket (after `halt`): pages come back,

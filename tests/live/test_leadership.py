@@ -48,7 +48,7 @@ def test_a_standby_that_does_not_get_the_lock_stays_a_standby_quietly(event: Eve
 def test_taking_the_lock_starts_the_rooms_from_the_database() -> None:
     machine = Leadership()
     effects = machine.handle(Acquired())
-    assert effects == [StartRooms(), Announce(Role.LEADER, "took the lock")]
+    assert effects == [StartRooms(keep_sockets=False), Announce(Role.LEADER, "took the lock")]
     assert machine.leads
     assert not machine.wants_lock  # a leader checks its connection instead
     assert machine.terms == 1
@@ -78,17 +78,36 @@ def test_adrift_while_the_database_is_away_keeps_trying() -> None:
         assert machine.role == Role.ADRIFT
 
 
-def test_taking_the_lock_back_rebuilds_the_rooms_from_the_database() -> None:
+def test_taking_the_lock_back_rebuilds_the_rooms_from_the_database_sockets_kept() -> None:
     machine = at(Acquired(), Dropped("reset"), Unreachable("refused"))
     effects = machine.handle(Acquired())
-    # The halted rooms' pages come back with their tokens to the rooms rebuilt from the database.
+    # The halted rooms' sockets come into the rooms rebuilt from the database: none is closed.
     assert effects == [
-        CloseRooms(SERVICE_RESTART),
-        StartRooms(),
+        StartRooms(keep_sockets=True),
         Announce(Role.LEADER, "took the lock back"),
     ]
     assert machine.leads
     assert machine.terms == 2
+
+
+def test_rooms_that_could_not_be_rebuilt_keep_their_sockets_for_the_next_attempt() -> None:
+    # The driver reports a failed rebuild as a drop (it lets the lock go meanwhile).
+    machine = at(Acquired(), Dropped("reset"), Acquired())
+    assert machine.handle(Dropped("no rooms")) == [
+        HaltRooms(),
+        Announce(Role.ADRIFT, "lost the lock: no rooms"),
+    ]
+    assert machine.handle(Acquired()) == [
+        StartRooms(keep_sockets=True),
+        Announce(Role.LEADER, "took the lock back"),
+    ]
+    assert machine.terms == 3
+
+
+def test_a_leader_twice_adrift_keeps_its_sockets_each_time() -> None:
+    machine = at(Acquired(), Dropped("reset"), Acquired(), Dropped("reset again"))
+    assert machine.role == Role.ADRIFT
+    assert machine.handle(Acquired())[0] == StartRooms(keep_sockets=True)
 
 
 def test_finding_the_lock_taken_closes_the_rooms_sockets_and_stands_by() -> None:
@@ -100,8 +119,8 @@ def test_finding_the_lock_taken_closes_the_rooms_sockets_and_stands_by() -> None
     ]
     assert machine.role == Role.STANDBY
     assert machine.wants_lock
-    # The next time it gets the lock is a term of its own, from the database.
-    assert machine.handle(Acquired())[0] == StartRooms()
+    # The next time it gets the lock is a term of its own, from the database, with no sockets.
+    assert machine.handle(Acquired())[0] == StartRooms(keep_sockets=False)
     assert machine.terms == 2
 
 

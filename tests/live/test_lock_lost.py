@@ -1,7 +1,8 @@
-"""A leader whose lock connection drops (PostgreSQL through a TCP gate the test shuts): its rooms
-stop at once; it takes the lock back when the database returns and rebuilds its rooms, or, the
-lock taken meanwhile by another process, closes its sockets with 1012 and stands by. The
-participant comes back with its token wherever the rooms now run."""
+"""A leader whose lock connection drops (PostgreSQL through a TCP gate the test shuts, or
+restarted): its rooms stop at once; it takes the lock back when the database returns and
+rebuilds its rooms, its participants' sockets kept in their places; or, the lock taken meanwhile
+by another process, it closes its sockets with 1012 and stands by, and the participant comes
+back with its token where the rooms now run."""
 
 from __future__ import annotations
 
@@ -52,8 +53,25 @@ async def resumes(server: LiveServer, slug: str, token: str) -> Peer:
     return back
 
 
+async def kept_in_place(server: LiveServer, slug: str, peer: Peer, token: str) -> None:
+    """The socket, still open, is in its place in the room rebuilt: told so, and started with
+    the next one."""
+    assert await peer.expect("Resume", within=WITHIN) == token
+    await peer.expect("Instructions")
+    assert await peer.expect("JoiningSize") == "1/2"
+    await started_with_another(server, slug, peer)
+
+
+async def started_with_another(server: LiveServer, slug: str, peer: Peer) -> None:
+    other, _ = await join(server, slug, "b")
+    await other.send("Agree")
+    urls = {await peer.until("Starting"), await other.until("Starting")}
+    assert len(urls) == 2
+    await other.close()
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-async def test_the_lock_taken_back_rebuilds_the_rooms(
+async def test_the_lock_taken_back_rebuilds_the_rooms_sockets_kept(
     make_server: ServerFactory,
     database_url: str,
     postgres_server: PostgresServer,
@@ -68,9 +86,26 @@ async def test_the_lock_taken_back_rebuilds_the_rooms(
     assert peer.socket.state is State.OPEN
     postgres_gate.open()
     wait_role(server, "leader")
-    assert await peer.closed() == 1012  # rebuilt from the database: come back
-    back = await resumes(server, campaign["slug"], token)
-    await back.close()
+    await kept_in_place(server, campaign["slug"], peer, token)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_database_restart_keeps_the_leaders_sockets_in_their_places(
+    make_server: ServerFactory, database_url: str, postgres_server: PostgresServer
+) -> None:
+    server = make_server(database_url=database_url)
+    campaign = running_campaign(server, "restarted")
+    peer, token = await join(server, campaign["slug"], "a")  # at the consent
+
+    postgres_server.restart()  # every session ended, the lock's included
+    assert await peer.expect("Resume", within=WITHIN) == token
+    await peer.expect("Consent")
+    # What the page sends on the same socket reaches the room rebuilt.
+    await peer.send("Agree")
+    await peer.expect("Instructions")
+    assert await peer.expect("JoiningSize") == "1/2"
+    await started_with_another(server, campaign["slug"], peer)
+    assert role(server) == "leader"
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

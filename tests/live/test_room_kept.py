@@ -1,0 +1,82 @@
+"""A socket kept open while its process took the leader lock back: it comes into the room
+rebuilt from the database (`Kept`) in the place the halted room knew it in."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from mastok.live.events import Kept, Leave, RoomCampaign, Rules
+from mastok.live.room import Room, Waiting
+from mastok.states import CampaignState, Outcome, Step
+from tests.live.room_harness import T0, RoomHarness, campaign
+
+GRACE = 30
+
+
+def rebuilt(*waiting: Waiting, room_campaign: RoomCampaign | None = None) -> RoomHarness:
+    """The room as the database has it once the lock is taken back (everyone away)."""
+    restored = Room.restore(
+        room_campaign or campaign(per_session=2),
+        Rules(timedelta(seconds=GRACE), True),
+        lambda: "unused",
+        list(waiting),
+        [],
+        {},
+        T0,
+    )
+    room = RoomHarness(room=restored)
+    room.minted = 10  # tokens of its own newcomers: tok11, ...
+    return room
+
+
+def joining(token: str) -> Waiting:
+    return Waiting(token, f"browser-{token}", Step.JOINING, "default", T0)
+
+
+def test_a_kept_socket_takes_its_place_back_with_no_state_frame() -> None:
+    before = RoomHarness(campaign(per_session=2))
+    conn, token = before.agree()
+    kept = before.room.kept(conn)
+    assert kept == Kept(conn, (), token)
+
+    after = rebuilt(joining(token))
+    effects = after.do(kept)
+    # No State: the page would answer it with a Resume of its own ("already landed").
+    assert after.kinds(conn, effects)[:3] == ["Resume", "Instructions", "JoiningSize"]
+    assert after.frames(conn, effects)[0] == ("Resume", token)
+    assert after.room.members[token].conn == conn
+    # Present, not away: the grace that ends the places of those away does not end this one.
+    assert after.of(Leave, after.tick(seconds=GRACE + 1)) == []
+    newcomer, _ = after.agree()
+    assert after.creations() == [(1, False)]
+    assert after.kinds(newcomer)[-1] != "Disconnect"
+
+
+def test_those_away_when_the_lock_was_lost_have_their_grace_from_the_rebuild() -> None:
+    after = rebuilt(joining("present"), joining("away"))
+    after.do(Kept(1, (), "present"))
+    assert after.of(Leave, after.tick(seconds=GRACE - 1)) == []
+    assert after.of(Leave, after.tick(seconds=1)) == [Leave(("away",), Outcome.AWAY)]
+
+
+def test_a_kept_socket_that_never_landed_is_told_the_state_as_a_new_one() -> None:
+    before = RoomHarness(campaign(per_session=2))
+    conn = before.open()
+    kept = before.room.kept(conn)
+    assert kept == Kept(conn, (), None)
+    after = rebuilt()
+    assert after.frames(conn, after.do(kept)) == [("State", "Running")]
+    assert after.room.sockets == {conn: None}
+
+
+def test_a_kept_socket_whose_place_is_gone_is_told_the_state_and_resumes_by_itself() -> None:
+    after = rebuilt()  # its place expired, or its session started, while the lock was lost
+    assert after.frames(1, after.do(Kept(1, (), "gone"))) == [("State", "Running")]
+    assert after.room.members == {}
+
+
+def test_a_kept_socket_in_a_campaign_paused_meanwhile_gets_its_end() -> None:
+    paused = campaign(per_session=2, state=CampaignState.PAUSED)
+    after = rebuilt(joining("t1"), room_campaign=paused)
+    frames = after.frames(1, after.do(Kept(1, (), "t1")))
+    assert frames == [("Paused", "<p>paused</p>"), ("Disconnect", "Paused")]
