@@ -67,4 +67,6 @@ esac
 
 step "part two: kill -9 the leader; the standby leads; resume; pause"
 "$PYTHON" stack_check.py failover "${PROJECT}_mastok1_1" "${PROJECT}_mastok2_1"
+step "part three: one address's flood of connections is cut off by the proxy"
+"$PYTHON" stack_check.py flood
 step "image test passed"

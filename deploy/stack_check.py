@@ -2,13 +2,16 @@
 
     python deploy/stack_check.py participant   # a campaign, a participant, its oTree page
     python deploy/stack_check.py failover C1 C2   # the leader killed, the standby takes over
+    python deploy/stack_check.py flood            # one address's flood cut off by the proxy
 
 `participant`: an admin creates a Running campaign on the demo's one-player survey through the
 proxy, a participant lands, agrees and is sent to oTree, and its oTree page opens through the
 proxy too. `failover C1 C2` (the two mastok containers): a participant waits in a two-player
 campaign; the leader's process is killed (`kill -9` of its pid, from the host); the standby
 must lead within 5 seconds and the proxy send sockets to it; the participant resumes its place
-with its token; a pause through the admin API reaches its page. Settings come from deploy/.env
+with its token; a pause through the admin API reaches its page. `flood`: 1,200 connections from
+one address within a few seconds: the proxy answers the first 1,000 and refuses the rest
+(haproxy.cfg's connection rate per address). Settings come from deploy/.env
 (as compose reads it). Prints each step and its time; exits non-zero on the first failure.
 """
 
@@ -209,11 +212,44 @@ async def failover(containers: list[str]) -> None:
     say("a pause through the admin API reached the participant's page")
 
 
+FLOOD = 1200
+FLOOD_ALLOWED = 1000  # new connections in 10 s per address (haproxy.cfg)
+
+
+async def _healthz_once() -> bool:
+    """One new connection asking /healthz: answered, or refused by the proxy."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(ENTRY.rsplit(":", 1)[1]))
+    except OSError:
+        return False
+    try:
+        writer.write(b"GET /healthz HTTP/1.0\r\nHost: mastok\r\n\r\n")
+        return (await reader.read(12)).startswith(b"HTTP/1.")
+    except OSError:
+        return False
+    finally:
+        writer.close()
+
+
+async def flood() -> None:
+    gate = asyncio.Semaphore(50)
+
+    async def one() -> bool:
+        async with gate:
+            return await _healthz_once()
+
+    answered = sum(await asyncio.gather(*(one() for _ in range(FLOOD))))
+    say(f"{FLOOD} connections from one address: {answered} answered, {FLOOD - answered} refused")
+    assert FLOOD_ALLOWED * 0.9 <= answered <= FLOOD_ALLOWED + 1, answered
+
+
 def main(argv: list[str]) -> None:
     if argv[:1] == ["participant"]:
         asyncio.run(participant())
     elif argv[:1] == ["failover"] and len(argv) == 3:
         asyncio.run(failover(argv[1:]))
+    elif argv[:1] == ["flood"]:
+        asyncio.run(flood())
     else:
         raise SystemExit(__doc__)
 
