@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Origin
 
 from mastok.otree.local import free_port
 from tests.fixtures.processes import wait_until_healthy
@@ -35,6 +36,7 @@ def served_lines(tmp_path: Path, log_format: str) -> list[str]:
         "MASTOK_MODE": "TEST",
         "MASTOK_LOG_FORMAT": log_format,
         "MASTOK_PORT": str(port),
+        "MASTOK_ORIGIN": f"http://127.0.0.1:{port}",
         "MASTOK_SQLITE_PATH": str(tmp_path / "mastok.sqlite3"),
     }
     process = subprocess.Popen(
@@ -51,6 +53,10 @@ def served_lines(tmp_path: Path, log_format: str) -> list[str]:
 
         async def join() -> None:
             url = f"ws://127.0.0.1:{port}/ws/join?slug=pilot&PROLIFIC_PID=5f1e"
+            async with connect(url, origin=Origin(base)) as socket:  # no such campaign
+                with pytest.raises(ConnectionClosed):
+                    while True:
+                        await socket.recv()
             with pytest.raises(InvalidStatus):  # no Origin header: refused, and logged
                 async with connect(url):
                     pass
@@ -66,7 +72,8 @@ def served_lines(tmp_path: Path, log_format: str) -> list[str]:
 def assert_masked(text: str) -> None:
     assert not any(secret in text for secret in SECRETS), text
     assert "token=***" in text
-    assert '"WebSocket /ws/join?slug=pilot"' in text
+    assert '"WebSocket /ws/join?slug=pilot" [accepted]' in text
+    assert "participant sockets refused to 127.0.0.1: 1, the last from another origin" in text
 
 
 def assert_recent_utc(stamp: str) -> None:
