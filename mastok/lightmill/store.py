@@ -32,6 +32,7 @@ from mastok.db import Database
 from mastok.db.batches import ALONE, Batches, Leave
 from mastok.lightmill import design as d
 from mastok.lightmill import tables as t
+from mastok.lightmill.batch_write import Checked, write_batch
 from mastok.lightmill.errors import (
     CannotImportExperiment,
     ExperimentProgressError,
@@ -465,27 +466,17 @@ class LightMillStore:
             taken[row.run_pk] = (post, row, ids)
         if not taken:
             return [ALONE] * len(posts)
-        moves = [
-            (run_pk, row.position, post.results.token) for run_pk, (post, row, _) in taken.items()
-        ]
-        moved = set(
-            await connection.scalars(
-                _MOVE_ON_MANY, {"run_pks": sorted(taken), "moves": moves, "now": now}
-            )
-        )
-        done = [taken[run_pk] for run_pk in taken if run_pk in moved]
+        if connection.dialect.name == "postgresql":
+            checked = [
+                Checked(run_pk, row.position, post.results.token, row.trial_pk, ids, post.results)
+                for run_pk, (post, row, ids) in taken.items()
+            ]
+            moved = await write_batch(connection, checked, now)
+            done = [taken[run_pk] for run_pk in taken if run_pk in moved]
+        else:
+            done = await self._write_batch_steps(connection, taken, now)
         if not done:
             return [ALONE] * len(posts)
-        by_events: dict[int, list[int]] = defaultdict(list)  # trials by their number of events
-        for post, row, _ in done:
-            by_events[len(post.results.events)].append(row.trial_pk)
-        for events, trial_pks in by_events.items():
-            await connection.execute(
-                _COMPLETE_TRIALS, {"trial_pks": trial_pks, "done_at": now, "events": events}
-            )
-        await insert_many_results(
-            connection, [(row.trial_pk, ids, post.results) for post, row, ids in done]
-        )
         recorded: dict[int, _Recorded] = {
             id(post): _Recorded(
                 _recorded_info(post, row, ids, factor_values[row.trial_pk], now),
@@ -495,6 +486,35 @@ class LightMillStore:
             for post, row, ids in done
         }
         return [recorded.get(id(post), ALONE) for post in posts]
+
+    async def _write_batch_steps(
+        self,
+        connection: AsyncConnection,
+        taken: dict[int, tuple[_Post, Any, dict[str, int]]],
+        now: datetime,
+    ) -> list[tuple[_Post, Any, dict[str, int]]]:
+        """SQLite's batch writes, a statement a step (its DML takes no CTE): the posts done."""
+        moves = [
+            (run_pk, row.position, post.results.token) for run_pk, (post, row, _) in taken.items()
+        ]
+        moved = set(
+            await connection.scalars(
+                _MOVE_ON_MANY, {"run_pks": sorted(taken), "moves": moves, "now": now}
+            )
+        )
+        done = [taken[run_pk] for run_pk in taken if run_pk in moved]
+        by_events: dict[int, list[int]] = defaultdict(list)  # trials by their number of events
+        for post, row, _ in done:
+            by_events[len(post.results.events)].append(row.trial_pk)
+        for events, trial_pks in by_events.items():
+            await connection.execute(
+                _COMPLETE_TRIALS, {"trial_pks": trial_pks, "done_at": now, "events": events}
+            )
+        if done:
+            await insert_many_results(
+                connection, [(row.trial_pk, ids, post.results) for post, row, ids in done]
+            )
+        return done
 
     async def _record(self, connection: AsyncConnection, post: _Post) -> _Recorded:
         """A trial post's checks and writes, on the connection of its transaction."""
