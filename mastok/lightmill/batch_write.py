@@ -1,10 +1,11 @@
-"""A batch of checked trial posts written in one PostgreSQL statement.
+"""A batch of checked trial posts written: one PostgreSQL statement, or SQLite's four.
 
 Each run moves on only if it is still as its post's checks found it (same completed trials,
-same lock token); its trial is completed and its values inserted only if it moved. The
-statement is data-modifying CTEs over arrays (`unnest`): one round trip for a batch, where one
-statement a step took five. The foreign keys stay: the inserted rows are checked as any
-others.
+same lock token); its trial is completed and its values inserted only if it moved. On
+PostgreSQL the statement is data-modifying CTEs over arrays (`unnest`): one round trip for a
+batch, where one statement a step took five. The foreign keys stay: the inserted rows are
+checked as any others. SQLite's DML takes no CTE: its four statements go straight to
+aiosqlite, a crossing to its thread each, where SQLAlchemy's cursors took three or four.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mastok.lightmill.results import TrialResults
+from mastok.lightmill.tables import LMRun
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,8 @@ async def write_batch(
 ) -> set[int]:
     """Move each post's run on, complete its trial, insert its values; the runs moved (a run
     another client changed since the checks is left as it is, with nothing of its post)."""
+    if connection.dialect.name == "sqlite":
+        return await _write_batch_sqlite(connection, posts, now)
     tv_trial: list[int] = []
     tv_measure: list[int] = []
     tv_value: list[str] = []
@@ -116,3 +121,59 @@ async def write_batch(
         },
     )
     return set(moved)
+
+
+# As store._moved_on, for a batch: the runs as their posts' checks found them, in VALUES.
+_SQLITE_MOVE_ON = (
+    "UPDATE lm_runs SET completed_trials = completed_trials + 1, "
+    "heartbeat_at = CASE WHEN completed_trials + 1 >= trial_count THEN NULL ELSE ? END, "
+    "lock_token = CASE WHEN completed_trials + 1 >= trial_count THEN NULL ELSE lock_token END, "
+    "locked_at = CASE WHEN completed_trials + 1 >= trial_count THEN NULL ELSE locked_at END "
+    "WHERE (id, completed_trials, lock_token) IN (VALUES {rows}) RETURNING id"
+)
+_SQLITE_COMPLETE = "UPDATE lm_trials SET completed_at = ?, event_count = ? WHERE id = ?"
+_SQLITE_TRIAL_VALUES = (
+    "INSERT INTO lm_trial_measure_values (trial_id, measure_id, value) VALUES (?, ?, ?)"
+)
+_SQLITE_EVENT_VALUES = (
+    "INSERT INTO lm_event_measure_values (trial_id, event_number, measure_id, value) "
+    "VALUES (?, ?, ?, ?)"
+)
+
+
+async def _write_batch_sqlite(
+    connection: AsyncConnection, posts: Sequence[Checked], now: datetime
+) -> set[int]:
+    """The same on SQLite, on the aiosqlite connection of the transaction SQLAlchemy began
+    (sqlite3 begins it before the first write, and SQLAlchemy commits or rolls it back)."""
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection  # aiosqlite's
+    as_stored = LMRun.heartbeat_at.type.bind_processor(connection.dialect)
+    stamp = as_stored(now) if as_stored else now  # as SQLAlchemy stores a datetime
+    params: list[Any] = [stamp]
+    for post in posts:
+        params += (post.run_pk, post.position, post.token)
+    sql = _SQLITE_MOVE_ON.format(rows=", ".join(["(?, ?, ?)"] * len(posts)))
+    moved = {row[0] for row in await driver.execute_fetchall(sql, params)}
+    done = [post for post in posts if post.run_pk in moved]
+    if not done:
+        return moved
+    await driver.executemany(
+        _SQLITE_COMPLETE, [(stamp, len(post.results.events), post.trial_pk) for post in done]
+    )
+    trial_rows = [
+        (post.trial_pk, post.ids[code], value)
+        for post in done
+        for code, value in post.results.trial.items()
+    ]
+    event_rows = [
+        (post.trial_pk, number, post.ids[code], value)
+        for post in done
+        for number, event in enumerate(post.results.events)
+        for code, value in event.items()
+    ]
+    if trial_rows:
+        await driver.executemany(_SQLITE_TRIAL_VALUES, trial_rows)
+    if event_rows:
+        await driver.executemany(_SQLITE_EVENT_VALUES, event_rows)
+    return moved

@@ -50,7 +50,6 @@ from mastok.lightmill.importing import insert_design
 from mastok.lightmill.locks import LockPolicy
 from mastok.lightmill.recording import (
     Measures,
-    insert_many_results,
     insert_results,
     known_ids,
     measure_ids,
@@ -466,15 +465,12 @@ class LightMillStore:
             taken[row.run_pk] = (post, row, ids)
         if not taken:
             return [ALONE] * len(posts)
-        if connection.dialect.name == "postgresql":
-            checked = [
-                Checked(run_pk, row.position, post.results.token, row.trial_pk, ids, post.results)
-                for run_pk, (post, row, ids) in taken.items()
-            ]
-            moved = await write_batch(connection, checked, now)
-            done = [taken[run_pk] for run_pk in taken if run_pk in moved]
-        else:
-            done = await self._write_batch_steps(connection, taken, now)
+        checked = [
+            Checked(run_pk, row.position, post.results.token, row.trial_pk, ids, post.results)
+            for run_pk, (post, row, ids) in taken.items()
+        ]
+        moved = await write_batch(connection, checked, now)
+        done = [taken[run_pk] for run_pk in taken if run_pk in moved]
         if not done:
             return [ALONE] * len(posts)
         recorded: dict[int, _Recorded] = {
@@ -486,35 +482,6 @@ class LightMillStore:
             for post, row, ids in done
         }
         return [recorded.get(id(post), ALONE) for post in posts]
-
-    async def _write_batch_steps(
-        self,
-        connection: AsyncConnection,
-        taken: dict[int, tuple[_Post, Any, dict[str, int]]],
-        now: datetime,
-    ) -> list[tuple[_Post, Any, dict[str, int]]]:
-        """SQLite's batch writes, a statement a step (its DML takes no CTE): the posts done."""
-        moves = [
-            (run_pk, row.position, post.results.token) for run_pk, (post, row, _) in taken.items()
-        ]
-        moved = set(
-            await connection.scalars(
-                _MOVE_ON_MANY, {"run_pks": sorted(taken), "moves": moves, "now": now}
-            )
-        )
-        done = [taken[run_pk] for run_pk in taken if run_pk in moved]
-        by_events: dict[int, list[int]] = defaultdict(list)  # trials by their number of events
-        for post, row, _ in done:
-            by_events[len(post.results.events)].append(row.trial_pk)
-        for events, trial_pks in by_events.items():
-            await connection.execute(
-                _COMPLETE_TRIALS, {"trial_pks": trial_pks, "done_at": now, "events": events}
-            )
-        if done:
-            await insert_many_results(
-                connection, [(row.trial_pk, ids, post.results) for post, row, ids in done]
-            )
-        return done
 
     async def _record(self, connection: AsyncConnection, post: _Post) -> _Recorded:
         """A trial post's checks and writes, on the connection of its transaction."""
@@ -741,23 +708,6 @@ _MOVE_ON = (
         t.LMRun.lock_token == bindparam("token"),
     )
     .values(_moved_on())
-)
-# Each run moved on only if it is still as its post's checks found it; the runs moved.
-_MOVE_ON_MANY = (
-    update(t.LMRun)
-    .where(
-        t.LMRun.id.in_(bindparam("run_pks", expanding=True)),
-        tuple_(t.LMRun.id, t.LMRun.completed_trials, t.LMRun.lock_token).in_(
-            bindparam("moves", expanding=True)
-        ),
-    )
-    .values(_moved_on())
-    .returning(t.LMRun.id)
-)
-_COMPLETE_TRIALS = (
-    update(t.LMTrial)
-    .where(t.LMTrial.id.in_(bindparam("trial_pks", expanding=True)))
-    .values(completed_at=bindparam("done_at"), event_count=bindparam("events"))
 )
 _COMPLETE_TRIAL = (
     update(t.LMTrial)

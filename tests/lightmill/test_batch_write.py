@@ -1,5 +1,6 @@
-"""PostgreSQL's one-statement batch write (mastok/lightmill/batch_write.py): a run changed since
-its post was checked writes nothing of that post; the others in the batch are stored whole."""
+"""A batch's writes (mastok/lightmill/batch_write.py: PostgreSQL's one statement, SQLite's four),
+on both backends: a run changed since its post was checked writes nothing of that post; the
+others in the batch are stored whole, stamped as SQLAlchemy stamps them."""
 
 from __future__ import annotations
 
@@ -19,9 +20,7 @@ NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def anonymous(make_client: ClientFactory, database_url: str) -> TestClient:
-    if not database_url.startswith("postgres"):
-        pytest.skip("SQLite writes a batch a statement a step")
+def anonymous(make_client: ClientFactory) -> TestClient:
     client = make_client(authenticated=False)
     imported(client)
     return client
@@ -90,6 +89,7 @@ def test_a_run_changed_since_its_checks_gets_nothing_written(anonymous: TestClie
     assert stored["measures"] == {"time": "3"}
     assert stored["events"] == [{"time": "4"}, {"time": "5"}]
     assert at(anonymous, "S1") == at_position(anonymous, "S1", 1)
+    assert stored["completionDate"] == int(NOW.timestamp() * 1000)  # read back as stored
 
 
 def at(client: TestClient, run: str) -> tuple[int, int]:
