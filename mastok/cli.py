@@ -145,6 +145,10 @@ def _quiet_per_connection_lines() -> None:
     every oTree error)."""
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.error").addFilter(_not_connection_chatter)
+    # Before the masking filter: a line dropped is not masked first.
+    access = logging.getLogger("uvicorn.access")
+    if _not_a_stored_trial not in access.filters:
+        access.filters.insert(0, _not_a_stored_trial)
 
 
 def _not_connection_chatter(record: logging.LogRecord) -> bool:
@@ -154,6 +158,21 @@ def _not_connection_chatter(record: logging.LogRecord) -> bool:
 # uvicorn's lines after each socket, and its line per refused handshake (mastok logs refused
 # participant sockets itself, at most once a minute an address: a flood is not a flood of lines).
 _CHATTER = ("connection open", "connection closed", '%s - "WebSocket %s" 403')
+
+
+TRIAL_POSTS = "/api/trial/"
+
+
+def _not_a_stored_trial(record: logging.LogRecord) -> bool:
+    """Drop the access line of a LightMill trial POST answered 2xx: a client posts thousands a
+    second, each trial is in the database with its time, and the line is a write to stderr a
+    request: the bare POST's CPU a request went from 0.117 to 0.095 ms without it (bench,
+    issue 15). A refused post keeps its line, with its status; every other request too."""
+    args = record.args
+    if isinstance(args, tuple) and len(args) == 5 and args[1] == "POST":
+        status = args[4]
+        return not (isinstance(status, int) and status < 300 and TRIAL_POSTS in str(args[2]))
+    return True
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Origin
 
+from mastok import cli
 from mastok.otree.local import free_port
 from tests.fixtures.processes import wait_until_healthy
 
@@ -50,6 +52,7 @@ def served_lines(tmp_path: Path, log_format: str) -> list[str]:
     try:
         wait_until_healthy(base, process, lambda: process.communicate(timeout=10)[1])
         httpx.get(f"{base}/api/experiment/xp/run/S0/plan?token=s3cr3t")
+        httpx.post(f"{base}/api/trial/xp/S0/0/0", content=b"{}")  # refused: its line stays
 
         async def join() -> None:
             url = f"ws://127.0.0.1:{port}/ws/join?slug=pilot&PROLIFIC_PID=5f1e"
@@ -108,4 +111,27 @@ def test_json_lines_are_one_object_each(tmp_path: Path) -> None:
     assert any(name.startswith("alembic") for name in names)
     access = [r["message"] for r in records if r["logger"] == "uvicorn.access"]
     assert any("GET /api/experiment/xp/run/S0/plan?token=*** HTTP/1.1" in m for m in access)
+    assert any('"POST /api/trial/xp/S0/0/0 HTTP/1.1" 4' in m for m in access), access
     assert_masked("\n".join(r["message"] for r in records))
+
+
+def access_record(method: str, path: str, status: int) -> logging.LogRecord:
+    """A record as uvicorn's access log makes it."""
+    args = ("127.0.0.1:5000", method, path, "1.1", status)
+    return logging.LogRecord(
+        "uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d', args, None
+    )
+
+
+def test_stored_trial_posts_leave_no_access_line() -> None:
+    cli._quiet_per_connection_lines()
+    access = logging.getLogger("uvicorn.access")
+    stored = access_record("POST", "/mastok/api/trial/xp/S0/0/0", 200)
+    kept = [
+        access_record("POST", "/api/trial/xp/S0/0/0", 405),  # refused
+        access_record("GET", "/api/trial/xp/S0/0/0?token=s3cr3t", 200),  # a client's read
+        access_record("POST", "/api/import", 200),
+    ]
+
+    assert not access.filter(stored)
+    assert all(access.filter(record) for record in kept)

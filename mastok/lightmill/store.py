@@ -32,6 +32,7 @@ from mastok.db import Database
 from mastok.db.batches import ALONE, Batches, Leave
 from mastok.lightmill import design as d
 from mastok.lightmill import tables as t
+from mastok.lightmill.batch_write import Checked, write_batch
 from mastok.lightmill.errors import (
     CannotImportExperiment,
     ExperimentProgressError,
@@ -49,7 +50,6 @@ from mastok.lightmill.importing import insert_design
 from mastok.lightmill.locks import LockPolicy
 from mastok.lightmill.recording import (
     Measures,
-    insert_many_results,
     insert_results,
     known_ids,
     measure_ids,
@@ -465,27 +465,14 @@ class LightMillStore:
             taken[row.run_pk] = (post, row, ids)
         if not taken:
             return [ALONE] * len(posts)
-        moves = [
-            (run_pk, row.position, post.results.token) for run_pk, (post, row, _) in taken.items()
+        checked = [
+            Checked(run_pk, row.position, post.results.token, row.trial_pk, ids, post.results)
+            for run_pk, (post, row, ids) in taken.items()
         ]
-        moved = set(
-            await connection.scalars(
-                _MOVE_ON_MANY, {"run_pks": sorted(taken), "moves": moves, "now": now}
-            )
-        )
+        moved = await write_batch(connection, checked, now)
         done = [taken[run_pk] for run_pk in taken if run_pk in moved]
         if not done:
             return [ALONE] * len(posts)
-        by_events: dict[int, list[int]] = defaultdict(list)  # trials by their number of events
-        for post, row, _ in done:
-            by_events[len(post.results.events)].append(row.trial_pk)
-        for events, trial_pks in by_events.items():
-            await connection.execute(
-                _COMPLETE_TRIALS, {"trial_pks": trial_pks, "done_at": now, "events": events}
-            )
-        await insert_many_results(
-            connection, [(row.trial_pk, ids, post.results) for post, row, ids in done]
-        )
         recorded: dict[int, _Recorded] = {
             id(post): _Recorded(
                 _recorded_info(post, row, ids, factor_values[row.trial_pk], now),
@@ -721,23 +708,6 @@ _MOVE_ON = (
         t.LMRun.lock_token == bindparam("token"),
     )
     .values(_moved_on())
-)
-# Each run moved on only if it is still as its post's checks found it; the runs moved.
-_MOVE_ON_MANY = (
-    update(t.LMRun)
-    .where(
-        t.LMRun.id.in_(bindparam("run_pks", expanding=True)),
-        tuple_(t.LMRun.id, t.LMRun.completed_trials, t.LMRun.lock_token).in_(
-            bindparam("moves", expanding=True)
-        ),
-    )
-    .values(_moved_on())
-    .returning(t.LMRun.id)
-)
-_COMPLETE_TRIALS = (
-    update(t.LMTrial)
-    .where(t.LMTrial.id.in_(bindparam("trial_pks", expanding=True)))
-    .values(completed_at=bindparam("done_at"), event_count=bindparam("events"))
 )
 _COMPLETE_TRIAL = (
     update(t.LMTrial)

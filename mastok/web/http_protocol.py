@@ -35,6 +35,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._in_head = True
         self._head_bytes = 0
+        self._head_tail = b""  # the last bytes of the head so far: its end may straddle reads
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_started: float | None = None
         self._body_bytes = 0
@@ -44,7 +45,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_head:
             if self._head_bytes == 0 and self._head_timer is None:
                 self._head_timer = self.loop.call_later(self.head_seconds, self._head_too_slow)
-            self._head_bytes += len(data)
+            # Only the head counts: a body (a design of megabytes) comes in the same reads.
+            end = (self._head_tail + data).find(b"\r\n\r\n")
+            if end < 0:
+                self._head_bytes += len(data)
+                self._head_tail = data[-3:]
+            else:
+                self._head_bytes += end + 4 - len(self._head_tail)
+                self._head_tail = b""
             if self._head_bytes > self.head_limit:
                 self._refuse(431, "Request Header Fields Too Large")
                 return
@@ -57,6 +65,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
+        self._head_tail = b""
 
     def on_headers_complete(self) -> None:
         self._in_head = False

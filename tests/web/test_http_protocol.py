@@ -35,6 +35,11 @@ async def echo(request: Request) -> PlainTextResponse:
     return PlainTextResponse(f"got {len(await request.body())}")
 
 
+async def stall(request: Request) -> PlainTextResponse:
+    time.sleep(0.5)  # noqa: ASYNC251 - the loop stalls: what is sent meanwhile is read at once
+    return PlainTextResponse("stalled")
+
+
 async def hold(websocket: WebSocket) -> None:
     await websocket.accept()
     text = await websocket.receive_text()
@@ -44,7 +49,13 @@ async def hold(websocket: WebSocket) -> None:
 
 @pytest.fixture
 def port() -> Iterator[int]:
-    app = Starlette(routes=[Route("/", echo, methods=["GET", "POST"]), WebSocketRoute("/ws", hold)])
+    app = Starlette(
+        routes=[
+            Route("/", echo, methods=["GET", "POST"]),
+            Route("/stall", stall),
+            WebSocketRoute("/ws", hold),
+        ]
+    )
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     config = uvicorn_config(app, http=Quick, log_config=None, log_level="warning")
@@ -93,6 +104,19 @@ def test_a_head_over_64_kib_gets_431_or_a_reset_never_an_answer(port: int) -> No
         received = b""  # closed with the rest of the head unread: the peer sees a reset
     assert received == b"" or received.startswith(b"HTTP/1.1 431 "), received[:80]
     test_an_ordinary_request_is_answered(port)  # the server carries on
+
+
+def test_a_large_body_sent_with_its_head_is_answered(port: int) -> None:
+    """The body is not the head, though it comes in the same reads (a design import)."""
+    stalling = connected(port)
+    stalling.sendall(b"GET /stall HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    time.sleep(0.1)  # the server's loop stalls: it then reads head and body in large chunks
+    client = connected(port)
+    body = b"x" * (1 << 20)
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+    client.sendall(head % len(body) + body)
+    assert answer(client).endswith(b"got %d" % len(body))
+    assert answer(stalling).endswith(b"stalled")
 
 
 def test_a_head_that_trickles_in_is_cut_off(port: int) -> None:

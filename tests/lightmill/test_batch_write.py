@@ -1,0 +1,108 @@
+"""A batch's writes (mastok/lightmill/batch_write.py: PostgreSQL's one statement, SQLite's four),
+on both backends: a run changed since its post was checked writes nothing of that post; the
+others in the batch are stored whole, stamped as SQLAlchemy stamps them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+from starlette.testclient import TestClient
+
+from mastok.lightmill import tables as t
+from mastok.lightmill.batch_write import Checked, write_batch
+from mastok.lightmill.results import TrialResults
+from tests.fixtures.app import ClientFactory
+from tests.lightmill.helpers import imported, in_app, lock, post_trial, row_counts, services
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def anonymous(make_client: ClientFactory) -> TestClient:
+    client = make_client(authenticated=False)
+    imported(client)
+    return client
+
+
+def first_trial(client: TestClient, run: str, position: int) -> tuple[int, int]:
+    """The run's id and the id of its trial at `position`."""
+
+    async def read() -> tuple[int, int]:
+        async with services(client).db.session() as session:
+            row = (
+                await session.execute(
+                    select(t.LMRun.id, t.LMTrial.id)
+                    .join(t.LMTrial, t.LMTrial.run_id == t.LMRun.id)
+                    .join(t.LMExperiment, t.LMRun.experiment_id == t.LMExperiment.id)
+                    .where(
+                        t.LMExperiment.code == "pointing",
+                        t.LMRun.code == run,
+                        t.LMTrial.position == position,
+                    )
+                )
+            ).one()
+            return row[0], row[1]
+
+    return in_app(client, read)
+
+
+def measure_id(client: TestClient, code: str) -> int:
+    async def read() -> int:
+        async with services(client).db.session() as session:
+            found = await session.scalar(select(t.LMMeasure.id).where(t.LMMeasure.code == code))
+            assert found is not None
+            return found
+
+    return in_app(client, read)
+
+
+def test_a_run_changed_since_its_checks_gets_nothing_written(anonymous: TestClient) -> None:
+    s0, s1 = lock(anonymous, "S0"), lock(anonymous, "S1")
+    assert post_trial(anonymous, "S0", 0, 0, s0, {"trial": {"time": 1}}).status_code == 200
+    time = measure_id(anonymous, "time")
+    before = row_counts(anonymous)
+    stale_run, stale_trial = first_trial(anonymous, "S0", 1)
+    run, trial = first_trial(anonymous, "S1", 0)
+    results = TrialResults(s0, {"time": "7"}, [{"time": "8"}, {"time": "9"}])
+
+    async def write() -> set[int]:
+        async with services(anonymous).db.engine.begin() as connection:
+            return await write_batch(
+                connection,
+                [
+                    # Checked when S0 was at its first trial: it has moved on since.
+                    Checked(stale_run, 0, s0, stale_trial, {"time": time}, results),
+                    Checked(run, 0, s1, trial, {"time": time}, TrialResults(s1, *_values())),
+                ],
+                NOW,
+            )
+
+    assert in_app(anonymous, write) == {run}
+    after = row_counts(anonymous)
+    assert after["lm_trial_measure_values"] == before["lm_trial_measure_values"] + 1
+    assert after["lm_event_measure_values"] == before["lm_event_measure_values"] + 2
+    assert at(anonymous, "S0") == at_position(anonymous, "S0", 1)
+    assert anonymous.get("/api/trial/pointing/S0/0/1").json()["completionDate"] is None
+    stored = anonymous.get("/api/trial/pointing/S1/0/0").json()
+    assert stored["measures"] == {"time": "3"}
+    assert stored["events"] == [{"time": "4"}, {"time": "5"}]
+    assert at(anonymous, "S1") == at_position(anonymous, "S1", 1)
+    assert stored["completionDate"] == int(NOW.timestamp() * 1000)  # read back as stored
+
+
+def at(client: TestClient, run: str) -> tuple[int, int]:
+    """The run's current trial: its block and number."""
+    trial = client.get(f"/api/run/pointing/{run}/current_trial").json()
+    return trial["blockNumber"], trial["number"]
+
+
+def at_position(client: TestClient, run: str, position: int) -> tuple[int, int]:
+    plan = client.get(f"/api/run/pointing/{run}/plan").json()
+    trials = [(block["number"], trial["number"]) for block in plan for trial in block["trials"]]
+    return trials[position]
+
+
+def _values() -> tuple[dict[str, str], list[dict[str, str]]]:
+    return {"time": "3"}, [{"time": "4"}, {"time": "5"}]
