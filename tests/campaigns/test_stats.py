@@ -198,3 +198,37 @@ async def test_the_dashboard_gives_each_campaign_its_funnel_and_sparkline(
     page = client.get("/dashboard").text
     assert "11 → 9 → 8 → 4 (4 ended otherwise)" in page
     assert 'class="sparkline"' in page
+
+
+async def test_who_waits_comes_in_pool_order_whatever_the_rows_order(
+    make_client: ClientFactory, database_url: str
+) -> None:
+    """Pool order is when each joined the pools, then the row's id: the row written first
+    (someone resumed, say) can have joined later."""
+    client = make_client(clock=ManualClock(NOW))
+    assert client.post("/api/campaigns", json=campaign_input("order")).status_code == 201
+    campaign_id = await _campaign_id(database_url, "order")
+    db = Database(async_url(database_url))
+    try:
+        async with db.session() as session:
+            for name, joined in (("late", "12:59:00"), ("early", "12:50:00"), ("tie", "12:59:00")):
+                session.add(
+                    Participant(
+                        campaign_id=campaign_id,
+                        token=name,
+                        identity=name,
+                        step="joining",
+                        group_label="default",
+                        created_at=at("12:40:00"),
+                        queued_at=at(joined),
+                    )
+                )
+            await session.commit()
+    finally:
+        await db.close()
+    waiting = client.get("/api/campaigns/order/stats?identities=1").json()["waiting"]
+    assert [(p["identity"], p["waited_seconds"]) for p in waiting] == [
+        ("early", 600),
+        ("late", 60),
+        ("tie", 60),
+    ]
