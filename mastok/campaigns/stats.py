@@ -85,11 +85,15 @@ def queries(campaign_id: int, now: datetime, dialect: str) -> Queries:
     )
     s = OTreeSession
     fills = (
-        select(s.number, s.created_at, func.min(p.queued_at))
-        .join(p, p.session_id == s.id)
-        .where(s.campaign_id == campaign_id)
-        .group_by(s.id, s.number, s.created_at)
-        .order_by(s.number)
+        (
+            select(s.number, s.created_at, func.min(p.queued_at))
+            .join(p, p.session_id == s.id)
+            .where(s.campaign_id == campaign_id)
+            .group_by(s.id, s.number, s.created_at)
+            .order_by(s.number)
+        )
+        if dialect == "sqlite"
+        else _fills_postgresql(campaign_id)
     )
     # No ORDER BY: SQLite would rather read every visit of the campaign in queued_at order
     # than sort the few people in the pools found through the step's index.
@@ -97,6 +101,26 @@ def queries(campaign_id: int, now: datetime, dialect: str) -> Queries:
         of_campaign, p.step.in_(POOLS)
     )
     return Queries(funnel, recent, waits, arrivals, fills, waiting)
+
+
+def _fills_postgresql(campaign_id: int) -> AnySelect:
+    """The fills with the campaign's members grouped by session first: joined as SQLite's
+    are, PostgreSQL reads every visit of every campaign (the whole table, or the whole
+    session_id index) to match them to the sessions. SQLite is better off as it is: it looks
+    up each session's members by session_id, twice as fast as this shape at 100,000 visits."""
+    p, s = Participant, OTreeSession
+    first = (
+        select(p.session_id, func.min(p.queued_at).label("first_queued"))
+        .where(p.campaign_id == campaign_id, p.session_id.is_not(None))
+        .group_by(p.session_id)
+        .subquery()
+    )
+    return (
+        select(s.number, s.created_at, first.c.first_queued)
+        .join(first, first.c.session_id == s.id)
+        .where(s.campaign_id == campaign_id)
+        .order_by(s.number)
+    )
 
 
 def _whole_seconds(dialect: str) -> ColumnElement[int]:
