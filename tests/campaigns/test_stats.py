@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from mastok.campaigns.stats import _fills
 from mastok.clock import ManualClock
 from mastok.db import Database, async_url
 from mastok.db.tables import Campaign, OTreeSession, Participant
@@ -232,3 +233,17 @@ async def test_who_waits_comes_in_pool_order_whatever_the_rows_order(
         ("late", 60),
         ("tie", 60),
     ]
+
+
+def test_a_pools_fill_time_and_the_last_ten() -> None:
+    """Twelve sessions, one a minute from 12:01; each pool's first member joined 20 s before
+    its start, but the third's joined before the second started: its fill counts from then."""
+    rows = [
+        (n, at(f"12:{n:02d}:00"), at(f"12:{n - 1:02d}:40") if n != 3 else at("12:01:30"))
+        for n in range(1, 13)
+    ]
+    fills = _fills(rows)
+    assert fills["count"] == 12
+    assert fills["last"] == [60] + [20] * 9  # sessions 3 to 12: the third from 12:02:00
+    assert _fills(rows[:3])["last"] == [20, 20, 60]
+    assert fills["median"] == 20.0
