@@ -4,6 +4,7 @@ python -m bench all                                  # everything: bench/results
 python -m bench waiting_room --participants 1000     # one scenario on its own
 python -m bench ceiling | holding | fanout | placement | restart | real_otree | logging_api
 python -m bench attacks                              # /healthz under each attack
+python -m bench live_stats                           # a campaign's figures at 100,000 visits
 python -m bench compare --baseline b59efce           # waiting-room scenarios: baseline vs now
 """
 
@@ -19,12 +20,13 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bench import attacks, compare, placement, procs, report, restart, scenarios
+from bench import attacks, compare, live_stats, placement, procs, report, restart, scenarios
 from bench.servers import node_available
 from mastok.config import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
 KEEP_RUNS = 3
+NO_NODE = ("logging_api", "live_stats")  # scenarios without the Node load generator
 
 
 def _stop_on_signal(signum: int, _frame: Any) -> NoReturn:
@@ -177,6 +179,24 @@ def _parser() -> argparse.ArgumentParser:
         help="9. /healthz latency under each attack of issue 13, against none",
     )
     attacked.add_argument("--seconds", type=float, help="each attack's length [12]")
+    figures = sub.add_parser(
+        "live_stats",
+        parents=[common],
+        help="10. a campaign's figures at 100,000 visits against a bare count(*) of them",
+    )
+    figures.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    figures.add_argument(
+        "--visits", type=int, help="the campaign under test's visits [100000; --quick 20000]"
+    )
+    figures.add_argument(
+        "--other-campaigns", type=int, default=live_stats.OTHER_CAMPAIGNS, help="[20]"
+    )
+    figures.add_argument(
+        "--other-visits", type=int, help="visits of the other campaigns [2x --visits]"
+    )
+    figures.add_argument(
+        "--repeats", type=int, default=live_stats.REPEATS, help="timings of each [15]"
+    )
     versus = sub.add_parser(
         "compare",
         parents=[common],
@@ -201,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _stop_on_signal)
     atexit.register(procs.stop_all)
-    if args.scenario != "logging_api" and not node_available():
+    if args.scenario not in NO_NODE and not node_available():
         print(
             "bench: needs node and bench/node_modules/ws: run `make bench` (or `npm ci --prefix "
             "bench`)",
@@ -349,6 +369,18 @@ def run_one(ctx: scenarios.Context, args: argparse.Namespace) -> dict[str, Any]:
         }
     if name == "attacks":
         return {name: attacks.attacks(ctx, _pick(args.seconds, attacks.SECONDS, 11.0, q))}
+    if name == "live_stats":
+        visits = _pick(args.visits, live_stats.VISITS, 20_000, q)
+        return {
+            name: live_stats.live_stats(
+                ctx,
+                ("sqlite", "postgresql") if args.backend == "both" else (args.backend,),
+                visits,
+                args.other_campaigns,
+                args.other_visits if args.other_visits is not None else 2 * visits,
+                args.repeats,
+            )
+        }
     if name == "real_otree":
         count = _pick(args.participants, 200, 40, q)
         return {name: scenarios.real_otree(ctx, count, _pick(args.ramp_seconds, 20.0, 8.0, q))}
@@ -388,6 +420,7 @@ def run_all(ctx: scenarios.Context, quick: bool = False) -> dict[str, Any]:
         "placement",
         "restart",
         "attacks",
+        "live_stats",
     ):
         out.update(run_one(ctx, scenario_args(name, quick)))
     return out

@@ -207,6 +207,31 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         rows += _logging_targets(lightmill)
     if scenarios.get("attacks"):
         rows.append(_attacks_target(scenarios["attacks"]))
+    if scenarios.get("live_stats"):
+        rows += _live_stats_targets(scenarios["live_stats"])
+    return rows
+
+
+def _live_stats_targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    goal = figures["target_ratio"]
+    for backend in LOGGING_BACKENDS:
+        run = figures.get(backend)
+        if not run:
+            continue
+        rows.append(
+            _row(
+                f"a campaign's figures (`/stats`) at {figures['visits']:,} visits vs a bare "
+                f"count(*) of them ({backend}, same table, same run)",
+                f"<= {goal:g}x the count's time (p50)",
+                f"{run['stats_ms']['p50']} ms vs {run['count_ms']['p50']} ms = x{run['ratio']}",
+                run["ratio"] / goal,
+                run["ratio"] <= goal,
+                f"{run['table_rows']:,} visits in {figures['other_campaigns'] + 1} campaigns; "
+                f"x{run['ratio_to_rows_read']} one read of the campaign's rows "
+                f"({run['rows_read_ms']['p50']} ms)",
+            )
+        )
     return rows
 
 
@@ -688,6 +713,8 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
         lines += _placement_markdown(s["placement"])
     if s.get("restart"):
         lines += _restart_markdown(s["restart"])
+    if s.get("live_stats"):
+        lines += _live_stats_markdown(s["live_stats"])
     if results.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {note}" for note in results["notes"]]
     return "\n".join(lines) + "\n"
@@ -743,6 +770,35 @@ def _restart_markdown(again: dict[str, Any]) -> list[str]:
         f"{again['participants']} participants reached Starting; errors "
         f"{again['errors'] or 0}.",
     ]
+
+
+def _live_stats_markdown(figures: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        f"## 10. A campaign's figures at {figures['visits']:,} visits",
+        "",
+        f"`campaign_stats` (what `GET /api/campaigns/{{namespace}}/stats` computes) for a "
+        f"campaign of {figures['visits']:,} visits among {figures['other_visits']:,} of "
+        f"{figures['other_campaigns']} other campaigns, beside `SELECT count(*)` of its visits "
+        f"and a count of a column in no index (one read of its rows), {figures['repeats']} "
+        "times each, alternately.",
+        "",
+        "| backend | stats p50 (min/max) ms | count(*) p50 ms | rows read p50 ms | stats/count | "
+        "stats/rows read | each query, ms |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for backend in LOGGING_BACKENDS:
+        run = figures.get(backend)
+        if not run:
+            continue
+        stats_ms = run["stats_ms"]
+        each = ", ".join(f"{name} {ms}" for name, ms in run["query_ms"].items())
+        lines.append(
+            f"| {backend} | {stats_ms['p50']} ({stats_ms['min']}/{stats_ms['max']}) | "
+            f"{run['count_ms']['p50']} | {run['rows_read_ms']['p50']} | x{run['ratio']} | "
+            f"x{run['ratio_to_rows_read']} | {each} |"
+        )
+    return lines
 
 
 def side_by_side(results: dict[str, Any]) -> str:

@@ -49,7 +49,7 @@ class Queries:
     waits: AnySelect  # per outcome and whole second waited: visits
     arrivals: AnySelect  # per minute: visits that arrived
     fills: AnySelect  # per session: number, start, its members' first time in the pools
-    waiting: AnySelect  # who is in the pools, in pool order
+    waiting: AnySelect  # who is in the pools (put in pool order in Python, see below)
 
     def all(self) -> dict[str, AnySelect]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -85,18 +85,42 @@ def queries(campaign_id: int, now: datetime, dialect: str) -> Queries:
     )
     s = OTreeSession
     fills = (
-        select(s.number, s.created_at, func.min(p.queued_at))
-        .join(p, p.session_id == s.id)
-        .where(s.campaign_id == campaign_id)
-        .group_by(s.id, s.number, s.created_at)
-        .order_by(s.number)
+        (
+            select(s.number, s.created_at, func.min(p.queued_at))
+            .join(p, p.session_id == s.id)
+            .where(s.campaign_id == campaign_id)
+            .group_by(s.id, s.number, s.created_at)
+            .order_by(s.number)
+        )
+        if dialect == "sqlite"
+        else _fills_postgresql(campaign_id)
     )
-    waiting = (
-        select(p.token, p.group_label, p.step, p.queued_at, p.identity)
-        .where(of_campaign, p.step.in_(POOLS))
-        .order_by(p.queued_at, p.id)
+    # No ORDER BY: SQLite would rather read every visit of the campaign in queued_at order
+    # than sort the few people in the pools found through the step's index.
+    waiting = select(p.token, p.group_label, p.step, p.queued_at, p.identity, p.id).where(
+        of_campaign, p.step.in_(POOLS)
     )
     return Queries(funnel, recent, waits, arrivals, fills, waiting)
+
+
+def _fills_postgresql(campaign_id: int) -> AnySelect:
+    """The fills with the campaign's members grouped by session first: joined as SQLite's
+    are, PostgreSQL reads every visit of every campaign (the whole table, or the whole
+    session_id index) to match them to the sessions. SQLite is better off as it is: it looks
+    up each session's members by session_id, twice as fast as this shape at 100,000 visits."""
+    p, s = Participant, OTreeSession
+    first = (
+        select(p.session_id, func.min(p.queued_at).label("first_queued"))
+        .where(p.campaign_id == campaign_id, p.session_id.is_not(None))
+        .group_by(p.session_id)
+        .subquery()
+    )
+    return (
+        select(s.number, s.created_at, first.c.first_queued)
+        .join(first, first.c.session_id == s.id)
+        .where(s.campaign_id == campaign_id)
+        .order_by(s.number)
+    )
 
 
 def _whole_seconds(dialect: str) -> ColumnElement[int]:
@@ -152,7 +176,7 @@ async def campaign_stats(db: Database, campaign_id: int, now: datetime) -> dict[
                 "waited_seconds": _seconds(now - aware(queued)) if queued else 0,
                 "joined": aware(queued).isoformat() if queued else None,
             }
-            for token, group, step, queued, identity in rows["waiting"]
+            for token, group, step, queued, identity, _ in sorted(rows["waiting"], key=_pool_order)
         ],
     }
 
@@ -281,6 +305,12 @@ def _arrivals(rows: Iterable[Any], now: datetime) -> list[list[Any]]:
         minute = last - timedelta(minutes=back)
         result.append([minute.isoformat(), counts.get(minute.strftime("%Y-%m-%dT%H:%M"), 0)])
     return result
+
+
+def _pool_order(row: Any) -> tuple[bool, datetime, int]:
+    """Pools are ordered by when each joined them, then by id."""
+    queued = row.queued_at
+    return queued is None, aware(queued) if queued is not None else datetime.min, row.id
 
 
 def _seconds(span: timedelta) -> int:

@@ -80,15 +80,15 @@ async def record(db: Database, session_id: int, seen: Sequence[Progress], now: d
         await session.commit()
 
 
-async def pages_of(db: Database, session_ids: Sequence[int]) -> dict[int, list[Page]]:
-    """Each session's participants as last seen, in participant code order."""
-    if not session_ids:
-        return {}
+async def pages_of(db: Database, campaign_id: int) -> dict[int, list[Page]]:
+    """Each of the campaign's sessions' participants as last seen (by session id), in
+    participant code order."""
     found: dict[int, list[Page]] = {}
     async with db.session() as session:
         rows = await session.scalars(
             select(SessionPage)
-            .where(SessionPage.session_id.in_(list(session_ids)))
+            .join(OTreeSession, OTreeSession.id == SessionPage.session_id)
+            .where(OTreeSession.campaign_id == campaign_id)
             .order_by(SessionPage.session_id, SessionPage.otree_code)
         )
         for row in rows:

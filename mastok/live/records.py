@@ -193,14 +193,21 @@ class Records:
             )
             return list(found)
 
-    async def participant_codes(self, session_id: int) -> list[str]:
+    async def participant_codes(self, campaign_id: int) -> dict[int, list[str]]:
+        """The oTree participant codes of each of the campaign's sessions (by session id), in
+        code order: one query, not one a session (a campaign's page lists all of them)."""
+        found: dict[int, list[str]] = {}
         async with self._read() as connection:
-            found = await connection.scalars(
-                select(Participant.otree_code)
-                .where(Participant.session_id == session_id)
-                .order_by(Participant.otree_code)
+            rows = await connection.execute(
+                select(Participant.session_id, Participant.otree_code)
+                .where(Participant.campaign_id == campaign_id)
+                .where(Participant.session_id.is_not(None))
+                .order_by(Participant.session_id, Participant.otree_code)
             )
-            return [code for code in found if code]
+            for session_id, code in rows:
+                if session_id is not None and code:
+                    found.setdefault(session_id, []).append(code)
+        return found
 
 
 async def _write_change(

@@ -106,10 +106,11 @@ async def supervise(request: Request, namespace: str) -> dict[str, Any]:
     view, live = await app_services.leader.look(campaign, _view_and_live)
     now = request.app.state.clock.now()
     records = await app_services.records.sessions(campaign.id)
-    seen = await pages_of(app_services.db, [record.id for record in records])
+    seen = await pages_of(app_services.db, campaign.id)
+    codes_of = await app_services.records.participant_codes(campaign.id)
     sessions = []
     for record in records:
-        codes = await app_services.records.participant_codes(record.id)
+        codes = codes_of.get(record.id, [])
         sessions.append(
             {
                 "code": record.otree_code,

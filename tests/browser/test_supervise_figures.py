@@ -5,6 +5,9 @@ A screenshot of the page at the end is written to test-artifacts/supervise.png."
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
+
 import pytest
 from playwright.async_api import Browser, Page, expect
 
@@ -84,3 +87,30 @@ async def test_the_figures_follow_the_room(browser: Browser, make_server: Server
 
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=ARTIFACTS / "supervise.png", full_page=True)
+
+
+async def test_the_time_waited_counts_up_in_the_page(
+    browser: Browser, make_server: ServerFactory
+) -> None:
+    """Between reads the page counts each wait up itself: the server's clock stands still at
+    40 s waited while the page's (Playwright's fake clock, paused but when the test runs it)
+    moves 4 s: the wait shown is 43 or 44 s (44 if no read came after the first, 43 if one
+    came at +1 s, as a frame of the supervisor socket asks)."""
+    server = make_server()
+    campaign = running_campaign(server, "counting", per_session=2, waiting_limit=5)
+    first = await arrive(server, campaign["slug"], "first")
+    await first.until("Waiting")
+    server.clock.advance(seconds=40)
+    context = await browser.new_context(http_credentials={"username": LOGIN, "password": PASSWORD})
+    page = await context.new_page()
+    start = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    await page.clock.install(time=start)
+    await page.clock.pause_at(start)
+    await page.goto(f"{server.url}/campaigns/supervise/counting")
+    waited = page.locator("#waiting-people tbody tr .waited")
+    await expect(waited).to_have_text("40 s")
+    await page.clock.run_for(1000)  # a read the socket's frames asked for, if any
+    await page.wait_for_load_state("networkidle")
+    await page.clock.run_for(3000)  # the next read is 5 s after the last
+    await expect(waited).to_have_text(re.compile(r"^4[34] s$"))
+    await context.close()

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from mastok.campaigns.stats import _fills
 from mastok.clock import ManualClock
 from mastok.db import Database, async_url
 from mastok.db.tables import Campaign, OTreeSession, Participant
@@ -198,3 +199,51 @@ async def test_the_dashboard_gives_each_campaign_its_funnel_and_sparkline(
     page = client.get("/dashboard").text
     assert "11 → 9 → 8 → 4 (4 ended otherwise)" in page
     assert 'class="sparkline"' in page
+
+
+async def test_who_waits_comes_in_pool_order_whatever_the_rows_order(
+    make_client: ClientFactory, database_url: str
+) -> None:
+    """Pool order is when each joined the pools, then the row's id: the row written first
+    (someone resumed, say) can have joined later."""
+    client = make_client(clock=ManualClock(NOW))
+    assert client.post("/api/campaigns", json=campaign_input("order")).status_code == 201
+    campaign_id = await _campaign_id(database_url, "order")
+    db = Database(async_url(database_url))
+    try:
+        async with db.session() as session:
+            for name, joined in (("late", "12:59:00"), ("early", "12:50:00"), ("tie", "12:59:00")):
+                session.add(
+                    Participant(
+                        campaign_id=campaign_id,
+                        token=name,
+                        identity=name,
+                        step="joining",
+                        group_label="default",
+                        created_at=at("12:40:00"),
+                        queued_at=at(joined),
+                    )
+                )
+            await session.commit()
+    finally:
+        await db.close()
+    waiting = client.get("/api/campaigns/order/stats?identities=1").json()["waiting"]
+    assert [(p["identity"], p["waited_seconds"]) for p in waiting] == [
+        ("early", 600),
+        ("late", 60),
+        ("tie", 60),
+    ]
+
+
+def test_a_pools_fill_time_and_the_last_ten() -> None:
+    """Twelve sessions, one a minute from 12:01; each pool's first member joined 20 s before
+    its start, but the third's joined before the second started: its fill counts from then."""
+    rows = [
+        (n, at(f"12:{n:02d}:00"), at(f"12:{n - 1:02d}:40") if n != 3 else at("12:01:30"))
+        for n in range(1, 13)
+    ]
+    fills = _fills(rows)
+    assert fills["count"] == 12
+    assert fills["last"] == [60] + [20] * 9  # sessions 3 to 12: the third from 12:02:00
+    assert _fills(rows[:3])["last"] == [20, 20, 60]
+    assert fills["median"] == 20.0
