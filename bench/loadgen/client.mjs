@@ -165,6 +165,8 @@ function participant(i, slug, { stay = false, stopAt = null, think = 0, resume =
           break;
         case "JoiningSize":
           break;
+        case "Waiting": // the time waited (issue 11): pages that know only Mastok's frames ignore it
+          break;
         case "Starting":
           r.starting = t;
           r.url = f.payload;
