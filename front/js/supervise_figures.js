@@ -41,6 +41,14 @@ function td(text, className = "") {
   return cell;
 }
 
+function emptyRow(text, columns) {
+  const row = document.createElement("tr");
+  row.className = "empty";
+  row.append(td(text));
+  row.firstChild.colSpan = columns;
+  return row;
+}
+
 function renderFunnel(stats) {
   const all = stats.funnel;
   const recent = stats.last_hour.funnel;
@@ -84,11 +92,7 @@ function renderWaiting(stats, identities) {
   waitingSince = [];
   document.querySelector("#waiting-people th.identity").hidden = !identities;
   if (stats.waiting.length === 0) {
-    const row = document.createElement("tr");
-    row.className = "empty";
-    row.append(td("Nobody."));
-    row.firstChild.colSpan = 5;
-    body.append(row);
+    body.append(emptyRow("Nobody.", 5));
     return;
   }
   const now = performance.now();
@@ -108,11 +112,7 @@ function renderProgress(live) {
   body.replaceChildren();
   const sessions = [...(live.sessions ?? [])].sort((a, b) => b.number - a.number);
   if (sessions.length === 0) {
-    const row = document.createElement("tr");
-    row.className = "empty";
-    row.append(td("No session yet."));
-    row.firstChild.colSpan = 4;
-    body.append(row);
+    body.append(emptyRow("No session yet.", 4));
     return;
   }
   for (const session of sessions) {

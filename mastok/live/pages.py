@@ -51,7 +51,8 @@ async def sessions_numbered(
 
 async def record(db: Database, session_id: int, seen: Sequence[Progress], now: datetime) -> None:
     """Keep what oTree shows of the session's participants at `now`: a page index that
-    changed (or a participant seen for the first time) restarts its idle time."""
+    changed (or a participant seen for the first time) restarts its idle time. Rows that did
+    not change are not written (the poll reads every live session every few seconds)."""
     async with db.session() as session:
         known = {
             row.otree_code: row
@@ -70,13 +71,12 @@ async def record(db: Database, session_id: int, seen: Sequence[Progress], now: d
                         page_count=progress.page_count,
                         finished=progress.finished,
                         changed_at=now,
-                        seen_at=now,
                     )
                 )
                 continue
             if row.page_index != progress.index:
                 row.page_index, row.changed_at = progress.index, now
-            row.page_count, row.finished, row.seen_at = progress.page_count, progress.finished, now
+            row.page_count, row.finished = progress.page_count, progress.finished
         await session.commit()
 
 

@@ -35,7 +35,6 @@ def upgrade() -> None:
         sa.Column("page_count", sa.Integer(), nullable=False),
         sa.Column("finished", sa.Boolean(), nullable=False),
         sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["session_id"],
             ["sessions.id"],
