@@ -2,7 +2,10 @@
 participants have all finished told to their room.
 
 One task of the app's task scope (`run`) reads oTree's wide export of each session its room
-counts as live (and only those), one after the other, at most every `POLL_SECONDS`. oTree is
+counts as live (and only those), one after the other, at most every `POLL_SECONDS` and at most
+`READS_PER_SECOND` in all: with many live sessions each is read less often, and oTree (which
+serves every participant's pages from one process) never spends more than a small share of its
+time on these reads. oTree is
 never called from a room's turn: the poller posts `SessionsFinished` to the room's mailbox,
 which handles it like any other event. When oTree cannot be read, nothing is posted and the
 session stays live until `session_duration`, the upper bound.
@@ -23,6 +26,9 @@ from mastok.otree import OTreeError, Progress
 
 log = logging.getLogger("mastok.live")
 POLL_SECONDS = 3.0
+# oTree's wide export of one session takes it about 7.5 ms (bench/README.md, scenario 5): 10 a
+# second is under a tenth of its time. 100 live sessions are then each read every 13 s.
+READS_PER_SECOND = 10.0
 
 
 class ProgressSource(Protocol):
@@ -41,12 +47,14 @@ class ProgressPoller:
         db: Database,
         clock: Clock,
         interval: float = POLL_SECONDS,
+        reads_per_second: float = READS_PER_SECOND,
     ) -> None:
         self.rooms = rooms
         self.otree = otree
         self.db = db
         self.clock = clock
         self.interval = interval
+        self.spacing = 1.0 / reads_per_second
         self._failing: set[str] = set()  # sessions whose last read failed (logged once)
 
     async def run(self) -> None:
@@ -66,6 +74,7 @@ class ProgressPoller:
             for session in await pages.sessions_numbered(self.db, runner.campaign_id, numbers):
                 if await self._read(session):
                     finished.append(session.number)
+                await asyncio.sleep(self.spacing)
             if finished:
                 runner.post(SessionsFinished(tuple(finished)))
 

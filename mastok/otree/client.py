@@ -14,12 +14,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 from mastok.otree.urls import http_url
 
 if TYPE_CHECKING:
     from mastok.metrics import Metrics
+
+
+# oTree's server (uvicorn) closes a connection idle for 5 s: a pooled one is dropped sooner, so
+# a call never goes out on a connection oTree is closing.
+_POOL = httpx.Limits(max_connections=100, keepalive_expiry=4.0)
 
 
 class OTreeError(Exception):
@@ -135,7 +142,10 @@ class OTreeClient:
             base_url=self.api_url,
             headers={"otree-rest-key": api_key},
             timeout=timeout,
-            transport=transport,
+            # httpx's own transport (httpcore) cost 0.7 ms of CPU a call here, aiohttp's 0.3:
+            # a session start makes one call per participant (its vars), so this is most of
+            # the join's cost of talking to oTree (bench/README.md, scenario 1).
+            transport=transport or AiohttpTransport(limits=_POOL),
         )
 
     async def aclose(self) -> None:
@@ -223,8 +233,12 @@ class OTreeClient:
             raise OTreeNotConfigured("oTree's API URL is not set (MASTOK_OTREE_API_URL)")
         try:
             response = await self._http.request(method, path, **kwargs)
-        except httpx.TimeoutException:
-            raise OTreeTimeout(f"oTree did not answer in time ({method} {path})") from None
+        except httpx.TimeoutException as error:
+            if _timed_out(error):
+                raise OTreeTimeout(f"oTree did not answer in time ({method} {path})") from None
+            raise OTreeUnreachable(
+                f"cannot reach oTree at {self.api_url}: {error.__cause__ or error}"
+            ) from None
         except httpx.HTTPError as error:
             raise OTreeUnreachable(
                 f"cannot reach oTree at {self.api_url}: {error or type(error).__name__}"
@@ -232,6 +246,14 @@ class OTreeClient:
         if response.status_code >= 400:
             raise _error_for(response)
         return response
+
+
+def _timed_out(error: httpx.TimeoutException) -> bool:
+    """Whether oTree really took too long. httpx-aiohttp maps every aiohttp connection error
+    (refused, reset, closed mid-answer) to `httpx.ConnectTimeout`; only a `TimeoutError`
+    underneath is one."""
+    cause = error.__cause__
+    return not isinstance(cause, aiohttp.ClientError) or isinstance(cause, TimeoutError)
 
 
 def _error_for(response: httpx.Response) -> OTreeError:

@@ -330,6 +330,29 @@ async def test_refused_connection_is_unreachable(refused_url: str) -> None:
     assert refused_url in caught.value.message
 
 
+async def test_a_connection_closed_without_an_answer_is_unreachable() -> None:
+    """oTree (or what stands in front of it) hangs up on the request: reported as what it
+    is, not as a timeout (the HTTP layer underneath calls every connection error one)."""
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    client = OTreeClient(url, "k", timeout=5.0)
+    try:
+        with pytest.raises(OTreeUnreachable) as caught:
+            await client.version()
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+
+    assert not isinstance(caught.value, OTreeTimeout)
+    assert caught.value.message.startswith(f"cannot reach oTree at {url}: ")
+
+
 async def test_answer_that_is_not_json_is_a_server_error(otree_stub: OTreeStub) -> None:
     otree_stub.respond(200, "<html><body>Welcome</body></html>", content_type="text/html")
     client = OTreeClient(otree_stub.url, "k")
