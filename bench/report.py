@@ -124,22 +124,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
     for key in ("waiting_room_sqlite", "waiting_room_postgresql"):
         room = scenarios.get(key)
-        if not room:
-            continue
-        at_1000 = next((r for r in room["ramps"] if r["participants"] == 1000), None)
-        if at_1000 is None:
-            continue
-        p99 = at_1000["latency_ms"]["p99"]
-        rows.append(
-            _row(
-                f"p99 last Agree -> Starting at 1,000 participants ({room['backend']})",
-                "<= 50 ms",
-                f"{p99} ms",
-                None if p99 is None else p99 / 50,
-                None if p99 is None else p99 <= 50 and at_1000["reached_starting"] == 1000,
-                f"{at_1000['reached_starting']}/1000 reached Starting",
-            )
-        )
+        if room and room.get("shares"):
+            rows.append(_share_target(room))
     hold = scenarios.get("holding")
     if hold and hold.get("levels"):
         top = max(hold["levels"], key=lambda level: level["waiting"])
@@ -210,6 +196,28 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if scenarios.get("live_stats"):
         rows += _live_stats_targets(scenarios["live_stats"])
     return rows
+
+
+def _share_target(room: dict[str, Any]) -> dict[str, Any]:
+    """p99 last Agree -> Starting at half the saturation rate measured in the same run (the
+    other shares reported beside it)."""
+    half, *others = sorted(room["shares"], key=lambda run: run["share"])
+    p99 = half["latency_ms"]["p99"]
+    everyone = half["reached_starting"] == half["participants"]
+    beside = "; ".join(
+        f"at {run['share']:.0%} ({run['offered_rate_per_s']}/s): p99 {run['latency_ms']['p99']} ms"
+        for run in others
+    )
+    return _row(
+        f"p99 last Agree -> Starting at {half['share']:.0%} of the saturation rate "
+        f"({room['backend']}, same run)",
+        "<= 50 ms",
+        f"{p99} ms at {half['offered_rate_per_s']}/s "
+        f"(saturation {room['saturation']['rate_per_s']}/s)",
+        None if p99 is None else p99 / 50,
+        None if p99 is None else p99 <= 50 and everyone,
+        f"{half['reached_starting']:,}/{half['participants']:,} reached Starting; {beside}",
+    )
 
 
 def _live_stats_targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
@@ -577,6 +585,7 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
                 f"{_fmt(r['server_cpu_ms_per_participant'])} | {_fmt(r['client_cpu_share'])} | "
                 f"{sum(r['errors'].values()) if r['errors'] else 0} |"
             )
+        lines += _shares_markdown(room.get("shares") or [])
         sat = room.get("saturation")
         if sat:
             lines += [
@@ -718,6 +727,28 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
     if results.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {note}" for note in results["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def _shares_markdown(shares: list[dict[str, Any]]) -> list[str]:
+    if not shares:
+        return []
+    lines = [
+        "",
+        "At steady shares of the saturation rate below (same run: what the targets read, on any"
+        " machine):",
+        "",
+        "| share | offered/s | reached Starting | latency p50/p95/p99 ms | Agree -> Instructions "
+        "p50/p95/p99 ms | server CPU | CPU ms/participant | client CPU |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in shares:
+        lines.append(
+            f"| {run['share']:.0%} | {run['offered_rate_per_s']} | "
+            f"{run['reached_starting']:,}/{run['participants']:,} | {_lat(run['latency_ms'])} | "
+            f"{_lat(run['agree_to_instructions_ms'])} | {_fmt(run['server_cpu_share'])} | "
+            f"{_fmt(run['server_cpu_ms_per_participant'])} | {_fmt(run['client_cpu_share'])} |"
+        )
+    return lines
 
 
 def _placement_markdown(place: dict[str, Any]) -> list[str]:
@@ -870,6 +901,10 @@ def key_figures(scenarios: dict[str, Any]) -> dict[str, float | None]:
 def _room_figures(room: dict[str, Any]) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     backend = room["backend"]
+    for run in room.get("shares") or []:
+        at = f"{backend}, {run['share']:.0%} of saturation: last Agree → Starting"
+        out[f"{at} p50 ms"] = run["latency_ms"]["p50"]
+        out[f"{at} p99 ms"] = run["latency_ms"]["p99"]
     for ramp in room["ramps"]:
         at = f"{backend}, {ramp['participants']:,} in a ramp: last Agree → Starting"
         out[f"{at} p50 ms"] = ramp["latency_ms"]["p50"]

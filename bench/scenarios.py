@@ -26,6 +26,11 @@ from bench import loadgen, procs, servers, stats
 from bench.servers import Mastok, Server
 
 PER_SESSION = 4
+# The latency targets are read at these shares of the saturation rate measured in the same run
+# (issue 15: a fixed arrival rate saturates a slower processor and measures its queue instead).
+SHARES = (0.5, 0.8)
+SHARE_SECONDS = 8.0  # long enough for a few hundred pools at any share, short enough to repeat
+SHARE_MINIMUM = 200
 
 
 @dataclass
@@ -331,6 +336,29 @@ def saturation_run(ctx: Context, mastok: Mastok, stub: Server) -> dict[str, Any]
     return figures
 
 
+def share_run(
+    ctx: Context, mastok: Mastok, stub: Server, saturation_rate: float, share: float
+) -> dict[str, Any]:
+    """Participants arriving at a steady `share` of the saturation rate measured in the same
+    run, for `SHARE_SECONDS`: the latency a machine gives at that load, whatever its speed."""
+    rate = share * saturation_rate
+    count = max(SHARE_MINIMUM, round(rate * SHARE_SECONDS / PER_SESSION) * PER_SESSION)
+    slugs = _campaigns(mastok, count)
+    job = join_job(
+        mastok, slugs, count, {"mode": "rate", "rate": rate}, group=PER_SESSION, flow_timeout_s=90
+    )
+    ctx.log(f"  {share:.0%} of saturation: {count} participants at {rate:.1f}/s")
+    result, meter = measure(ctx, job, timeout=count / rate + 150, server=mastok.pid, stub=stub.pid)
+    figures = join_figures(result, meter, count)
+    figures.update(share=share, offered_rate_per_s=round(rate, 1), campaigns=len(slugs))
+    ctx.log(
+        f"    {figures['reached_starting']}/{count} started, latency p50 "
+        f"{figures['latency_ms']['p50']} p99 {figures['latency_ms']['p99']} ms, "
+        f"server CPU {figures['server_cpu_share']}"
+    )
+    return figures
+
+
 def waiting_room(
     ctx: Context,
     backend: str,
@@ -338,24 +366,31 @@ def waiting_room(
     ramp_seconds: float = 10.0,
     saturate: bool = True,
 ) -> dict[str, Any]:
-    """Scenario 1: join flows through to Starting, against a stub oTree."""
+    """Scenario 1: join flows through to Starting, against a stub oTree: the saturation rate,
+    the latency at fixed shares of it, then ramps of fixed sizes (absolute, for the record)."""
     ctx.log(f"waiting room on {backend}")
     with mastok_on(ctx, backend, f"mastok-{backend}") as (mastok, stub):
         warm_up(ctx, mastok)
+        saturation = saturation_run(ctx, mastok, stub) if saturate else None
+        shares = []
+        if saturation and saturation["rate_per_s"]:
+            for share in SHARES:
+                settle()
+                shares.append(share_run(ctx, mastok, stub, saturation["rate_per_s"], share))
         ramps, points = [], []
         for count in participants:
+            settle()
             figures, rated = ramp_run(ctx, mastok, stub, count, ramp_seconds)
             ramps.append(figures)
             points += rated
-            settle()
-        saturation = saturation_run(ctx, mastok, stub) if saturate else None
     return {
         "backend": backend,
         "per_session": PER_SESSION,
+        "saturation": saturation,
+        "shares": shares,
         "ramps": ramps,
         # Every ramp's pools together: latency against the load they formed under.
         "curve": latency_curve(points, bins=20),
-        "saturation": saturation,
         "client_ceiling": client_ceiling(ctx),
     }
 
