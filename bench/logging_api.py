@@ -459,10 +459,12 @@ def exports(ctx: Context, backend: str, url: str, sizes: tuple[int, ...]) -> lis
         filled = time.monotonic() - begin
         figures = export_once(ctx, url, experiment, size)
         figures["fill_s"] = round(filled, 2)
+        figures["ceiling"] = export_once(ctx, url, experiment, size, program=EXPORT_CEILING)
         ctx.log(
             f"  export of {size:,} trials on {backend}: {figures['seconds']} s (trials "
             f"{figures['trials_s']} s, events {figures['events_s']} s), peak RSS "
-            f"{figures['peak_rss_mib']} MiB (filled in {filled:.1f} s)"
+            f"{figures['peak_rss_mib']} MiB (filled in {filled:.1f} s); the bare driver and "
+            f"csv: {figures['ceiling']['seconds']} s"
         )
         out.append(figures)
     return out
@@ -619,25 +621,23 @@ class PeakRss:
         return round(self.kib / 1024, 1)
 
 
-def export_once(ctx: Context, url: str, experiment: str, size: int) -> dict[str, Any]:
-    """`python -m mastok export` (CSV) as people run it: wall time to each file, and the
-    process's peak RSS."""
+# The export's same-run ceiling: the same rows read with the bare driver, written with `csv`.
+EXPORT_CEILING = "bench.export_ceiling"
+
+
+def export_once(
+    ctx: Context, url: str, experiment: str, size: int, program: str = "mastok"
+) -> dict[str, Any]:
+    """`python -m mastok export` (CSV) as people run it (or `program`, the ceiling): wall time
+    to each file, and the process's peak RSS."""
     out_dir = ctx.workdir / f"export-{experiment}"
     shutil.rmtree(out_dir, ignore_errors=True)
-    argv = [
-        sys.executable,
-        "-m",
-        "mastok",
-        "export",
-        "--experiment",
-        experiment,
-        "--output-dir",
-        str(out_dir),
-        "--format",
-        "csv",
-        "--database",
-        url,
-    ]
+    argv = [sys.executable, "-m", program]
+    if program == "mastok":
+        argv += ["export", "--experiment", experiment, "--output-dir", str(out_dir)]
+        argv += ["--format", "csv", "--database", url]
+    else:
+        argv += [url, experiment, str(out_dir)]
     env = {**os.environ, "MASTOK_MODE": "TEST", "PYTHONUNBUFFERED": "1"}
     begin = time.monotonic()
     process = subprocess.Popen(
@@ -673,12 +673,12 @@ def export_once(ctx: Context, url: str, experiment: str, size: int) -> dict[str,
     process.stdout.close()
     process.stderr.close()
     if process.returncode != 0 or len(marks) != 2:
-        raise RuntimeError(f"mastok export failed ({process.returncode}): {errors[-2000:]}")
+        raise RuntimeError(f"{program} export failed ({process.returncode}): {errors[-2000:]}")
     trials_file = out_dir / f"{experiment}-trials.csv"
     events_file = out_dir / f"{experiment}-events.csv"
     rows = {"trials": _lines(trials_file) - 1, "events": _lines(events_file) - 1}
     if rows != {"trials": size, "events": size * EVENTS}:
-        ctx.notes.append(f"export of {experiment}: {rows} rows, expected {size} trials")
+        ctx.notes.append(f"{program} export of {experiment}: {rows} rows, expected {size} trials")
     figures = {
         "trials": size,
         "events": size * EVENTS,

@@ -321,7 +321,9 @@ LOGGING_POSTGRESQL_RATE = 2000
 # as issue 9 asks), so a change can wait for the period: 20 ms (the target before) on top.
 FANOUT_MS = 120
 EXPORT_TRIALS = 100_000
-EXPORT_SECONDS = 10.0
+# mastok's export reads in chunks on short connections (flat memory, no long transaction) and
+# escapes spreadsheet formulas: twice the bare scans' time leaves room for that, not for waste.
+EXPORT_CEILING_TIMES = 2.0
 EXPORT_RSS_GROWTH = 1.10  # "does not grow": at most 10% more at 10x the rows
 
 # Scenario 6 before the trial posts were batched (commit 148af05, 16 connections; measured
@@ -432,10 +434,17 @@ def _export_target(lm: dict[str, Any]) -> list[dict[str, Any]]:
     if not exports:
         return []
     largest = max(e["trials"] for runs in exports.values() for e in runs)
-    worst = max(
-        (e for runs in exports.values() for e in runs if e["trials"] == largest),
-        key=lambda e: e["seconds"],
-    )
+    at_largest = {
+        backend: next(e for e in runs if e["trials"] == largest)
+        for backend, runs in exports.items()
+        if any(e["trials"] == largest for e in runs)
+    }
+    times = {
+        backend: (e["seconds"], (e.get("ceiling") or {}).get("seconds"))
+        for backend, e in at_largest.items()
+    }
+    ratios = [mine / bare for mine, bare in times.values() if bare]
+    worst = max(ratios, default=None)
     growth = {}
     for backend, runs in exports.items():
         small, big = min(runs, key=lambda e: e["trials"]), max(runs, key=lambda e: e["trials"])
@@ -446,27 +455,25 @@ def _export_target(lm: dict[str, Any]) -> list[dict[str, Any]]:
         for small, big in growth.values()
     )
     ok = None
-    if largest == EXPORT_TRIALS and growth:
-        ok = worst["seconds"] <= EXPORT_SECONDS and flat
+    if largest == EXPORT_TRIALS and growth and worst is not None:
+        ok = worst <= EXPORT_CEILING_TIMES and flat
     memory = "; ".join(
         f"{backend} peak RSS {small['peak_rss_mib']} MiB at {small['trials']:,}, "
         f"{big['peak_rss_mib']} MiB at {big['trials']:,}"
         for backend, (small, big) in growth.items()
     )
-    times = ", ".join(
-        f"{backend} {e['seconds']} s"
-        for backend, runs in exports.items()
-        for e in runs
-        if e["trials"] == largest
+    measured = ", ".join(
+        f"{backend} {mine} s vs {bare} s = x{mine / bare:.2f}" if bare else f"{backend} {mine} s"
+        for backend, (mine, bare) in times.items()
     )
     return [
         _row(
             f"{largest:,} trials exported (`mastok export`, trials and events CSV, 5 events a "
-            "trial)",
-            f"<= {EXPORT_SECONDS:g} s at {EXPORT_TRIALS:,}, peak memory not growing with the "
-            f"rows (<= {EXPORT_RSS_GROWTH - 1:.0%} more at 10x)",
-            times,
-            worst["seconds"] / EXPORT_SECONDS,
+            "trial) vs the bare driver and `csv` (same rows, same run)",
+            f"<= {EXPORT_CEILING_TIMES:g}x the bare export's time at {EXPORT_TRIALS:,}, peak "
+            f"memory not growing with the rows (<= {EXPORT_RSS_GROWTH - 1:.0%} more at 10x)",
+            measured,
+            None if worst is None else worst / EXPORT_CEILING_TIMES,
             ok,
             memory,
         )
@@ -987,17 +994,22 @@ def _logging_markdown(lm: dict[str, Any]) -> list[str]:
             "",
             "Export: experiments of completed trials (runs of 2,000 trials, 3 trial measures, 5 "
             "events of 3 measures each), `python -m mastok export --format csv` as its own "
-            "process; peak RSS is that process's own (VmHWM, polled from /proc).",
+            "process; peak RSS is that process's own (VmHWM, polled from /proc). The ceiling: "
+            "the same rows read with the bare driver and written with `csv` "
+            "(`bench/export_ceiling.py`), as a process of its own, in the same run.",
             "",
             "| backend | trials | events | `mastok export` s | trials file s | events file s | "
-            "peak RSS MiB | CPU s | files MiB (trials + events) |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "peak RSS MiB | CPU s | files MiB (trials + events) | bare driver and csv s (peak "
+            "RSS MiB) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for backend, e in exports:
+            bare = e.get("ceiling") or {}
             lines.append(
                 f"| {backend} | {e['trials']:,} | {e['events']:,} | **{e['seconds']}** | "
                 f"{e['trials_s']} | {e['events_s']} | **{e['peak_rss_mib']}** | {e['cpu_s']} | "
-                f"{e['file_mib']['trials']} + {e['file_mib']['events']} |"
+                f"{e['file_mib']['trials']} + {e['file_mib']['events']} | "
+                f"{_fmt(bare.get('seconds'))} ({_fmt(bare.get('peak_rss_mib'))}) |"
             )
     return lines
 
