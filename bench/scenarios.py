@@ -412,14 +412,40 @@ def ceiling(ctx: Context, mastok_saturation: dict[str, Any] | None = None) -> di
         with mastok_on(ctx, "sqlite", "mastok-ceiling") as (mastok, stub):
             warm_up(ctx, mastok)
             mastok_saturation = saturation_run(ctx, mastok, stub)
-    out = {"echo": figures, "mastok": mastok_saturation, "client_ceiling": client_ceiling(ctx)}
-    if figures["rate_per_s"] and mastok_saturation.get("rate_per_s"):
-        out["rate_ratio"] = round(mastok_saturation["rate_per_s"] / figures["rate_per_s"], 3)
+    floor = floor_saturation(ctx)
+    out = {
+        "echo": figures,
+        "floor": floor,
+        "mastok": mastok_saturation,
+        "client_ceiling": client_ceiling(ctx),
+    }
+    mastok_rate = mastok_saturation.get("rate_per_s")
+    if figures["rate_per_s"] and mastok_rate:
+        out["rate_ratio"] = round(mastok_rate / figures["rate_per_s"], 3)
+    if floor.get("rate_per_s") and mastok_rate:
+        out["floor_rate_ratio"] = round(mastok_rate / floor["rate_per_s"], 3)
     echo_cpu = figures["server_cpu_ms_per_flow"]
     mastok_cpu = mastok_saturation.get("server_cpu_ms_per_participant")
     if echo_cpu and mastok_cpu:
         out["server_cpu_ratio"] = round(echo_cpu / mastok_cpu, 3)
     return out
+
+
+def floor_saturation(ctx: Context) -> dict[str, Any]:
+    """The same closed loop as mastok's saturation run (SQLite, stub oTree) against the join's
+    work-equivalent app (`bench/join_floor_app.py`): the work's own floor."""
+    ctx.log("ceiling: the join's work-equivalent app (SQLite)")
+    stub = servers.start_stub_otree(ctx.workdir, "floor-stub-otree")
+    try:
+        url = servers.sqlite_url(ctx.workdir, "join-floor")
+        floor = servers.start_join_floor(ctx.workdir, url, stub.url)
+        try:
+            warm_up(ctx, floor)  # type: ignore[arg-type]  # a Mastok as far as a join goes
+            return saturation_run(ctx, floor, stub)  # type: ignore[arg-type]
+        finally:
+            floor.stop()
+    finally:
+        stub.stop()
 
 
 # -- scenario 3: holding capacity -------------------------------------------------------------

@@ -132,6 +132,30 @@ def start_stub_otree(
     return server
 
 
+class JoinFloor(Server):
+    """The join's work-equivalent app (bench/join_floor_app.py): any slug is a campaign."""
+
+    @property
+    def origin(self) -> str:
+        return self.url
+
+    @property
+    def join_url(self) -> str:
+        return f"ws://{LOOPBACK}:{self.port}/ws/join"
+
+    def create_campaigns(self, prefix: str, count: int, **_: Any) -> list[str]:
+        return [f"{prefix}{n}" for n in range(count)]
+
+
+def start_join_floor(workdir: Path, database_url: str, otree_url: str) -> JoinFloor:
+    port = free_port()
+    args = [str(port), database_url, otree_url]
+    child = python_child("join-floor", "bench.join_floor_app", args, workdir)
+    server = JoinFloor(child, port)
+    _wait_http(server.url, child)
+    return server
+
+
 def start_echo(workdir: Path) -> Server:
     port = free_port()
     child = python_child("echo-starlette", "bench.echo_app", [str(port)], workdir)

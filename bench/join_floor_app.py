@@ -1,0 +1,313 @@
+"""The join's work-equivalent ceiling: a bare app that does at the wire and the database what a
+join does in mastok, and nothing else (bench scenario 2).
+
+Per participant, as mastok without grouping: on connect `State`; on `Land` a participant row
+inserted, then `Resume` (its token) and `Consent`; on `Agree` the row updated twice in one
+transaction (consented, then queued in the joining pool), then `Instructions` and `JoiningSize`
+to it and the new size to the others in the pool. The fourth `Agree` of a campaign fills the
+pool: the session's number asked (the campaign's row updated, in the same transaction), oTree's
+session created and read back and each participant's vars set (the same calls to the same stub
+oTree, through the same HTTP client), then one transaction records it (the session's row, each
+participant's code and URL, the campaign's count) and each member gets `Starting`, then
+`Disconnect` and the close. Each event's writes are one transaction, committed together with
+those of the other events queued meanwhile (a group commit, as mastok's: one transaction per
+event costs SQLite more than the join's other work). No state machine, no supervisors, no
+checks: what is left when mastok's own machinery is taken away.
+
+    python -m bench.join_floor_app PORT DATABASE_URL OTREE_URL
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from httpx_aiohttp import AiohttpTransport
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    insert,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from bench.servers import CONSENT, INSTRUCTIONS, OTREE_KEY
+from mastok.cli import serve_app
+from mastok.db.engine import async_url, create_engine
+
+PER_SESSION = 4
+CONFIG = "bench"  # the stub oTree's config (bench/stub_otree.py)
+
+metadata = MetaData()
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("slug", String(64), unique=True),
+    Column("started_sessions", Integer, default=0),
+    Column("session_asked", Integer, nullable=True),
+)
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("campaign_id", ForeignKey("campaigns.id")),
+    Column("number", Integer),
+    Column("mastok_id", String(128)),
+    Column("otree_code", String(64)),
+    Column("admin_url", String(512)),
+    Column("size", Integer),
+    Column("created_at", DateTime(timezone=True)),
+)
+participants = Table(
+    "participants",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("campaign_id", ForeignKey("campaigns.id")),
+    Column("token", String(64), unique=True),
+    Column("browser_id", String(64)),
+    Column("identity", String(256), nullable=True),
+    Column("params", JSON, nullable=True),
+    Column("step", String(16)),
+    Column("group_label", String(64), nullable=True),
+    Column("queued_at", DateTime(timezone=True), nullable=True),
+    Column("consented_at", DateTime(timezone=True), nullable=True),
+    Column("consent_hash", String(64), nullable=True),
+    Column("session_id", ForeignKey("sessions.id"), nullable=True),
+    Column("otree_code", String(64), nullable=True),
+    Column("start_url", String(512), nullable=True),
+    Column("assigned_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True)),
+)
+_ASSIGN = (
+    update(participants)
+    .where(participants.c.token == bindparam("t"))
+    .values(
+        step="started",
+        session_id=bindparam("s"),
+        otree_code=bindparam("c"),
+        start_url=bindparam("u"),
+        assigned_at=bindparam("a"),
+        updated_at=bindparam("a"),
+    )
+)
+
+
+def frame(kind: str, payload: Any = None) -> str:
+    message: dict[str, Any] = {"kind": kind}
+    if payload is not None:
+        message["payload"] = payload
+    return json.dumps(message, separators=(",", ":"))
+
+
+@dataclass
+class Campaign:
+    id: int
+    slug: str
+    started: int = 0
+    pool: list[tuple[WebSocket, str]] = field(default_factory=list)
+
+
+Write = Callable[[AsyncConnection], Awaitable[Any]]
+
+
+class GroupCommit:
+    """Writes queued while a transaction commits go together in the next one."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.queued: list[tuple[Write, asyncio.Future[Any]]] = []
+        self.committing = False
+
+    async def commit(self, write: Write) -> Any:
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.queued.append((write, done))
+        if not self.committing:
+            self.committing = True
+            asyncio.get_running_loop().create_task(self._run())
+        return await done
+
+    async def _run(self) -> None:
+        try:
+            while self.queued:
+                batch, self.queued = self.queued, []
+                async with self.engine.begin() as conn:
+                    results = [await write(conn) for write, _ in batch]
+                for (_, done), result in zip(batch, results, strict=True):
+                    done.set_result(result)
+        finally:
+            self.committing = False
+
+
+class Floor:
+    def __init__(self, engine: AsyncEngine, otree: httpx.AsyncClient) -> None:
+        self.engine = engine
+        self.writes = GroupCommit(engine)
+        self.otree = otree
+        self.campaigns: dict[str, Campaign] = {}
+        self.creating = asyncio.Lock()
+
+    async def campaign(self, slug: str) -> Campaign:
+        async with self.creating:
+            if slug not in self.campaigns:
+                async with self.engine.begin() as conn:
+                    result = await conn.execute(insert(campaigns).values(slug=slug))
+                    pk = result.inserted_primary_key[0]
+                self.campaigns[slug] = Campaign(pk, slug)
+            return self.campaigns[slug]
+
+    async def join(self, ws: WebSocket) -> None:
+        campaign = await self.campaign(ws.query_params.get("slug", ""))
+        await ws.accept()
+        await ws.send_text(frame("State", "Running"))
+        land = json.loads(await ws.receive_text())
+        token, now = secrets.token_urlsafe(16), datetime.now(UTC)
+        row = {
+            "campaign_id": campaign.id,
+            "token": token,
+            "browser_id": str(land.get("payload"))[:64],
+            "step": "landed",
+            "created_at": now,
+            "updated_at": now,
+        }
+        await self.writes.commit(lambda conn: conn.execute(insert(participants), row))
+        await ws.send_text(frame("Resume", token))
+        await ws.send_text(frame("Consent", CONSENT))
+        await ws.receive_text()  # Agree
+        await self.agree(campaign, ws, token)
+        if ws.application_state == WebSocketState.CONNECTED:  # until the start closes it
+            await ws.receive_text()
+
+    async def agree(self, campaign: Campaign, ws: WebSocket, token: str) -> None:
+        now = datetime.now(UTC)
+        campaign.pool.append((ws, token))
+        full = len(campaign.pool) == PER_SESSION
+        pool = campaign.pool if full else []
+        if full:
+            campaign.pool, campaign.started = [], campaign.started + 1
+        mine = participants.c.token == token
+
+        async def write(conn: AsyncConnection) -> None:
+            await conn.execute(
+                update(participants).where(mine).values(consented_at=now, consent_hash="h")
+            )
+            await conn.execute(
+                update(participants)
+                .where(mine)
+                .values(step="joining", group_label="default", queued_at=now, updated_at=now)
+            )
+            if full:
+                await conn.execute(
+                    update(campaigns)
+                    .where(campaigns.c.id == campaign.id)
+                    .values(session_asked=number)
+                )
+
+        number = campaign.started
+        await self.writes.commit(write)
+        await ws.send_text(frame("Instructions", INSTRUCTIONS))
+        members = pool if full else list(campaign.pool)
+        size = frame("JoiningSize", len(members))
+        for other, _ in members:
+            await other.send_text(size)
+        if full:
+            await self.start(campaign, number, pool)
+
+    async def start(
+        self, campaign: Campaign, number: int, pool: list[tuple[WebSocket, str]]
+    ) -> None:
+        label = f"mk:{campaign.slug}:{number}"
+        body = {"session_config_name": CONFIG, "num_participants": PER_SESSION, "label": label}
+        created = (await self.otree.post("/api/sessions", json=body)).json()
+        session = (await self.otree.get(f"/api/sessions/{created['code']}")).json()
+        codes = [p["code"] for p in session["participants"]]
+        await asyncio.gather(
+            *(
+                self.otree.post(f"/api/participant_vars/{code}", json={"vars": {"g": "default"}})
+                for code in codes
+            )
+        )
+        now = datetime.now(UTC)
+        urls = [f"http://otree.invalid/InitializeParticipant/{code}" for code in codes]
+
+        async def write(conn: AsyncConnection) -> None:
+            result = await conn.execute(
+                insert(sessions).values(
+                    campaign_id=campaign.id,
+                    number=number,
+                    mastok_id=label,
+                    otree_code=session["code"],
+                    admin_url=session.get("admin_url", ""),
+                    size=PER_SESSION,
+                    created_at=now,
+                )
+            )
+            session_id = result.inserted_primary_key[0]
+            rows = [
+                {"t": token, "s": session_id, "c": code, "u": url, "a": now}
+                for (_, token), code, url in zip(pool, codes, urls, strict=True)
+            ]
+            await conn.execute(_ASSIGN, rows)
+            await conn.execute(
+                update(campaigns)
+                .where(campaigns.c.id == campaign.id)
+                .values(started_sessions=number, session_asked=None)
+            )
+
+        await self.writes.commit(write)
+        for (ws, _), url in zip(pool, urls, strict=True):
+            await ws.send_text(frame("Starting", url))
+            await ws.send_text(frame("Disconnect", "Start"))
+            await ws.close(1000)
+
+
+def create_app(database_url: str, otree_url: str) -> Starlette:
+    engine = create_engine(async_url(database_url))
+    otree = httpx.AsyncClient(
+        base_url=otree_url,
+        headers={"otree-rest-key": OTREE_KEY},
+        transport=AiohttpTransport(),
+        timeout=10,
+    )
+    floor = Floor(engine, otree)
+
+    async def lifespan(app: Starlette) -> Any:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        yield
+        await otree.aclose()
+        await engine.dispose()
+
+    async def join(ws: WebSocket) -> None:
+        with contextlib.suppress(WebSocketDisconnect):
+            await floor.join(ws)
+
+    return Starlette(routes=[WebSocketRoute("/ws/join", join)], lifespan=lifespan)
+
+
+def main() -> None:
+    port, database_url, otree_url = sys.argv[1:4]
+    serve_app(create_app(database_url, otree_url), "127.0.0.1", int(port))
+
+
+if __name__ == "__main__":
+    main()
