@@ -360,6 +360,7 @@ def start_mastok(
         # measured as the baseline ignore variables they do not know).
         "MASTOK_SOCKETS_PER_ADDRESS": "1000000",
         "MASTOK_LANDINGS_PER_MINUTE": "100000000",
+        "MASTOK_SOCKETS_PER_MINUTE": "100000000",
         **(settings or {}),
     }
     argv = [sys.executable, "-m", "mastok", "serve"]

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -52,7 +53,7 @@ from mastok.web.auth import BasicAuthMiddleware
 from mastok.web.body_limit import BodyLimit
 from mastok.web.errors import handlers as error_handlers
 from mastok.web.headers import SecurityHeaders
-from mastok.web.participant_limits import ParticipantLimits
+from mastok.web.participant_limits import JOIN_GATE, JoinGate, ParticipantLimits
 from mastok.web.throttle import LoginThrottle, Sleep
 
 log = logging.getLogger("mastok")
@@ -118,9 +119,16 @@ def create_app(
     clock = clock or SystemClock()
     metrics = Metrics()
     throttle = LoginThrottle(clock, settings.login_max_failures, sleep or asyncio.sleep)
+    participant_limits = ParticipantLimits(
+        clock,
+        settings.sockets_per_address,
+        settings.landings_per_minute,
+        settings.sockets_per_minute,
+    )
+    join_gate = JoinGate(participant_limits, f"{settings.web_prefix}/ws/join")
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         # Left in reverse: rooms drained, every task cancelled, oTree's client and the
         # database closed (also when starting fails half-way).
         async with contextlib.AsyncExitStack() as stack:
@@ -190,7 +198,7 @@ def create_app(
                 settings.origin,
                 leader.shown_role,
             )
-            yield
+            yield {JOIN_GATE: join_gate}  # the lifespan state: uvicorn hands it to protocols
 
     routes: list[BaseRoute] = [
         *pages.routes,
@@ -245,7 +253,5 @@ def create_app(
     app.state.clock = clock
     app.state.metrics = metrics
     app.state.login_throttle = throttle
-    app.state.participant_limits = ParticipantLimits(
-        clock, settings.sockets_per_address, settings.landings_per_minute
-    )
+    app.state.participant_limits = participant_limits
     return app

@@ -118,6 +118,11 @@ class Settings(BaseModel):
         "participant landings (Land) one client address may make a minute, at once or spread; "
         "beyond it Land is refused with LandingFailed",
     )
+    sockets_per_minute: int = setting(
+        600,
+        "participant sockets one client address may open a minute, at once or spread; beyond "
+        "it a handshake is answered 429 (a page that reconnects now and then never gets near)",
+    )
     login_max_failures: int = setting(
         30,
         "wrong admin credentials from one address within 5 minutes before its admin requests "

@@ -5,17 +5,25 @@ answered 200) and waits for ever on a client that sends a byte every few seconds
 protocol counts the bytes of each request's head (request line and headers) and answers 431
 past `HEAD_LIMIT`; closes a connection whose head is not complete `HEAD_SECONDS` after its
 first byte; and closes one whose body arrives slower than `MIN_BODY_RATE` bytes a second on
-average once `BODY_GRACE_SECONDS` have passed. Everything else is uvicorn's.
+average once `BODY_GRACE_SECONDS` have passed. A join socket from an address that holds all
+the sockets it may, or that opened all it may this minute, is answered 403 or 429 before its
+handshake (`JoinGate`, handed over in the app's lifespan state): a flood of them costs a few
+microseconds each, not a WebSocket handshake through the app. Everything else is uvicorn's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import ipaddress
 import logging
 import time
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from mastok.web.participant_limits import JOIN_GATE, JoinGate
 
 log = logging.getLogger("mastok.http")
 
@@ -83,7 +91,25 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def handle_websocket_upgrade(self) -> None:
         self._stop_body_watch()  # the socket's protocol takes the transport over
+        gate: JoinGate | None = self.app_state.get(JOIN_GATE)
+        address = self.client[0] if self.client else ""
+        # Through a trusted proxy the client's address is in a header the app reads: the gate
+        # would count everyone behind the proxy as one (the app's own checks still apply).
+        if gate is not None and not self._from_trusted_proxy(address):
+            # An upgrade's scope has no path yet: the raw target's (a path spelt otherwise,
+            # such as percent-encoded, goes on to the app, which refuses it the same way).
+            path = self.url.partition(b"?")[0].decode("latin-1")
+            refusal = gate.refusal(path, address)
+            if refusal is not None:
+                self._answer(refusal.status, refusal.reason, refusal.text)
+                return
         super().handle_websocket_upgrade()
+
+    def _from_trusted_proxy(self, address: str) -> bool:
+        if not self.config.proxy_headers:
+            return False
+        allowed = self.config.forwarded_allow_ips
+        return is_trusted_proxy(address, allowed if isinstance(allowed, str) else ",".join(allowed))
 
     def _stop_body_watch(self) -> None:
         self._body_started = None
@@ -123,7 +149,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, reason: str) -> None:
         log.warning("refused a request whose head is over %d bytes", self.head_limit)
-        body = reason.encode()
+        self._answer(status, reason, reason)
+
+    def _answer(self, status: int, reason: str, text: str) -> None:
+        """Answer `status` with `text` and close, without the app."""
+        body = text.encode()
         self.transport.write(
             b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
             b"content-length: %d\r\nconnection: close\r\n\r\n%s"
@@ -136,3 +166,28 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _cancel(timer: asyncio.TimerHandle | None) -> None:
         if timer is not None:
             timer.cancel()
+
+
+def is_trusted_proxy(address: str, allowed: str) -> bool:
+    """Whether `address` is one of `allowed` (uvicorn's `forwarded_allow_ips`: addresses and
+    networks, comma-separated, or `*`)."""
+    networks = _networks(allowed)
+    if networks is None:
+        return True
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+@functools.lru_cache(maxsize=4)
+def _networks(allowed: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None:
+    entries = [entry.strip() for entry in allowed.split(",") if entry.strip()]
+    if "*" in entries:
+        return None
+    networks = []
+    for entry in entries:
+        with contextlib.suppress(ValueError):  # uvicorn also takes names it cannot match
+            networks.append(ipaddress.ip_network(entry, strict=False))
+    return tuple(networks)

@@ -8,25 +8,58 @@ of `per_minute` tokens refilled evenly over a minute (a lab of 60 landing at onc
 through; a script's burst of made-up ids is refused, with `Disconnect "LandingFailed"`). At most
 `max_addresses` addresses are remembered, the least recently seen forgotten first. Refusals are
 counted so that an address's flood of refused sockets costs at most a log line a minute.
+
+An address may also open at most `opens_per_minute` join sockets a minute (a bucket as the
+landings'): a script that opens and drops sockets in a loop (sending a 16 MiB frame, say) cost
+everyone else a whole handshake and join each time. Both are checked by the HTTP protocol
+itself, before the WebSocket handshake and the app (`JoinGate`, `mastok.web.http_protocol`):
+a flood of refusals costs microseconds each (issue 13).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import logging
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from mastok.clock import Clock
 
+log = logging.getLogger("mastok.live")
+
 MAX_ADDRESSES = 10_000
+# A socket let through by the gate reaches the app within milliseconds; one that has not after
+# this long never will (its client went during the handshake) and stops being counted.
+ARRIVING_FOR = timedelta(seconds=10)
 REFUSALS_LOGGED_EVERY = timedelta(minutes=1)
+
+
+@dataclass
+class _Bucket:
+    """`per_minute` tokens, refilled evenly over a minute; full when first used."""
+
+    tokens: float = 0.0
+    filled_at: datetime | None = None
+
+    def take(self, now: datetime, per_minute: int) -> bool:
+        if self.filled_at is None:
+            self.tokens = float(per_minute)
+        else:
+            refill = (now - self.filled_at).total_seconds() * per_minute / 60
+            self.tokens = min(float(per_minute), self.tokens + refill)
+        self.filled_at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
 
 @dataclass
 class _Address:
     open: int = 0
-    tokens: float = 0.0
-    filled_at: datetime | None = None
+    arriving: deque[datetime] = field(default_factory=deque)  # let through by the gate
+    landings: _Bucket = field(default_factory=_Bucket)
+    openings: _Bucket = field(default_factory=_Bucket)
     refused: int = 0  # since the last line logged
     refusal_logged_at: datetime | None = None
 
@@ -36,16 +69,36 @@ class ParticipantLimits:
     clock: Clock
     max_open: int = 200
     per_minute: int = 120
+    opens_per_minute: int = 600
     max_addresses: int = MAX_ADDRESSES
     _addresses: OrderedDict[str, _Address] = field(default_factory=OrderedDict, repr=False)
 
     def opened(self, address: str) -> bool:
-        """A socket from `address` may open (counted until `closed`), or not (not counted)."""
+        """A socket from `address` may open (counted until `closed`), or not (not counted).
+        One the gate let through (`arrives`) is no longer counted as arriving."""
         entry = self._entry(address)
+        if entry.arriving:
+            entry.arriving.popleft()
         if entry.open >= self.max_open:
             return False
         entry.open += 1
         return True
+
+    def full(self, address: str) -> bool:
+        """Whether `address` holds, or is about to hold, all the sockets it may (an address
+        never seen does not)."""
+        entry = self._addresses.get(address)
+        if entry is None:
+            return False
+        horizon = self.clock.now() - ARRIVING_FOR
+        while entry.arriving and entry.arriving[0] < horizon:  # it never reached the app
+            entry.arriving.popleft()
+        return entry.open + len(entry.arriving) >= self.max_open
+
+    def arrives(self, address: str) -> None:
+        """A socket from `address` is on its way to `opened` (its handshake under way): a
+        burst of handshakes is counted before the first of them is opened."""
+        self._entry(address).arriving.append(self.clock.now())
 
     def closed(self, address: str) -> None:
         entry = self._addresses.get(address)
@@ -54,18 +107,11 @@ class ParticipantLimits:
 
     def may_land(self, address: str) -> bool:
         """Take a landing token for `address`, if one is left."""
-        entry = self._entry(address)
-        now = self.clock.now()
-        if entry.filled_at is None:
-            entry.tokens = float(self.per_minute)
-        else:
-            refill = (now - entry.filled_at).total_seconds() * self.per_minute / 60
-            entry.tokens = min(float(self.per_minute), entry.tokens + refill)
-        entry.filled_at = now
-        if entry.tokens < 1:
-            return False
-        entry.tokens -= 1
-        return True
+        return self._entry(address).landings.take(self.clock.now(), self.per_minute)
+
+    def may_open(self, address: str) -> bool:
+        """Take a token to open a socket for `address`, if one is left."""
+        return self._entry(address).openings.take(self.clock.now(), self.opens_per_minute)
 
     def refused(self, address: str) -> int:
         """Count a socket refused to `address`; how many refusals to log now (0: not yet; the
@@ -78,6 +124,12 @@ class ParticipantLimits:
             return 0
         reported, entry.refused, entry.refusal_logged_at = entry.refused, 0, now
         return reported
+
+    def note_refused(self, address: str, why: str) -> None:
+        """Count a refusal; logged at once, then at most a line a minute an address."""
+        count = self.refused(address)
+        if count:
+            log.warning("participant sockets refused to %s: %d, the last %s", address, count, why)
 
     def _entry(self, address: str) -> _Address:
         entry = self._addresses.get(address)
@@ -92,7 +144,46 @@ class ParticipantLimits:
     def _forget_one(self) -> None:
         """The least recently seen address without an open socket (their counts must stay)."""
         for address, entry in self._addresses.items():
-            if entry.open == 0:
+            if entry.open == 0 and not entry.arriving:
                 del self._addresses[address]
                 return
         self._addresses.popitem(last=False)
+
+
+PAST_OPEN_SOCKETS = "past the open sockets an address may hold"
+PAST_OPENINGS = "past the sockets an address may open a minute"
+JOIN_GATE = "mastok.join_gate"  # its key in the lifespan state, which uvicorn gives protocols
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    reason: str
+    text: str
+
+
+TOO_MANY_OPEN = Refusal(403, "Forbidden", "too many open participant sockets from this address")
+TOO_MANY_OPENED = Refusal(
+    429, "Too Many Requests", "too many participant sockets opened from this address"
+)
+
+
+@dataclass(frozen=True)
+class JoinGate:
+    """What the HTTP protocol asks before a join socket's handshake: refuse it now?"""
+
+    limits: ParticipantLimits
+    path: str  # the join socket's, with the web prefix
+
+    def refusal(self, path: str, address: str) -> Refusal | None:
+        """How a socket to `path` from `address` is refused (counted as such), if it is."""
+        if path != self.path:
+            return None
+        if self.limits.full(address):
+            self.limits.note_refused(address, PAST_OPEN_SOCKETS)
+            return TOO_MANY_OPEN
+        if not self.limits.may_open(address):
+            self.limits.note_refused(address, PAST_OPENINGS)
+            return TOO_MANY_OPENED
+        self.limits.arrives(address)
+        return None

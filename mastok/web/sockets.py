@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 
 from starlette.responses import PlainTextResponse
@@ -22,9 +21,8 @@ from mastok.live.protocol import (
 )
 from mastok.states import CampaignState
 from mastok.web import audit
-from mastok.web.participant_limits import ParticipantLimits
+from mastok.web.participant_limits import PAST_OPEN_SOCKETS, ParticipantLimits
 
-log = logging.getLogger("mastok.live")
 UNKNOWN = 4404
 POLICY = 1008
 TOO_BIG = 1009
@@ -62,8 +60,8 @@ async def join_socket(websocket: WebSocket) -> None:
     if not origin_allowed(websocket):
         await _refuse(websocket, limits, address, "from another origin")
         return
-    if not limits.opened(address):
-        await _refuse(websocket, limits, address, "past the open sockets an address may hold")
+    if not limits.opened(address):  # most are refused before this (`JoinGate`)
+        await _refuse(websocket, limits, address, PAST_OPEN_SOCKETS)
         return
     try:
         await _join(websocket, limits, address)
@@ -74,9 +72,7 @@ async def join_socket(websocket: WebSocket) -> None:
 async def _refuse(websocket: WebSocket, limits: ParticipantLimits, address: str, why: str) -> None:
     """Answer the handshake 403, logged at most once a minute an address (uvicorn's line per
     refused handshake is dropped: `mastok.cli`)."""
-    count = limits.refused(address)
-    if count:
-        log.warning("participant sockets refused to %s: %d, the last %s", address, count, why)
+    limits.note_refused(address, why)
     await websocket.close(POLICY)  # before accept: the handshake is answered 403
 
 

@@ -7,8 +7,14 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from mastok.clock import ManualClock
-from mastok.web.participant_limits import ParticipantLimits
-from tests.fixtures.live import ServerFactory, join
+from mastok.web.http_protocol import is_trusted_proxy
+from mastok.web.participant_limits import (
+    TOO_MANY_OPEN,
+    TOO_MANY_OPENED,
+    JoinGate,
+    ParticipantLimits,
+)
+from tests.fixtures.live import Peer, ServerFactory, join
 from tests.live.helpers import running_campaign
 
 
@@ -32,6 +38,43 @@ def test_landings_draw_from_a_bucket_refilled_over_a_minute() -> None:
     assert not limits.may_land("a")
     clock.advance(minutes=5)
     assert sum(limits.may_land("a") for _ in range(100)) == 60  # never more than a minute's
+
+
+def test_openings_draw_from_their_own_bucket() -> None:
+    clock = ManualClock()
+    limits = ParticipantLimits(clock, per_minute=1, opens_per_minute=3)
+    assert all(limits.may_open("a") for _ in range(3))
+    assert not limits.may_open("a")
+    assert limits.may_land("a")  # landings are counted apart
+    clock.advance(seconds=20)
+    assert limits.may_open("a")
+
+
+def test_sockets_let_through_the_gate_count_before_they_open() -> None:
+    clock = ManualClock()
+    limits = ParticipantLimits(clock, max_open=2)
+    gate = JoinGate(limits, "/ws/join")
+    burst = [gate.refusal("/ws/join", "a") for _ in range(5)]  # before any reaches the app
+    assert burst == [None, None, TOO_MANY_OPEN, TOO_MANY_OPEN, TOO_MANY_OPEN]
+    assert limits.opened("a")  # the first arrives
+    assert gate.refusal("/ws/join", "a") == TOO_MANY_OPEN  # the second still counts
+    clock.advance(seconds=11)  # it never arrived (its client went during the handshake)
+    assert gate.refusal("/ws/join", "a") is None
+
+
+def test_the_gate_refuses_only_join_sockets_past_a_bound() -> None:
+    limits = ParticipantLimits(ManualClock(), max_open=1, opens_per_minute=2)
+    gate = JoinGate(limits, "/p/ws/join")
+    assert gate.refusal("/p/ws/join", "a") is None  # a token taken
+    assert limits.opened("a")
+    assert gate.refusal("/p/ws/join", "a") == TOO_MANY_OPEN  # holds all it may
+    assert gate.refusal("/p/ws/campaigns/supervise", "a") is None  # not a join socket
+    limits.closed("a")
+    assert gate.refusal("/p/ws/join", "a") is None  # the second token
+    assert limits.opened("a")
+    limits.closed("a")
+    assert gate.refusal("/p/ws/join", "a") == TOO_MANY_OPENED
+    assert gate.refusal("/p/ws/join", "b") is None
 
 
 def test_refusals_are_logged_at_once_then_at_most_once_a_minute() -> None:
@@ -87,6 +130,8 @@ async def test_an_address_past_its_open_sockets_is_refused_at_the_handshake(
         with pytest.raises(InvalidStatus) as refused:
             await server.participant(campaign["slug"])
         assert refused.value.response.status_code == 403
+        # Refused by the HTTP protocol, before the handshake and the app (issue 13).
+        assert refused.value.response.body == b"too many open participant sockets from this address"
     lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert lines == [
         "participant sockets refused to 127.0.0.1: 1, the last past the open sockets an "
@@ -96,6 +141,57 @@ async def test_an_address_past_its_open_sockets_is_refused_at_the_handshake(
     await first.closed()
     again, _ = await join(server, campaign["slug"], "after")  # a place freed
     await again.close()
+
+
+async def test_an_address_opening_sockets_in_a_loop_is_refused_before_the_handshake(
+    make_server: ServerFactory,
+) -> None:
+    server = make_server(sockets_per_minute=3)
+    campaign = running_campaign(server, "loop", per_session=2)
+    for _ in range(3):
+        peer = await server.participant(campaign["slug"])
+        await peer.close()
+        await peer.closed()
+    with pytest.raises(InvalidStatus) as refused:
+        await server.participant(campaign["slug"])
+    assert refused.value.response.status_code == 429
+    assert refused.value.response.body == b"too many participant sockets opened from this address"
+    server.clock.advance(seconds=20)  # one a 20 s comes back
+    genuine, _ = await join(server, campaign["slug"], "genuine")
+    await genuine.close()
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_address_is_counted_apart(
+    make_server: ServerFactory,
+) -> None:
+    """The HTTP layer sees only the proxy: it leaves those sockets to the app, which counts
+    them by the forwarded address (else everyone behind the proxy would share one bound)."""
+    server = make_server(trusted_proxies="127.0.0.1", sockets_per_minute=2)
+    campaign = running_campaign(server, "proxied", per_session=9)
+    url = server.ws_url(f"/ws/join?slug={campaign['slug']}")
+    for n in range(5):
+        headers = {"X-Forwarded-For": f"198.51.100.{n}"}
+        peer = await Peer.open(url, origin=server.origin, headers=headers)
+        assert await peer.expect("State")
+        await peer.close()
+
+
+@pytest.mark.parametrize(
+    ("address", "allowed", "trusted"),
+    [
+        ("127.0.0.1", "127.0.0.1", True),
+        ("10.89.0.7", "10.89.0.0/24, 127.0.0.1", True),
+        ("10.89.1.7", "10.89.0.0/24", False),
+        ("::1", "127.0.0.1,::1", True),
+        ("203.0.113.9", "*", True),
+        ("203.0.113.9", "proxy", False),  # a name uvicorn was given as is
+        ("", "127.0.0.1", False),
+    ],
+)
+def test_the_http_layer_knows_the_trusted_proxies(
+    address: str, allowed: str, trusted: bool
+) -> None:
+    assert is_trusted_proxy(address, allowed) is trusted
 
 
 async def test_made_up_ids_cannot_start_a_campaign_that_requires_an_identity(
