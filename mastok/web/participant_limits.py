@@ -31,6 +31,8 @@ MAX_ADDRESSES = 10_000
 # A socket let through by the gate reaches the app within milliseconds; one that has not after
 # this long never will (its client went during the handshake) and stops being counted.
 ARRIVING_FOR = timedelta(seconds=10)
+PAST_OPEN_SOCKETS = "past the open sockets an address may hold"
+PAST_OPENINGS = "past the sockets an address may open a minute"
 REFUSALS_LOGGED_EVERY = timedelta(minutes=1)
 
 
@@ -73,16 +75,20 @@ class ParticipantLimits:
     max_addresses: int = MAX_ADDRESSES
     _addresses: OrderedDict[str, _Address] = field(default_factory=OrderedDict, repr=False)
 
-    def opened(self, address: str) -> bool:
-        """A socket from `address` may open (counted until `closed`), or not (not counted).
-        One the gate let through (`arrives`) is no longer counted as arriving."""
+    def opened(self, address: str) -> str | None:
+        """Why a socket from `address` may not open (not counted), or None: it opens, counted
+        until `closed`. One the gate let through (`arrives`) took its opening token there; one
+        that came another way (through a trusted proxy) takes it here."""
         entry = self._entry(address)
-        if entry.arriving:
+        through_gate = bool(entry.arriving)
+        if through_gate:
             entry.arriving.popleft()
         if entry.open >= self.max_open:
-            return False
+            return PAST_OPEN_SOCKETS
+        if not through_gate and not self.may_open(address):
+            return PAST_OPENINGS
         entry.open += 1
-        return True
+        return None
 
     def full(self, address: str) -> bool:
         """Whether `address` holds, or is about to hold, all the sockets it may (an address
@@ -150,8 +156,6 @@ class ParticipantLimits:
         self._addresses.popitem(last=False)
 
 
-PAST_OPEN_SOCKETS = "past the open sockets an address may hold"
-PAST_OPENINGS = "past the sockets an address may open a minute"
 JOIN_GATE = "mastok.join_gate"  # its key in the lifespan state, which uvicorn gives protocols
 
 

@@ -21,7 +21,7 @@ from mastok.live.protocol import (
 )
 from mastok.states import CampaignState
 from mastok.web import audit
-from mastok.web.participant_limits import PAST_OPEN_SOCKETS, ParticipantLimits
+from mastok.web.participant_limits import ParticipantLimits
 
 UNKNOWN = 4404
 POLICY = 1008
@@ -60,8 +60,9 @@ async def join_socket(websocket: WebSocket) -> None:
     if not origin_allowed(websocket):
         await _refuse(websocket, limits, address, "from another origin")
         return
-    if not limits.opened(address):  # most are refused before this (`JoinGate`)
-        await _refuse(websocket, limits, address, PAST_OPEN_SOCKETS)
+    refused = limits.opened(address)  # most are refused before this (`JoinGate`)
+    if refused is not None:
+        await _refuse(websocket, limits, address, refused)
         return
     try:
         await _join(websocket, limits, address)

@@ -9,6 +9,8 @@ from websockets.exceptions import InvalidStatus
 from mastok.clock import ManualClock
 from mastok.web.http_protocol import is_trusted_proxy
 from mastok.web.participant_limits import (
+    PAST_OPEN_SOCKETS,
+    PAST_OPENINGS,
     TOO_MANY_OPEN,
     TOO_MANY_OPENED,
     JoinGate,
@@ -20,11 +22,11 @@ from tests.live.helpers import running_campaign
 
 def test_an_address_holds_at_most_max_open_sockets() -> None:
     limits = ParticipantLimits(ManualClock(), max_open=2)
-    assert limits.opened("a") and limits.opened("a")
-    assert not limits.opened("a")
-    assert limits.opened("b")  # another address is counted apart
+    assert limits.opened("a") is None and limits.opened("a") is None
+    assert limits.opened("a") == PAST_OPEN_SOCKETS
+    assert limits.opened("b") is None  # another address is counted apart
     limits.closed("a")
-    assert limits.opened("a")
+    assert limits.opened("a") is None
 
 
 def test_landings_draw_from_a_bucket_refilled_over_a_minute() -> None:
@@ -56,7 +58,7 @@ def test_sockets_let_through_the_gate_count_before_they_open() -> None:
     gate = JoinGate(limits, "/ws/join")
     burst = [gate.refusal("/ws/join", "a") for _ in range(5)]  # before any reaches the app
     assert burst == [None, None, TOO_MANY_OPEN, TOO_MANY_OPEN, TOO_MANY_OPEN]
-    assert limits.opened("a")  # the first arrives
+    assert limits.opened("a") is None  # the first arrives
     assert gate.refusal("/ws/join", "a") == TOO_MANY_OPEN  # the second still counts
     clock.advance(seconds=11)  # it never arrived (its client went during the handshake)
     assert gate.refusal("/ws/join", "a") is None
@@ -66,15 +68,21 @@ def test_the_gate_refuses_only_join_sockets_past_a_bound() -> None:
     limits = ParticipantLimits(ManualClock(), max_open=1, opens_per_minute=2)
     gate = JoinGate(limits, "/p/ws/join")
     assert gate.refusal("/p/ws/join", "a") is None  # a token taken
-    assert limits.opened("a")
+    assert limits.opened("a") is None
     assert gate.refusal("/p/ws/join", "a") == TOO_MANY_OPEN  # holds all it may
     assert gate.refusal("/p/ws/campaigns/supervise", "a") is None  # not a join socket
     limits.closed("a")
     assert gate.refusal("/p/ws/join", "a") is None  # the second token
-    assert limits.opened("a")
+    assert limits.opened("a") is None  # taken at the gate, not again
     limits.closed("a")
     assert gate.refusal("/p/ws/join", "a") == TOO_MANY_OPENED
     assert gate.refusal("/p/ws/join", "b") is None
+
+
+def test_a_socket_that_did_not_pass_the_gate_takes_its_opening_token_when_it_opens() -> None:
+    limits = ParticipantLimits(ManualClock(), opens_per_minute=2)
+    assert limits.opened("a") is None and limits.opened("a") is None
+    assert limits.opened("a") == PAST_OPENINGS
 
 
 def test_refusals_are_logged_at_once_then_at_most_once_a_minute() -> None:
@@ -92,10 +100,10 @@ def test_refusals_are_logged_at_once_then_at_most_once_a_minute() -> None:
 
 def test_forgetting_addresses_keeps_those_with_open_sockets() -> None:
     limits = ParticipantLimits(ManualClock(), max_open=1, max_addresses=2)
-    assert limits.opened("held")
+    assert limits.opened("held") is None
     limits.may_land("x")
     limits.may_land("y")  # three addresses: one forgotten, not the one holding a socket
-    assert not limits.opened("held")
+    assert limits.opened("held") == PAST_OPEN_SOCKETS
 
 
 async def test_a_burst_of_made_up_ids_is_refused_and_a_genuine_participant_joins(
@@ -169,11 +177,14 @@ async def test_behind_a_trusted_proxy_each_forwarded_address_is_counted_apart(
     server = make_server(trusted_proxies="127.0.0.1", sockets_per_minute=2)
     campaign = running_campaign(server, "proxied", per_session=9)
     url = server.ws_url(f"/ws/join?slug={campaign['slug']}")
-    for n in range(5):
+    for n in (1, 1, 2, 2, 3, 3):
         headers = {"X-Forwarded-For": f"198.51.100.{n}"}
         peer = await Peer.open(url, origin=server.origin, headers=headers)
         assert await peer.expect("State")
         await peer.close()
+    with pytest.raises(InvalidStatus) as refused:  # the third from one forwarded address
+        await Peer.open(url, origin=server.origin, headers={"X-Forwarded-For": "198.51.100.1"})
+    assert refused.value.response.status_code == 403
 
 
 @pytest.mark.parametrize(
