@@ -38,8 +38,9 @@ OVERSHOOT_TARGET_S = 2.0  # bench/README.md says why
 
 # What a page sees (its Disconnect reason) -> the outcome mastok records.
 OUTCOMES = {"Start": "started", "Timeout": "timeout", "NotReady": "not_ready", "Left": "left"}
-# A page closed by its person leaves mastok to decide: away, unless its limit came first.
-CLOSED_OUTCOMES = ("away", "timeout")
+# A page closed by its person leaves mastok to decide: away, unless its limit or a ready
+# check it can no longer answer came first.
+CLOSED_OUTCOMES = ("away", "timeout", "not_ready")
 EXITS = {o: {"code": o.upper(), "url": None} for o in ("timeout", "not_ready", "left", "away")}
 
 
@@ -216,7 +217,7 @@ def _rate_figures(
         if wait is not None:
             waits.setdefault(outcome_of(r), []).append(wait)
     ended = [w for outcome, ws in waits.items() if outcome != "started" for w in ws]
-    overshoot = max(ended, default=plan.limit_s) - plan.limit_s
+    overshoot = _past(ended, plan.limit_s)
     server_waits = [
         v["waited_seconds"]
         for r in records
@@ -241,16 +242,19 @@ def _rate_figures(
         "started_wait_s": stats.summary(waits.get("started", [])),
         "timeout_wait_s": stats.summary(waits.get("timeout", [])),
         "overshoot_s": round(overshoot, 2),
-        "started_overshoot_s": round(
-            max(waits.get("started", []), default=plan.limit_s) - plan.limit_s, 2
-        ),
-        "server_overshoot_s": round(max(server_waits, default=plan.limit_s) - plan.limit_s, 2),
+        "started_overshoot_s": _past(waits.get("started", []), plan.limit_s),
+        "server_overshoot_s": _past(server_waits, plan.limit_s),
         "lost": lost,
         "mismatched": mismatched[:20],
         "refused": dict(Counter(x for r in records for x in r.get("refused", []))),
         "errors": stats.errors(records),
         "passed": overshoot <= OVERSHOOT_TARGET_S and lost == 0 and not stats.errors(records),
     }
+
+
+def _past(waits: list[float], limit: float) -> float:
+    """The longest wait past the limit, seconds (0: nobody waited past it)."""
+    return round(max(max(waits, default=limit) - limit, 0.0), 2)
 
 
 def _worst(values: Any) -> float | None:
