@@ -239,7 +239,7 @@ def _study_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         help="arrivals a second into each campaign, comma-separated [0.04,0.1,0.5]",
     )
     simulated.add_argument("--seconds", type=float, help="arrivals for this long [120; --quick 60]")
-    simulated.add_argument("--campaigns", type=int, help="campaigns per rate [4; --quick 2]")
+    simulated.add_argument("--campaigns", type=int, help="campaigns per rate [6; --quick 2]")
     simulated.add_argument("--seed", type=int, default=study.SEED, help=f"[{study.SEED}]")
     simulated.add_argument(
         "--leave-share", type=float, default=study.LEAVE_SHARE, help="of arrivals [0.15]"

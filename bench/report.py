@@ -849,8 +849,8 @@ def _study_markdown(figures: dict[str, Any]) -> list[str]:
         "one mastok recorded.",
         "",
         "| rate/s a campaign | arrivals | outcomes | timeouts | started wait p50/p95/max s | "
-        "timed out wait p50/p95/max s | overshoot s | started past the limit s | lost | ready "
-        "checks | sessions |",
+        "timed out wait p50/p95/max s | overshoot s | started past the limit s | lost | "
+        "ReadyChecks | sessions |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for rate in figures["rates"]:

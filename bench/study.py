@@ -25,7 +25,7 @@ from bench.scenarios import PER_SESSION, Context, client_ceiling, mastok_on, mea
 from bench.servers import Mastok
 
 RATES = (0.04, 0.1, 0.5)  # arrivals a second into each campaign: pools fill in ~100, 40, 8 s
-CAMPAIGNS_PER_RATE = 4
+CAMPAIGNS_PER_RATE = 6
 SECONDS = 120.0  # arrivals for this long; then everyone's wait runs out
 WAITING_LIMIT_MIN = 1  # minutes, the shortest a campaign takes (mastok/campaigns/rules.py)
 READY_CHECK_S = 10
