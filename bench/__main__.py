@@ -5,6 +5,7 @@ python -m bench waiting_room --participants 1000     # one scenario on its own
 python -m bench ceiling | holding | fanout | placement | restart | real_otree | logging_api
 python -m bench attacks                              # /healthz under each attack
 python -m bench live_stats                           # a campaign's figures at 100,000 visits
+python -m bench study --rates 0.04,0.1,0.5           # a simulated study: waits and timeouts
 python -m bench compare --baseline b59efce           # waiting-room scenarios: baseline vs now
 """
 
@@ -20,7 +21,17 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bench import attacks, compare, live_stats, placement, procs, report, restart, scenarios
+from bench import (
+    attacks,
+    compare,
+    live_stats,
+    placement,
+    procs,
+    report,
+    restart,
+    scenarios,
+    study,
+)
 from bench.servers import node_available
 from mastok.config import PROJECT_ROOT
 
@@ -197,6 +208,7 @@ def _parser() -> argparse.ArgumentParser:
     figures.add_argument(
         "--repeats", type=int, default=live_stats.REPEATS, help="timings of each [15]"
     )
+    _study_parser(sub, common)
     versus = sub.add_parser(
         "compare",
         parents=[common],
@@ -213,6 +225,42 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=RESULTS / "tmp", help="where compare.{json,md} go"
     )
     return parser
+
+
+def _study_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    simulated = sub.add_parser(
+        "study",
+        parents=[common],
+        help="12. a simulated study: Poisson arrivals, leavers, a waiting limit, a ready check",
+    )
+    simulated.add_argument(
+        "--rates",
+        type=_rates,
+        help="arrivals a second into each campaign, comma-separated [0.04,0.1,0.5]",
+    )
+    simulated.add_argument("--seconds", type=float, help="arrivals for this long [120; --quick 60]")
+    simulated.add_argument("--campaigns", type=int, help="campaigns per rate [6; --quick 2]")
+    simulated.add_argument("--seed", type=int, default=study.SEED, help=f"[{study.SEED}]")
+    simulated.add_argument(
+        "--leave-share", type=float, default=study.LEAVE_SHARE, help="of arrivals [0.15]"
+    )
+    simulated.add_argument(
+        "--silent-share",
+        type=float,
+        default=study.SILENT_SHARE,
+        help="of arrivals who never answer a ReadyCheck [0.1]",
+    )
+    simulated.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+
+
+def _rates(text: str) -> tuple[float, ...]:
+    try:
+        rates = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of rates: {text}") from None
+    if not rates or min(rates) <= 0:
+        raise argparse.ArgumentTypeError("rates are positive numbers")
+    return rates
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -381,6 +429,16 @@ def run_one(ctx: scenarios.Context, args: argparse.Namespace) -> dict[str, Any]:
                 args.repeats,
             )
         }
+    if name == "study":
+        plan = study.Plan(
+            rates=args.rates or study.RATES,
+            campaigns=_pick(args.campaigns, study.CAMPAIGNS_PER_RATE, 2, q),
+            seconds=_pick(args.seconds, study.SECONDS, 60.0, q),
+            seed=args.seed,
+            leave_share=args.leave_share,
+            silent_share=args.silent_share,
+        )
+        return {name: study.study(ctx, plan, args.backend)}
     if name == "real_otree":
         count = _pick(args.participants, 200, 40, q)
         return {name: scenarios.real_otree(ctx, count, _pick(args.ramp_seconds, 20.0, 8.0, q))}
@@ -421,6 +479,7 @@ def run_all(ctx: scenarios.Context, quick: bool = False) -> dict[str, Any]:
         "restart",
         "attacks",
         "live_stats",
+        "study",
     ):
         out.update(run_one(ctx, scenario_args(name, quick)))
     return out

@@ -182,6 +182,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(_attacks_target(scenarios["attacks"]))
     if scenarios.get("live_stats"):
         rows += _live_stats_targets(scenarios["live_stats"])
+    if scenarios.get("study"):
+        rows.append(_study_target(scenarios["study"]))
     return rows
 
 
@@ -244,6 +246,32 @@ def _share_target(room: dict[str, Any]) -> dict[str, Any]:
         None if p99 is None else p99 <= 50 and everyone,
         f"{half['reached_starting']:,}/{half['participants']:,} reached Starting; {beside}",
     )
+
+
+def _study_target(figures: dict[str, Any]) -> dict[str, Any]:
+    goal = figures["target_overshoot_s"]
+    worst = figures["worst_overshoot_s"]
+    arrivals = sum(rate["arrivals"] for rate in figures["rates"])
+    each = "; ".join(
+        f"{_fmt(rate['rate_per_s'])}/s: {rate['arrivals']} arrivals, timeouts "
+        f"{_share(rate['timeout_share'])}, overshoot {_fmt(rate['overshoot_s'])} s"
+        for rate in figures["rates"]
+    )
+    return _row(
+        f"a simulated study (Poisson arrivals at {len(figures['rates'])} rates, waiting limit "
+        f"{figures['waiting_limit_s']:g} s, ready check {figures['ready_check_s']} s, leavers)",
+        f"nobody waits past the limit by more than {goal:g} s; every participant ends exactly "
+        "one way",
+        f"worst overshoot {_fmt(worst)} s, {figures['lost']} of {arrivals} lost or doubled",
+        None if worst is None else max(worst, 0) / goal,
+        figures["passed"],
+        f"{each} (load average {figures['load_average']['before'][0]} -> "
+        f"{figures['load_average']['after'][0]})",
+    )
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
 
 
 def _live_stats_targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
@@ -770,6 +798,8 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
         lines += _restart_markdown(s["restart"])
     if s.get("live_stats"):
         lines += _live_stats_markdown(s["live_stats"])
+    if s.get("study"):
+        lines += _study_markdown(s["study"])
     if results.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {note}" for note in results["notes"]]
     return "\n".join(lines) + "\n"
@@ -876,6 +906,52 @@ def _live_stats_markdown(figures: dict[str, Any]) -> list[str]:
             f"x{run['ratio_to_rows_read']} | {each} |"
         )
     return lines
+
+
+def _study_markdown(figures: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        f"## 12. A simulated study ({figures['backend']}, per_session "
+        f"{figures['per_session']}, seed {figures['seed']})",
+        "",
+        f"Poisson arrivals for {figures['seconds']:g} s into {figures['campaigns_per_rate']} "
+        f"campaigns at each rate, all at once on one mastok: waiting limit "
+        f"{figures['waiting_limit_s']:g} s, ready check {figures['ready_check_s']} s, `Leave` "
+        f"accepted after {figures['leave_after_s']} s. {figures['leave_share']:.0%} of arrivals "
+        f"leave at a random time while waiting (two in three with `Leave`, one closes its page), "
+        f"{figures['silent_share']:.0%} never answer a `ReadyCheck`, the others answer within "
+        "2.5 s. Waits: `Agree` to `Starting` or to the `Disconnect` that ended the wait, in "
+        "seconds; overshoot: the longest wait past the limit of anyone who did not start (the "
+        "client's clock; mastok's own records in brackets). Lost: no outcome, two, or not the "
+        "one mastok recorded.",
+        "",
+        "| rate/s a campaign | arrivals | outcomes | timeouts | started wait p50/p95/max s | "
+        "timed out wait p50/p95/max s | overshoot s | started past the limit s | lost | "
+        "ReadyChecks | sessions |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for rate in figures["rates"]:
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(rate["outcomes"].items()))
+        lines.append(
+            f"| {_fmt(rate['rate_per_s'])} | {rate['arrivals']} | {outcomes} | "
+            f"{_share(rate['timeout_share'])} | {_waits(rate['started_wait_s'])} | "
+            f"{_waits(rate['timeout_wait_s'])} | {_fmt(rate['overshoot_s'])} "
+            f"({_fmt(rate['server_overshoot_s'])}) | {_fmt(rate['started_overshoot_s'])} | "
+            f"{rate['lost']} | {rate['ready_checks']} | {rate['sessions']} |"
+        )
+    lines += [
+        "",
+        f"Server CPU {_fmt(figures['server_cpu_share'])}, client CPU "
+        f"{_fmt(figures['client_cpu_share'])}; load average "
+        f"{figures['load_average']['before']} before, {figures['load_average']['after']} after.",
+    ]
+    return lines
+
+
+def _waits(summary: dict[str, Any]) -> str:
+    if not summary.get("n"):
+        return "-"
+    return f"{_fmt(summary['p50'])} / {_fmt(summary['p95'])} / {_fmt(summary['max'])}"
 
 
 def side_by_side(results: dict[str, Any]) -> str:

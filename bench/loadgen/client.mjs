@@ -621,6 +621,125 @@ async function restartJob() {
   shutdown(0);
 }
 
+// -- a simulated study (bench/study.py, scenario 12) ------------------------------------------
+//
+// job.participants: the harness's seeded schedule, one entry each: {i, slug, at_ms (arrival,
+// from the start), role, leave_ms, ready_ms}. Roles: "stay" (answers every ReadyCheck after
+// ready_ms), "silent" (never answers one), "leave" (sends Leave leave_ms after its Agree),
+// "close" (closes its socket, code 1000, leave_ms after its Agree). Everyone Agrees at once.
+// One record each: arrival, Agree, the frames that ended its wait, and every outcome seen
+// (there must be exactly one).
+function studyParticipant(p) {
+  return new Promise((resolve) => {
+    const r = { i: p.i, slug: p.slug, role: p.role, at_ms: p.at_ms, t0: now(), checks: 0 };
+    r.browser_id = `${job.run_id ?? "run"}-study-${p.i}`;
+    r.outcomes = []; // the Disconnect reasons seen; our own close counts as "closed"
+    r.refused = []; // Error frames (a Leave while the session is being created, say)
+    let done = false;
+    const ws = socket(`${job.url}?slug=${encodeURIComponent(p.slug)}`);
+    const later = (ms, action) => setTimeout(() => ws.readyState === WebSocket.OPEN && action(), ms);
+    const finish = () => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      resolve(r);
+    };
+    const timer = setTimeout(
+      () => {
+        r.err = `timeout after ${r.last ?? "nothing"}`;
+        ws.terminate();
+        finish();
+      },
+      (job.flow_timeout_s ?? 180) * 1000,
+    );
+    ws.on("message", (data) => {
+      const t = now();
+      const f = JSON.parse(data);
+      r.last = f.kind;
+      switch (f.kind) {
+        case "State":
+          ws.send(frame("Land", r.browser_id));
+          break;
+        case "Consent":
+          ws.send(frame("Agree"));
+          r.agree = now();
+          if (p.role === "leave") later(p.leave_ms, () => leaveNow(ws, r));
+          if (p.role === "close") later(p.leave_ms, () => closeNow(ws, r));
+          break;
+        case "Instructions":
+          r.instructions = r.instructions ?? t;
+          break;
+        case "Pending":
+          r.pending = r.pending ?? t;
+          break;
+        case "ReadyCheck":
+          r.checks += 1;
+          r.ready_check = r.ready_check ?? t;
+          if (p.role !== "silent") {
+            later(p.ready_ms, () => {
+              ws.send(frame("Ready"));
+              r.ready = now();
+            });
+          }
+          break;
+        case "Starting":
+          r.starting = t;
+          r.url = f.payload;
+          break;
+        case "Exit":
+          r.exit = f.payload.outcome;
+          break;
+        case "Disconnect":
+          r.disconnect = t;
+          r.outcomes.push(f.payload);
+          break;
+        case "Error":
+          r.refused.push(String(f.payload).slice(0, 80));
+          break;
+        case "Resume":
+        case "JoiningSize":
+        case "Waiting":
+          break;
+        default:
+          r.err = `unexpected ${f.kind}`;
+      }
+    });
+    ws.on("error", (e) => {
+      r.err = r.err ?? `socket: ${e.message}`;
+    });
+    ws.on("close", (code) => {
+      r.closed = now();
+      r.code = code;
+      finish();
+    });
+  });
+}
+
+function leaveNow(ws, r) {
+  if (r.outcomes.length) return;
+  ws.send(frame("Leave"));
+  r.leave_sent = now();
+}
+
+function closeNow(ws, r) {
+  if (r.outcomes.length) return;
+  r.outcomes.push("closed");
+  r.disconnect = now();
+  ws.close(1000);
+}
+
+async function studyJob() {
+  const t0 = startAt();
+  const flows = job.participants.map(
+    (p) =>
+      new Promise((resolve) => {
+        setTimeout(() => studyParticipant(p).then(resolve), Math.max(0, t0 + p.at_ms - now()));
+      }),
+  );
+  const records = await Promise.all(flows);
+  write({ t0, records });
+}
+
 const jobs = {
   join: joinJob,
   echo: echoJob,
@@ -629,6 +748,7 @@ const jobs = {
   fanout: fanoutJob,
   supervise: superviseJob,
   restart: restartJob,
+  study: studyJob,
 };
 jobs[job.kind]()
   .then(() => shutdown(0))

@@ -777,6 +777,19 @@ class _Turn:
         self.leave(silent, Outcome.NOT_READY)
         self.back_within_pools([m for m in check.members if m.ready])
 
+    def check_timed_out(self, limit_since: datetime) -> None:
+        """Members of the ready check who have waited their limit end `timeout` now, not when
+        the check ends (up to its length later); the others go back, as when one leaves."""
+        check = self.room.check
+        if check is None:
+            return
+        late = [m for m in check.members if m.waiting_since and m.waiting_since < limit_since]
+        if not late:
+            return
+        self.journal.set(self.room, "check", None)
+        self.leave(late, Outcome.TIMEOUT)
+        self.back_within_pools([m for m in check.members if all(m is not x for x in late)])
+
     def cancel_check(self) -> None:
         """An edit while a pool is asked: the pool goes back, nobody is held against it."""
         check = self.room.check
@@ -1075,6 +1088,10 @@ class _Turn:
             key=_seq,
         )
         self.leave(away, Outcome.AWAY)
+        # A check that is over first (who did not answer ends not_ready, the others are back in
+        # the pools), then whoever waited its limit, in a check or not.
+        self.check_expired()
+        self.check_timed_out(limit_since)
         timed_out = sorted(
             (
                 m
@@ -1090,7 +1107,6 @@ class _Turn:
         for conn, arrival in sorted(room.arrivals.items()):
             if arrival.opened_at <= silent_since and room.sockets.get(conn, "") is None:
                 self.drop(conn, Reason.LANDING_FAILED)  # never said who it is: no visit
-        self.check_expired()
         since = self.now - self.campaign.session_duration
         if any(started <= since for started in room.live_sessions.values()):
             ongoing = {n: t for n, t in room.live_sessions.items() if t > since}

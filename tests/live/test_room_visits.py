@@ -379,6 +379,34 @@ def test_leaving_during_the_check_sends_the_others_back() -> None:
     assert room.frames(b, effects) == [("JoiningSize", "1/2")]
 
 
+@pytest.mark.parametrize("answered", [False, True])
+def test_a_member_whose_limit_passes_during_the_check_times_out_then_not_at_its_end(
+    answered: bool,
+) -> None:
+    # Issue 15's simulated study: a check that ran on past a member's waiting limit kept it
+    # up to the check's length (10 s there) past the limit, ended timeout or not_ready.
+    given = exits(timeout=("T", None))
+    room = checking(seconds=20, per_session=3, exits=given)  # a 5 minutes' limit
+    old, old_token = room.agree()
+    room.later(minutes=4, seconds=50)
+    silent, _ = room.agree()
+    ready, ready_token = room.agree()  # the pool is full: asked until 5:10
+    room.send(ready, "Ready")
+    if answered:
+        room.send(old, "Ready")
+    assert room.of(Leave, room.tick(seconds=9.5)) == []
+    effects = room.tick(seconds=1)  # 5:00.5 for the first member
+    assert room.frames(old, effects) == [
+        ("Exit", {"outcome": "timeout", "code": "T", "url": None}),
+        ("Disconnect", "Timeout"),
+    ]
+    assert room.of(Leave, effects) == [Leave((old_token,), Outcome.TIMEOUT)]
+    # The others go back as when someone leaves during a check, nobody held to it.
+    assert room.room.check is None
+    assert room.joining()[-1] == ready_token and len(room.joining()) == 2
+    assert ("JoiningSize", "2/3") in room.frames(silent, effects)
+
+
 def test_an_edit_during_the_check_sends_the_pool_back_and_asks_again() -> None:
     room = checking()
     a, a_token = room.agree()
