@@ -5,6 +5,7 @@ python -m bench waiting_room --participants 1000     # one scenario on its own
 python -m bench ceiling | holding | fanout | placement | restart | real_otree | logging_api
 python -m bench attacks                              # /healthz under each attack
 python -m bench live_stats                           # a campaign's figures at 100,000 visits
+python -m bench failover --participants 1000         # the leader killed, back via the standby
 python -m bench compare --baseline b59efce           # waiting-room scenarios: baseline vs now
 """
 
@@ -20,7 +21,17 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bench import attacks, compare, live_stats, placement, procs, report, restart, scenarios
+from bench import (
+    attacks,
+    compare,
+    failover,
+    live_stats,
+    placement,
+    procs,
+    report,
+    restart,
+    scenarios,
+)
 from bench.servers import node_available
 from mastok.config import PROJECT_ROOT
 
@@ -196,6 +207,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     figures.add_argument(
         "--repeats", type=int, default=live_stats.REPEATS, help="timings of each [15]"
+    )
+    taken_over = sub.add_parser(
+        "failover",
+        parents=[common],
+        help="11. participants waiting on a killed leader, back in place through the standby",
+    )
+    taken_over.add_argument(
+        "--participants", type=int, help="waiting on the leader [1000; --quick 200]"
+    )
+    taken_over.add_argument(
+        "--retry-ms",
+        type=float,
+        default=failover.RETRY_MS,
+        help="a participant's wait once every address failed, jittered 0.5x-1.5x [250]",
+    )
+    taken_over.add_argument(
+        "--resume-within",
+        type=float,
+        default=failover.RESUME_WITHIN_S,
+        help="seconds each participant tries to come back, from its drop [60]",
     )
     versus = sub.add_parser(
         "compare",
@@ -381,6 +412,9 @@ def run_one(ctx: scenarios.Context, args: argparse.Namespace) -> dict[str, Any]:
                 args.repeats,
             )
         }
+    if name == "failover":
+        count = _pick(args.participants, failover.PARTICIPANTS, 200, q)
+        return {name: failover.failover(ctx, count, args.retry_ms, args.resume_within)}
     if name == "real_otree":
         count = _pick(args.participants, 200, 40, q)
         return {name: scenarios.real_otree(ctx, count, _pick(args.ramp_seconds, 20.0, 8.0, q))}
@@ -421,6 +455,7 @@ def run_all(ctx: scenarios.Context, quick: bool = False) -> dict[str, Any]:
         "restart",
         "attacks",
         "live_stats",
+        "failover",
     ):
         out.update(run_one(ctx, scenario_args(name, quick)))
     return out
