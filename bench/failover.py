@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import re
 import secrets
 import time
 from datetime import datetime
@@ -41,6 +42,7 @@ LEADS_WITHIN_S = 30.0  # the standby must lead by then (README: within 5 s)
 TARGET_S = 5.0  # p99 back after the standby leads; bench/README.md says why
 ORIGIN = "http://mastok.bench"  # the one public origin a proxy gives both processes
 LEADS_LINE = "mastok leads (took the lock)"
+ADDRESS = re.compile(r" \d+\.\d+\.\d+\.\d+:\d+")  # a failed attempt's why, without its port
 
 
 def failover(
@@ -304,7 +306,8 @@ def _refused(records: list[dict[str, Any]]) -> dict[str, int]:
     out: dict[str, int] = {}
     for r in records:
         for why, n in r["refused"].items():
-            out[why[:80]] = out.get(why[:80], 0) + n
+            key = ADDRESS.sub("", why)[:80]
+            out[key] = out.get(key, 0) + n
     return out
 
 
