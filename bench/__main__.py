@@ -5,6 +5,7 @@ python -m bench waiting_room --participants 1000     # one scenario on its own
 python -m bench ceiling | holding | fanout | placement | restart | real_otree | logging_api
 python -m bench attacks                              # /healthz under each attack
 python -m bench live_stats                           # a campaign's figures at 100,000 visits
+python -m bench failover --participants 1000         # the leader killed, back via the standby
 python -m bench study --rates 0.04,0.1,0.5           # a simulated study: waits and timeouts
 python -m bench compare --baseline b59efce           # waiting-room scenarios: baseline vs now
 """
@@ -24,6 +25,7 @@ from typing import Any, NoReturn
 from bench import (
     attacks,
     compare,
+    failover,
     live_stats,
     placement,
     procs,
@@ -207,6 +209,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     figures.add_argument(
         "--repeats", type=int, default=live_stats.REPEATS, help="timings of each [15]"
+    )
+    taken_over = sub.add_parser(
+        "failover",
+        parents=[common],
+        help="11. participants waiting on a killed leader, back in place through the standby",
+    )
+    taken_over.add_argument(
+        "--participants", type=int, help="waiting on the leader [1000; --quick 200]"
+    )
+    taken_over.add_argument(
+        "--retry-ms",
+        type=float,
+        default=failover.RETRY_MS,
+        help="a participant's wait once every address failed, jittered 0.5x-1.5x [250]",
+    )
+    taken_over.add_argument(
+        "--resume-within",
+        type=float,
+        default=failover.RESUME_WITHIN_S,
+        help="seconds each participant tries to come back, from its drop [60]",
     )
     _study_parser(sub, common)
     versus = sub.add_parser(
@@ -429,6 +451,9 @@ def run_one(ctx: scenarios.Context, args: argparse.Namespace) -> dict[str, Any]:
                 args.repeats,
             )
         }
+    if name == "failover":
+        count = _pick(args.participants, failover.PARTICIPANTS, 200, q)
+        return {name: failover.failover(ctx, count, args.retry_ms, args.resume_within)}
     if name == "study":
         plan = study.Plan(
             rates=args.rates or study.RATES,
@@ -479,6 +504,7 @@ def run_all(ctx: scenarios.Context, quick: bool = False) -> dict[str, Any]:
         "restart",
         "attacks",
         "live_stats",
+        "failover",
         "study",
     ):
         out.update(run_one(ctx, scenario_args(name, quick)))

@@ -182,9 +182,31 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(_attacks_target(scenarios["attacks"]))
     if scenarios.get("live_stats"):
         rows += _live_stats_targets(scenarios["live_stats"])
+    if scenarios.get("failover"):
+        rows.append(_failover_target(scenarios["failover"]))
     if scenarios.get("study"):
         rows.append(_study_target(scenarios["study"]))
     return rows
+
+
+def _failover_target(fo: dict[str, Any]) -> dict[str, Any]:
+    after = fo["back_after_lead_ms"]
+    p99, doubled = after["p99"], fo["doubled"]
+    goal_ms = 1000 * fo["target_s"]
+    back = f"{fo['back_in_place']}/{fo['participants']} back in place"
+    return _row(
+        f"{fo['participants']:,} waiting participants back in place after the leader's SIGKILL "
+        "(through the standby, PostgreSQL)",
+        f"all back, p99 <= {fo['target_s']:g} s after the standby leads, no session doubled",
+        f"p99 {_fmt(p99)} ms, {back}",
+        None if p99 is None else p99 / goal_ms,
+        p99 is not None and p99 <= goal_ms and fo["all_back"] and doubled["ok"],
+        f"the standby led {_fmt(fo['leads_after_s'])} s after the SIGKILL (/readyz 200 at "
+        f"{_fmt(fo['readyz_after_s'])} s); back p50 {_fmt(after['p50'])} ms, max "
+        f"{_fmt(after['max'])} ms after the lead; sessions: {doubled['otree_sessions_created']} "
+        f"in oTree, {doubled['mastok_sessions']} in mastok for {doubled['expected_sessions']} "
+        f"campaigns; load average at the kill {fo['load_average_at_kill'][0]}",
+    )
 
 
 ECHO_SHARE = 0.25  # issue 15: a join is more work than 3 echoed frames, not 4x more
@@ -798,6 +820,8 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
         lines += _restart_markdown(s["restart"])
     if s.get("live_stats"):
         lines += _live_stats_markdown(s["live_stats"])
+    if s.get("failover"):
+        lines += _failover_markdown(s["failover"])
     if s.get("study"):
         lines += _study_markdown(s["study"])
     if results.get("notes"):
@@ -877,6 +901,59 @@ def _restart_markdown(again: dict[str, Any]) -> list[str]:
         f"{again['participants']} participants reached Starting; errors "
         f"{again['errors'] or 0}.",
     ]
+
+
+def _failover_markdown(fo: dict[str, Any]) -> list[str]:
+    doubled = fo["doubled"]
+    rows = [
+        ("socket seen closed", fo["dropped_after_kill_ms"]),
+        ("the attempt that got the place back started", fo["last_attempt_after_kill_ms"]),
+        ("its handshake answered", fo["opened_after_kill_ms"]),
+        ("its step back (Instructions)", fo["back_after_kill_ms"]),
+    ]
+    return [
+        "",
+        f"## 11. Failover: {fo['participants']:,} participants, the leader killed (PostgreSQL)",
+        "",
+        f"A leader and a standby on one PostgreSQL; {fo['participants']:,} participants waited "
+        f"on the leader in {fo['campaigns']} campaigns (per_session {fo['per_session']}, "
+        f"{fo['waiting_each']} in each: no pool starts); the leader was killed (SIGKILL, load "
+        f"average {fo['load_average_at_kill'][0]}). Each participant came back by itself with "
+        f"its token, trying the leader's address then the standby's, waiting "
+        f"{fo['retry_ms']:g} ms (jittered) once both failed. **The standby led "
+        f"{_fmt(fo['leads_after_s'])} s after the SIGKILL** (`/readyz` 200 at "
+        f"{_fmt(fo['readyz_after_s'])} s); **{fo['back_in_place']}/{fo['participants']} back "
+        f"in place, p50 / p99 / max {_lat3(fo['back_after_lead_ms'])} ms after the lead** "
+        f"(attempts each p50 {_fmt(fo['attempts']['p50'])}, max {_fmt(fo['attempts']['max'])}; "
+        f"failed attempts: {_counts(fo['refused'])}; not back: {_counts(fo['not_back'])}). "
+        f"The standby used {fo['standby_cpu_s']} s of CPU from the kill until all were back.",
+        "",
+        "| from the SIGKILL, ms | p50 | p95 | p99 | max |",
+        "| --- | --- | --- | --- | --- |",
+        *[
+            f"| {what} | {_fmt(x['p50'])} | {_fmt(x['p95'])} | {_fmt(x['p99'])} | "
+            f"{_fmt(x['max'])} |"
+            for what, x in rows
+        ],
+        "",
+        f"Then newcomers filled every pool through the new leader: "
+        f"{doubled['reached_starting']}/{doubled['expected_starting']} reached Starting, in "
+        f"{doubled['sessions_in_starting_urls']} sessions; oTree created "
+        f"{doubled['otree_sessions_created']}, mastok recorded {doubled['mastok_sessions']} for "
+        f"{doubled['expected_sessions']} campaigns; participant rows by step before the kill "
+        f"{doubled['rows_before_kill']['steps']}, after the resume "
+        f"{doubled['rows_after_resume']['steps']}, after the fill "
+        f"{doubled['rows_after_fill']['steps']}: "
+        + ("nothing doubled." if doubled["ok"] else "**something doubled or missing.**"),
+    ]
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{why} {n:,}" for why, n in counts.items()) or "none"
+
+
+def _lat3(summary: dict[str, Any]) -> str:
+    return " / ".join(_fmt(summary.get(key)) for key in ("p50", "p99", "max"))
 
 
 def _live_stats_markdown(figures: dict[str, Any]) -> list[str]:

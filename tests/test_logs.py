@@ -5,6 +5,7 @@ Every line starts with an ISO 8601 UTC time (text) or is one JSON object with it
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from websockets.typing import Origin
 
 from mastok import cli
 from mastok.otree.local import free_port
+from mastok.web import sockets
 from tests.fixtures.processes import wait_until_healthy
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -136,3 +138,31 @@ def test_stored_trial_posts_leave_no_access_line() -> None:
 
     assert not access.filter(stored)
     assert all(access.filter(record) for record in kept)
+
+
+def test_what_uvicorn_logs_after_a_denied_handshake_is_dropped_only_after_one() -> None:
+    cli._quiet_per_connection_lines()
+    socket_log = logging.getLogger("uvicorn.error")
+    after_denial = [
+        logging.LogRecord(
+            "uvicorn.error", logging.INFO, "", 0, "connection rejected (%d %s)", (503, "x"), None
+        ),
+        logging.LogRecord(
+            "uvicorn.error",
+            logging.ERROR,
+            "",
+            0,
+            "ASGI callable returned without completing handshake.",
+            None,
+            None,
+        ),
+    ]
+
+    def denied_then_filtered() -> list[bool]:
+        sockets.handshake_denied.set(True)
+        return [socket_log.filter(record) for record in after_denial]
+
+    # A standby's 503: each handled in the task of its own handshake.
+    assert contextvars.copy_context().run(denied_then_filtered) == [False, False]
+    # Any other socket: uvicorn's error is a real one and stays.
+    assert [socket_log.filter(record) for record in after_denial] == [True, True]

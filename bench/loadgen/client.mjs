@@ -19,6 +19,11 @@
 //   restart participants waiting across a server restart, driven on stdin: "wait" places them
 //           (in each campaign a full pool with one member away), "resume" brings them all
 //           back with their tokens and waits for Starting.
+//   failover participants waiting on a leader that is killed, driven on stdin: "wait" places
+//           them (job.counts[c] in campaign c, pools that cannot start), each then comes back
+//           by itself when its socket closes, trying job.urls in turn; "collect" waits until
+//           all are back (or gave up) and reports; "fill" fills every pool through the last
+//           URL and waits for Starting; "close".
 //
 // Every loop is bounded in count and time (job.deadline_s); every socket is closed at the end;
 // SIGINT/SIGTERM close everything and exit. Times are performance.now() milliseconds.
@@ -48,14 +53,14 @@ const watchdog = setTimeout(() => {
 watchdog.unref();
 
 let localIndex = 0;
-function socket(url, headers = {}) {
+function socket(url, headers = {}, handshakeMs = (job.flow_timeout_s ?? 60) * 1000) {
   // Spread client sockets over several loopback source addresses: more ephemeral ports.
   const addresses = job.local_addresses ?? ["127.0.0.1"];
   const localAddress = addresses[localIndex++ % addresses.length];
   const options = {
     headers,
     localAddress,
-    handshakeTimeout: (job.flow_timeout_s ?? 60) * 1000,
+    handshakeTimeout: handshakeMs,
     // A browser offers permessage-deflate; so do we (ws's default, said out loud).
     perMessageDeflate: job.deflate ?? true,
   };
@@ -87,8 +92,13 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // One participant through the join flow. `stay`: keep the socket open once waiting (hold).
 // `stopAt`: "consent" ends the flow at Consent (probe). `resume`: come back with this token
-// (`Resume` instead of `Land`).
-function participant(i, slug, { stay = false, stopAt = null, think = 0, resume = null } = {}) {
+// (`Resume` instead of `Land`). `url`: the server's (job.url unless given); `timeoutMs`: the
+// flow's bound (job.flow_timeout_s unless given).
+function participant(
+  i,
+  slug,
+  { stay = false, stopAt = null, think = 0, resume = null, url = job.url, timeoutMs = null } = {},
+) {
   return new Promise((resolve) => {
     const r = { i, slug, t0: now() };
     let done = false;
@@ -98,16 +108,14 @@ function participant(i, slug, { stay = false, stopAt = null, think = 0, resume =
       clearTimeout(timer);
       resolve(r);
     };
-    const ws = socket(`${job.url}?slug=${encodeURIComponent(slug)}`);
+    const bound = timeoutMs ?? (job.flow_timeout_s ?? 60) * 1000;
+    const ws = socket(`${url}?slug=${encodeURIComponent(slug)}`, {}, bound);
     r.ws = ws;
-    const timer = setTimeout(
-      () => {
-        r.err = r.err ?? `timeout after ${r.last ?? "nothing"}`;
-        ws.terminate();
-        finish();
-      },
-      (job.flow_timeout_s ?? 60) * 1000,
-    );
+    const timer = setTimeout(() => {
+      r.err = r.err ?? `timeout after ${r.last ?? "nothing"}`;
+      ws.terminate();
+      finish();
+    }, bound);
     ws.on("open", () => {
       r.open = now();
     });
@@ -164,6 +172,7 @@ function participant(i, slug, { stay = false, stopAt = null, think = 0, resume =
           if (stay) finish();
           break;
         case "JoiningSize":
+          r.joining = f.payload;
           break;
         case "Waiting": // the time waited (issue 11): pages that know only Mastok's frames ignore it
           break;
@@ -621,6 +630,149 @@ async function restartJob() {
   shutdown(0);
 }
 
+// -- failover: participants following the rooms from a killed leader to its standby ------------
+
+// Every participant socket closed by the server (the leader killed) comes back by itself, with
+// its token, trying job.urls in turn as a page behind a proxy that follows the leader would:
+// a refused connection, a 503 or a socket closed before the participant's step is back moves
+// on to the next address, after job.retry_ms (jittered) once every address failed. Bounded by
+// job.retry_attempts attempts and job.resume_within_s seconds from the drop.
+function comeBack(m) {
+  const urls = job.urls;
+  const b = { dropped: now(), attempts: 0, refused: {} };
+  m.back = b;
+  const until = b.dropped + (job.resume_within_s ?? 60) * 1000;
+  m.returned = (async () => {
+    let k = 0;
+    while (b.attempts < (job.retry_attempts ?? 200) && now() < until) {
+      b.attempts += 1;
+      const r = await participant(m.i, m.slug, {
+        resume: m.token,
+        stay: true,
+        url: urls[k % urls.length],
+        timeoutMs: Math.min(until - now(), (job.attempt_timeout_s ?? 10) * 1000),
+      });
+      if (r.instructions || r.pending) {
+        Object.assign(b, { ...r, via: k % urls.length });
+        m.socket = r;
+        return;
+      }
+      if (r.resume || r.disconnect || (r.err && r.err.startsWith("Error"))) {
+        Object.assign(b, r); // the server answered, and not with the place: no retrying that
+        return;
+      }
+      const why = r.open ? `closed ${r.code} after ${r.last ?? "nothing"}` : r.err;
+      b.refused[why] = (b.refused[why] ?? 0) + 1;
+      k += 1;
+      if (k % urls.length === 0) await sleep((job.retry_ms ?? 250) * (0.5 + Math.random()));
+    }
+    b.err = b.err ?? `not back after ${b.attempts} attempts`;
+  })();
+}
+
+// Placed participants: in each campaign job.counts[c] who agreed and wait in a pool that cannot
+// start (per_session is larger); each comes back by itself if its socket is closed.
+async function place(placed) {
+  const slots = job.slugs.flatMap((slug, c) => Array.from({ length: job.counts[c] }, () => slug));
+  const records = await drive(
+    slots.length,
+    { mode: "closed", concurrency: job.concurrency ?? 100 },
+    (i) => participant(i, slots[i], { stay: true, url: job.urls[0] }),
+  );
+  for (const r of records) {
+    placed.push(r);
+    if (r.token && r.instructions && !r.err) r.ws.once("close", () => comeBack(r));
+  }
+}
+
+// Waits (a bounded poll) until `done(r)` holds for every record or `seconds` passed.
+async function until(records, done, seconds) {
+  const deadline = now() + seconds * 1000;
+  while (now() < deadline && !records.every(done)) await sleep(20);
+}
+
+// A placed participant's record: its placing, its drop and return (the attempt that got its
+// step back: `t0` when it started, `resume` its Resume frame, `token_back` the token in it).
+function backRecord(m) {
+  const b = m.back ?? {};
+  return {
+    i: m.i,
+    slug: m.slug,
+    token: m.token,
+    placed: m.instructions ?? null,
+    joining_before: m.joining ?? null,
+    dropped: b.dropped ?? null,
+    attempts: b.attempts ?? 0,
+    refused: b.refused ?? {},
+    via: b.via ?? null,
+    t0: b.t0 ?? null,
+    opened: b.open ?? null,
+    resume: b.resume ?? null,
+    token_back: b.token ?? null,
+    instructions: b.instructions ?? null,
+    pending: b.pending ?? null,
+    consent: b.consent ?? null,
+    joining: m.socket?.joining ?? b.joining ?? null, // JoiningSize follows Instructions
+    err: b.err ?? null,
+    starting: m.socket?.starting ?? null,
+    url: m.socket?.url ?? null,
+    err_after: m.socket?.err ?? null,
+  };
+}
+
+async function failoverJob() {
+  const placed = [];
+  const newcomers = [];
+  await commands(async (cmd) => {
+    if (cmd.cmd === "wait") {
+      const t0 = now();
+      await place(placed);
+      await sleep(300); // a session that should not start would have by now
+      const ok = placed.filter((r) => r.token && r.instructions && !r.err && !r.starting);
+      const errors = tally(placed.filter((r) => !ok.includes(r)).map((r) => r.err ?? r.last));
+      const started = placed.filter((r) => r.starting).length;
+      return [true, { placed: ok.length, started, errors, seconds: (now() - t0) / 1000 }];
+    }
+    if (cmd.cmd === "collect") {
+      // Everyone dropped and back (or given up), within the command's bound.
+      const settled = (m) => m.back && (m.socket || m.back.err || m.back.resume || m.back.disconnect);
+      await until(placed, settled, cmd.timeout_s ?? 60);
+      await Promise.race([Promise.all(placed.map((m) => m.returned)), sleep(1000)]);
+      await sleep(200); // the rest of the last ones' step (JoiningSize, Waiting)
+      return [true, { records: placed.map(backRecord), cpu: cpuUsage() }];
+    }
+    if (cmd.cmd === "fill") {
+      // Newcomers through the new leader fill every pool: each campaign starts one session.
+      const t0 = now();
+      const slots = job.slugs.flatMap((slug, c) =>
+        Array.from({ length: job.per_session - job.counts[c] }, () => slug),
+      );
+      const url = job.urls[job.urls.length - 1];
+      const joined = await drive(
+        slots.length,
+        { mode: "closed", concurrency: job.concurrency ?? 100 },
+        (k) => participant(placed.length + k, slots[k], { stay: true, url }),
+      );
+      newcomers.push(...joined);
+      const everyone = [...placed.filter((m) => m.socket).map((m) => m.socket), ...newcomers];
+      await until(everyone, (r) => r.starting || r.err || r.closed, cmd.timeout_s ?? 60);
+      return [
+        true,
+        {
+          t0,
+          records: placed.map(backRecord),
+          newcomers: newcomers.map(strip),
+        },
+      ];
+    }
+    for (const ws of open) ws.close(1000);
+    const deadline = now() + 10000;
+    while (open.size && now() < deadline) await sleep(50);
+    return [false, { left: open.size, cpu: cpuUsage() }];
+  });
+  shutdown(0);
+}
+
 // -- a simulated study (bench/study.py, scenario 12) ------------------------------------------
 //
 // job.participants: the harness's seeded schedule, one entry each: {i, slug, at_ms (arrival,
@@ -748,6 +900,7 @@ const jobs = {
   fanout: fanoutJob,
   supervise: superviseJob,
   restart: restartJob,
+  failover: failoverJob,
   study: studyJob,
 };
 jobs[job.kind]()

@@ -107,6 +107,9 @@ class Rooms:
         async with self._building:
             if campaign.id not in self._runners:
                 self._runners[campaign.id] = await self._build(campaign)
+                # Found in memory by its slug from now on: the rooms rebuilt when a term starts
+                # are then asked by every page of the leader that died, all at once.
+                self._slugs[campaign.slug] = campaign.id
             return self._runners[campaign.id]
 
     async def _build(self, campaign: Campaign) -> Runner:

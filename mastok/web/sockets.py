@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 
 from starlette.responses import PlainTextResponse
 from starlette.routing import WebSocketRoute
@@ -30,6 +31,10 @@ TRY_AGAIN_LATER = 1013
 RETRY_AFTER = 1  # seconds: a standby may lead within the next
 MAX_QUERY_ITEMS = 32
 MAX_QUERY_NAME = 64
+# True in the task of a handshake answered with an HTTP response (a standby's 503): uvicorn then
+# logs "connection rejected" and, at ERROR, "ASGI callable returned without completing
+# handshake." (Kludex/uvicorn#3138), which `mastok.cli` drops for such a task only.
+handshake_denied: ContextVar[bool] = ContextVar("handshake_denied", default=False)
 
 
 def origin_allowed(websocket: WebSocket) -> bool:
@@ -44,6 +49,7 @@ async def not_leading(websocket: WebSocket) -> None:
     """Refuse the handshake with 503 (the rooms run in another process: the page retries,
     and a proxy that follows `/readyz` sends it there)."""
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        handshake_denied.set(True)
         response = PlainTextResponse(
             "this mastok is a standby: the waiting rooms run elsewhere",
             status_code=503,
