@@ -6,7 +6,7 @@ A screenshot of the page at the end is written to test-artifacts/supervise.png."
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from playwright.async_api import Browser, Page, expect
@@ -104,7 +104,9 @@ async def test_the_time_waited_counts_up_in_the_page(
     context = await browser.new_context(http_credentials={"username": LOGIN, "password": PASSWORD})
     page = await context.new_page()
     start = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-    await page.clock.install(time=start)
+    # Installed before the moment it pauses at: the page's clock runs between the two calls,
+    # and pausing at a moment it has passed is an error (this failed under load).
+    await page.clock.install(time=start - timedelta(minutes=1))
     await page.clock.pause_at(start)
     await page.goto(f"{server.url}/campaigns/supervise/counting")
     waited = page.locator("#waiting-people tbody tr .waited")
