@@ -102,8 +102,10 @@ async def person(browser: Browser, request: pytest.FixtureRequest) -> AsyncItera
         context.set_default_timeout(10_000)
         contexts.append(context)
         page = await context.new_page()
-        await page.clock.install(time=PAGE_TIME)
-        await page.clock.pause_at(PAGE_TIME + timedelta(seconds=1))
+        # A minute between install and pause: pausing at a moment the clock already passed
+        # (time runs between the two calls) is an error.
+        await page.clock.install(time=PAGE_TIME - timedelta(minutes=1))
+        await page.clock.pause_at(PAGE_TIME)
         someone = Person(page)
         page.on("websocket", someone.on_socket)
         people.append(someone)
