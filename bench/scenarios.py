@@ -825,10 +825,14 @@ def _otree_figures(
     grouped = stats.pools(
         result["records"], lambda url: session_of.get(url.rsplit("/", 1)[-1], "?")
     )
-    # oTree's time for each session: its creation, its read-back, and the label lookup that
+    # oTree's time for each session: its creation, its read-back, its participants' vars (set
+    # in parallel: the span from the first call in to the last out), and the label lookup that
     # came just before its creation (mastok asks for every session's label first).
     otree_ms: dict[str, float] = {}
     hops: dict[str, int] = {}
+    for code, (first, last) in _vars_spans(calls, session_of).items():
+        otree_ms[code] = last - first
+        hops[code] = 1
     lookup, lookups = 0.0, 0
     for call in calls:
         if call["method"] == "GET" and call["path"] == "/api/sessions":
@@ -878,6 +882,26 @@ def _otree_figures(
     }
 
 
+VARS_PATH = "/api/participant_vars/"
+
+
+def _vars_spans(
+    calls: list[dict[str, Any]], session_of: dict[str, str]
+) -> dict[str, tuple[float, float]]:
+    """Each session's participant vars calls (issue 11: one a participant, in parallel): from
+    the first to reach oTree to the last to leave it, wall-clock ms."""
+    spans: dict[str, tuple[float, float]] = {}
+    for call in calls:
+        if call["method"] != "POST" or not call["path"].startswith(VARS_PATH):
+            continue
+        code = session_of.get(call["path"][len(VARS_PATH) :])
+        if code is None:
+            continue
+        first, last = spans.get(code, (call["arrived"], call["left"]))
+        spans[code] = (min(first, call["arrived"]), max(last, call["left"]))
+    return spans
+
+
 def _start_breakdown(
     grouped: dict[str, list[dict[str, Any]]], calls: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -889,10 +913,12 @@ def _start_breakdown(
         for c in calls
         if c["method"] == "GET" and c["path"].startswith("/api/sessions/")
     }
+    session_of = {p: c["code"] for c in reads.values() for p in c.get("participants") or []}
+    spans = _vars_spans(calls, session_of)
     steps: dict[str, list[float]] = {}
     for code, members in grouped.items():
-        post, get = creations.get(code), reads.get(code)
-        if post is None or get is None:
+        post, get, span = creations.get(code), reads.get(code), spans.get(code)
+        if post is None or get is None or span is None:
             continue
         last = max(members, key=lambda m: m["agree"])
         if last.get("instructions") is None:
@@ -906,9 +932,11 @@ def _start_breakdown(
             ("oTree (through the proxy): POST /api/sessions", post["arrived"], post["left"]),
             ("mastok: to the read-back request reaching oTree", post["left"], get["arrived"]),
             ("oTree (through the proxy): GET /api/sessions/{code}", get["arrived"], get["left"]),
+            ("mastok: to the first participant vars request reaching oTree", get["left"], span[0]),
+            ("oTree (through the proxy): each participant's vars, in parallel", *span),
             (
                 "mastok: to the first Starting (the start, written)",
-                get["left"],
+                span[1],
                 min(m["starting"] for m in members),
             ),
             (
@@ -928,6 +956,8 @@ def _call_summary(calls: list[dict[str, Any]]) -> dict[str, Any]:
         path = call["path"]
         if path.startswith("/api/sessions/"):
             path = "/api/sessions/{code}"
+        elif path.startswith(VARS_PATH):
+            path = VARS_PATH + "{code}"
         key = f"{call['method']} {path}"
         kinds.setdefault(key, []).append(call["ms"])
     return {key: stats.summary(values) for key, values in sorted(kinds.items())}
