@@ -18,6 +18,7 @@ a flood of refusals costs microseconds each (issue 13).
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from mastok.clock import Clock
 log = logging.getLogger("mastok.live")
 
 MAX_ADDRESSES = 10_000
+FORGET_SCAN = 64
 # A socket let through by the gate reaches the app within milliseconds; one that has not after
 # this long never will (its client went during the handshake) and stops being counted.
 ARRIVING_FOR = timedelta(seconds=10)
@@ -148,8 +150,10 @@ class ParticipantLimits:
         return entry
 
     def _forget_one(self) -> None:
-        """The least recently seen address without an open socket (their counts must stay)."""
-        for address, entry in self._addresses.items():
+        """The least recently seen address without an open socket (their counts must stay),
+        among the `FORGET_SCAN` least recently seen; else the least recently seen of all: a
+        spray of addresses each holding sockets must not make every new one scan them all."""
+        for address, entry in itertools.islice(self._addresses.items(), FORGET_SCAN):
             if entry.open == 0 and not entry.arriving:
                 del self._addresses[address]
                 return

@@ -3,12 +3,15 @@ of made-up ids and a full address against a real server, with a genuine particip
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from websockets.exceptions import InvalidStatus
 
 from mastok.clock import ManualClock
 from mastok.web.http_protocol import is_trusted_proxy
 from mastok.web.participant_limits import (
+    FORGET_SCAN,
     PAST_OPEN_SOCKETS,
     PAST_OPENINGS,
     TOO_MANY_OPEN,
@@ -104,6 +107,27 @@ def test_forgetting_addresses_keeps_those_with_open_sockets() -> None:
     limits.may_land("x")
     limits.may_land("y")  # three addresses: one forgotten, not the one holding a socket
     assert limits.opened("held") == PAST_OPEN_SOCKETS
+
+
+def test_an_address_spray_does_not_make_each_new_address_scan_them_all() -> None:
+    """Past the bound, with every remembered address holding a socket, a new one forgets the
+    least recently seen after a bounded look (it cannot keep everyone's counts)."""
+    limits = ParticipantLimits(ManualClock(), max_open=1, max_addresses=1000)
+    for n in range(1000):
+        assert limits.opened(f"holder-{n}") is None
+    looked = 0
+    original = limits._addresses.items
+
+    def counted() -> Any:
+        nonlocal looked
+        for item in original():
+            looked += 1
+            yield item
+
+    limits._addresses.items = counted  # type: ignore[method-assign]
+    limits.may_land("newcomer")
+    assert looked <= FORGET_SCAN
+    assert "holder-0" not in limits._addresses and "newcomer" in limits._addresses
 
 
 async def test_a_burst_of_made_up_ids_is_refused_and_a_genuine_participant_joins(
