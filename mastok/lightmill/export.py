@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TextIO
 
 import aiosqlite
-from sqlalchemy import ClauseElement, Executable, select
+from sqlalchemy import ClauseElement, ColumnElement, Executable, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -64,6 +64,9 @@ PRACTICE = TRIAL_KEYS.index("practice")
 
 CHUNK_TRIALS = 1000  # trials read at once
 CHUNK_EVENT_VALUES = 50_000  # event values read at once (a bigger single trial is read whole)
+# Event measures pivoted by the database at most: its pivot costs each value a test per
+# measure, as fast as Python's pivot at 10 measures, 4 times slower at 100 (measured, SQLite).
+PIVOT_MEASURES = 16
 FLUSH_CHARACTERS = 1 << 16  # text yielded at once by the streams
 
 
@@ -220,7 +223,7 @@ async def read_trials(
     """The run's trials at positions `start` (included) to `stop` (excluded), in order, with
     their factor values and, for those done, their measures (`values=False`: without either)."""
     in_range = (t.LMTrial.run_id == run.id, t.LMTrial.position >= start, t.LMTrial.position < stop)
-    trials = await _rows(
+    trials = await _driver_rows(
         conn,
         select(
             t.LMTrial.id,
@@ -258,7 +261,7 @@ async def read_trials(
             if cells is None:
                 cells = factor_values[trial_id] = [None] * len(layout.factors)
             cells[layout.factor_column[factor_id]] = layout.value_code[value_id]
-    if values and layout.trial_measures and any(row.completed_at is not None for row in trials):
+    if values and layout.trial_measures and any(done_at is not None for *_, done_at, _ in trials):
         for trial_id, measure_id, value in await _driver_rows(
             conn,
             select(
@@ -293,8 +296,8 @@ async def read_trials(
                 block=block,
                 measured_block=measured,
                 number=number,
-                practice=practice,
-                completed_at=aware(completed_at),
+                practice=bool(practice),  # SQLite's driver gives 0 or 1
+                completed_at=_moment(completed_at),
                 factor_values=factor_values.get(trial_id, no_factors),
                 # A trial done after `trials` was read shows neither its date nor its values.
                 measures=measures.get(trial_id, no_measures) if done else no_measures,
@@ -304,7 +307,7 @@ async def read_trials(
     return rows
 
 
-EventValues = dict[tuple[int, int], list[str | None]]  # (trial pk, event number) -> by measure
+EventValues = Mapping[tuple[int, int], Sequence[str | None]]  # (trial position, event) -> cells
 
 
 async def read_event_values(
@@ -312,33 +315,65 @@ async def read_event_values(
 ) -> EventValues:
     """The event values of these consecutive trials of the run, done and with events: by event,
     in the columns of `Layout.event_measures` (an event without values has no entry)."""
-    values: EventValues = {}
-    width = len(layout.event_measures)
-    if not trials or not width:
-        return values
-    for trial_id, event, measure_id, value in await _driver_rows(
+    if not trials or not layout.event_measures:
+        return {}
+    in_range = (
+        t.LMTrial.run_id == run.id,
+        t.LMTrial.position >= trials[0].position,
+        t.LMTrial.position <= trials[-1].position,
+        t.LMEventMeasureValue.trial_id.between(
+            min(trial.id for trial in trials), max(trial.id for trial in trials)
+        ),
+    )
+    if len(layout.event_measures) <= PIVOT_MEASURES:
+        return await _pivoted_event_values(conn, layout, in_range)
+    return await _event_values(conn, layout, in_range)
+
+
+async def _pivoted_event_values(
+    conn: AsyncConnection, layout: Layout, in_range: tuple[ColumnElement[bool], ...]
+) -> EventValues:
+    """One row per event, its values in columns (GROUP BY along the index's order, no sort):
+    a third of the rows to Python, and no pivot there (events file, 100,000 trials: 4.1 -> 3.3
+    s of CPU on SQLite, 3.8 -> 2.4 on PostgreSQL)."""
+    value, measure = t.LMEventMeasureValue.value, t.LMEventMeasureValue.measure_id
+    by_column = sorted((column, pk) for pk, column in layout.event_measure_column.items())
+    rows = await _driver_rows(
         conn,
         select(
-            t.LMEventMeasureValue.trial_id,
+            t.LMTrial.position,
+            t.LMEventMeasureValue.event_number,
+            *(func.max(case((measure == pk, value))) for _, pk in by_column),
+        )
+        .join(t.LMTrial, t.LMEventMeasureValue.trial_id == t.LMTrial.id)
+        .where(*in_range)
+        .group_by(t.LMTrial.position, t.LMEventMeasureValue.event_number),
+    )
+    return {(row[0], row[1]): row[2:] for row in rows}
+
+
+async def _event_values(
+    conn: AsyncConnection, layout: Layout, in_range: tuple[ColumnElement[bool], ...]
+) -> EventValues:
+    """One row per value, pivoted here."""
+    values: dict[tuple[int, int], list[str | None]] = {}
+    width = len(layout.event_measures)
+    for position, event, measure_id, value in await _driver_rows(
+        conn,
+        select(
+            t.LMTrial.position,
             t.LMEventMeasureValue.event_number,
             t.LMEventMeasureValue.measure_id,
             t.LMEventMeasureValue.value,
         )
         .join(t.LMTrial, t.LMEventMeasureValue.trial_id == t.LMTrial.id)
-        .where(
-            t.LMTrial.run_id == run.id,
-            t.LMTrial.position >= trials[0].position,
-            t.LMTrial.position <= trials[-1].position,
-            t.LMEventMeasureValue.trial_id.between(
-                min(trial.id for trial in trials), max(trial.id for trial in trials)
-            ),
-        ),
+        .where(*in_range),
     ):
         column = layout.event_measure_column.get(measure_id)
         if column is not None:
-            cells = values.get((trial_id, event))
+            cells = values.get((position, event))
             if cells is None:
-                cells = values[(trial_id, event)] = [None] * width
+                cells = values[(position, event)] = [None] * width
             cells[column] = value
     return values
 
@@ -411,6 +446,12 @@ async def _driver_rows(conn: AsyncConnection, query: ClauseElement) -> Sequence[
     return await driver.fetch(str(compiled), *params)  # type: ignore[union-attr]
 
 
+def _moment(value: datetime | str | None) -> datetime | None:
+    """A stored time as the driver gives it: SQLite's is text, which SQLAlchemy would read with
+    `datetime.fromisoformat` too."""
+    return aware(datetime.fromisoformat(value) if isinstance(value, str) else value)
+
+
 # --- Cells ------------------------------------------------------------------------------------
 
 
@@ -463,7 +504,7 @@ class _Writer:
         run, block, measured = inert(trial.run), trial.block, trial.measured_block
         return [inert(experiment), run, block, measured, trial.number, practice]
 
-    def text(self, cells: list[str | None]) -> list[Any]:
+    def text(self, cells: Sequence[str | None]) -> Sequence[Any]:
         """Text cells (None: an empty cell)."""
         return cells if self.format == "json" else list(map(inert, cells))
 
@@ -515,7 +556,7 @@ def event_rows(
     for trial in trials:
         key = writer.key(experiment, trial)
         for number in range(trial.event_count):
-            cells = values.get((trial.id, number))
+            cells = values.get((trial.position, number))
             rows.append([*key, number, *(empty if cells is None else writer.text(cells))])
     return rows
 
