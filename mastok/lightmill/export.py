@@ -60,7 +60,6 @@ TRIAL_KEYS = (
 )
 TRIAL_COLUMNS = (*TRIAL_KEYS, "serverCompletionDate")
 EVENT_COLUMNS = (*TRIAL_KEYS, "eventNumber")
-PRACTICE = TRIAL_KEYS.index("practice")
 
 CHUNK_TRIALS = 1000  # trials read at once
 CHUNK_EVENT_VALUES = 50_000  # event values read at once (a bigger single trial is read whole)
