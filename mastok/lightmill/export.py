@@ -41,7 +41,9 @@ from mastok.clock import aware
 from mastok.db import Database
 from mastok.lightmill import tables as t
 from mastok.lightmill.errors import UnknownElement
-from mastok.spreadsheet import inert
+from mastok.spreadsheet import FORMULA_STARTS, inert
+
+FORMULA_FIRST = frozenset(start[0] for start in FORMULA_STARTS)
 
 Format = Literal["csv", "json"]
 FORMATS: tuple[Format, ...] = ("csv", "json")
@@ -61,7 +63,7 @@ TRIAL_KEYS = (
 TRIAL_COLUMNS = (*TRIAL_KEYS, "serverCompletionDate")
 EVENT_COLUMNS = (*TRIAL_KEYS, "eventNumber")
 
-CHUNK_TRIALS = 1000  # trials read at once
+CHUNK_TRIALS = 2000  # trials read at once
 CHUNK_EVENT_VALUES = 50_000  # event values read at once (a bigger single trial is read whole)
 # Event measures pivoted by the database at most: its pivot costs each value a test per
 # measure, as fast as Python's pivot at 10 measures, 4 times slower at 100 (measured, SQLite).
@@ -403,7 +405,12 @@ async def iter_events(
         for start in range(0, run.trial_count, chunk):
             async with db.engine.connect() as conn:
                 trials = await read_trials(conn, layout, run, start, start + chunk, values=False)
-            for part in _by_budget(trials, budget):
+                parts = list(_by_budget(trials, budget))
+                # Most chunks are one part: read on the same connection (a checkout less).
+                first = await read_event_values(conn, layout, run, parts[0]) if parts else {}
+            if parts:
+                yield parts[0], first
+            for part in parts[1:]:
                 async with db.engine.connect() as conn:
                     values = await read_event_values(conn, layout, run, part)
                 yield part, values
@@ -505,7 +512,12 @@ class _Writer:
 
     def text(self, cells: Sequence[str | None]) -> Sequence[Any]:
         """Text cells (None: an empty cell)."""
-        return cells if self.format == "json" else list(map(inert, cells))
+        if self.format == "json":
+            return cells
+        # inert only for a cell that may need it: 60 ns a cell instead of 130 (most don't).
+        return [
+            cell if cell is None or cell[:1] not in FORMULA_FIRST else inert(cell) for cell in cells
+        ]
 
     def rows(self, rows: Iterable[list[Any]]) -> None:
         if self.format == "csv":  # None is written as an empty cell
