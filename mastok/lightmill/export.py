@@ -35,6 +35,7 @@ from typing import Any, Literal, TextIO
 import aiosqlite
 from sqlalchemy import ClauseElement, ColumnElement, Executable, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from mastok.clock import aware
@@ -65,8 +66,9 @@ EVENT_COLUMNS = (*TRIAL_KEYS, "eventNumber")
 
 CHUNK_TRIALS = 2000  # trials read at once
 CHUNK_EVENT_VALUES = 50_000  # event values read at once (a bigger single trial is read whole)
-# Event measures pivoted by the database at most: its pivot costs each value a test per
-# measure, as fast as Python's pivot at 10 measures, 4 times slower at 100 (measured, SQLite).
+# Columns (factors, measures) pivoted by the database at most, a row per trial or event: its
+# pivot costs each value a test per column, as fast as Python's at 10 columns, 4 times slower
+# at 100 (measured, SQLite); wider designs are pivoted in Python.
 PIVOT_MEASURES = 16
 FLUSH_CHARACTERS = 1 << 16  # text yielded at once by the streams
 
@@ -153,8 +155,8 @@ class TrialRow:
     number: int
     practice: bool
     completed_at: datetime | None
-    factor_values: list[str | None]  # by Layout.factors
-    measures: list[str | None]  # by Layout.trial_measures
+    factor_values: Sequence[str | None]  # by Layout.factors
+    measures: Sequence[str | None]  # by Layout.trial_measures
     event_count: int
 
 
@@ -245,45 +247,29 @@ async def read_trials(
     # The trials' ids also bound the side tables' primary key scans: the position range alone
     # leaves PostgreSQL's planner to hash whole tables. The join keeps the rows exact.
     lo, hi = min(row[0] for row in trials), max(row[0] for row in trials)
-    factor_values: dict[int, list[str | None]] = {}
-    measures: dict[int, list[str | None]] = {}
-    if values:
-        for trial_id, factor_id, value_id in await _driver_rows(
+    factor_values: Mapping[int, Sequence[str | None]] = {}
+    measures: Mapping[int, Sequence[str | None]] = {}
+    if values and layout.factors:
+        fv = t.LMTrialFactorValue
+        ids = await _by_trial(
             conn,
-            select(
-                t.LMTrialFactorValue.trial_id,
-                t.LMTrialFactorValue.factor_id,
-                t.LMTrialFactorValue.value_id,
-            )
-            .join(t.LMTrial, t.LMTrialFactorValue.trial_id == t.LMTrial.id)
-            .where(*in_range, t.LMTrialFactorValue.trial_id.between(lo, hi)),
-        ):
-            cells = factor_values.get(trial_id)
-            if cells is None:
-                cells = factor_values[trial_id] = [None] * len(layout.factors)
-            cells[layout.factor_column[factor_id]] = layout.value_code[value_id]
+            (fv.trial_id, fv.factor_id, fv.value_id),
+            layout.factor_column,
+            (*in_range, fv.trial_id.between(lo, hi)),
+        )
+        codes = layout.value_code
+        factor_values = {
+            position: [None if pk is None else codes[pk] for pk in row]
+            for position, row in ids.items()
+        }
     if values and layout.trial_measures and any(done_at is not None for *_, done_at, _ in trials):
-        for trial_id, measure_id, value in await _driver_rows(
+        mv = t.LMTrialMeasureValue
+        measures = await _by_trial(
             conn,
-            select(
-                t.LMTrialMeasureValue.trial_id,
-                t.LMTrialMeasureValue.measure_id,
-                t.LMTrialMeasureValue.value,
-            )
-            .join(t.LMTrial, t.LMTrialMeasureValue.trial_id == t.LMTrial.id)
-            .where(
-                *in_range,
-                t.LMTrialMeasureValue.trial_id.between(lo, hi),
-                t.LMTrial.completed_at.is_not(None),
-            ),
-        ):
-            column = layout.trial_measure_column.get(measure_id)
-            if column is None:  # registered after the export started
-                continue
-            cells = measures.get(trial_id)
-            if cells is None:
-                cells = measures[trial_id] = [None] * len(layout.trial_measures)
-            cells[column] = value
+            (mv.trial_id, mv.measure_id, mv.value),
+            layout.trial_measure_column,
+            (*in_range, mv.trial_id.between(lo, hi), t.LMTrial.completed_at.is_not(None)),
+        )
     no_factors: list[str | None] = [None] * len(layout.factors)
     no_measures: list[str | None] = [None] * len(layout.trial_measures)
     rows = []
@@ -299,13 +285,51 @@ async def read_trials(
                 number=number,
                 practice=bool(practice),  # SQLite's driver gives 0 or 1
                 completed_at=_moment(completed_at),
-                factor_values=factor_values.get(trial_id, no_factors),
+                factor_values=factor_values.get(position, no_factors),
                 # A trial done after `trials` was read shows neither its date nor its values.
-                measures=measures.get(trial_id, no_measures) if done else no_measures,
+                measures=measures.get(position, no_measures) if done else no_measures,
                 event_count=event_count if done else 0,
             )
         )
     return rows
+
+
+async def _by_trial(
+    conn: AsyncConnection,
+    side: tuple[InstrumentedAttribute[int], InstrumentedAttribute[int], InstrumentedAttribute[Any]],
+    columns: Mapping[int, int],
+    where: tuple[ColumnElement[bool], ...],
+) -> Mapping[int, Sequence[Any]]:
+    """A side table's values by trial position, in `columns` (its column's pk -> index): `side`
+    is its trial id, column and value."""
+    trial_id, column, value = side
+    by_column = sorted((index, pk) for pk, index in columns.items())
+    if len(columns) <= PIVOT_MEASURES:  # as events: a row per trial, the database's pivot
+        rows = await _driver_rows(
+            conn,
+            select(
+                t.LMTrial.position, *(func.max(case((column == pk, value))) for _, pk in by_column)
+            )
+            .join(t.LMTrial, trial_id == t.LMTrial.id)
+            .where(*where)
+            .group_by(t.LMTrial.position),
+        )
+        return {row[0]: row[1:] for row in rows}
+    cells: dict[int, list[Any]] = {}
+    for position, pk, cell in await _driver_rows(
+        conn,
+        select(t.LMTrial.position, column, value)
+        .join(t.LMTrial, trial_id == t.LMTrial.id)
+        .where(*where),
+    ):
+        index = columns.get(pk)
+        if index is None:  # registered after the export started
+            continue
+        found = cells.get(position)
+        if found is None:
+            found = cells[position] = [None] * len(columns)
+        found[index] = cell
+    return cells
 
 
 EventValues = Mapping[tuple[int, int], Sequence[str | None]]  # (trial position, event) -> cells

@@ -556,7 +556,7 @@ async def test_chunks_do_not_change_the_files(database_url: str, chunk: int) -> 
         await db.close()
 
 
-async def test_events_pivoted_in_python_or_by_the_database_are_the_same(
+async def test_values_pivoted_in_python_or_by_the_database_are_the_same(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = Database(async_url(database_url))
@@ -564,14 +564,16 @@ async def test_events_pivoted_in_python_or_by_the_database_are_the_same(
         await LightMillStore(db).import_design(bulk.big_design("some", runs=2, blocks=3, trials=4))
         await bulk.fill_results(db, "some", events=3)
         files = []
-        for most in (export.PIVOT_MEASURES, 0):  # 0: every design's events pivoted in Python
+        for most in (export.PIVOT_MEASURES, 0):  # 0: every design pivoted in Python
             monkeypatch.setattr(export, "PIVOT_MEASURES", most)
-            for format in export.FORMATS:
-                out = io.StringIO()
-                await export.write(db, "some", "events", out, format, chunk=5)
-                files.append(out.getvalue())
-        assert files[:2] == files[2:]
-        assert files[0].count("\n") == 1 + 2 * 3 * 4 * 3
+            for kind in export.KINDS:
+                for format in export.FORMATS:
+                    out = io.StringIO()
+                    await export.write(db, "some", kind, out, format, chunk=5)
+                    files.append(out.getvalue())
+        assert files[:4] == files[4:]
+        assert files[0].count("\n") == 1 + 2 * 3 * 4
+        assert files[2].count("\n") == 1 + 2 * 3 * 4 * 3
     finally:
         await db.close()
 
