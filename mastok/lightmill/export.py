@@ -471,9 +471,14 @@ async def _driver_rows(conn: AsyncConnection, query: ClauseElement) -> Sequence[
     assert isinstance(compiled, SQLCompiler)
     params = [compiled.params[name] for name in compiled.positiontup or ()]
     driver = (await conn.get_raw_connection()).driver_connection
-    if isinstance(driver, aiosqlite.Connection):
-        return list(await driver.execute_fetchall(str(compiled), params))
-    return await driver.fetch(str(compiled), *params)  # type: ignore[union-attr]
+    try:
+        if isinstance(driver, aiosqlite.Connection):
+            return list(await driver.execute_fetchall(str(compiled), params))
+        return await driver.fetch(str(compiled), *params)  # type: ignore[union-attr]
+    except Exception:
+        # Run again through SQLAlchemy (a read): a failure is then raised as everywhere else
+        # (a DBAPIError, its parameters hidden), which the CLI and the web handle.
+        return await _rows(conn, query)  # type: ignore[arg-type]
 
 
 def _moment(value: datetime | str | None) -> datetime | None:

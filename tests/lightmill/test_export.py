@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import exc, text
 from starlette.testclient import TestClient
 
 from mastok.db import Database, async_url, migrate
@@ -574,6 +575,20 @@ async def test_values_pivoted_in_python_or_by_the_database_are_the_same(
         assert files[:4] == files[4:]
         assert files[0].count("\n") == 1 + 2 * 3 * 4
         assert files[2].count("\n") == 1 + 2 * 3 * 4 * 3
+    finally:
+        await db.close()
+
+
+async def test_a_failing_scan_raises_as_sqlalchemy_does(database_url: str) -> None:
+    """The hot scans go to the driver, yet their errors are SQLAlchemy's: the CLI and the web
+    handle those."""
+    db = Database(async_url(database_url))
+    try:
+        await LightMillStore(db).import_design(bulk.big_design("some", runs=1, blocks=1, trials=2))
+        async with db.engine.begin() as conn:
+            await conn.execute(text("DROP TABLE lm_trial_factor_values"))
+        with pytest.raises(exc.DBAPIError):
+            await export.write(db, "some", "trials", io.StringIO())
     finally:
         await db.close()
 
