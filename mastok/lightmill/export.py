@@ -14,10 +14,12 @@ in alphabetical order (`_measure_{id}` when one is a fixed column).
 Reading is flat in memory: each run is read in chunks of consecutive trial positions (the
 `lm_trials (run_id, position)` index), each chunk's factor, measure and event values by a range
 join on that index, so memory holds one chunk whatever the experiment's size, and rows are
-written as soon as their chunk is read. Each chunk has its own short connection: a slow download
-holds no connection or transaction between chunks. A row is consistent: the values of a trial
-that was not done when its chunk was read are left out even if it completes meanwhile; the
-columns are those of the export's start.
+written as soon as their chunk is read. These scans are the export's time: they take the
+driver's rows (no SQLAlchemy Row), and the database pivots a side table's values into one
+row per trial or event (up to `PIVOT_MEASURES` columns). Each chunk has its own short
+connection: a slow download holds no connection or transaction between chunks. A row is
+consistent: the values of a trial that was not done when its chunk was read are left out even
+if it completes meanwhile; the columns are those of the export's start.
 
 `write(db, experiment, kind, out)` writes either file (`kind`: "trials" or "events") to a text
 file; `stream(db, experiment, kind)` yields the same text in pieces (the web download).
