@@ -14,10 +14,12 @@ in alphabetical order (`_measure_{id}` when one is a fixed column).
 Reading is flat in memory: each run is read in chunks of consecutive trial positions (the
 `lm_trials (run_id, position)` index), each chunk's factor, measure and event values by a range
 join on that index, so memory holds one chunk whatever the experiment's size, and rows are
-written as soon as their chunk is read. Each chunk has its own short connection: a slow download
-holds no connection or transaction between chunks. A row is consistent: the values of a trial
-that was not done when its chunk was read are left out even if it completes meanwhile; the
-columns are those of the export's start.
+written as soon as their chunk is read. These scans are the export's time: they take the
+driver's rows (no SQLAlchemy Row), and the database pivots a side table's values into one
+row per trial or event (up to `PIVOT_MEASURES` columns). Each chunk has its own short
+connection: a slow download holds no connection or transaction between chunks. A row is
+consistent: the values of a trial that was not done when its chunk was read are left out even
+if it completes meanwhile; the columns are those of the export's start.
 
 `write(db, experiment, kind, out)` writes either file (`kind`: "trials" or "events") to a text
 file; `stream(db, experiment, kind)` yields the same text in pieces (the web download).
@@ -27,19 +29,24 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, TextIO, TypeVar
+from typing import Any, Literal, TextIO
 
-from sqlalchemy import Executable, select
+import aiosqlite
+from sqlalchemy import ClauseElement, ColumnElement, Executable, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from mastok.clock import aware
 from mastok.db import Database
 from mastok.lightmill import tables as t
 from mastok.lightmill.errors import UnknownElement
-from mastok.spreadsheet import inert
+from mastok.spreadsheet import FORMULA_STARTS, inert
+
+FORMULA_FIRST = frozenset(start[0] for start in FORMULA_STARTS)
 
 Format = Literal["csv", "json"]
 FORMATS: tuple[Format, ...] = ("csv", "json")
@@ -58,13 +65,14 @@ TRIAL_KEYS = (
 )
 TRIAL_COLUMNS = (*TRIAL_KEYS, "serverCompletionDate")
 EVENT_COLUMNS = (*TRIAL_KEYS, "eventNumber")
-PRACTICE = TRIAL_KEYS.index("practice")
 
-CHUNK_TRIALS = 1000  # trials read at once
+CHUNK_TRIALS = 2000  # trials read at once
 CHUNK_EVENT_VALUES = 50_000  # event values read at once (a bigger single trial is read whole)
+# Columns (factors, measures) pivoted by the database at most, a row per trial or event: its
+# pivot costs each value a test per column, as fast as Python's at 10 columns, 4 times slower
+# at 100 (measured, SQLite); wider designs are pivoted in Python.
+PIVOT_MEASURES = 16
 FLUSH_CHARACTERS = 1 << 16  # text yielded at once by the streams
-
-Row = TypeVar("Row", "TrialRow", "EventRow")
 
 
 # --- Columns ----------------------------------------------------------------------------------
@@ -149,16 +157,9 @@ class TrialRow:
     number: int
     practice: bool
     completed_at: datetime | None
-    factor_values: list[str | None]  # by Layout.factors
-    measures: list[str | None]  # by Layout.trial_measures
+    factor_values: Sequence[str | None]  # by Layout.factors
+    measures: Sequence[str | None]  # by Layout.trial_measures
     event_count: int
-
-
-@dataclass(frozen=True, slots=True)
-class EventRow:
-    trial: TrialRow
-    number: int
-    measures: list[str | None]  # by Layout.event_measures
 
 
 async def read_layout(db: Database, experiment: str) -> Layout:
@@ -226,80 +227,55 @@ async def read_trials(
 ) -> list[TrialRow]:
     """The run's trials at positions `start` (included) to `stop` (excluded), in order, with
     their factor values and, for those done, their measures (`values=False`: without either)."""
-    blocks = {
-        pk: (number, measured, practice)
-        for pk, number, measured, practice in await _rows(
-            conn,
-            select(
-                t.LMBlock.id, t.LMBlock.number, t.LMBlock.measured_number, t.LMBlock.practice
-            ).where(t.LMBlock.run_id == run.id),
-        )
-    }
     in_range = (t.LMTrial.run_id == run.id, t.LMTrial.position >= start, t.LMTrial.position < stop)
-    trials = list(
-        await _rows(
-            conn,
-            select(
-                t.LMTrial.id,
-                t.LMTrial.position,
-                t.LMTrial.block_id,
-                t.LMTrial.number,
-                t.LMTrial.completed_at,
-                t.LMTrial.event_count,
-            )
-            .where(*in_range)
-            .order_by(t.LMTrial.position),
+    trials = await _driver_rows(
+        conn,
+        select(
+            t.LMTrial.id,
+            t.LMTrial.position,
+            t.LMBlock.number,
+            t.LMBlock.measured_number,
+            t.LMBlock.practice,
+            t.LMTrial.number,
+            t.LMTrial.completed_at,
+            t.LMTrial.event_count,
         )
+        .join(t.LMBlock, t.LMTrial.block_id == t.LMBlock.id)
+        .where(*in_range)
+        .order_by(t.LMTrial.position),
     )
     if not trials:
         return []
     # The trials' ids also bound the side tables' primary key scans: the position range alone
     # leaves PostgreSQL's planner to hash whole tables. The join keeps the rows exact.
     lo, hi = min(row[0] for row in trials), max(row[0] for row in trials)
-    factor_values: dict[int, list[str | None]] = {}
-    measures: dict[int, list[str | None]] = {}
-    if values:
-        for trial_id, factor_id, value_id in await _rows(
+    factor_values: Mapping[int, Sequence[str | None]] = {}
+    measures: Mapping[int, Sequence[str | None]] = {}
+    if values and layout.factors:
+        fv = t.LMTrialFactorValue
+        ids = await _by_trial(
             conn,
-            select(
-                t.LMTrialFactorValue.trial_id,
-                t.LMTrialFactorValue.factor_id,
-                t.LMTrialFactorValue.value_id,
-            )
-            .join(t.LMTrial, t.LMTrialFactorValue.trial_id == t.LMTrial.id)
-            .where(*in_range, t.LMTrialFactorValue.trial_id.between(lo, hi)),
-        ):
-            cells = factor_values.get(trial_id)
-            if cells is None:
-                cells = factor_values[trial_id] = [None] * len(layout.factors)
-            cells[layout.factor_column[factor_id]] = layout.value_code[value_id]
-    if values and layout.trial_measures and any(row.completed_at is not None for row in trials):
-        for trial_id, measure_id, value in await _rows(
+            (fv.trial_id, fv.factor_id, fv.value_id),
+            layout.factor_column,
+            (*in_range, fv.trial_id.between(lo, hi)),
+        )
+        codes = layout.value_code
+        factor_values = {
+            position: [None if pk is None else codes[pk] for pk in row]
+            for position, row in ids.items()
+        }
+    if values and layout.trial_measures and any(done_at is not None for *_, done_at, _ in trials):
+        mv = t.LMTrialMeasureValue
+        measures = await _by_trial(
             conn,
-            select(
-                t.LMTrialMeasureValue.trial_id,
-                t.LMTrialMeasureValue.measure_id,
-                t.LMTrialMeasureValue.value,
-            )
-            .join(t.LMTrial, t.LMTrialMeasureValue.trial_id == t.LMTrial.id)
-            .where(
-                *in_range,
-                t.LMTrialMeasureValue.trial_id.between(lo, hi),
-                t.LMTrial.completed_at.is_not(None),
-            ),
-        ):
-            column = layout.trial_measure_column.get(measure_id)
-            if column is None:  # registered after the export started
-                continue
-            cells = measures.get(trial_id)
-            if cells is None:
-                cells = measures[trial_id] = [None] * len(layout.trial_measures)
-            cells[column] = value
+            (mv.trial_id, mv.measure_id, mv.value),
+            layout.trial_measure_column,
+            (*in_range, mv.trial_id.between(lo, hi), t.LMTrial.completed_at.is_not(None)),
+        )
     no_factors: list[str | None] = [None] * len(layout.factors)
     no_measures: list[str | None] = [None] * len(layout.trial_measures)
     rows = []
-    for trial_id, position, block_id, number, completed_at, event_count in trials:
-        block, measured, practice = blocks[block_id]
+    for trial_id, position, block, measured, practice, number, completed_at, event_count in trials:
         done = completed_at is not None
         rows.append(
             TrialRow(
@@ -309,57 +285,124 @@ async def read_trials(
                 block=block,
                 measured_block=measured,
                 number=number,
-                practice=practice,
-                completed_at=aware(completed_at),
-                factor_values=factor_values.get(trial_id, no_factors),
+                practice=bool(practice),  # SQLite's driver gives 0 or 1
+                completed_at=_moment(completed_at),
+                factor_values=factor_values.get(position, no_factors),
                 # A trial done after `trials` was read shows neither its date nor its values.
-                measures=measures.get(trial_id, no_measures) if done else no_measures,
+                measures=measures.get(position, no_measures) if done else no_measures,
                 event_count=event_count if done else 0,
             )
         )
     return rows
 
 
-async def read_events(
-    conn: AsyncConnection, layout: Layout, run: RunRef, trials: Sequence[TrialRow]
-) -> list[EventRow]:
-    """The events of these consecutive trials of the run, in order: one row per event, an
-    event without values included."""
-    done = [trial for trial in trials if trial.event_count]
-    if not done:
-        return []
-    values: dict[tuple[int, int], list[str | None]] = {}
-    width = len(layout.event_measures)
-    if width:
-        for position, event, measure_id, value in await _rows(
+async def _by_trial(
+    conn: AsyncConnection,
+    side: tuple[InstrumentedAttribute[int], InstrumentedAttribute[int], InstrumentedAttribute[Any]],
+    columns: Mapping[int, int],
+    where: tuple[ColumnElement[bool], ...],
+) -> Mapping[int, Sequence[Any]]:
+    """A side table's values by trial position, in `columns` (its column's pk -> index): `side`
+    is its trial id, column and value."""
+    trial_id, column, value = side
+    by_column = sorted((index, pk) for pk, index in columns.items())
+    if len(columns) <= PIVOT_MEASURES:  # as events: a row per trial, the database's pivot
+        rows = await _driver_rows(
             conn,
             select(
-                t.LMTrial.position,
-                t.LMEventMeasureValue.event_number,
-                t.LMEventMeasureValue.measure_id,
-                t.LMEventMeasureValue.value,
+                t.LMTrial.position, *(func.max(case((column == pk, value))) for _, pk in by_column)
             )
-            .join(t.LMTrial, t.LMEventMeasureValue.trial_id == t.LMTrial.id)
-            .where(
-                t.LMTrial.run_id == run.id,
-                t.LMTrial.position >= done[0].position,
-                t.LMTrial.position <= done[-1].position,
-                t.LMEventMeasureValue.trial_id.between(
-                    min(trial.id for trial in done), max(trial.id for trial in done)
-                ),
-            ),
-        ):
-            column = layout.event_measure_column.get(measure_id)
-            if column is not None:
-                cells = values.get((position, event))
-                if cells is None:
-                    cells = values[(position, event)] = [None] * width
-                cells[column] = value
-    return [
-        EventRow(trial, number, values.get((trial.position, number)) or [None] * width)
-        for trial in done
-        for number in range(trial.event_count)
-    ]
+            .join(t.LMTrial, trial_id == t.LMTrial.id)
+            .where(*where)
+            .group_by(t.LMTrial.position),
+        )
+        return {row[0]: row[1:] for row in rows}
+    cells: dict[int, list[Any]] = {}
+    for position, pk, cell in await _driver_rows(
+        conn,
+        select(t.LMTrial.position, column, value)
+        .join(t.LMTrial, trial_id == t.LMTrial.id)
+        .where(*where),
+    ):
+        index = columns.get(pk)
+        if index is None:  # registered after the export started
+            continue
+        found = cells.get(position)
+        if found is None:
+            found = cells[position] = [None] * len(columns)
+        found[index] = cell
+    return cells
+
+
+EventValues = Mapping[tuple[int, int], Sequence[str | None]]  # (trial position, event) -> cells
+
+
+async def read_event_values(
+    conn: AsyncConnection, layout: Layout, run: RunRef, trials: Sequence[TrialRow]
+) -> EventValues:
+    """The event values of these consecutive trials of the run, done and with events: by event,
+    in the columns of `Layout.event_measures` (an event without values has no entry)."""
+    if not trials or not layout.event_measures:
+        return {}
+    in_range = (
+        t.LMTrial.run_id == run.id,
+        t.LMTrial.position >= trials[0].position,
+        t.LMTrial.position <= trials[-1].position,
+        t.LMEventMeasureValue.trial_id.between(
+            min(trial.id for trial in trials), max(trial.id for trial in trials)
+        ),
+    )
+    if len(layout.event_measures) <= PIVOT_MEASURES:
+        return await _pivoted_event_values(conn, layout, in_range)
+    return await _event_values(conn, layout, in_range)
+
+
+async def _pivoted_event_values(
+    conn: AsyncConnection, layout: Layout, in_range: tuple[ColumnElement[bool], ...]
+) -> EventValues:
+    """One row per event, its values in columns (GROUP BY along the index's order, no sort):
+    a third of the rows to Python, and no pivot there (events file, 100,000 trials: 4.1 -> 3.3
+    s of CPU on SQLite, 3.8 -> 2.4 on PostgreSQL)."""
+    value, measure = t.LMEventMeasureValue.value, t.LMEventMeasureValue.measure_id
+    by_column = sorted((column, pk) for pk, column in layout.event_measure_column.items())
+    rows = await _driver_rows(
+        conn,
+        select(
+            t.LMTrial.position,
+            t.LMEventMeasureValue.event_number,
+            *(func.max(case((measure == pk, value))) for _, pk in by_column),
+        )
+        .join(t.LMTrial, t.LMEventMeasureValue.trial_id == t.LMTrial.id)
+        .where(*in_range)
+        .group_by(t.LMTrial.position, t.LMEventMeasureValue.event_number),
+    )
+    return {(row[0], row[1]): row[2:] for row in rows}
+
+
+async def _event_values(
+    conn: AsyncConnection, layout: Layout, in_range: tuple[ColumnElement[bool], ...]
+) -> EventValues:
+    """One row per value, pivoted here."""
+    values: dict[tuple[int, int], list[str | None]] = {}
+    width = len(layout.event_measures)
+    for position, event, measure_id, value in await _driver_rows(
+        conn,
+        select(
+            t.LMTrial.position,
+            t.LMEventMeasureValue.event_number,
+            t.LMEventMeasureValue.measure_id,
+            t.LMEventMeasureValue.value,
+        )
+        .join(t.LMTrial, t.LMEventMeasureValue.trial_id == t.LMTrial.id)
+        .where(*in_range),
+    ):
+        column = layout.event_measure_column.get(measure_id)
+        if column is not None:
+            cells = values.get((position, event))
+            if cells is None:
+                cells = values[(position, event)] = [None] * width
+            cells[column] = value
+    return values
 
 
 async def iter_trials(
@@ -379,18 +422,24 @@ async def iter_events(
     layout: Layout,
     chunk: int = CHUNK_TRIALS,
     chunk_values: int = CHUNK_EVENT_VALUES,
-) -> AsyncIterator[list[EventRow]]:
-    """Every event of the experiment, in order, a chunk at a time: at most `chunk` trials, and
-    about `chunk_values` event values unless one trial has more."""
+) -> AsyncIterator[tuple[Sequence[TrialRow], EventValues]]:
+    """Every trial with events of the experiment, in order, and their events' values, a chunk
+    at a time: at most `chunk` trials, and about `chunk_values` event values unless one trial
+    has more."""
     budget = max(chunk_values // max(len(layout.event_measures), 1), 1)
     for run in layout.runs:
         for start in range(0, run.trial_count, chunk):
             async with db.engine.connect() as conn:
                 trials = await read_trials(conn, layout, run, start, start + chunk, values=False)
-            for part in _by_budget(trials, budget):
+                parts = list(_by_budget(trials, budget))
+                # Most chunks are one part: read on the same connection (a checkout less).
+                first = await read_event_values(conn, layout, run, parts[0]) if parts else {}
+            if parts:
+                yield parts[0], first
+            for part in parts[1:]:
                 async with db.engine.connect() as conn:
-                    rows = await read_events(conn, layout, run, part)
-                yield rows
+                    values = await read_event_values(conn, layout, run, part)
+                yield part, values
 
 
 def _by_budget(trials: Sequence[TrialRow], events: int) -> Iterable[Sequence[TrialRow]]:
@@ -415,37 +464,37 @@ async def _rows(conn: AsyncConnection, query: Executable) -> Sequence[Any]:
     return (await conn.execute(query)).all()
 
 
+async def _driver_rows(conn: AsyncConnection, query: ClauseElement) -> Sequence[Sequence[Any]]:
+    """All the rows at once, straight from the driver (tuples, asyncpg Records): for the scans
+    of integer and text columns, which SQLAlchemy would pass through unchanged. Building its
+    Row objects took 14% of the export's time (py-spy, 100,000 trials), and through its
+    adapter each aiosqlite query is four round trips to the driver's thread, here one."""
+    compiled = query.compile(dialect=conn.dialect)
+    assert isinstance(compiled, SQLCompiler)
+    params = [compiled.params[name] for name in compiled.positiontup or ()]
+    driver = (await conn.get_raw_connection()).driver_connection
+    try:
+        if isinstance(driver, aiosqlite.Connection):
+            return list(await driver.execute_fetchall(str(compiled), params))
+        return await driver.fetch(str(compiled), *params)  # type: ignore[union-attr]
+    except Exception:
+        # Run again through SQLAlchemy (a read): a failure is then raised as everywhere else
+        # (a DBAPIError, its parameters hidden), which the CLI and the web handle.
+        return await _rows(conn, query)  # type: ignore[arg-type]
+
+
+def _moment(value: datetime | str | None) -> datetime | None:
+    """A stored time as the driver gives it: SQLite's is text, which SQLAlchemy would read with
+    `datetime.fromisoformat` too."""
+    return aware(datetime.fromisoformat(value) if isinstance(value, str) else value)
+
+
 # --- Cells ------------------------------------------------------------------------------------
 
 
 def epoch_ms(moment: datetime | None) -> int | None:
     """As the API's `completionDate`: milliseconds since the epoch."""
     return None if moment is None else int(moment.timestamp() * 1000)
-
-
-def _keys(experiment: str, trial: TrialRow) -> list[Any]:
-    return [
-        experiment,
-        trial.run,
-        trial.block,
-        trial.measured_block,
-        trial.number,
-        trial.practice,
-    ]
-
-
-def trial_cells(experiment: str, trial: TrialRow) -> list[Any]:
-    """A trial's row, typed: ints, a bool, None for an empty cell."""
-    return [
-        *_keys(experiment, trial),
-        epoch_ms(trial.completed_at),
-        *trial.factor_values,
-        *trial.measures,
-    ]
-
-
-def event_cells(experiment: str, event: EventRow) -> list[Any]:
-    return [*_keys(experiment, event.trial), event.number, *event.measures]
 
 
 class _Buffer:
@@ -468,7 +517,10 @@ class _Buffer:
 
 
 class _Writer:
-    """Rows to CSV or JSON Lines text, buffered."""
+    """Rows to CSV or JSON Lines text, buffered.
+
+    Rows are built of cells already in the format's form: a trial's key cells once per trial
+    (`key`), text cells by `text`; the rest (ints, None) is the same in both formats."""
 
     def __init__(self, header: Sequence[str], format: Format) -> None:
         if format not in FORMATS:
@@ -477,17 +529,34 @@ class _Writer:
         self.format = format
         self.buffer = _Buffer()
         self.csv = csv.writer(self.buffer, lineterminator="\n")
+        self.json = json.JSONEncoder(ensure_ascii=False).encode  # as json.dumps would
         if format == "csv":
             self.csv.writerow([inert(name) for name in self.header])
 
-    def write(self, cells: Sequence[Any]) -> None:
+    def key(self, experiment: str, trial: TrialRow) -> list[Any]:
+        """The trial's cells `experimentId` to `practice`."""
+        if self.format == "json":
+            return [*_keys(experiment, trial)]
+        practice = "true" if trial.practice else "false"
+        run, block, measured = inert(trial.run), trial.block, trial.measured_block
+        return [inert(experiment), run, block, measured, trial.number, practice]
+
+    def text(self, cells: Sequence[str | None]) -> Sequence[Any]:
+        """Text cells (None: an empty cell)."""
+        if self.format == "json":
+            return cells
+        # inert only for a cell that may need it: 60 ns a cell instead of 130 (most don't).
+        return [
+            cell if cell is None or cell[:1] not in FORMULA_FIRST else inert(cell) for cell in cells
+        ]
+
+    def rows(self, rows: Iterable[list[Any]]) -> None:
         if self.format == "csv":  # None is written as an empty cell
-            row = list(cells)
-            row[PRACTICE] = "true" if row[PRACTICE] else "false"
-            self.csv.writerow([inert(cell) for cell in row])
+            self.csv.writerows(rows)
         else:
+            header, encode = self.header, self.json
             self.buffer.write(
-                json.dumps(dict(zip(self.header, cells, strict=True)), ensure_ascii=False) + "\n"
+                "".join(encode(dict(zip(header, row, strict=True))) + "\n" for row in rows)
             )
 
     def size(self) -> int:
@@ -495,6 +564,43 @@ class _Writer:
 
     def take(self) -> str:
         return self.buffer.take()
+
+
+def _keys(experiment: str, trial: TrialRow) -> tuple[Any, ...]:
+    return (
+        experiment,
+        trial.run,
+        trial.block,
+        trial.measured_block,
+        trial.number,
+        trial.practice,
+    )
+
+
+def trial_rows(writer: _Writer, experiment: str, trials: Iterable[TrialRow]) -> list[list[Any]]:
+    return [
+        [
+            *writer.key(experiment, trial),
+            epoch_ms(trial.completed_at),
+            *writer.text(trial.factor_values),
+            *writer.text(trial.measures),
+        ]
+        for trial in trials
+    ]
+
+
+def event_rows(
+    writer: _Writer, experiment: str, trials: Iterable[TrialRow], values: EventValues, width: int
+) -> list[list[Any]]:
+    """One row per event of the trials, an event without values included."""
+    empty: list[Any] = [None] * width
+    rows = []
+    for trial in trials:
+        key = writer.key(experiment, trial)
+        for number in range(trial.event_count):
+            cells = values.get((trial.position, number))
+            rows.append([*key, number, *(empty if cells is None else writer.text(cells))])
+    return rows
 
 
 # --- Streams and files ------------------------------------------------------------------------
@@ -512,28 +618,18 @@ async def stream(
     text)."""
     layout = await read_layout(db, experiment)
     if kind == "trials":
-        trials = iter_trials(db, layout, chunk)
-        pieces = _stream(layout.trial_header(), format, trials, experiment, trial_cells)
+        writer = _Writer(layout.trial_header(), format)
+        async for trials in iter_trials(db, layout, chunk):
+            writer.rows(trial_rows(writer, experiment, trials))
+            if writer.size() >= FLUSH_CHARACTERS:
+                yield writer.take()
     else:
-        events = iter_events(db, layout, chunk)
-        pieces = _stream(layout.event_header(), format, events, experiment, event_cells)
-    async for piece in pieces:
-        yield piece
-
-
-async def _stream(
-    header: list[str],
-    format: Format,
-    chunks: AsyncIterator[Sequence[Row]],
-    experiment: str,
-    cells: Callable[[str, Row], list[Any]],
-) -> AsyncIterator[str]:
-    writer = _Writer(header, format)
-    async for rows in chunks:
-        for row in rows:
-            writer.write(cells(experiment, row))
-        if writer.size() >= FLUSH_CHARACTERS:
-            yield writer.take()
+        writer = _Writer(layout.event_header(), format)
+        width = len(layout.event_measures)
+        async for done, values in iter_events(db, layout, chunk):
+            writer.rows(event_rows(writer, experiment, done, values, width))
+            if writer.size() >= FLUSH_CHARACTERS:
+                yield writer.take()
     yield writer.take()
 
 

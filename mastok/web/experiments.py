@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 from urllib.parse import quote
@@ -186,7 +186,7 @@ async def trial_view(
     }
 
 
-def _present(codes: tuple[str, ...], cells: list[str | None]) -> dict[str, str]:
+def _present(codes: tuple[str, ...], cells: Sequence[str | None]) -> dict[str, str]:
     return {code: value for code, value in zip(codes, cells, strict=True) if value is not None}
 
 

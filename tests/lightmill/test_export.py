@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import exc, text
 from starlette.testclient import TestClient
 
 from mastok.db import Database, async_url, migrate
@@ -552,6 +553,42 @@ async def test_chunks_do_not_change_the_files(database_url: str, chunk: int) -> 
         assert files[0] == files[1]
         assert files[0][0].count("\n") == 1 + 3 * 4 * 5
         assert files[0][1].count("\n") == 1 + 3 * 4 * 5 * 2
+    finally:
+        await db.close()
+
+
+async def test_values_pivoted_in_python_or_by_the_database_are_the_same(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database(async_url(database_url))
+    try:
+        await LightMillStore(db).import_design(bulk.big_design("some", runs=2, blocks=3, trials=4))
+        await bulk.fill_results(db, "some", events=3)
+        files = []
+        for most in (export.PIVOT_MEASURES, 0):  # 0: every design pivoted in Python
+            monkeypatch.setattr(export, "PIVOT_MEASURES", most)
+            for kind in export.KINDS:
+                for format in export.FORMATS:
+                    out = io.StringIO()
+                    await export.write(db, "some", kind, out, format, chunk=5)
+                    files.append(out.getvalue())
+        assert files[:4] == files[4:]
+        assert files[0].count("\n") == 1 + 2 * 3 * 4
+        assert files[2].count("\n") == 1 + 2 * 3 * 4 * 3
+    finally:
+        await db.close()
+
+
+async def test_a_failing_scan_raises_as_sqlalchemy_does(database_url: str) -> None:
+    """The hot scans go to the driver, yet their errors are SQLAlchemy's: the CLI and the web
+    handle those."""
+    db = Database(async_url(database_url))
+    try:
+        await LightMillStore(db).import_design(bulk.big_design("some", runs=1, blocks=1, trials=2))
+        async with db.engine.begin() as conn:
+            await conn.execute(text("DROP TABLE lm_trial_factor_values"))
+        with pytest.raises(exc.DBAPIError):
+            await export.write(db, "some", "trials", io.StringIO())
     finally:
         await db.close()
 
