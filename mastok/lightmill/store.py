@@ -64,9 +64,6 @@ log = logging.getLogger("mastok.lightmill")
 # PostgreSQL: while a batch's statements run in the database (its inserts check every value's
 # foreign keys), the next batch is checked and sent on another connection.
 TRIAL_BATCHES = 2
-# A trial batch's committer keeps its connection this long for the next batch: clients post
-# again within milliseconds, and a connection taken from the pool is pinged (3 round trips).
-TRIAL_LINGER_SECONDS = 1.0
 
 
 # --- What the store answers -------------------------------------------------------------------
@@ -168,7 +165,6 @@ class LightMillStore:
             self._record,
             TRIAL_BATCHES,
             spawn,
-            linger=TRIAL_LINGER_SECONDS,
             autocommit=not db.is_sqlite,
         )
         # Each experiment's measures as last read by a committed trial post (recording.py).

@@ -332,6 +332,7 @@ RUN = "/api/run/{xp}/{run}"
 TRIAL = "/api/trial/{xp}/{run}/{block}/{trial}"
 
 routes = [
+    _client_route(TRIAL, post_trial, "POST"),  # first: the route clients call most
     _client_route("/api/experiments", list_experiments, "GET"),
     _client_route(EXPERIMENT, get_experiment, "GET"),
     _client_route(EXPERIMENT + "/available_run", available_run, "GET"),
@@ -343,6 +344,5 @@ routes = [
     _client_route(RUN + "/next_trial", next_trial, "GET"),
     _client_route("/api/block/{xp}/{run}/{block}", get_block, "GET"),
     _client_route(TRIAL, get_trial, "GET"),
-    _client_route(TRIAL, post_trial, "POST"),
     _client_route("/api/import", import_experiment, "POST"),
 ]

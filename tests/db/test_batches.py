@@ -78,28 +78,6 @@ async def test_an_item_queued_as_the_committer_ends_is_written(db: Database) -> 
     assert await asyncio.wait_for(batches.write(8), 5) == 80
 
 
-async def test_a_lingering_committer_takes_the_next_batch_on_its_connection(db: Database) -> None:
-    connections: list[AsyncConnection] = []
-
-    async def many(connection: AsyncConnection, items: Sequence[int]) -> list[int]:
-        connections.append(connection)
-        return [10 * i for i in items]
-
-    batches = Batches(db, many, Recorder().one, linger=3600)
-    assert await batches.write(2) == 20
-    (committer,) = batches._committers
-    try:
-        assert not committer.done()  # waiting for more, its connection kept
-
-        assert await batches.write(4) == 40
-
-        assert batches._committers == {committer}
-        assert connections[0] is connections[1]
-    finally:
-        committer.cancel()
-        await asyncio.wait({committer})
-
-
 # --- Transaction closures ---------------------------------------------------------------------
 
 
