@@ -10,6 +10,8 @@ statements, and it is their number, not their size, that costs (a round trip eac
 SQLAlchemy and the driver). A batch's statements each cover all of its posts; a post the batch
 cannot take as it is (a check that refuses it, a measure to register, a second post for the
 same run, a race lost to a lock change) is recorded alone, which gives its precise answer.
+On PostgreSQL a batch needs no transaction of its own (autocommit): its checks only read, and
+its one write, a single statement, moves a run on only if it is still as they found it.
 """
 
 from __future__ import annotations
