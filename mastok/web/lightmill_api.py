@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from functools import cache
 from typing import Any
 
 from starlette.middleware import Middleware
@@ -294,6 +295,7 @@ def _camel(info: object, *attributes: str) -> dict[str, Any]:
     return {_camel_case(name): getattr(info, name) for name in attributes}
 
 
+@cache  # a handful of names, converted for every answer
 def _camel_case(name: str) -> str:
     first, *rest = name.split("_")
     return first + "".join(word.capitalize() for word in rest)
