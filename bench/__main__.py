@@ -162,6 +162,11 @@ def _parser() -> argparse.ArgumentParser:
     logging_api.add_argument(
         "--no-ceiling", action="store_true", help="no bare POST ceiling (e.g. while profiling)"
     )
+    logging_api.add_argument(
+        "--no-two-processes",
+        action="store_true",
+        help="no leader-and-standby run on PostgreSQL",
+    )
     place = sub.add_parser(
         "placement",
         parents=[common],
@@ -478,6 +483,7 @@ def run_one(ctx: scenarios.Context, args: argparse.Namespace) -> dict[str, Any]:
             warm_up=_pick(args.warm_up, 3.0, 2.0, q),
             export_sizes=() if args.no_export else sizes,
             with_ceiling=not args.no_ceiling,
+            two_processes=not args.no_two_processes,
         )
     }
 

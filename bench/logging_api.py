@@ -149,11 +149,13 @@ def run_wrk(
     clients: list[Client],
     seconds: float,
     database_pid: int | None = None,
+    ports: tuple[int, ...] = (),
     **pids: int,
 ) -> dict[str, Any]:
     """wrk with one connection (and thread) per client for `seconds`; the clients' positions
     move on. Its figures, with the CPU of the processes in `pids` (and of the PostgreSQL
-    cluster of `database_pid`) over the run."""
+    cluster of `database_pid`) over the run. `ports`: the connections dealt round-robin to
+    these ports of the URL's host (client i to ports[i % n]) instead of the URL's."""
     config = write_config(ctx.workdir / f"{name}.lua", experiment, clients)
     argv = [
         "wrk",
@@ -173,7 +175,8 @@ def run_wrk(
     ]
     meter = procs.CpuMeter(**pids).start()
     cluster = ClusterCpu(database_pid).start() if database_pid else None
-    child = Child(name, argv, ctx.workdir / f"{name}.log")
+    env = {**os.environ, "TRIALS_PORTS": ",".join(map(str, ports))}
+    child = Child(name, argv, ctx.workdir / f"{name}.log", env=env)
     try:
         code, usage = wait_with_usage(child, seconds + 60)
     finally:
@@ -713,9 +716,11 @@ def logging_api(
     warm_up: float = 3.0,
     export_sizes: tuple[int, ...] = (10_000, 100_000),
     with_ceiling: bool = True,
+    two_processes: bool = True,
 ) -> dict[str, Any]:
     """Scenario 6: trial logging on each backend against the bare POST ceiling, and the
-    export's time and memory."""
+    export's time and memory; with PostgreSQL and `two_processes`, a leader and a standby
+    logging together against one process (bench/logging_pair.py)."""
     if not wrk_available():
         return {
             "status": "not run",
@@ -733,4 +738,8 @@ def logging_api(
             if ceiling_level["rate_per_s"] and level["rate_per_s"]:
                 level["ceiling_ratio"] = round(level["rate_per_s"] / ceiling_level["rate_per_s"], 3)
         out[backend] = figures
+    if two_processes and "postgresql" in backends:
+        from bench import logging_pair
+
+        out["two_processes"] = logging_pair.two_processes(ctx, max(levels), seconds, warm_up)
     return out

@@ -502,7 +502,43 @@ def _logging_targets(lm: dict[str, Any]) -> list[dict[str, Any]]:
                 )
             )
     rows += _export_target(lm)
+    if lm.get("two_processes"):
+        rows.append(_two_processes_target(lm["two_processes"]))
     return rows
+
+
+LOGGING_TWO_PROCESSES_RATIO = 1.3
+
+
+def _two_processes_target(pair: dict[str, Any]) -> dict[str, Any]:
+    """A leader and a standby logging on one PostgreSQL against one process, same wrk, same
+    run: the rate's ratio, with nothing lost or doubled and the locks honoured."""
+    one, two, ratio = pair["one_process"], pair["two_processes"], pair["ratio"]
+    exported = pair["export_check"]
+    sound = (
+        not pair["lost"]
+        and not pair["unexpected"]
+        and pair["locks"]["honoured"]
+        and exported["ok"]
+        and not (one["non_2xx"] or two["non_2xx"])
+    )
+    share = two["cpu_share"]
+    return _row(
+        f"trials logged by a leader and a standby on one PostgreSQL ({pair['connections']} "
+        "connections, same wrk, same run)",
+        f">= {LOGGING_TWO_PROCESSES_RATIO:g}x one process's rate, nothing lost or doubled, "
+        "locks honoured across processes",
+        f"{two['rate_per_s']}/s vs {one['rate_per_s']}/s = {_fmt(ratio)}x",
+        None if ratio is None else ratio / LOGGING_TWO_PROCESSES_RATIO,
+        ratio is not None and ratio >= LOGGING_TWO_PROCESSES_RATIO and sound,
+        f"CPU share: leader {share.get('leader')}, standby {share.get('standby')}, PostgreSQL "
+        f"{share.get('database')}, wrk {two['wrk_cpu_share']}; lost {pair['lost']}, "
+        f"doubled {_doubled(exported)}, locks honoured: {pair['locks']['honoured']}",
+    )
+
+
+def _doubled(exported: dict[str, Any]) -> int:
+    return int(exported["doubled_trials"] + exported["doubled_events"])
 
 
 def _export_target(lm: dict[str, Any]) -> list[dict[str, Any]]:
@@ -1203,7 +1239,70 @@ def _logging_markdown(lm: dict[str, Any]) -> list[str]:
                 f"{e['file_mib']['trials']} + {e['file_mib']['events']} | "
                 f"{_fmt(bare.get('seconds'))} ({_fmt(bare.get('peak_rss_mib'))}) |"
             )
+    if lm.get("two_processes"):
+        lines += _two_processes_markdown(lm["two_processes"])
     return lines
+
+
+def _two_processes_markdown(pair: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "Two processes on one PostgreSQL: a leader and a standby (roles "
+        f"{pair['roles']['leader']} / {pair['roles']['standby']}), one wrk dealing its "
+        f"{pair['connections']} connections to both ports round-robin; the same runs posted "
+        "through the leader alone (the standby idle) and through both, in turns.",
+        "",
+        "| run | trials/s | latency p50/p99 ms | trials leader / standby | CPU share "
+        "leader / standby / PostgreSQL / wrk | CPU ms a trial served: leader / standby | "
+        "PostgreSQL CPU ms a trial | non-2xx |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    rows = [(f["phase"], f, _lat2(f["latency_ms"])) for f in pair["rounds"]]
+    rows += [
+        ("one process, all rounds", pair["one_process"], "-"),
+        ("two processes, all rounds", pair["two_processes"], "-"),
+    ]
+    for what, f, latency in rows:
+        share, own, by = f["cpu_share"], f["cpu_ms_per_own_trial"], f["trials_by_process"]
+        lines.append(
+            f"| {what} | **{_fmt(f['rate_per_s'])}** | {latency} | {by.get('leader', 0)} / "
+            f"{by.get('standby', 0)} | {share.get('leader')} / {share.get('standby')} / "
+            f"{share.get('database')} / {f['wrk_cpu_share']} | {_fmt(own.get('leader'))} / "
+            f"{_fmt(own.get('standby'))} | {_fmt(f['cpu_ms_per_trial'].get('database'))} | "
+            f"{f['non_2xx']} |"
+        )
+    checks = "; ".join(
+        f"{c['phase']}: {c['acknowledged']:,} acknowledged, {c['on_server']:,} on the server "
+        f"({c['in_flight_stored']} in flight), {c['lost']} lost"
+        for c in pair["acknowledged"]
+    )
+    exported = pair["export_check"]
+    lines += [
+        "",
+        f"Combined over one process: **{_fmt(pair['ratio'])}x**. Each run's position after "
+        f"every wrk run against what wrk was acknowledged: {checks}.",
+    ]
+    lines.append(
+        f"The export: {exported['trials_completed']:,} completed trials and "
+        f"{exported['events']:,} events; runs not matching their positions: "
+        f"{len(exported['runs_mismatched'])}, trials doubled {exported['doubled_trials']}, "
+        f"events doubled {exported['doubled_events']}, trials without their "
+        f"{EVENTS_PER_TRIAL} events {exported['trials_without_their_events']}."
+    )
+    locks = pair["locks"]
+    lines.append(
+        f"A run locked through the leader, through the standby: a second lock "
+        f"{locks['second_lock']}, a post with another token {locks['wrong_token']}, with its "
+        f"token {locks['right_token']} (honoured: {locks['honoured']})."
+    )
+    return lines
+
+
+EVENTS_PER_TRIAL = 5
+
+
+def _lat2(latency: dict[str, Any]) -> str:
+    return f"{latency['p50']} / {latency['p99']}"
 
 
 def chart(results: dict[str, Any], path: Path) -> bool:

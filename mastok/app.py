@@ -200,14 +200,16 @@ def create_app(
             )
             yield {JOIN_GATE: join_gate}  # the lifespan state: uvicorn hands it to protocols
 
+    # LightMill's first: the router tries each route's pattern in turn, and a client posts
+    # thousands of trials (no route before them matches a path under /api).
     routes: list[BaseRoute] = [
+        *lightmill_api.routes,
         *pages.routes,
         *experiments.page_routes,
         *participants.page_routes,
         *audit.page_routes,
         *join.routes,
         *sockets.routes,
-        *lightmill_api.routes,
         Mount("/api", routes=api.routes),
         *health.routes,
         Route("/metrics", scrape.metrics),

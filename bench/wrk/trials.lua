@@ -9,6 +9,10 @@
 -- returning {experiment = "...", per_block = TRIALS_PER_BLOCK, runs = {{run, token, next}, ...}}:
 -- thread i takes runs[i], from its trial `next` (a position counted across blocks).
 --
+-- With TRIALS_PORTS=P1,P2,... in the environment, thread i connects to port P((i - 1) mod n + 1)
+-- of the URL's host instead of the URL's port: one wrk spread over several servers, at no cost
+-- beyond wrk's own (the servers' connections are dealt round-robin, as runs are).
+--
 -- done() prints one line `WRK_JSON {...}`: wrk's totals and latency percentiles (microseconds),
 -- and each thread's run, next position, trials stored (200) and other answers.
 
@@ -20,9 +24,17 @@ wrk.headers["Origin"] = "https://experiments.example.org"
 local threads = {}
 local counter = 0
 
+local ports = {}
+for port in string.gmatch(os.getenv("TRIALS_PORTS") or "", "%d+") do
+   table.insert(ports, port)
+end
+
 function setup(thread)
    counter = counter + 1
    thread:set("id", counter)
+   if #ports > 0 then
+      thread.addr = wrk.lookup(wrk.host, ports[(counter - 1) % #ports + 1])[1]
+   end
    table.insert(threads, thread)
 end
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from functools import cache
 from typing import Any
 
 from starlette.middleware import Middleware
@@ -294,6 +295,7 @@ def _camel(info: object, *attributes: str) -> dict[str, Any]:
     return {_camel_case(name): getattr(info, name) for name in attributes}
 
 
+@cache  # a handful of names, converted for every answer
 def _camel_case(name: str) -> str:
     first, *rest = name.split("_")
     return first + "".join(word.capitalize() for word in rest)
@@ -332,6 +334,7 @@ RUN = "/api/run/{xp}/{run}"
 TRIAL = "/api/trial/{xp}/{run}/{block}/{trial}"
 
 routes = [
+    _client_route(TRIAL, post_trial, "POST"),  # first: the route clients call most
     _client_route("/api/experiments", list_experiments, "GET"),
     _client_route(EXPERIMENT, get_experiment, "GET"),
     _client_route(EXPERIMENT + "/available_run", available_run, "GET"),
@@ -343,6 +346,5 @@ routes = [
     _client_route(RUN + "/next_trial", next_trial, "GET"),
     _client_route("/api/block/{xp}/{run}/{block}", get_block, "GET"),
     _client_route(TRIAL, get_trial, "GET"),
-    _client_route(TRIAL, post_trial, "POST"),
     _client_route("/api/import", import_experiment, "POST"),
 ]

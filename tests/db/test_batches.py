@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mastok.db import Database
+from mastok.db import Database, async_url
 from mastok.db.batches import ALONE, Batches, GroupCommit, Leave
 
 
@@ -76,6 +76,23 @@ async def test_an_item_queued_as_the_committer_ends_is_written(db: Database) -> 
     batches._committers = {ended}
 
     assert await asyncio.wait_for(batches.write(8), 5) == 80
+
+
+async def test_an_autocommit_batch_runs_outside_a_transaction(postgres_database_url: str) -> None:
+    """Each statement is a transaction of its own (its own now()): a `many` must write in one
+    statement. The connection goes back to the pool as it came."""
+    db = Database(async_url(postgres_database_url))
+    try:
+
+        async def many(connection: AsyncConnection, items: Sequence[int]) -> list[bool]:
+            first = await connection.scalar(text("SELECT now()"))
+            second = await connection.scalar(text("SELECT now()"))
+            return [first != second for _ in items]
+
+        assert await Batches(db, many, Recorder().one, autocommit=True).write(1) is True
+        assert await Batches(db, many, Recorder().one).write(1) is False
+    finally:
+        await db.close()
 
 
 # --- Transaction closures ---------------------------------------------------------------------

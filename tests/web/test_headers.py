@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mastok.web.headers import SECURITY_HEADERS
+from mastok.web.headers import SECURITY_HEADERS, with_security_headers
 from tests.fixtures.app import ClientFactory
 
 
@@ -31,3 +31,17 @@ def test_every_answer_carries_the_security_headers(
     for name, value in SECURITY_HEADERS.items():
         assert response.headers[name] == value
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+
+def test_a_header_the_answer_sets_itself_is_kept() -> None:
+    own = [(b"content-type", b"text/html"), (b"X-Frame-Options", b"SAMEORIGIN")]
+
+    headers = with_security_headers(own)
+
+    assert headers[:2] == own
+    assert [name.lower() for name, _ in headers].count(b"x-frame-options") == 1
+    assert {name for name, _ in headers[2:]} == {
+        b"content-security-policy",
+        b"x-content-type-options",
+        b"referrer-policy",
+    }
