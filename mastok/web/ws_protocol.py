@@ -27,6 +27,12 @@ class MastokWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.response.status_code == 101:
             self.scope["extensions"][WRITE_TEXTS] = {"write": self.write_texts}
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        # The scope would hold the protocol (a cycle): let a closed socket go without the GC.
+        if hasattr(self, "scope"):  # set by an accepted handshake only
+            self.scope["extensions"].pop(WRITE_TEXTS, None)
+        super().connection_lost(exc)
+
     def write_texts(self, texts: tuple[str, ...]) -> bool:
         """Write these text frames now, in one write; False if they cannot go now."""
         if not self._open():

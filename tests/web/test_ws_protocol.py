@@ -155,6 +155,7 @@ async def test_supervisors_frames_are_not_written_while_the_buffer_is_full() -> 
     assert transport.written[handshake:] == _as_websockets_frames_them(UPDATE)
     protocol.connection_lost(None)
     assert not protocol.write_texts(UPDATE)
+    assert WRITE_TEXTS not in protocol.scope["extensions"]  # no cycle left to the GC
     await asyncio.gather(*state.tasks)  # the app has seen the disconnect and returned
 
 
