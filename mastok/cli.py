@@ -31,6 +31,7 @@ from mastok.proxies import UnknownProxy, trusted_addresses
 from mastok.states import CampaignState
 from mastok.web.http_protocol import BoundedHttpToolsProtocol
 from mastok.web.sockets import handshake_denied
+from mastok.web.ws_protocol import MastokWebSocketProtocol
 
 DEMO_OTREE_PORT = 8180
 PORT = click.IntRange(1, 65535)
@@ -129,6 +130,8 @@ def uvicorn_config(
         "log_level": "info",
         # httptools, bounded: request heads of 64 KiB, slow heads and bodies closed.
         "http": BoundedHttpToolsProtocol,
+        # websockets-sansio (uvicorn's "auto"), and one write for a supervisors' update.
+        "ws": MastokWebSocketProtocol,
         # Frames are small JSON; per-message compression would keep ~45 KiB of zlib state on
         # every waiting participant's socket (bench/results: 77 vs 31.5 KiB a participant).
         "ws_per_message_deflate": False,

@@ -3,7 +3,10 @@
 A runner never waits on a slow socket: it queues and moves on. A socket whose queue overflows
 is closed (its reader will notice and leave). The writer task lives only while there are frames
 to send: most sockets wait idle for minutes, and an idle socket then costs an empty list, not a
-task and a queue (about 5 KiB less each; bench/results).
+task and a queue (about 5 KiB less each; bench/results). Frames shared by many sockets (a
+supervisors' update) are written at once, in one write, when the server offers it
+(`WRITE_TEXTS`, `mastok.web.ws_protocol`) and nothing is queued before them: no task, no
+ASGI send per frame.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -18,6 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from mastok.live.protocol import encode
 
 QUEUE_LIMIT = 256
+WRITE_TEXTS = "mastok.write_texts"  # the scope's extension: {"write": (texts) -> written}
 _CLOSE = object()
 
 
@@ -43,6 +48,20 @@ class Connection:
             return
         self._frames.append(text)
         self._wake_writer()
+
+    def send_texts(self, texts: tuple[str, ...]) -> None:
+        """Send these frames, in one write now if the server can, else queued in order."""
+        if self.closing or not texts:
+            return
+        queued = self._frames or self.writing() is not None
+        if not queued and (write := self._write_now()) is not None and write(texts):
+            return
+        for text in texts:
+            self.send_text(text)
+
+    def _write_now(self) -> Callable[[tuple[str, ...]], bool] | None:
+        extension = (self.websocket.scope.get("extensions") or {}).get(WRITE_TEXTS)
+        return extension["write"] if extension else None
 
     def disconnect(self, reason: str) -> None:
         """Send Disconnect with `reason`, then close."""

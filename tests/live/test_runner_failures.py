@@ -53,6 +53,9 @@ class FakeConnection:
     def send_text(self, text: str) -> None:
         self.frames.append(decode(text))
 
+    def send_texts(self, texts: tuple[str, ...]) -> None:
+        self.frames.extend(decode(text) for text in texts)
+
     def disconnect(self, reason: str) -> None:
         self.send("Disconnect", reason)
         self.closing = True

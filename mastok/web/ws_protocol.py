@@ -1,0 +1,65 @@
+"""uvicorn's WebSocket protocol, plus one write of frames shared by many sockets.
+
+A supervisors' update goes to hundreds of sockets. Through ASGI each frame to each socket is a
+task's `send` through Starlette and uvicorn, framed again, and a write of its own (over
+loopback a write is the receiver's whole TCP path: most of the fan-out's time with 500
+supervisors). `write_texts` (offered to the app as the scope's `mastok.write_texts`
+extension) writes a socket's frames of an update in one write, framed once for every socket.
+It declines (the app then sends the ASGI way) whenever uvicorn's own `send` would wait or
+refuse: before the handshake, after a close, while the transport's buffer is full.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+
+from mastok.live.connection import WRITE_TEXTS
+
+
+class MastokWebSocketProtocol(WebSocketsSansIOProtocol):
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        if self.response.status_code == 101:
+            self.scope["extensions"][WRITE_TEXTS] = {"write": self.write_texts}
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # The scope would hold the protocol (a cycle): let a closed socket go without the GC.
+        if hasattr(self, "scope"):  # set by an accepted handshake only
+            self.scope["extensions"].pop(WRITE_TEXTS, None)
+        super().connection_lost(exc)
+
+    def write_texts(self, texts: tuple[str, ...]) -> bool:
+        """Write these text frames now, in one write; False if they cannot go now."""
+        if not self._open():
+            return False
+        if self.conn.extensions:  # compressed: each socket has its own compressor's state
+            for text in texts:
+                self.conn.send_text(text.encode())
+            self.transport.write(b"".join(self.conn.data_to_send()))
+        else:
+            self.transport.write(_wire(texts))
+        return True
+
+    def _open(self) -> bool:
+        return (
+            self.handshake_complete
+            and not self.close_sent
+            and not self.disconnected
+            and self.initial_response is None
+            and self.writable.is_set()
+            and not self.transport.is_closing()
+            and self.conn.state is State.OPEN
+            and not self.conn.expect_continuation_frame
+        )
+
+
+@functools.lru_cache(maxsize=16)
+def _wire(texts: tuple[str, ...]) -> bytes:
+    """The frames as a server sends them (unmasked, no extension): the same for every socket."""
+    frames = (Frame(Opcode.TEXT, text.encode()) for text in texts)
+    return b"".join(frame.serialize(mask=False) for frame in frames)

@@ -1,0 +1,167 @@
+"""A supervisors' update written in one write (mastok/web/ws_protocol.py, Connection.send_texts):
+the frames arrive as frames, in order, compressed or not; the write is declined whenever
+uvicorn's own send would wait (a full buffer) or refuse, and the frames then go the ASGI way,
+never ahead of frames already queued."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+from uvicorn.server import ServerState
+from websockets.asyncio.client import connect
+from websockets.server import ServerProtocol
+
+from mastok.cli import uvicorn_config
+from mastok.live.connection import WRITE_TEXTS, Connection
+from mastok.live.protocol import encode
+from mastok.web.ws_protocol import MastokWebSocketProtocol
+
+UPDATE = (encode("JoiningSize", "1/4"), encode("PendingSize", "0/8"))
+
+
+async def supervised(websocket: WebSocket) -> None:
+    """Sends an update on "go", then says whether it went without a writer task."""
+    await websocket.accept()
+    connection = Connection(websocket)
+    await websocket.receive_text()
+    connection.send_texts(UPDATE)
+    connection.send("Written", "at once" if connection.writing() is None else "queued")
+    await websocket.receive_text()
+
+
+@pytest.fixture(params=[False, True], ids=["plain", "deflate"])
+def port(request: pytest.FixtureRequest) -> Iterator[int]:
+    app = Starlette(routes=[WebSocketRoute("/ws", supervised)])
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn_config(
+        app, log_config=None, log_level="warning", ws_per_message_deflate=request.param
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    yield sock.getsockname()[1]
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+async def test_supervisors_frames_written_at_once_arrive_as_frames_in_order(port: int) -> None:
+    assert uvicorn_config(Starlette()).ws is MastokWebSocketProtocol  # what mastok serve runs
+    async with connect(f"ws://127.0.0.1:{port}/ws") as client:
+        await client.send("go")
+        received = [await asyncio.wait_for(client.recv(), 10) for _ in range(3)]
+        await client.send("bye")
+    assert received == [*UPDATE, encode("Written", "at once")]
+
+
+class FakeWebSocket:
+    def __init__(self, write: Any = None) -> None:
+        self.scope: dict[str, Any] = {"extensions": {WRITE_TEXTS: {"write": write}}}
+        self.sent: list[str] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def send_text(self, text: str) -> None:
+        await self.gate.wait()
+        self.sent.append(text)
+
+
+async def test_supervisors_frames_go_the_asgi_way_when_the_write_is_declined() -> None:
+    asked: list[tuple[str, ...]] = []
+    websocket = FakeWebSocket(lambda texts: asked.append(texts) or False)
+    connection = Connection(websocket)  # type: ignore[arg-type]
+    connection.send_texts(UPDATE)
+    assert asked == [UPDATE]
+    await connection.wait_closed()
+    assert websocket.sent == list(UPDATE)
+
+
+async def test_supervisors_frames_wait_behind_frames_already_queued() -> None:
+    asked: list[tuple[str, ...]] = []
+    websocket = FakeWebSocket(lambda texts: asked.append(texts) or True)
+    websocket.gate.clear()
+    connection = Connection(websocket)  # type: ignore[arg-type]
+    connection.send("State", "Running")
+    connection.send_texts(UPDATE)
+    assert asked == []  # not written ahead of State
+    websocket.gate.set()
+    await connection.wait_closed()
+    assert websocket.sent == [encode("State", "Running"), *UPDATE]
+
+
+class Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = b""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += bytes(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 1), "sockname": ("127.0.0.1", 2)}.get(name, default)
+
+
+HANDSHAKE = (
+    b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+async def test_supervisors_frames_are_not_written_while_the_buffer_is_full() -> None:
+    accepted = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        accepted.set()
+        await receive()
+
+    config = uvicorn_config(app, log_config=None, log_level="warning")
+    config.load()
+    state = ServerState()
+    protocol = MastokWebSocketProtocol(config, state, {})
+    transport = Transport()
+    assert not protocol.write_texts(UPDATE)  # no connection yet
+    protocol.connection_made(transport)
+    protocol.data_received(HANDSHAKE)
+    await accepted.wait()
+    assert protocol.scope["extensions"][WRITE_TEXTS] == {"write": protocol.write_texts}
+    handshake = len(transport.written)
+    protocol.pause_writing()
+    assert not protocol.write_texts(UPDATE)
+    protocol.resume_writing()
+    assert protocol.write_texts(UPDATE)
+    assert transport.written[handshake:] == _as_websockets_frames_them(UPDATE)
+    protocol.connection_lost(None)
+    assert not protocol.write_texts(UPDATE)
+    assert WRITE_TEXTS not in protocol.scope["extensions"]  # no cycle left to the GC
+    await asyncio.gather(*state.tasks)  # the app has seen the disconnect and returned
+
+
+def _as_websockets_frames_them(texts: tuple[str, ...]) -> bytes:
+    server = ServerProtocol()
+    server.state = server.state.OPEN
+    for text in texts:
+        server.send_text(text.encode())
+    return b"".join(server.data_to_send())
