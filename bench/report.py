@@ -416,7 +416,7 @@ LOGGING_BEFORE: dict[str, Any] = {
 # 29bb636, and the run committed with 7120a0d. Keyed by the start of the target's name.
 EARLIER_RUNS = ("first run (before 29bb636)", "committed run (7120a0d)")
 EARLIER: dict[str, tuple[str, str]] = {
-    "join-flow rate": (
+    "join-flow rate vs echo": (
         "69/s vs 1,243/s = 5.6% (14.5 ms CPU a participant)",
         "193.4/s vs 2,129.6/s = 9.1% (4.96 ms CPU a participant)",
     ),
