@@ -77,6 +77,13 @@ class ParticipantLimits:
     max_addresses: int = MAX_ADDRESSES
     _addresses: OrderedDict[str, _Address] = field(default_factory=OrderedDict, repr=False)
 
+    def turned_away(self, address: str) -> None:
+        """A socket the gate let through was refused before `opened` (its origin, say): no
+        longer counted as arriving."""
+        entry = self._addresses.get(address)
+        if entry is not None and entry.arriving:
+            entry.arriving.popleft()
+
     def opened(self, address: str) -> str | None:
         """Why a socket from `address` may not open (not counted), or None: it opens, counted
         until `closed`. One the gate let through (`arrives`) took its opening token there; one

@@ -64,6 +64,7 @@ async def join_socket(websocket: WebSocket) -> None:
     limits: ParticipantLimits = websocket.app.state.participant_limits
     address = websocket.client.host if websocket.client else ""
     if not origin_allowed(websocket):
+        limits.turned_away(address)
         await _refuse(websocket, limits, address, "from another origin")
         return
     refused = limits.opened(address)  # most are refused before this (`JoinGate`)

@@ -67,6 +67,14 @@ def test_sockets_let_through_the_gate_count_before_they_open() -> None:
     assert gate.refusal("/ws/join", "a") is None
 
 
+def test_a_socket_turned_away_before_it_opens_no_longer_counts() -> None:
+    limits = ParticipantLimits(ManualClock(), max_open=1)
+    gate = JoinGate(limits, "/ws/join")
+    assert gate.refusal("/ws/join", "a") is None
+    limits.turned_away("a")  # refused for its origin, say
+    assert gate.refusal("/ws/join", "a") is None
+
+
 def test_the_gate_refuses_only_join_sockets_past_a_bound() -> None:
     limits = ParticipantLimits(ManualClock(), max_open=1, opens_per_minute=2)
     gate = JoinGate(limits, "/p/ws/join")
