@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -21,6 +19,7 @@ from websockets.asyncio.client import connect
 
 from mastok.cli import uvicorn_config
 from mastok.web.http_protocol import BoundedHttpToolsProtocol
+from tests.fixtures.live import ThreadServer
 
 
 class Quick(BoundedHttpToolsProtocol):
@@ -56,21 +55,9 @@ def port() -> Iterator[int]:
             WebSocketRoute("/ws", hold),
         ]
     )
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn_config(app, http=Quick, log_config=None, log_level="warning")
     assert uvicorn_config(app).http is BoundedHttpToolsProtocol  # what mastok serve runs
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    yield sock.getsockname()[1]
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with ThreadServer.running(app, http=Quick) as served:
+        yield served
 
 
 def connected(port: int) -> socket.socket:

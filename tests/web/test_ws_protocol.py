@@ -6,14 +6,10 @@ never ahead of frames already queued."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
@@ -25,6 +21,7 @@ from mastok.cli import uvicorn_config
 from mastok.live.connection import WRITE_TEXTS, Connection
 from mastok.live.protocol import encode
 from mastok.web.ws_protocol import MastokWebSocketProtocol
+from tests.fixtures.live import ThreadServer
 
 UPDATE = (encode("JoiningSize", "1/4"), encode("PendingSize", "0/8"))
 
@@ -42,22 +39,8 @@ async def supervised(websocket: WebSocket) -> None:
 @pytest.fixture(params=[False, True], ids=["plain", "deflate"])
 def port(request: pytest.FixtureRequest) -> Iterator[int]:
     app = Starlette(routes=[WebSocketRoute("/ws", supervised)])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn_config(
-        app, log_config=None, log_level="warning", ws_per_message_deflate=request.param
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    yield sock.getsockname()[1]
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with ThreadServer.running(app, ws_per_message_deflate=request.param) as served:
+        yield served
 
 
 async def test_supervisors_frames_written_at_once_arrive_as_frames_in_order(port: int) -> None:
