@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sqlite3
 import sys
 import time
@@ -19,7 +20,7 @@ import click
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
-from mastok import config_files, logmask, logs
+from mastok import config_files, heap, logmask, logs
 from mastok.audit import Actor, AuditLog
 from mastok.clock import SystemClock
 from mastok.config import BY_NAME, ConfigError, Settings, load_settings
@@ -112,7 +113,15 @@ def serve_app(
     )
     _quiet_per_connection_lines()
     logmask.install()
-    uvicorn.Server(config).run()
+    FrozenAfterStartup(config).run()
+
+
+class FrozenAfterStartup(uvicorn.Server):
+    """uvicorn's server, which freezes the heap (`mastok.heap`) once the app has started."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        heap.freeze_what_startup_built()
 
 
 def uvicorn_config(
