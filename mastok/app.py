@@ -53,7 +53,9 @@ from mastok.web.auth import BasicAuthMiddleware
 from mastok.web.body_limit import BodyLimit
 from mastok.web.errors import handlers as error_handlers
 from mastok.web.headers import SecurityHeaders
+from mastok.web.join_first import JoinFirst
 from mastok.web.participant_limits import JOIN_GATE, JoinGate, ParticipantLimits
+from mastok.web.sockets import JOIN_PATH
 from mastok.web.throttle import LoginThrottle, Sleep
 
 log = logging.getLogger("mastok")
@@ -98,7 +100,7 @@ def public_prefixes(settings: Settings) -> list[str]:
     lightmill = [f"{prefix}{path}" for path in lightmill_api.CLIENT_PREFIXES]
     return [
         f"{prefix}/join/",
-        f"{prefix}/ws/join",
+        f"{prefix}{JOIN_PATH}",
         f"{prefix}/front/",
         f"{prefix}/healthz",
         f"{prefix}/readyz",
@@ -112,7 +114,7 @@ def create_app(
     *,
     clock: Clock | None = None,
     sleep: Sleep | None = None,
-) -> Starlette:
+) -> JoinFirst:
     """`designs`: LightMill experiments to import at start (those already there are skipped);
     `clock`: the time every rule reads (the system's; tests pass one they move by hand), kept
     on `app.state.clock`; `sleep`: how the admin login throttle waits (tests record it)."""
@@ -125,7 +127,7 @@ def create_app(
         settings.landings_per_minute,
         settings.sockets_per_minute,
     )
-    join_gate = JoinGate(participant_limits, f"{settings.web_prefix}/ws/join")
+    join_gate = JoinGate(participant_limits, settings.web_prefix + JOIN_PATH)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -241,7 +243,8 @@ def create_app(
             path=settings.web_prefix or "/",
         ),
     ]
-    app = Starlette(
+    app = JoinFirst(
+        prefix,
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,

@@ -7,7 +7,7 @@ from contextvars import ContextVar
 
 from starlette.responses import PlainTextResponse
 from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from mastok.campaigns.service import CampaignNotFound
 from mastok.live.connection import Connection, RateLimit
@@ -46,14 +46,19 @@ def origin_allowed(websocket: WebSocket) -> bool:
 
 
 async def not_leading(websocket: WebSocket) -> None:
-    """Refuse the handshake with 503 (the rooms run in another process: the page retries,
-    and a proxy that follows `/readyz` sends it there)."""
-    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+    """The rooms run in another process: the page retries, and a proxy that follows `/readyz`
+    sends it there."""
+    await try_again_later(websocket, "this mastok is a standby: the waiting rooms run elsewhere")
+
+
+async def try_again_later(websocket: WebSocket, why: str) -> None:
+    """Refuse the handshake with 503 and `Retry-After` (a socket already open: close 1013)."""
+    if websocket.client_state != WebSocketState.CONNECTING:
+        await websocket.close(TRY_AGAIN_LATER)
+    elif "websocket.http.response" in websocket.scope.get("extensions", {}):
         handshake_denied.set(True)
         response = PlainTextResponse(
-            "this mastok is a standby: the waiting rooms run elsewhere",
-            status_code=503,
-            headers={"Retry-After": str(RETRY_AFTER)},
+            why, status_code=503, headers={"Retry-After": str(RETRY_AFTER)}
         )
         await websocket.send_denial_response(response)
     else:
@@ -194,10 +199,8 @@ async def _read_frames(
     return None
 
 
-routes = [
-    WebSocketRoute("/ws/join", join_socket),
-    WebSocketRoute("/ws/campaigns/supervise", supervise_socket),
-]
+JOIN_PATH = "/ws/join"  # served ahead of the router (`mastok.web.join_first`)
+routes = [WebSocketRoute("/ws/campaigns/supervise", supervise_socket)]
 
 
 def _query(websocket: WebSocket) -> tuple[tuple[str, str], ...]:

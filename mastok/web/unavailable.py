@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import exc
+from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ExceptionHandler
@@ -60,10 +61,7 @@ def is_database_away(error: BaseException) -> bool:
 async def database_away(request: Request, error: Exception) -> Response:
     if not is_database_away(error):
         raise error
-    now = time.monotonic()  # the app's state keeps when it last said so
-    if now - getattr(request.app.state, "database_away_logged", -LOG_EVERY) >= LOG_EVERY:
-        request.app.state.database_away_logged = now
-        log.warning("database unavailable, answering 503: %s", _summary(error))
+    note_away(request.app.state, error)
     headers = {"Retry-After": str(RETRY_AFTER)}
     if _is_lightmill(request):
         body = {"message": MESSAGE, "type": "DatabaseUnavailable"}
@@ -73,6 +71,15 @@ async def database_away(request: Request, error: Exception) -> Response:
     response = message_page(request, "Unavailable", MESSAGE[0].upper() + MESSAGE[1:] + ".", 503)
     response.headers.update(headers)
     return response
+
+
+def note_away(state: State, error: BaseException) -> None:
+    """Log that the database is away, once every LOG_EVERY seconds while it stays away (the
+    app's state keeps when it last said so)."""
+    now = time.monotonic()
+    if now - getattr(state, "database_away_logged", -LOG_EVERY) >= LOG_EVERY:
+        state.database_away_logged = now
+        log.warning("database unavailable, answering 503: %s", _summary(error))
 
 
 def _is_lightmill(request: Request) -> bool:

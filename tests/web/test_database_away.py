@@ -16,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from starlette.testclient import TestClient
+from starlette.testclient import TestClient, WebSocketDenialResponse
 
+from mastok.web import sockets
 from mastok.web.unavailable import RETRY_AFTER, is_database_away
 from tests.campaigns.factories import campaign_input
 from tests.fixtures.app import ClientFactory
@@ -100,6 +101,11 @@ def test_every_route_answers_503_in_its_shape_then_recovers(
     assert (
         client.get("/api/experiments", headers=ORIGIN).headers["access-control-allow-origin"] == "*"
     )
+    with pytest.raises(WebSocketDenialResponse) as refused:  # a campaign read from the database
+        with client.websocket_connect("/ws/join?slug=any", headers=same_origin(client)):
+            pass
+    assert refused.value.status_code == 503
+    assert refused.value.headers["retry-after"] == str(sockets.RETRY_AFTER)
     assert client.get("/healthz").status_code == 200  # reads no database
     ready = client.get("/readyz")
     assert ready.status_code == 503
@@ -111,9 +117,15 @@ def test_every_route_answers_503_in_its_shape_then_recovers(
     assert client.get("/campaigns").status_code == 200
     assert client.get("/api/experiments").json() == {"pointing": "Pointing"}
     assert post_trial(client, "S0", 0, 0, token, {"trial": {"time": 1}}).status_code == 200
+    with client.websocket_connect("/ws/join?slug=any", headers=same_origin(client)) as socket:
+        assert socket.receive_json() == {"kind": "Error", "payload": "no campaign at 'any'"}
     away_lines = [r for r in caplog.records if "database unavailable" in r.getMessage()]
     assert len(away_lines) == 1  # one line for the outage, not one a request
     assert not [r for r in caplog.records if r.exc_info]
+
+
+def same_origin(client: TestClient) -> dict[str, str]:
+    return {"origin": services(client).settings.origin}
 
 
 def test_other_database_errors_are_not_taken_for_an_outage() -> None:

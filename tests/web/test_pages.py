@@ -6,9 +6,11 @@ import html
 
 import pytest
 from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from tests.campaigns.factories import campaign_input
 from tests.fixtures.app import ClientFactory
+from tests.lightmill.helpers import services
 from tests.web.forms import as_form, csrf_token, submit
 
 
@@ -172,6 +174,13 @@ def test_everything_is_served_under_the_web_prefix(make_client: ClientFactory) -
     assert prefixed.get("/mastok/api/campaigns/ghost").json() == {
         "error": "no campaign named 'ghost'"
     }
+    origin = {"origin": services(prefixed).settings.origin}
+    joining = "/mastok/ws/join?slug=study_pre_join"
+    with prefixed.websocket_connect(joining, headers=origin) as socket:
+        assert socket.receive_json()["kind"] == "Paused"  # a new campaign waits for a start
+    with pytest.raises(WebSocketDisconnect):  # nothing outside the prefix
+        with prefixed.websocket_connect("/ws/join?slug=study_pre_join", headers=origin) as socket:
+            socket.receive_json()
 
 
 def test_sessions_page_links_only_http_urls_from_otree(
