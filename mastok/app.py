@@ -46,16 +46,15 @@ from mastok.web import (
     pages,
     participants,
     scrape,
-    sockets,
     unavailable,
 )
 from mastok.web.auth import BasicAuthMiddleware
 from mastok.web.body_limit import BodyLimit
 from mastok.web.errors import handlers as error_handlers
 from mastok.web.headers import SecurityHeaders
-from mastok.web.join_first import JoinFirst
 from mastok.web.participant_limits import JOIN_GATE, JoinGate, ParticipantLimits
-from mastok.web.sockets import JOIN_PATH
+from mastok.web.sockets import JOIN_PATH, SUPERVISE_PATH, join_socket, supervise_socket
+from mastok.web.sockets_first import SocketsFirst, socket_app
 from mastok.web.throttle import LoginThrottle, Sleep
 
 log = logging.getLogger("mastok")
@@ -114,7 +113,7 @@ def create_app(
     *,
     clock: Clock | None = None,
     sleep: Sleep | None = None,
-) -> JoinFirst:
+) -> SocketsFirst:
     """`designs`: LightMill experiments to import at start (those already there are skipped);
     `clock`: the time every rule reads (the system's; tests pass one they move by hand), kept
     on `app.state.clock`; `sleep`: how the admin login throttle waits (tests record it)."""
@@ -211,7 +210,6 @@ def create_app(
         *participants.page_routes,
         *audit.page_routes,
         *join.routes,
-        *sockets.routes,
         Mount("/api", routes=api.routes),
         *health.routes,
         Route("/metrics", scrape.metrics),
@@ -243,8 +241,15 @@ def create_app(
             path=settings.web_prefix or "/",
         ),
     ]
-    app = JoinFirst(
-        prefix,
+    supervising = BasicAuthMiddleware(
+        socket_app(supervise_socket),
+        login=settings.login,
+        password=settings.password,
+        public_prefixes=(),
+        throttle=throttle,
+    )
+    app = SocketsFirst(
+        {prefix + JOIN_PATH: socket_app(join_socket), prefix + SUPERVISE_PATH: supervising},
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,

@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 
 from starlette.responses import PlainTextResponse
-from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from mastok.campaigns.service import CampaignNotFound
@@ -199,8 +198,9 @@ async def _read_frames(
     return None
 
 
-JOIN_PATH = "/ws/join"  # served ahead of the router (`mastok.web.join_first`)
-routes = [WebSocketRoute("/ws/campaigns/supervise", supervise_socket)]
+# Served ahead of the router (`mastok.web.sockets_first`).
+JOIN_PATH = "/ws/join"
+SUPERVISE_PATH = "/ws/campaigns/supervise"
 
 
 def _query(websocket: WebSocket) -> tuple[tuple[str, str], ...]:

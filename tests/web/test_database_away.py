@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient, WebSocketDenialResponse
+from starlette.websockets import WebSocketDisconnect
 
 from mastok.web import sockets
 from mastok.web.unavailable import RETRY_AFTER, is_database_away
@@ -101,11 +102,20 @@ def test_every_route_answers_503_in_its_shape_then_recovers(
     assert (
         client.get("/api/experiments", headers=ORIGIN).headers["access-control-allow-origin"] == "*"
     )
-    with pytest.raises(WebSocketDenialResponse) as refused:  # a campaign read from the database
-        with client.websocket_connect("/ws/join?slug=any", headers=same_origin(client)):
-            pass
+    with (
+        pytest.raises(WebSocketDenialResponse) as refused,  # a campaign read from the database
+        client.websocket_connect("/ws/join?slug=any", headers=same_origin(client)),
+    ):
+        pass
     assert refused.value.status_code == 503
     assert refused.value.headers["retry-after"] == str(sockets.RETRY_AFTER)
+    supervising = "/ws/campaigns/supervise?namespace=kept"
+    with (
+        client.websocket_connect(supervising, headers=same_origin(client)) as socket,
+        pytest.raises(WebSocketDisconnect) as closed,  # the campaign is read once open
+    ):
+        socket.receive_json()
+    assert closed.value.code == sockets.TRY_AGAIN_LATER
     assert client.get("/healthz").status_code == 200  # reads no database
     ready = client.get("/readyz")
     assert ready.status_code == 503

@@ -178,9 +178,11 @@ def test_everything_is_served_under_the_web_prefix(make_client: ClientFactory) -
     joining = "/mastok/ws/join?slug=study_pre_join"
     with prefixed.websocket_connect(joining, headers=origin) as socket:
         assert socket.receive_json()["kind"] == "Paused"  # a new campaign waits for a start
-    with pytest.raises(WebSocketDisconnect):  # nothing outside the prefix
-        with prefixed.websocket_connect("/ws/join?slug=study_pre_join", headers=origin) as socket:
-            socket.receive_json()
+    with (
+        pytest.raises(WebSocketDisconnect),  # nothing outside the prefix
+        prefixed.websocket_connect("/ws/join?slug=study_pre_join", headers=origin) as socket,
+    ):
+        socket.receive_json()
 
 
 def test_sessions_page_links_only_http_urls_from_otree(
