@@ -113,15 +113,16 @@ def serve_app(
     )
     _quiet_per_connection_lines()
     logmask.install()
-    FrozenAfterStartup(config).run()
+    MastokServer(config).run()
 
 
-class FrozenAfterStartup(uvicorn.Server):
-    """uvicorn's server, which freezes the heap (`mastok.heap`) once the app has started."""
+class MastokServer(uvicorn.Server):
+    """uvicorn's server, which sets the garbage collector for serving (`mastok.heap`) once the
+    app has started."""
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        heap.freeze_what_startup_built()
+        heap.set_for_serving()
 
 
 def uvicorn_config(

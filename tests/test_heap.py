@@ -1,5 +1,6 @@
-"""What a server built before serving is frozen out of the collector's passes (mastok/heap.py):
-by `mastok serve`'s uvicorn server once the app has started, after collecting what is garbage."""
+"""The garbage collector set for serving (mastok/heap.py): what startup built frozen out of its
+passes, after collecting what is garbage, and full passes spaced out; by `mastok serve`'s uvicorn
+server once the app has started."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from contextlib import asynccontextmanager
 import pytest
 from starlette.applications import Starlette
 
-from mastok.cli import FrozenAfterStartup, uvicorn_config
-from mastok.heap import freeze_what_startup_built
+from mastok.cli import MastokServer, uvicorn_config
+from mastok.heap import FULL_PASS_AFTER, set_for_serving
 
 
 class Cycle:
@@ -21,25 +22,36 @@ class Cycle:
 
 
 @pytest.fixture
-def unfrozen() -> Iterator[None]:
+def as_it_was() -> Iterator[None]:
+    """The test process's collector as it was, and its objects back in the collector's care."""
+    threshold = gc.get_threshold()
     gc.unfreeze()
     yield
-    gc.unfreeze()  # the test process's objects go back to the collector's care
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
 
 
-def test_live_objects_are_frozen_and_garbage_is_not(unfrozen: None) -> None:
+def test_live_objects_are_frozen_and_garbage_is_not(as_it_was: None) -> None:
     kept = Cycle()
     garbage = weakref.ref(Cycle())  # unreachable at once, but only a pass frees a cycle
     assert garbage() is not None
 
-    frozen = freeze_what_startup_built()
+    frozen = set_for_serving()
 
     assert frozen == gc.get_freeze_count() > 0
     assert all(obj is not kept for obj in gc.get_objects())  # no pass walks it any more
     assert garbage() is None  # collected, not kept for good
 
 
-async def test_serve_freezes_once_the_app_has_started(unfrozen: None) -> None:
+def test_full_passes_are_spaced_out_and_the_others_kept(as_it_was: None) -> None:
+    young, middle, _ = gc.get_threshold()
+
+    set_for_serving()
+
+    assert gc.get_threshold() == (young, middle, FULL_PASS_AFTER)
+
+
+async def test_serve_sets_the_collector_once_the_app_has_started(as_it_was: None) -> None:
     started: list[int] = []
 
     @asynccontextmanager
@@ -48,7 +60,7 @@ async def test_serve_freezes_once_the_app_has_started(unfrozen: None) -> None:
         yield
 
     app = Starlette(lifespan=lifespan)
-    server = FrozenAfterStartup(uvicorn_config(app, host="127.0.0.1", port=0, log_config=None))
+    server = MastokServer(uvicorn_config(app, host="127.0.0.1", port=0, log_config=None))
     server.config.load()
     server.lifespan = server.config.lifespan_class(server.config)
 
@@ -56,5 +68,6 @@ async def test_serve_freezes_once_the_app_has_started(unfrozen: None) -> None:
     try:
         assert started == [0]  # not while the app was starting
         assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[2] == FULL_PASS_AFTER
     finally:
         await server.shutdown()
