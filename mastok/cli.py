@@ -124,6 +124,16 @@ class MastokServer(uvicorn.Server):
         await super().startup(sockets)
         heap.set_for_serving()
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises a SIGTERM it caught as this ends: the lines still waiting to be
+        # written (`mastok.logs`) would be lost with the process.
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                logs.drain()
+
 
 def uvicorn_config(
     app: Any, log_format: logs.LogFormat = "text", trusted_proxies: str = "", **options: Any

@@ -82,6 +82,11 @@ def assert_masked(text: str) -> None:
     assert '"WebSocket /ws/join?slug=pilot" 403' not in text  # mastok's own line instead
 
 
+def lines_pid(lines: list[str]) -> str:
+    started = next(line for line in lines if "Started server process [" in line)
+    return started.rsplit("[", 1)[1].rstrip("]")
+
+
 def assert_recent_utc(stamp: str) -> None:
     moment = datetime.fromisoformat(stamp)
     assert moment.utcoffset() == timedelta(0)
@@ -98,6 +103,8 @@ def test_text_lines_start_with_their_utc_time(tmp_path: Path) -> None:
     assert {"mastok", "uvicorn.error", "uvicorn.access"} <= set(names)
     assert any(name.startswith("alembic") for name in names)
     assert_masked("\n".join(lines))
+    # uvicorn's last line, logged just before it re-raises SIGTERM: written by then
+    assert lines[-1].endswith(f"uvicorn.error: Finished server process [{lines_pid(lines)}]")
 
 
 def test_json_lines_are_one_object_each(tmp_path: Path) -> None:

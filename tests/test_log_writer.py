@@ -1,0 +1,109 @@
+"""Log lines written off the event loop (mastok/logs.py `LinesOffTheLoop`): a logging call
+never waits for the stream, lines come out in order, past the bound they are dropped and
+counted, and closing writes what waits. The stream here is a gate the test opens."""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from mastok.logs import LinesOffTheLoop, TextFormatter
+
+
+class GatedStream(io.StringIO):
+    """A stream whose writes wait until the test opens it (a pipe nobody reads, a busy disk)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened = threading.Event()
+        self.writing = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.writing.set()
+        assert self.opened.wait(10), "the gate was never opened"
+        return super().write(text)
+
+
+@pytest.fixture
+def stream() -> GatedStream:
+    return GatedStream()
+
+
+@pytest.fixture
+def handler(stream: GatedStream) -> Iterator[LinesOffTheLoop]:
+    handler = LinesOffTheLoop(stream, waiting=3)
+    handler.setFormatter(TextFormatter())
+    yield handler
+    stream.opened.set()
+    handler.close()
+
+
+@pytest.fixture
+def logger(handler: LinesOffTheLoop) -> Iterator[logging.Logger]:
+    logger = logging.getLogger("mastok.test.lines")
+    logger.propagate, logger.level = False, logging.INFO
+    logger.addHandler(handler)
+    yield logger
+    logger.removeHandler(handler)
+
+
+def messages(stream: GatedStream) -> list[str]:
+    return [line.split(": ", 1)[1] for line in stream.getvalue().splitlines()]
+
+
+def test_a_line_is_logged_while_the_stream_is_stuck(
+    stream: GatedStream, handler: LinesOffTheLoop, logger: logging.Logger
+) -> None:
+    logger.info("first")
+    assert stream.writing.wait(10)  # the writer's thread is stuck in the stream's write
+    logger.info("second")
+
+    assert stream.getvalue() == ""  # and neither call waited for it
+    stream.opened.set()
+    handler.close()
+    assert messages(stream) == ["first", "second"]
+    assert stream.getvalue().startswith(tuple("0123456789"))  # formatted: the time first
+
+
+def test_past_the_bound_lines_are_dropped_and_counted(
+    stream: GatedStream, handler: LinesOffTheLoop, logger: logging.Logger
+) -> None:
+    logger.info("being written")
+    assert stream.writing.wait(10)
+    for text in ("one", "two", "three", "lost", "lost too"):  # room for three waiting
+        logger.info(text)
+    assert handler.dropped == 2
+
+    stream.opened.set()
+    handler.drain()
+    logger.info("after")
+    handler.close()
+
+    assert messages(stream) == [
+        "being written",
+        "one",
+        "two",
+        "three",
+        "2 log lines dropped: stderr was not read fast enough",
+        "after",
+    ]
+    assert "WARNING mastok: 2 log lines dropped" in stream.getvalue()
+
+
+def test_an_error_keeps_its_traceback(
+    stream: GatedStream, handler: LinesOffTheLoop, logger: logging.Logger
+) -> None:
+    try:
+        raise ValueError("kept")
+    except ValueError:
+        logger.exception("failed")
+    stream.opened.set()
+    handler.close()
+
+    written = stream.getvalue()
+    assert "ERROR mastok.test.lines: failed" in written
+    assert "ValueError: kept" in written
