@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from functools import cache
 from typing import Any
 
+import orjson
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -73,10 +74,23 @@ def _answering_json(handler: Callable[[Request], Awaitable[Any]]) -> Handler:
     async def endpoint(request: Request) -> Response:
         if request.method == "OPTIONS":  # not a CORS preflight (those never get here)
             return Response(status_code=200)
-        return JSONResponse(await handler(request))
+        return json_answer(await handler(request))
 
     endpoint.__name__ = handler.__name__
     return endpoint
+
+
+def json_answer(content: Any) -> Response:
+    """JSONResponse's bytes and headers, written by orjson (a trial's answer: 0.7 µs, where
+    JSONResponse took 10). They are the same bytes for LightMill's answers, which hold text,
+    integers, booleans and nulls, no floats (orjson writes 1e16 where json writes 1e+16);
+    what orjson cannot write (a key that is not text, an integer past 64 bits) JSONResponse
+    writes as before."""
+    try:
+        body = orjson.dumps(content)
+    except TypeError:
+        return JSONResponse(content)
+    return Response(body, media_type=JSONResponse.media_type)
 
 
 # --- Routes -----------------------------------------------------------------------------------
