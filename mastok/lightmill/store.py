@@ -34,7 +34,7 @@ from mastok.db import Database
 from mastok.db.batches import ALONE, Batches, Leave
 from mastok.lightmill import design as d
 from mastok.lightmill import tables as t
-from mastok.lightmill.batch_read import read_batch
+from mastok.lightmill.batch_read import Found, read_batch
 from mastok.lightmill.batch_write import Checked, write_batch
 from mastok.lightmill.errors import (
     CannotImportExperiment,
@@ -447,11 +447,11 @@ class LightMillStore:
         whose run changed between its checks and its writes."""
         now = self.clock.now()
         keys = sorted({(p.experiment, p.run, p.block, p.number) for p in posts})
-        found: dict[tuple[str, str, int, int], Any] = {}
+        found: dict[tuple[str, str, int, int], Found] = {}
         factor_values: dict[int, dict[str, str]] = defaultdict(dict)  # by trial
         for line in await read_batch(connection, keys):
             found.setdefault((line.experiment, line.run, line.block, line.trial), line)
-            if line.factor is not None:
+            if line.factor is not None and line.value is not None:
                 factor_values[line.trial_pk][line.factor] = line.value
         measures: dict[int, Measures] = {}
         taken: dict[int, tuple[_Post, Any, dict[str, int]]] = {}  # by run
