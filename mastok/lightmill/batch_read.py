@@ -90,8 +90,9 @@ async def read_batch(connection: AsyncConnection, keys: Sequence[Key]) -> list[F
         columns = zip(*keys, strict=True) if keys else ([], [], [], [])
         return [Found._make(row) for row in await driver.fetch(_PG_FOUND, *map(list, columns))]
     # As SQLAlchemy reads them: its datetimes are text in SQLite, its booleans integers.
-    as_datetime = LMRun.heartbeat_at.type.result_processor(connection.dialect, None)
-    as_bool = Boolean().result_processor(connection.dialect, None)
+    dialect = connection.dialect
+    as_datetime = LMRun.heartbeat_at.type.dialect_impl(dialect).result_processor(dialect, None)
+    as_bool = Boolean().dialect_impl(dialect).result_processor(dialect, None)
     assert as_datetime is not None and as_bool is not None
     found = []
     for row in await driver.execute_fetchall(_SQLITE_FOUND, (json.dumps(keys),)):
