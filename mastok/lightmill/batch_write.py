@@ -148,8 +148,12 @@ async def _write_batch_sqlite(
     (sqlite3 begins it before the first write, and SQLAlchemy commits or rolls it back)."""
     raw = await connection.get_raw_connection()
     driver: Any = raw.driver_connection  # aiosqlite's
-    as_stored = LMRun.heartbeat_at.type.bind_processor(connection.dialect)
-    stamp = as_stored(now) if as_stored else now  # as SQLAlchemy stores a datetime
+    dialect = connection.dialect
+    # As SQLAlchemy stores a datetime (its SQLite type's; the column's generic type has none,
+    # and sqlite3's own adapter wrote the offset, and no fraction for a whole second).
+    as_stored = LMRun.heartbeat_at.type.dialect_impl(dialect).bind_processor(dialect)
+    assert as_stored is not None
+    stamp = as_stored(now)
     params: list[Any] = [stamp]
     for post in posts:
         params += (post.run_pk, post.position, post.token)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from mastok.lightmill.errors import InvalidBody
 
@@ -51,8 +53,36 @@ def read_token(body: Any) -> str:
 
 
 def parse_results(raw: bytes) -> TrialResults:
-    """A trial POST's body. Raises InvalidBody with what is wrong and where."""
-    body = parse_json(raw)
+    """A trial POST's body. Raises InvalidBody with what is wrong and where.
+
+    orjson reads it first (a fifth of json's time), and the common measures are flattened
+    without a generator or json.dumps (with the nested object bench scenario 6 posts, this
+    took 42 µs a body, now 9). Anything orjson refuses, or may read otherwise than json does
+    (it reads an integer past 64 bits as a float), and anything the quick flattening does not
+    take, is read again as it always was: the same results, or the same error."""
+    quick = _read_quickly(raw)
+    if quick is not None:
+        found = _results(quick, exact=False)
+        if found is not None:
+            return found
+    found = _results(parse_json(raw), exact=True)
+    assert found is not None  # the exact reading flattens anything, or raises
+    return found
+
+
+def _read_quickly(raw: bytes) -> Any:
+    """orjson's reading of the body, or None where it refuses it (json may not: NaN, an
+    integer past 64 bits, a lone surrogate, or it refuses it with its own message)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _results(body: Any, exact: bool) -> TrialResults | None:
+    """The results of a parsed body; not `exact`: None for any measures `flatten` would
+    have to take the long way (or read otherwise: a float past 2**63 may be an integer orjson
+    read)."""
     token = read_token(body)
     measures = body.get("measures")
     if not isinstance(measures, dict):
@@ -67,11 +97,22 @@ def parse_results(raw: bytes) -> TrialResults:
     for number, event in enumerate(events):
         if not isinstance(event, dict):
             raise InvalidBody(f'"measures.events.{number}" must be an object of measure values')
-    return TrialResults(
-        token=token,
-        trial=flatten(trial, "measures.trial"),
-        events=[flatten(e, f"measures.events.{n}") for n, e in enumerate(events)],
-    )
+    if exact:
+        return TrialResults(
+            token=token,
+            trial=flatten(trial, "measures.trial"),
+            events=[flatten(e, f"measures.events.{n}") for n, e in enumerate(events)],
+        )
+    flat_trial = _flat_quickly(trial, huge_floats=False)
+    if flat_trial is None:
+        return None
+    flat_events = []
+    for event in events:
+        flat = _flat_quickly(event, huge_floats=False)
+        if flat is None:
+            return None
+        flat_events.append(flat)
+    return TrialResults(token=token, trial=flat_trial, events=flat_events)
 
 
 def _or_default(value: Any, default: Any) -> Any:
@@ -80,7 +121,7 @@ def _or_default(value: Any, default: Any) -> Any:
 
 def flatten(measures: dict[str, Any], where: str) -> dict[str, str]:
     """`{"a": {"b": 1, "c": [true, null]}}` → `{"a.b": "1", "a.c.0": "true"}`."""
-    flat = _flat_already(measures)
+    flat = _flat_quickly(measures, huge_floats=True)
     if flat is not None:
         return flat
     flat = {}
@@ -92,25 +133,48 @@ def flatten(measures: dict[str, Any], where: str) -> dict[str, str]:
     return flat
 
 
-def _flat_already(measures: dict[str, Any]) -> dict[str, str] | None:
-    """The common case, values that are all text, numbers, booleans or nulls under ids that
-    need no check, at a fraction of the cost; None for anything else."""
+def _flat_quickly(measures: dict[str, Any], huge_floats: bool) -> dict[str, str] | None:
+    """As `_leaves` flattens them, at a fraction of the cost; None where `_leaves` would
+    raise, for a value json.dumps writes otherwise (NaN, infinities), and unless
+    `huge_floats`, for a float of 2**63 or more (what orjson reads an integer past 64 bits
+    as)."""
     flat: dict[str, str] = {}
-    for key, value in measures.items():
-        if not key or len(key) > MAX_ID_LENGTH:
-            return None
+    return flat if _flat_into(flat, measures.items(), "", 1, huge_floats) else None
+
+
+def _flat_into(
+    flat: dict[str, str], items: Iterable[tuple[Any, Any]], prefix: str, length: int, huge: bool
+) -> bool:
+    """Add the leaves of a dict's or a list's `items` under `prefix` (`length`: the number of
+    parts of their ids); False where `_flat_quickly` gives up."""
+    for key, value in items:
+        if length > MAX_DEPTH or key == "":
+            return False
+        measure_id = f"{prefix}{key}"
         kind = type(value)
+        if kind is dict:
+            if not _flat_into(flat, value.items(), measure_id + ".", length + 1, huge):
+                return False
+            continue
+        if kind is list:
+            if not _flat_into(flat, enumerate(value), measure_id + ".", length + 1, huge):
+                return False
+            continue
+        if value is None:
+            continue
+        if len(measure_id) > MAX_ID_LENGTH:
+            return False
         if kind is str:
-            flat[key] = value
+            flat[measure_id] = value
         elif kind is int:
-            flat[key] = int.__repr__(value)  # as json.dumps writes them
-        elif kind is float and math.isfinite(value):
-            flat[key] = float.__repr__(value)
+            flat[measure_id] = int.__repr__(value)  # as json.dumps writes them
         elif kind is bool:
-            flat[key] = "true" if value else "false"
-        elif value is not None:
-            return None
-    return flat
+            flat[measure_id] = "true" if value else "false"
+        elif kind is float and math.isfinite(value) and (huge or abs(value) < 2.0**63):
+            flat[measure_id] = float.__repr__(value)
+        else:
+            return False
+    return True
 
 
 def _leaves(node: Any, path: list[str], where: str) -> Iterator[tuple[list[str], str]]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -34,6 +34,7 @@ from mastok.db import Database
 from mastok.db.batches import ALONE, Batches, Leave
 from mastok.lightmill import design as d
 from mastok.lightmill import tables as t
+from mastok.lightmill.batch_read import Found, read_batch
 from mastok.lightmill.batch_write import Checked, write_batch
 from mastok.lightmill.errors import (
     CannotImportExperiment,
@@ -445,21 +446,12 @@ class LightMillStore:
         answer), one that names a measure or a level to register, a second one for a run, one
         whose run changed between its checks and its writes."""
         now = self.clock.now()
-        keys = {(p.experiment, p.run, p.block, p.number) for p in posts}
-        found: dict[tuple[str, str, int, int], Any] = {}
+        keys = sorted({(p.experiment, p.run, p.block, p.number) for p in posts})
+        found: dict[tuple[str, str, int, int], Found] = {}
         factor_values: dict[int, dict[str, str]] = defaultdict(dict)  # by trial
-        for line in await connection.execute(
-            _TRIALS_TO_RECORD,
-            {
-                "experiments": sorted({key[0] for key in keys}),
-                "runs": sorted({key[1] for key in keys}),
-                "blocks": sorted({key[2] for key in keys}),
-                "trials": sorted({key[3] for key in keys}),
-                "keys": sorted(keys),
-            },
-        ):
+        for line in await read_batch(connection, keys):
             found.setdefault((line.experiment, line.run, line.block, line.trial), line)
-            if line.factor is not None:
+            if line.factor is not None and line.value is not None:
                 factor_values[line.trial_pk][line.factor] = line.value
         measures: dict[int, Measures] = {}
         taken: dict[int, tuple[_Post, Any, dict[str, int]]] = {}  # by run
@@ -660,37 +652,6 @@ _TRIAL_TO_RECORD = (
         t.LMTrial, and_(t.LMTrial.block_id == t.LMBlock.id, t.LMTrial.number == bindparam("trial"))
     )
     .where(t.LMExperiment.code == bindparam("experiment"), t.LMRun.code == bindparam("run"))
-)
-# The same for a batch of posts, with each trial's factor values (a row each, in the factors'
-# order): each table's column among the values wanted (which its index finds), then the exact
-# combinations.
-_TRIALS_TO_RECORD = (
-    select(
-        t.LMExperiment.code.label("experiment"),
-        t.LMRun.code.label("run"),
-        t.LMBlock.number.label("block"),
-        t.LMTrial.number.label("trial"),
-        *_TRIAL_CHECKED,
-        t.LMFactor.code.label("factor"),
-        t.LMFactorValue.code.label("value"),
-    )
-    .select_from(t.LMRun)
-    .join(t.LMExperiment, t.LMRun.experiment_id == t.LMExperiment.id)
-    .join(t.LMBlock, t.LMBlock.run_id == t.LMRun.id)
-    .join(t.LMTrial, t.LMTrial.block_id == t.LMBlock.id)
-    .outerjoin(t.LMTrialFactorValue, t.LMTrialFactorValue.trial_id == t.LMTrial.id)
-    .outerjoin(t.LMFactor, t.LMTrialFactorValue.factor_id == t.LMFactor.id)
-    .outerjoin(t.LMFactorValue, t.LMTrialFactorValue.value_id == t.LMFactorValue.id)
-    .where(
-        t.LMExperiment.code.in_(bindparam("experiments", expanding=True)),
-        t.LMRun.code.in_(bindparam("runs", expanding=True)),
-        t.LMBlock.number.in_(bindparam("blocks", expanding=True)),
-        t.LMTrial.number.in_(bindparam("trials", expanding=True)),
-        tuple_(t.LMExperiment.code, t.LMRun.code, t.LMBlock.number, t.LMTrial.number).in_(
-            bindparam("keys", expanding=True)
-        ),
-    )
-    .order_by(t.LMTrial.id, t.LMFactor.position)
 )
 _RELEASED = {"lock_token": None, "locked_at": None, "heartbeat_at": None}  # a run's lock, released
 

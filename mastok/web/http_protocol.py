@@ -8,7 +8,8 @@ first byte; and closes one whose body arrives slower than `MIN_BODY_RATE` bytes 
 average once `BODY_GRACE_SECONDS` have passed. A join socket from an address that holds all
 the sockets it may, or that opened all it may this minute, is answered 403 or 429 before its
 handshake (`JoinGate`, handed over in the app's lifespan state): a flood of them costs a few
-microseconds each, not a WebSocket handshake through the app. Everything else is uvicorn's.
+microseconds each, not a WebSocket handshake through the app. An answer of known length is
+written in one write, head and body (response_writes.py). Everything else is uvicorn's.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from mastok.web.participant_limits import JOIN_GATE, JoinGate
+from mastok.web.response_writes import write_once
 
 log = logging.getLogger("mastok.http")
 
@@ -82,7 +84,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer = None
         self._body_started, self._body_bytes = time.monotonic(), 0
         self._body_timer = self.loop.call_later(self.body_grace_seconds, self._watch_body)
+        previous = self.cycle
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle is not previous:  # not an upgrade
+            write_once(self.cycle)
 
     def on_message_complete(self) -> None:
         self._stop_body_watch()

@@ -24,11 +24,12 @@ from collections.abc import Awaitable, Callable
 from functools import cache
 from typing import Any
 
+import orjson
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, request_response
 
 from mastok.lightmill.design import Factor, Measure
 from mastok.lightmill.errors import (
@@ -47,6 +48,7 @@ from mastok.services import services, settings
 from mastok.web.audit import audited
 from mastok.web.auth import check_credentials
 from mastok.web.errors import media_type
+from mastok.web.quick_post import QuickPost
 
 MIB = 1 << 20
 MAX_RESULTS_BYTES = 16 * MIB
@@ -73,10 +75,23 @@ def _answering_json(handler: Callable[[Request], Awaitable[Any]]) -> Handler:
     async def endpoint(request: Request) -> Response:
         if request.method == "OPTIONS":  # not a CORS preflight (those never get here)
             return Response(status_code=200)
-        return JSONResponse(await handler(request))
+        return json_answer(await handler(request))
 
     endpoint.__name__ = handler.__name__
     return endpoint
+
+
+def json_answer(content: Any) -> Response:
+    """JSONResponse's bytes and headers, written by orjson (a trial's answer: 0.7 µs, where
+    JSONResponse took 10). They are the same bytes for LightMill's answers, which hold text,
+    integers, booleans and nulls, no floats (orjson writes 1e16 where json writes 1e+16);
+    what orjson cannot write (a key that is not text, an integer past 64 bits) JSONResponse
+    writes as before."""
+    try:
+        body = orjson.dumps(content)
+    except TypeError:
+        return JSONResponse(content)
+    return Response(body, media_type=JSONResponse.media_type)
 
 
 # --- Routes -----------------------------------------------------------------------------------
@@ -303,19 +318,23 @@ def _camel_case(name: str) -> str:
 
 # --- Routing ----------------------------------------------------------------------------------
 
-CORS = [
-    Middleware(
-        CORSMiddleware,
-        allow_origins=["*"],
-        allow_methods=["GET", "POST"],
-        allow_headers=["*"],
-        allow_private_network=True,
-    )
-]
+CORS_OPTIONS: dict[str, Any] = {
+    "allow_origins": ["*"],
+    "allow_methods": ["GET", "POST"],
+    "allow_headers": ["*"],
+    "allow_private_network": True,
+}
+CORS = [Middleware(CORSMiddleware, **CORS_OPTIONS)]
 
 
 def _client_route(path: str, handler: Callable[[Request], Awaitable[Any]], method: str) -> Route:
     return Route(path, _answering_json(handler), methods=[method, "OPTIONS"], middleware=CORS)
+
+
+def _quick_post_route(path: str, handler: Callable[[Request], Awaitable[Any]]) -> Route:
+    """`_client_route` for a POST, its successful answers written straight (quick_post.py)."""
+    route = CORSMiddleware(request_response(_answering_json(handler)), **CORS_OPTIONS)
+    return Route(path, QuickPost(handler, json_answer, route), methods=["POST", "OPTIONS"])
 
 
 # Paths anyone may call (public_prefixes in mastok/app.py lists their prefixes); `/api/import`
@@ -334,7 +353,7 @@ RUN = "/api/run/{xp}/{run}"
 TRIAL = "/api/trial/{xp}/{run}/{block}/{trial}"
 
 routes = [
-    _client_route(TRIAL, post_trial, "POST"),  # first: the route clients call most
+    _quick_post_route(TRIAL, post_trial),  # first: the route clients call most
     _client_route("/api/experiments", list_experiments, "GET"),
     _client_route(EXPERIMENT, get_experiment, "GET"),
     _client_route(EXPERIMENT + "/available_run", available_run, "GET"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import String, bindparam, cast, select
 from starlette.testclient import TestClient
 
 from mastok.lightmill import tables as t
@@ -90,6 +90,36 @@ def test_a_run_changed_since_its_checks_gets_nothing_written(anonymous: TestClie
     assert stored["events"] == [{"time": "4"}, {"time": "5"}]
     assert at(anonymous, "S1") == at_position(anonymous, "S1", 1)
     assert stored["completionDate"] == int(NOW.timestamp() * 1000)  # read back as stored
+    assert stamps(anonymous, trial) == (as_written(anonymous, NOW),) * 2
+
+
+def stamps(client: TestClient, trial: int) -> tuple[str | None, str | None]:
+    """The trial's completion and its run's heartbeat as the database holds them (SQLite: the
+    text written)."""
+
+    async def read() -> tuple[str | None, str | None]:
+        async with services(client).db.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(cast(t.LMTrial.completed_at, String), cast(t.LMRun.heartbeat_at, String))
+                    .join(t.LMRun, t.LMRun.id == t.LMTrial.run_id)
+                    .where(t.LMTrial.id == trial)
+                )
+            ).one()
+            return row[0], row[1]
+
+    return in_app(client, read)
+
+
+def as_written(client: TestClient, moment: datetime) -> str | None:
+    """The moment as SQLAlchemy writes it in a datetime column."""
+
+    async def read() -> str | None:
+        stamp = bindparam("moment", moment, type_=t.LMTrial.completed_at.type)
+        async with services(client).db.engine.connect() as connection:
+            return await connection.scalar(select(cast(stamp, String)))
+
+    return in_app(client, read)
 
 
 def at(client: TestClient, run: str) -> tuple[int, int]:
