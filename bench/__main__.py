@@ -173,7 +173,8 @@ def _parser() -> argparse.ArgumentParser:
         help="7. placement latency with 500 supervisors watching, against none",
     )
     place.add_argument("--supervisors", type=int, help="[500]")
-    place.add_argument("--participants", type=int, help="in each run [300; --quick 120]")
+    place.add_argument("--participants", type=int, help="in each leg [300; --quick 120]")
+    place.add_argument("--rounds", type=int, help="unwatched then watched legs [3; --quick 1]")
     place.add_argument("--rate", type=float, default=20.0, help="participants/s [20]")
     again = sub.add_parser(
         "restart",
@@ -429,7 +430,8 @@ def run_one(ctx: scenarios.Context, args: argparse.Namespace) -> dict[str, Any]:
     if name == "placement":
         supervisors = args.supervisors or placement.SUPERVISORS
         count = _pick(args.participants, placement.PARTICIPANTS, 120, q)
-        return {name: placement.placement(ctx, supervisors, count, args.rate)}
+        rounds = _pick(args.rounds, placement.ROUNDS, 1, q)
+        return {name: placement.placement(ctx, supervisors, count, args.rate, rounds)}
     if name == "restart":
         deadline = _pick(args.deadline, restart.DEADLINE_S, 45.0, q)
         return {

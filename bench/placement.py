@@ -1,17 +1,22 @@
 """Scenario 7: participants' placement latency with 500 supervisors watching, against none.
 
 The same offered load (participants arriving at a constant rate into one campaign, pools of 4)
-twice on one server: first into a campaign nobody watches, then into one watched by
-`supervisors` supervisor sockets (the admin's credentials, each reading every frame, in a load
-generator process of their own). The placement latencies of both runs (Agree -> Instructions,
-and a pool's last Agree -> each member's Starting) and their ratio: what being watched costs the
-people being placed. Afterwards every supervisor must show the campaign's current sizes.
+on one server, in `ROUNDS` rounds: each round a leg into a campaign nobody watches, then a leg
+into another watched by `supervisors` supervisor sockets (the admin's credentials, each reading
+every frame, in a load generator process of their own), who leave again at the round's end.
+The placement latencies (Agree -> Instructions, and a pool's last Agree -> each member's
+Starting) of all unwatched legs pooled against all watched legs pooled, and their ratio: what
+being watched costs the people being placed. Alternating legs keeps the machine's drift out of
+the ratio, and pooling them makes each p99 the 1% tail of 900 placements, not of 300: one
+round's p99 ratio moved 1.5x from run to run on a quiet machine (bench/README scenario 7).
+After each watched leg every supervisor must show the campaign's current sizes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections import Counter
 from typing import Any
 
 from bench import loadgen, servers, stats
@@ -23,15 +28,18 @@ from bench.scenarios import (
     join_job,
     mastok_on,
     measure,
+    placement_samples,
     settle,
     warm_up,
 )
 from bench.servers import Mastok, Server
 
 SUPERVISORS = 500
-PARTICIPANTS = 300
+PARTICIPANTS = 300  # a leg's
 RATE = 20.0  # participants a second, into the one campaign
+ROUNDS = 3
 TARGET_RATIO = 2.0  # p99 with supervisors at most twice the p99 without
+LATENCIES = ("agree_to_instructions_ms", "last_agree_to_starting_ms")
 
 
 def placement(
@@ -39,30 +47,45 @@ def placement(
     supervisors: int = SUPERVISORS,
     participants: int = PARTICIPANTS,
     rate: float = RATE,
+    rounds: int = ROUNDS,
 ) -> dict[str, Any]:
-    """Scenario 7: placement latency without supervisors, then with `supervisors` watching."""
+    """Scenario 7: placement latency without supervisors and with `supervisors` watching,
+    alternating, `rounds` times."""
     participants = max(PER_SESSION, participants // PER_SESSION * PER_SESSION)
-    ctx.log(f"placement: {participants} participants at {rate:g}/s, 0 then {supervisors} watching")
+    ctx.log(
+        f"placement: {rounds} rounds of {participants} participants at {rate:g}/s, "
+        f"0 then {supervisors} watching"
+    )
+    legs: dict[str, list[dict[str, Any]]] = {"without": [], "with": []}
     with mastok_on(ctx, "sqlite", "mastok-placement") as (mastok, stub):
         warm_up(ctx, mastok)
-        quiet, watched = mastok.create_campaigns("place", 2)
-        alone = _leg(ctx, mastok, stub, quiet, participants, rate)
-        settle()
-        holder = _supervisors(ctx, mastok, watched, supervisors)
-        try:
-            with_them = _leg(ctx, mastok, stub, watched, participants, rate, holder)
-        finally:
-            with contextlib.suppress(Exception):
-                holder.close()
-            holder.child.stop()
+        slugs = mastok.create_campaigns("place", 2 * rounds)
+        for quiet, watched in zip(slugs[::2], slugs[1::2], strict=True):
+            legs["without"].append(_leg(ctx, mastok, stub, quiet, participants, rate))
+            settle()
+            holder = _supervisors(ctx, mastok, watched, supervisors)
+            try:
+                legs["with"].append(_leg(ctx, mastok, stub, watched, participants, rate, holder))
+            finally:
+                with contextlib.suppress(Exception):
+                    holder.close()
+                holder.child.stop()
+            settle()
+    alone, with_them = _pooled(legs["without"]), _pooled(legs["with"])
     return {
-        "participants": participants,
+        "participants": participants * rounds,
+        "participants_per_leg": participants,
+        "rounds": rounds,
         "rate_per_s": rate,
         "per_session": PER_SESSION,
         "supervisors": supervisors,
         "without": alone,
         "with": with_them,
         "ratios": _ratios(alone, with_them),
+        "round_ratios": [
+            _ratios(quiet, watched)
+            for quiet, watched in zip(legs["without"], legs["with"], strict=True)
+        ],
         "client_ceiling": client_ceiling(ctx),
     }
 
@@ -117,6 +140,7 @@ def _leg(
         "server_cpu_share": figures["server_cpu_share"],
         "client_cpu_share": figures["client_cpu_share"],
         "supervisors_client_cpu_share": meter.shares().get("supervisors"),
+        "samples": placement_samples(result["records"]),
     }
     if holder is not None:
         out.update(_watched(holder, result))
@@ -125,6 +149,34 @@ def _leg(
         f"{_p(out['agree_to_instructions_ms'])} ms, last Agree -> Starting "
         f"{_p(out['last_agree_to_starting_ms'])} ms, server CPU {out['server_cpu_share']}"
     )
+    return out
+
+
+def _pooled(legs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One condition's legs as one: latencies pooled, counts summed, the supervisors' view of
+    each leg kept (the fewest shown the current sizes), CPU shares averaged."""
+    last = legs[-1]
+    samples = [leg.pop("samples") for leg in legs]
+    out: dict[str, Any] = {
+        key: stats.summary([v for leg in samples for v in leg[key]]) for key in LATENCIES
+    }
+    out["reached_starting"] = sum(leg["reached_starting"] for leg in legs)
+    out["errors"] = dict(sum((Counter(leg["errors"]) for leg in legs), Counter()))
+    for key in ("server_cpu_share", "client_cpu_share", "supervisors_client_cpu_share"):
+        shares = [leg[key] for leg in legs if leg[key] is not None]
+        out[key] = round(sum(shares) / len(shares), 3) if shares else None
+    out["consent_wait_ms"] = last["consent_wait_ms"]
+    if "supervisors_with_current_sizes" in last:
+        counts = [leg["supervisors_with_current_sizes"] for leg in legs]
+        out["supervisors_with_current_sizes"] = None if None in counts else min(counts)
+        out["supervisors"] = min(leg["supervisors"] for leg in legs)
+        out["frames_per_supervisor"] = round(
+            sum(leg["frames_per_supervisor"] for leg in legs) / len(legs), 1
+        )
+        out["final_joining_sizes"] = [leg["final_joining_sizes"] for leg in legs]
+    else:
+        out["supervisors"] = 0
+    out["legs"] = legs
     return out
 
 
@@ -146,7 +198,7 @@ def _watched(holder: loadgen.Holder, result: dict[str, Any]) -> dict[str, Any]:
 
 def _ratios(alone: dict[str, Any], with_them: dict[str, Any]) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
-    for key in ("agree_to_instructions_ms", "last_agree_to_starting_ms"):
+    for key in LATENCIES:
         for p in ("p50", "p99"):
             before, after = alone[key][p], with_them[key][p]
             out[f"{key}_{p}"] = round(after / before, 2) if before and after is not None else None

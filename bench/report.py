@@ -888,13 +888,16 @@ def _shares_markdown(shares: list[dict[str, Any]]) -> list[str]:
 
 
 def _placement_markdown(place: dict[str, Any]) -> list[str]:
+    per_leg = place.get("participants_per_leg", place["participants"])
     lines = [
         "",
         f"## 7. Placement with {place['supervisors']} supervisors watching (SQLite)",
         "",
-        f"{place['participants']} participants at {place['rate_per_s']:g}/s into one campaign "
-        f"(per_session {place['per_session']}), once unwatched, then into another watched by "
-        f"{place['supervisors']} supervisor sockets reading every frame.",
+        f"{place.get('rounds', 1)} rounds of {per_leg} participants at "
+        f"{place['rate_per_s']:g}/s into one campaign (per_session "
+        f"{place['per_session']}), unwatched, then into another watched by "
+        f"{place['supervisors']} supervisor sockets reading every frame; each condition's legs "
+        "pooled.",
         "",
         "| run | reached Starting | Agree → Instructions p50/p95/p99 ms | last Agree → Starting "
         "p50/p95/p99 ms | server CPU | client CPU | supervisors' client CPU |",
@@ -915,6 +918,12 @@ def _placement_markdown(place: dict[str, Any]) -> list[str]:
         f"{_fmt(watched.get('supervisors_with_current_sizes'))} of {watched['supervisors']} showed "
         f"the current joining size (final sizes seen: {watched.get('final_joining_sizes')}).",
     ]
+    for number, ratios in enumerate(place.get("round_ratios", []), 1):
+        lines.append(
+            f"Round {number}: p99 x{_fmt(ratios['agree_to_instructions_ms_p99'])} "
+            f"(Agree -> Instructions), x{_fmt(ratios['last_agree_to_starting_ms_p99'])} "
+            "(last Agree -> Starting)."
+        )
     return lines
 
 

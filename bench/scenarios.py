@@ -192,7 +192,7 @@ def warm_up(ctx: Context, mastok: Mastok) -> None:
 def join_figures(result: dict[str, Any], meter: procs.CpuMeter, count: int) -> dict[str, Any]:
     records = result["records"]
     grouped = stats.pools(records)
-    points = stats.pool_latencies(grouped)
+    samples = placement_samples(records)
     ok = [r for r in stats.started(records) if r.get("reason") == "Start"]
     first = min(r["t0"] for r in records)
     last = max((r["starting"] for r in ok), default=first)
@@ -206,13 +206,11 @@ def join_figures(result: dict[str, Any], meter: procs.CpuMeter, count: int) -> d
         "seconds": round(makespan, 2),
         "rate_per_s": round(len(ok) / makespan, 1) if makespan > 0 else None,
         "peak_1s_rate_per_s": max(stats.per_second(r["starting"] for r in ok), default=0),
-        "latency_ms": stats.summary([latency for _, latency in points]),
+        "latency_ms": stats.summary(samples["last_agree_to_starting_ms"]),
         "consent_wait_ms": stats.summary(
             [r["consent"] - r["t0"] for r in records if r.get("consent")]
         ),
-        "agree_to_instructions_ms": stats.summary(
-            [r["instructions"] - r["agree"] for r in records if r.get("instructions")]
-        ),
+        "agree_to_instructions_ms": stats.summary(samples["agree_to_instructions_ms"]),
         "server_cpu_share": meter.shares().get("server"),
         "server_cpu_ms_per_participant": _cpu_ms_per(meter.cpu_s.get("server", 0), len(ok)),
         "stub_otree_cpu_share": meter.shares().get("stub"),
@@ -220,6 +218,19 @@ def join_figures(result: dict[str, Any], meter: procs.CpuMeter, count: int) -> d
         "client_processes": result.get("clients", 1),
     }
     return figures
+
+
+def placement_samples(records: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Each participant's Agree -> Instructions, and each pool member's latency from the pool's
+    last Agree to its Starting (ms)."""
+    return {
+        "agree_to_instructions_ms": [
+            r["instructions"] - r["agree"] for r in records if r.get("instructions")
+        ],
+        "last_agree_to_starting_ms": [
+            latency for _, latency in stats.pool_latencies(stats.pools(records))
+        ],
+    }
 
 
 def ramp_run(
