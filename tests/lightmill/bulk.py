@@ -148,9 +148,11 @@ async def fill_results(db: Database, experiment: str, events: int = 3) -> None:
 
 async def _flush(session: AsyncSession, trial_rows: list[Any], event_rows: list[Any]) -> None:
     if trial_rows:
-        await session.execute(
-            update(LMTrial.__table__)
-            .where(LMTrial.__table__.c.id == bindparam("pk"))
+        # On the connection: Core's executemany (the session's would be ORM's bulk UPDATE).
+        connection = await session.connection()
+        await connection.execute(
+            update(LMTrial)
+            .where(LMTrial.id == bindparam("pk"))
             .values(measure_values=bindparam("stored")),
             trial_rows,
         )
