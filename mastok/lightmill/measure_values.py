@@ -26,11 +26,3 @@ def decode(stored: str | bytes | None) -> dict[int, str]:
         return {}
     return {int(key): value for key, value in orjson.loads(stored).items()}
 
-
-def by_key(stored: str | bytes | None) -> dict[str, str]:
-    """The stored values by the measure id's text, as stored (the export's columns are looked
-    up by it: no int() a value)."""
-    if not stored:
-        return {}
-    found: dict[str, str] = orjson.loads(stored)
-    return found
