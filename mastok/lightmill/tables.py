@@ -11,9 +11,10 @@ Measured values are stored a trial or an event at a time, as one JSON text keyed
 id (measure_values.py): the trial's on its own row, written by the UPDATE that completes it,
 and each event's as a row of `lm_events`. A row a value cost PostgreSQL two foreign-key checks
 a value, about 25 values a trial: its CPU for a batch's write went from 0.27 to 0.055 ms a
-trial (5 events of 4 measures and 5 trial measures; bench/README.md, scenario 6). The events keep their trial's foreign
-key (a trial deleted, with its run or experiment, takes its events); a measure id in a value is
-one of the trial's experiment's measures, which are never deleted but with the experiment.
+trial (5 events of 4 measures and 5 trial measures; bench/README.md, scenario 6). The events
+keep their trial's foreign key (a trial deleted, with its run, takes its events); a measure id
+in a value is one of the trial's experiment's measures (the write paths resolve it there),
+which are never deleted but with the experiment.
 
 A run's trials complete strictly in order, so `lm_runs.completed_trials` is also the position
 of its current trial; the trial POST moves it on with a conditional UPDATE, which keeps two
