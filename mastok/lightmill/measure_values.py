@@ -25,4 +25,3 @@ def decode(stored: str | bytes | None) -> dict[int, str]:
     if not stored:
         return {}
     return {int(key): value for key, value in orjson.loads(stored).items()}
-
