@@ -506,17 +506,17 @@ async def fill(url: str, experiment: str, size: int) -> None:
 
 def _value_rows(
     measure: dict[str, int], trials: list[tuple[int, int]]
-) -> tuple[list[tuple[int, int, str]], list[tuple[int, int, int, str]]]:
+) -> tuple[list[tuple[str | None, int]], list[tuple[int, int, str | None]]]:
+    """Each trial's measure values (with its id, for an UPDATE) and each event's row."""
+    from mastok.lightmill.measure_values import encode
     from tests.lightmill.bulk import expected_event, expected_trial_measures
 
     trial_rows = []
     event_rows = []
     for trial_id, position in trials:
-        for code, value in expected_trial_measures(position).items():
-            trial_rows.append((trial_id, measure[code], value))
+        trial_rows.append((encode(measure, expected_trial_measures(position)), trial_id))
         for event in range(EVENTS):
-            for code, value in expected_event(position, event).items():
-                event_rows.append((trial_id, event, measure[code], value))
+            event_rows.append((trial_id, event, encode(measure, expected_event(position, event))))
     return trial_rows, event_rows
 
 
@@ -545,13 +545,9 @@ def _fill_sqlite(path: str, experiment: str) -> None:
         conn.execute(COMPLETE_TRIALS.format(now="?", events=EVENTS, xp=xp), (stamp,))
         conn.execute(COMPLETE_RUNS.format(xp=xp))
         trial_rows, event_rows = _value_rows(measure, trials)
+        conn.executemany("UPDATE lm_trials SET measure_values = ? WHERE id = ?", trial_rows)
         conn.executemany(
-            "INSERT INTO lm_trial_measure_values (trial_id, measure_id, value) VALUES (?, ?, ?)",
-            trial_rows,
-        )
-        conn.executemany(
-            "INSERT INTO lm_event_measure_values (trial_id, event_number, measure_id, value) "
-            "VALUES (?, ?, ?, ?)",
+            "INSERT INTO lm_events (trial_id, number, measure_values) VALUES (?, ?, ?)",
             event_rows,
         )
 
@@ -573,17 +569,16 @@ async def _fill_postgres(url: str, experiment: str) -> None:
             await conn.execute(COMPLETE_TRIALS.format(now="$1", events=EVENTS, xp=xp), COMPLETED_AT)
             await conn.execute(COMPLETE_RUNS.format(xp=xp))
             trial_rows, event_rows = _value_rows(measure, trials)
-            await conn.copy_records_to_table(
-                "lm_trial_measure_values",
-                records=trial_rows,
-                columns=["trial_id", "measure_id", "value"],
+            await conn.execute(
+                "UPDATE lm_trials AS t SET measure_values = v.measure_values FROM"
+                " unnest($1::text[], $2::integer[]) AS v(measure_values, id) WHERE t.id = v.id",
+                [row[0] for row in trial_rows],
+                [row[1] for row in trial_rows],
             )
             await conn.copy_records_to_table(
-                "lm_event_measure_values",
-                records=event_rows,
-                columns=["trial_id", "event_number", "measure_id", "value"],
+                "lm_events", records=event_rows, columns=["trial_id", "number", "measure_values"]
             )
-        await conn.execute("ANALYZE lm_trials, lm_trial_measure_values, lm_event_measure_values")
+        await conn.execute("ANALYZE lm_trials, lm_events")
     finally:
         await conn.close()
 

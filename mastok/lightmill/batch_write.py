@@ -1,11 +1,13 @@
-"""A batch of checked trial posts written: one PostgreSQL statement, or SQLite's four.
+"""A batch of checked trial posts written: one PostgreSQL statement, or SQLite's three.
 
 Each run moves on only if it is still as its post's checks found it (same completed trials,
-same lock token); its trial is completed and its values inserted only if it moved. On
-PostgreSQL the statement is data-modifying CTEs over arrays (`unnest`): one round trip for a
-batch, where one statement a step took five. The foreign keys stay: the inserted rows are
-checked as any others. SQLite's DML takes no CTE: its four statements go straight to
-aiosqlite, a crossing to its thread each, where SQLAlchemy's cursors took three or four.
+same lock token); its trial is completed (with its own measures' values) and its events
+inserted only if it moved. On PostgreSQL the statement is data-modifying CTEs over arrays
+(`unnest`): one round trip for a batch, where one statement a step took five. The events' rows
+are checked by their foreign key as any others; a value is keyed by a measure id the post's
+checks resolved among its experiment's measures. SQLite's DML takes no CTE: its statements
+go straight to aiosqlite, a crossing to its thread each, where SQLAlchemy's cursors took three
+or four.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mastok.lightmill.measure_values import encode
 from mastok.lightmill.results import TrialResults
 from mastok.lightmill.tables import LMRun
 
@@ -39,8 +42,9 @@ _WRITE_BATCH = text(
     """
 WITH posts AS (
     SELECT * FROM unnest(CAST(:run_pks AS INTEGER[]), CAST(:positions AS INTEGER[]),
-        CAST(:tokens AS TEXT[]), CAST(:trial_pks AS INTEGER[]), CAST(:events AS INTEGER[]))
-        AS p(run_pk, position, token, trial_pk, events)
+        CAST(:tokens AS TEXT[]), CAST(:trial_pks AS INTEGER[]), CAST(:events AS INTEGER[]),
+        CAST(:measure_values AS TEXT[]))
+        AS p(run_pk, position, token, trial_pk, events, measure_values)
 ), moved AS (
     UPDATE lm_runs AS r SET
         completed_trials = r.completed_trials + 1,
@@ -53,23 +57,17 @@ WITH posts AS (
     FROM posts
     WHERE r.id = posts.run_pk AND r.completed_trials = posts.position
         AND r.lock_token = posts.token
-    RETURNING r.id AS run_pk, posts.trial_pk, posts.events
+    RETURNING r.id AS run_pk, posts.trial_pk, posts.events, posts.measure_values
 ), completed AS (
-    UPDATE lm_trials AS t SET completed_at = CAST(:now AS TIMESTAMPTZ), event_count = moved.events
+    UPDATE lm_trials AS t SET completed_at = CAST(:now AS TIMESTAMPTZ), event_count = moved.events,
+        measure_values = moved.measure_values
     FROM moved WHERE t.id = moved.trial_pk
-), trial_values AS (
-    INSERT INTO lm_trial_measure_values (trial_id, measure_id, value)
-    SELECT v.trial_id, v.measure_id, v.value
-    FROM unnest(CAST(:tv_trial AS INTEGER[]), CAST(:tv_measure AS INTEGER[]),
-        CAST(:tv_value AS TEXT[])) AS v(trial_id, measure_id, value)
-    JOIN moved ON moved.trial_pk = v.trial_id
-), event_values AS (
-    INSERT INTO lm_event_measure_values (trial_id, event_number, measure_id, value)
-    SELECT v.trial_id, v.event_number, v.measure_id, v.value
+), new_events AS (
+    INSERT INTO lm_events (trial_id, number, measure_values)
+    SELECT e.trial_id, e.number, e.measure_values
     FROM unnest(CAST(:ev_trial AS INTEGER[]), CAST(:ev_number AS INTEGER[]),
-        CAST(:ev_measure AS INTEGER[]), CAST(:ev_value AS TEXT[]))
-        AS v(trial_id, event_number, measure_id, value)
-    JOIN moved ON moved.trial_pk = v.trial_id
+        CAST(:ev_values AS TEXT[])) AS e(trial_id, number, measure_values)
+    JOIN moved ON moved.trial_pk = e.trial_id
 )
 SELECT run_pk FROM moved
 """
@@ -83,25 +81,16 @@ async def write_batch(
     another client changed since the checks is left as it is, with nothing of its post)."""
     if connection.dialect.name == "sqlite":
         return await _write_batch_sqlite(connection, posts, now)
-    tv_trial: list[int] = []
-    tv_measure: list[int] = []
-    tv_value: list[str] = []
     ev_trial: list[int] = []
     ev_number: list[int] = []
-    ev_measure: list[int] = []
-    ev_value: list[str] = []
+    ev_values: list[str] = []
     for post in posts:
-        ids = post.ids
-        for code, value in post.results.trial.items():
-            tv_trial.append(post.trial_pk)
-            tv_measure.append(ids[code])
-            tv_value.append(value)
         for number, event in enumerate(post.results.events):
-            for code, value in event.items():
+            stored = encode(post.ids, event)
+            if stored is not None:
                 ev_trial.append(post.trial_pk)
                 ev_number.append(number)
-                ev_measure.append(ids[code])
-                ev_value.append(value)
+                ev_values.append(stored)
     moved = await connection.scalars(
         _WRITE_BATCH,
         {
@@ -110,14 +99,11 @@ async def write_batch(
             "tokens": [p.token for p in posts],
             "trial_pks": [p.trial_pk for p in posts],
             "events": [len(p.results.events) for p in posts],
+            "measure_values": [encode(p.ids, p.results.trial) for p in posts],
             "now": now,
-            "tv_trial": tv_trial,
-            "tv_measure": tv_measure,
-            "tv_value": tv_value,
             "ev_trial": ev_trial,
             "ev_number": ev_number,
-            "ev_measure": ev_measure,
-            "ev_value": ev_value,
+            "ev_values": ev_values,
         },
     )
     return set(moved)
@@ -131,14 +117,10 @@ _SQLITE_MOVE_ON = (
     "locked_at = CASE WHEN completed_trials + 1 >= trial_count THEN NULL ELSE locked_at END "
     "WHERE (id, completed_trials, lock_token) IN (VALUES {rows}) RETURNING id"
 )
-_SQLITE_COMPLETE = "UPDATE lm_trials SET completed_at = ?, event_count = ? WHERE id = ?"
-_SQLITE_TRIAL_VALUES = (
-    "INSERT INTO lm_trial_measure_values (trial_id, measure_id, value) VALUES (?, ?, ?)"
+_SQLITE_COMPLETE = (
+    "UPDATE lm_trials SET completed_at = ?, event_count = ?, measure_values = ? WHERE id = ?"
 )
-_SQLITE_EVENT_VALUES = (
-    "INSERT INTO lm_event_measure_values (trial_id, event_number, measure_id, value) "
-    "VALUES (?, ?, ?, ?)"
-)
+_SQLITE_EVENTS = "INSERT INTO lm_events (trial_id, number, measure_values) VALUES (?, ?, ?)"
 
 
 async def _write_batch_sqlite(
@@ -163,21 +145,18 @@ async def _write_batch_sqlite(
     if not done:
         return moved
     await driver.executemany(
-        _SQLITE_COMPLETE, [(stamp, len(post.results.events), post.trial_pk) for post in done]
+        _SQLITE_COMPLETE,
+        [
+            (stamp, len(post.results.events), encode(post.ids, post.results.trial), post.trial_pk)
+            for post in done
+        ],
     )
-    trial_rows = [
-        (post.trial_pk, post.ids[code], value)
-        for post in done
-        for code, value in post.results.trial.items()
-    ]
-    event_rows = [
-        (post.trial_pk, number, post.ids[code], value)
+    events = [
+        (post.trial_pk, number, stored)
         for post in done
         for number, event in enumerate(post.results.events)
-        for code, value in event.items()
+        if (stored := encode(post.ids, event)) is not None
     ]
-    if trial_rows:
-        await driver.executemany(_SQLITE_TRIAL_VALUES, trial_rows)
-    if event_rows:
-        await driver.executemany(_SQLITE_EVENT_VALUES, event_rows)
+    if events:
+        await driver.executemany(_SQLITE_EVENTS, events)
     return moved

@@ -12,14 +12,15 @@ the trial's keys (`experimentId` to `practice`), `eventNumber`, then the event-l
 in alphabetical order (`_measure_{id}` when one is a fixed column).
 
 Reading is flat in memory: each run is read in chunks of consecutive trial positions (the
-`lm_trials (run_id, position)` index), each chunk's factor, measure and event values by a range
-join on that index, so memory holds one chunk whatever the experiment's size, and rows are
-written as soon as their chunk is read. These scans are the export's time: they take the
-driver's rows (no SQLAlchemy Row), and the database pivots a side table's values into one
-row per trial or event (up to `PIVOT_MEASURES` columns). Each chunk has its own short
-connection: a slow download holds no connection or transaction between chunks. A row is
-consistent: the values of a trial that was not done when its chunk was read are left out even
-if it completes meanwhile; the columns are those of the export's start.
+`lm_trials (run_id, position)` index), with the trials' own measure values (their row's JSON
+object), and each chunk's factor values and events by a range join on that index, so memory
+holds one chunk whatever the experiment's size, and rows are written as soon as their chunk is
+read. These scans are the export's time: they take the driver's rows (no SQLAlchemy Row), the
+database pivots the factor values into one row per trial (up to `PIVOT_MEASURES` columns),
+and a trial's or an event's measure values come as one object, placed in their columns here.
+Each chunk has its own short connection: a slow download holds no connection or transaction
+between chunks. A row is consistent: a trial's values are on its row, read with its completion;
+the columns are those of the export's start.
 
 `write(db, experiment, kind, out)` writes either file (`kind`: "trials" or "events") to a text
 file; `stream(db, experiment, kind)` yields the same text in pieces (the web download).
@@ -29,12 +30,14 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, Literal, TextIO
 
 import aiosqlite
+import orjson
 from sqlalchemy import ClauseElement, ColumnElement, Executable, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import InstrumentedAttribute
@@ -68,7 +71,7 @@ EVENT_COLUMNS = (*TRIAL_KEYS, "eventNumber")
 
 CHUNK_TRIALS = 2000  # trials read at once
 CHUNK_EVENT_VALUES = 50_000  # event values read at once (a bigger single trial is read whole)
-# Columns (factors, measures) pivoted by the database at most, a row per trial or event: its
+# Factor columns pivoted by the database at most, a row per trial: its
 # pivot costs each value a test per column, as fast as Python's at 10 columns, 4 times slower
 # at 100 (measured, SQLite); wider designs are pivoted in Python.
 PIVOT_MEASURES = 16
@@ -117,6 +120,41 @@ class RunRef:
     trial_count: int
 
 
+class MeasureColumns:
+    """Stored measure values (measure_values.py) placed in the export's columns of a level.
+
+    The events of a design name the same measures in the same order, so the placing of one
+    order of keys is worked out once and kept: a value costs a tuple index, where a lookup
+    and a store each took 0.35 of the 1.3 s an events file of 100,000 events took (cProfile,
+    SQLite)."""
+
+    def __init__(self, measures: Sequence[int]) -> None:
+        self.index = {str(pk): i for i, pk in enumerate(measures)}  # by the stored keys
+        self.empty: tuple[str | None, ...] = (None,) * len(measures)
+        self._placings: dict[tuple[str, ...], Callable[[tuple[Any, ...]], Any]] = {}
+
+    def cells(self, stored: str | bytes | None) -> Sequence[str | None]:
+        """The values in their columns (a measure registered after the export started, or of
+        another level, has none)."""
+        if not stored or not self.empty:
+            return self.empty
+        found: dict[str, str] = orjson.loads(stored)
+        keys = tuple(found)
+        place = self._placings.get(keys)
+        if place is None:
+            place = self._placings[keys] = self._placing(keys)
+        cells: tuple[str | None, ...] = place((*found.values(), None))
+        return cells
+
+    def _placing(self, keys: tuple[str, ...]) -> Callable[[tuple[Any, ...]], Any]:
+        """The values in `keys`' order, a None after them, to the columns' tuple."""
+        at = {key: i for i, key in enumerate(keys)}
+        picks = [at.get(key, len(keys)) for key in self.index]  # absent: the None
+        if len(picks) == 1:
+            return lambda values: (values[picks[0]],)
+        return itemgetter(*picks)
+
+
 @dataclass(frozen=True)
 class Layout:
     """An experiment's ids and the export's columns, read once at the start."""
@@ -128,8 +166,8 @@ class Layout:
     event_measures: tuple[str, ...]
     factor_column: dict[int, int]  # factor pk -> index in `factors`
     value_code: dict[int, str]  # factor value pk -> its id
-    trial_measure_column: dict[int, int]  # measure pk -> index in `trial_measures`
-    event_measure_column: dict[int, int]
+    trial_measure_column: MeasureColumns  # stored values -> cells by `trial_measures`
+    event_measure_column: MeasureColumns
     runs: tuple[RunRef, ...]
 
     def trial_header(self) -> list[str]:
@@ -210,8 +248,8 @@ async def read_layout(db: Database, experiment: str) -> Layout:
             event_measures=tuple(code for code, _ in event_measures),
             factor_column={pk: i for i, (_, pk) in enumerate(factors)},
             value_code=values,
-            trial_measure_column={pk: i for i, (_, pk) in enumerate(trial_measures)},
-            event_measure_column={pk: i for i, (_, pk) in enumerate(event_measures)},
+            trial_measure_column=MeasureColumns([pk for _, pk in trial_measures]),
+            event_measure_column=MeasureColumns([pk for _, pk in event_measures]),
             runs=tuple(RunRef(pk, code, count) for pk, code, count in runs),
         )
 
@@ -239,6 +277,7 @@ async def read_trials(
             t.LMTrial.number,
             t.LMTrial.completed_at,
             t.LMTrial.event_count,
+            t.LMTrial.measure_values,
         )
         .join(t.LMBlock, t.LMTrial.block_id == t.LMBlock.id)
         .where(*in_range)
@@ -250,7 +289,6 @@ async def read_trials(
     # leaves PostgreSQL's planner to hash whole tables. The join keeps the rows exact.
     lo, hi = min(row[0] for row in trials), max(row[0] for row in trials)
     factor_values: Mapping[int, Sequence[str | None]] = {}
-    measures: Mapping[int, Sequence[str | None]] = {}
     if values and layout.factors:
         fv = t.LMTrialFactorValue
         ids = await _by_trial(
@@ -264,18 +302,21 @@ async def read_trials(
             position: [None if pk is None else codes[pk] for pk in row]
             for position, row in ids.items()
         }
-    if values and layout.trial_measures and any(done_at is not None for *_, done_at, _ in trials):
-        mv = t.LMTrialMeasureValue
-        measures = await _by_trial(
-            conn,
-            (mv.trial_id, mv.measure_id, mv.value),
-            layout.trial_measure_column,
-            (*in_range, mv.trial_id.between(lo, hi), t.LMTrial.completed_at.is_not(None)),
-        )
     no_factors: list[str | None] = [None] * len(layout.factors)
     no_measures: list[str | None] = [None] * len(layout.trial_measures)
     rows = []
-    for trial_id, position, block, measured, practice, number, completed_at, event_count in trials:
+    trial_measures = layout.trial_measure_column
+    for (
+        trial_id,
+        position,
+        block,
+        measured,
+        practice,
+        number,
+        completed_at,
+        event_count,
+        measure_values,
+    ) in trials:
         done = completed_at is not None
         rows.append(
             TrialRow(
@@ -288,8 +329,8 @@ async def read_trials(
                 practice=bool(practice),  # SQLite's driver gives 0 or 1
                 completed_at=_moment(completed_at),
                 factor_values=factor_values.get(position, no_factors),
-                # A trial done after `trials` was read shows neither its date nor its values.
-                measures=measures.get(position, no_measures) if done else no_measures,
+                # Its row read at once: a trial done is done with its values.
+                measures=trial_measures.cells(measure_values) if done and values else no_measures,
                 event_count=event_count if done else 0,
             )
         )
@@ -344,65 +385,21 @@ async def read_event_values(
     in the columns of `Layout.event_measures` (an event without values has no entry)."""
     if not trials or not layout.event_measures:
         return {}
-    in_range = (
-        t.LMTrial.run_id == run.id,
-        t.LMTrial.position >= trials[0].position,
-        t.LMTrial.position <= trials[-1].position,
-        t.LMEventMeasureValue.trial_id.between(
-            min(trial.id for trial in trials), max(trial.id for trial in trials)
-        ),
-    )
-    if len(layout.event_measures) <= PIVOT_MEASURES:
-        return await _pivoted_event_values(conn, layout, in_range)
-    return await _event_values(conn, layout, in_range)
-
-
-async def _pivoted_event_values(
-    conn: AsyncConnection, layout: Layout, in_range: tuple[ColumnElement[bool], ...]
-) -> EventValues:
-    """One row per event, its values in columns (GROUP BY along the index's order, no sort):
-    a third of the rows to Python, and no pivot there (events file, 100,000 trials: 4.1 -> 3.3
-    s of CPU on SQLite, 3.8 -> 2.4 on PostgreSQL)."""
-    value, measure = t.LMEventMeasureValue.value, t.LMEventMeasureValue.measure_id
-    by_column = sorted((column, pk) for pk, column in layout.event_measure_column.items())
     rows = await _driver_rows(
         conn,
-        select(
-            t.LMTrial.position,
-            t.LMEventMeasureValue.event_number,
-            *(func.max(case((measure == pk, value))) for _, pk in by_column),
-        )
-        .join(t.LMTrial, t.LMEventMeasureValue.trial_id == t.LMTrial.id)
-        .where(*in_range)
-        .group_by(t.LMTrial.position, t.LMEventMeasureValue.event_number),
+        select(t.LMTrial.position, t.LMEvent.number, t.LMEvent.measure_values)
+        .join(t.LMTrial, t.LMEvent.trial_id == t.LMTrial.id)
+        .where(
+            t.LMTrial.run_id == run.id,
+            t.LMTrial.position >= trials[0].position,
+            t.LMTrial.position <= trials[-1].position,
+            t.LMEvent.trial_id.between(
+                min(trial.id for trial in trials), max(trial.id for trial in trials)
+            ),
+        ),
     )
-    return {(row[0], row[1]): row[2:] for row in rows}
-
-
-async def _event_values(
-    conn: AsyncConnection, layout: Layout, in_range: tuple[ColumnElement[bool], ...]
-) -> EventValues:
-    """One row per value, pivoted here."""
-    values: dict[tuple[int, int], list[str | None]] = {}
-    width = len(layout.event_measures)
-    for position, event, measure_id, value in await _driver_rows(
-        conn,
-        select(
-            t.LMTrial.position,
-            t.LMEventMeasureValue.event_number,
-            t.LMEventMeasureValue.measure_id,
-            t.LMEventMeasureValue.value,
-        )
-        .join(t.LMTrial, t.LMEventMeasureValue.trial_id == t.LMTrial.id)
-        .where(*in_range),
-    ):
-        column = layout.event_measure_column.get(measure_id)
-        if column is not None:
-            cells = values.get((position, event))
-            if cells is None:
-                cells = values[(position, event)] = [None] * width
-            cells[column] = value
-    return values
+    cells = layout.event_measure_column.cells
+    return {(position, number): cells(stored) for position, number, stored in rows}
 
 
 async def iter_trials(

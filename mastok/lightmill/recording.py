@@ -1,4 +1,4 @@
-"""Storing a trial's results: the measures they name, then their values.
+"""Storing a trial's results: the measures they name, then their events' values.
 
 Unknown measures are registered on the fly (type `unregistered`, at the level they were posted
 at), as are new levels of known ones, unless the experiment's measures are fixed. Clients may add
@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -27,8 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 
 from mastok.lightmill.errors import TooManyMeasures, WrongMeasureKey
+from mastok.lightmill.measure_values import encode
 from mastok.lightmill.results import TrialResults
-from mastok.lightmill.tables import LMEventMeasureValue, LMMeasure, LMTrialMeasureValue
+from mastok.lightmill.tables import LMEvent, LMMeasure
 
 log = logging.getLogger("mastok.lightmill")
 
@@ -55,25 +55,9 @@ _MEASURES = select(
     LMMeasure.event_level,
     LMMeasure.registered,
 ).where(LMMeasure.experiment_id == bindparam("experiment_id"))
-_TRIAL_COLUMNS = ("trial_id", "measure_id", "value")
-_EVENT_COLUMNS = ("trial_id", "event_number", "measure_id", "value")
-_SQLITE_INSERT_TRIAL_VALUES = (
-    f"INSERT INTO {LMTrialMeasureValue.__tablename__} ({', '.join(_TRIAL_COLUMNS)}) "
-    "VALUES (?, ?, ?)"
-)
-_SQLITE_INSERT_EVENT_VALUES = (
-    f"INSERT INTO {LMEventMeasureValue.__tablename__} ({', '.join(_EVENT_COLUMNS)}) "
-    "VALUES (?, ?, ?, ?)"
-)
-_PG_INSERT_TRIAL_VALUES = text(
-    f"INSERT INTO {LMTrialMeasureValue.__tablename__} ({', '.join(_TRIAL_COLUMNS)}) "
-    "SELECT * FROM unnest(CAST(:trial_id AS INTEGER[]), CAST(:measure_id AS INTEGER[]), "
-    "CAST(:value AS TEXT[]))"
-)
-_PG_INSERT_EVENT_VALUES = text(
-    f"INSERT INTO {LMEventMeasureValue.__tablename__} ({', '.join(_EVENT_COLUMNS)}) "
-    "SELECT * FROM unnest(CAST(:trial_id AS INTEGER[]), CAST(:event_number AS INTEGER[]), "
-    "CAST(:measure_id AS INTEGER[]), CAST(:value AS TEXT[]))"
+_INSERT_EVENTS = text(
+    f"INSERT INTO {LMEvent.__tablename__} (trial_id, number, measure_values) "
+    "VALUES (:trial_id, :number, :measure_values)"
 )
 
 
@@ -192,41 +176,14 @@ def _insert_ignoring_conflicts(connection: AsyncConnection, keys: list[str]) -> 
     return sqlite.insert(LMMeasure).on_conflict_do_nothing(index_elements=keys)
 
 
-async def insert_results(
+async def insert_events(
     connection: AsyncConnection, trial_id: int, ids: Mapping[str, int], results: TrialResults
 ) -> None:
-    await insert_many_results(connection, [(trial_id, ids, results)])
-
-
-async def insert_many_results(
-    connection: AsyncConnection,
-    trials: Sequence[tuple[int, Mapping[str, int], TrialResults]],
-) -> None:
-    """The values of these trials (trial id, measure ids, results), one INSERT a table, in
-    each driver's cheapest form: asyncpg takes the columns as arrays in one statement (its
-    executemany costs a message a row), sqlite3 loops over the rows in C."""
-    trial_rows = [
-        (trial_id, ids[code], value)
-        for trial_id, ids, results in trials
-        for code, value in results.trial.items()
+    """The trial's events that have values, a row each (its own values are on its row)."""
+    rows = [
+        {"trial_id": trial_id, "number": number, "measure_values": stored}
+        for number, event in enumerate(results.events)
+        if (stored := encode(ids, event)) is not None
     ]
-    event_rows = [
-        (trial_id, n, ids[code], value)
-        for trial_id, ids, results in trials
-        for n, event in enumerate(results.events)
-        for code, value in event.items()
-    ]
-    if connection.dialect.name == "postgresql":
-        if trial_rows:
-            await connection.execute(_PG_INSERT_TRIAL_VALUES, _columns(trial_rows, _TRIAL_COLUMNS))
-        if event_rows:
-            await connection.execute(_PG_INSERT_EVENT_VALUES, _columns(event_rows, _EVENT_COLUMNS))
-        return
-    if trial_rows:
-        await connection.exec_driver_sql(_SQLITE_INSERT_TRIAL_VALUES, trial_rows)
-    if event_rows:
-        await connection.exec_driver_sql(_SQLITE_INSERT_EVENT_VALUES, event_rows)
-
-
-def _columns(rows: list[tuple[Any, ...]], names: tuple[str, ...]) -> dict[str, list[Any]]:
-    return {name: [row[i] for row in rows] for i, name in enumerate(names)}
+    if rows:
+        await connection.execute(_INSERT_EVENTS, rows)

@@ -51,9 +51,10 @@ from mastok.lightmill.errors import (
 )
 from mastok.lightmill.importing import insert_design
 from mastok.lightmill.locks import LockPolicy
+from mastok.lightmill.measure_values import decode, encode
 from mastok.lightmill.recording import (
     Measures,
-    insert_results,
+    insert_events,
     known_ids,
     measure_ids,
     read_measures,
@@ -558,9 +559,14 @@ class LightMillStore:
         )
         await connection.execute(
             _COMPLETE_TRIAL,
-            {"trial_pk": found.trial_pk, "done_at": now, "events": len(results.events)},
+            {
+                "trial_pk": found.trial_pk,
+                "done_at": now,
+                "events": len(results.events),
+                "measure_values": encode(ids, results.trial),
+            },
         )
-        await insert_results(connection, found.trial_pk, ids, results)
+        await insert_events(connection, found.trial_pk, ids, results)
         factor_values = {
             factor: value
             for _, factor, value in await connection.execute(
@@ -685,7 +691,11 @@ _MOVE_ON = (
 _COMPLETE_TRIAL = (
     update(t.LMTrial)
     .where(t.LMTrial.id == bindparam("trial_pk"))
-    .values(completed_at=bindparam("done_at"), event_count=bindparam("events"))
+    .values(
+        completed_at=bindparam("done_at"),
+        event_count=bindparam("events"),
+        measure_values=bindparam("measure_values"),
+    )
 )
 
 
@@ -910,16 +920,10 @@ async def _trial_info(
             _trial_values_query(t.LMTrialFactorValue.trial_id == trial.id)
         )
     }
-    measures = {
-        code: value
-        for code, value in await session.execute(
-            select(t.LMMeasure.code, t.LMTrialMeasureValue.value)
-            .join(t.LMMeasure, t.LMTrialMeasureValue.measure_id == t.LMMeasure.id)
-            .where(t.LMTrialMeasureValue.trial_id == trial.id)
-            .order_by(t.LMMeasure.id)
-        )
-    }
-    event_list = await _events(session, trial) if events else None
+    stored = decode(trial.measure_values)
+    codes = await _measure_codes(session, trial) if stored or (events and trial.event_count) else {}
+    measures = {codes[pk]: value for pk, value in sorted(stored.items())}
+    event_list = await _events(session, trial, codes) if events else None
     return TrialInfo(
         experiment_id=experiment,
         run_id=run,
@@ -934,13 +938,22 @@ async def _trial_info(
     )
 
 
-async def _events(session: AsyncSession, trial: t.LMTrial) -> list[dict[str, str]]:
+async def _measure_codes(session: AsyncSession, trial: t.LMTrial) -> dict[int, str]:
+    """The codes of the measures of the trial's experiment, by id."""
+    experiment_pk = select(t.LMRun.experiment_id).where(t.LMRun.id == trial.run_id)
+    query = select(t.LMMeasure.id, t.LMMeasure.code).where(
+        t.LMMeasure.experiment_id == experiment_pk.scalar_subquery()
+    )
+    return {pk: code for pk, code in await session.execute(query)}
+
+
+async def _events(
+    session: AsyncSession, trial: t.LMTrial, codes: Mapping[int, str]
+) -> list[dict[str, str]]:
+    """The trial's events, each's values in the measures' order."""
     events: list[dict[str, str]] = [{} for _ in range(trial.event_count)]
-    for number, code, value in await session.execute(
-        select(t.LMEventMeasureValue.event_number, t.LMMeasure.code, t.LMEventMeasureValue.value)
-        .join(t.LMMeasure, t.LMEventMeasureValue.measure_id == t.LMMeasure.id)
-        .where(t.LMEventMeasureValue.trial_id == trial.id)
-        .order_by(t.LMEventMeasureValue.event_number, t.LMMeasure.id)
+    for number, stored in await session.execute(
+        select(t.LMEvent.number, t.LMEvent.measure_values).where(t.LMEvent.trial_id == trial.id)
     ):
-        events[number][code] = value
+        events[number] = {codes[pk]: value for pk, value in sorted(decode(stored).items())}
     return events

@@ -18,6 +18,7 @@ from sqlalchemy import Column, Connection, Integer, MetaData, func, inspect, sel
 from mastok.db.engine import Database, async_url
 from mastok.db.migrate import alembic_config, migrate
 from mastok.db.tables import NAMING, Base, Campaign
+from mastok.lightmill.measure_values import decode
 
 T = TypeVar("T")
 
@@ -263,3 +264,102 @@ async def test_0005_turns_participants_into_visits(empty_database_url: str) -> N
         ("t3", "fp3", "joining", None, False),
     ]
     assert await run_sync(empty_database_url, consent_texts) == ["I agree"]
+
+
+# A value a spreadsheet or JSON must keep as it is: quotes, a backslash, a newline, non-ASCII.
+AWKWARD = 'say "hé"\\n\nnext'
+
+
+def insert_values_at_0007(connection: Connection) -> None:
+    """Two trials of a run as revision 0007 kept them: one done (2 trial values, 3 events, the
+    second without values), one not; and a measure of another experiment."""
+    sql = connection.exec_driver_sql
+    for pk, code in ((1, "xp"), (2, "other")):
+        sql(
+            "INSERT INTO lm_experiments (id, code, imported_at)"
+            f" VALUES ({pk}, '{code}', '2026-01-01')"
+        )
+    for pk, xp, code in ((10, 1, "time"), (11, 1, "hit"), (12, 1, "x"), (13, 2, "x")):
+        sql(
+            "INSERT INTO lm_measures (id, experiment_id, code, trial_level, event_level,"
+            f" registered) VALUES ({pk}, {xp}, '{code}', true, true, true)"
+        )
+    sql(
+        "INSERT INTO lm_runs (id, experiment_id, position, code, trial_count, block_count,"
+        " completed_trials) VALUES (1, 1, 0, 'S0', 2, 1, 1)"
+    )
+    sql(
+        "INSERT INTO lm_blocks (id, run_id, number, practice, trial_count)"
+        " VALUES (1, 1, 0, false, 2)"
+    )
+    sql(
+        "INSERT INTO lm_trials (id, run_id, block_id, position, number, completed_at,"
+        " event_count) VALUES (1, 1, 1, 0, 0, '2026-01-01', 3), (2, 1, 1, 1, 1, NULL, 0)"
+    )
+    trial = text("INSERT INTO lm_trial_measure_values VALUES (1, :measure, :value)")
+    connection.execute(trial, [{"measure": 10, "value": "1.5"}, {"measure": 11, "value": AWKWARD}])
+    event = text("INSERT INTO lm_event_measure_values VALUES (1, :event, :measure, :value)")
+    connection.execute(
+        event,
+        [
+            {"event": 0, "measure": 12, "value": "3"},
+            {"event": 0, "measure": 11, "value": "true"},
+            {"event": 2, "measure": 12, "value": AWKWARD},
+        ],
+    )
+    connection.commit()
+
+
+def values_by_event(connection: Connection) -> dict[str, Any]:
+    trials = connection.exec_driver_sql("SELECT id, measure_values FROM lm_trials ORDER BY id")
+    events = connection.exec_driver_sql(
+        "SELECT trial_id, number, measure_values FROM lm_events ORDER BY trial_id, number"
+    )
+    return {
+        "trials": [(pk, decode(stored)) for pk, stored in trials],
+        "events": [(trial, number, decode(stored)) for trial, number, stored in events],
+    }
+
+
+def values_by_row(connection: Connection) -> dict[str, Any]:
+    trials = connection.exec_driver_sql(
+        "SELECT trial_id, measure_id, value FROM lm_trial_measure_values ORDER BY 1, 2"
+    )
+    events = connection.exec_driver_sql(
+        "SELECT trial_id, event_number, measure_id, value FROM lm_event_measure_values"
+        " ORDER BY 1, 2, 3"
+    )
+    return {"trials": [tuple(row) for row in trials], "events": [tuple(row) for row in events]}
+
+
+async def downgrade_url(url: str, revision: str) -> None:
+    """As migrate does it, down: SQLite's foreign keys off while its tables are copied."""
+    async with opened(url) as database, database.engine.connect() as connection:
+        if database.is_sqlite:
+            await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await connection.commit()
+
+        def downgrade(sync: Connection) -> None:
+            config = alembic_config(database.url)
+            config.attributes["connection"] = sync
+            command.downgrade(config, revision)
+
+        async with connection.begin():
+            await connection.run_sync(downgrade)
+
+
+async def test_0008_stores_values_by_trial_and_event_and_back(empty_database_url: str) -> None:
+    async with opened(empty_database_url) as database:
+        await migrate(database, "0007")
+    await run_sync(empty_database_url, insert_values_at_0007)
+    before = await run_sync(empty_database_url, values_by_row)
+
+    await migrate_url(empty_database_url)
+
+    assert await run_sync(empty_database_url, values_by_event) == {
+        "trials": [(1, {10: "1.5", 11: AWKWARD}), (2, {})],
+        "events": [(1, 0, {12: "3", 11: "true"}), (1, 2, {12: AWKWARD})],
+    }
+    await downgrade_url(empty_database_url, "0007")
+    assert await run_sync(empty_database_url, values_by_row) == before
+    assert len(before["trials"]) == 2 and len(before["events"]) == 3

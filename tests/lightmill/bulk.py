@@ -13,18 +13,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mastok.db import Database
 from mastok.lightmill import design as d
+from mastok.lightmill.measure_values import encode
 from mastok.lightmill.tables import (
-    LMEventMeasureValue,
+    LMEvent,
     LMExperiment,
     LMMeasure,
     LMRun,
     LMTrial,
-    LMTrialMeasureValue,
 )
 
 COMPLETED_AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -130,20 +130,17 @@ async def fill_results(db: Database, experiment: str, events: int = 3) -> None:
         trial_rows: list[dict[str, Any]] = []
         event_rows: list[dict[str, Any]] = []
         for trial_id, position in trials:
-            for code, value in expected_trial_measures(position).items():
-                trial_rows.append(
-                    {"trial_id": trial_id, "measure_id": measure[code], "value": value}
-                )
+            trial_rows.append(
+                {"pk": trial_id, "stored": encode(measure, expected_trial_measures(position))}
+            )
             for event in range(events):
-                for code, value in expected_event(position, event).items():
-                    event_rows.append(
-                        {
-                            "trial_id": trial_id,
-                            "event_number": event,
-                            "measure_id": measure[code],
-                            "value": value,
-                        }
-                    )
+                event_rows.append(
+                    {
+                        "trial_id": trial_id,
+                        "number": event,
+                        "measure_values": encode(measure, expected_event(position, event)),
+                    }
+                )
             if len(event_rows) >= BATCH:
                 await _flush(session, trial_rows, event_rows)
         await _flush(session, trial_rows, event_rows)
@@ -151,8 +148,15 @@ async def fill_results(db: Database, experiment: str, events: int = 3) -> None:
 
 async def _flush(session: AsyncSession, trial_rows: list[Any], event_rows: list[Any]) -> None:
     if trial_rows:
-        await session.execute(insert(LMTrialMeasureValue), trial_rows)
+        # On the connection: Core's executemany (the session's would be ORM's bulk UPDATE).
+        connection = await session.connection()
+        await connection.execute(
+            update(LMTrial)
+            .where(LMTrial.id == bindparam("pk"))
+            .values(measure_values=bindparam("stored")),
+            trial_rows,
+        )
     if event_rows:
-        await session.execute(insert(LMEventMeasureValue), event_rows)
+        await session.execute(insert(LMEvent), event_rows)
     trial_rows.clear()
     event_rows.clear()

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from mastok.app import Services
 from mastok.lightmill import tables
+from mastok.lightmill.measure_values import decode
 from mastok.lightmill.service import LightMill
 from tests.fixtures.app import basic_auth
 
@@ -34,8 +35,7 @@ LM_TABLES = (
     tables.LMBlockValue,
     tables.LMTrial,
     tables.LMTrialFactorValue,
-    tables.LMTrialMeasureValue,
-    tables.LMEventMeasureValue,
+    tables.LMEvent,
 )
 
 
@@ -103,17 +103,23 @@ def in_app(client: TestClient, function: Callable[..., Awaitable[T]], *args: Any
 
 
 def row_counts(client: TestClient) -> dict[str, int]:
-    """Rows in every LightMill table."""
+    """Rows in every LightMill table, and the measure values stored (`trial values`, `event
+    values`: a trial's and an event's are one JSON text)."""
     database = services(client).db
 
     async def count() -> dict[str, int]:
         async with database.session() as session:
-            return {
+            counts = {
                 table.__tablename__: int(
                     await session.scalar(select(func.count()).select_from(table)) or 0
                 )
                 for table in LM_TABLES
             }
+            trials = await session.scalars(select(tables.LMTrial.measure_values))
+            counts["trial values"] = sum(len(decode(stored)) for stored in trials)
+            events = await session.scalars(select(tables.LMEvent.measure_values))
+            counts["event values"] = sum(len(decode(stored)) for stored in events)
+            return counts
 
     return in_app(client, count)
 

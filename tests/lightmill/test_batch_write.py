@@ -81,8 +81,8 @@ def test_a_run_changed_since_its_checks_gets_nothing_written(anonymous: TestClie
 
     assert in_app(anonymous, write) == {run}
     after = row_counts(anonymous)
-    assert after["lm_trial_measure_values"] == before["lm_trial_measure_values"] + 1
-    assert after["lm_event_measure_values"] == before["lm_event_measure_values"] + 2
+    assert after["trial values"] == before["trial values"] + 1
+    assert after["event values"] == before["event values"] + 2
     assert at(anonymous, "S0") == at_position(anonymous, "S0", 1)
     assert anonymous.get("/api/trial/pointing/S0/0/1").json()["completionDate"] is None
     stored = anonymous.get("/api/trial/pointing/S1/0/0").json()

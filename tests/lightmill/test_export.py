@@ -606,3 +606,30 @@ def test_cells_a_spreadsheet_would_run_are_written_inert(client: TestClient) -> 
     assert not any(name.startswith("=") for name in header)
     assert row[header.index('\'=HYPERLINK("x")')] == "'@SUM(1)"
     assert not any(cell.startswith(("=", "@", "+")) for cell in row)
+
+
+@pytest.mark.parametrize(
+    ("stored", "cells"),
+    [
+        ('{"7": "a", "3": "b", "5": "c"}', ("a", "b", "c")),
+        ('{"3": "b", "7": "a", "5": "c"}', ("a", "b", "c")),  # another order, placed anew
+        ('{"5": "c"}', (None, None, "c")),
+        ('{"9": "later", "7": "a"}', ("a", None, None)),  # registered after the start
+        ("{}", (None, None, None)),
+        (None, (None, None, None)),
+    ],
+)
+def test_stored_values_land_in_their_columns(stored: str | None, cells: tuple[Any, ...]) -> None:
+    columns = export.MeasureColumns([7, 3, 5])  # measure ids in the columns' order
+    first = columns.cells('{"7": "x", "3": "y", "5": "z"}')  # an order placed before
+
+    assert tuple(columns.cells(stored)) == cells
+    assert tuple(first) == ("x", "y", "z")
+
+
+def test_one_column_of_stored_values() -> None:
+    columns = export.MeasureColumns([4])
+
+    assert tuple(columns.cells('{"4": "v"}')) == ("v",)
+    assert tuple(columns.cells('{"8": "w"}')) == (None,)
+    assert tuple(export.MeasureColumns([]).cells('{"4": "v"}')) == ()

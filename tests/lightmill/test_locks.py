@@ -67,7 +67,7 @@ def test_results_need_the_lock_and_its_token(anonymous: TestClient) -> None:
     assert error(wrong, 405, "WrongToken") == (
         "wrong token for run 'S0' of 'pointing': another client holds its lock"
     )
-    assert row_counts(anonymous)["lm_trial_measure_values"] == 0
+    assert row_counts(anonymous)["trial values"] == 0
     assert anonymous.get("/api/run/pointing/S0").json()["started"] is False
 
 

@@ -39,7 +39,7 @@ def test_a_lock_taken_through_one_instance_holds_through_the_other(
     error(standby.get("/api/run/pointing/S0/lock"), 405, "RunAlreadyLocked")
     error(post_trial(standby, "S0", 0, 0, "made-up", MEASURES), 405, "WrongToken")
     error(post_trial(standby, "S1", 0, 0, token, MEASURES), 405, "RunNotLocked")
-    assert row_counts(standby)["lm_trial_measure_values"] == 0
+    assert row_counts(standby)["trial values"] == 0
 
     assert post_trial(standby, "S0", 0, 0, token, MEASURES).status_code == 200
     again = post_trial(leader, "S0", 0, 0, token, MEASURES)
@@ -47,7 +47,7 @@ def test_a_lock_taken_through_one_instance_holds_through_the_other(
     assert again.json()["type"] == "ExperimentProgressError"
     assert post_trial(leader, "S0", 0, 1, token, MEASURES).status_code == 200
     counts = row_counts(leader)
-    assert (counts["lm_trial_measure_values"], counts["lm_event_measure_values"]) == (2, 4)
+    assert (counts["trial values"], counts["event values"]) == (2, 4)
     assert leader.get("/api/run/pointing/S0").json()["started"] is True
 
 
@@ -69,5 +69,5 @@ def test_the_same_trial_posted_through_both_at_once_is_stored_once(
     refused = next(a for a in answers if a.status_code == 405)
     assert refused.json()["type"] == "ExperimentProgressError"
     counts = row_counts(leader)
-    assert (counts["lm_trial_measure_values"], counts["lm_event_measure_values"]) == (1, 2)
+    assert (counts["trial values"], counts["event values"]) == (1, 2)
     assert leader.get("/api/run/pointing/S0/current_trial").json()["number"] == 1

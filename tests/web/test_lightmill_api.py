@@ -54,8 +54,9 @@ def test_import_stores_the_whole_design(anonymous: TestClient) -> None:
         "lm_block_values": 7,
         "lm_trials": 10,
         "lm_trial_factor_values": 10 * 4 - 1,  # one trial leaves `distance` unset
-        "lm_trial_measure_values": 0,
-        "lm_event_measure_values": 0,
+        "lm_events": 0,
+        "trial values": 0,
+        "event values": 0,
     }
 
 
@@ -205,7 +206,7 @@ def test_results_for_an_unknown_trial(anonymous: TestClient) -> None:
     assert error(response, 400, "UnknownElement") == (
         "block 0 of run 'S0' of 'pointing' has no trial 5"
     )
-    assert row_counts(anonymous)["lm_trial_measure_values"] == 0
+    assert row_counts(anonymous)["trial values"] == 0
 
 
 UNKNOWN_BEFORE_THE_LOCK = [
@@ -240,7 +241,7 @@ def test_unknown_elements_are_answered_before_the_lock(
         response = anonymous.get(path, params={"token": token})
 
     assert error(response, 400, "UnknownElement") == message
-    assert row_counts(anonymous)["lm_trial_measure_values"] == 0
+    assert row_counts(anonymous)["trial values"] == 0
 
 
 def test_a_call_naming_an_unknown_element_is_no_sign_of_life(
@@ -302,7 +303,7 @@ def test_results_must_come_in_order(anonymous: TestClient) -> None:
         "and trial 0 of block 0 comes first"
     )
     assert anonymous.get("/api/trial/pointing/S0/1/0").json()["completionDate"] is None
-    assert row_counts(anonymous)["lm_trial_measure_values"] == 0
+    assert row_counts(anonymous)["trial values"] == 0
     assert post_trial(anonymous, "S0", 0, 0, token, {"trial": {"time": 1}}).status_code == 200
     again = post_trial(anonymous, "S0", 0, 0, token, {"trial": {"time": 2}})
     assert error(again, 405, "ExperimentProgressError") == (
@@ -437,7 +438,7 @@ def test_two_posts_racing_for_one_trial_store_it_once(anonymous: TestClient) -> 
     outcomes = in_app(anonymous, race)
 
     assert sorted(type(o).__name__ for o in outcomes) == ["ExperimentProgressError", "TrialInfo"]
-    assert row_counts(anonymous)["lm_trial_measure_values"] == 1
+    assert row_counts(anonymous)["trial values"] == 1
     assert anonymous.get("/api/run/pointing/S2/current_trial").json()["number"] == 1
 
 
@@ -522,8 +523,8 @@ def test_posts_arriving_together_are_each_stored_or_refused_alone(anonymous: Tes
         "distance": "near",
     }
     counts = row_counts(anonymous)
-    assert counts["lm_trial_measure_values"] == 3 * 2
-    assert counts["lm_event_measure_values"] == 3 * 5 * 2
+    assert counts["trial values"] == 3 * 2
+    assert counts["event values"] == 3 * 5 * 2
 
 
 def test_a_refused_post_with_the_token_keeps_the_lock_alive(
@@ -538,7 +539,7 @@ def test_a_refused_post_with_the_token_keeps_the_lock_alive(
     assert error(early, 405, "ExperimentProgressError")
     assert anonymous.get("/api/run/pointing/S0").json()["locked"] is True
     assert error(anonymous.get("/api/run/pointing/S0/lock"), 405, "RunAlreadyLocked")
-    assert row_counts(anonymous)["lm_trial_measure_values"] == 0
+    assert row_counts(anonymous)["trial values"] == 0
 
 
 def test_client_routes_follow_the_web_prefix(make_client: ClientFactory) -> None:
