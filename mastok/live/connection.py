@@ -3,10 +3,11 @@
 A runner never waits on a slow socket: it queues and moves on. A socket whose queue overflows
 is closed (its reader will notice and leave). The writer task lives only while there are frames
 to send: most sockets wait idle for minutes, and an idle socket then costs an empty list, not a
-task and a queue (about 5 KiB less each; bench/results). Frames shared by many sockets (a
-supervisors' update) are written at once, in one write, when the server offers it
-(`WRITE_TEXTS`, `mastok.web.ws_protocol`) and nothing is queued before them: no task, no
-ASGI send per frame.
+task and a queue (about 5 KiB less each; bench/results). Frames are written at once, in one
+write, when the server offers it (`WRITE_TEXTS`, `mastok.web.ws_protocol`) and nothing is
+queued before them: no task, no ASGI send per frame. That is the common case, for a
+supervisors' update shared by many sockets as for a participant's own frames; the writer task
+is for a socket whose buffer is full, and for closes.
 """
 
 from __future__ import annotations
@@ -41,6 +42,20 @@ class Connection:
         self.send_text(encode(kind, payload))
 
     def send_text(self, text: str) -> None:
+        self.send_texts((text,))
+
+    def send_texts(self, texts: tuple[str, ...], shared: bool = False) -> None:
+        """Send these frames, in one write now if the server can, else queued in order.
+        `shared`: the same frames go to many sockets (a supervisors' update)."""
+        if self.closing or not texts:
+            return
+        queued = self._frames or self.writing() is not None
+        if not queued and (write := self._write_now()) is not None and write(texts, shared):
+            return
+        for text in texts:
+            self._queue(text)
+
+    def _queue(self, text: str) -> None:
         if self.closing:
             return
         if len(self._frames) >= QUEUE_LIMIT:
@@ -49,23 +64,13 @@ class Connection:
         self._frames.append(text)
         self._wake_writer()
 
-    def send_texts(self, texts: tuple[str, ...]) -> None:
-        """Send these frames, in one write now if the server can, else queued in order."""
-        if self.closing or not texts:
-            return
-        queued = self._frames or self.writing() is not None
-        if not queued and (write := self._write_now()) is not None and write(texts):
-            return
-        for text in texts:
-            self.send_text(text)
-
-    def _write_now(self) -> Callable[[tuple[str, ...]], bool] | None:
+    def _write_now(self) -> Callable[[tuple[str, ...], bool], bool] | None:
         extension = (self.websocket.scope.get("extensions") or {}).get(WRITE_TEXTS)
         return extension["write"] if extension else None
 
-    def disconnect(self, reason: str) -> None:
-        """Send Disconnect with `reason`, then close."""
-        self.send("Disconnect", reason)
+    def disconnect(self, reason: str, before: tuple[str, ...] = ()) -> None:
+        """Send the frames `before` and Disconnect with `reason` (in one write), then close."""
+        self.send_texts((*before, encode("Disconnect", reason)))
         self.close(1000, reason[:100])
 
     def close(self, code: int = 1000, reason: str = "") -> None:

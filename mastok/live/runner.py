@@ -286,8 +286,14 @@ class Runner:
         self.room.commit()
         self._count(writes)
         notes = [self._with_ids(e, recorded) for e in effects if isinstance(e, ev.Notify)]
+        # Each socket's frames of a turn go in one write (Resume and Consent, Instructions and
+        # JoiningSize, Starting and Disconnect): one send a socket, not one a frame.
+        outbox: dict[ev.Conn, list[str]] = {}
         for effect in effects:
-            self._carry_out(effect)
+            self._carry_out(effect, outbox)
+        for conn, texts in outbox.items():
+            if (connection := self.connections.get(conn)) is not None:
+                connection.send_texts(tuple(texts))
         if isinstance(event, ev.Closed):
             self.connections.pop(event.conn, None)
         self.watchers.turn_ended(self.room.view(now), notes)
@@ -314,19 +320,19 @@ class Runner:
         elif not isinstance(event, ev.Tick):
             self._to_retry.append(event)
 
-    def _carry_out(self, effect: ev.Effect) -> None:
+    def _carry_out(self, effect: ev.Effect, outbox: dict[ev.Conn, list[str]]) -> None:
+        """Carry out one effect; its frames are added to `outbox`, each socket's in order."""
         match effect:
             case ev.Send(conn, kind, payload):
-                if (connection := self.connections.get(conn)) is not None:
-                    connection.send(kind, payload)
+                outbox.setdefault(conn, []).append(encode(kind, payload))
             case ev.SendAll(conns, kind, payload):
                 text = encode(kind, payload)
                 for conn in conns:
-                    if (connection := self.connections.get(conn)) is not None:
-                        connection.send_text(text)
+                    outbox.setdefault(conn, []).append(text)
             case ev.Disconnect(conn, reason):
+                before = tuple(outbox.pop(conn, ()))
                 if (connection := self.connections.get(conn)) is not None:
-                    connection.disconnect(reason)
+                    connection.disconnect(reason, before)
             case ev.Notify(kind, payload):
                 self._log_note(kind, payload)
             case ev.CreateSession(number, look_up, entrants):

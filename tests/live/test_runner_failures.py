@@ -53,10 +53,11 @@ class FakeConnection:
     def send_text(self, text: str) -> None:
         self.frames.append(decode(text))
 
-    def send_texts(self, texts: tuple[str, ...]) -> None:
+    def send_texts(self, texts: tuple[str, ...], shared: bool = False) -> None:
         self.frames.extend(decode(text) for text in texts)
 
-    def disconnect(self, reason: str) -> None:
+    def disconnect(self, reason: str, before: tuple[str, ...] = ()) -> None:
+        self.send_texts(before)
         self.send("Disconnect", reason)
         self.closing = True
 
