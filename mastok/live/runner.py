@@ -286,14 +286,8 @@ class Runner:
         self.room.commit()
         self._count(writes)
         notes = [self._with_ids(e, recorded) for e in effects if isinstance(e, ev.Notify)]
-        # Each socket's frames of a turn go in one write (Resume and Consent, Instructions and
-        # JoiningSize, Starting and Disconnect): one send a socket, not one a frame.
-        outbox: dict[ev.Conn, list[str]] = {}
         for effect in effects:
-            self._carry_out(effect, outbox)
-        for conn, texts in outbox.items():
-            if (connection := self.connections.get(conn)) is not None:
-                connection.send_texts(tuple(texts))
+            self._carry_out(effect)
         if isinstance(event, ev.Closed):
             self.connections.pop(event.conn, None)
         self.watchers.turn_ended(self.room.view(now), notes)
@@ -320,19 +314,19 @@ class Runner:
         elif not isinstance(event, ev.Tick):
             self._to_retry.append(event)
 
-    def _carry_out(self, effect: ev.Effect, outbox: dict[ev.Conn, list[str]]) -> None:
-        """Carry out one effect; its frames are added to `outbox`, each socket's in order."""
+    def _carry_out(self, effect: ev.Effect) -> None:
         match effect:
             case ev.Send(conn, kind, payload):
-                outbox.setdefault(conn, []).append(encode(kind, payload))
+                if (connection := self.connections.get(conn)) is not None:
+                    connection.send(kind, payload)
             case ev.SendAll(conns, kind, payload):
                 text = encode(kind, payload)
                 for conn in conns:
-                    outbox.setdefault(conn, []).append(text)
+                    if (connection := self.connections.get(conn)) is not None:
+                        connection.send_text(text)
             case ev.Disconnect(conn, reason):
-                before = tuple(outbox.pop(conn, ()))
                 if (connection := self.connections.get(conn)) is not None:
-                    connection.disconnect(reason, before)
+                    connection.disconnect(reason)
             case ev.Notify(kind, payload):
                 self._log_note(kind, payload)
             case ev.CreateSession(number, look_up, entrants):

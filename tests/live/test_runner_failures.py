@@ -56,8 +56,7 @@ class FakeConnection:
     def send_texts(self, texts: tuple[str, ...], shared: bool = False) -> None:
         self.frames.extend(decode(text) for text in texts)
 
-    def disconnect(self, reason: str, before: tuple[str, ...] = ()) -> None:
-        self.send_texts(before)
+    def disconnect(self, reason: str) -> None:
         self.send("Disconnect", reason)
         self.closing = True
 

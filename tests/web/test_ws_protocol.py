@@ -78,11 +78,15 @@ async def test_a_participants_frames_go_in_one_write_without_a_writer_task() -> 
     asked: list[tuple[str, ...]] = []
     websocket = FakeWebSocket(lambda texts, shared: asked.append(texts) or True)
     connection = Connection(websocket)  # type: ignore[arg-type]
-    connection.send("State", "Running")
-    connection.disconnect("Start", before=UPDATE)
-    assert asked == [(encode("State", "Running"),), (*UPDATE, encode("Disconnect", "Start"))]
-    assert websocket.sent == []  # not the ASGI way
-    assert connection.closing  # the close itself goes the ASGI way
+    connection.send("Resume", "token")
+    connection.send("Consent", "text")
+    assert asked == []  # once the event loop is next free, as a writer task would
+    await asyncio.sleep(0)
+    assert asked == [(encode("Resume", "token"), encode("Consent", "text"))]
+    assert connection.writing() is None and websocket.sent == []  # not the ASGI way
+    connection.send("Starting", "url")
+    connection.disconnect("Start")
+    assert asked[1:] == [(encode("Starting", "url"), encode("Disconnect", "Start"))]
 
 
 async def test_frames_wait_behind_frames_already_queued() -> None:
@@ -91,9 +95,11 @@ async def test_frames_wait_behind_frames_already_queued() -> None:
     websocket = FakeWebSocket(lambda texts, shared: asked.append(texts) or not full.pop())
     websocket.gate.clear()
     connection = Connection(websocket)  # type: ignore[arg-type]
-    connection.send("State", "Running")  # declined: queued, for the writer task
-    connection.send_texts(UPDATE)
-    assert asked == [(encode("State", "Running"),)]  # UPDATE not written ahead of State
+    connection.send("State", "Running")  # its write is due
+    connection.send_texts(UPDATE, shared=True)
+    assert asked == []  # UPDATE not written ahead of State
+    await asyncio.sleep(0)
+    assert asked == [(encode("State", "Running"), *UPDATE)]  # declined: the ASGI way
     websocket.gate.set()
     await connection.wait_closed()
     assert websocket.sent == [encode("State", "Running"), *UPDATE]
