@@ -3,12 +3,10 @@
 A runner never waits on a slow socket: it queues and moves on. A socket whose queue overflows
 is closed (its reader will notice and leave). The writer task lives only while there are frames
 to send: most sockets wait idle for minutes, and an idle socket then costs an empty list, not a
-task and a queue (about 5 KiB less each; bench/results). Frames are written without a task
-or an ASGI send each when the server offers it (`WRITE_TEXTS`, `mastok.web.ws_protocol`): a
-supervisors' update shared by many sockets at once, in one write; a participant's frames once
-the event loop is next free (when a writer task would have sent them), all those of a room's
-turn in one write (Resume and Consent, Instructions and JoiningSize, Starting and Disconnect).
-The writer task is left for a socket whose buffer is full, and for closes.
+task and a queue (about 5 KiB less each; bench/results). Frames shared by many sockets (a
+supervisors' update) are written at once, in one write, when the server offers it
+(`WRITE_TEXTS`, `mastok.web.ws_protocol`) and nothing is queued before them: no task, no
+ASGI send per frame.
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ _CLOSE = object()
 
 
 class Connection:
-    __slots__ = ("_flushing", "_frames", "_writer", "closing", "websocket")
+    __slots__ = ("_frames", "_writer", "closing", "websocket")
 
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
@@ -37,54 +35,31 @@ class Connection:
         # and a queue holds a few frames.
         self._frames: list[Any] = []
         self._writer: asyncio.Task[None] | None = None
-        self._flushing = False  # a write of the frames queued is due (`_flush`)
         self.closing = False
 
     def send(self, kind: str, payload: Any = None) -> None:
         self.send_text(encode(kind, payload))
 
     def send_text(self, text: str) -> None:
-        """Queue the frame; the frames queued meanwhile go with it, in one write, once the
-        event loop is next free (where a writer task would have sent them one at a time)."""
         if self.closing:
             return
         if len(self._frames) >= QUEUE_LIMIT:
             self.close(1008, "too slow")
             return
         self._frames.append(text)
-        if self._flushing or self.writing() is not None:
-            return
-        self._flushing = True
-        asyncio.get_running_loop().call_soon(self._flush)
+        self._wake_writer()
 
-    def _flush(self) -> None:
-        self._flushing = False
-        if not self._frames or self.writing() is not None:
-            return  # a close queued since has started the writer: it sends them all
-        if self.closing:  # stopped: nobody reads them
-            self._frames.clear()
-            return
-        texts = tuple(self._frames)
-        if (write := self._write_now()) is not None and write(texts, False):
-            self._frames.clear()
-        else:
-            self._wake_writer()
-
-    def send_texts(self, texts: tuple[str, ...], shared: bool = False) -> None:
-        """Send these frames, in one write now if the server can, else queued in order.
-        `shared`: the same frames go to many sockets (a supervisors' update)."""
+    def send_texts(self, texts: tuple[str, ...]) -> None:
+        """Send these frames, in one write now if the server can, else queued in order."""
         if self.closing or not texts:
             return
         queued = self._frames or self.writing() is not None
-        write = None if queued else self._write_now()
-        if write is not None and write(texts, shared):
+        if not queued and (write := self._write_now()) is not None and write(texts):
             return
         for text in texts:
             self.send_text(text)
-        if write is not None and not self.closing:  # declined (a full buffer): the ASGI way
-            self._wake_writer()
 
-    def _write_now(self) -> Callable[[tuple[str, ...], bool], bool] | None:
+    def _write_now(self) -> Callable[[tuple[str, ...]], bool] | None:
         extension = (self.websocket.scope.get("extensions") or {}).get(WRITE_TEXTS)
         return extension["write"] if extension else None
 
@@ -96,8 +71,6 @@ class Connection:
     def close(self, code: int = 1000, reason: str = "") -> None:
         if self.closing:
             return
-        if self._flushing:  # the frames before it in one write, not an ASGI send each
-            self._flush()
         self.closing = True
         self._frames.append((_CLOSE, code, reason))
         self._wake_writer()
@@ -117,13 +90,11 @@ class Connection:
             await writer
 
     async def stop(self) -> None:
-        """End the writer: let it flush a close already asked for, else cancel it. Nothing
-        is sent after."""
-        writer, closing = self._writer, self.closing
-        self.closing = True
+        """End the writer: let it flush a close already asked for, else cancel it."""
+        writer = self._writer
         if writer is None or writer.done():
             return
-        if closing:
+        if self.closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(writer), 5)
         writer.cancel()

@@ -83,7 +83,7 @@ class Watchers:
                 since = newest.get(connection, told)
                 if since not in texts:
                     texts[since] = _texts(since, view, notes)
-                connection.send_texts(texts[since], shared=True)
+                connection.send_texts(texts[since])
                 if (writer := connection.writing()) is not None:
                     writers.append(writer)
             if writers:  # a slow supervisor is left to its own writer, not waited for

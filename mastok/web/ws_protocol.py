@@ -33,9 +33,8 @@ class MastokWebSocketProtocol(WebSocketsSansIOProtocol):
             self.scope["extensions"].pop(WRITE_TEXTS, None)
         super().connection_lost(exc)
 
-    def write_texts(self, texts: tuple[str, ...], shared: bool = False) -> bool:
-        """Write these text frames now, in one write; False if they cannot go now. `shared`:
-        the same frames go to many sockets (framed once for all when not compressed)."""
+    def write_texts(self, texts: tuple[str, ...]) -> bool:
+        """Write these text frames now, in one write; False if they cannot go now."""
         if not self._open():
             return False
         if self.conn.extensions:  # compressed: each socket has its own compressor's state
@@ -43,7 +42,7 @@ class MastokWebSocketProtocol(WebSocketsSansIOProtocol):
                 self.conn.send_text(text.encode())
             self.transport.write(b"".join(self.conn.data_to_send()))
         else:
-            self.transport.write(_shared_wire(texts) if shared else _wire(texts))
+            self.transport.write(_wire(texts))
         return True
 
     def _open(self) -> bool:
@@ -59,11 +58,8 @@ class MastokWebSocketProtocol(WebSocketsSansIOProtocol):
         )
 
 
+@functools.lru_cache(maxsize=16)
 def _wire(texts: tuple[str, ...]) -> bytes:
     """The frames as a server sends them (unmasked, no extension): the same for every socket."""
     frames = (Frame(Opcode.TEXT, text.encode()) for text in texts)
     return b"".join(frame.serialize(mask=False) for frame in frames)
-
-
-# A participant's own frames are not kept: they would push the shared ones out.
-_shared_wire = functools.lru_cache(maxsize=16)(_wire)

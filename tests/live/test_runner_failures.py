@@ -53,7 +53,7 @@ class FakeConnection:
     def send_text(self, text: str) -> None:
         self.frames.append(decode(text))
 
-    def send_texts(self, texts: tuple[str, ...], shared: bool = False) -> None:
+    def send_texts(self, texts: tuple[str, ...]) -> None:
         self.frames.extend(decode(text) for text in texts)
 
     def disconnect(self, reason: str) -> None:

@@ -1,7 +1,7 @@
-"""Frames written in one write (mastok/web/ws_protocol.py, Connection.send_texts), a
-supervisors' update or a participant's frames of a turn: they arrive as frames, in order,
-compressed or not; the write is declined whenever uvicorn's own send would wait (a full buffer)
-or refuse, and the frames then go the ASGI way, never ahead of frames already queued."""
+"""A supervisors' update written in one write (mastok/web/ws_protocol.py, Connection.send_texts):
+the frames arrive as frames, in order, compressed or not; the write is declined whenever
+uvicorn's own send would wait (a full buffer) or refuse, and the frames then go the ASGI way,
+never ahead of frames already queued."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ async def supervised(websocket: WebSocket) -> None:
     await websocket.accept()
     connection = Connection(websocket)
     await websocket.receive_text()
-    connection.send_texts(UPDATE, shared=True)
+    connection.send_texts(UPDATE)
     connection.send("Written", "at once" if connection.writing() is None else "queued")
     await websocket.receive_text()
 
@@ -66,7 +66,7 @@ class FakeWebSocket:
 
 async def test_supervisors_frames_go_the_asgi_way_when_the_write_is_declined() -> None:
     asked: list[tuple[str, ...]] = []
-    websocket = FakeWebSocket(lambda texts, shared: asked.append(texts) or False)
+    websocket = FakeWebSocket(lambda texts: asked.append(texts) or False)
     connection = Connection(websocket)  # type: ignore[arg-type]
     connection.send_texts(UPDATE)
     assert asked == [UPDATE]
@@ -74,32 +74,14 @@ async def test_supervisors_frames_go_the_asgi_way_when_the_write_is_declined() -
     assert websocket.sent == list(UPDATE)
 
 
-async def test_a_participants_frames_go_in_one_write_without_a_writer_task() -> None:
+async def test_supervisors_frames_wait_behind_frames_already_queued() -> None:
     asked: list[tuple[str, ...]] = []
-    websocket = FakeWebSocket(lambda texts, shared: asked.append(texts) or True)
-    connection = Connection(websocket)  # type: ignore[arg-type]
-    connection.send("Resume", "token")
-    connection.send("Consent", "text")
-    assert asked == []  # once the event loop is next free, as a writer task would
-    await asyncio.sleep(0)
-    assert asked == [(encode("Resume", "token"), encode("Consent", "text"))]
-    assert connection.writing() is None and websocket.sent == []  # not the ASGI way
-    connection.send("Starting", "url")
-    connection.disconnect("Start")
-    assert asked[1:] == [(encode("Starting", "url"), encode("Disconnect", "Start"))]
-
-
-async def test_frames_wait_behind_frames_already_queued() -> None:
-    asked: list[tuple[str, ...]] = []
-    full = [True]  # the socket's buffer: full at first
-    websocket = FakeWebSocket(lambda texts, shared: asked.append(texts) or not full.pop())
+    websocket = FakeWebSocket(lambda texts: asked.append(texts) or True)
     websocket.gate.clear()
     connection = Connection(websocket)  # type: ignore[arg-type]
-    connection.send("State", "Running")  # its write is due
-    connection.send_texts(UPDATE, shared=True)
-    assert asked == []  # UPDATE not written ahead of State
-    await asyncio.sleep(0)
-    assert asked == [(encode("State", "Running"), *UPDATE)]  # declined: the ASGI way
+    connection.send("State", "Running")
+    connection.send_texts(UPDATE)
+    assert asked == []  # not written ahead of State
     websocket.gate.set()
     await connection.wait_closed()
     assert websocket.sent == [encode("State", "Running"), *UPDATE]
