@@ -64,3 +64,12 @@ async def test_a_consent_and_a_move_of_others_stay_apart(db: Database) -> None:
         rows = {r.token: r for r in await connection.execute(select(Participant))}
     assert (rows["t1"].consent_hash, rows["t1"].step) == ("hash", Step.LANDED)
     assert (rows["t2"].consent_hash, rows["t2"].step) == (None, Step.PENDING)
+
+
+async def test_a_move_of_many_moves_each(db: Database) -> None:
+    records = Records(db)
+    await records.persist(1, [AddParticipant(t, "fp", None, ()) for t in ("t1", "t2", "t3")], NOW)
+    await records.persist(1, [Move(("t1", "t3"), Step.PENDING, "default", NOW)], NOW)
+    async with db.engine.connect() as connection:
+        steps = {r.token: r.step for r in await connection.execute(select(Participant))}
+    assert steps == {"t1": Step.PENDING, "t2": Step.LANDED, "t3": Step.PENDING}
