@@ -2,17 +2,17 @@
 join does in mastok, and nothing else (bench scenario 2).
 
 Per participant, as mastok without grouping: on connect `State`; on `Land` a participant row
-inserted, then `Resume` (its token) and `Consent`; on `Agree` the row updated twice in one
-transaction (consented, then queued in the joining pool), then `Instructions` and `JoiningSize`
-to it and the new size to the others in the pool. The fourth `Agree` of a campaign fills the
-pool: the session's number asked (the campaign's row updated, in the same transaction), oTree's
-session created and read back and each participant's vars set (the same calls to the same stub
-oTree, through the same HTTP client), then one transaction records it (the session's row, each
-participant's code and URL, the campaign's count) and each member gets `Starting`, then
-`Disconnect` and the close. Each event's writes are one transaction, committed together with
-those of the other events queued meanwhile (a group commit, as mastok's: one transaction per
-event costs SQLite more than the join's other work). No state machine, no supervisors, no
-checks: what is left when mastok's own machinery is taken away.
+inserted, then `Resume` (its token) and `Consent`; on `Agree` the row updated once (consented and
+queued in the joining pool: one statement, as mastok since issue 15's third round), then
+`Instructions` and `JoiningSize` to it and the new size to the others in the pool. The fourth
+`Agree` of a campaign fills the pool: the session's number asked (the campaign's row updated, in the
+same transaction), oTree's session created and read back and each participant's vars set (the same
+calls to the same stub oTree, through the same HTTP client), then one transaction records it (the
+session's row, each participant's code and URL, the campaign's count) and each member gets
+`Starting`, then `Disconnect` and the close. Each event's writes are one transaction, committed
+together with those of the other events queued meanwhile (a group commit, as mastok's: one
+transaction per event costs SQLite more than the join's other work). No state machine, no
+supervisors, no checks: what is left when mastok's own machinery is taken away.
 
     python -m bench.join_floor_app PORT DATABASE_URL OTREE_URL
 """
@@ -207,13 +207,17 @@ class Floor:
         mine = participants.c.token == token
 
         async def write(conn: AsyncConnection) -> None:
-            await conn.execute(
-                update(participants).where(mine).values(consented_at=now, consent_hash="h")
-            )
-            await conn.execute(
+            await conn.execute(  # the consent and the move into the pool, as mastok: one
                 update(participants)
                 .where(mine)
-                .values(step="joining", group_label="default", queued_at=now, updated_at=now)
+                .values(
+                    consented_at=now,
+                    consent_hash="h",
+                    step="joining",
+                    group_label="default",
+                    queued_at=now,
+                    updated_at=now,
+                )
             )
             if full:
                 await conn.execute(

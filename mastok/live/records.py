@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -135,7 +136,7 @@ class Records:
 
         async def write(connection: AsyncConnection) -> int | None:
             recorded = None
-            for change in writes:
+            for change in _fused(writes):
                 recorded = await _write_change(connection, campaign_id, change, now) or recorded
             return recorded
 
@@ -210,8 +211,48 @@ class Records:
         return found
 
 
+@dataclass(frozen=True, slots=True)
+class _ConsentedAndMoved:
+    """A participant's consent and its move that follows, as one UPDATE of its row."""
+
+    consented: Consented
+    move: Move
+
+
+def _fused(writes: Sequence[Persist]) -> list[Persist | _ConsentedAndMoved]:
+    """The changes, a consent and the move of the same participant that follows it as one:
+    every Agree is both, and a statement fewer saved 0.2 ms of server CPU a participant (0.35
+    in the work-equivalent app: bench/README.md, scenario 2)."""
+    fused: list[Persist | _ConsentedAndMoved] = []
+    for change in writes:
+        before = fused[-1] if fused else None
+        if (
+            isinstance(change, Move)
+            and isinstance(before, Consented)
+            and change.tokens == (before.token,)
+        ):
+            fused[-1] = _ConsentedAndMoved(before, change)
+        else:
+            fused.append(change)
+    return fused
+
+
+def _consent_values(consent_hash: str, now: datetime) -> dict[str, Any]:
+    return {"consented_at": now, "consent_hash": consent_hash}
+
+
+def _move_values(move: Move) -> dict[str, Any]:
+    values: dict[str, Any] = {"step": move.step}
+    if move.group is not None:
+        values.update(group_label=move.group, queued_at=move.queued_at)
+    return values
+
+
 async def _write_change(
-    connection: AsyncConnection, campaign_id: int, change: Persist, now: datetime
+    connection: AsyncConnection,
+    campaign_id: int,
+    change: Persist | _ConsentedAndMoved,
+    now: datetime,
 ) -> int | None:
     """Write one change; the id of the session if it records one."""
     match change:
@@ -233,16 +274,14 @@ async def _write_change(
             }
             await connection.execute(_ADD_PARTICIPANT, row)
         case Consented(token, consent_hash):
-            await _move(
-                connection, (token,), {"consented_at": now, "consent_hash": consent_hash}, now
-            )
+            await _move(connection, (token,), _consent_values(consent_hash, now), now)
+        case _ConsentedAndMoved(Consented(token, consent_hash), move):
+            values = {**_consent_values(consent_hash, now), **_move_values(move)}
+            await _move(connection, (token,), values, now)
         case MarkReady(token):
             await _move(connection, (token,), {"ready_at": now}, now)
-        case Move(tokens, step, group, queued_at):
-            values: dict[str, Any] = {"step": step}
-            if group is not None:
-                values.update(group_label=group, queued_at=queued_at)
-            await _move(connection, tokens, values, now)
+        case Move(tokens):
+            await _move(connection, tokens, _move_values(change), now)
         case Leave(tokens, outcome):
             values = {"step": Step.LEFT, "outcome": outcome, "ended_at": now}
             await _move(connection, tokens, values, now)
