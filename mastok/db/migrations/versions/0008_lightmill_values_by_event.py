@@ -7,7 +7,7 @@ apart again.
 
 Revision ID: 0008
 Revises: 0007
-Create Date: 2026-12-03 08:00:00.000000
+Create Date: 2026-12-01 08:00:00.000000
 """
 
 import sqlalchemy as sa
