@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from mastok.cli import serve_app
+from mastok.serving import serve_app
 
 FRAMES = 3
 

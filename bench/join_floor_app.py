@@ -50,8 +50,8 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from bench.servers import CONSENT, INSTRUCTIONS, OTREE_KEY
-from mastok.cli import serve_app
 from mastok.db.engine import async_url, create_engine
+from mastok.serving import serve_app
 
 PER_SESSION = 4
 CONFIG = "bench"  # the stub oTree's config (bench/stub_otree.py)

@@ -1,7 +1,7 @@
 """How the process's log lines look: each starts with its ISO 8601 UTC time, as text or JSON.
 
 `dict_config(format)` is the one logging configuration of `mastok serve` and `mastok dev`
-(uvicorn applies it when it starts: `mastok.cli.uvicorn_config`): one handler on stderr at the
+(uvicorn applies it when it starts: `mastok.serving.uvicorn_config`): one handler on stderr at the
 root, which mastok's, uvicorn's (its access log included) and Alembic's loggers all reach.
 `text` writes `2025-01-31T12:00:00.123Z INFO mastok: message`; `json` writes one object a line
 (`time`, `level`, `logger`, `message`, and the exception's traceback when there is one), through

@@ -12,8 +12,8 @@ from contextlib import asynccontextmanager
 import pytest
 from starlette.applications import Starlette
 
-from mastok.cli import MastokServer, uvicorn_config
 from mastok.heap import FULL_PASS_AFTER, set_for_serving
+from mastok.serving import MastokServer, uvicorn_config
 
 
 class Cycle:

@@ -21,8 +21,8 @@ from starlette.websockets import WebSocket
 from websockets.asyncio.client import connect
 
 from mastok import logmask
-from mastok.cli import uvicorn_config
 from mastok.logmask import mask_url
+from mastok.serving import uvicorn_config
 
 
 async def ok(request: Request) -> PlainTextResponse:

@@ -22,7 +22,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Origin
 
-from mastok import cli
+from mastok import serving
 from mastok.otree.local import free_port
 from mastok.web import sockets
 from tests.fixtures.processes import wait_until_healthy
@@ -134,7 +134,7 @@ def access_record(method: str, path: str, status: int) -> logging.LogRecord:
 
 
 def test_stored_trial_posts_leave_no_access_line() -> None:
-    cli._quiet_per_connection_lines()
+    serving._quiet_per_connection_lines()
     access = logging.getLogger("uvicorn.access")
     stored = access_record("POST", "/mastok/api/trial/xp/S0/0/0", 200)
     kept = [
@@ -148,7 +148,7 @@ def test_stored_trial_posts_leave_no_access_line() -> None:
 
 
 def test_what_uvicorn_logs_after_a_denied_handshake_is_dropped_only_after_one() -> None:
-    cli._quiet_per_connection_lines()
+    serving._quiet_per_connection_lines()
     socket_log = logging.getLogger("uvicorn.error")
     after_denial = [
         logging.LogRecord(

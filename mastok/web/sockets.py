@@ -32,7 +32,7 @@ MAX_QUERY_ITEMS = 32
 MAX_QUERY_NAME = 64
 # True in the task of a handshake answered with an HTTP response (a standby's 503): uvicorn then
 # logs "connection rejected" and, at ERROR, "ASGI callable returned without completing
-# handshake." (Kludex/uvicorn#3138), which `mastok.cli` drops for such a task only.
+# handshake." (Kludex/uvicorn#3138), which `mastok.serving` drops for such a task only.
 handshake_denied: ContextVar[bool] = ContextVar("handshake_denied", default=False)
 
 
@@ -83,7 +83,7 @@ async def join_socket(websocket: WebSocket) -> None:
 
 async def _refuse(websocket: WebSocket, limits: ParticipantLimits, address: str, why: str) -> None:
     """Answer the handshake 403, logged at most once a minute an address (uvicorn's line per
-    refused handshake is dropped: `mastok.cli`)."""
+    refused handshake is dropped: `mastok.serving`)."""
     limits.note_refused(address, why)
     await websocket.close(POLICY)  # before accept: the handshake is answered 403
 

@@ -633,3 +633,27 @@ def test_one_column_of_stored_values() -> None:
     assert tuple(columns.cells('{"4": "v"}')) == ("v",)
     assert tuple(columns.cells('{"8": "w"}')) == (None,)
     assert tuple(export.MeasureColumns([]).cells('{"4": "v"}')) == ()
+
+
+def test_an_experiment_or_run_id_a_spreadsheet_would_run_is_inert_on_every_row() -> None:
+    writer = export._Writer(["experimentId"], "csv")
+    trials = [
+        export.TrialRow(
+            id=i,
+            run=run,
+            position=i,
+            block=0,
+            measured_block=None,
+            number=i,
+            practice=False,
+            completed_at=None,
+            factor_values=(),
+            measures=(),
+            event_count=0,
+        )
+        for i, run in enumerate(["=R1", "R2", "=R1", "-2"])
+    ]
+
+    keys = [writer.key("+xp", trial)[:2] for trial in trials]
+
+    assert keys == [["'+xp", "'=R1"], ["'+xp", "R2"], ["'+xp", "'=R1"], ["'+xp", "-2"]]

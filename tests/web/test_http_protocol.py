@@ -17,7 +17,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from websockets.asyncio.client import connect
 
-from mastok.cli import uvicorn_config
+from mastok.serving import uvicorn_config
 from mastok.web.http_protocol import BoundedHttpToolsProtocol
 from tests.fixtures.live import ThreadServer
 

@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from mastok.cli import uvicorn_config
 from mastok.proxies import UnknownProxy, trusted_addresses
+from mastok.serving import uvicorn_config
 
 
 async def client_address(request: Request) -> PlainTextResponse:

@@ -17,9 +17,9 @@ from uvicorn.server import ServerState
 from websockets.asyncio.client import connect
 from websockets.server import ServerProtocol
 
-from mastok.cli import uvicorn_config
 from mastok.live.connection import WRITE_TEXTS, Connection
 from mastok.live.protocol import encode
+from mastok.serving import uvicorn_config
 from mastok.web.ws_protocol import MastokWebSocketProtocol
 from tests.fixtures.live import ThreadServer
 
