@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import insert, select, text
 
-from mastok.db import Database
-from mastok.db.tables import Base, Participant
-from mastok.live.events import AddParticipant, Consented, Move
+from mastok.clock import aware
+from mastok.db import Database, async_url
+from mastok.db.tables import Base, Campaign, OTreeSession, Participant
+from mastok.live.events import (
+    AddParticipant,
+    Consented,
+    CreatedSession,
+    Move,
+    RecordSession,
+)
 from mastok.live.records import Records
-from mastok.states import Step
+from mastok.states import CampaignState, Outcome, Step
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -28,35 +34,38 @@ async def db() -> AsyncIterator[Database]:
     await database.engine.dispose()
 
 
-def count_updates(db: Database) -> list[str]:
+async def count_updates(db: Database) -> list[str]:
+    """The UPDATE statements SQLite runs from now on (its own trace: the room's moves go
+    straight to the driver, past SQLAlchemy's events)."""
     seen: list[str] = []
 
-    def note(*args: Any) -> None:
-        statement = args[2]
+    def note(statement: str) -> None:
         if statement.lstrip().upper().startswith("UPDATE"):
             seen.append(statement)
 
-    event.listen(db.engine.sync_engine, "before_cursor_execute", note)
+    async with db.engine.connect() as connection:  # in memory: the one connection there is
+        raw = await connection.get_raw_connection()
+        await raw.driver_connection.set_trace_callback(note)
     return seen
 
 
 async def test_a_consent_and_the_move_that_follows_are_one_update(db: Database) -> None:
     records = Records(db)
     await records.persist(1, [AddParticipant("t1", "fp", None, ())], NOW)
-    updates = count_updates(db)
+    updates = await count_updates(db)
     writes = [Consented("t1", "hash"), Move(("t1",), Step.JOINING, "default", NOW)]
     await records.persist(1, writes, NOW)
     assert len(updates) == 1
     async with db.engine.connect() as connection:
         row = (await connection.execute(select(Participant))).one()
     assert (row.consent_hash, row.step, row.group_label) == ("hash", Step.JOINING, "default")
-    assert row.consented_at is not None and row.queued_at is not None
+    assert aware(row.consented_at) == aware(row.queued_at) == NOW
 
 
 async def test_a_consent_and_a_move_of_others_stay_apart(db: Database) -> None:
     records = Records(db)
     await records.persist(1, [AddParticipant(t, "fp", None, ()) for t in ("t1", "t2")], NOW)
-    updates = count_updates(db)
+    updates = await count_updates(db)
     writes = [Consented("t1", "hash"), Move(("t2",), Step.PENDING, "default", NOW)]
     await records.persist(1, writes, NOW)
     assert len(updates) == 2
@@ -73,3 +82,85 @@ async def test_a_move_of_many_moves_each(db: Database) -> None:
     async with db.engine.connect() as connection:
         steps = {r.token: r.step for r in await connection.execute(select(Participant))}
     assert steps == {"t1": Step.PENDING, "t2": Step.LANDED, "t3": Step.PENDING}
+
+
+async def test_times_written_straight_to_sqlite_are_stored_as_sqlalchemy_stores_them(
+    db: Database,
+) -> None:
+    # Pools are ordered by queued_at in SQL: its text must compare as SQLAlchemy's does.
+    records = Records(db)
+    await records.persist(1, [AddParticipant("t1", "fp", None, ())], NOW)  # through SQLAlchemy
+    await records.persist(1, [Move(("t1",), Step.PENDING, "default", NOW)], NOW)
+    async with db.engine.connect() as connection:
+        row = (
+            await connection.exec_driver_sql(
+                "SELECT created_at, queued_at, updated_at, typeof(queued_at) FROM participants"
+            )
+        ).one()
+    assert row[0] == row[1] == row[2] and row[3] == "text"
+
+
+@pytest.mark.parametrize("complete", [False, True], ids=["another", "the last"])
+async def test_a_session_recorded_is_the_same_on_both_databases(
+    database_url: str, complete: bool
+) -> None:
+    # SQLite's statements go straight to its driver, PostgreSQL's through SQLAlchemy.
+    db = Database(async_url(database_url))
+    try:
+        async with db.engine.begin() as connection:
+            campaign_id = (
+                await connection.execute(
+                    insert(Campaign).returning(Campaign.id),
+                    {
+                        "namespace": "c",
+                        "slug": "c",
+                        "otree_config_name": "x",
+                        "per_session": 2,
+                        "max_sessions": 2,
+                        "concurrent_sessions": 1,
+                        "session_duration": 60,
+                        "waiting_limit": 60,
+                        "consent": "ok",
+                        "state": CampaignState.RUNNING,
+                        "session_asked": 1,
+                    },
+                )
+            ).scalar_one()
+        records = Records(db)
+        joined = [AddParticipant(t, "fp", None, ()) for t in ("t1", "t2", "t3")]
+        await records.persist(campaign_id, joined, NOW)
+        session = CreatedSession("S1", "c/1", "http://otree/S1", (("p1", "u1"), ("p2", "u2")))
+        assignments = (("t1", "p1", "u1"), ("t3", "p2", "u2"))
+        later = NOW + timedelta(seconds=5)
+
+        recorded = await records.persist(
+            campaign_id, [RecordSession(1, session, assignments, complete)], later
+        )
+
+        async with db.engine.connect() as connection:
+            stored = (await connection.execute(select(OTreeSession))).one()
+            people = {p.token: p for p in await connection.execute(select(Participant))}
+            campaign = (await connection.execute(select(Campaign))).one()
+        assert recorded == stored.id
+        assert (stored.number, stored.mastok_id, stored.otree_code, stored.size) == (
+            1,
+            "c/1",
+            "S1",
+            2,
+        )
+        assert aware(stored.created_at) == later and stored.admin_url == "http://otree/S1"
+        for token, code, url in assignments:
+            person = people[token]
+            assert (person.step, person.session_id, person.otree_code, person.start_url) == (
+                Step.STARTED,
+                stored.id,
+                code,
+                url,
+            )
+            assert person.outcome == Outcome.STARTED
+            assert aware(person.ended_at) == aware(person.updated_at) == later
+        assert (people["t2"].step, people["t2"].session_id) == (Step.LANDED, None)
+        assert (campaign.started_sessions, campaign.session_asked) == (1, None)
+        assert campaign.state == (CampaignState.COMPLETED if complete else CampaignState.RUNNING)
+    finally:
+        await db.close()
