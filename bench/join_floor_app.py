@@ -11,7 +11,8 @@ calls to the same stub oTree, through the same HTTP client), then one transactio
 session's row, each participant's code and URL, the campaign's count) and each member gets
 `Starting`, then `Disconnect` and the close. Each event's writes are one transaction, committed
 together with those of the other events queued meanwhile (a group commit, as mastok's: one
-transaction per event costs SQLite more than the join's other work). No state machine, no
+transaction per event costs SQLite more than the join's other work), each statement straight to
+aiosqlite as mastok's on SQLite (`mastok/live/sqlite_writes.py`). No state machine, no
 supervisors, no checks: what is left when mastok's own machinery is taken away.
 
     python -m bench.join_floor_app PORT DATABASE_URL OTREE_URL
@@ -40,9 +41,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    bindparam,
     insert,
-    update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.applications import Starlette
@@ -98,18 +97,30 @@ participants = Table(
     Column("created_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True)),
 )
-_ASSIGN = (
-    update(participants)
-    .where(participants.c.token == bindparam("t"))
-    .values(
-        step="started",
-        session_id=bindparam("s"),
-        otree_code=bindparam("c"),
-        start_url=bindparam("u"),
-        assigned_at=bindparam("a"),
-        updated_at=bindparam("a"),
-    )
+# Each statement straight to aiosqlite, in the transaction SQLAlchemy began: one crossing to the
+# driver's thread each, as mastok's (`mastok/live/sqlite_writes.py`).
+_ADD_PARTICIPANT = (
+    "INSERT INTO participants (campaign_id, token, browser_id, step, created_at, updated_at) "
+    "VALUES (?, ?, ?, 'landed', ?, ?)"
 )
+_AGREE = (  # the consent and the move into the pool, as mastok: one statement
+    "UPDATE participants SET consented_at = ?, consent_hash = 'h', step = 'joining', "
+    "group_label = 'default', queued_at = ?, updated_at = ? WHERE token IN (?)"
+)
+_ASK = "UPDATE campaigns SET session_asked = ? WHERE id = ?"
+_ADD_SESSION = (
+    "INSERT INTO sessions (campaign_id, number, mastok_id, otree_code, admin_url, size, "
+    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id"
+)
+_ASSIGN = (
+    "UPDATE participants SET step = 'started', session_id = ?, otree_code = ?, start_url = ?, "
+    "assigned_at = ?, updated_at = ? WHERE token = ?"
+)
+_COUNT = "UPDATE campaigns SET started_sessions = ?, session_asked = NULL WHERE id = ?"
+
+
+async def _driver(conn: AsyncConnection) -> Any:
+    return (await conn.get_raw_connection()).driver_connection
 
 
 def frame(kind: str, payload: Any = None) -> str:
@@ -165,6 +176,9 @@ class Floor:
         self.otree = otree
         self.campaigns: dict[str, Campaign] = {}
         self.creating = asyncio.Lock()
+        stamp = DateTime(timezone=True).dialect_impl(engine.dialect).bind_processor(engine.dialect)
+        assert stamp is not None
+        self.stamp: Callable[[datetime], Any] = stamp  # a time as SQLAlchemy stores it
 
     async def campaign(self, slug: str) -> Campaign:
         async with self.creating:
@@ -180,16 +194,13 @@ class Floor:
         await ws.accept()
         await ws.send_text(frame("State", "Running"))
         land = json.loads(await ws.receive_text())
-        token, now = secrets.token_urlsafe(16), datetime.now(UTC)
-        row = {
-            "campaign_id": campaign.id,
-            "token": token,
-            "browser_id": str(land.get("payload"))[:64],
-            "step": "landed",
-            "created_at": now,
-            "updated_at": now,
-        }
-        await self.writes.commit(lambda conn: conn.execute(insert(participants), row))
+        token, now = secrets.token_urlsafe(16), self.stamp(datetime.now(UTC))
+        row = (campaign.id, token, str(land.get("payload"))[:64], now, now)
+
+        async def write(conn: AsyncConnection) -> None:
+            await (await _driver(conn)).execute(_ADD_PARTICIPANT, row)
+
+        await self.writes.commit(write)
         await ws.send_text(frame("Resume", token))
         await ws.send_text(frame("Consent", CONSENT))
         await ws.receive_text()  # Agree
@@ -198,33 +209,18 @@ class Floor:
             await ws.receive_text()
 
     async def agree(self, campaign: Campaign, ws: WebSocket, token: str) -> None:
-        now = datetime.now(UTC)
+        now = self.stamp(datetime.now(UTC))
         campaign.pool.append((ws, token))
         full = len(campaign.pool) == PER_SESSION
         pool = campaign.pool if full else []
         if full:
             campaign.pool, campaign.started = [], campaign.started + 1
-        mine = participants.c.token == token
 
         async def write(conn: AsyncConnection) -> None:
-            await conn.execute(  # the consent and the move into the pool, as mastok: one
-                update(participants)
-                .where(mine)
-                .values(
-                    consented_at=now,
-                    consent_hash="h",
-                    step="joining",
-                    group_label="default",
-                    queued_at=now,
-                    updated_at=now,
-                )
-            )
+            driver = await _driver(conn)
+            await driver.execute(_AGREE, (now, now, now, token))
             if full:
-                await conn.execute(
-                    update(campaigns)
-                    .where(campaigns.c.id == campaign.id)
-                    .values(session_asked=number)
-                )
+                await driver.execute(_ASK, (number, campaign.id))
 
         number = campaign.started
         await self.writes.commit(write)
@@ -250,32 +246,20 @@ class Floor:
                 for code in codes
             )
         )
-        now = datetime.now(UTC)
+        now = self.stamp(datetime.now(UTC))
         urls = [f"http://otree.invalid/InitializeParticipant/{code}" for code in codes]
 
         async def write(conn: AsyncConnection) -> None:
-            result = await conn.execute(
-                insert(sessions).values(
-                    campaign_id=campaign.id,
-                    number=number,
-                    mastok_id=label,
-                    otree_code=session["code"],
-                    admin_url=session.get("admin_url", ""),
-                    size=PER_SESSION,
-                    created_at=now,
-                )
-            )
-            session_id = result.inserted_primary_key[0]
+            driver = await _driver(conn)
+            row = (campaign.id, number, label, session["code"], session.get("admin_url", ""))
+            added = await driver.execute_fetchall(_ADD_SESSION, (*row, PER_SESSION, now))
+            session_id = next(iter(added))[0]
             rows = [
-                {"t": token, "s": session_id, "c": code, "u": url, "a": now}
+                (session_id, code, url, now, now, token)
                 for (_, token), code, url in zip(pool, codes, urls, strict=True)
             ]
-            await conn.execute(_ASSIGN, rows)
-            await conn.execute(
-                update(campaigns)
-                .where(campaigns.c.id == campaign.id)
-                .values(started_sessions=number, session_asked=None)
-            )
+            await driver.executemany(_ASSIGN, rows)
+            await driver.execute(_COUNT, (number, campaign.id))
 
         await self.writes.commit(write)
         for (ws, _), url in zip(pool, urls, strict=True):

@@ -18,19 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Dialect, Update, bindparam, insert, select, update
+from sqlalchemy import Update, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mastok.clock import aware
 from mastok.db import Database
 from mastok.db.batches import GroupCommit
 from mastok.db.tables import Campaign, OTreeSession, Participant
+from mastok.live import sqlite_writes
 from mastok.live.events import (
     AddParticipant,
     Ask,
@@ -272,7 +273,10 @@ async def _write_change(
                 "created_at": now,
                 "updated_at": now,
             }
-            await connection.execute(_ADD_PARTICIPANT, row)
+            if connection.dialect.name == "sqlite":
+                await sqlite_writes.add_participant(connection, row)
+            else:
+                await connection.execute(_ADD_PARTICIPANT, row)
         case Consented(token, consent_hash):
             await _move(connection, (token,), _consent_values(consent_hash, now), now)
         case _ConsentedAndMoved(Consented(token, consent_hash), move):
@@ -301,7 +305,7 @@ async def _move(
     connection: AsyncConnection, tokens: Sequence[str], values: dict[str, Any], now: datetime
 ) -> None:
     if connection.dialect.name == "sqlite":
-        await _move_sqlite(connection, tokens, values, now)
+        await sqlite_writes.move(connection, tokens, values, now)
         return
     statement = _move_statement(tuple(sorted(values)))
     parameters = {f"new_{column}": value for column, value in values.items()}
@@ -309,47 +313,12 @@ async def _move(
     await connection.execute(statement, parameters)
 
 
-async def _move_sqlite(
-    connection: AsyncConnection, tokens: Sequence[str], values: dict[str, Any], now: datetime
-) -> None:
-    """The same UPDATE on SQLite, straight to aiosqlite in the transaction SQLAlchemy began (as
-    LightMill's batches do: `mastok.lightmill.batch_write`): one crossing to the driver's thread,
-    where SQLAlchemy's cursor takes three (open, execute, close). Every Agree is one."""
-    columns = tuple(sorted(values))
-    moment = _sqlite_moment(connection.dialect)
-    parameters = [moment(v) if isinstance(v, datetime) else v for v in map(values.get, columns)]
-    parameters += (moment(now), *tokens)
-    driver = await _aiosqlite(connection)
-    await driver.execute(_sqlite_move(columns, len(tokens)), parameters)
-
-
-async def _aiosqlite(connection: AsyncConnection) -> Any:
-    """The aiosqlite connection under the transaction SQLAlchemy began (sqlite3 begins it
-    before the first write; SQLAlchemy commits or rolls it back)."""
-    return (await connection.get_raw_connection()).driver_connection
-
-
-@lru_cache(maxsize=64)
-def _sqlite_move(columns: tuple[str, ...], tokens: int) -> str:
-    assigned = ", ".join(f"{column} = ?" for column in (*columns, "updated_at"))
-    listed = ", ".join("?" * tokens)
-    return f"UPDATE {Participant.__tablename__} SET {assigned} WHERE token IN ({listed})"
-
-
-@lru_cache(maxsize=2)
-def _sqlite_moment(dialect: Dialect) -> Callable[[datetime], Any]:
-    """A time as SQLAlchemy stores it in SQLite (its DateTime's text form)."""
-    stored = Participant.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
-    assert stored is not None
-    return stored
-
-
 async def _record_session(
     connection: AsyncConnection, campaign_id: int, change: RecordSession, now: datetime
 ) -> int:
     """The session, each participant's code and URL, and the campaign's count (and state)."""
     if connection.dialect.name == "sqlite":
-        return await _record_session_sqlite(connection, campaign_id, change, now)
+        return await sqlite_writes.record_session(connection, campaign_id, change, now)
     session = change.session
     row = {
         "campaign_id": campaign_id,
@@ -382,49 +351,6 @@ async def _record_session(
     if change.complete:
         values["state"] = CampaignState.COMPLETED
     await connection.execute(update(Campaign).where(Campaign.id == campaign_id).values(values))
-    return session_id
-
-
-_SQLITE_ADD_SESSION = (
-    f"INSERT INTO {OTreeSession.__tablename__} "
-    "(campaign_id, created_at, number, mastok_id, otree_code, admin_url, size) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id"
-)
-_SQLITE_ASSIGN = (
-    f"UPDATE {Participant.__tablename__} SET step = ?, session_id = ?, otree_code = ?, "
-    "start_url = ?, outcome = ?, ended_at = ?, updated_at = ? WHERE token = ?"
-)
-_SQLITE_COUNT_SESSION = (
-    f"UPDATE {Campaign.__tablename__} SET started_sessions = started_sessions + 1, "
-    "session_asked = NULL, updated_at = ?{state} WHERE id = ?"
-)
-
-
-async def _record_session_sqlite(
-    connection: AsyncConnection, campaign_id: int, change: RecordSession, now: datetime
-) -> int:
-    """The same on SQLite, straight to aiosqlite (`_move_sqlite`): three crossings to its
-    thread where SQLAlchemy's cursors took eleven, in the turn that tells a pool Starting."""
-    driver = await _aiosqlite(connection)
-    stamp = _sqlite_moment(connection.dialect)(now)
-    session = change.session
-    row = (campaign_id, stamp, change.number, session.mastok_id, session.code)
-    added = await driver.execute_fetchall(
-        _SQLITE_ADD_SESSION, (*row, session.admin_url, len(change.assignments))
-    )
-    session_id = int(next(iter(added))[0])
-    if change.assignments:
-        started = (str(Step.STARTED), session_id)
-        await driver.executemany(
-            _SQLITE_ASSIGN,
-            [
-                (*started, code, url, str(Outcome.STARTED), stamp, stamp, token)
-                for token, code, url in change.assignments
-            ],
-        )
-    state = ", state = ?" if change.complete else ""
-    counted = (stamp, str(CampaignState.COMPLETED)) if change.complete else (stamp,)
-    await driver.execute(_SQLITE_COUNT_SESSION.format(state=state), (*counted, campaign_id))
     return session_id
 
 

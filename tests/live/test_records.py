@@ -84,31 +84,34 @@ async def test_a_move_of_many_moves_each(db: Database) -> None:
     assert steps == {"t1": Step.PENDING, "t2": Step.LANDED, "t3": Step.PENDING}
 
 
-async def test_times_written_straight_to_sqlite_are_stored_as_sqlalchemy_stores_them(
+async def test_rows_written_straight_to_sqlite_are_stored_as_sqlalchemy_stores_them(
     db: Database,
 ) -> None:
     # Pools are ordered by queued_at in SQL: its text must compare as SQLAlchemy's does.
+    async with db.engine.begin() as connection:
+        reference = {"campaign_id": 1, "token": "ref", "step": Step.LANDED}
+        reference.update(params={"a": 'é"x'}, created_at=NOW, updated_at=NOW)
+        await connection.execute(insert(Participant), reference)  # through SQLAlchemy
     records = Records(db)
-    await records.persist(1, [AddParticipant("t1", "fp", None, ())], NOW)  # through SQLAlchemy
+    await records.persist(1, [AddParticipant("t1", "fp", None, (("a", 'é"x'),))], NOW)
     await records.persist(1, [Move(("t1",), Step.PENDING, "default", NOW)], NOW)
     async with db.engine.connect() as connection:
-        row = (
-            await connection.exec_driver_sql(
-                "SELECT created_at, queued_at, updated_at, typeof(queued_at) FROM participants"
+        rows = {
+            token: rest
+            for token, *rest in await connection.exec_driver_sql(
+                "SELECT token, created_at, queued_at, updated_at, params, typeof(queued_at) "
+                "FROM participants"
             )
-        ).one()
-    assert row[0] == row[1] == row[2] and row[3] == "text"
+        }
+    created, queued, updated, params, kind = rows["t1"]
+    assert created == queued == updated == rows["ref"][0] and kind == "text"
+    assert params == rows["ref"][3]
 
 
-@pytest.mark.parametrize("complete", [False, True], ids=["another", "the last"])
-async def test_a_session_recorded_is_the_same_on_both_databases(
-    database_url: str, complete: bool
-) -> None:
-    # SQLite's statements go straight to its driver, PostgreSQL's through SQLAlchemy.
-    db = Database(async_url(database_url))
-    try:
-        async with db.engine.begin() as connection:
-            campaign_id = (
+async def a_campaign(db: Database) -> int:
+    async with db.engine.begin() as connection:
+        return int(
+            (
                 await connection.execute(
                     insert(Campaign).returning(Campaign.id),
                     {
@@ -126,6 +129,45 @@ async def test_a_session_recorded_is_the_same_on_both_databases(
                     },
                 )
             ).scalar_one()
+        )
+
+
+async def test_a_participant_added_is_the_same_on_both_databases(database_url: str) -> None:
+    db = Database(async_url(database_url))
+    try:
+        campaign_id = await a_campaign(db)
+        added = [
+            AddParticipant("t1", "fp1", "PROLIFIC1", (("study", "s1"), ("é", "ü"))),
+            AddParticipant("t2", "fp2", None, (), Outcome.PAUSED),  # turned away at once
+        ]
+
+        await Records(db).persist(campaign_id, added, NOW)
+
+        async with db.engine.connect() as connection:
+            people = {p.token: p for p in await connection.execute(select(Participant))}
+        first, second = people["t1"], people["t2"]
+        assert (first.campaign_id, first.browser_id, first.identity) == (
+            campaign_id,
+            "fp1",
+            "PROLIFIC1",
+        )
+        assert first.params == {"study": "s1", "é": "ü"}
+        assert (first.step, first.outcome, first.ended_at) == (Step.LANDED, None, None)
+        assert aware(first.created_at) == aware(first.updated_at) == NOW
+        assert (second.params, second.identity, second.step) == (None, None, Step.LEFT)
+        assert (second.outcome, aware(second.ended_at)) == (Outcome.PAUSED, NOW)
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize("complete", [False, True], ids=["another", "the last"])
+async def test_a_session_recorded_is_the_same_on_both_databases(
+    database_url: str, complete: bool
+) -> None:
+    # SQLite's statements go straight to its driver, PostgreSQL's through SQLAlchemy.
+    db = Database(async_url(database_url))
+    try:
+        campaign_id = await a_campaign(db)
         records = Records(db)
         joined = [AddParticipant(t, "fp", None, ()) for t in ("t1", "t2", "t3")]
         await records.persist(campaign_id, joined, NOW)

@@ -1,0 +1,131 @@
+"""The room's writes of every participant on SQLite, straight to aiosqlite.
+
+SQLAlchemy's aiosqlite adapter crosses to the driver's thread three times a statement (a
+cursor opened, the statement, the cursor closed); these statements cross once, in the
+transaction SQLAlchemy began (sqlite3 begins it before the first write; SQLAlchemy commits or
+rolls it back), as LightMill's batches do (`mastok.lightmill.batch_write`). Every participant
+is a row added on Land and moved on Agree, and every session a record: on 2 cores, with 500
+supervisors watching, each crossing was a wait for the processor (bench scenario 7). Values
+are stored as SQLAlchemy stores them (its types' bind processors): PostgreSQL's statements,
+the same changes, stay in `records.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mastok.db.tables import Campaign, OTreeSession, Participant
+from mastok.live.events import RecordSession
+from mastok.states import CampaignState, Outcome, Step
+
+_ADDED = (
+    "campaign_id",
+    "token",
+    "browser_id",
+    "identity",
+    "params",
+    "step",
+    "outcome",
+    "ended_at",
+    "created_at",
+    "updated_at",
+)
+_ADD_PARTICIPANT = (
+    f"INSERT INTO {Participant.__tablename__} ({', '.join(_ADDED)}) "
+    f"VALUES ({', '.join('?' * len(_ADDED))})"
+)
+_ADD_SESSION = (
+    f"INSERT INTO {OTreeSession.__tablename__} "
+    "(campaign_id, created_at, number, mastok_id, otree_code, admin_url, size) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id"
+)
+_ASSIGN = (
+    f"UPDATE {Participant.__tablename__} SET step = ?, session_id = ?, otree_code = ?, "
+    "start_url = ?, outcome = ?, ended_at = ?, updated_at = ? WHERE token = ?"
+)
+_COUNT_SESSION = (
+    f"UPDATE {Campaign.__tablename__} SET started_sessions = started_sessions + 1, "
+    "session_asked = NULL, updated_at = ?{state} WHERE id = ?"
+)
+
+
+async def add_participant(connection: AsyncConnection, row: Mapping[str, Any]) -> None:
+    """The participant's row (`row`: the columns of `_ADDED`)."""
+    moment, as_json = _moment(connection.dialect), _json(connection.dialect)
+    values = [row[column] for column in _ADDED]
+    values[_ADDED.index("params")] = as_json(row["params"])
+    values = [moment(v) if isinstance(v, datetime) else v for v in values]
+    await (await _aiosqlite(connection)).execute(_ADD_PARTICIPANT, values)
+
+
+async def move(
+    connection: AsyncConnection, tokens: Sequence[str], values: dict[str, Any], now: datetime
+) -> None:
+    """UPDATE participants SET these columns (and updated_at) WHERE token IN (tokens)."""
+    columns = tuple(sorted(values))
+    moment = _moment(connection.dialect)
+    parameters = [moment(v) if isinstance(v, datetime) else v for v in map(values.get, columns)]
+    parameters += (moment(now), *tokens)
+    await (await _aiosqlite(connection)).execute(_move(columns, len(tokens)), parameters)
+
+
+async def record_session(
+    connection: AsyncConnection, campaign_id: int, change: RecordSession, now: datetime
+) -> int:
+    """The session, each participant's code and URL, and the campaign's count (and state):
+    three crossings where SQLAlchemy's cursors took eleven, in the turn that tells a pool
+    Starting. Returns the session's id."""
+    driver = await _aiosqlite(connection)
+    stamp = _moment(connection.dialect)(now)
+    session = change.session
+    row = (campaign_id, stamp, change.number, session.mastok_id, session.code)
+    added = await driver.execute_fetchall(
+        _ADD_SESSION, (*row, session.admin_url, len(change.assignments))
+    )
+    session_id = int(next(iter(added))[0])
+    if change.assignments:
+        started = (str(Step.STARTED), session_id)
+        await driver.executemany(
+            _ASSIGN,
+            [
+                (*started, code, url, str(Outcome.STARTED), stamp, stamp, token)
+                for token, code, url in change.assignments
+            ],
+        )
+    state = ", state = ?" if change.complete else ""
+    counted = (stamp, str(CampaignState.COMPLETED)) if change.complete else (stamp,)
+    await driver.execute(_COUNT_SESSION.format(state=state), (*counted, campaign_id))
+    return session_id
+
+
+async def _aiosqlite(connection: AsyncConnection) -> Any:
+    return (await connection.get_raw_connection()).driver_connection
+
+
+@lru_cache(maxsize=64)
+def _move(columns: tuple[str, ...], tokens: int) -> str:
+    assigned = ", ".join(f"{column} = ?" for column in (*columns, "updated_at"))
+    listed = ", ".join("?" * tokens)
+    return f"UPDATE {Participant.__tablename__} SET {assigned} WHERE token IN ({listed})"
+
+
+@lru_cache(maxsize=2)
+def _moment(dialect: Dialect) -> Callable[[datetime], Any]:
+    """A time as SQLAlchemy stores it in SQLite (its DateTime's text form)."""
+    stored = Participant.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
+    assert stored is not None
+    return stored
+
+
+@lru_cache(maxsize=2)
+def _json(dialect: Dialect) -> Callable[[Any], Any]:
+    """Participant.params as SQLAlchemy stores it (JSON text; None as NULL)."""
+    stored = Participant.params.type.dialect_impl(dialect).bind_processor(dialect)
+    assert stored is not None
+    return stored
