@@ -40,7 +40,7 @@ chromium:
 pytest: venv otree-venv chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Benchmarks (not part of `make test`): bench/README.md. About 15 minutes (916 s on the last full run); writes bench/results/latest.*
+# Benchmarks (not part of `make test`): bench/README.md. About 15 minutes (895 s on the last full run); writes bench/results/latest.*
 bench: venv otree-venv wrk $(VENV)/.bench-installed bench/node_modules/.installed
 	$(BIN)/python -m bench all $(BENCH_ARGS)
 
