@@ -57,10 +57,10 @@ _COUNT_SESSION = (
 
 async def add_participant(connection: AsyncConnection, row: Mapping[str, Any]) -> None:
     """The participant's row (`row`: the columns of `_ADDED`)."""
-    moment, as_json = _moment(connection.dialect), _json(connection.dialect)
+    moment, as_json = _moment(connection.dialect), _stored("params", connection.dialect)
     values = [row[column] for column in _ADDED]
-    values[_ADDED.index("params")] = as_json(row["params"])
     values = [moment(v) if isinstance(v, datetime) else v for v in values]
+    values[_ADDED.index("params")] = as_json(row["params"])
     await (await _aiosqlite(connection)).execute(_ADD_PARTICIPANT, values)
 
 
@@ -115,17 +115,15 @@ def _move(columns: tuple[str, ...], tokens: int) -> str:
     return f"UPDATE {Participant.__tablename__} SET {assigned} WHERE token IN ({listed})"
 
 
-@lru_cache(maxsize=2)
 def _moment(dialect: Dialect) -> Callable[[datetime], Any]:
     """A time as SQLAlchemy stores it in SQLite (its DateTime's text form)."""
-    stored = Participant.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
-    assert stored is not None
-    return stored
+    return _stored("updated_at", dialect)
 
 
-@lru_cache(maxsize=2)
-def _json(dialect: Dialect) -> Callable[[Any], Any]:
-    """Participant.params as SQLAlchemy stores it (JSON text; None as NULL)."""
-    stored = Participant.params.type.dialect_impl(dialect).bind_processor(dialect)
+@lru_cache(maxsize=4)
+def _stored(column: str, dialect: Dialect) -> Callable[[Any], Any]:
+    """A value of the participants' `column` as SQLAlchemy stores it (its type's bind
+    processor: a time as text, JSON as text and None as NULL)."""
+    stored = Participant.__table__.c[column].type.dialect_impl(dialect).bind_processor(dialect)
     assert stored is not None
     return stored
