@@ -23,10 +23,9 @@ import gc
 FULL_PASS_AFTER = 100  # passes of generation 1 (CPython's default: 10)
 
 
-def set_for_serving() -> int:
-    """Collect, freeze every object alive now, space out full passes; the number frozen."""
+def set_for_serving() -> None:
+    """Collect, freeze every object alive now, space out full passes."""
     gc.collect()
     gc.freeze()
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, FULL_PASS_AFTER)
-    return gc.get_freeze_count()

@@ -36,9 +36,11 @@ def test_live_objects_are_frozen_and_garbage_is_not(as_it_was: None) -> None:
     garbage = weakref.ref(Cycle())  # unreachable at once, but only a pass frees a cycle
     assert garbage() is not None
 
-    frozen = set_for_serving()
+    set_for_serving()
 
-    assert frozen == gc.get_freeze_count() > 0
+    # Not compared with a count taken earlier: a frozen object freed by another thread (an idle
+    # worker thread of an earlier test ending) leaves the frozen generation at any moment.
+    assert gc.get_freeze_count() > 0
     assert all(obj is not kept for obj in gc.get_objects())  # no pass walks it any more
     assert garbage() is None  # collected, not kept for good
 
