@@ -85,6 +85,11 @@ _LIVE_SESSIONS = (
     .where(OTreeSession.finished_at.is_(None))
 )
 _ADD_SESSION = insert(OTreeSession).returning(OTreeSession.id)
+_ASK = (
+    update(Campaign)
+    .where(Campaign.id == bindparam("asking_campaign"))
+    .values(session_asked=bindparam("asked_number"), updated_at=bindparam("asked_at"))
+)
 _ASSIGN = (
     update(Participant)
     .where(Participant.token == bindparam("assigned_token"))
@@ -258,8 +263,11 @@ async def _write_change(
     """Write one change; the id of the session if it records one."""
     match change:
         case Ask(number):
-            statement = update(Campaign).where(Campaign.id == campaign_id)
-            await connection.execute(statement.values(session_asked=number))
+            if connection.dialect.name == "sqlite":
+                await sqlite_writes.ask(connection, campaign_id, number, now)
+            else:
+                parameters = {"asking_campaign": campaign_id, "asked_number": number}
+                await connection.execute(_ASK, {**parameters, "asked_at": now})
         case AddParticipant(token, browser_id, identity, params, outcome):
             row = {
                 "campaign_id": campaign_id,

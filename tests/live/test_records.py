@@ -13,6 +13,7 @@ from mastok.db import Database, async_url
 from mastok.db.tables import Base, Campaign, OTreeSession, Participant
 from mastok.live.events import (
     AddParticipant,
+    Ask,
     Consented,
     CreatedSession,
     Move,
@@ -156,6 +157,22 @@ async def test_a_participant_added_is_the_same_on_both_databases(database_url: s
         assert aware(first.created_at) == aware(first.updated_at) == NOW
         assert (second.params, second.identity, second.step) == (None, None, Step.LEFT)
         assert (second.outcome, aware(second.ended_at)) == (Outcome.PAUSED, NOW)
+    finally:
+        await db.close()
+
+
+async def test_an_ask_is_the_same_on_both_databases(database_url: str) -> None:
+    db = Database(async_url(database_url))
+    try:
+        campaign_id = await a_campaign(db)
+        later = NOW + timedelta(seconds=5)
+
+        await Records(db).persist(campaign_id, [Ask(2)], later)
+
+        async with db.engine.connect() as connection:
+            campaign = (await connection.execute(select(Campaign))).one()
+        assert (campaign.session_asked, aware(campaign.updated_at)) == (2, later)
+        assert campaign.started_sessions == 0
     finally:
         await db.close()
 
