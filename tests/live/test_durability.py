@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from sqlalchemy import select, text
 
 from mastok.db.tables import Participant
@@ -145,27 +143,6 @@ async def test_a_timed_out_creation_is_claimed_not_repeated(
     assert [s.code for s in sessions] == [start["code"]]
     urls = [await a.until("Starting"), await b.until("Starting")]
     assert sorted(u.rsplit("/", 1)[1] for u in urls) == sorted(start["participant_codes"])
-
-
-async def test_paused_during_a_retry_creates_nothing(
-    make_server: ServerFactory, faulty_otree: tuple[FaultyOTree, str]
-) -> None:
-    proxy, proxy_url = faulty_otree
-    proxy.fail_creations(1)
-    server = make_server(otree_api_url=proxy_url)
-    campaign = running_campaign(server, "halt", per_session=2)
-    supervisor = await server.supervisor("halt")
-    a, _ = await join(server, campaign["slug"], "a")
-    b, _ = await join(server, campaign["slug"], "b")
-    await a.send("Agree")
-    await b.send("Agree")
-    await supervisor.sees("State", "Unavailable")
-    await supervisor.send("State", "Paused")
-    assert await a.until("Disconnect") == "Paused"
-    server.clock.advance(minutes=5)  # any retry would be due
-    await asyncio.sleep(1.5)  # a few ticks: none may create anything
-    assert proxy.session_posts == 1
-    assert campaign_state(server, "halt")["started_sessions"] == 0
 
 
 FAILING_UPDATES = {

@@ -547,6 +547,16 @@ def test_a_due_retry_whose_pool_changed_is_dropped() -> None:
     assert room.room.retry is None and not room.room.unavailable
 
 
+def test_a_retry_due_while_paused_creates_nothing() -> None:
+    room = RoomHarness()
+    room.agree()
+    room.agree()
+    room.do(SessionFailed(1, "down"))
+    room.do(Edited(campaign(state=CampaignState.PAUSED)))
+    assert room.creations(room.tick(minutes=5)) == []
+    assert room.room.members == {}
+
+
 def test_a_session_outcome_for_no_start_in_flight_is_ignored() -> None:
     room = RoomHarness()
     assert room.created(4) == []

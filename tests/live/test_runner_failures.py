@@ -281,6 +281,23 @@ async def test_a_failed_start_retries_with_backoff(setup: Setup) -> None:
     assert setup.runner.room.retry is None
 
 
+async def test_paused_during_a_retry_creates_nothing(setup: Setup) -> None:
+    setup.starter.failures = ["down"]
+    first, _ = await setup.join("a")
+    await setup.join("b")
+    await setup.settle()
+    assert setup.runner.room.retry is not None
+    paused = campaign()
+    paused.state = "Paused"
+    setup.runner.campaign_changed(paused)
+    setup.clock.advance(minutes=5)  # any retry would be due
+    await setup.runner.ask(Tick())  # after the edit: the mailbox is first come, first served
+    await setup.settle()
+    assert setup.starter.starts == 1
+    assert first.frames[-2:] == [Frame("Paused", ""), Frame("Disconnect", "Paused")]
+    assert setup.records.written(RecordSession) == []
+
+
 async def test_an_unreachable_otree_is_retried_as_soon_as_it_answers(setup: Setup) -> None:
     setup.starter.failures, setup.starter.unreachable = ["refused"], True
     first, _ = await setup.join("a")
