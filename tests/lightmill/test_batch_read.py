@@ -7,8 +7,8 @@ from __future__ import annotations
 from mastok.db.batches import ALONE
 from mastok.lightmill.results import TrialResults
 from mastok.lightmill.store import _Post, _Recorded
-from tests.fixtures.app import ClientFactory
-from tests.lightmill.helpers import imported, in_app, lightmill, lock, post_trial
+from tests.fixtures.app import ClientFactory, basic_auth
+from tests.lightmill.helpers import XML, imported, in_app, lightmill, lock, post_trial
 
 
 def test_valid_posts_are_recorded_by_their_batch(make_client: ClientFactory) -> None:
@@ -38,3 +38,46 @@ def test_valid_posts_are_recorded_by_their_batch(make_client: ClientFactory) -> 
         assert answer.info.practice is stored["practice"]
         assert answer.info.measured_block_number == stored["measuredBlockNumber"]
         assert answer.info.measures == stored["measures"]
+
+
+BARE = b"""<?xml version="1.0" encoding="UTF-8"?>
+<experiment id="bare" name="Bare">
+    <factor id="side" type="String"><value id="left"/><value id="right"/></factor>
+    <factor id="color" type="String"><value id="red"/><value id="blue"/></factor>
+    <measure id="time" type="Integer" log="ok"/>
+    <run id="R0">
+        <block class="Block" values="">
+            <trial values=""/>
+            <trial values="color=blue,side=right"/>
+        </block>
+    </run>
+</experiment>
+"""
+
+
+def test_a_trial_without_factor_values_and_one_with_them_in_a_batch(
+    make_client: ClientFactory,
+) -> None:
+    client = make_client(authenticated=False)
+    imported = client.post("/api/import", content=BARE, headers={**basic_auth(), **XML})
+    assert imported.status_code == 200, imported.text
+    token = lock(client, "R0", "bare")
+    service = lightmill(client)
+    posts = [
+        _Post("bare", "R0", 0, 0, TrialResults(token, {"time": "1"}, []), False, service.policy)
+    ]
+
+    async def record(posts: list[_Post]) -> list[_Recorded | object]:
+        async with service.store.db.engine.begin() as connection:
+            return list(await service.store._record_batch(connection, posts))
+
+    [first] = in_app(client, lambda: record(posts))
+    posts = [
+        _Post("bare", "R0", 0, 1, TrialResults(token, {"time": "2"}, []), False, service.policy)
+    ]
+    [second] = in_app(client, lambda: record(posts))
+
+    assert isinstance(first, _Recorded) and isinstance(second, _Recorded)
+    assert first.info.factor_values == {}
+    assert list(second.info.factor_values.items()) == [("side", "right"), ("color", "blue")]
+    assert second.info.factor_values == client.get("/api/trial/bare/R0/0/1").json()["factorValues"]
