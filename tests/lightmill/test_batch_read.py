@@ -55,7 +55,7 @@ BARE = b"""<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
-def test_a_trial_without_factor_values_and_one_with_them_in_a_batch(
+def test_a_trial_without_factor_values_and_one_whose_values_come_in_another_order(
     make_client: ClientFactory,
 ) -> None:
     client = make_client(authenticated=False)
