@@ -13,8 +13,11 @@ from tests.live.helpers import campaign_state, running_campaign
 
 
 async def agree_all(*peers: Peer) -> None:
+    """Each agrees once the one before is in the room: frames sent on different sockets reach
+    the server in no set order, and pools are made in the order it got them."""
     for peer in peers:
         await peer.send("Agree")
+        await peer.until("Instructions")
 
 
 async def starting_url(peer: Peer) -> str:
