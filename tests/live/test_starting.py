@@ -24,6 +24,7 @@ async def test_newcomers_fill_the_next_pool_while_otree_creates_a_session(
     a, _ = await join(server, campaign["slug"], "a")
     b, _ = await join(server, campaign["slug"], "b")
     await a.send("Agree")
+    await a.expect("Instructions")  # in the room before b: sockets have no order between them
     await b.send("Agree")
     await b.expect("Instructions")
     assert await b.expect("JoiningSize") == "2/2"
