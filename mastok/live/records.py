@@ -2,8 +2,9 @@
 
 The room's statements run on plain connections (SQLAlchemy Core), not ORM sessions: they are
 single statements on known tokens, and an ORM session's bookkeeping cost more than the
-statements. The statements every participant causes are built once, with bound parameters
-(building and keying a statement costs as much as running it).
+statements. The writes every participant causes are a module a database with the same
+functions (`sqlite_writes`, straight to the driver; `postgres_writes`, statements built once),
+chosen once for each change.
 
 Each event's writes are one transaction, and the transactions of all rooms are group-committed
 (`mastok.db.batches`): those asked for while a batch commits go together in the next one, each
@@ -18,20 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Update, bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mastok.clock import aware
 from mastok.db import Database
 from mastok.db.batches import GroupCommit
-from mastok.db.tables import Campaign, OTreeSession, Participant
-from mastok.live import sqlite_writes
+from mastok.db.tables import OTreeSession, Participant
+from mastok.live import postgres_writes, sqlite_writes
 from mastok.live.events import (
     AddParticipant,
     Ask,
@@ -44,14 +44,13 @@ from mastok.live.events import (
     SessionsEnded,
 )
 from mastok.live.room import Started, Waiting, key_of
-from mastok.states import WAITING_STEPS, CampaignState, Outcome, Step
+from mastok.states import WAITING_STEPS, Step
 from mastok.tasks import Spawn
 
 # Within the pool's 5 kept connections (SQLAlchemy's default), beside LightMill's writers.
 WRITERS = 2
 READERS = 2
 
-_ADD_PARTICIPANT = insert(Participant)
 _STARTED = (
     select(
         Participant.token,
@@ -84,36 +83,31 @@ _LIVE_SESSIONS = (
     .where(OTreeSession.created_at > bindparam("since"))
     .where(OTreeSession.finished_at.is_(None))
 )
-_ADD_SESSION = insert(OTreeSession).returning(OTreeSession.id)
-_ASK = (
-    update(Campaign)
-    .where(Campaign.id == bindparam("asking_campaign"))
-    .values(session_asked=bindparam("asked_number"), updated_at=bindparam("asked_at"))
-)
-_ASSIGN = (
-    update(Participant)
-    .where(Participant.token == bindparam("assigned_token"))
-    .values(
-        step=Step.STARTED,
-        session_id=bindparam("assigned_session"),
-        otree_code=bindparam("assigned_code"),
-        start_url=bindparam("assigned_url"),
-        outcome=Outcome.STARTED,
-        ended_at=bindparam("assigned_at"),
-        updated_at=bindparam("assigned_at"),
-    )
-)
 
 
-@lru_cache(maxsize=32)
-def _move_statement(columns: tuple[str, ...]) -> Update:
-    """UPDATE participants SET these columns (and updated_at) WHERE token IN (:tokens)."""
-    values: dict[str, Any] = {column: bindparam(f"new_{column}") for column in columns}
-    return (
-        update(Participant)
-        .where(Participant.token.in_(bindparam("tokens", expanding=True)))
-        .values(**values, updated_at=bindparam("new_updated_at"))
-    )
+class RoomWrites(Protocol):
+    """The writes of every participant, one module a database (`sqlite_writes`,
+    `postgres_writes`): the same changes, stored the same way."""
+
+    async def add_participant(
+        self, connection: AsyncConnection, row: Mapping[str, Any]
+    ) -> None: ...
+
+    async def move(
+        self,
+        connection: AsyncConnection,
+        tokens: Sequence[str],
+        values: dict[str, Any],
+        now: datetime,
+    ) -> None: ...
+
+    async def ask(
+        self, connection: AsyncConnection, campaign_id: int, number: int, now: datetime
+    ) -> None: ...
+
+    async def record_session(
+        self, connection: AsyncConnection, campaign_id: int, change: RecordSession, now: datetime
+    ) -> int: ...
 
 
 class Records:
@@ -261,13 +255,10 @@ async def _write_change(
     now: datetime,
 ) -> int | None:
     """Write one change; the id of the session if it records one."""
+    writes: RoomWrites = sqlite_writes if connection.dialect.name == "sqlite" else postgres_writes
     match change:
         case Ask(number):
-            if connection.dialect.name == "sqlite":
-                await sqlite_writes.ask(connection, campaign_id, number, now)
-            else:
-                parameters = {"asking_campaign": campaign_id, "asked_number": number}
-                await connection.execute(_ASK, {**parameters, "asked_at": now})
+            await writes.ask(connection, campaign_id, number, now)
         case AddParticipant(token, browser_id, identity, params, outcome):
             row = {
                 "campaign_id": campaign_id,
@@ -281,24 +272,21 @@ async def _write_change(
                 "created_at": now,
                 "updated_at": now,
             }
-            if connection.dialect.name == "sqlite":
-                await sqlite_writes.add_participant(connection, row)
-            else:
-                await connection.execute(_ADD_PARTICIPANT, row)
+            await writes.add_participant(connection, row)
         case Consented(token, consent_hash):
-            await _move(connection, (token,), _consent_values(consent_hash, now), now)
+            await writes.move(connection, (token,), _consent_values(consent_hash, now), now)
         case _ConsentedAndMoved(Consented(token, consent_hash), move):
             values = {**_consent_values(consent_hash, now), **_move_values(move)}
-            await _move(connection, (token,), values, now)
+            await writes.move(connection, (token,), values, now)
         case MarkReady(token):
-            await _move(connection, (token,), {"ready_at": now}, now)
+            await writes.move(connection, (token,), {"ready_at": now}, now)
         case Move(tokens):
-            await _move(connection, tokens, _move_values(change), now)
+            await writes.move(connection, tokens, _move_values(change), now)
         case Leave(tokens, outcome):
             values = {"step": Step.LEFT, "outcome": outcome, "ended_at": now}
-            await _move(connection, tokens, values, now)
+            await writes.move(connection, tokens, values, now)
         case RecordSession():
-            return await _record_session(connection, campaign_id, change, now)
+            return await writes.record_session(connection, campaign_id, change, now)
         case SessionsEnded(numbers):
             statement = (
                 update(OTreeSession)
@@ -307,59 +295,6 @@ async def _write_change(
             )
             await connection.execute(statement.values(finished_at=now))
     return None
-
-
-async def _move(
-    connection: AsyncConnection, tokens: Sequence[str], values: dict[str, Any], now: datetime
-) -> None:
-    if connection.dialect.name == "sqlite":
-        await sqlite_writes.move(connection, tokens, values, now)
-        return
-    statement = _move_statement(tuple(sorted(values)))
-    parameters = {f"new_{column}": value for column, value in values.items()}
-    parameters.update(tokens=list(tokens), new_updated_at=now)
-    await connection.execute(statement, parameters)
-
-
-async def _record_session(
-    connection: AsyncConnection, campaign_id: int, change: RecordSession, now: datetime
-) -> int:
-    """The session, each participant's code and URL, and the campaign's count (and state)."""
-    if connection.dialect.name == "sqlite":
-        return await sqlite_writes.record_session(connection, campaign_id, change, now)
-    session = change.session
-    row = {
-        "campaign_id": campaign_id,
-        "created_at": now,
-        "number": change.number,
-        "mastok_id": session.mastok_id,
-        "otree_code": session.code,
-        "admin_url": session.admin_url,
-        "size": len(change.assignments),
-    }
-    session_id = int((await connection.execute(_ADD_SESSION, row)).scalar_one())
-    if change.assignments:
-        await connection.execute(
-            _ASSIGN,
-            [
-                {
-                    "assigned_token": token,
-                    "assigned_session": session_id,
-                    "assigned_code": code,
-                    "assigned_url": url,
-                    "assigned_at": now,
-                }
-                for token, code, url in change.assignments
-            ],
-        )
-    values: dict[str, Any] = {
-        "started_sessions": Campaign.started_sessions + 1,
-        "session_asked": None,  # recorded: no longer a number that may exist unrecorded
-    }
-    if change.complete:
-        values["state"] = CampaignState.COMPLETED
-    await connection.execute(update(Campaign).where(Campaign.id == campaign_id).values(values))
-    return session_id
 
 
 def _params(stored: Any) -> tuple[tuple[str, str], ...]:

@@ -8,7 +8,7 @@ is a row added on Land and moved on Agree, and every session an ask and a record
 through SQLAlchemy was 3% of the server's CPU in a join flow): on 2 cores, with 500
 supervisors watching, each crossing was a wait for the processor (bench scenario 7). Values
 are stored as SQLAlchemy stores them (its types' bind processors): PostgreSQL's statements,
-the same changes, stay in `records.py`.
+the same changes, are `postgres_writes`.
 """
 
 from __future__ import annotations
