@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import itertools
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import exc, text
 from starlette.testclient import TestClient
@@ -625,6 +627,79 @@ def test_stored_values_land_in_their_columns(stored: str | None, cells: tuple[An
 
     assert tuple(columns.cells(stored)) == cells
     assert tuple(first) == ("x", "y", "z")
+
+
+# Values at a cell's start: every formula start, numbers `inert` leaves as they are (some a
+# plain decimal, some not), and text around them.
+STARTS = [
+    "-1",
+    "-1.5",
+    "-.5",
+    "-1.",
+    "+3",
+    "-1e5",
+    "-2.5E-3",
+    "+1e+2",
+    "-0",
+    "-1_000",
+    "-inf",
+    "-nan",
+    "- 1",
+    "-1-",
+    "-1 ",
+    "-1x",
+    "-e5",
+    "-.",
+    "-",
+    "+",
+    "=",
+    "=1+1",
+    "@",
+    "@SUM(1)",
+    "\t1",
+    "\t",
+    "\r",
+    "\rx",
+    "1",
+    "1.5",
+    "x",
+    "",
+    "-\u0661",
+    "\u22121",
+    'a":"=b',
+    '=1"',
+    '-1"',
+    "-1\\",
+]
+
+
+@pytest.mark.parametrize("spacing", ["orjson", "postgresql"])
+def test_a_stored_objects_search_makes_the_same_cells_as_the_check_of_each(spacing: str) -> None:
+    columns = export.MeasureColumns([1, 2, 3])
+    csv_writer, json_writer = export._Writer([], "csv"), export._Writer([], "json")
+    for first, second in itertools.product(STARTS, ["5", "-7", "=x"]):
+        values = {"1": first, "3": second, "2": "ok"}
+        stored = orjson.dumps(values).decode()
+        if spacing == "postgresql":  # as PostgreSQL writes a jsonb's text
+            stored = json.dumps(values, ensure_ascii=False)
+        cells = columns.cells(stored)
+
+        made = csv_writer.measures(columns, stored)
+
+        assert list(made) == [export.inert(cell) for cell in cells], stored
+        assert list(made) == list(csv_writer.text(cells))
+        assert json_writer.measures(columns, stored) == cells
+    assert list(csv_writer.measures(columns, None)) == [None, None, None]
+
+
+def test_each_formula_start_is_caught_by_the_stored_objects_search() -> None:
+    for start in export.FORMULA_STARTS:
+        stored = orjson.dumps({"1": start + "x"}).decode()
+
+        assert export._MAYBE_FORMULA.search(stored), start
+        assert export._Writer([], "csv").measures(export.MeasureColumns([1]), stored) == [
+            "'" + start + "x"
+        ]
 
 
 def test_one_column_of_stored_values() -> None:
