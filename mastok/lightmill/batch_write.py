@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mastok.lightmill.measure_values import encode
@@ -38,18 +37,18 @@ class Checked:
 
 
 # SET reads the run's row as it was: the last trial releases the lock (see store._moved_on).
-_WRITE_BATCH = text(
-    """
+# In asyncpg's parameter style: the statement goes straight to the driver, as batch_read's.
+_WRITE_BATCH = """
 WITH posts AS (
-    SELECT * FROM unnest(CAST(:run_pks AS INTEGER[]), CAST(:positions AS INTEGER[]),
-        CAST(:tokens AS TEXT[]), CAST(:trial_pks AS INTEGER[]), CAST(:events AS INTEGER[]),
-        CAST(:measure_values AS TEXT[]))
+    SELECT * FROM unnest(CAST($1 AS INTEGER[]), CAST($2 AS INTEGER[]),
+        CAST($3 AS TEXT[]), CAST($4 AS INTEGER[]), CAST($5 AS INTEGER[]),
+        CAST($6 AS TEXT[]))
         AS p(run_pk, position, token, trial_pk, events, measure_values)
 ), moved AS (
     UPDATE lm_runs AS r SET
         completed_trials = r.completed_trials + 1,
         heartbeat_at = CASE WHEN r.completed_trials + 1 >= r.trial_count THEN NULL
-            ELSE CAST(:now AS TIMESTAMPTZ) END,
+            ELSE CAST($7 AS TIMESTAMPTZ) END,
         lock_token = CASE WHEN r.completed_trials + 1 >= r.trial_count THEN NULL
             ELSE r.lock_token END,
         locked_at = CASE WHEN r.completed_trials + 1 >= r.trial_count THEN NULL
@@ -59,19 +58,18 @@ WITH posts AS (
         AND r.lock_token = posts.token
     RETURNING r.id AS run_pk, posts.trial_pk, posts.events, posts.measure_values
 ), completed AS (
-    UPDATE lm_trials AS t SET completed_at = CAST(:now AS TIMESTAMPTZ), event_count = moved.events,
+    UPDATE lm_trials AS t SET completed_at = CAST($7 AS TIMESTAMPTZ), event_count = moved.events,
         measure_values = moved.measure_values
     FROM moved WHERE t.id = moved.trial_pk
 ), new_events AS (
     INSERT INTO lm_events (trial_id, number, measure_values)
     SELECT e.trial_id, e.number, e.measure_values
-    FROM unnest(CAST(:ev_trial AS INTEGER[]), CAST(:ev_number AS INTEGER[]),
-        CAST(:ev_values AS TEXT[])) AS e(trial_id, number, measure_values)
+    FROM unnest(CAST($8 AS INTEGER[]), CAST($9 AS INTEGER[]),
+        CAST($10 AS TEXT[])) AS e(trial_id, number, measure_values)
     JOIN moved ON moved.trial_pk = e.trial_id
 )
 SELECT run_pk FROM moved
 """
-)
 
 
 async def write_batch(
@@ -91,22 +89,21 @@ async def write_batch(
                 ev_trial.append(post.trial_pk)
                 ev_number.append(number)
                 ev_values.append(stored)
-    moved = await connection.scalars(
+    driver: Any = (await connection.get_raw_connection()).driver_connection  # asyncpg's
+    rows = await driver.fetch(
         _WRITE_BATCH,
-        {
-            "run_pks": [p.run_pk for p in posts],
-            "positions": [p.position for p in posts],
-            "tokens": [p.token for p in posts],
-            "trial_pks": [p.trial_pk for p in posts],
-            "events": [len(p.results.events) for p in posts],
-            "measure_values": [encode(p.ids, p.results.trial) for p in posts],
-            "now": now,
-            "ev_trial": ev_trial,
-            "ev_number": ev_number,
-            "ev_values": ev_values,
-        },
+        [p.run_pk for p in posts],
+        [p.position for p in posts],
+        [p.token for p in posts],
+        [p.trial_pk for p in posts],
+        [len(p.results.events) for p in posts],
+        [encode(p.ids, p.results.trial) for p in posts],
+        now,
+        ev_trial,
+        ev_number,
+        ev_values,
     )
-    return set(moved)
+    return {row[0] for row in rows}
 
 
 # As store._moved_on, for a batch: the runs as their posts' checks found them, in VALUES.
