@@ -3,11 +3,11 @@
 Each run moves on only if it is still as its post's checks found it (same completed trials,
 same lock token); its trial is completed (with its own measures' values) and its events
 inserted only if it moved. On PostgreSQL the statement is data-modifying CTEs over arrays
-(`unnest`): one round trip for a batch, where one statement a step took five. The events' rows
-are checked by their foreign key as any others; a value is keyed by a measure id the post's
-checks resolved among its experiment's measures. SQLite's DML takes no CTE: its statements
-go straight to aiosqlite, a crossing to its thread each, where SQLAlchemy's cursors took three
-or four.
+(`unnest`), sent straight to asyncpg: one round trip for a batch, where one statement a step
+took five. The events' rows are checked by their foreign key as any others; a value is keyed by
+a measure id the post's checks resolved among its experiment's measures. SQLite's DML takes no
+CTE: its statements go straight to aiosqlite, a crossing to its thread each, where
+SQLAlchemy's cursors took three or four.
 """
 
 from __future__ import annotations

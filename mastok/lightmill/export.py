@@ -53,10 +53,10 @@ from mastok.spreadsheet import FORMULA_STARTS, inert
 FORMULA_FIRST = frozenset(start[0] for start in FORMULA_STARTS)
 # A stored value (measure_values.py: a JSON object of texts, with or without PostgreSQL's
 # spaces) that `inert` may change: one starting as FORMULA_STARTS do (a tab or a return
-# escaped), other than a plain decimal number, which `inert` leaves as it is. Conservative:
-# a value it matches is checked by `inert`, cell by cell.
+# escaped, short or as \u0009 and \u000d), other than a plain decimal number, which `inert`
+# leaves as it is. Conservative: a value it matches is checked by `inert`, cell by cell.
 _MAYBE_FORMULA = re.compile(
-    r'":\s*"(?:[=@]|\\[tr]|[-+](?!(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"))'
+    r'":\s*"(?:[=@]|\\(?:[tr]|u000[9dD])|[-+](?!(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"))'
 )
 
 Format = Literal["csv", "json"]

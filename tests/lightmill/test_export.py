@@ -700,6 +700,12 @@ def test_each_formula_start_is_caught_by_the_stored_objects_search() -> None:
         assert export._Writer([], "csv").measures(export.MeasureColumns([1]), stored) == [
             "'" + start + "x"
         ]
+    for escaped in ("\\u0009", "\\u000d", "\\u000D"):  # JSON's long escapes of a tab, a return
+        stored = '{"1": "' + escaped + 'x"}'
+
+        assert export._Writer([], "csv").measures(export.MeasureColumns([1]), stored) == [
+            "'" + orjson.loads(stored)["1"]
+        ]
 
 
 def test_one_column_of_stored_values() -> None:
