@@ -53,6 +53,7 @@ from mastok.web.body_limit import BodyLimit
 from mastok.web.errors import handlers as error_handlers
 from mastok.web.headers import SecurityHeaders
 from mastok.web.participant_limits import JOIN_GATE, JoinGate, ParticipantLimits
+from mastok.web.quick_lane import QuickLane
 from mastok.web.sockets import JOIN_PATH, SUPERVISE_PATH, join_socket, supervise_socket
 from mastok.web.sockets_first import SocketsFirst, socket_app
 from mastok.web.throttle import LoginThrottle, Sleep
@@ -250,6 +251,7 @@ def create_app(
     )
     app = SocketsFirst(
         {prefix + JOIN_PATH: socket_app(join_socket), prefix + SUPERVISE_PATH: supervising},
+        quick_lane=QuickLane(lightmill_api.TRIAL_POST, prefix),
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,

@@ -27,6 +27,9 @@ from starlette.types import Receive, Scope, Send
 
 _VARY = (b"vary", b"Origin")
 _ANY_ORIGIN = (b"access-control-allow-origin", b"*")
+# The scope's key for what a POST raised ahead of the app's middleware (quick_lane.py): the
+# route raises it again, inside them all, so that it is answered as any error.
+FAILED = "mastok.quick_post.failed"
 
 
 class QuickPost:
@@ -51,22 +54,22 @@ class QuickPost:
             await self.route(scope, receive, send)
             return
         request = Request(scope, receive)
+        failed = scope.pop(FAILED, None)
+        if failed is not None:  # met ahead of the middleware (QuickLane): answered here
+            await self._failed(failed, request, send)
+            return
         try:
-            response = self.answer(await self.handler(request))
+            response = await self.respond(request)
         except Exception as error:
             await self._failed(error, request, send)
             return
-        headers = response.raw_headers
-        if any(name == b"origin" for name, _ in scope["headers"]):
-            headers = [*headers, _ANY_ORIGIN, _VARY]
-        else:
-            headers = [*headers, _VARY]
-        await send(
-            {"type": "http.response.start", "status": response.status_code, "headers": headers}
-        )
-        await send({"type": "http.response.body", "body": response.body})
+        await send_answer(scope, response, send)
 
-    async def _failed(self, error: Exception, request: Request, send: Send) -> None:
+    async def respond(self, request: Request) -> Response:
+        """The answer of a POST that succeeds (what the handler raises, else)."""
+        return self.answer(await self.handler(request))
+
+    async def _failed(self, error: BaseException, request: Request, send: Send) -> None:
         """As the route answered an error: the app's handler, under the CORS headers."""
 
         async def failing(scope: Scope, receive: Receive, send: Send) -> None:
@@ -77,3 +80,22 @@ class QuickPost:
             self.route.send, send=send, request_headers=Headers(scope=scope)
         )
         await wrap_app_handling_exceptions(failing, request)(scope, request.receive, cors_send)
+
+
+async def send_answer(
+    scope: Scope,
+    response: Response,
+    send: Send,
+    around: Callable[[list[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]] | None = None,
+) -> None:
+    """A POST's answer with the headers the CORS middleware adds (`around`: what the
+    middleware outside the route would add to them)."""
+    headers = response.raw_headers
+    if any(name == b"origin" for name, _ in scope["headers"]):
+        headers = [*headers, _ANY_ORIGIN, _VARY]
+    else:
+        headers = [*headers, _VARY]
+    if around is not None:
+        headers = around(headers)
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})

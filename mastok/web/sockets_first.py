@@ -9,6 +9,9 @@ there is no body, no session cookie and no page, and the handshake is bounded be
 where the supervisors' keeps its login check: 99 objects a participant's socket instead of 146,
 and 28.1 KiB of server memory a waiting participant instead of 33.5 (2,000 waiting; the bare
 Starlette echo app's socket: 24.4 KiB).
+
+A LightMill trial POST that succeeds is answered ahead of them too, for its time
+(`mastok.web.quick_lane`).
 """
 
 from __future__ import annotations
@@ -21,19 +24,31 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from mastok.web import unavailable
+from mastok.web.quick_lane import QuickLane
 from mastok.web.sockets import try_again_later
 
 Endpoint = Callable[[WebSocket], Awaitable[None]]
 
 
 class SocketsFirst(Starlette):
-    """Starlette's app, which hands each path of `sockets` (full paths) to its own app."""
+    """Starlette's app, which hands each path of `sockets` (full paths) to its own app, and a
+    POST `quick_lane` takes to it (quick_lane.py: LightMill's trial POST)."""
 
-    def __init__(self, sockets: Mapping[str, ASGIApp], **options: Any) -> None:
+    def __init__(
+        self, sockets: Mapping[str, ASGIApp], quick_lane: QuickLane | None = None, **options: Any
+    ) -> None:
         super().__init__(**options)
         self.sockets = dict(sockets)
+        self.quick_lane = quick_lane
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if self.quick_lane is not None and self.quick_lane.takes(scope):
+                scope["app"] = self
+                await self.quick_lane(scope, receive, send, super().__call__)
+                return
+            await super().__call__(scope, receive, send)
+            return
         socket_app = self.sockets.get(scope["path"]) if scope["type"] == "websocket" else None
         if socket_app is None:
             await super().__call__(scope, receive, send)
