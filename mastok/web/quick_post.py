@@ -66,7 +66,7 @@ class QuickPost:
         await send_answer(scope, response, send)
 
     async def respond(self, request: Request) -> Response:
-        """The answer of a POST that succeeds (what the handler raises, else)."""
+        """The answer to a POST that succeeds; what the handler raised, for one that fails."""
         return self.answer(await self.handler(request))
 
     async def _failed(self, error: BaseException, request: Request, send: Send) -> None:
