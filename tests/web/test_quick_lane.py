@@ -5,33 +5,18 @@ middleware, one that fails passes them all."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from starlette.middleware import Middleware
-from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mastok.lightmill.errors import LightMillError, UnknownElement
+from mastok.lightmill.errors import LightMillError
 from mastok.web.headers import SecurityHeaders
 from mastok.web.lightmill_api import _quick_post_route, lightmill_error
 from mastok.web.quick_lane import QuickLane
 from mastok.web.sockets_first import SocketsFirst
-
-
-class Unhandled(Exception):
-    pass
-
-
-async def handler(request: Request) -> Any:
-    what = request.path_params["what"]
-    if what == "unknown":
-        raise UnknownElement("there is no such trial")
-    if what == "bug":
-        raise Unhandled("a bug")
-    return {"echo": (await request.body()).decode(), "n": request.path_params["n"]}
+from tests.web.test_quick_post import handler
 
 
 class Passes:
@@ -85,7 +70,7 @@ def test_posts_are_answered_as_through_the_middleware(
     )
     if path == "trial/1":
         assert now.status_code == 200
-        assert now.json() == {"echo": '{"a": 1}', "n": 1}
+        assert now.json() == {"echo": '{"a": 1}', "n": 1, "ok": True, "none": None}
         assert now.headers["x-frame-options"] == "DENY"
     else:  # LightMill's answer to an unknown element, a bug's, and a path no route matches
         assert now.status_code == {"unknown/1": 400, "bug/1": 500}.get(path, 404)
