@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -80,6 +81,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+async def driver_connection(connection: AsyncConnection) -> Any:
+    """The driver's own connection (aiosqlite's or asyncpg's) under SQLAlchemy's, in the
+    transaction it began: for the statements that go straight to the driver."""
+    return (await connection.get_raw_connection()).driver_connection
 
 
 class Database:

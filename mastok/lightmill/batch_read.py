@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from sqlalchemy import Boolean
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mastok.db.engine import driver_connection
 from mastok.lightmill.tables import LMRun
 
 Key = tuple[str, str, int, int]  # experiment, run, block, trial: as the post's path names it
@@ -84,8 +85,7 @@ async def read_batch(connection: AsyncConnection, keys: Sequence[Key]) -> list[F
     """The rows found for these keys (distinct), by trial, each trial's factors in order; a
     key whose run, block or trial is not there has none. Straight from the driver: through
     SQLAlchemy, the result's set-up cost more than the query (4% of a trial on SQLite)."""
-    raw = await connection.get_raw_connection()
-    driver: Any = raw.driver_connection
+    driver = await driver_connection(connection)
     if connection.dialect.name == "postgresql":
         columns = zip(*keys, strict=True) if keys else ([], [], [], [])
         return [Found._make(row) for row in await driver.fetch(_PG_FOUND, *map(list, columns))]

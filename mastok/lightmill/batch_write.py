@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mastok.db.engine import driver_connection
 from mastok.lightmill.measure_values import encode
 from mastok.lightmill.results import TrialResults
 from mastok.lightmill.tables import LMRun
@@ -89,7 +90,7 @@ async def write_batch(
                 ev_trial.append(post.trial_pk)
                 ev_number.append(number)
                 ev_values.append(stored)
-    driver: Any = (await connection.get_raw_connection()).driver_connection  # asyncpg's
+    driver = await driver_connection(connection)  # asyncpg's
     rows = await driver.fetch(
         _WRITE_BATCH,
         [p.run_pk for p in posts],
@@ -125,8 +126,7 @@ async def _write_batch_sqlite(
 ) -> set[int]:
     """The same on SQLite, on the aiosqlite connection of the transaction SQLAlchemy began
     (sqlite3 begins it before the first write, and SQLAlchemy commits or rolls it back)."""
-    raw = await connection.get_raw_connection()
-    driver: Any = raw.driver_connection  # aiosqlite's
+    driver = await driver_connection(connection)  # aiosqlite's
     dialect = connection.dialect
     # As SQLAlchemy stores a datetime (its SQLite type's; the column's generic type has none,
     # and sqlite3's own adapter wrote the offset, and no fraction for a whole second).

@@ -46,6 +46,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from mastok.clock import aware
 from mastok.db import Database
+from mastok.db.engine import driver_connection
 from mastok.lightmill import tables as t
 from mastok.lightmill.errors import UnknownElement
 from mastok.spreadsheet import FORMULA_STARTS, inert
@@ -480,11 +481,11 @@ async def _driver_rows(conn: AsyncConnection, query: ClauseElement) -> Sequence[
     compiled = query.compile(dialect=conn.dialect)
     assert isinstance(compiled, SQLCompiler)
     params = [compiled.params[name] for name in compiled.positiontup or ()]
-    driver = (await conn.get_raw_connection()).driver_connection
+    driver = await driver_connection(conn)
     try:
         if isinstance(driver, aiosqlite.Connection):
             return list(await driver.execute_fetchall(str(compiled), params))
-        return await driver.fetch(str(compiled), *params)  # type: ignore[union-attr]
+        return await driver.fetch(str(compiled), *params)
     except Exception:
         # Run again through SQLAlchemy (a read): a failure is then raised as everywhere else
         # (a DBAPIError, its parameters hidden), which the CLI and the web handle.

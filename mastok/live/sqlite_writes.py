@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mastok.db.engine import driver_connection
 from mastok.db.tables import Campaign, OTreeSession, Participant
 from mastok.live.events import RecordSession
 from mastok.states import CampaignState, Outcome, Step
@@ -63,7 +64,7 @@ async def add_participant(connection: AsyncConnection, row: Mapping[str, Any]) -
     values = [row[column] for column in _ADDED]
     values = [moment(v) if isinstance(v, datetime) else v for v in values]
     values[_ADDED.index("params")] = as_json(row["params"])
-    await (await _aiosqlite(connection)).execute(_ADD_PARTICIPANT, values)
+    await (await driver_connection(connection)).execute(_ADD_PARTICIPANT, values)
 
 
 async def move(
@@ -74,13 +75,13 @@ async def move(
     moment = _moment(connection.dialect)
     parameters = [moment(v) if isinstance(v, datetime) else v for v in map(values.get, columns)]
     parameters += (moment(now), *tokens)
-    await (await _aiosqlite(connection)).execute(_move(columns, len(tokens)), parameters)
+    await (await driver_connection(connection)).execute(_move(columns, len(tokens)), parameters)
 
 
 async def ask(connection: AsyncConnection, campaign_id: int, number: int, now: datetime) -> None:
     """The number of the session about to be asked of oTree, written before it is asked."""
     stamp = _moment(connection.dialect)(now)
-    await (await _aiosqlite(connection)).execute(_ASK, (number, stamp, campaign_id))
+    await (await driver_connection(connection)).execute(_ASK, (number, stamp, campaign_id))
 
 
 async def record_session(
@@ -89,7 +90,7 @@ async def record_session(
     """The session, each participant's code and URL, and the campaign's count (and state):
     three crossings where SQLAlchemy's cursors took eleven, in the turn that tells a pool
     Starting. Returns the session's id."""
-    driver = await _aiosqlite(connection)
+    driver = await driver_connection(connection)
     stamp = _moment(connection.dialect)(now)
     session = change.session
     row = (campaign_id, stamp, change.number, session.mastok_id, session.code)
@@ -110,10 +111,6 @@ async def record_session(
     counted = (stamp, str(CampaignState.COMPLETED)) if change.complete else (stamp,)
     await driver.execute(_COUNT_SESSION.format(state=state), (*counted, campaign_id))
     return session_id
-
-
-async def _aiosqlite(connection: AsyncConnection) -> Any:
-    return (await connection.get_raw_connection()).driver_connection
 
 
 @lru_cache(maxsize=64)

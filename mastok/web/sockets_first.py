@@ -42,12 +42,9 @@ class SocketsFirst(Starlette):
         self.quick_lane = quick_lane
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            if self.quick_lane is not None and self.quick_lane.takes(scope):
-                scope["app"] = self
-                await self.quick_lane(scope, receive, send, super().__call__)
-                return
-            await super().__call__(scope, receive, send)
+        if scope["type"] == "http" and self.quick_lane and self.quick_lane.takes(scope):
+            scope["app"] = self
+            await self.quick_lane(scope, receive, send, super().__call__)
             return
         socket_app = self.sockets.get(scope["path"]) if scope["type"] == "websocket" else None
         if socket_app is None:
