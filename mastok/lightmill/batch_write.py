@@ -1,13 +1,14 @@
-"""A batch of checked trial posts written: one PostgreSQL statement, or SQLite's three.
+"""A batch of trial posts written: one PostgreSQL statement, or SQLite's three.
 
-Each run moves on only if it is still as its post's checks found it (same completed trials,
-same lock token); its trial is completed (with its own measures' values) and its events
-inserted only if it moved. On PostgreSQL the statement is data-modifying CTEs over arrays
-(`unnest`), sent straight to asyncpg: one round trip for a batch, where one statement a step
-took five. The events' rows are checked by their foreign key as any others; a value is keyed by
-a measure id the post's checks resolved among its experiment's measures. SQLite's DML takes no
-CTE: its statements go straight to aiosqlite, a crossing to its thread each, where
-SQLAlchemy's cursors took three or four.
+Each run moves on only if it is where its post says it is: at the post's trial (the trial's
+position is the run's completed trials: trials are completed in order), locked with the post's
+token. That is all a post's checks of its run asked: this write makes them. Its trial is
+completed (with its own measures' values) and its events inserted only if it moved. On
+PostgreSQL the statement is data-modifying CTEs over arrays (`unnest`), sent straight to
+asyncpg: one round trip for a batch, where one statement a step took five. The events' rows
+are checked by their foreign key as any others; a value is keyed by a measure id resolved
+among its experiment's measures. SQLite's DML takes no CTE: its statements go straight to
+aiosqlite, a crossing to its thread each, where SQLAlchemy's cursors took three or four.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from mastok.lightmill.tables import LMRun
 
 @dataclass(frozen=True, slots=True)
 class Checked:
-    """A post its checks let through: its run as they found it, its trial, its values."""
+    """A post to write: its run, where the post says the run is, its trial, its values."""
 
     run_pk: int
-    position: int  # the run's completed trials when checked
+    position: int  # its trial's: the run's completed trials, if the post is the run's next
     token: str
     trial_pk: int
     ids: Mapping[str, int]  # the measures' ids by code
@@ -38,7 +39,7 @@ class Checked:
 
 
 # SET reads the run's row as it was: the last trial releases the lock (see store._moved_on).
-# In asyncpg's parameter style: the statement goes straight to the driver, as batch_read's.
+# In asyncpg's parameter style: the statement goes straight to the driver, as trial_places' read.
 _WRITE_BATCH = """
 WITH posts AS (
     SELECT * FROM unnest(CAST($1 AS INTEGER[]), CAST($2 AS INTEGER[]),
@@ -76,8 +77,8 @@ SELECT run_pk FROM moved
 async def write_batch(
     connection: AsyncConnection, posts: Sequence[Checked], now: datetime
 ) -> set[int]:
-    """Move each post's run on, complete its trial, insert its values; the runs moved (a run
-    another client changed since the checks is left as it is, with nothing of its post)."""
+    """Move each post's run on, complete its trial, insert its values; the runs moved (a run not
+    at its post's trial, or not locked with its token, is left as it is, with nothing of it)."""
     if connection.dialect.name == "sqlite":
         return await _write_batch_sqlite(connection, posts, now)
     ev_trial: list[int] = []
@@ -107,7 +108,7 @@ async def write_batch(
     return {row[0] for row in rows}
 
 
-# As store._moved_on, for a batch: the runs as their posts' checks found them, in VALUES.
+# As store._moved_on, for a batch: the runs where their posts say they are, in VALUES.
 _SQLITE_MOVE_ON = (
     "UPDATE lm_runs SET completed_trials = completed_trials + 1, "
     "heartbeat_at = CASE WHEN completed_trials + 1 >= trial_count THEN NULL ELSE ? END, "

@@ -7,11 +7,12 @@ last trial releases its lock.
 
 Trial posts are committed in batches (mastok/db/batches.py): a trial post is a few small
 statements, and it is their number, not their size, that costs (a round trip each through
-SQLAlchemy and the driver). A batch's statements each cover all of its posts; a post the batch
-cannot take as it is (a check that refuses it, a measure to register, a second post for the
-same run, a race lost to a lock change) is recorded alone, which gives its precise answer.
-On PostgreSQL a batch needs no transaction of its own (autocommit): its checks only read, and
-its one write, a single statement, moves a run on only if it is still as they found it.
+SQLAlchemy and the driver). A batch reads where its posts' trials sit in their design (kept
+once read, and read ahead: trial_places.py), then writes them all: a run moves on only if it
+is at its post's trial and locked with its token (batch_write.py). A post the batch cannot
+take as it is (no such trial, a measure to register, a second post for the same run, one the
+write refuses) is recorded alone, which gives its precise answer. On PostgreSQL a batch needs
+no transaction of its own (autocommit): its one write is a single statement.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from mastok.db import Database
 from mastok.db.batches import ALONE, Batches, Leave
 from mastok.lightmill import design as d
 from mastok.lightmill import tables as t
-from mastok.lightmill.batch_read import Found, read_batch
 from mastok.lightmill.batch_write import Checked, write_batch
 from mastok.lightmill.errors import (
     CannotImportExperiment,
@@ -61,6 +61,7 @@ from mastok.lightmill.recording import (
     wanted_levels,
 )
 from mastok.lightmill.results import TrialResults
+from mastok.lightmill.trial_places import Key, Place, TrialPlaces
 from mastok.tasks import Spawn
 
 log = logging.getLogger("mastok.lightmill")
@@ -176,6 +177,7 @@ class LightMillStore:
         )
         # Each experiment's measures as last read by a committed trial post (recording.py).
         self._measures: dict[int, Measures] = {}
+        self._places = TrialPlaces()
 
     # Experiments
 
@@ -442,50 +444,40 @@ class LightMillStore:
     async def _record_batch(
         self, connection: AsyncConnection, posts: Sequence[_Post]
     ) -> list[_Recorded | Literal[Leave.ALONE]]:
-        """Posts' checks and writes, a statement for all of them at each step. ALONE for a
-        post to record alone: one the checks refuse (alone, it gets its precise
-        answer), one that names a measure or a level to register, a second one for a run, one
-        whose run changed between its checks and its writes."""
+        """Posts' writes, one statement for all of them (SQLite: three), by their trials'
+        places in the design (read ahead and kept: trial_places.py). ALONE for a post to
+        record alone, where it gets its precise answer: one whose trial is not there, one
+        that names a measure or a level to register, a second one for a run, one the write
+        does not move (its run is not at its trial, or its token is not the lock's)."""
         now = self.clock.now()
-        keys = sorted({(p.experiment, p.run, p.block, p.number) for p in posts})
-        found: dict[tuple[str, str, int, int], Found] = {}
-        factor_values: dict[int, dict[str, str]] = defaultdict(dict)  # by trial
-        for line in await read_batch(connection, keys):
-            found.setdefault((line.experiment, line.run, line.block, line.trial), line)
-            if line.factor is not None and line.value is not None:
-                factor_values[line.trial_pk][line.factor] = line.value
+        places = await self._places.find(connection, {post.key for post in posts})
         measures: dict[int, Measures] = {}
-        taken: dict[int, tuple[_Post, Any, dict[str, int]]] = {}  # by run
+        taken: dict[int, tuple[_Post, Place, dict[str, int]]] = {}  # by run
         for post in posts:
-            row = found.get((post.experiment, post.run, post.block, post.number))
-            if row is None or row.run_pk in taken or not _acceptable(row, post, now):
+            place = places.get(post.key)
+            if place is None or place.run_pk in taken:
                 continue
-            known = measures.get(row.experiment_pk) or self._measures.get(row.experiment_pk)
+            known = measures.get(place.experiment_pk) or self._measures.get(place.experiment_pk)
             if known is None:
-                known = await read_measures(connection, row.experiment_pk)
-            measures[row.experiment_pk] = known
+                known = await read_measures(connection, place.experiment_pk)
+            measures[place.experiment_pk] = known
             ids = known_ids(known, wanted_levels(post.results))
             if ids is None:  # new measures or levels
                 continue
-            taken[row.run_pk] = (post, row, ids)
+            taken[place.run_pk] = (post, place, ids)
         if not taken:
             return [ALONE] * len(posts)
         checked = [
-            Checked(run_pk, row.position, post.results.token, row.trial_pk, ids, post.results)
-            for run_pk, (post, row, ids) in taken.items()
+            Checked(run_pk, place.position, post.results.token, place.trial_pk, ids, post.results)
+            for run_pk, (post, place, ids) in taken.items()
         ]
         moved = await write_batch(connection, checked, now)
-        done = [taken[run_pk] for run_pk in taken if run_pk in moved]
-        if not done:
-            return [ALONE] * len(posts)
-        recorded: dict[int, _Recorded] = {
-            id(post): _Recorded(
-                _recorded_info(post, row, ids, factor_values[row.trial_pk], now),
-                row.experiment_pk,
-                measures[row.experiment_pk],
-            )
-            for post, row, ids in done
-        }
+        recorded: dict[int, _Recorded] = {}
+        for run_pk in moved:
+            post, place, ids = taken[run_pk]
+            self._places.posted(post.key)
+            info = _recorded_info(post, place, ids, now)
+            recorded[id(post)] = _Recorded(info, place.experiment_pk, measures[place.experiment_pk])
         return [recorded.get(id(post), ALONE) for post in posts]
 
     async def _record(self, connection: AsyncConnection, post: _Post) -> _Recorded:
@@ -573,39 +565,27 @@ class LightMillStore:
                 _TRIAL_FACTOR_VALUES, {"trial_pk": found.trial_pk}
             )
         }
-        info = _recorded_info(post, found, ids, factor_values, now)
-        return _Recorded(info, found.experiment_pk, measures)
+        place = Place(
+            found.run_pk,
+            found.experiment_pk,
+            found.measured_number,
+            found.practice,
+            found.trial_pk,
+            found.position,
+            factor_values,
+        )
+        return _Recorded(_recorded_info(post, place, ids, now), found.experiment_pk, measures)
 
 
-def _acceptable(row: Any, post: _Post, now: datetime) -> bool:
-    """Whether `_record`'s checks would let the post through, as the row has its run."""
-    if post.policy is not None:
-        try:
-            _check_lock(
-                row.lock_token,
-                row.heartbeat_at,
-                post.run,
-                post.results.token,
-                post.experiment,
-                post.policy,
-                now,
-            )
-        except LightMillError:
-            return False
-    return row.completed_at is None and row.position == row.completed_trials
-
-
-def _recorded_info(
-    post: _Post, row: Any, ids: Mapping[str, int], factor_values: dict[str, str], now: datetime
-) -> TrialInfo:
+def _recorded_info(post: _Post, place: Place, ids: Mapping[str, int], now: datetime) -> TrialInfo:
     return TrialInfo(
         experiment_id=post.experiment,
         run_id=post.run,
         block_number=post.block,
-        measured_block_number=row.measured_number,
+        measured_block_number=place.measured_number,
         number=post.number,
-        practice=row.practice,
-        factor_values=factor_values,
+        practice=place.practice,
+        factor_values=place.factor_values,
         completed_at=now,
         # As stored, in the measures' order (as `trial` reads them back).
         measures=dict(sorted(post.results.trial.items(), key=lambda item: ids[item[0]])),
@@ -623,6 +603,10 @@ class _Post:
     policy: LockPolicy | None
     max_new_measures: int | None = None
     token_taken: bool = False  # its token was checked and is the lock's
+
+    @property
+    def key(self) -> Key:
+        return (self.experiment, self.run, self.block, self.number)
 
 
 @dataclass(frozen=True)
