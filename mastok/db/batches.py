@@ -16,10 +16,18 @@ statements for all of its items, say), `one(connection, item)` a single item. `G
 is the common case: transaction closures, run one after the other in the batch's transaction.
 
 `autocommit`: for a `many` whose only write is one statement (atomic alone), the batch runs
-without BEGIN and COMMIT, two round trips fewer. A committer does not keep its connection once
-the queue is empty: the pool's pre-ping of the next one (3 round trips with asyncpg) is also
-the time the next batch gathers in. Kept for a second instead, trial batches at 16 clients
-shrank from about 14 posts to 4 and cost more CPU a trial, in mastok and in PostgreSQL.
+without BEGIN and COMMIT, two round trips fewer.
+
+A committer keeps its connection while writes keep coming: once the queue is empty, it gives
+the event loop `hold_turns` more turns (each serves what has arrived meanwhile) before giving
+the connection back. Under a steady load it seldom does, and a batch goes out as soon as the
+last one is done. Giving it back at once cost a checkout and the pool's pre-ping (3 round
+trips with asyncpg) every few batches, while the posts waiting for them left mastok's loop
+idle. The turns keep the loop polling rather than asleep: holding the connection for 0.1 s on
+a timer instead (the loop asleep until the next post) gained less. PostgreSQL trial logging
+at 16 clients, three legs of each in turns: about 4,300 trials a second giving it back at
+once, 5,700 on the timer, 6,300 with the turns, at less CPU a trial in mastok and in
+PostgreSQL (bench/README.md, scenario 6).
 """
 
 from __future__ import annotations
@@ -50,10 +58,13 @@ Many = Callable[[AsyncConnection, Sequence[P]], Awaitable[Sequence[R | Literal[L
 One = Callable[[AsyncConnection, P], Awaitable[R]]
 Work = Callable[[AsyncConnection], Awaitable[Any]]
 
+HOLD_TURNS = 30  # turns of the event loop a committer keeps its connection with nothing queued
+
 
 class Batches(Generic[P, R]):
     """`parallel`: batches committing at once, each on a connection of its own (on SQLite
-    always one: it takes one writer at a time); `autocommit`: the module's docstring."""
+    always one: it takes one writer at a time); `autocommit`, `hold_turns`: the module's
+    docstring."""
 
     def __init__(
         self,
@@ -63,6 +74,7 @@ class Batches(Generic[P, R]):
         parallel: int = 1,
         spawn: Spawn | None = None,
         autocommit: bool = False,
+        hold_turns: int = HOLD_TURNS,
     ) -> None:
         self.db = db
         self._spawn = spawn or create_task
@@ -70,6 +82,7 @@ class Batches(Generic[P, R]):
         self._one = one
         self._parallel = 1 if db.is_sqlite else parallel
         self._autocommit = autocommit
+        self._hold_turns = hold_turns
         self._queued: list[tuple[P, asyncio.Future[R]]] = []
         self._committers: set[asyncio.Task[None]] = set()
 
@@ -86,16 +99,16 @@ class Batches(Generic[P, R]):
         return await done
 
     async def _commit_batches(self) -> None:
-        """Commit what is queued, a batch per transaction, until nothing is, on a connection
-        kept from one batch to the next. A batch whose transaction fails wrote nothing: its
-        items are written alone, and the next batch gets a new connection."""
+        """Commit what is queued, a batch per transaction, until nothing is within the hold,
+        on a connection kept from one batch to the next. A batch whose transaction fails wrote
+        nothing: its items are written alone, and the next batch gets a new connection."""
         batch: list[tuple[P, asyncio.Future[R]]] = []
         try:
             while self._queued:
                 async with self.db.engine.connect() as connection:
                     if self._autocommit:
                         await connection.execution_options(isolation_level="AUTOCOMMIT")
-                    while self._queued:
+                    while await self._more():
                         batch, self._queued = self._queued, []
                         try:
                             async with connection.begin():
@@ -119,6 +132,14 @@ class Batches(Generic[P, R]):
             for _, done in batch + self._queued:
                 done.cancel()
             self._queued = []
+
+    async def _more(self) -> bool:
+        """Whether writes are queued, now or within the hold's turns of the loop."""
+        for _ in range(self._hold_turns):
+            if self._queued:
+                break
+            await asyncio.sleep(0)
+        return bool(self._queued)
 
     async def _write_alone(self, item: P, done: asyncio.Future[R]) -> None:
         if done.done():  # its caller gave up waiting

@@ -78,6 +78,23 @@ async def test_an_item_queued_as_the_committer_ends_is_written(db: Database) -> 
     assert await asyncio.wait_for(batches.write(8), 5) == 80
 
 
+async def test_a_committer_keeps_its_connection_while_writes_keep_coming(db: Database) -> None:
+    connections: list[AsyncConnection] = []
+
+    async def many(connection: AsyncConnection, items: Sequence[int]) -> list[int]:
+        connections.append(connection)
+        return list(items)
+
+    held = Batches(db, many, Recorder().one)
+    given_back = Batches(db, many, Recorder().one, hold_turns=0)
+    for batches in (held, given_back):
+        assert await batches.write(1) == 1
+        assert await batches.write(2) == 2  # queued a turn after the first was answered
+
+    assert connections[0] is connections[1]
+    assert connections[2] is not connections[3]
+
+
 async def test_an_autocommit_batch_runs_outside_a_transaction(postgres_database_url: str) -> None:
     """Each statement is a transaction of its own (its own now()): a `many` must write in one
     statement. The connection goes back to the pool as it came."""
