@@ -7,10 +7,10 @@ queued in the joining pool: one statement, as mastok since issue 15's third roun
 `Instructions` and `JoiningSize` to it and the new size to the others in the pool. The fourth
 `Agree` of a campaign fills the pool: the session's number asked (the campaign's row updated, in the
 same transaction), oTree's session created and read back and each participant's vars set (the same
-calls to the same stub oTree, through the same HTTP client), then one transaction records it (the
-session's row, each participant's code and URL, the campaign's count) and each member gets
-`Starting`, then `Disconnect` and the close. Each event's writes are one transaction, committed
-together with those of the other events queued meanwhile (a group commit, as mastok's: one
+calls to the same stub oTree, straight through aiohttp's client as mastok's), then one transaction
+records it (the session's row, each participant's code and URL, the campaign's count) and each
+member gets `Starting`, then `Disconnect` and the close. Each event's writes are one transaction,
+committed together with those of the other events queued meanwhile (a group commit, as mastok's: one
 transaction per event costs SQLite more than the join's other work), each statement straight to
 aiosqlite as mastok's on SQLite (`mastok/live/sqlite_writes.py`). No state machine, no
 supervisors, no checks: what is left when mastok's own machinery is taken away.
@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-from httpx_aiohttp import AiohttpTransport
+import aiohttp
 from sqlalchemy import (
     JSON,
     Column,
@@ -170,7 +169,7 @@ class GroupCommit:
 
 
 class Floor:
-    def __init__(self, engine: AsyncEngine, otree: httpx.AsyncClient) -> None:
+    def __init__(self, engine: AsyncEngine, otree: aiohttp.ClientSession) -> None:
         self.engine = engine
         self.writes = GroupCommit(engine)
         self.otree = otree
@@ -232,17 +231,21 @@ class Floor:
         if full:
             await self.start(campaign, number, pool)
 
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
+        async with self.otree.request(method, path, json=body) as response:
+            return json.loads(await response.read() or b"{}")
+
     async def start(
         self, campaign: Campaign, number: int, pool: list[tuple[WebSocket, str]]
     ) -> None:
         label = f"mk:{campaign.slug}:{number}"
         body = {"session_config_name": CONFIG, "num_participants": PER_SESSION, "label": label}
-        created = (await self.otree.post("/api/sessions", json=body)).json()
-        session = (await self.otree.get(f"/api/sessions/{created['code']}")).json()
+        created = await self.call("POST", "/api/sessions", body)
+        session = await self.call("GET", f"/api/sessions/{created['code']}")
         codes = [p["code"] for p in session["participants"]]
         await asyncio.gather(
             *(
-                self.otree.post(f"/api/participant_vars/{code}", json={"vars": {"g": "default"}})
+                self.call("POST", f"/api/participant_vars/{code}", {"vars": {"g": "default"}})
                 for code in codes
             )
         )
@@ -270,22 +273,24 @@ class Floor:
 
 def create_app(database_url: str, otree_url: str) -> Starlette:
     engine = create_engine(async_url(database_url))
-    otree = httpx.AsyncClient(
-        base_url=otree_url,
-        headers={"otree-rest-key": OTREE_KEY},
-        transport=AiohttpTransport(),
-        timeout=10,
-    )
-    floor = Floor(engine, otree)
+    floor: Floor | None = None
 
     async def lifespan(app: Starlette) -> Any:
+        nonlocal floor
         async with engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
+        otree = aiohttp.ClientSession(  # as mastok's client (mastok/otree/client.py)
+            base_url=otree_url,
+            headers={"otree-rest-key": OTREE_KEY},
+            timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=10),
+        )
+        floor = Floor(engine, otree)
         yield
-        await otree.aclose()
+        await otree.close()
         await engine.dispose()
 
     async def join(ws: WebSocket) -> None:
+        assert floor is not None, "the lifespan made it"
         with contextlib.suppress(WebSocketDisconnect):
             await floor.join(ws)
 

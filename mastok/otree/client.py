@@ -2,6 +2,12 @@
 
 Every failure of oTree or of the way to it becomes an `OTreeError` subclass carrying oTree's
 own message, so callers can show it and never crash on it.
+
+Calls go straight through aiohttp's client. A session start makes a call per participant (its
+vars): through httpx (on aiohttp's transport since httpx's own cost 0.7 ms of CPU a call here,
+aiohttp's 0.3), httpx's requests, URLs, responses and cookie jar were 16% of mastok's CPU on a
+join (py-spy, bench scenario 2), as much as aiohttp's own work underneath. TLS is verified as
+httpx verifies it (`httpx.create_ssl_context`: certifi's authorities, or SSL_CERT_FILE).
 """
 
 from __future__ import annotations
@@ -16,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from mastok.otree.urls import http_url
 
@@ -26,7 +31,8 @@ if TYPE_CHECKING:
 
 # oTree's server (uvicorn) closes a connection idle for 5 s: a pooled one is dropped sooner, so
 # a call never goes out on a connection oTree is closing.
-_POOL = httpx.Limits(max_connections=100, keepalive_expiry=4.0)
+_MAX_CONNECTIONS = 100
+_KEEPALIVE = 4.0
 
 
 class OTreeError(Exception):
@@ -126,6 +132,17 @@ class Progress:
         return self.index > self.page_count
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    reason: str
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+
 class OTreeClient:
     def __init__(
         self,
@@ -133,23 +150,18 @@ class OTreeClient:
         api_key: str,
         *,
         timeout: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.metrics = metrics
-        self._http = httpx.AsyncClient(
-            base_url=self.api_url,
-            headers={"otree-rest-key": api_key},
-            timeout=timeout,
-            # httpx's own transport (httpcore) cost 0.7 ms of CPU a call here, aiohttp's 0.3:
-            # a session start makes one call per participant (its vars), so this is most of
-            # the join's cost of talking to oTree (bench/README.md, scenario 1).
-            transport=transport or AiohttpTransport(limits=_POOL),
-        )
+        self._headers = {"otree-rest-key": api_key}
+        # As httpx's timeout was: each of connecting and each read, not the whole call.
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
+        self._http: aiohttp.ClientSession | None = None  # made on the first call, in its loop
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
 
     async def version(self) -> str:
         data = await self._request("GET", "/api/otree_version")
@@ -199,23 +211,23 @@ class OTreeClient:
     async def session_progress(self, code: str) -> list[Progress]:
         """Each participant's page in session `code` (`GET /api/export_wide?session_code=`),
         in the export's order."""
-        response = await self._send("GET", "/api/export_wide", params={"session_code": code})
-        return parse_progress(response.text)
+        answer = await self._send("GET", "/api/export_wide", params={"session_code": code})
+        return parse_progress(answer.text)
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         """oTree's answer as JSON."""
-        response = await self._send(method, path, **kwargs)
-        if not response.content:
+        answer = await self._send(method, path, **kwargs)
+        if not answer.content:
             return {}
         try:
-            return json.loads(response.content)
+            return json.loads(answer.content)
         except ValueError:
             raise OTreeServerError(
                 f"oTree answered {method} {path} with something that is not JSON",
-                response.status_code,
+                answer.status,
             ) from None
 
-    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _send(self, method: str, path: str, **kwargs: Any) -> _Answer:
         """oTree's answer; each call timed and its error counted in the metrics."""
         started = time.perf_counter()
         error: OTreeError | None = None
@@ -228,41 +240,42 @@ class OTreeClient:
             if self.metrics is not None:
                 self.metrics.otree_request(time.perf_counter() - started, error)
 
-    async def _exchange(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _exchange(self, method: str, path: str, **kwargs: Any) -> _Answer:
         if not self.api_url:
             raise OTreeNotConfigured("oTree's API URL is not set (MASTOK_OTREE_API_URL)")
         try:
-            response = await self._http.request(method, path, **kwargs)
-        except httpx.TimeoutException as error:
-            if _timed_out(error):
-                raise OTreeTimeout(f"oTree did not answer in time ({method} {path})") from None
-            raise OTreeUnreachable(
-                f"cannot reach oTree at {self.api_url}: {error.__cause__ or error}"
-            ) from None
-        except httpx.HTTPError as error:
+            async with self._session().request(
+                method, self.api_url + path, headers=self._headers, **kwargs
+            ) as response:
+                answer = _Answer(response.status, response.reason or "", await response.read())
+        except TimeoutError:  # aiohttp's own timeouts are TimeoutErrors too
+            raise OTreeTimeout(f"oTree did not answer in time ({method} {path})") from None
+        except aiohttp.ClientError as error:
             raise OTreeUnreachable(
                 f"cannot reach oTree at {self.api_url}: {error or type(error).__name__}"
             ) from None
-        if response.status_code >= 400:
-            raise _error_for(response)
-        return response
+        if answer.status >= 400:
+            raise _error_for(answer)
+        return answer
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            connector = aiohttp.TCPConnector(
+                limit=_MAX_CONNECTIONS,
+                keepalive_timeout=_KEEPALIVE,
+                ssl=httpx.create_ssl_context(),
+            )
+            self._http = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self._http
 
 
-def _timed_out(error: httpx.TimeoutException) -> bool:
-    """Whether oTree really took too long. httpx-aiohttp maps every aiohttp connection error
-    (refused, reset, closed mid-answer) to `httpx.ConnectTimeout`; only a `TimeoutError`
-    underneath is one."""
-    cause = error.__cause__
-    return not isinstance(cause, aiohttp.ClientError) or isinstance(cause, TimeoutError)
-
-
-def _error_for(response: httpx.Response) -> OTreeError:
-    status = response.status_code
+def _error_for(response: _Answer) -> OTreeError:
+    status = response.status
     kind = _BY_STATUS.get(status, OTreeServerError)
     return kind(_message_of(response) or f"oTree answered {status}", status)
 
 
-def _message_of(response: httpx.Response) -> str:
+def _message_of(response: _Answer) -> str:
     """oTree's own error text: a JSON detail, or the plain text it sent (not an HTML page)."""
     text = response.text.strip()
     try:
@@ -276,7 +289,7 @@ def _message_of(response: httpx.Response) -> str:
     if isinstance(data, str):
         return data
     if text.lower().startswith(("<!doctype", "<html")):
-        return f"oTree answered {response.status_code} ({response.reason_phrase})"
+        return f"oTree answered {response.status} ({response.reason})"
     return text[:500]
 
 

@@ -102,13 +102,9 @@ def test_recorded_trials_are_counted(make_client: Any) -> None:
     assert value(samples, "mastok_lightmill_trials_total") == 1
 
 
-async def test_failed_otree_calls_are_timed_and_counted() -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
-
+async def test_failed_otree_calls_are_timed_and_counted(refused_url: str) -> None:
     metrics = Metrics()
-    transport = httpx.MockTransport(refuse)
-    otree = OTreeClient("http://otree.invalid", "key", transport=transport, metrics=metrics)
+    otree = OTreeClient(refused_url, "key", metrics=metrics)
     with pytest.raises(OTreeUnreachable):
         await otree.list_sessions()
     await otree.aclose()
