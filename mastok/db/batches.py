@@ -18,16 +18,15 @@ is the common case: transaction closures, run one after the other in the batch's
 `autocommit`: for a `many` whose only write is one statement (atomic alone), the batch runs
 without BEGIN and COMMIT, two round trips fewer.
 
-A committer keeps its connection while writes keep coming: once the queue is empty, it gives
-the event loop `hold_turns` more turns (each serves what has arrived meanwhile) before giving
-the connection back. Under a steady load it seldom does, and a batch goes out as soon as the
-last one is done. Giving it back at once cost a checkout and the pool's pre-ping (3 round
-trips with asyncpg) every few batches, while the posts waiting for them left mastok's loop
-idle. The turns keep the loop polling rather than asleep: holding the connection for 0.1 s on
-a timer instead (the loop asleep until the next post) gained less. PostgreSQL trial logging
-at 16 clients, three legs of each in turns: about 4,300 trials a second giving it back at
-once, 5,700 on the timer, 6,300 with the turns, at less CPU a trial in mastok and in
-PostgreSQL (bench/README.md, scenario 6).
+A committer keeps its connection while writes keep coming: once the queue is empty, it waits
+up to `hold` seconds for the next one before giving the connection back. Under a steady load it
+never does, and a batch goes out as soon as the last one is done. Giving it back at once cost
+a checkout and the pool's pre-ping (3 round trips with asyncpg) every few batches, while the
+posts waiting for them left mastok's loop idle. PostgreSQL trial logging at 16 clients, three
+legs of each in turns: about 4,300 trials a second giving it back at once, 5,700 with the
+hold. Polling instead (the connection kept for 30 more turns of the loop, never asleep) gave
+6,300 in those legs, but no more than the hold in a later pair of runs (5,100 against 6,300),
+and it takes CPU from whatever shares the cores (bench/README.md, scenario 6).
 """
 
 from __future__ import annotations
@@ -58,13 +57,12 @@ Many = Callable[[AsyncConnection, Sequence[P]], Awaitable[Sequence[R | Literal[L
 One = Callable[[AsyncConnection, P], Awaitable[R]]
 Work = Callable[[AsyncConnection], Awaitable[Any]]
 
-HOLD_TURNS = 30  # turns of the event loop a committer keeps its connection with nothing queued
+HOLD = 0.1  # seconds a committer keeps its connection with nothing queued
 
 
 class Batches(Generic[P, R]):
     """`parallel`: batches committing at once, each on a connection of its own (on SQLite
-    always one: it takes one writer at a time); `autocommit`, `hold_turns`: the module's
-    docstring."""
+    always one: it takes one writer at a time); `autocommit`, `hold`: the module's docstring."""
 
     def __init__(
         self,
@@ -74,7 +72,7 @@ class Batches(Generic[P, R]):
         parallel: int = 1,
         spawn: Spawn | None = None,
         autocommit: bool = False,
-        hold_turns: int = HOLD_TURNS,
+        hold: float = HOLD,
     ) -> None:
         self.db = db
         self._spawn = spawn or create_task
@@ -82,14 +80,17 @@ class Batches(Generic[P, R]):
         self._one = one
         self._parallel = 1 if db.is_sqlite else parallel
         self._autocommit = autocommit
-        self._hold_turns = hold_turns
+        self._hold = hold
         self._queued: list[tuple[P, asyncio.Future[R]]] = []
         self._committers: set[asyncio.Task[None]] = set()
+        self._holding: list[asyncio.Future[None]] = []  # committers waiting for a write
 
     async def write(self, item: P) -> R:
         """Write the item; its result once committed, or what it raised."""
         done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queued.append((item, done))
+        for holding in self._holding:
+            settle(holding, None)
         # A committer that found the queue empty is done, even before its callback runs.
         self._committers = {c for c in self._committers if not c.done()}
         if len(self._committers) < self._parallel:
@@ -134,12 +135,19 @@ class Batches(Generic[P, R]):
             self._queued = []
 
     async def _more(self) -> bool:
-        """Whether writes are queued, now or within the hold's turns of the loop."""
-        for _ in range(self._hold_turns):
-            if self._queued:
-                break
-            await asyncio.sleep(0)
-        return bool(self._queued)
+        """Whether writes are queued, now or within the hold."""
+        if self._queued or self._hold <= 0:
+            return bool(self._queued)
+        loop = asyncio.get_running_loop()
+        holding: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(self._hold, settle, holding, None)
+        self._holding.append(holding)
+        try:
+            await holding
+        finally:
+            timer.cancel()
+            self._holding.remove(holding)
+        return bool(self._queued)  # a write may have come as the hold ended
 
     async def _write_alone(self, item: P, done: asyncio.Future[R]) -> None:
         if done.done():  # its caller gave up waiting

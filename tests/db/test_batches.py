@@ -85,14 +85,17 @@ async def test_a_committer_keeps_its_connection_while_writes_keep_coming(db: Dat
         connections.append(connection)
         return list(items)
 
-    held = Batches(db, many, Recorder().one)
-    given_back = Batches(db, many, Recorder().one, hold_turns=0)
+    held = Batches(db, many, Recorder().one, hold=3600)  # longer than the test, whatever the clock
+    given_back = Batches(db, many, Recorder().one, hold=0)
     for batches in (held, given_back):
         assert await batches.write(1) == 1
         assert await batches.write(2) == 2  # queued a turn after the first was answered
 
     assert connections[0] is connections[1]
     assert connections[2] is not connections[3]
+    for committer in held._committers:  # still holding: let its connection go
+        committer.cancel()
+    await asyncio.gather(*held._committers, return_exceptions=True)
 
 
 async def test_an_autocommit_batch_runs_outside_a_transaction(postgres_database_url: str) -> None:
