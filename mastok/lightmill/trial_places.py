@@ -32,8 +32,9 @@ Key = tuple[str, str, int, int]  # experiment, run, block, trial: as the post's 
 
 # A post's trial and the next 31 of its run: one read for 32 posts of a run.
 AHEAD = 32
-# Places kept at most (about 300 bytes each): 1,024 runs logged at once, 32 places ahead each.
-# Past it, those kept are dropped and read again as posts need them.
+# Places kept at most: 1,024 runs logged at once, 32 places ahead each; about 0.8 KB a place
+# with four factor values (0.4 KB of objects, the rest their texts), 26 MB at most. Past it,
+# those kept are dropped and read again as posts need them.
 LIMIT = 32_768
 
 _PG_POSTS = """
