@@ -33,6 +33,14 @@ TIME = {"trial": {"time": 1}, "events": []}
 
 
 @pytest.fixture
+def client(make_client: ClientFactory) -> TestClient:
+    """An anonymous client of an app with pointing.xml imported."""
+    anonymous = make_client(authenticated=False)
+    imported(anonymous)
+    return anonymous
+
+
+@pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[list[Key]]:
     """The keys of each read of places, as the store's batches make them."""
     made: list[list[Key]] = []
@@ -46,10 +54,8 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[list[Key]]:
 
 
 def test_a_runs_next_posts_read_nothing_once_read_ahead(
-    make_client: ClientFactory, reads: list[list[Key]]
+    client: TestClient, reads: list[list[Key]]
 ) -> None:
-    client = make_client(authenticated=False)
-    imported(client)
     token = lock(client, "S0")
 
     for block, trial in S0:
@@ -60,10 +66,8 @@ def test_a_runs_next_posts_read_nothing_once_read_ahead(
 
 
 def test_a_post_its_write_refuses_gets_its_precise_answer_and_the_places_stay(
-    make_client: ClientFactory, reads: list[list[Key]]
+    client: TestClient, reads: list[list[Key]]
 ) -> None:
-    client = make_client(authenticated=False)
-    imported(client)
     token = lock(client, "S0")
     assert post_trial(client, "S0", 0, 0, token, TIME).status_code == 200
     before = row_counts(client)
@@ -87,10 +91,8 @@ def places(client: TestClient, keys: list[Key], ahead: int) -> dict[Key, Place]:
 
 
 def test_a_read_takes_the_trial_and_those_after_it_in_its_run_across_blocks(
-    make_client: ClientFactory,
+    client: TestClient,
 ) -> None:
-    client = make_client(authenticated=False)
-    imported(client)
 
     found = places(client, [("pointing", "S0", 0, 1), ("pointing", "S9", 0, 0)], ahead=3)
 
@@ -108,9 +110,7 @@ def test_a_read_takes_the_trial_and_those_after_it_in_its_run_across_blocks(
     assert len({p.run_pk for p in found.values()}) == 1
 
 
-def test_two_posts_of_a_run_read_at_once_give_each_trial_once(make_client: ClientFactory) -> None:
-    client = make_client(authenticated=False)
-    imported(client)
+def test_two_posts_of_a_run_read_at_once_give_each_trial_once(client: TestClient) -> None:
 
     found = places(client, [("pointing", "S0", 0, 0), ("pointing", "S0", 0, 1)], ahead=2)
 
@@ -127,9 +127,7 @@ def test_two_posts_of_a_run_read_at_once_give_each_trial_once(make_client: Clien
     }
 
 
-def test_the_places_kept_stay_within_their_limit(make_client: ClientFactory) -> None:
-    client = make_client(authenticated=False)
-    imported(client)
+def test_the_places_kept_stay_within_their_limit(client: TestClient) -> None:
     kept = TrialPlaces(ahead=6, limit=7)
 
     async def find(keys: list[Key]) -> dict[Key, Place]:
@@ -147,9 +145,7 @@ def test_the_places_kept_stay_within_their_limit(make_client: ClientFactory) -> 
     assert len(kept) == 2 + 5  # S0's from its second trial on
 
 
-def test_valid_posts_are_recorded_by_their_batch(make_client: ClientFactory) -> None:
-    client = make_client(authenticated=False)
-    imported(client)
+def test_valid_posts_are_recorded_by_their_batch(client: TestClient) -> None:
     s0, s1 = lock(client, "S0"), lock(client, "S1")
     assert post_trial(client, "S0", 0, 0, s0, {"trial": {"time": 1}}).status_code == 200
     service = lightmill(client)
