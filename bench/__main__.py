@@ -32,6 +32,7 @@ from bench import (
     report,
     restart,
     scenarios,
+    speed,
     study,
 )
 from bench.servers import node_available
@@ -316,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.time()
     load_before = [round(x, 2) for x in os.getloadavg()]
+    ctx.speed.append(speed.probe("start"))
     baseline = None
     try:
         if args.scenario == "compare":
@@ -338,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.time() - started, 1),
         "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "load_average": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]},
+        "machine_speed": [*ctx.speed, speed.probe("end")],
         "machine": report.machine(),
         "git": report.git(),
         "settings": {
@@ -501,8 +504,11 @@ def run_all(ctx: scenarios.Context, quick: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {}
     scenarios.client_ceiling(ctx)
     out.update(run_one(ctx, scenario_args("waiting_room", quick, "--backend", "both")))
-    # Same run, same client: the echo ceiling right after mastok's saturation run on SQLite.
-    out["ceiling"] = scenarios.ceiling(ctx, out["waiting_room_sqlite"]["saturation"])
+    # The ceiling's own mastok saturation run, between the echo app's and the work-equivalent
+    # app's: each share's two rates measured within a minute, not minutes apart (this machine's
+    # speed drifts that much: bench/README.md, scenario 2).
+    ctx.speed.append(speed.probe("ceiling"))
+    out["ceiling"] = scenarios.ceiling(ctx)
     for name in (
         "holding",
         "fanout",
@@ -515,6 +521,7 @@ def run_all(ctx: scenarios.Context, quick: bool = False) -> dict[str, Any]:
         "failover",
         "study",
     ):
+        ctx.speed.append(speed.probe(name))
         out.update(run_one(ctx, scenario_args(name, quick)))
     return out
 

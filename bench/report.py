@@ -11,6 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench import speed
 from mastok.config import PROJECT_ROOT
 
 KIB = 1024
@@ -463,11 +464,11 @@ def _logging_targets(lm: dict[str, Any]) -> list[dict[str, Any]]:
     if lm.get("status") == "not run":
         return [_row("logging API (LightMill)", "scenario 6", "not run", None, None, lm["reason"])]
     rows = []
-    ceilings = {c["connections"]: c for c in lm.get("ceiling") or []}
     for backend in LOGGING_BACKENDS:
         figures = lm.get(backend)
         if not figures:
             continue
+        ceilings = {c["connections"]: c for c in figures.get("ceiling") or []}
         top = max(figures["levels"], key=lambda level: level["connections"])
         ceiling = ceilings.get(top["connections"])
         errors = top["non_2xx"] + sum(top["socket_errors"].values())
@@ -607,6 +608,20 @@ def write_json(results: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(results, indent=2) + "\n")
 
 
+def _speed_lines(probes: list[dict[str, Any]]) -> list[str]:
+    """The machine's speed through the run (bench/speed.py): how far apart in time two
+    figures of a share may drift."""
+    if not probes:
+        return []
+    each = ", ".join(
+        f"{p['at']} {p['alone_ms']} ({'/'.join(str(ms) for ms in p['two_ms'])})" for p in probes
+    )
+    return [
+        f"- speed: {speed.summary(probes)}",
+        f"- speed probes, CPU ms alone (each of two at once): {each}",
+    ]
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
@@ -643,6 +658,7 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
         ),
         f"- load average before {results['load_average']['before']}, after "
         f"{results['load_average']['after']}",
+        *_speed_lines(results.get("machine_speed") or []),
         "",
         "## Targets",
         "",
@@ -1185,15 +1201,18 @@ def _logging_markdown(lm: dict[str, Any]) -> list[str]:
         "(`bench/wrk/trials.lua`), one connection per client, each with a run of its own, locked "
         "beforehand, posting its trials strictly in order with the run's token, moving on only on "
         f"200. A trial: {lm['body']}. The ceiling is a bare Starlette JSON POST endpoint under the "
-        "same uvicorn options, parsing the same bodies, driven by the same wrk in the same run.",
+        "same uvicorn options, parsing the same bodies, driven by the same wrk, right before each "
+        "database's runs.",
         "",
         "| server | connections | trials/s | share of the ceiling | latency p50/p95/p99 ms | "
         "server CPU ms a trial | PostgreSQL CPU ms a trial | wrk CPU | non-2xx |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    table = [("bare POST ceiling", c) for c in lm.get("ceiling") or []]
+    table = []
     for backend in LOGGING_BACKENDS:
-        table += [(f"mastok, {backend}", level) for level in lm.get(backend, {}).get("levels", [])]
+        figures = lm.get(backend, {})
+        table += [(f"bare POST ceiling, before {backend}", c) for c in figures.get("ceiling") or []]
+        table += [(f"mastok, {backend}", level) for level in figures.get("levels", [])]
     for what, f in table:
         errors = f["non_2xx"] + sum(f["socket_errors"].values())
         lines.append(

@@ -45,6 +45,7 @@ class Context:
     verbose: bool = True
     client_ceiling: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    speed: list[dict[str, Any]] = field(default_factory=list)  # bench/speed.py's probes
 
     def log(self, message: str) -> None:
         if self.verbose:
