@@ -4,9 +4,9 @@ Every target is a ratio of two rates measured in the same run, because this mach
 not its own: on this 2-core virtual machine a loop of 3,000,000 turns took 0.24 s of CPU one
 minute and 0.43 s a few minutes later, and each of two run at once took up to 1.6 times one
 alone. A share measured a few minutes after its ceiling moves with that drift, so the report
-shows the probe before each scenario and after the run: a reader sees how steady the machine
-was, and how much two busy processes slow each other (what a leader and a standby on one
-machine get).
+shows the probes taken at the run's start and end and before each scenario of a full run: a
+reader sees how steady the machine was, and how much two busy processes slow each other (what
+a leader and a standby on one machine get).
 
 Each timing is a child process of its own (`python -c`), timed by its own CPU clock: the
 harness's own threads do not count, and time spent waiting for a core does not either.
@@ -35,7 +35,12 @@ def _started() -> subprocess.Popen[str]:
 
 
 def _ms(child: subprocess.Popen[str]) -> float:
-    out, _ = child.communicate(timeout=60)
+    try:
+        out, _ = child.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+        raise RuntimeError("the speed probe took over a minute") from None
     if child.returncode != 0:
         raise RuntimeError(f"the speed probe failed ({child.returncode})")
     return round(float(out) * 1000, 1)
