@@ -1,6 +1,7 @@
 """The garbage collector set for serving (mastok/heap.py): what startup built frozen out of its
 passes, after collecting what is garbage, and full passes spaced out; by `mastok serve`'s uvicorn
-server once the app has started."""
+server once the app has started. And for `mastok export`'s one job: what the imports built
+frozen before it starts."""
 
 from __future__ import annotations
 
@@ -8,11 +9,16 @@ import gc
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TextIO
 
 import pytest
+from click.testing import CliRunner
 from starlette.applications import Starlette
 
-from mastok.heap import FULL_PASS_AFTER, set_for_serving
+from mastok.cli import main
+from mastok.heap import FULL_PASS_AFTER, set_for_one_job, set_for_serving
+from mastok.lightmill import export
 from mastok.serving import MastokServer, uvicorn_config
 
 
@@ -73,3 +79,36 @@ async def test_serve_sets_the_collector_once_the_app_has_started(as_it_was: None
         assert gc.get_threshold()[2] == FULL_PASS_AFTER
     finally:
         await server.shutdown()
+
+
+def test_one_job_freezes_what_is_alive_and_keeps_the_passes(as_it_was: None) -> None:
+    kept = Cycle()
+    threshold = gc.get_threshold()
+
+    set_for_one_job()
+
+    assert gc.get_freeze_count() > 0
+    assert all(obj is not kept for obj in gc.get_objects())
+    assert gc.get_threshold() == threshold
+
+
+def test_the_export_freezes_the_imports_before_it_reads_a_row(
+    as_it_was: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "lab.sqlite3"
+    database.touch()
+    frozen_at_write: list[int] = []
+
+    async def write(db: Any, experiment: str, kind: str, out: TextIO, format: str) -> None:
+        frozen_at_write.append(gc.get_freeze_count())
+
+    monkeypatch.setattr(export, "write", write)
+    assert gc.get_freeze_count() == 0
+
+    out, url = str(tmp_path / "out"), f"sqlite:///{database}"
+    done = CliRunner().invoke(
+        main, ["export", "--experiment", "xp", "--output-dir", out, "--database", url]
+    )
+
+    assert done.exit_code == 0, done.output
+    assert len(frozen_at_write) == 2 and all(count > 0 for count in frozen_at_write)
