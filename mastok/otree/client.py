@@ -160,8 +160,10 @@ class OTreeClient:
         self._http: aiohttp.ClientSession | None = None  # made on the first call, in its loop
 
     async def aclose(self) -> None:
+        """Close the connections; a later call opens new ones."""
         if self._http is not None:
-            await self._http.close()
+            http, self._http = self._http, None
+            await http.close()
 
     async def version(self) -> str:
         data = await self._request("GET", "/api/otree_version")

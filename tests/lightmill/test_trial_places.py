@@ -93,7 +93,6 @@ def places(client: TestClient, keys: list[Key], ahead: int) -> dict[Key, Place]:
 def test_a_read_takes_the_trial_and_those_after_it_in_its_run_across_blocks(
     client: TestClient,
 ) -> None:
-
     found = places(client, [("pointing", "S0", 0, 1), ("pointing", "S9", 0, 0)], ahead=3)
 
     assert sorted(found) == [
@@ -111,7 +110,6 @@ def test_a_read_takes_the_trial_and_those_after_it_in_its_run_across_blocks(
 
 
 def test_two_posts_of_a_run_read_at_once_give_each_trial_once(client: TestClient) -> None:
-
     found = places(client, [("pointing", "S0", 0, 0), ("pointing", "S0", 0, 1)], ahead=2)
 
     assert sorted(found) == [

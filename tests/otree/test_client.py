@@ -305,6 +305,22 @@ async def test_server_error_carries_the_body_text(otree_stub: OTreeStub) -> None
     assert otree_stub.requests[0].headers["otree-rest-key"] == "the-key"
 
 
+async def test_a_closed_client_opens_new_connections_when_called_again(
+    otree_stub: OTreeStub,
+) -> None:
+    otree_stub.respond(200, "[]")
+    client = OTreeClient(otree_stub.url, "k")
+    try:
+        assert await client.list_sessions() == []
+        await client.aclose()
+
+        assert await client.list_sessions() == []
+    finally:
+        await client.aclose()
+
+    assert len(otree_stub.requests) == 2
+
+
 async def test_slow_answer_is_a_timeout(otree_stub: OTreeStub) -> None:
     otree_stub.respond(200, "[]", delay=2.0)
     client = OTreeClient(otree_stub.url, "k", timeout=0.5)
