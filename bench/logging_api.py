@@ -174,7 +174,7 @@ def run_wrk(
         "--",
         str(config),
     ]
-    meter = procs.CpuMeter(**pids).start()
+    meter = procs.CpuMeter(**pids).start(threads_of="server" if "server" in pids else None)
     cluster = ClusterCpu(database_pid).start() if database_pid else None
     env = {**os.environ, "TRIALS_PORTS": ",".join(map(str, ports))}
     child = Child(name, argv, ctx.workdir / f"{name}.log", env=env)
@@ -217,6 +217,8 @@ def run_wrk(
             "mean": round(latency["mean"] / 1000, 3),
         },
         "cpu_share": meter.shares(),
+        # The event loop's thread and the others (aiosqlite's): bench/README.md, scenario 6.
+        "server_threads_share": meter.thread_shares(),
         "cpu_ms_per_trial": {
             who: round(1000 * cpu / stored, 3) if stored else None
             for who, cpu in meter.cpu_s.items()

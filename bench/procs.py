@@ -66,13 +66,26 @@ class Usage:
 
 
 def usage(pid: int) -> Usage:
-    with open(f"/proc/{pid}/stat") as f:
-        text = f.read()
-    fields = text[text.rfind(")") + 2 :].split()
-    cpu = (int(fields[11]) + int(fields[12])) / _CLK_TCK
     with open(f"/proc/{pid}/statm") as f:
         rss = int(f.read().split()[1]) * _PAGE
-    return Usage(cpu, rss)
+    return Usage(_cpu_s(f"/proc/{pid}/stat"), rss)
+
+
+def _cpu_s(stat_path: str) -> float:
+    """User and system CPU seconds of a `stat` file (a process's, or one of its threads')."""
+    with open(stat_path) as f:
+        text = f.read()
+    fields = text[text.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def thread_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds of each thread of the process, by thread id (the main thread's is `pid`)."""
+    found = {}
+    for entry in os.scandir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            found[int(entry.name)] = _cpu_s(f"{entry.path}/stat")
+    return found
 
 
 class Child:
@@ -158,18 +171,26 @@ def running(child: Child) -> Iterator[Child]:
 
 
 class CpuMeter:
-    """CPU used by some processes between `start()` and `stop()`, as a share of one core."""
+    """CPU used by some processes between `start()` and `stop()`, as a share of one core; for
+    the process named by `start(threads_of=...)` also its main thread's (an asyncio server's
+    event loop) and its other threads' together (a database driver's, say)."""
 
     def __init__(self, **pids: int) -> None:
         self.pids = pids
+        self.threads_of: str | None = None
         self._begin: dict[str, float] = {}
+        self._threads_begin: dict[int, float] = {}
         self._t0 = 0.0
         self.cpu_s: dict[str, float] = {}
+        self.threads_cpu_s: dict[str, float] = {}
         self.seconds = 0.0
 
-    def start(self) -> CpuMeter:
+    def start(self, threads_of: str | None = None) -> CpuMeter:
         self._t0 = time.monotonic()
         self._begin = {name: usage(pid).cpu_s for name, pid in self.pids.items()}
+        self.threads_of = threads_of
+        if threads_of is not None:
+            self._threads_begin = thread_cpu_s(self.pids[threads_of])
         return self
 
     def stop(self) -> dict[str, float]:
@@ -177,7 +198,21 @@ class CpuMeter:
         for name, pid in self.pids.items():
             with contextlib.suppress(OSError):
                 self.cpu_s[name] = usage(pid).cpu_s - self._begin[name]
+        if self.threads_of is not None:
+            pid = self.pids[self.threads_of]
+            with contextlib.suppress(OSError):
+                spent = {
+                    tid: cpu - self._threads_begin.get(tid, 0.0)
+                    for tid, cpu in thread_cpu_s(pid).items()
+                }
+                main = spent.pop(pid, 0.0)
+                self.threads_cpu_s = {"main": main, "others": sum(spent.values())}
         return self.cpu_s
+
+    def thread_shares(self) -> dict[str, float]:
+        """`threads_of`'s main thread and its other threads (those that ended before `stop()`
+        not counted), in CPU seconds per wall second."""
+        return {name: round(cpu / self.seconds, 3) for name, cpu in self.threads_cpu_s.items()}
 
     def shares(self) -> dict[str, float]:
         """CPU seconds per wall second: 1.0 is one core busy all the time."""

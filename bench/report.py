@@ -630,6 +630,15 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _threads(figures: dict[str, Any]) -> str:
+    """The server's event loop thread and its other threads, in cores (results before they
+    were measured have none)."""
+    shares = figures.get("server_threads_share")
+    if not shares:
+        return "-"
+    return f"{_fmt(shares['main'])} / {_fmt(shares['others'])}"
+
+
 def _lat(summary: dict[str, Any] | None) -> str:
     if not summary or summary.get("p50") is None:
         return "-"
@@ -1205,8 +1214,9 @@ def _logging_markdown(lm: dict[str, Any]) -> list[str]:
         "database's runs.",
         "",
         "| server | connections | trials/s | share of the ceiling | latency p50/p95/p99 ms | "
-        "server CPU ms a trial | PostgreSQL CPU ms a trial | wrk CPU | non-2xx |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "server CPU ms a trial | server CPU: loop / other threads | PostgreSQL CPU ms a trial | "
+        "wrk CPU | non-2xx |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     table = []
     for backend in LOGGING_BACKENDS:
@@ -1218,7 +1228,7 @@ def _logging_markdown(lm: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {what} | {f['connections']} | **{_fmt(f['rate_per_s'])}** | "
             f"{_fmt(f.get('ceiling_ratio'))} | {_lat(f['latency_ms'])} | "
-            f"{_fmt(f['cpu_ms_per_trial'].get('server'))} | "
+            f"{_fmt(f['cpu_ms_per_trial'].get('server'))} | {_threads(f)} | "
             f"{_fmt(f['cpu_ms_per_trial'].get('database'))} | {_fmt(f['wrk_cpu_share'])} | "
             f"{errors} |"
         )
