@@ -454,26 +454,48 @@ def ceiling(
 # -- the export --------------------------------------------------------------------------------
 
 
+# Each export and its ceiling run this many times, in turns, and each side's quickest run is
+# its figure: within one run of the bench this machine's speed moved 2x in minutes, and one
+# export of 100,000 trials on SQLite read x1.75, x1.76 then x2.30 its ceiling over three full
+# runs of the same code (bench/README.md, scenario 6).
+EXPORT_TURNS = 3
+
+
 def exports(ctx: Context, backend: str, url: str, sizes: tuple[int, ...]) -> list[dict[str, Any]]:
     """Experiments of `sizes` completed trials (5 events each), filled straight into the
-    tables, then `python -m mastok export` (CSV) on each, one process each time."""
+    tables, then `python -m mastok export` (CSV) on each and the ceiling's export, one process
+    each time, `EXPORT_TURNS` times in turns."""
     out = []
     for size in sizes:
         experiment = f"export_{size}"
         begin = time.monotonic()
         asyncio.run(fill(url, experiment, size))
         filled = time.monotonic() - begin
-        figures = export_once(ctx, url, experiment, size)
+        mine, bare = [], []
+        for _ in range(EXPORT_TURNS):
+            mine.append(export_once(ctx, url, experiment, size))
+            bare.append(export_once(ctx, url, experiment, size, program=EXPORT_CEILING))
+        figures = _quickest(mine)
         figures["fill_s"] = round(filled, 2)
-        figures["ceiling"] = export_once(ctx, url, experiment, size, program=EXPORT_CEILING)
+        figures["ceiling"] = _quickest(bare)
         ctx.log(
             f"  export of {size:,} trials on {backend}: {figures['seconds']} s (trials "
-            f"{figures['trials_s']} s, events {figures['events_s']} s), peak RSS "
-            f"{figures['peak_rss_mib']} MiB (filled in {filled:.1f} s); the bare driver and "
-            f"csv: {figures['ceiling']['seconds']} s"
+            f"{figures['trials_s']} s, events {figures['events_s']} s; all "
+            f"{figures['all_seconds']}), peak RSS {figures['peak_rss_mib']} MiB (filled in "
+            f"{filled:.1f} s); the bare driver and csv: {figures['ceiling']['seconds']} s (all "
+            f"{figures['ceiling']['all_seconds']})"
         )
         out.append(figures)
     return out
+
+
+def _quickest(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The quickest of the runs, with every run's time, and the highest peak RSS of them (the
+    memory check stays as strict as one run's)."""
+    figures = dict(min(runs, key=lambda run: run["seconds"]))
+    figures["all_seconds"] = [run["seconds"] for run in runs]
+    figures["peak_rss_mib"] = max(run["peak_rss_mib"] for run in runs)
+    return figures
 
 
 TRIALS_PER_BLOCK_EXPORTED = 200

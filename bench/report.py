@@ -630,6 +630,12 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _all_runs(export: dict[str, Any]) -> str:
+    """Every run's time of an export, when it ran more than once (older results ran once)."""
+    times = export.get("all_seconds") or []
+    return f" [{', '.join(map(str, times))}]" if len(times) > 1 else ""
+
+
 def _threads(figures: dict[str, Any]) -> str:
     """The server's event loop thread and its other threads, in cores (results before they
     were measured have none)."""
@@ -1262,7 +1268,9 @@ def _logging_markdown(lm: dict[str, Any]) -> list[str]:
             "events of 3 measures each), `python -m mastok export --format csv` as its own "
             "process; peak RSS is that process's own (VmHWM, polled from /proc). The ceiling: "
             "the same rows read with the bare driver and written with `csv` "
-            "(`bench/export_ceiling.py`), as a process of its own, in the same run.",
+            "(`bench/export_ceiling.py`), as a process of its own, in the same run. Each ran "
+            "three times, in turns with the other: the figures are each side's quickest run "
+            "(every run's time in brackets) and the highest peak RSS of its runs.",
             "",
             "| backend | trials | events | `mastok export` s | trials file s | events file s | "
             "peak RSS MiB | CPU s | files MiB (trials + events) | bare driver and csv s (peak "
@@ -1272,10 +1280,10 @@ def _logging_markdown(lm: dict[str, Any]) -> list[str]:
         for backend, e in exports:
             bare = e.get("ceiling") or {}
             lines.append(
-                f"| {backend} | {e['trials']:,} | {e['events']:,} | **{e['seconds']}** | "
-                f"{e['trials_s']} | {e['events_s']} | **{e['peak_rss_mib']}** | {e['cpu_s']} | "
-                f"{e['file_mib']['trials']} + {e['file_mib']['events']} | "
-                f"{_fmt(bare.get('seconds'))} ({_fmt(bare.get('peak_rss_mib'))}) |"
+                f"| {backend} | {e['trials']:,} | {e['events']:,} | **{e['seconds']}**"
+                f"{_all_runs(e)} | {e['trials_s']} | {e['events_s']} | **{e['peak_rss_mib']}** | "
+                f"{e['cpu_s']} | {e['file_mib']['trials']} + {e['file_mib']['events']} | "
+                f"{_fmt(bare.get('seconds'))}{_all_runs(bare)} ({_fmt(bare.get('peak_rss_mib'))}) |"
             )
     if lm.get("two_processes"):
         lines += _two_processes_markdown(lm["two_processes"])
