@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -628,6 +629,17 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def _turns_sentence(exports: Iterable[dict[str, Any]]) -> str:
+    """How the exports ran, when each ran more than once (older results ran once)."""
+    turns = max((len(e.get("all_seconds") or []) for e in exports), default=0)
+    if turns < 2:
+        return ""
+    return (
+        f" Each ran {turns} times, in turns with the other: the figures are each side's "
+        "quickest run (every run's time in brackets) and the highest peak RSS of its runs."
+    )
 
 
 def _all_runs(export: dict[str, Any]) -> str:
@@ -1268,9 +1280,8 @@ def _logging_markdown(lm: dict[str, Any]) -> list[str]:
             "events of 3 measures each), `python -m mastok export --format csv` as its own "
             "process; peak RSS is that process's own (VmHWM, polled from /proc). The ceiling: "
             "the same rows read with the bare driver and written with `csv` "
-            "(`bench/export_ceiling.py`), as a process of its own, in the same run. Each ran "
-            "three times, in turns with the other: the figures are each side's quickest run "
-            "(every run's time in brackets) and the highest peak RSS of its runs.",
+            "(`bench/export_ceiling.py`), as a process of its own, in the same run."
+            + _turns_sentence(e for _, e in exports),
             "",
             "| backend | trials | events | `mastok export` s | trials file s | events file s | "
             "peak RSS MiB | CPU s | files MiB (trials + events) | bare driver and csv s (peak "
