@@ -166,6 +166,7 @@ def create_app(
             probe = OTreeProbe(otree)
             tasks.spawn(probe.run(), "mastok otree probe")
             lightmill = LightMill.from_settings(db, settings, clock, tasks.spawn, metrics)
+            stack.push_async_callback(lightmill.aclose)
             for design in designs:
                 await lightmill.import_at_start(design)
             if settings.unprotected_runs:

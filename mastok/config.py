@@ -181,6 +181,11 @@ class Settings(BaseModel):
     max_design_mib: int = setting(
         64, "LightMill: the largest design an import takes, in MiB (larger ones are refused)"
     )
+    sqlite_trials_in_process: Flag = setting(
+        False,
+        "LightMill on SQLite: write trial posts in the server's process, not in a worker "
+        "process beside it (which logs about twice the trials a second on two cores)",
+    )
     client_import: Flag = setting(
         False,
         "LightMill: let experiment clients import new designs without credentials, as "

@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import StaticPool
 
+from mastok.sqlite_connection import BUSY_TIMEOUT, PRAGMAS
+
 
 class DatabaseURLError(ValueError):
     pass
@@ -51,20 +53,23 @@ def _asyncpg_query(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def _is_memory_sqlite(url: str) -> bool:
-    return url.startswith("sqlite") and (":memory:" in url or url.endswith("://"))
+def sqlite_file(url: str) -> str | None:
+    """The file of a SQLite URL; None for any other URL, and for SQLite in memory."""
+    if not url.startswith("sqlite") or ":memory:" in url or url.endswith("://"):
+        return None
+    return url.split(":///", 1)[1].split("?", 1)[0]
 
 
 def create_engine(url: str) -> AsyncEngine:
     options: dict[str, Any] = {}
     if url.startswith("sqlite"):
-        if _is_memory_sqlite(url):
+        db_file = sqlite_file(url)
+        if db_file is None:
             # One shared connection, or every session would see its own empty database.
             options["poolclass"] = StaticPool
         else:
-            db_file = url.split(":///", 1)[1].split("?", 1)[0]
             Path(db_file).parent.mkdir(parents=True, exist_ok=True)
-        options["connect_args"] = {"timeout": 30}
+        options["connect_args"] = {"timeout": BUSY_TIMEOUT}
     else:
         options["pool_pre_ping"] = True
     # A failed statement's error names its SQL, not its values: they hold participants'
@@ -77,9 +82,8 @@ def create_engine(url: str) -> AsyncEngine:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    for pragma in PRAGMAS:
+        cursor.execute(pragma)
     cursor.close()
 
 
@@ -100,6 +104,10 @@ class Database:
     @property
     def is_sqlite(self) -> bool:
         return self.url.startswith("sqlite")
+
+    @property
+    def sqlite_file(self) -> str | None:
+        return sqlite_file(self.url)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

@@ -13,17 +13,21 @@ aiosqlite, a crossing to its thread each, where SQLAlchemy's cursors took three 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import cast
 
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mastok.db.engine import driver_connection
+from mastok.lightmill import sqlite_batch
 from mastok.lightmill.measure_values import encode
 from mastok.lightmill.results import TrialResults
+from mastok.lightmill.sqlite_batch import StoredPost
 from mastok.lightmill.tables import LMRun
+from mastok.lightmill.trial_sql import COMPLETE_SQLITE, EVENTS_SQLITE, WRITE_BATCH_PG
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,42 +40,6 @@ class Checked:
     trial_pk: int
     ids: Mapping[str, int]  # the measures' ids by code
     results: TrialResults
-
-
-# SET reads the run's row as it was: the last trial releases the lock (see store._moved_on).
-# In asyncpg's parameter style: the statement goes straight to the driver, as trial_places' read.
-_WRITE_BATCH = """
-WITH posts AS (
-    SELECT * FROM unnest(CAST($1 AS INTEGER[]), CAST($2 AS INTEGER[]),
-        CAST($3 AS TEXT[]), CAST($4 AS INTEGER[]), CAST($5 AS INTEGER[]),
-        CAST($6 AS TEXT[]))
-        AS p(run_pk, position, token, trial_pk, events, measure_values)
-), moved AS (
-    UPDATE lm_runs AS r SET
-        completed_trials = r.completed_trials + 1,
-        heartbeat_at = CASE WHEN r.completed_trials + 1 >= r.trial_count THEN NULL
-            ELSE CAST($7 AS TIMESTAMPTZ) END,
-        lock_token = CASE WHEN r.completed_trials + 1 >= r.trial_count THEN NULL
-            ELSE r.lock_token END,
-        locked_at = CASE WHEN r.completed_trials + 1 >= r.trial_count THEN NULL
-            ELSE r.locked_at END
-    FROM posts
-    WHERE r.id = posts.run_pk AND r.completed_trials = posts.position
-        AND r.lock_token = posts.token
-    RETURNING r.id AS run_pk, posts.trial_pk, posts.events, posts.measure_values
-), completed AS (
-    UPDATE lm_trials AS t SET completed_at = CAST($7 AS TIMESTAMPTZ), event_count = moved.events,
-        measure_values = moved.measure_values
-    FROM moved WHERE t.id = moved.trial_pk
-), new_events AS (
-    INSERT INTO lm_events (trial_id, number, measure_values)
-    SELECT e.trial_id, e.number, e.measure_values
-    FROM unnest(CAST($8 AS INTEGER[]), CAST($9 AS INTEGER[]),
-        CAST($10 AS TEXT[])) AS e(trial_id, number, measure_values)
-    JOIN moved ON moved.trial_pk = e.trial_id
-)
-SELECT run_pk FROM moved
-"""
 
 
 async def write_batch(
@@ -93,7 +61,7 @@ async def write_batch(
                 ev_values.append(stored)
     driver = await driver_connection(connection)  # asyncpg's
     rows = await driver.fetch(
-        _WRITE_BATCH,
+        WRITE_BATCH_PG,
         [p.run_pk for p in posts],
         [p.position for p in posts],
         [p.token for p in posts],
@@ -108,18 +76,30 @@ async def write_batch(
     return {row[0] for row in rows}
 
 
-# As store._moved_on, for a batch: the runs where their posts say they are, in VALUES.
-_SQLITE_MOVE_ON = (
-    "UPDATE lm_runs SET completed_trials = completed_trials + 1, "
-    "heartbeat_at = CASE WHEN completed_trials + 1 >= trial_count THEN NULL ELSE ? END, "
-    "lock_token = CASE WHEN completed_trials + 1 >= trial_count THEN NULL ELSE lock_token END, "
-    "locked_at = CASE WHEN completed_trials + 1 >= trial_count THEN NULL ELSE locked_at END "
-    "WHERE (id, completed_trials, lock_token) IN (VALUES {rows}) RETURNING id"
-)
-_SQLITE_COMPLETE = (
-    "UPDATE lm_trials SET completed_at = ?, event_count = ?, measure_values = ? WHERE id = ?"
-)
-_SQLITE_EVENTS = "INSERT INTO lm_events (trial_id, number, measure_values) VALUES (?, ?, ?)"
+def stored_post(post: Checked) -> StoredPost:
+    """The post as SQLite's statements write it (sqlite_batch.py)."""
+    events = [
+        (number, stored)
+        for number, event in enumerate(post.results.events)
+        if (stored := encode(post.ids, event)) is not None
+    ]
+    return StoredPost(
+        post.run_pk,
+        post.position,
+        post.token,
+        post.trial_pk,
+        len(post.results.events),
+        encode(post.ids, post.results.trial),
+        events,
+    )
+
+
+def sqlite_stamp(dialect: Dialect) -> Callable[[datetime], str]:
+    """A time as SQLAlchemy stores it on SQLite (its SQLite type's; the column's generic type
+    has none, and sqlite3's own adapter wrote the offset, and no fraction for a whole second)."""
+    as_stored = LMRun.heartbeat_at.type.dialect_impl(dialect).bind_processor(dialect)
+    assert as_stored is not None
+    return cast(Callable[[datetime], str], as_stored)
 
 
 async def _write_batch_sqlite(
@@ -128,33 +108,12 @@ async def _write_batch_sqlite(
     """The same on SQLite, on the aiosqlite connection of the transaction SQLAlchemy began
     (sqlite3 begins it before the first write, and SQLAlchemy commits or rolls it back)."""
     driver = await driver_connection(connection)  # aiosqlite's
-    dialect = connection.dialect
-    # As SQLAlchemy stores a datetime (its SQLite type's; the column's generic type has none,
-    # and sqlite3's own adapter wrote the offset, and no fraction for a whole second).
-    as_stored = LMRun.heartbeat_at.type.dialect_impl(dialect).bind_processor(dialect)
-    assert as_stored is not None
-    stamp = as_stored(now)
-    params: list[Any] = [stamp]
-    for post in posts:
-        params += (post.run_pk, post.position, post.token)
-    sql = _SQLITE_MOVE_ON.format(rows=", ".join(["(?, ?, ?)"] * len(posts)))
+    stamp = sqlite_stamp(connection.dialect)(now)
+    stored = [stored_post(post) for post in posts]
+    sql, params = sqlite_batch.move_on(stored, stamp)
     moved = {row[0] for row in await driver.execute_fetchall(sql, params)}
-    done = [post for post in posts if post.run_pk in moved]
-    if not done:
-        return moved
-    await driver.executemany(
-        _SQLITE_COMPLETE,
-        [
-            (stamp, len(post.results.events), encode(post.ids, post.results.trial), post.trial_pk)
-            for post in done
-        ],
-    )
-    events = [
-        (post.trial_pk, number, stored)
-        for post in done
-        for number, event in enumerate(post.results.events)
-        if (stored := encode(post.ids, event)) is not None
-    ]
-    if events:
-        await driver.executemany(_SQLITE_EVENTS, events)
+    done = [post for post in stored if post.run_pk in moved]
+    if done:
+        await driver.executemany(COMPLETE_SQLITE, sqlite_batch.completions(done, stamp))
+        await driver.executemany(EVENTS_SQLITE, sqlite_batch.event_rows(done))
     return moved

@@ -18,6 +18,7 @@ from mastok.lightmill.errors import CannotImportExperiment
 from mastok.lightmill.locks import LockPolicy
 from mastok.lightmill.monitoring import Monitoring
 from mastok.lightmill.results import TrialResults
+from mastok.lightmill.sqlite_worker import SqliteWorker
 from mastok.lightmill.store import (
     BlockInfo,
     ExperimentInfo,
@@ -60,10 +61,17 @@ class LightMill:
         metrics: Metrics | None = None,
     ) -> LightMill:
         """`clock`: the time locks expire by and results are stamped with (tests set it);
-        `spawn`: starts the trial writers' tasks (the app's task scope)."""
+        `spawn`: starts the trial writers' tasks (the app's task scope). On a SQLite file,
+        trial posts go to a worker process unless `sqlite_trials_in_process` (sqlite_worker.py);
+        `aclose` ends it."""
         policy = LockPolicy(settings.lock_timeout, unprotected=settings.unprotected_runs)
-        store = LightMillStore(db, clock or SystemClock(), spawn)
+        path = db.sqlite_file
+        worker = SqliteWorker(path) if path and not settings.sqlite_trials_in_process else None
+        store = LightMillStore(db, clock or SystemClock(), spawn, worker)
         return cls(store, policy, settings.fixed_measures, settings.max_new_measures, metrics)
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
 
     async def import_xml(self, data: bytes) -> ExperimentInfo:
         """Parse (in a worker thread) and store a TouchStone design. Raises

@@ -35,7 +35,7 @@ from mastok.db import Database
 from mastok.db.batches import ALONE, Batches, Leave
 from mastok.lightmill import design as d
 from mastok.lightmill import tables as t
-from mastok.lightmill.batch_write import Checked, write_batch
+from mastok.lightmill.batch_write import Checked, sqlite_stamp, stored_post, write_batch
 from mastok.lightmill.errors import (
     CannotImportExperiment,
     ExperimentProgressError,
@@ -61,6 +61,7 @@ from mastok.lightmill.recording import (
     wanted_levels,
 )
 from mastok.lightmill.results import TrialResults
+from mastok.lightmill.sqlite_worker import SqliteWorker, WorkerGone
 from mastok.lightmill.trial_places import Key, Place, TrialPlaces
 from mastok.tasks import Spawn
 
@@ -161,8 +162,14 @@ class LightMillStore:
     """`clock`: what time locks, heartbeats, completions and imports are read and stamped at."""
 
     def __init__(
-        self, db: Database, clock: Clock | None = None, spawn: Spawn | None = None
+        self,
+        db: Database,
+        clock: Clock | None = None,
+        spawn: Spawn | None = None,
+        worker: SqliteWorker | None = None,
     ) -> None:
+        """`worker`: on SQLite, the process that writes trial posts whose place and measures
+        are known (sqlite_worker.py); the others, and all without one, are written here."""
         self.db = db
         self.clock = clock or SystemClock()
         # On PostgreSQL a batch's one write is a single statement (batch_write.py) and its
@@ -178,6 +185,12 @@ class LightMillStore:
         # Each experiment's measures as last read by a committed trial post (recording.py).
         self._measures: dict[int, Measures] = {}
         self._places = TrialPlaces()
+        self._worker = worker
+        self._stamp = sqlite_stamp(db.engine.dialect) if db.is_sqlite else None
+
+    async def aclose(self) -> None:
+        if self._worker is not None:
+            await self._worker.aclose()
 
     # Experiments
 
@@ -430,8 +443,12 @@ class LightMillStore:
         post = _Post(
             experiment, run, block, number, results, fixed_measures, policy, max_new_measures
         )
+        recorded = None
+        if self._worker is not None:
+            recorded = await self._record_by_worker(self._worker, post)
         try:
-            recorded = await self._batches.write(post)
+            if recorded is None:
+                recorded = await self._batches.write(post)
         except (ExperimentProgressError, WrongMeasureKey, TooManyMeasures):
             if post.token_taken and policy is not None:
                 with contextlib.suppress(LightMillError):
@@ -440,6 +457,33 @@ class LightMillStore:
         if recorded.measures is not None:  # committed: what it read of them holds
             self._measures[recorded.experiment_pk] = recorded.measures
         return recorded.info
+
+    async def _record_by_worker(self, worker: SqliteWorker, post: _Post) -> _Recorded | None:
+        """The post written by the SQLite worker process; None for a post to write here (by
+        the batches): one whose trial is not there, that names a measure or a level to
+        register, that the write does not move, or any once the worker is gone."""
+        assert self._stamp is not None  # a worker is SQLite's
+        try:
+            place = (await self._places.find_by(worker.places, [post.key])).get(post.key)
+            if place is None:
+                return None
+            known = self._measures.get(place.experiment_pk)
+            if known is None:  # read by the first post of the experiment written here
+                return None
+            ids = known_ids(known, wanted_levels(post.results))
+            if ids is None:
+                return None
+            now = self.clock.now()
+            results = post.results
+            checked = Checked(
+                place.run_pk, place.position, results.token, place.trial_pk, ids, results
+            )
+            if not await worker.write(stored_post(checked), self._stamp(now)):
+                return None
+        except WorkerGone:
+            return None
+        self._places.posted(post.key)
+        return _Recorded(_recorded_info(post, place, ids, now), place.experiment_pk, known)
 
     async def _record_batch(
         self, connection: AsyncConnection, posts: Sequence[_Post]

@@ -21,12 +21,13 @@ scenario 6).
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mastok.db.engine import driver_connection
+from mastok.lightmill.trial_sql import PLACES_PG, PLACES_SQLITE
 
 Key = tuple[str, str, int, int]  # experiment, run, block, trial: as the post's path names it
 
@@ -36,45 +37,6 @@ AHEAD = 32
 # with four factor values (0.4 KB of objects, the rest their texts), 26 MB at most. Past it,
 # those kept are dropped and read again as posts need them.
 LIMIT = 32_768
-
-_PG_POSTS = """
-WITH posts AS (
-    SELECT * FROM unnest(CAST($1 AS TEXT[]), CAST($2 AS TEXT[]),
-        CAST($3 AS INTEGER[]), CAST($4 AS INTEGER[]))
-        AS p(experiment, run, block, trial)
-),"""
-_SQLITE_POSTS = """
-WITH posts(experiment, run, block, trial) AS (
-    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
-        json_extract(value, '$[2]'), json_extract(value, '$[3]')
-    FROM json_each(?)
-),"""
-# Each post's run and its trial's position, then that trial and those after it in the run.
-_PLACES = """
-firsts AS (
-    SELECT DISTINCT posts.experiment, posts.run, r.id AS run_pk,
-        r.experiment_id AS experiment_pk, t.position
-    FROM posts
-    JOIN lm_experiments AS e ON e.code = posts.experiment
-    JOIN lm_runs AS r ON r.experiment_id = e.id AND r.code = posts.run
-    JOIN lm_blocks AS b ON b.run_id = r.id AND b.number = posts.block
-    JOIN lm_trials AS t ON t.block_id = b.id AND t.number = posts.trial
-)
-SELECT firsts.experiment, firsts.run, b.number, t.number, firsts.run_pk,
-    firsts.experiment_pk, b.measured_number, b.practice, t.id, t.position,
-    f.code, v.code
-FROM firsts
-JOIN lm_trials AS t ON t.run_id = firsts.run_pk
-    AND t.position >= firsts.position AND t.position < firsts.position + {ahead}
-JOIN lm_blocks AS b ON b.id = t.block_id
-LEFT JOIN lm_trial_factor_values AS tf ON tf.trial_id = t.id
-LEFT JOIN lm_factors AS f ON f.id = tf.factor_id
-LEFT JOIN lm_factor_values AS v ON v.id = tf.value_id
-ORDER BY t.id, f.position
-"""
-# In each driver's parameter style ($1 for asyncpg, ? for sqlite3).
-_PG_PLACES = _PG_POSTS + _PLACES.format(ahead="$5")
-_SQLITE_PLACES = _SQLITE_POSTS + _PLACES.format(ahead="?")
 
 
 class Place(NamedTuple):
@@ -98,11 +60,11 @@ async def read_places(
     driver = await driver_connection(connection)
     if connection.dialect.name == "postgresql":
         columns = zip(*keys, strict=True) if keys else ([], [], [], [])
-        return _places(await driver.fetch(_PG_PLACES, *map(list, columns), ahead))
-    return _places(await driver.execute_fetchall(_SQLITE_PLACES, (json.dumps(keys), ahead)))
+        return places_of(await driver.fetch(PLACES_PG, *map(list, columns), ahead))
+    return places_of(await driver.execute_fetchall(PLACES_SQLITE, (json.dumps(keys), ahead)))
 
 
-def _places(rows: Iterable[Sequence[Any]]) -> dict[Key, Place]:
+def places_of(rows: Iterable[Sequence[Any]]) -> dict[Key, Place]:
     """Rows a trial's factor each (or one for a trial with none), by trial, its factors in
     order; a trial in two posts' windows comes twice."""
     places: dict[Key, Place] = {}
@@ -117,6 +79,10 @@ def _places(rows: Iterable[Sequence[Any]]) -> dict[Key, Place]:
     return places
 
 
+# Reads the places of these keys' trials and `ahead - 1` after each: read_places' work.
+Reader = Callable[[Sequence[Key], int], Awaitable[dict[Key, Place]]]
+
+
 class TrialPlaces:
     """The places read and not posted yet, for a store's batches."""
 
@@ -127,10 +93,18 @@ class TrialPlaces:
 
     async def find(self, connection: AsyncConnection, keys: Collection[Key]) -> dict[Key, Place]:
         """The places of those keys whose trials exist, reading those not kept (and ahead)."""
+
+        async def read(missing: Sequence[Key], ahead: int) -> dict[Key, Place]:
+            return await read_places(connection, missing, ahead)
+
+        return await self.find_by(read, keys)
+
+    async def find_by(self, reader: Reader, keys: Collection[Key]) -> dict[Key, Place]:
+        """The same, read by `reader` (read_places without the connection)."""
         found = {key: place for key in keys if (place := self._kept.get(key)) is not None}
         missing = [key for key in keys if key not in found]
         if missing:
-            read = await read_places(connection, missing, self._ahead)
+            read = await reader(missing, self._ahead)
             if len(self._kept) + len(read) > self._limit:
                 self._kept.clear()
             self._kept.update(read)

@@ -5,17 +5,15 @@ refuses, its place kept, gets its precise answer alone; the places kept stay bou
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.testclient import TestClient
 
 from mastok.db.batches import ALONE
-from mastok.lightmill import trial_places
 from mastok.lightmill.results import TrialResults
 from mastok.lightmill.store import _Post, _Recorded
-from mastok.lightmill.trial_places import Key, Place, TrialPlaces, read_places
+from mastok.lightmill.trial_places import Key, Place, Reader, TrialPlaces, read_places
 from tests.fixtures.app import ClientFactory, basic_auth
 from tests.lightmill.helpers import (
     XML,
@@ -32,24 +30,29 @@ S0 = [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]  # run S0's trials in orde
 TIME = {"trial": {"time": 1}, "events": []}
 
 
-@pytest.fixture
-def client(make_client: ClientFactory) -> TestClient:
-    """An anonymous client of an app with pointing.xml imported."""
-    anonymous = make_client(authenticated=False)
+@pytest.fixture(params=[False, True], ids=["default", "in-process"])
+def client(make_client: ClientFactory, request: pytest.FixtureRequest) -> TestClient:
+    """An anonymous client of an app with pointing.xml imported; on SQLite, trial posts
+    written by the worker process (by default) or in the server's."""
+    anonymous = make_client(authenticated=False, sqlite_trials_in_process=request.param)
     imported(anonymous)
     return anonymous
 
 
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[list[Key]]:
-    """The keys of each read of places, as the store's batches make them."""
+    """The keys of each read of places, whoever reads them (a batch, the SQLite worker)."""
     made: list[list[Key]] = []
+    find_by = TrialPlaces.find_by
 
-    async def counted(connection: AsyncConnection, keys: Sequence[Key], ahead: int) -> object:
-        made.append(sorted(keys))
-        return await read_places(connection, keys, ahead)
+    async def counted(places: TrialPlaces, reader: Reader, keys: Collection[Key]) -> object:
+        async def counting(missing: Sequence[Key], ahead: int) -> dict[Key, Place]:
+            made.append(sorted(missing))
+            return await reader(missing, ahead)
 
-    monkeypatch.setattr(trial_places, "read_places", counted)
+        return await find_by(places, counting, keys)
+
+    monkeypatch.setattr(TrialPlaces, "find_by", counted)
     return made
 
 

@@ -1,0 +1,62 @@
+"""A batch of trial posts as SQLite writes it: three statements and their rows, whichever
+connection runs them (the event loop's, through aiosqlite, or the SQLite worker process's).
+
+A post comes as it is stored (`StoredPost`: its values already JSON text), so that the worker
+process needs nothing of the design or its measures: it runs what it is sent.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from mastok.lightmill.trial_sql import COMPLETE_SQLITE, EVENTS_SQLITE, MOVE_ON_SQLITE
+
+
+class StoredPost(NamedTuple):
+    """A post to write: its run, where the post says the run is, its token, its trial, and its
+    values as stored (measure_values.py)."""
+
+    run_pk: int
+    position: int
+    token: str
+    trial_pk: int
+    event_count: int
+    trial_values: str | None
+    events: Sequence[tuple[int, str]]  # each event that has values: its number, its values
+
+
+def move_on(posts: Sequence[StoredPost], stamp: str) -> tuple[str, list[Any]]:
+    """The statement that moves on each run at its post's trial and locked with its token
+    (its `RETURNING` lists them), and its parameters."""
+    params: list[Any] = [stamp]
+    for post in posts:
+        params += (post.run_pk, post.position, post.token)
+    return MOVE_ON_SQLITE.format(rows=", ".join(["(?, ?, ?)"] * len(posts))), params
+
+
+def completions(done: Sequence[StoredPost], stamp: str) -> list[tuple[Any, ...]]:
+    return [(stamp, post.event_count, post.trial_values, post.trial_pk) for post in done]
+
+
+def event_rows(done: Sequence[StoredPost]) -> list[tuple[int, int, str]]:
+    return [(post.trial_pk, number, values) for post in done for number, values in post.events]
+
+
+def write(connection: sqlite3.Connection, posts: Sequence[StoredPost], stamp: str) -> set[int]:
+    """The batch in a transaction of its own on a connection that begins none itself
+    (`isolation_level=None`); the runs moved. Anything raised leaves nothing written."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        sql, params = move_on(posts, stamp)
+        moved = {row[0] for row in connection.execute(sql, params).fetchall()}
+        done = [post for post in posts if post.run_pk in moved]
+        if done:
+            connection.executemany(COMPLETE_SQLITE, completions(done, stamp))
+            connection.executemany(EVENTS_SQLITE, event_rows(done))
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.rollback()
+        raise
+    return moved

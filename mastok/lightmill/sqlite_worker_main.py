@@ -1,0 +1,109 @@
+"""The SQLite worker process: trials' places read and trial posts written in batches, on a
+connection of its own, for one mastok server (sqlite_worker.py starts it and speaks to it).
+
+`python -m mastok.lightmill.sqlite_worker_main PATH`. It reads a JSON array a line:
+`["places", id, keys, ahead]` (keys as a JSON text, as trial_places reads them) and
+`["write", id, stamp, *StoredPost]`. For each turn of what it has read it writes one line, a JSON
+array of `[id, answer]`: a read's rows (null if it failed), and for each write whether its run
+moved on (false also when its batch failed: the server then records that post itself, with its
+precise answer). A turn's writes are one transaction, one post a run (another for the same run
+waits for the next turn). It ends when its input does, once what it read is done; Ctrl-C at a
+terminal is its server's to handle.
+
+It imports neither SQLAlchemy nor the server: it starts in a few tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import sys
+from typing import Any
+
+import orjson
+
+from mastok.lightmill import sqlite_batch
+from mastok.lightmill.sqlite_batch import StoredPost
+from mastok.lightmill.trial_sql import PLACES_SQLITE
+from mastok.sqlite_connection import connect
+
+READ_SIZE = 1 << 20
+Answer = list[Any]  # [id, answer]
+
+
+def serve(connection: sqlite3.Connection, incoming: int, outgoing: int) -> None:
+    """Turn after turn until `incoming` ends: what has come answered in one line."""
+    partial = b""
+    waiting: list[tuple[int, str, StoredPost]] = []  # writes for a run already in the batch
+    ended = False
+    while not ended or waiting:
+        data = b"" if ended else _read(incoming, wait=not waiting)
+        if data is None:
+            ended = True
+            data = b""
+        *lines, partial = (partial + data).split(b"\n")
+        answers: list[Answer] = []
+        writes, waiting = waiting, []
+        for line in lines:
+            message = orjson.loads(line)
+            if message[0] == "places":
+                answers.append([message[1], _places(connection, message[2], message[3])])
+            else:
+                writes.append((message[1], message[2], StoredPost(*message[3:])))
+        batch: dict[int, tuple[int, str, StoredPost]] = {}
+        for write in writes:
+            if write[2].run_pk in batch:
+                waiting.append(write)
+            else:
+                batch[write[2].run_pk] = write
+        answers += _write(connection, list(batch.values()))
+        if answers:
+            _write_all(outgoing, orjson.dumps(answers) + b"\n")
+
+
+def _read(incoming: int, wait: bool) -> bytes | None:
+    """What has come (waiting for some if `wait`); None once the input has ended."""
+    os.set_blocking(incoming, wait)
+    try:
+        data = os.read(incoming, READ_SIZE)
+    except BlockingIOError:
+        return b""
+    return data or None
+
+
+def _places(connection: sqlite3.Connection, keys: str, ahead: int) -> list[Any] | None:
+    try:
+        return connection.execute(PLACES_SQLITE, (keys, ahead)).fetchall()
+    except sqlite3.Error as error:
+        print(f"mastok sqlite worker: reading places failed: {error}", file=sys.stderr)
+        return None
+
+
+def _write(
+    connection: sqlite3.Connection, batch: list[tuple[int, str, StoredPost]]
+) -> list[Answer]:
+    if not batch:
+        return []
+    stamp = max(stamp for _, stamp, _ in batch)  # the runs' heartbeat: the latest post's time
+    try:
+        moved = sqlite_batch.write(connection, [post for _, _, post in batch], stamp)
+    except sqlite3.Error as error:
+        print(f"mastok sqlite worker: a batch failed: {error}", file=sys.stderr)
+        moved = set()
+    return [[ident, post.run_pk in moved] for ident, _, post in batch]
+
+
+def _write_all(outgoing: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(outgoing, view) :]
+
+
+def main(path: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    serve(connect(path), sys.stdin.fileno(), sys.stdout.fileno())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,92 @@
+"""The trial path's SQL: a batch's writes and the places' read, in each driver's parameter style.
+
+Texts only, importing nothing: the SQLite worker process (sqlite_worker_main.py) runs them without
+SQLAlchemy. They go straight to the drivers ($1 for asyncpg, ? for sqlite3): prepared once,
+and planned once by PostgreSQL (trial_places.py, batch_write.py).
+"""
+
+_POSTS_PG = """
+WITH posts AS (
+    SELECT * FROM unnest(CAST($1 AS TEXT[]), CAST($2 AS TEXT[]),
+        CAST($3 AS INTEGER[]), CAST($4 AS INTEGER[]))
+        AS p(experiment, run, block, trial)
+),"""
+_POSTS_SQLITE = """
+WITH posts(experiment, run, block, trial) AS (
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+        json_extract(value, '$[2]'), json_extract(value, '$[3]')
+    FROM json_each(?)
+),"""
+# Each post's run and its trial's position, then that trial and those after it in the run.
+_PLACES = """
+firsts AS (
+    SELECT DISTINCT posts.experiment, posts.run, r.id AS run_pk,
+        r.experiment_id AS experiment_pk, t.position
+    FROM posts
+    JOIN lm_experiments AS e ON e.code = posts.experiment
+    JOIN lm_runs AS r ON r.experiment_id = e.id AND r.code = posts.run
+    JOIN lm_blocks AS b ON b.run_id = r.id AND b.number = posts.block
+    JOIN lm_trials AS t ON t.block_id = b.id AND t.number = posts.trial
+)
+SELECT firsts.experiment, firsts.run, b.number, t.number, firsts.run_pk,
+    firsts.experiment_pk, b.measured_number, b.practice, t.id, t.position,
+    f.code, v.code
+FROM firsts
+JOIN lm_trials AS t ON t.run_id = firsts.run_pk
+    AND t.position >= firsts.position AND t.position < firsts.position + {ahead}
+JOIN lm_blocks AS b ON b.id = t.block_id
+LEFT JOIN lm_trial_factor_values AS tf ON tf.trial_id = t.id
+LEFT JOIN lm_factors AS f ON f.id = tf.factor_id
+LEFT JOIN lm_factor_values AS v ON v.id = tf.value_id
+ORDER BY t.id, f.position
+"""
+PLACES_PG = _POSTS_PG + _PLACES.format(ahead="$5")
+PLACES_SQLITE = _POSTS_SQLITE + _PLACES.format(ahead="?")
+
+# SET reads the run's row as it was: the last trial releases the lock (see store._moved_on).
+# In asyncpg's parameter style: the statement goes straight to the driver, as trial_places' read.
+WRITE_BATCH_PG = """
+WITH posts AS (
+    SELECT * FROM unnest(CAST($1 AS INTEGER[]), CAST($2 AS INTEGER[]),
+        CAST($3 AS TEXT[]), CAST($4 AS INTEGER[]), CAST($5 AS INTEGER[]),
+        CAST($6 AS TEXT[]))
+        AS p(run_pk, position, token, trial_pk, events, measure_values)
+), moved AS (
+    UPDATE lm_runs AS r SET
+        completed_trials = r.completed_trials + 1,
+        heartbeat_at = CASE WHEN r.completed_trials + 1 >= r.trial_count THEN NULL
+            ELSE CAST($7 AS TIMESTAMPTZ) END,
+        lock_token = CASE WHEN r.completed_trials + 1 >= r.trial_count THEN NULL
+            ELSE r.lock_token END,
+        locked_at = CASE WHEN r.completed_trials + 1 >= r.trial_count THEN NULL
+            ELSE r.locked_at END
+    FROM posts
+    WHERE r.id = posts.run_pk AND r.completed_trials = posts.position
+        AND r.lock_token = posts.token
+    RETURNING r.id AS run_pk, posts.trial_pk, posts.events, posts.measure_values
+), completed AS (
+    UPDATE lm_trials AS t SET completed_at = CAST($7 AS TIMESTAMPTZ), event_count = moved.events,
+        measure_values = moved.measure_values
+    FROM moved WHERE t.id = moved.trial_pk
+), new_events AS (
+    INSERT INTO lm_events (trial_id, number, measure_values)
+    SELECT e.trial_id, e.number, e.measure_values
+    FROM unnest(CAST($8 AS INTEGER[]), CAST($9 AS INTEGER[]),
+        CAST($10 AS TEXT[])) AS e(trial_id, number, measure_values)
+    JOIN moved ON moved.trial_pk = e.trial_id
+)
+SELECT run_pk FROM moved
+"""
+
+# As store._moved_on, for a batch: the runs where their posts say they are, in VALUES.
+MOVE_ON_SQLITE = (
+    "UPDATE lm_runs SET completed_trials = completed_trials + 1, "
+    "heartbeat_at = CASE WHEN completed_trials + 1 >= trial_count THEN NULL ELSE ? END, "
+    "lock_token = CASE WHEN completed_trials + 1 >= trial_count THEN NULL ELSE lock_token END, "
+    "locked_at = CASE WHEN completed_trials + 1 >= trial_count THEN NULL ELSE locked_at END "
+    "WHERE (id, completed_trials, lock_token) IN (VALUES {rows}) RETURNING id"
+)
+COMPLETE_SQLITE = (
+    "UPDATE lm_trials SET completed_at = ?, event_count = ?, measure_values = ? WHERE id = ?"
+)
+EVENTS_SQLITE = "INSERT INTO lm_events (trial_id, number, measure_values) VALUES (?, ?, ?)"
