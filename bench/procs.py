@@ -88,6 +88,19 @@ def thread_cpu_s(pid: int) -> dict[int, float]:
     return found
 
 
+def child_pids(pid: int) -> list[int]:
+    """The process's own children (not theirs), from each process's parent in /proc."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):  # a process that ended meanwhile
+                with open(f"{entry.path}/stat") as f:
+                    text = f.read()
+                if int(text[text.rfind(")") + 2 :].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
 class Child:
     """One child process; its output goes to a log file."""
 
@@ -173,13 +186,15 @@ def running(child: Child) -> Iterator[Child]:
 class CpuMeter:
     """CPU used by some processes between `start()` and `stop()`, as a share of one core; for
     the process named by `start(threads_of=...)` also its main thread's (an asyncio server's
-    event loop) and its other threads' together (a database driver's, say)."""
+    event loop), its other threads' together (a database driver's, say) and its child
+    processes' (mastok's SQLite worker), which count in its own: they do its work."""
 
     def __init__(self, **pids: int) -> None:
         self.pids = pids
         self.threads_of: str | None = None
         self._begin: dict[str, float] = {}
         self._threads_begin: dict[int, float] = {}
+        self._children_begin: dict[int, float] = {}
         self._t0 = 0.0
         self.cpu_s: dict[str, float] = {}
         self.threads_cpu_s: dict[str, float] = {}
@@ -191,7 +206,16 @@ class CpuMeter:
         self.threads_of = threads_of
         if threads_of is not None:
             self._threads_begin = thread_cpu_s(self.pids[threads_of])
+            self._children_begin = self._children_cpu_s(self.pids[threads_of])
         return self
+
+    @staticmethod
+    def _children_cpu_s(pid: int) -> dict[int, float]:
+        found = {}
+        for child in child_pids(pid):
+            with contextlib.suppress(OSError):
+                found[child] = usage(child).cpu_s
+        return found
 
     def stop(self) -> dict[str, float]:
         self.seconds = time.monotonic() - self._t0
@@ -206,12 +230,21 @@ class CpuMeter:
                     for tid, cpu in thread_cpu_s(pid).items()
                 }
                 main = spent.pop(pid, 0.0)
-                self.threads_cpu_s = {"main": main, "others": sum(spent.values())}
+                children = sum(
+                    cpu - self._children_begin.get(child, 0.0)
+                    for child, cpu in self._children_cpu_s(pid).items()
+                )
+                self.threads_cpu_s = {
+                    "main": main,
+                    "others": sum(spent.values()),
+                    "children": children,
+                }
+                self.cpu_s[self.threads_of] += children
         return self.cpu_s
 
     def thread_shares(self) -> dict[str, float]:
-        """`threads_of`'s main thread and its other threads (those that ended before `stop()`
-        not counted), in CPU seconds per wall second."""
+        """`threads_of`'s main thread, its other threads and its child processes (those that
+        ended before `stop()` not counted), in CPU seconds per wall second."""
         return {name: round(cpu / self.seconds, 3) for name, cpu in self.threads_cpu_s.items()}
 
     def shares(self) -> dict[str, float]:

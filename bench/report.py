@@ -649,12 +649,12 @@ def _all_runs(export: dict[str, Any]) -> str:
 
 
 def _threads(figures: dict[str, Any]) -> str:
-    """The server's event loop thread and its other threads, in cores (results before they
-    were measured have none)."""
+    """The server's event loop thread, its other threads and its child processes (the SQLite
+    worker), in cores (results before they were measured have none, or no children)."""
     shares = figures.get("server_threads_share")
     if not shares:
         return "-"
-    return f"{_fmt(shares['main'])} / {_fmt(shares['others'])}"
+    return " / ".join(_fmt(shares.get(part, 0)) for part in ("main", "others", "children"))
 
 
 def _lat(summary: dict[str, Any] | None) -> str:
@@ -1232,8 +1232,8 @@ def _logging_markdown(lm: dict[str, Any]) -> list[str]:
         "database's runs.",
         "",
         "| server | connections | trials/s | share of the ceiling | latency p50/p95/p99 ms | "
-        "server CPU ms a trial | server CPU: loop / other threads | PostgreSQL CPU ms a trial | "
-        "wrk CPU | non-2xx |",
+        "server CPU ms a trial | server CPU: loop / other threads / worker process | "
+        "PostgreSQL CPU ms a trial | wrk CPU | non-2xx |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     table = []
