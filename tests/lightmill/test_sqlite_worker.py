@@ -192,17 +192,25 @@ def test_posts_are_written_by_the_worker_process_and_read_back_whole(
     monkeypatch.setattr(SqliteWorker, "write", counted)
     token = lock(anonymous, "S0")
     measures = {"trial": {"time": 1, "hit": True}, "events": [{"x": 1}, {"x": 2, "y": "a"}]}
-    for block, trial in [(0, 0), (0, 1), (1, 0)]:
-        assert post_trial(anonymous, "S0", block, trial, token, measures).status_code == 200
+    added = {"trial": {"time": 2, "new": "b"}, "events": []}
+    for block, trial, posted in [(0, 0, measures), (0, 1, measures), (1, 0, measures)]:
+        assert post_trial(anonymous, "S0", block, trial, token, posted).status_code == 200
+    assert post_trial(anonymous, "S0", 1, 1, token, added).status_code == 200
+    assert post_trial(anonymous, "S0", 2, 0, token, added).status_code == 200
 
-    # The first post of an experiment reads its measures in the server: the worker writes the rest.
-    assert [post.position for post in written] == [1, 2]
+    # An experiment's first post reads its measures, and a post adding one registers it: the
+    # server writes them; the worker the others.
+    assert [post.position for post in written] == [1, 2, 4]
     pid = worker(anonymous).pid
     assert pid is not None and pid != os.getpid()
     stored = anonymous.get("/api/trial/pointing/S0/1/0").json()
     assert stored["measures"] == {"hit": "true", "time": "1"}
     assert stored["events"] == [{"x": "1"}, {"x": "2", "y": "a"}]
-    assert completed(anonymous, "S0") == 3
+    assert anonymous.get("/api/trial/pointing/S0/2/0").json()["measures"] == {
+        "new": "b",
+        "time": "2",
+    }
+    assert completed(anonymous, "S0") == 5
 
 
 def test_the_worker_process_ends_with_the_app(make_client: ClientFactory) -> None:
