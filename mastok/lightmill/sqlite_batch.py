@@ -7,11 +7,17 @@ process needs nothing of the design or its measures: it runs what it is sent.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from mastok.lightmill.trial_sql import COMPLETE_SQLITE, EVENTS_SQLITE, MOVE_ON_SQLITE
+from mastok.lightmill.trial_sql import (
+    COMPLETE_SQLITE,
+    EVENTS_SQLITE,
+    MOVE_ON_ONE_SQLITE,
+    MOVE_ON_SQLITE,
+)
 
 
 class StoredPost(NamedTuple):
@@ -29,11 +35,9 @@ class StoredPost(NamedTuple):
 
 def move_on(posts: Sequence[StoredPost], stamp: str) -> tuple[str, list[Any]]:
     """The statement that moves on each run at its post's trial and locked with its token
-    (its `RETURNING` lists them), and its parameters."""
-    params: list[Any] = [stamp]
-    for post in posts:
-        params += (post.run_pk, post.position, post.token)
-    return MOVE_ON_SQLITE.format(rows=", ".join(["(?, ?, ?)"] * len(posts))), params
+    (its `RETURNING` lists them), and its parameters: all the batch's posts in one."""
+    runs = [[post.run_pk, post.position, post.token] for post in posts]
+    return MOVE_ON_SQLITE, [stamp, json.dumps(runs)]
 
 
 def completions(done: Sequence[StoredPost], stamp: str) -> list[tuple[Any, ...]]:
@@ -49,8 +53,13 @@ def write(connection: sqlite3.Connection, posts: Sequence[StoredPost], stamp: st
     (`isolation_level=None`); the runs moved. Anything raised leaves nothing written."""
     connection.execute("BEGIN IMMEDIATE")
     try:
-        sql, params = move_on(posts, stamp)
-        moved = {row[0] for row in connection.execute(sql, params).fetchall()}
+        moved = {
+            row[0]
+            for post in posts
+            for row in connection.execute(
+                MOVE_ON_ONE_SQLITE, (stamp, post.run_pk, post.position, post.token)
+            )
+        }
         done = [post for post in posts if post.run_pk in moved]
         if done:
             connection.executemany(COMPLETE_SQLITE, completions(done, stamp))
