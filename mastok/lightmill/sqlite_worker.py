@@ -114,6 +114,7 @@ class _Link(asyncio.SubprocessProtocol):
         self._process: asyncio.SubprocessTransport | None = None
         self._input: asyncio.WriteTransport | None = None
         self._waiting: dict[int, asyncio.Future[Any]] = {}
+        self._outbox: list[bytes] = []  # messages to send at the end of this turn of the loop
         self._next = 0
         self._partial = b""
         self._closing = False
@@ -129,12 +130,24 @@ class _Link(asyncio.SubprocessProtocol):
         self._input = cast(asyncio.WriteTransport, self._process.get_pipe_transport(0))
 
     def ask(self, message: Sequence[Any]) -> asyncio.Future[Any]:
-        assert self._input is not None
+        """The message sent, with the loop's other messages of this turn in one write."""
+        loop = asyncio.get_running_loop()
         self._next += 1
-        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[Any] = loop.create_future()
         self._waiting[self._next] = answer
-        self._input.write(orjson.dumps([message[0], self._next, *message[1:]]) + b"\n")
+        if not self._outbox:
+            loop.call_soon(self._send)
+        self._outbox.append(orjson.dumps([message[0], self._next, *message[1:]]))
         return answer
+
+    def _send(self) -> None:
+        assert self._input is not None
+        if self.ended:  # every call waiting was told
+            self._outbox = []
+            return
+        self._outbox.append(b"")  # the last message's line end
+        self._input.write(b"\n".join(self._outbox))
+        self._outbox = []
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         *lines, self._partial = (self._partial + data).split(b"\n")
