@@ -5,14 +5,16 @@ process).
 Why a process: on SQLite a batch's statements ran on aiosqlite's thread beside the event loop,
 and the two threads, each needing the GIL for most of its work, stayed under one core together
 while the other stood idle; a thread of its own for the writes changed nothing (bench/README,
-scenario 6, ninth and tenth rounds). The worker has its own interpreter: the loop sends it a
-post's stored values, one pipe write, and hears back once a turn of its, for all the posts of
-that turn.
+scenario 6, ninth and tenth rounds). The worker has its own interpreter: the loop sends it
+posts' stored values (those of one turn of the loop in one pipe write), and hears back once a
+turn of the worker's, for all the posts of that turn. What goes wrong in the worker comes back
+to be logged here, in the server's log format.
 
-If the process is gone (it exited, or could not start), every call waiting on it and every later
-one raises `WorkerGone`, and the store records trial posts itself, as without a worker. A post
-whose batch the process may have committed before it went is recorded again by the store,
-whose checks then answer precisely (its trial is already completed).
+If the process is gone (it exited, could not start, or answered what cannot be read, and was
+killed), every call waiting on it and every later one raises `WorkerUnavailable`, and the store
+records trial posts itself, as without a worker. A post whose batch the process may have
+committed before it went is recorded again by the store, whose checks then answer precisely
+(its trial is already completed).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any, cast
 import orjson
 
 from mastok.lightmill.sqlite_batch import StoredPost
+from mastok.lightmill.sqlite_worker_main import ERRORS
 from mastok.lightmill.trial_places import Key, Place, places_of
 
 log = logging.getLogger("mastok.lightmill")
@@ -40,8 +43,9 @@ def worker_command(path: str) -> tuple[str, ...]:
     return (sys.executable, "-m", "mastok.lightmill.sqlite_worker_main", path)
 
 
-class WorkerGone(Exception):
-    """The SQLite worker process is not there: the server writes for itself."""
+class WorkerUnavailable(Exception):
+    """The SQLite worker cannot answer this call (it is not running, or its read failed): the
+    server does the work itself."""
 
 
 class SqliteWorker:
@@ -63,7 +67,7 @@ class SqliteWorker:
         """As trial_places.read_places, read by the process."""
         rows = await self._ask("places", json.dumps(keys), ahead)
         if rows is None:
-            raise WorkerGone("the SQLite worker could not read the places")
+            raise WorkerUnavailable("the SQLite worker could not read the places")
         return places_of(rows)
 
     async def write(self, post: StoredPost, stamp: str) -> bool:
@@ -84,7 +88,7 @@ class SqliteWorker:
             self._starting = asyncio.ensure_future(self._start())
         link = await asyncio.shield(self._starting)
         if link is None or link.ended:
-            raise WorkerGone("the SQLite worker is not running")
+            raise WorkerUnavailable("the SQLite worker is not running")
         return await link.ask(message)
 
     async def _start(self) -> _Link | None:
@@ -151,11 +155,17 @@ class _Link(asyncio.SubprocessProtocol):
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         *lines, self._partial = (self._partial + data).split(b"\n")
-        for line in lines:
-            for ident, answer in orjson.loads(line):
-                waiting = self._waiting.pop(ident)
-                if not waiting.done():
-                    waiting.set_result(answer)
+        try:
+            for line in lines:
+                for ident, answer in orjson.loads(line):
+                    if ident == ERRORS:
+                        log.warning("the SQLite worker: %s", answer)
+                    elif (waiting := self._waiting.pop(ident)) and not waiting.done():
+                        waiting.set_result(answer)
+        except (ValueError, TypeError, KeyError) as error:
+            log.error("the SQLite worker answered what cannot be read (%r): killed", error)
+            assert self._process is not None
+            self._process.kill()
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         if fd == 1:
@@ -171,6 +181,8 @@ class _Link(asyncio.SubprocessProtocol):
             return
         self._closing = True
         assert self._input is not None
+        if self._outbox:
+            self._send()
         self._input.close()  # its input ends: it finishes what it read, and exits
         try:
             await asyncio.wait_for(asyncio.shield(self.exited), CLOSE_TIMEOUT)
@@ -191,4 +203,4 @@ class _Link(asyncio.SubprocessProtocol):
         waiting, self._waiting = self._waiting, {}
         for answer in waiting.values():
             if not answer.done():
-                answer.set_exception(WorkerGone("the SQLite worker ended before answering"))
+                answer.set_exception(WorkerUnavailable("the SQLite worker ended before answering"))

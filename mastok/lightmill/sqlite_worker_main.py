@@ -3,12 +3,12 @@ connection of its own, for one mastok server (sqlite_worker.py starts it and spe
 
 `python -m mastok.lightmill.sqlite_worker_main PATH`. It reads a JSON array a line:
 `["places", id, keys, ahead]` (keys as a JSON text, as trial_places reads them) and
-`["write", id, stamp, *StoredPost]`. For each turn of what it has read it writes one line, a JSON
-array of `[id, answer]`: a read's rows (null if it failed), and for each write whether its run
-moved on (false also when its batch failed: the server then records that post itself, with its
-precise answer). A turn's writes are one transaction, one post a run (another for the same run
-waits for the next turn). It ends when its input does, once what it read is done; Ctrl-C at a
-terminal is its server's to handle.
+`["write", id, stamp, *StoredPost]`. For each turn of what it has read it writes one line, a
+JSON array of `[id, answer]`: a read's rows (null if it failed), and for each write whether its
+run moved on (false also when its batch failed: the server then records that post itself, with
+its precise answer); and `[0, text]` for what went wrong, which the server logs. A turn's writes
+are one transaction, one post a run (another for the same run waits for the next turn). It ends
+when its input does, once what it read is done; Ctrl-C at a terminal is its server's to handle.
 
 It imports neither SQLAlchemy nor the server: it starts in a few tens of milliseconds.
 """
@@ -29,6 +29,7 @@ from mastok.lightmill.trial_sql import PLACES_SQLITE
 from mastok.sqlite_connection import connect
 
 READ_SIZE = 1 << 20
+ERRORS = 0  # the id of a turn's answers that are errors to log (messages count from 1)
 Answer = list[Any]  # [id, answer]
 
 
@@ -48,7 +49,7 @@ def serve(connection: sqlite3.Connection, incoming: int, outgoing: int) -> None:
         for line in lines:
             message = orjson.loads(line)
             if message[0] == "places":
-                answers.append([message[1], _places(connection, message[2], message[3])])
+                answers += _places(connection, message[1], message[2], message[3])
             else:
                 writes.append((message[1], message[2], StoredPost(*message[3:])))
         batch: dict[int, tuple[int, str, StoredPost]] = {}
@@ -72,12 +73,11 @@ def _read(incoming: int, wait: bool) -> bytes | None:
     return data or None
 
 
-def _places(connection: sqlite3.Connection, keys: str, ahead: int) -> list[Any] | None:
+def _places(connection: sqlite3.Connection, ident: int, keys: str, ahead: int) -> list[Answer]:
     try:
-        return connection.execute(PLACES_SQLITE, (keys, ahead)).fetchall()
+        return [[ident, connection.execute(PLACES_SQLITE, (keys, ahead)).fetchall()]]
     except sqlite3.Error as error:
-        print(f"mastok sqlite worker: reading places failed: {error}", file=sys.stderr)
-        return None
+        return [[ident, None], [ERRORS, f"reading trials' places failed: {error}"]]
 
 
 def _write(
@@ -89,8 +89,8 @@ def _write(
     try:
         moved = sqlite_batch.write(connection, [post for _, _, post in batch], stamp)
     except sqlite3.Error as error:
-        print(f"mastok sqlite worker: a batch failed: {error}", file=sys.stderr)
-        moved = set()
+        failed = f"a batch of {len(batch)} posts failed, the server writes them: {error}"
+        return [[ident, False] for ident, _, _ in batch] + [[ERRORS, failed]]
     return [[ident, post.run_pk in moved] for ident, _, post in batch]
 
 

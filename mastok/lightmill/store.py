@@ -61,7 +61,7 @@ from mastok.lightmill.recording import (
     wanted_levels,
 )
 from mastok.lightmill.results import TrialResults
-from mastok.lightmill.sqlite_worker import SqliteWorker, WorkerGone
+from mastok.lightmill.sqlite_worker import SqliteWorker, WorkerUnavailable
 from mastok.lightmill.trial_places import Key, Place, TrialPlaces
 from mastok.tasks import Spawn
 
@@ -480,7 +480,7 @@ class LightMillStore:
             )
             if not await worker.write(stored_post(checked), self._stamp(now)):
                 return None
-        except WorkerGone:
+        except WorkerUnavailable:
             return None
         self._places.posted(post.key)
         return _Recorded(_recorded_info(post, place, ids, now), place.experiment_pk, known)

@@ -27,7 +27,7 @@ from starlette.testclient import TestClient
 from mastok.lightmill import sqlite_worker
 from mastok.lightmill.sqlite_batch import StoredPost
 from mastok.lightmill.sqlite_worker import SqliteWorker
-from mastok.lightmill.sqlite_worker_main import serve
+from mastok.lightmill.sqlite_worker_main import ERRORS, serve
 from mastok.lightmill.trial_places import places_of
 from mastok.sqlite_connection import connect
 from tests.fixtures.app import ClientFactory
@@ -157,7 +157,7 @@ def test_a_post_its_run_is_not_at_or_not_locked_with_is_answered_false(
     assert row_counts(anonymous) == before
 
 
-def test_a_batch_that_fails_writes_nothing_and_answers_false_for_each_post(
+def test_a_batch_that_fails_writes_nothing_answers_false_for_each_post_and_says_why(
     anonymous: TestClient, started: tuple[str, str]
 ) -> None:
     s0, s1 = started
@@ -166,14 +166,22 @@ def test_a_batch_that_fails_writes_nothing_and_answers_false_for_each_post(
     bad = post_at(anonymous, "S1", 0, s1)._replace(trial_pk=999_999)
     before = row_counts(anonymous)
 
-    assert turns(anonymous, write(1, good), write(2, bad)) == [[[1, False], [2, False]]]
+    [line] = turns(anonymous, write(1, good), write(2, bad))
+
+    assert line[:2] == [[1, False], [2, False]]
+    assert line[2][0] == ERRORS and "FOREIGN KEY constraint failed" in line[2][1]
     assert row_counts(anonymous) == before
     assert completed(anonymous, "S0") == 0
     assert completed(anonymous, "S1") == 0
 
 
-def test_a_read_that_fails_is_answered_null(anonymous: TestClient) -> None:
-    assert turns(anonymous, ["places", 1, "not JSON", 2]) == [[[1, None]]]
+def test_a_read_that_fails_is_answered_null_and_its_error_sent_to_be_logged(
+    anonymous: TestClient,
+) -> None:
+    [[answer, error]] = turns(anonymous, ["places", 1, "not JSON", 2])
+
+    assert answer == [1, None]
+    assert error[0] == ERRORS and "malformed JSON" in error[1]
 
 
 # --- The process behind the app ---------------------------------------------------------------
@@ -247,32 +255,47 @@ def test_a_killed_worker_leaves_the_posts_to_the_server_each_stored_once(
     assert any("the SQLite worker ended" in r.getMessage() for r in caplog.records)
 
 
+READ_ONE = "import sys; sys.stdin.buffer.readline(); "
+
+
 @pytest.mark.parametrize(
-    "command",
+    ("command", "logged"),
     [
         # Reads the first message, then exits without answering.
-        (sys.executable, "-c", "import sys; sys.stdin.buffer.readline()"),
-        ("/nonexistent/python",),
+        ((sys.executable, "-c", READ_ONE), "the SQLite worker ended (exit code 0)"),
+        # Sends an error line for the server's log instead, then exits.
+        (
+            (sys.executable, "-c", READ_ONE + "print('[[0, \"boom\"]]', flush=True)"),
+            "the SQLite worker: boom",
+        ),
+        # Answers what cannot be read, then would wait for ever: the server kills it.
+        (
+            (sys.executable, "-c", READ_ONE + "print('{', flush=True); sys.stdin.buffer.read()"),
+            "the SQLite worker answered what cannot be read",
+        ),
+        (("/nonexistent/python",), "the SQLite worker could not start"),
     ],
-    ids=["ends-before-answering", "cannot-start"],
+    ids=["ends-before-answering", "sends-an-error", "answers-garbage", "cannot-start"],
 )
 def test_without_a_worker_the_server_writes_the_posts(
     make_client: ClientFactory,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     command: tuple[str, ...],
+    logged: str,
 ) -> None:
     monkeypatch.setattr(sqlite_worker, "worker_command", lambda path: command)
     client = make_client(authenticated=False)
     imported(client)
     token = lock(client, "S0")
     for block, trial in [(0, 0), (0, 1), (1, 0)]:
-        assert post_trial(client, "S0", block, trial, token).status_code == 200
+        assert post_trial(client, "S0", block, trial, token, ONE_EVENT).status_code == 200
 
     assert completed(client, "S0") == 3
+    assert row_counts(client)["lm_events"] == 3
     assert worker(client).pid is None
-    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert any("the SQLite worker" in line for line in errors), errors
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any(logged in line for line in lines), lines
 
 
 def test_the_worker_process_imports_neither_sqlalchemy_nor_the_server() -> None:
