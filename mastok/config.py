@@ -184,7 +184,7 @@ class Settings(BaseModel):
     sqlite_trials_in_process: Flag = setting(
         False,
         "LightMill on SQLite: write trial posts in the server's process, not in a worker "
-        "process beside it (which logs about twice the trials a second on two cores)",
+        "process beside it (which logs 1.5 to 2 times the trials a second on two cores)",
     )
     client_import: Flag = setting(
         False,

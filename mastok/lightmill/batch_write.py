@@ -115,5 +115,7 @@ async def _write_batch_sqlite(
     done = [post for post in stored if post.run_pk in moved]
     if done:
         await driver.executemany(COMPLETE_SQLITE, sqlite_batch.completions(done, stamp))
-        await driver.executemany(EVENTS_SQLITE, sqlite_batch.event_rows(done))
+        events = sqlite_batch.event_rows(done)
+        if events:  # a crossing to aiosqlite's thread saved
+            await driver.executemany(EVENTS_SQLITE, events)
     return moved

@@ -298,6 +298,27 @@ def test_without_a_worker_the_server_writes_the_posts(
     assert any(logged in line for line in lines), lines
 
 
+def test_a_worker_that_does_not_end_when_told_is_killed(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Answers the first message (a read of places) as failed, then ignores its input's end.
+    stays = READ_ONE + "print('[[1, null]]', flush=True); import time; time.sleep(3600)"
+    monkeypatch.setattr(sqlite_worker, "worker_command", lambda path: (sys.executable, "-c", stays))
+    monkeypatch.setattr(sqlite_worker, "CLOSE_TIMEOUT", 0.05)
+    client = make_client(authenticated=False)
+    imported(client)
+    token = lock(client, "S0")
+    assert post_trial(client, "S0", 0, 0, token).status_code == 200
+    pid = worker(client).pid
+    assert pid is not None
+
+    client.__exit__(None, None, None)
+
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert any("did not end within" in r.getMessage() for r in caplog.records)
+
+
 def test_the_worker_process_imports_neither_sqlalchemy_nor_the_server() -> None:
     """It starts at a post: what it imports is the time that post waits."""
     code = (
