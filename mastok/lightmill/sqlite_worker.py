@@ -173,6 +173,9 @@ class _Link(asyncio.SubprocessProtocol):
 
     def process_exited(self) -> None:
         self._end()
+        if not self._closing:
+            code = self._process.get_returncode() if self._process is not None else None
+            log.warning("the SQLite worker exited with code %s", code)
         if not self.exited.done():
             self.exited.set_result(None)
 
@@ -193,11 +196,12 @@ class _Link(asyncio.SubprocessProtocol):
         self._process.close()
 
     def _end(self) -> None:
+        """Its answers have ended (its output closed, or it exited: either may come first)."""
         if not self.ended and not self._closing:
-            code = self._process.get_returncode() if self._process is not None else None
             log.error(
-                "the SQLite worker ended (exit code %s): trial posts written in-process from now",
-                code,
+                "the SQLite worker (pid %s) stopped answering: trial posts written in-process "
+                "from now",
+                self.pid,
             )
         self.ended = True
         waiting, self._waiting = self._waiting, {}

@@ -252,7 +252,7 @@ def test_a_killed_worker_leaves_the_posts_to_the_server_each_stored_once(
     assert completed(anonymous, "S0") == 5
     assert row_counts(anonymous)["lm_events"] == 5
     assert worker(anonymous).pid is None
-    assert any("the SQLite worker ended" in r.getMessage() for r in caplog.records)
+    assert any("stopped answering" in r.getMessage() for r in caplog.records)
 
 
 READ_ONE = "import sys; sys.stdin.buffer.readline(); "
@@ -262,7 +262,7 @@ READ_ONE = "import sys; sys.stdin.buffer.readline(); "
     ("command", "logged"),
     [
         # Reads the first message, then exits without answering.
-        ((sys.executable, "-c", READ_ONE), "the SQLite worker ended (exit code 0)"),
+        ((sys.executable, "-c", READ_ONE), "stopped answering"),
         # Sends an error line for the server's log instead, then exits.
         (
             (sys.executable, "-c", READ_ONE + "print('[[0, \"boom\"]]', flush=True)"),
