@@ -1,5 +1,7 @@
-"""A batch of trial posts as SQLite writes it: three statements and their rows, whichever
-connection runs them (the event loop's, through aiosqlite, or the SQLite worker process's).
+"""A batch of trial posts as SQLite writes it: its statements and their rows, whichever
+connection runs them (the event loop's, through aiosqlite: `move_on` for all the posts in one
+statement; or the SQLite worker process's, which calls sqlite3 itself: `write`, a statement a
+post to move the runs on).
 
 A post comes as it is stored (`StoredPost`: its values already JSON text), so that the worker
 process needs nothing of the design or its measures: it runs what it is sent.

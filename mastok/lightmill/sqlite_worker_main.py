@@ -31,12 +31,13 @@ from mastok.sqlite_connection import connect
 READ_SIZE = 1 << 20
 ERRORS = 0  # the id of a turn's answers that are errors to log (messages count from 1)
 Answer = list[Any]  # [id, answer]
+Write = tuple[int, str, StoredPost]  # its message's id, its stamp, the post
 
 
 def serve(connection: sqlite3.Connection, incoming: int, outgoing: int) -> None:
     """Turn after turn until `incoming` ends: what has come answered in one line."""
     partial = b""
-    waiting: list[tuple[int, str, StoredPost]] = []  # writes for a run already in the batch
+    waiting: list[Write] = []  # writes for a run already in the last batch
     ended = False
     while not ended or waiting:
         data = b"" if ended else _read(incoming, wait=not waiting)
@@ -45,22 +46,29 @@ def serve(connection: sqlite3.Connection, incoming: int, outgoing: int) -> None:
             data = b""
         *lines, partial = (partial + data).split(b"\n")
         answers: list[Answer] = []
-        writes, waiting = waiting, []
+        writes = waiting
         for line in lines:
             message = orjson.loads(line)
             if message[0] == "places":
                 answers += _places(connection, message[1], message[2], message[3])
             else:
                 writes.append((message[1], message[2], StoredPost(*message[3:])))
-        batch: dict[int, tuple[int, str, StoredPost]] = {}
-        for write in writes:
-            if write[2].run_pk in batch:
-                waiting.append(write)
-            else:
-                batch[write[2].run_pk] = write
-        answers += _write(connection, list(batch.values()))
+        batch, waiting = _one_a_run(writes)
+        answers += _write(connection, batch)
         if answers:
             _write_all(outgoing, orjson.dumps(answers) + b"\n")
+
+
+def _one_a_run(writes: list[Write]) -> tuple[list[Write], list[Write]]:
+    """This turn's batch, the first write for each run, and those that wait for the next."""
+    batch: dict[int, Write] = {}
+    waiting = []
+    for write in writes:
+        if write[2].run_pk in batch:
+            waiting.append(write)
+        else:
+            batch[write[2].run_pk] = write
+    return list(batch.values()), waiting
 
 
 def _read(incoming: int, wait: bool) -> bytes | None:
@@ -80,9 +88,7 @@ def _places(connection: sqlite3.Connection, ident: int, keys: str, ahead: int) -
         return [[ident, None], [ERRORS, f"reading trials' places failed: {error}"]]
 
 
-def _write(
-    connection: sqlite3.Connection, batch: list[tuple[int, str, StoredPost]]
-) -> list[Answer]:
+def _write(connection: sqlite3.Connection, batch: list[Write]) -> list[Answer]:
     if not batch:
         return []
     stamp = max(stamp for _, stamp, _ in batch)  # the runs' heartbeat: the latest post's time
