@@ -3,10 +3,11 @@
 Its turns, driven through a pipe written beforehand (no process, no timing): each turn answers
 in one line, writes one post a run in one transaction (another for the same run waits for the
 next turn, also after its input ended), answers false for a post it does not move and for every
-post of a batch that fails (writing nothing of it), and null for a read that fails. Then the real
-process behind an app on SQLite: posts are written by it and read back whole; it ends with the
-app; and if it is killed, ends before answering, or cannot start, the app writes the posts
-itself, each stored once.
+post of a batch that fails (writing nothing of it, and saying why), and null for a read that
+fails. Then the real process behind an app on SQLite: posts are written by it and read back
+whole; it ends with the app, killed if it does not; and if it is killed, ends before answering,
+sends an error, answers garbage or cannot start, the app writes the posts itself, each stored
+once, and logs why. It imports neither SQLAlchemy nor the server.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -89,10 +89,11 @@ def write(ident: int, post: StoredPost) -> list[Any]:
     return ["write", ident, STAMP, *post]
 
 
-def post_at(client: TestClient, run: str, position: int, token: str, **values: Any) -> StoredPost:
+def post_at(client: TestClient, run: str, position: int, token: str) -> StoredPost:
+    """A post of the run's trial at `position`: its time 7, and one event whose time is 8."""
     run_pk, trial_pk = first_trial(client, run, position)
     time = measure_id(client, "time")
-    events = values.get("events", [(0, json.dumps({str(time): "8"}))])
+    events = [(0, json.dumps({str(time): "8"}))]
     return StoredPost(
         run_pk, position, token, trial_pk, len(events), json.dumps({str(time): "7"}), events
     )
@@ -109,11 +110,11 @@ def completed(client: TestClient, run: str) -> int:
 
 
 @pytest.fixture
-def started(anonymous: TestClient) -> Iterator[tuple[str, str]]:
+def started(anonymous: TestClient) -> tuple[str, str]:
     """Runs S0 and S1 locked, S2's first trial posted (its measures are the experiment's)."""
     s2 = lock(anonymous, "S2")
     assert post_trial(anonymous, "S2", 0, 0, s2, {"trial": {"time": 1}}).status_code == 200
-    yield lock(anonymous, "S0"), lock(anonymous, "S1")
+    return lock(anonymous, "S0"), lock(anonymous, "S1")
 
 
 def test_a_turn_answers_in_one_line_one_post_a_run_the_next_waiting_for_the_next_turn(
