@@ -20,6 +20,7 @@ committed before it went is recorded again by the store, whose checks then answe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import subprocess
@@ -160,19 +161,19 @@ class _Link(asyncio.SubprocessProtocol):
                 for ident, answer in orjson.loads(line):
                     if ident == ERRORS:
                         log.warning("the SQLite worker: %s", answer)
-                    elif (waiting := self._waiting.pop(ident)) and not waiting.done():
+                    elif (waiting := self._waiting.pop(ident, None)) and not waiting.done():
                         waiting.set_result(answer)
-        except (ValueError, TypeError, KeyError) as error:
+        except (ValueError, TypeError) as error:
             log.error("the SQLite worker answered what cannot be read (%r): killed", error)
             assert self._process is not None
-            self._process.kill()
+            with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+                self._process.kill()
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if fd == 1:
+        if fd == 1:  # after all it wrote was read: its exit may be seen before that
             self._end()
 
     def process_exited(self) -> None:
-        self._end()
         if not self._closing:
             code = self._process.get_returncode() if self._process is not None else None
             log.warning("the SQLite worker exited with code %s", code)
@@ -191,12 +192,13 @@ class _Link(asyncio.SubprocessProtocol):
             await asyncio.wait_for(asyncio.shield(self.exited), CLOSE_TIMEOUT)
         except TimeoutError:
             log.error("the SQLite worker did not end within %s s: killed", CLOSE_TIMEOUT)
-            self._process.kill()
+            with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+                self._process.kill()
             await self.exited
         self._process.close()
 
     def _end(self) -> None:
-        """Its answers have ended (its output closed, or it exited: either may come first)."""
+        """Its answers have ended: every call still waiting is failed."""
         if not self.ended and not self._closing:
             log.error(
                 "the SQLite worker (pid %s) stopped answering: trial posts written in-process "
