@@ -4,7 +4,7 @@ process).
 
 Why a process: on SQLite a batch's statements ran on aiosqlite's thread beside the event loop,
 and the two threads, each needing the GIL for most of its work, stayed under one core together
-while the other stood idle; a thread of its own for the writes changed nothing (bench/README,
+while the second core stood idle; a thread of its own for the writes changed nothing (bench/README,
 scenario 6, ninth and tenth rounds). The worker has its own interpreter: the loop sends it
 posts' stored values (those of one turn of the loop in one pipe write), and hears back once a
 turn of the worker's, for all the posts of that turn. What goes wrong in the worker comes back
