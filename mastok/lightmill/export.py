@@ -34,14 +34,15 @@ import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from operator import itemgetter
 from typing import Any, Literal, NamedTuple, TextIO
 
 import aiosqlite
 import orjson
-from sqlalchemy import ClauseElement, ColumnElement, Executable, case, func, select
+from sqlalchemy import ColumnElement, Executable, Select, bindparam, case, func, select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from mastok.clock import aware
@@ -175,6 +176,7 @@ class Layout:
     trial_measure_column: MeasureColumns  # stored values -> cells by `trial_measures`
     event_measure_column: MeasureColumns
     runs: tuple[RunRef, ...]
+    reads: _Reads  # its scans, compiled once
 
     def trial_header(self) -> list[str]:
         factors, measures = column_names(TRIAL_COLUMNS, self.factors, self.trial_measures)
@@ -260,53 +262,160 @@ async def read_layout(db: Database, experiment: str) -> Layout:
             trial_measure_column=MeasureColumns([pk for _, pk in trial_measures]),
             event_measure_column=MeasureColumns([pk for _, pk in event_measures]),
             runs=tuple(RunRef(pk, code, count) for pk, code, count in runs),
+            reads=_Reads(conn.dialect, {pk: i for i, (_, pk) in enumerate(factors)}),
+        )
+
+
+AnySelect = Select[*tuple[Any, ...]]
+
+
+class _Read:
+    """A scan compiled once for its export (its dialect and layout): its text and its
+    parameters in the driver's order, run with each chunk's values. Built and compiled for
+    each chunk, a scan cost about 0.5 ms, twice or three times a chunk."""
+
+    def __init__(self, query: AnySelect, dialect: Dialect) -> None:
+        compiled = query.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)
+        self.query = query
+        self.sql = str(compiled)
+        self.names = tuple(compiled.positiontup or ())
+        self.fixed = dict(compiled.params)  # what the query holds: a factor's pk, ...
+
+    async def rows(self, conn: AsyncConnection, **values: Any) -> Sequence[Sequence[Any]]:
+        """All the rows at once, straight from the driver (tuples, asyncpg Records): these
+        scans read integer and text columns, which SQLAlchemy would pass through unchanged.
+        Building its Row objects took 14% of the export's time (py-spy, 100,000 trials), and
+        through its adapter each aiosqlite query is four round trips to the driver's thread,
+        here one."""
+        every = {**self.fixed, **values}
+        params = [every[name] for name in self.names]
+        driver = await driver_connection(conn)
+        try:
+            if isinstance(driver, aiosqlite.Connection):
+                return list(await driver.execute_fetchall(self.sql, params))
+            return await driver.fetch(self.sql, *params)
+        except Exception:
+            # Run again through SQLAlchemy (a read): a failure is then raised as everywhere else
+            # (a DBAPIError, its parameters hidden), which the CLI and the web handle.
+            return (await conn.execute(self.query, values)).all()
+
+
+def _in_range() -> tuple[ColumnElement[bool], ...]:
+    """A run's trials from position `start` (included) to `stop` (excluded)."""
+    return (
+        t.LMTrial.run_id == bindparam("run"),
+        t.LMTrial.position >= bindparam("start"),
+        t.LMTrial.position < bindparam("stop"),
+    )
+
+
+class _Reads:
+    """An export's scans, each compiled at its first use."""
+
+    def __init__(self, dialect: Dialect, factor_column: Mapping[int, int]) -> None:
+        self.dialect = dialect
+        self.factor_column = factor_column
+        self.pivoted = len(factor_column) <= PIVOT_MEASURES
+
+    @cached_property
+    def trials(self) -> _Read:
+        """Trials with their blocks, completion and measure values."""
+        return _Read(
+            select(
+                t.LMTrial.id,
+                t.LMTrial.position,
+                t.LMBlock.number,
+                t.LMBlock.measured_number,
+                t.LMBlock.practice,
+                t.LMTrial.number,
+                t.LMTrial.completed_at,
+                t.LMTrial.event_count,
+                t.LMTrial.measure_values,
+            )
+            .join(t.LMBlock, t.LMTrial.block_id == t.LMBlock.id)
+            .where(*_in_range())
+            .order_by(t.LMTrial.position),
+            self.dialect,
+        )
+
+    @cached_property
+    def done_with_events(self) -> _Read:
+        """The trials done with events, with their blocks: the events file's keys."""
+        return _Read(
+            select(
+                t.LMTrial.id,
+                t.LMTrial.position,
+                t.LMBlock.number,
+                t.LMBlock.measured_number,
+                t.LMBlock.practice,
+                t.LMTrial.number,
+                t.LMTrial.event_count,
+            )
+            .join(t.LMBlock, t.LMTrial.block_id == t.LMBlock.id)
+            .where(*_in_range(), t.LMTrial.completed_at.is_not(None), t.LMTrial.event_count > 0)
+            .order_by(t.LMTrial.position),
+            self.dialect,
+        )
+
+    @cached_property
+    def factor_values(self) -> _Read:
+        """The trials' factor value pks, by trial position: a row per trial in the columns'
+        order (the database's pivot) or, for a wide design, a row per value. The trials' ids
+        also bound the side table's primary key scan (`lo`, `hi`): the position range alone
+        leaves PostgreSQL's planner to hash whole tables. The join keeps the rows exact."""
+        fv = t.LMTrialFactorValue
+        where = (*_in_range(), fv.trial_id.between(bindparam("lo"), bindparam("hi")))
+        query: AnySelect
+        if self.pivoted:
+            by_column = sorted((index, pk) for pk, index in self.factor_column.items())
+            query = (
+                select(
+                    t.LMTrial.position,
+                    *(func.max(case((fv.factor_id == pk, fv.value_id))) for _, pk in by_column),
+                )
+                .join(t.LMTrial, fv.trial_id == t.LMTrial.id)
+                .where(*where)
+                .group_by(t.LMTrial.position)
+            )
+        else:
+            query = (
+                select(t.LMTrial.position, fv.factor_id, fv.value_id)
+                .join(t.LMTrial, fv.trial_id == t.LMTrial.id)
+                .where(*where)
+            )
+        return _Read(query, self.dialect)
+
+    @cached_property
+    def event_values(self) -> _Read:
+        """The events' stored values of the trials from position `first` to `last` (included),
+        whose ids are `lo` to `hi`."""
+        return _Read(
+            select(t.LMTrial.position, t.LMEvent.number, t.LMEvent.measure_values)
+            .join(t.LMTrial, t.LMEvent.trial_id == t.LMTrial.id)
+            .where(
+                t.LMTrial.run_id == bindparam("run"),
+                t.LMTrial.position >= bindparam("first"),
+                t.LMTrial.position <= bindparam("last"),
+                t.LMEvent.trial_id.between(bindparam("lo"), bindparam("hi")),
+            ),
+            self.dialect,
         )
 
 
 async def read_trials(
-    conn: AsyncConnection,
-    layout: Layout,
-    run: RunRef,
-    start: int,
-    stop: int,
-    *,
-    values: bool = True,
+    conn: AsyncConnection, layout: Layout, run: RunRef, start: int, stop: int
 ) -> list[TrialRow]:
     """The run's trials at positions `start` (included) to `stop` (excluded), in order, with
-    their factor values and, for those done, their measures and completion time (`values=False`:
-    without any of them, as the events file needs them not)."""
-    in_range = (t.LMTrial.run_id == run.id, t.LMTrial.position >= start, t.LMTrial.position < stop)
-    trials = await _driver_rows(
-        conn,
-        select(
-            t.LMTrial.id,
-            t.LMTrial.position,
-            t.LMBlock.number,
-            t.LMBlock.measured_number,
-            t.LMBlock.practice,
-            t.LMTrial.number,
-            t.LMTrial.completed_at,
-            t.LMTrial.event_count,
-            t.LMTrial.measure_values,
-        )
-        .join(t.LMBlock, t.LMTrial.block_id == t.LMBlock.id)
-        .where(*in_range)
-        .order_by(t.LMTrial.position),
-    )
+    their factor values and, for those done, their measures and completion time."""
+    where = {"run": run.id, "start": start, "stop": stop}
+    trials = await layout.reads.trials.rows(conn, **where)
     if not trials:
         return []
-    # The trials' ids also bound the side tables' primary key scans: the position range alone
-    # leaves PostgreSQL's planner to hash whole tables. The join keeps the rows exact.
-    lo, hi = min(row[0] for row in trials), max(row[0] for row in trials)
     factor_values: Mapping[int, Sequence[str | None]] = {}
-    if values and layout.factors:
-        fv = t.LMTrialFactorValue
-        ids = await _by_trial(
-            conn,
-            (fv.trial_id, fv.factor_id, fv.value_id),
-            layout.factor_column,
-            (*in_range, fv.trial_id.between(lo, hi)),
-        )
+    if layout.factors:
+        lo, hi = min(row[0] for row in trials), max(row[0] for row in trials)
+        ids = await _factor_values(conn, layout, lo=lo, hi=hi, **where)
         codes = layout.value_code
         factor_values = {
             position: [None if pk is None else codes[pk] for pk in row]
@@ -337,44 +446,55 @@ async def read_trials(
                 measured_block=measured,
                 number=number,
                 practice=bool(practice),  # SQLite's driver gives 0 or 1
-                completed_at=_moment(completed_at) if values else None,
+                completed_at=_moment(completed_at),
                 factor_values=factor_values.get(position, no_factors),
                 # Its row read at once: a trial done is done with its values.
-                measures=trial_measures.cells(measure_values) if done and values else no_measures,
+                measures=trial_measures.cells(measure_values) if done else no_measures,
                 event_count=event_count if done else 0,
             )
         )
     return rows
 
 
-async def _by_trial(
-    conn: AsyncConnection,
-    side: tuple[InstrumentedAttribute[int], InstrumentedAttribute[int], InstrumentedAttribute[Any]],
-    columns: Mapping[int, int],
-    where: tuple[ColumnElement[bool], ...],
-) -> Mapping[int, Sequence[Any]]:
-    """A side table's values by trial position, in `columns` (its column's pk -> index): `side`
-    is its trial id, column and value."""
-    trial_id, column, value = side
-    by_column = sorted((index, pk) for pk, index in columns.items())
-    if len(columns) <= PIVOT_MEASURES:  # as events: a row per trial, the database's pivot
-        rows = await _driver_rows(
-            conn,
-            select(
-                t.LMTrial.position, *(func.max(case((column == pk, value))) for _, pk in by_column)
-            )
-            .join(t.LMTrial, trial_id == t.LMTrial.id)
-            .where(*where)
-            .group_by(t.LMTrial.position),
+async def read_done_with_events(
+    conn: AsyncConnection, layout: Layout, run: RunRef, start: int, stop: int
+) -> list[TrialRow]:
+    """The run's trials done with events at positions `start` (included) to `stop`
+    (excluded), in order, without their values (the events file's keys need none)."""
+    no_factors: list[str | None] = [None] * len(layout.factors)
+    no_measures: list[str | None] = [None] * len(layout.trial_measures)
+    code = run.code
+    return [
+        TrialRow(
+            trial_id,
+            code,
+            position,
+            block,
+            measured,
+            number,
+            bool(practice),
+            None,
+            no_factors,
+            no_measures,
+            event_count,
         )
+        for trial_id, position, block, measured, practice, number, event_count in (
+            await layout.reads.done_with_events.rows(conn, run=run.id, start=start, stop=stop)
+        )
+    ]
+
+
+async def _factor_values(
+    conn: AsyncConnection, layout: Layout, **where: int
+) -> Mapping[int, Sequence[Any]]:
+    """The trials' factor value pks by trial position, in the layout's factor columns."""
+    reads = layout.reads
+    rows = await reads.factor_values.rows(conn, **where)
+    if reads.pivoted:
         return {row[0]: row[1:] for row in rows}
+    columns = layout.factor_column
     cells: dict[int, list[Any]] = {}
-    for position, pk, cell in await _driver_rows(
-        conn,
-        select(t.LMTrial.position, column, value)
-        .join(t.LMTrial, trial_id == t.LMTrial.id)
-        .where(*where),
-    ):
+    for position, pk, cell in rows:
         index = columns.get(pk)
         if index is None:  # registered after the export started
             continue
@@ -395,18 +515,13 @@ async def read_event_values(
     as stored (an event without values has no entry, or None)."""
     if not trials or not layout.event_measures:
         return {}
-    rows = await _driver_rows(
+    rows = await layout.reads.event_values.rows(
         conn,
-        select(t.LMTrial.position, t.LMEvent.number, t.LMEvent.measure_values)
-        .join(t.LMTrial, t.LMEvent.trial_id == t.LMTrial.id)
-        .where(
-            t.LMTrial.run_id == run.id,
-            t.LMTrial.position >= trials[0].position,
-            t.LMTrial.position <= trials[-1].position,
-            t.LMEvent.trial_id.between(
-                min(trial.id for trial in trials), max(trial.id for trial in trials)
-            ),
-        ),
+        run=run.id,
+        first=trials[0].position,
+        last=trials[-1].position,
+        lo=min(trial.id for trial in trials),
+        hi=max(trial.id for trial in trials),
     )
     return {(position, number): stored for position, number, stored in rows}
 
@@ -436,7 +551,7 @@ async def iter_events(
     for run in layout.runs:
         for start in range(0, run.trial_count, chunk):
             async with db.engine.connect() as conn:
-                trials = await read_trials(conn, layout, run, start, start + chunk, values=False)
+                trials = await read_done_with_events(conn, layout, run, start, start + chunk)
                 parts = list(_by_budget(trials, budget))
                 # Most chunks are one part: read on the same connection (a checkout less).
                 first = await read_event_values(conn, layout, run, parts[0]) if parts else {}
@@ -449,13 +564,11 @@ async def iter_events(
 
 
 def _by_budget(trials: Sequence[TrialRow], events: int) -> Iterable[Sequence[TrialRow]]:
-    """Consecutive slices of the trials with events, about `events` events each (at least one
-    trial each)."""
+    """Consecutive slices of the trials, about `events` events each (at least one trial
+    each)."""
     part: list[TrialRow] = []
     count = 0
     for trial in trials:
-        if not trial.event_count:
-            continue
         if part and count + trial.event_count > events:
             yield part
             part, count = [], 0
@@ -468,25 +581,6 @@ def _by_budget(trials: Sequence[TrialRow], events: int) -> Iterable[Sequence[Tri
 async def _rows(conn: AsyncConnection, query: Executable) -> Sequence[Any]:
     """All the rows at once (fetching them one by one costs more than reading them)."""
     return (await conn.execute(query)).all()
-
-
-async def _driver_rows(conn: AsyncConnection, query: ClauseElement) -> Sequence[Sequence[Any]]:
-    """All the rows at once, straight from the driver (tuples, asyncpg Records): for the scans
-    of integer and text columns, which SQLAlchemy would pass through unchanged. Building its
-    Row objects took 14% of the export's time (py-spy, 100,000 trials), and through its
-    adapter each aiosqlite query is four round trips to the driver's thread, here one."""
-    compiled = query.compile(dialect=conn.dialect)
-    assert isinstance(compiled, SQLCompiler)
-    params = [compiled.params[name] for name in compiled.positiontup or ()]
-    driver = await driver_connection(conn)
-    try:
-        if isinstance(driver, aiosqlite.Connection):
-            return list(await driver.execute_fetchall(str(compiled), params))
-        return await driver.fetch(str(compiled), *params)
-    except Exception:
-        # Run again through SQLAlchemy (a read): a failure is then raised as everywhere else
-        # (a DBAPIError, its parameters hidden), which the CLI and the web handle.
-        return await _rows(conn, query)  # type: ignore[arg-type]
 
 
 def _moment(value: datetime | str | None) -> datetime | None:
