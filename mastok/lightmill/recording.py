@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import KeysView, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select, text, update
@@ -79,14 +79,26 @@ def wanted_levels(results: TrialResults) -> dict[str, set[str]]:
     return wanted
 
 
-def known_ids(known: Measures, wanted: Mapping[str, set[str]]) -> dict[str, int] | None:
-    """The ids of the wanted measures if every one is known at every level wanted; else None."""
+def known_ids(known: Measures, results: TrialResults) -> dict[str, int] | None:
+    """The ids of the posted measures if every one is known at every level it is posted at;
+    else None. In one pass, as each trial post asks (building `wanted_levels` first was 2.5%
+    of the server's samples on PostgreSQL's trial posts, py-spy)."""
     ids = {}
-    for code, levels in wanted.items():
+    for code in results.trial:
         measure = known.get(code)
-        if measure is None or not all(measure.at(level) for level in levels):
+        if measure is None or not measure.trial_level:
             return None
         ids[code] = measure.id
+    checked: KeysView[str] | None = None  # an event's measures, known at the event level
+    for event in results.events:
+        if checked is not None and event.keys() == checked:  # as most events are
+            continue
+        for code in event:
+            measure = known.get(code)
+            if measure is None or not measure.event_level:
+                return None
+            ids[code] = measure.id
+        checked = event.keys()
     return ids
 
 
@@ -104,15 +116,15 @@ async def measure_ids(
     `known`: what the caller already knows of them (read again when a measure or a level is
     not in it); `max_new`: how many measures clients may add to the experiment (None: no
     bound). Raises WrongMeasureKey, TooManyMeasures."""
+    if known is not None:
+        ids = known_ids(known, results)
+        if ids is not None:
+            return ids, known
     wanted = wanted_levels(results)
     if not wanted:
         return {}, known
-    if known is not None:
-        ids = known_ids(known, wanted)
-        if ids is not None:
-            return ids, known
     known = await read_measures(connection, experiment_id)
-    ids = known_ids(known, wanted)
+    ids = known_ids(known, results)
     if ids is not None:
         return ids, known
     missing = sorted(code for code in wanted if code not in known)

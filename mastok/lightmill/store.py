@@ -58,7 +58,6 @@ from mastok.lightmill.recording import (
     known_ids,
     measure_ids,
     read_measures,
-    wanted_levels,
 )
 from mastok.lightmill.results import TrialResults
 from mastok.lightmill.sqlite_worker import SqliteWorker, WorkerUnavailable
@@ -470,7 +469,7 @@ class LightMillStore:
             known = self._measures.get(place.experiment_pk)
             if known is None:  # read by the first post of the experiment written here
                 return None
-            ids = known_ids(known, wanted_levels(post.results))
+            ids = known_ids(known, post.results)
             if ids is None:
                 return None
             now = self.clock.now()
@@ -505,7 +504,7 @@ class LightMillStore:
             if known is None:
                 known = await read_measures(connection, place.experiment_pk)
             measures[place.experiment_pk] = known
-            ids = known_ids(known, wanted_levels(post.results))
+            ids = known_ids(known, post.results)
             if ids is None:  # new measures or levels
                 continue
             taken[place.run_pk] = (post, place, ids)
