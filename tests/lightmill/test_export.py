@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tracemalloc
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -738,3 +739,16 @@ def test_an_experiment_or_run_id_a_spreadsheet_would_run_is_inert_on_every_row()
     keys = [writer.key("+xp", trial)[:2] for trial in trials]
 
     assert keys == [["'+xp", "'=R1"], ["'+xp", "R2"], ["'+xp", "'=R1"], ["'+xp", "-2"]]
+
+
+def test_a_stored_time_is_read_in_utc_unless_it_says_its_zone() -> None:
+    """SQLite's text is UTC without its zone, as SQLAlchemy writes it; a text with a zone keeps
+    it; PostgreSQL's driver gives an aware time."""
+    utc = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    assert export._moment("2026-03-01 12:00:00.123456") == utc
+    assert export._moment("2026-03-01 12:00:00.123456").tzinfo is not None  # type: ignore[union-attr]
+    assert export._moment("2026-03-01 14:00:00.123456+02:00") == utc
+    assert export._moment("2026-03-01T12:00:00.123456Z") == utc
+    assert export._moment(utc) == utc
+    assert export._moment(None) is None
+    assert export.epoch_ms(export._moment("2026-03-01 12:00:00.123456")) == 1772366400123
