@@ -410,25 +410,35 @@ def waiting_room(
 # -- scenario 2: the ceiling ------------------------------------------------------------------
 
 
+CEILING_TURNS = 3
+
+
 def ceiling(ctx: Context, mastok_saturation: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Scenario 2: a bare Starlette WebSocket echo app served as mastok is, driven by the same
-    client with the same concurrency; mastok's join-flow rate as a share of it."""
-    ctx.log("ceiling: Starlette echo app")
-    echo = servers.start_echo(ctx.workdir)
-    try:
-        figures = _echo_run(ctx, echo, "bare Starlette WebSocket echo app under uvicorn")
-    finally:
-        echo.stop()
-    ctx.log(f"  echo {figures['rate_per_s']} flows/s, server CPU {figures['server_cpu_share']}")
+    """Scenario 2: a bare Starlette WebSocket echo app served as mastok is, mastok and the
+    join's work-equivalent app, driven by the same client with the same concurrency; mastok's
+    join-flow rate as a share of each. The three run in turns, `CEILING_TURNS` times, each on a
+    fresh server, and each one's quickest run is its figure, with every run's rate beside it:
+    run once each, the shares moved with how fast this machine was in each minute (mastok's
+    against the work-equivalent app's 34% to 65% over full runs of one code). Given
+    `mastok_saturation` (bench compare: scenario 1's), mastok is not run again."""
+    echos, mastoks, floors = [], [], []
+    for turn in range(1, CEILING_TURNS + 1):
+        ctx.log(f"ceiling, turn {turn} of {CEILING_TURNS}: Starlette echo app")
+        echos.append(echo_saturation(ctx))
+        if mastok_saturation is None:
+            with mastok_on(ctx, "sqlite", f"mastok-ceiling-{turn}") as (mastok, stub):
+                warm_up(ctx, mastok)
+                mastoks.append(saturation_run(ctx, mastok, stub))
+        floors.append(floor_saturation(ctx, turn))
+    figures = _quickest(echos)
+    floor = _quickest(floors)
     if mastok_saturation is None:
-        with mastok_on(ctx, "sqlite", "mastok-ceiling") as (mastok, stub):
-            warm_up(ctx, mastok)
-            mastok_saturation = saturation_run(ctx, mastok, stub)
-    floor = floor_saturation(ctx)
+        mastok_saturation = _quickest(mastoks)
     out = {
         "echo": figures,
         "floor": floor,
         "mastok": mastok_saturation,
+        "turns": CEILING_TURNS,
         "client_ceiling": client_ceiling(ctx),
     }
     mastok_rate = mastok_saturation.get("rate_per_s")
@@ -443,13 +453,31 @@ def ceiling(ctx: Context, mastok_saturation: dict[str, Any] | None = None) -> di
     return out
 
 
-def floor_saturation(ctx: Context) -> dict[str, Any]:
+def _quickest(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of the highest rate, with every run's rate."""
+    figures = dict(max(runs, key=lambda run: run.get("rate_per_s") or 0.0))
+    figures["all_rates_per_s"] = [run.get("rate_per_s") for run in runs]
+    return figures
+
+
+def echo_saturation(ctx: Context) -> dict[str, Any]:
+    """The bare Starlette WebSocket echo app through the same closed loop."""
+    echo = servers.start_echo(ctx.workdir)
+    try:
+        figures = _echo_run(ctx, echo, "bare Starlette WebSocket echo app under uvicorn")
+    finally:
+        echo.stop()
+    ctx.log(f"  echo {figures['rate_per_s']} flows/s, server CPU {figures['server_cpu_share']}")
+    return figures
+
+
+def floor_saturation(ctx: Context, turn: int = 1) -> dict[str, Any]:
     """The same closed loop as mastok's saturation run (SQLite, stub oTree) against the join's
     work-equivalent app (`bench/join_floor_app.py`): the work's own floor."""
     ctx.log("ceiling: the join's work-equivalent app (SQLite)")
-    stub = servers.start_stub_otree(ctx.workdir, "floor-stub-otree")
+    stub = servers.start_stub_otree(ctx.workdir, f"floor-stub-otree-{turn}")
     try:
-        url = servers.sqlite_url(ctx.workdir, "join-floor")
+        url = servers.sqlite_url(ctx.workdir, f"join-floor-{turn}")
         floor = servers.start_join_floor(ctx.workdir, url, stub.url)
         try:
             warm_up(ctx, floor)  # type: ignore[arg-type]  # a Mastok as far as a join goes
