@@ -15,9 +15,10 @@ Reading is flat in memory: each run is read in chunks of consecutive trial posit
 `lm_trials (run_id, position)` index), with the trials' own measure values (their row's JSON
 object), and each chunk's factor values and events by a range join on that index, so memory
 holds one chunk whatever the experiment's size, and rows are written as soon as their chunk is
-read. These scans are the export's time: they take the driver's rows (no SQLAlchemy Row), the
-database pivots the factor values into one row per trial (up to `PIVOT_MEASURES` columns),
-and a trial's or an event's measure values come as one object, placed in their columns here.
+read. These scans are the export's time: each is compiled once an export (`_Reads`), they take
+the driver's rows (no SQLAlchemy Row), the database pivots the factor values into one row per
+trial (up to `PIVOT_MEASURES` columns), and a trial's or an event's measure values come as one
+object, placed in their columns here.
 Each chunk has its own short connection: a slow download holds no connection or transaction
 between chunks. A row is consistent: a trial's values are on its row, read with its completion;
 the columns are those of the export's start.
