@@ -44,6 +44,7 @@ import orjson
 from sqlalchemy import ColumnElement, Executable, Select, bindparam, case, func, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from mastok.clock import aware
@@ -311,6 +312,27 @@ def _in_range() -> tuple[ColumnElement[bool], ...]:
     )
 
 
+def _trial_scan(
+    *more: InstrumentedAttribute[Any], where: tuple[ColumnElement[bool], ...] = ()
+) -> AnySelect:
+    """A run's trials in a range of positions, in order: their keys (id, position, block number,
+    measured block number, practice, trial number), then `more`."""
+    return (
+        select(
+            t.LMTrial.id,
+            t.LMTrial.position,
+            t.LMBlock.number,
+            t.LMBlock.measured_number,
+            t.LMBlock.practice,
+            t.LMTrial.number,
+            *more,
+        )
+        .join(t.LMBlock, t.LMTrial.block_id == t.LMBlock.id)
+        .where(*_in_range(), *where)
+        .order_by(t.LMTrial.position)
+    )
+
+
 class _Reads:
     """An export's scans, each compiled at its first use."""
 
@@ -321,43 +343,15 @@ class _Reads:
 
     @cached_property
     def trials(self) -> _Read:
-        """Trials with their blocks, completion and measure values."""
-        return _Read(
-            select(
-                t.LMTrial.id,
-                t.LMTrial.position,
-                t.LMBlock.number,
-                t.LMBlock.measured_number,
-                t.LMBlock.practice,
-                t.LMTrial.number,
-                t.LMTrial.completed_at,
-                t.LMTrial.event_count,
-                t.LMTrial.measure_values,
-            )
-            .join(t.LMBlock, t.LMTrial.block_id == t.LMBlock.id)
-            .where(*_in_range())
-            .order_by(t.LMTrial.position),
-            self.dialect,
-        )
+        """Trials with their keys, completion and measure values."""
+        query = _trial_scan(t.LMTrial.completed_at, t.LMTrial.event_count, t.LMTrial.measure_values)
+        return _Read(query, self.dialect)
 
     @cached_property
     def done_with_events(self) -> _Read:
-        """The trials done with events, with their blocks: the events file's keys."""
-        return _Read(
-            select(
-                t.LMTrial.id,
-                t.LMTrial.position,
-                t.LMBlock.number,
-                t.LMBlock.measured_number,
-                t.LMBlock.practice,
-                t.LMTrial.number,
-                t.LMTrial.event_count,
-            )
-            .join(t.LMBlock, t.LMTrial.block_id == t.LMBlock.id)
-            .where(*_in_range(), t.LMTrial.completed_at.is_not(None), t.LMTrial.event_count > 0)
-            .order_by(t.LMTrial.position),
-            self.dialect,
-        )
+        """The trials done with events, with their keys: the events file's."""
+        done = (t.LMTrial.completed_at.is_not(None), t.LMTrial.event_count > 0)
+        return _Read(_trial_scan(t.LMTrial.event_count, where=done), self.dialect)
 
     @cached_property
     def factor_values(self) -> _Read:
