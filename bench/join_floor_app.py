@@ -4,7 +4,8 @@ join does in mastok, and nothing else (bench scenario 2).
 Per participant, as mastok without grouping: on connect `State`; on `Land` a participant row
 inserted, then `Resume` (its token) and `Consent`; on `Agree` the row updated once (consented and
 queued in the joining pool: one statement, as mastok since issue 15's third round), then
-`Instructions` and `JoiningSize` to it and the new size to the others in the pool. The fourth
+`Instructions`, `JoiningSize` and `Waiting` to it and the new size to the others in the pool
+(who is in it as of the Agree, as mastok's room tells after its turn's commit). The fourth
 `Agree` of a campaign fills the pool: the session's number asked (the campaign's row updated, in the
 same transaction), oTree's session created and read back and each participant's vars set (the same
 calls to the same stub oTree, straight through aiohttp's client as mastok's), then one transaction
@@ -53,6 +54,7 @@ from mastok.serving import serve_app
 
 PER_SESSION = 4
 CONFIG = "bench"  # the stub oTree's config (bench/stub_otree.py)
+WAITING = {"waited": 0, "limit": 1800, "leave_after": 0}  # bench campaigns (bench/servers.py)
 
 metadata = MetaData()
 campaigns = Table(
@@ -210,8 +212,8 @@ class Floor:
     async def agree(self, campaign: Campaign, ws: WebSocket, token: str) -> None:
         now = self.stamp(datetime.now(UTC))
         campaign.pool.append((ws, token))
-        full = len(campaign.pool) == PER_SESSION
-        pool = campaign.pool if full else []
+        members = list(campaign.pool)  # told once the Agree is written, as mastok's room
+        full = len(members) == PER_SESSION
         if full:
             campaign.pool, campaign.started = [], campaign.started + 1
 
@@ -223,13 +225,15 @@ class Floor:
 
         number = campaign.started
         await self.writes.commit(write)
+        size = frame("JoiningSize", f"{len(members)}/{PER_SESSION}")
         await ws.send_text(frame("Instructions", INSTRUCTIONS))
-        members = pool if full else list(campaign.pool)
-        size = frame("JoiningSize", len(members))
+        await ws.send_text(size)
+        await ws.send_text(frame("Waiting", WAITING))
         for other, _ in members:
-            await other.send_text(size)
+            if other is not ws:
+                await other.send_text(size)
         if full:
-            await self.start(campaign, number, pool)
+            await self.start(campaign, number, members)
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:
         async with self.otree.request(method, path, json=body) as response:
