@@ -4,7 +4,8 @@ database writes failed can be taken back whole.
 The room changes memory first and the database after (the writes of an event go in one
 transaction once the event is handled). If that transaction fails, `rollback` puts every
 attribute, mapping entry and list back as it was before the event, in reverse order; once it
-is committed, `commit` forgets the undo steps.
+is committed, `commit` forgets the undo steps. In a turn of several events, an event whose
+rules failed is rolled back to the mark taken before it; if their transaction fails, all are.
 """
 
 from __future__ import annotations
@@ -60,8 +61,10 @@ class Journal:
     def commit(self) -> None:
         self._undo.clear()
 
-    def rollback(self) -> None:
-        while self._undo:
+    def rollback(self, to: int = 0) -> None:
+        """Undo every change since the last commit, or since there were `to` undo steps (a
+        mark taken with `len`: the changes of one event among those of a turn)."""
+        while len(self._undo) > to:
             self._undo.pop()()
 
     def __len__(self) -> int:

@@ -250,8 +250,13 @@ class Room:
     def commit(self) -> None:
         self.journal.commit()
 
-    def rollback(self) -> None:
-        self.journal.rollback()
+    def rollback(self, to: int = 0) -> None:
+        """Back to the last commit, or to `to` (a `mark()` taken since)."""
+        self.journal.rollback(to)
+
+    def mark(self) -> int:
+        """Where the room's changes since the last commit stand, for `rollback(to=...)`."""
+        return len(self.journal)
 
     def view(self, now: datetime) -> View:
         return View(self.supervisor_state(now), self.joining_size(), self.pending_size())

@@ -26,6 +26,7 @@ from mastok.live.events import (
     Move,
     Notify,
     Persist,
+    Received,
     RecordSession,
     RoomCampaign,
     Rules,
@@ -73,12 +74,17 @@ class FlakyRecords:
     def __init__(self) -> None:
         self.transactions: list[list[Persist]] = []
         self.fail: set[type] = set()  # a transaction holding one of these fails (once each)
+        self.broken: set[str] = set()  # browser ids whose rows never write: a bad row
         self.gate: asyncio.Event | None = None  # when set, writes wait for it
+        self.held = asyncio.Event()  # a write waits at the gate
 
     async def persist(self, campaign_id: int, writes: Sequence[Persist], now: datetime) -> None:
         if self.gate is not None:
+            self.held.set()
             await self.gate.wait()
         failing = {type(w) for w in writes} & self.fail
+        if any(isinstance(w, AddParticipant) and w.browser_id in self.broken for w in writes):
+            raise OperationalError("INSERT INTO participants", {}, Exception("bad row"))
         if failing:
             self.fail -= failing
             raise OperationalError("UPDATE participants", {}, Exception("server closed"))
@@ -209,6 +215,100 @@ async def test_each_event_is_written_in_one_transaction_before_anyone_is_told(
     assert setup.records.transactions == [[AddParticipant("tok1", "fp")]]
 
 
+async def _lands_held_behind_a_write(
+    setup: Setup, fingerprints: list[str]
+) -> tuple[asyncio.Task[None], list[FakeConnection]]:
+    """Participants arrive; the first lands while writes wait for the gate, holding the runner
+    in its turn; the others land meanwhile, their Lands queued in its mailbox."""
+    arrivals = [await setup.arrive() for _ in fingerprints]
+    setup.records.gate = asyncio.Event()
+    (_, first), *others = arrivals
+    landing = asyncio.create_task(setup.frame(first, "Land", fingerprints[0]))
+    await setup.records.held.wait()  # the Land handled, its write not committed
+    for (_, conn), fingerprint in zip(others, fingerprints[1:], strict=True):
+        setup.runner.post(Received(conn, "Land", fingerprint))
+    return landing, [connection for connection, _ in arrivals]
+
+
+async def _let_writes_through(setup: Setup, landing: asyncio.Task[None]) -> None:
+    assert setup.records.gate is not None
+    setup.records.gate.set()
+    await landing
+    await setup.runner.ask(Tick())  # after the Lands queued
+
+
+async def test_the_events_queued_behind_a_turn_are_written_in_one_transaction(
+    setup: Setup,
+) -> None:
+    landing, (_, b, c) = await _lands_held_behind_a_write(setup, ["a", "b", "c"])
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert b.kinds() == c.kinds() == ["State"]  # queued behind the turn held
+    await _let_writes_through(setup, landing)
+    assert b.kinds() == c.kinds() == ["State", "Resume", "Consent"]
+    assert setup.records.transactions == [
+        [AddParticipant("tok1", "a")],
+        [AddParticipant("tok2", "b"), AddParticipant("tok3", "c")],
+    ]
+
+
+async def test_a_turn_whose_transaction_failed_handles_each_event_again_alone(
+    setup: Setup,
+) -> None:
+    landing, (_, b, c) = await _lands_held_behind_a_write(setup, ["a", "b", "c"])
+    setup.records.broken = {"b"}
+    await _let_writes_through(setup, landing)
+    assert b.frames[-1] == Frame("Error", "mastok could not handle that: please retry")
+    assert c.kinds() == ["State", "Resume", "Consent"]  # only the one at fault failed
+    written = setup.records.written(AddParticipant)
+    assert [w.browser_id for w in written] == ["a", "c"]
+    assert sorted(m.browser_id for m in setup.runner.room.members.values()) == ["a", "c"]
+
+
+async def test_an_event_the_rules_fail_on_is_undone_alone_in_its_turn(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    handle = Room.handle
+
+    def buggy(room: Room, event: Any, now: datetime) -> Any:
+        if isinstance(event, Received) and event.payload == "bug":
+            room.journal.set(room, "next_order", 99)  # a change, then the fault
+            raise RuntimeError("a bug in the rules")
+        return handle(room, event, now)
+
+    monkeypatch.setattr(Room, "handle", buggy)
+    landing, (_, c, bug, d) = await _lands_held_behind_a_write(setup, ["a", "c", "bug", "d"])
+    await _let_writes_through(setup, landing)
+    assert bug.kinds() == ["State"]
+    assert c.kinds() == d.kinds() == ["State", "Resume", "Consent"]
+    assert setup.runner.room.next_order != 99
+    assert [w.browser_id for w in setup.records.written(AddParticipant)] == ["a", "c", "d"]
+    assert sorted(m.browser_id for m in setup.runner.room.members.values()) == ["a", "c", "d"]
+    assert "ns: Received failed" in caplog.text
+
+
+async def test_a_turn_takes_no_event_after_one_that_records_a_session(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handle = Room.handle
+    session = CreatedSession("sess9", "mk:ns:9", "http://otree/sess9", ())
+    recorded = RecordSession(9, session, (), False)
+
+    def recording(room: Room, event: Any, now: datetime) -> Any:
+        if isinstance(event, Received) and event.payload == "record":
+            return [recorded]
+        return handle(room, event, now)
+
+    monkeypatch.setattr(Room, "handle", recording)
+    landing, _ = await _lands_held_behind_a_write(setup, ["a", "b", "record", "c"])
+    await _let_writes_through(setup, landing)
+    assert setup.records.transactions == [
+        [AddParticipant("tok1", "a")],
+        [AddParticipant("tok2", "b"), recorded],
+        [AddParticipant("tok3", "c")],
+    ]
+
+
 async def test_a_failed_write_changes_nothing_and_the_retry_succeeds(setup: Setup) -> None:
     connection, conn = await setup.arrive()
     setup.records.fail = {AddParticipant}
@@ -311,6 +411,20 @@ async def test_an_unreachable_otree_is_retried_as_soon_as_it_answers(setup: Setu
     await setup.settle()
     assert setup.starter.look_ups == [False, True]
     assert first.frames[-2].kind == "Starting"
+
+
+async def test_a_turn_takes_the_events_queued_but_not_a_chore() -> None:
+    mailbox = Mailbox()
+
+    async def chore() -> None:
+        return None
+
+    mailbox.put(_Letter(Tick()))
+    mailbox.put(_Letter(chore))
+    mailbox.put(_Letter(Tick()))
+    assert mailbox.take_event() is not None
+    assert mailbox.take_event() is None  # the chore goes in a turn of its own, in its place
+    assert len(mailbox) == 2
 
 
 async def test_a_session_outcome_goes_ahead_of_queued_frames() -> None:
