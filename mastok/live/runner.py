@@ -289,22 +289,12 @@ class Runner:
                     _done(each)
 
     async def _turn(self, event: ev.Event, taken: list[_Letter] | None = None) -> None:
-        """Handle `event` and, given `taken`, the events queued behind it (added to `taken`;
-        none after one that records a session, whose id its note needs); write all their
-        changes in one transaction, then carry out their effects in order."""
+        """Handle `event` and, given `taken`, the events queued behind it (`_handle_queued`);
+        write all their changes in one transaction, then carry out their effects in order."""
         now = self.clock.now()
-        turn: list[tuple[ev.Event, list[ev.Effect]]] = []
-        while True:
-            effects = self._handle(event, now)
-            if effects is not None:
-                turn.append((event, effects))
-            if taken is None or len(taken) >= TURN_EVENTS or _records_session(effects):
-                break
-            letter = self.mailbox.take_event()
-            if letter is None:
-                break
-            taken.append(letter)
-            event = cast(ev.Event, letter.work)
+        turn = self._handle_queued(event, now, taken)
+        if not turn:
+            return
         writes = [e for _, effects in turn for e in effects if isinstance(e, ev.PERSIST)]
         recorded = None
         if writes:
@@ -327,8 +317,27 @@ class Runner:
                 self._carry_out(effect)
             if isinstance(event, ev.Closed):
                 self.connections.pop(event.conn, None)
-        if turn:
-            self.watchers.turn_ended(self.room.view(now), notes)
+        self.watchers.turn_ended(self.room.view(now), notes)
+
+    def _handle_queued(
+        self, event: ev.Event, now: datetime, taken: list[_Letter] | None
+    ) -> list[tuple[ev.Event, list[ev.Effect]]]:
+        """Each event handled and its effects: `event`, then, given `taken`, the events queued
+        behind it (their letters added to `taken`), up to `TURN_EVENTS`, and none after one
+        that records a session (whose id its note needs). An event the rules failed on is
+        left out."""
+        turn: list[tuple[ev.Event, list[ev.Effect]]] = []
+        while True:
+            effects = self._handle(event, now)
+            if effects is not None:
+                turn.append((event, effects))
+            if taken is None or len(taken) >= TURN_EVENTS or _records_session(effects):
+                return turn
+            letter = self.mailbox.take_event()
+            if letter is None:
+                return turn
+            taken.append(letter)
+            event = cast(ev.Event, letter.work)
 
     def _handle(self, event: ev.Event, now: datetime) -> list[ev.Effect] | None:
         """The event's effects; None if the rules failed on it (a bug: logged, and the room
