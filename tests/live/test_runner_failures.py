@@ -1,10 +1,11 @@
 """The runner (the room's driver) with no network: stand-ins for sockets, the database and oTree.
 
 A real database or oTree cannot fail on demand at the one write or call a test is about; these
-stand-ins do. What they check: an event is written in one transaction before anyone is told, an
-event whose writes failed changes nothing (and its retry succeeds), a session outcome goes ahead
-of the frames queued meanwhile, a start whose record failed is claimed again rather than
-created twice, and supervisors end up with the current view.
+stand-ins do. What they check: an event is written in one transaction before anyone is told (the
+events queued behind a turn, together; alone again if that fails), an event whose writes failed
+changes nothing (and its retry succeeds), a session outcome goes ahead of the frames queued
+meanwhile, a start whose record failed is claimed again rather than created twice, and
+supervisors end up with the current view.
 """
 
 from __future__ import annotations
