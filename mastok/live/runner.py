@@ -313,8 +313,11 @@ class Runner:
         notes: list[ev.Notify] = []
         for event, effects in turn:
             notes += (self._with_ids(e, recorded) for e in effects if isinstance(e, ev.Notify))
-            for effect in effects:
-                self._carry_out(effect)
+            try:
+                for effect in effects:
+                    self._carry_out(effect)
+            except Exception:  # a bug: the turn's other events are still carried out
+                log.exception("%s: %s failed", self.campaign.namespace, _name(event))
             if isinstance(event, ev.Closed):
                 self.connections.pop(event.conn, None)
         self.watchers.turn_ended(self.room.view(now), notes)

@@ -31,6 +31,7 @@ from mastok.live.events import (
     RecordSession,
     RoomCampaign,
     Rules,
+    SendAll,
     SessionFailed,
     Tick,
     View,
@@ -285,6 +286,24 @@ async def test_an_event_the_rules_fail_on_is_undone_alone_in_its_turn(
     assert setup.runner.room.next_order != 99
     assert [w.browser_id for w in setup.records.written(AddParticipant)] == ["a", "c", "d"]
     assert sorted(m.browser_id for m in setup.runner.room.members.values()) == ["a", "c", "d"]
+    assert "ns: Received failed" in caplog.text
+
+
+async def test_a_bug_carrying_out_one_event_leaves_the_others_of_its_turn_told(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    handle = Room.handle
+
+    def unsendable(room: Room, event: Any, now: datetime) -> Any:
+        if isinstance(event, Received) and event.payload == "bug":
+            return [SendAll((event.conn,), "Oops", object())]  # not JSON: encoding raises
+        return handle(room, event, now)
+
+    monkeypatch.setattr(Room, "handle", unsendable)
+    landing, (_, bug, c) = await _lands_held_behind_a_write(setup, ["a", "bug", "c"])
+    await _let_writes_through(setup, landing)
+    assert bug.kinds() == ["State"]
+    assert c.kinds() == ["State", "Resume", "Consent"]
     assert "ns: Received failed" in caplog.text
 
 
