@@ -239,6 +239,21 @@ async def _let_writes_through(setup: Setup, landing: asyncio.Task[None]) -> None
     await setup.runner.ask(Tick())  # after the Lands queued
 
 
+def _rules_but(
+    monkeypatch: pytest.MonkeyPatch, payload: str, instead: Callable[[Room, Received], Any]
+) -> None:
+    """The room's rules, but for a Land whose fingerprint is `payload`: `instead(room, event)`
+    (a bug, or an effect the rules would not give)."""
+    handle = Room.handle
+
+    def rules(room: Room, event: Any, now: datetime) -> Any:
+        if isinstance(event, Received) and event.payload == payload:
+            return instead(room, event)
+        return handle(room, event, now)
+
+    monkeypatch.setattr(Room, "handle", rules)
+
+
 async def test_the_events_queued_behind_a_turn_are_written_in_one_transaction(
     setup: Setup,
 ) -> None:
@@ -270,15 +285,11 @@ async def test_a_turn_whose_transaction_failed_handles_each_event_again_alone(
 async def test_an_event_the_rules_fail_on_is_undone_alone_in_its_turn(
     setup: Setup, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    handle = Room.handle
+    def fault(room: Room, event: Received) -> Any:
+        room.journal.set(room, "next_order", 99)  # a change, then the fault
+        raise RuntimeError("a bug in the rules")
 
-    def buggy(room: Room, event: Any, now: datetime) -> Any:
-        if isinstance(event, Received) and event.payload == "bug":
-            room.journal.set(room, "next_order", 99)  # a change, then the fault
-            raise RuntimeError("a bug in the rules")
-        return handle(room, event, now)
-
-    monkeypatch.setattr(Room, "handle", buggy)
+    _rules_but(monkeypatch, "bug", fault)
     landing, (_, c, bug, d) = await _lands_held_behind_a_write(setup, ["a", "c", "bug", "d"])
     await _let_writes_through(setup, landing)
     assert bug.kinds() == ["State"]
@@ -292,14 +303,10 @@ async def test_an_event_the_rules_fail_on_is_undone_alone_in_its_turn(
 async def test_a_bug_carrying_out_one_event_leaves_the_others_of_its_turn_told(
     setup: Setup, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    handle = Room.handle
+    def unsendable(room: Room, event: Received) -> Any:
+        return [SendAll((event.conn,), "Oops", object())]  # not JSON: encoding raises
 
-    def unsendable(room: Room, event: Any, now: datetime) -> Any:
-        if isinstance(event, Received) and event.payload == "bug":
-            return [SendAll((event.conn,), "Oops", object())]  # not JSON: encoding raises
-        return handle(room, event, now)
-
-    monkeypatch.setattr(Room, "handle", unsendable)
+    _rules_but(monkeypatch, "bug", unsendable)
     landing, (_, bug, c) = await _lands_held_behind_a_write(setup, ["a", "bug", "c"])
     await _let_writes_through(setup, landing)
     assert bug.kinds() == ["State"]
@@ -310,16 +317,9 @@ async def test_a_bug_carrying_out_one_event_leaves_the_others_of_its_turn_told(
 async def test_a_turn_takes_no_event_after_one_that_records_a_session(
     setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    handle = Room.handle
     session = CreatedSession("sess9", "mk:ns:9", "http://otree/sess9", ())
     recorded = RecordSession(9, session, (), False)
-
-    def recording(room: Room, event: Any, now: datetime) -> Any:
-        if isinstance(event, Received) and event.payload == "record":
-            return [recorded]
-        return handle(room, event, now)
-
-    monkeypatch.setattr(Room, "handle", recording)
+    _rules_but(monkeypatch, "record", lambda room, event: [recorded])
     landing, _ = await _lands_held_behind_a_write(setup, ["a", "b", "record", "c"])
     await _let_writes_through(setup, landing)
     assert setup.records.transactions == [
