@@ -1,0 +1,94 @@
+"""Counts of what a server does, taken inside it: each crossing to aiosqlite's thread (by call
+and statement), each commit with the writes it held, each frame sent (by kind) and each call to
+oTree (by method and path). Not loaded by anything: put this directory on `PYTHONPATH` and name
+a directory for the counts (bench/README.md, "Profiling the server"):
+
+    BENCH_COUNTS_DIR=/tmp/counts PYTHONPATH=bench/counting .venv/bin/python -m bench ceiling
+
+Python imports `sitecustomize` at start-up in every process of the run; only `mastok serve` and
+the work-equivalent app (`bench/join_floor_app.py`, started with a port) count. Each writes
+`counts.PID.json` in that directory every second: the last write is the run's. Counting costs
+CPU: read the counts, not the rates, of a run that counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+COUNTS: Counter[str] = Counter()
+
+
+def _counting() -> bool:
+    argv = sys.argv
+    return len(argv) > 1 and (argv[1] == "serve" or (argv[1].isdigit() and len(argv) == 4))
+
+
+def _count_frames() -> None:
+    from starlette.websockets import WebSocket
+
+    send = WebSocket.send
+
+    async def counted(self: WebSocket, message: Any) -> None:
+        text = message.get("text")
+        kind = json.loads(text).get("kind") if text else None
+        COUNTS[f"frame {message['type']} {kind or ''}".rstrip()] += 1
+        await send(self, message)
+
+    setattr(WebSocket, "send", counted)  # noqa: B010 (mypy refuses an assignment)
+
+
+def _count_crossings() -> None:
+    from aiosqlite.core import Connection
+
+    execute = Connection._execute
+    writes: dict[int, int] = {}
+
+    async def counted(self: Connection, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        name = getattr(fn, "__name__", "call")
+        sql = args[0] if args and isinstance(args[0], str) else ""
+        COUNTS[f"crossing {name} {sql[:40]}".rstrip()] += 1
+        if name == "commit":
+            COUNTS[f"commit holding {writes.pop(id(self), 0)} writes"] += 1
+        elif sql.startswith(("INSERT", "UPDATE", "DELETE")):
+            writes[id(self)] = writes.get(id(self), 0) + 1
+        return await execute(self, fn, *args, **kwargs)
+
+    setattr(Connection, "_execute", counted)  # noqa: B010
+
+
+def _count_calls() -> None:
+    from aiohttp import ClientSession
+
+    request = ClientSession._request
+
+    def counted(self: ClientSession, method: str, url: Any, *args: Any, **kwargs: Any) -> Any:
+        path = str(url).split("?")[0].split("/api/", 1)[-1]
+        route, _, code = path.partition("/")  # participant_vars/CODE: one key for all codes
+        COUNTS[f"call {method} {route}{'/X' if code else ''}"] += 1
+        return request(self, method, url, *args, **kwargs)
+
+    setattr(ClientSession, "_request", counted)  # noqa: B010
+
+
+def _write_every_second(directory: str) -> None:
+    path = os.path.join(directory, f"counts.{os.getpid()}.json")
+    while True:
+        time.sleep(1)
+        with open(path + ".tmp", "w") as out:
+            json.dump({"argv": sys.argv, "counts": dict(COUNTS)}, out, indent=1, sort_keys=True)
+        os.replace(path + ".tmp", path)
+
+
+if _counting() and (counts_dir := os.environ.get("BENCH_COUNTS_DIR")):
+    os.makedirs(counts_dir, exist_ok=True)
+    _count_frames()
+    _count_crossings()
+    _count_calls()
+    threading.Thread(target=_write_every_second, args=(counts_dir,), daemon=True).start()
