@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from mastok.campaigns.service import CampaignService
 from mastok.clock import Clock
 from mastok.db.tables import Campaign
+from mastok.futures import settle
 from mastok.live.events import RoomCampaign, Rules
 from mastok.live.leadership import SERVICE_RESTART
 from mastok.live.records import Records
@@ -24,6 +25,12 @@ from mastok.tasks import TaskScope
 log = logging.getLogger("mastok.live")
 TICK_SECONDS = 0.5
 DRAIN_SECONDS = 60.0
+
+
+def _retrieved(finding: asyncio.Future[Runner | None]) -> None:
+    """What a read raised is each waiter's to handle: none left is no error of the loop's."""
+    if not finding.cancelled():
+        finding.exception()
 
 
 def new_token() -> str:
@@ -63,6 +70,9 @@ class Rooms:
     metrics: Metrics | None = None
     _runners: dict[int, Runner] = field(default_factory=dict)
     _slugs: dict[str, int] = field(default_factory=dict)  # slug -> id, for the runners there
+    # slug -> its runner (None: no campaign there), while its campaign is read for the first
+    # socket that asked: the others asking meanwhile wait for the same read.
+    _finding: dict[str, asyncio.Future[Runner | None]] = field(default_factory=dict)
     _building: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def start(self, halted: Rooms | None = None) -> None:
@@ -134,18 +144,37 @@ class Rooms:
 
         Every participant socket asks this, so a runner that exists is found in memory: its
         campaign is kept current by every edit (`campaign_changed`), slug included. Otherwise
-        the campaign is read from the database.
+        the campaign is read from the database, once for all the sockets that ask meanwhile (a
+        campaign's first burst of people read it once each before its room was built: 22
+        reads a campaign in bench scenario 2's closed loop).
         """
         campaign_id = self._slugs.get(slug)
         runner = self._runners.get(campaign_id) if campaign_id is not None else None
         if runner is not None and runner.campaign.slug == slug:
             return runner
-        campaign = await self.campaigns.get_by_slug(slug)
-        if campaign is None:
-            return None
-        runner = await self.runner(campaign)
-        self._slugs[slug] = campaign.id
-        return runner
+        finding = self._finding.get(slug)
+        if finding is None:
+            finding = asyncio.get_running_loop().create_future()
+            finding.add_done_callback(_retrieved)
+            self._finding[slug] = finding
+            self.tasks.spawn(self._find(slug, finding), "mastok campaign read")
+        # A socket that closes while it waits leaves the read to the others.
+        return await asyncio.shield(finding)
+
+    async def _find(self, slug: str, finding: asyncio.Future[Runner | None]) -> None:
+        """The runner at `slug` (or what its read raised) for those waiting on `finding`."""
+        try:
+            campaign = await self.campaigns.get_by_slug(slug)
+            runner = None if campaign is None else await self.runner(campaign)
+        except Exception as error:
+            settle(finding, error=error)
+        else:
+            if campaign is not None:
+                self._slugs[slug] = campaign.id
+            settle(finding, runner)
+        finally:
+            del self._finding[slug]
+            finding.cancel()  # cancelled with the task scope: nobody waits for ever
 
     async def campaign_changed(self, campaign: Campaign) -> None:
         """An edit made here: its room (if built) takes it."""

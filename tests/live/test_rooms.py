@@ -1,6 +1,7 @@
 """All campaigns' runners (mastok/live/rooms.py) with no network: the database and oTree are
 stand-ins. What they check: rooms rebuilt when a process starts leading are found by their slug
-in memory, so the pages of a dead leader, all coming back at once, cost no database read each.
+in memory, so the pages of a dead leader, all coming back at once, cost no database read each;
+and a campaign whose room is not built is read once for all the sockets asking for it at once.
 """
 
 from __future__ import annotations
@@ -82,4 +83,88 @@ async def test_rooms_rebuilt_at_the_start_of_a_term_are_found_by_slug_without_a_
     assert all(runner is rebuilt for runner in found)
     assert campaigns.slug_reads == 0
     assert await rooms.runner_for_slug("elsewhere") is None  # unknown slugs are still read
+    assert campaigns.slug_reads == 1
+
+
+def rooms_of(campaigns: Campaigns, tasks: TaskScope) -> Rooms:
+    return Rooms(
+        campaigns,  # type: ignore[arg-type]
+        Records(),  # type: ignore[arg-type]
+        InstantStarter(),  # type: ignore[arg-type]
+        Rules(timedelta(seconds=30), True),
+        ManualClock(),
+        tasks,
+    )
+
+
+async def test_a_campaigns_first_sockets_all_at_once_read_it_once(tasks: TaskScope) -> None:
+    campaigns = Campaigns(campaign())
+    rooms = rooms_of(campaigns, tasks)
+
+    found = await asyncio.gather(*(rooms.runner_for_slug("ns") for _ in range(25)))
+
+    [built] = rooms.runners()
+    assert all(runner is built for runner in found)
+    assert campaigns.slug_reads == 1
+    assert await rooms.runner_for_slug("ns") is built
+    assert campaigns.slug_reads == 1  # built: found in memory
+
+
+async def test_unknown_slugs_asked_at_once_are_read_once_and_again_later(
+    tasks: TaskScope,
+) -> None:
+    campaigns = Campaigns(campaign())
+    rooms = rooms_of(campaigns, tasks)
+
+    found = await asyncio.gather(*(rooms.runner_for_slug("elsewhere") for _ in range(10)))
+
+    assert found == [None] * 10
+    assert campaigns.slug_reads == 1
+    assert await rooms.runner_for_slug("elsewhere") is None  # it may be created meanwhile
+    assert campaigns.slug_reads == 2
+
+
+class FailingCampaigns(Campaigns):
+    """A database that cannot be read once, then can."""
+
+    def __init__(self, *campaigns: Campaign) -> None:
+        super().__init__(*campaigns)
+        self.failures = 1
+
+    async def get_by_slug(self, slug: str) -> Campaign | None:
+        found = await super().get_by_slug(slug)
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("the database is away")
+        return found
+
+
+async def test_a_failed_read_reaches_every_socket_waiting_for_it(tasks: TaskScope) -> None:
+    campaigns = FailingCampaigns(campaign())
+    rooms = rooms_of(campaigns, tasks)
+
+    found = await asyncio.gather(
+        *(rooms.runner_for_slug("ns") for _ in range(5)), return_exceptions=True
+    )
+
+    assert [type(error) for error in found] == [ConnectionError] * 5
+    assert rooms.runners() == []
+    runner = await rooms.runner_for_slug("ns")  # read again
+    assert runner is not None and rooms.runners() == [runner]
+    assert campaigns.slug_reads == 2
+
+
+async def test_a_socket_gone_while_waiting_leaves_the_read_to_the_others(
+    tasks: TaskScope,
+) -> None:
+    campaigns = Campaigns(campaign())
+    rooms = rooms_of(campaigns, tasks)
+    first = asyncio.create_task(rooms.runner_for_slug("ns"))
+    second = asyncio.create_task(rooms.runner_for_slug("ns"))
+    await asyncio.sleep(0)  # both wait for the read
+
+    first.cancel()
+
+    assert await second is not None
+    assert first.cancelled()
     assert campaigns.slug_reads == 1
