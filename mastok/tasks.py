@@ -31,9 +31,18 @@ class TaskScope:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(self, work: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T | None]:
-        task = self._group.create_task(_logged(work, name), name=name)
+        """Run `work` in the scope. Raises RuntimeError once the scope is closed."""
+        logged = _logged(work, name)
+        try:
+            task = self._group.create_task(logged, name=name)
+        except RuntimeError:  # Python 3.11's TaskGroup leaves the coroutine to its caller
+            logged.close()
+            work.close()
+            raise
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        # Cancelled before it began (the scope left at once), `work` was never awaited.
+        task.add_done_callback(lambda _: work.close())
         return task
 
     def cancel_all(self) -> None:

@@ -27,6 +27,10 @@ TICK_SECONDS = 0.5
 DRAIN_SECONDS = 60.0
 
 
+class RoomsClosed(Exception):
+    """This process stopped leading (or is stopping) while a socket waited for its room."""
+
+
 def _retrieved(finding: asyncio.Future[Runner | None]) -> None:
     """What a read raised is each waiter's to handle: none left is no error of the loop's."""
     if not finding.cancelled():
@@ -156,8 +160,9 @@ class Rooms:
         if finding is None:
             finding = asyncio.get_running_loop().create_future()
             finding.add_done_callback(_retrieved)
+            read = self.tasks.spawn(self._find(slug, finding), "mastok campaign read")
             self._finding[slug] = finding
-            self.tasks.spawn(self._find(slug, finding), "mastok campaign read")
+            read.add_done_callback(lambda _: self._found(slug, finding))
         # A socket that closes while it waits leaves the read to the others.
         return await asyncio.shield(finding)
 
@@ -172,9 +177,13 @@ class Rooms:
             if campaign is not None:
                 self._slugs[slug] = campaign.id
             settle(finding, runner)
-        finally:
+
+    def _found(self, slug: str, finding: asyncio.Future[Runner | None]) -> None:
+        """The read is over: the next socket reads again if it must. Ended by the term's end
+        (its task cancelled, maybe before it began), it leaves nobody waiting for ever."""
+        if self._finding.get(slug) is finding:
             del self._finding[slug]
-            finding.cancel()  # cancelled with the task scope: nobody waits for ever
+        settle(finding, error=RoomsClosed(f"the rooms closed while {slug!r} was read"))
 
     async def campaign_changed(self, campaign: Campaign) -> None:
         """An edit made here: its room (if built) takes it."""

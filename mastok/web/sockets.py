@@ -19,6 +19,7 @@ from mastok.live.protocol import (
     Reason,
     decode,
 )
+from mastok.live.rooms import RoomsClosed
 from mastok.states import CampaignState
 from mastok.web import audit
 from mastok.web.participant_limits import ParticipantLimits
@@ -95,7 +96,11 @@ async def _join(websocket: WebSocket, limits: ParticipantLimits, address: str) -
         await not_leading(websocket)
         return
     slug = websocket.query_params.get("slug", "")
-    runner = await rooms.runner_for_slug(slug) if slug else None
+    try:
+        runner = await rooms.runner_for_slug(slug) if slug else None
+    except RoomsClosed:  # the term ended meanwhile: the page comes back to the leader
+        await not_leading(websocket)
+        return
     await websocket.accept()
     connection = Connection(websocket)
     if runner is None:

@@ -15,7 +15,7 @@ import pytest
 from mastok.clock import ManualClock
 from mastok.db.tables import Campaign
 from mastok.live.events import Rules
-from mastok.live.rooms import Rooms
+from mastok.live.rooms import Rooms, RoomsClosed
 from mastok.tasks import TaskScope, task_scope
 from tests.live.test_runner_failures import FlakyRecords, InstantStarter, campaign
 
@@ -168,3 +168,37 @@ async def test_a_socket_gone_while_waiting_leaves_the_read_to_the_others(
     assert await second is not None
     assert first.cancelled()
     assert campaigns.slug_reads == 1
+
+
+class HeldCampaigns(Campaigns):
+    """A database whose reads by slug wait until the test lets them through."""
+
+    def __init__(self, *campaigns: Campaign) -> None:
+        super().__init__(*campaigns)
+        self.through = asyncio.Event()
+
+    async def get_by_slug(self, slug: str) -> Campaign | None:
+        await self.through.wait()
+        return await super().get_by_slug(slug)
+
+
+@pytest.mark.parametrize("read_begun", [True, False])
+async def test_sockets_waiting_for_a_read_when_the_term_ends_are_told_so(
+    read_begun: bool,
+) -> None:
+    campaigns = HeldCampaigns(campaign())
+    async with task_scope() as scope:
+        rooms = rooms_of(campaigns, scope)
+        waiting = [asyncio.create_task(rooms.runner_for_slug("ns")) for _ in range(3)]
+        await asyncio.sleep(0)  # all three wait; the read's task is made, not begun
+        if read_begun:
+            await asyncio.sleep(0)
+            assert campaigns.slug_reads == 0  # held before it counts
+    # Leaving the scope cancelled the read, begun or not.
+
+    found = await asyncio.gather(*waiting, return_exceptions=True)
+
+    assert [type(error) for error in found] == [RoomsClosed] * 3
+    for _ in range(2):  # the scope is closed: each asks again, and is refused at once
+        with pytest.raises(RuntimeError):
+            await rooms.runner_for_slug("ns")
