@@ -57,6 +57,18 @@ class Records(FlakyRecords):
         return {}
 
 
+def rooms_of(campaigns: Campaigns, tasks: TaskScope, records: Records | None = None) -> Rooms:
+    """The rooms over these stand-ins (`records`: by default, a database nobody waits in)."""
+    return Rooms(
+        campaigns,  # type: ignore[arg-type]
+        records or Records(),  # type: ignore[arg-type]
+        InstantStarter(),  # type: ignore[arg-type]
+        Rules(timedelta(seconds=30), True),
+        ManualClock(),
+        tasks,
+    )
+
+
 @pytest.fixture
 async def tasks() -> AsyncIterator[TaskScope]:
     async with task_scope() as scope:
@@ -67,14 +79,7 @@ async def test_rooms_rebuilt_at_the_start_of_a_term_are_found_by_slug_without_a_
     tasks: TaskScope,
 ) -> None:
     campaigns = Campaigns(campaign())
-    rooms = Rooms(
-        campaigns,  # type: ignore[arg-type]
-        Records(1),  # type: ignore[arg-type]
-        InstantStarter(),  # type: ignore[arg-type]
-        Rules(timedelta(seconds=30), True),
-        ManualClock(),
-        tasks,
-    )
+    rooms = rooms_of(campaigns, tasks, Records(1))
     await rooms.start()
     [rebuilt] = rooms.runners()
 
@@ -84,17 +89,6 @@ async def test_rooms_rebuilt_at_the_start_of_a_term_are_found_by_slug_without_a_
     assert campaigns.slug_reads == 0
     assert await rooms.runner_for_slug("elsewhere") is None  # unknown slugs are still read
     assert campaigns.slug_reads == 1
-
-
-def rooms_of(campaigns: Campaigns, tasks: TaskScope) -> Rooms:
-    return Rooms(
-        campaigns,  # type: ignore[arg-type]
-        Records(),  # type: ignore[arg-type]
-        InstantStarter(),  # type: ignore[arg-type]
-        Rules(timedelta(seconds=30), True),
-        ManualClock(),
-        tasks,
-    )
 
 
 async def test_a_campaigns_first_sockets_all_at_once_read_it_once(tasks: TaskScope) -> None:
