@@ -149,7 +149,16 @@ def _parser() -> argparse.ArgumentParser:
         help="wrk connections (clients, each with its own run), repeatable [16]",
     )
     logging_api.add_argument(
-        "--seconds", type=float, help="measured seconds per level [10; --quick 4]"
+        "--seconds",
+        type=float,
+        help="seconds a leg: each turn of mastok and the ceiling, each round of the pair "
+        "[5; --quick 2]",
+    )
+    logging_api.add_argument(
+        "--turns",
+        type=int,
+        help="mastok's legs and the ceiling's, in turns; each side's quickest is its figure "
+        "[3; --quick 1]",
     )
     logging_api.add_argument("--warm-up", type=float, help="seconds [3; --quick 2]")
     logging_api.add_argument(
@@ -477,6 +486,8 @@ def run_one(ctx: scenarios.Context, args: argparse.Namespace) -> dict[str, Any]:
     if name == "real_otree":
         count = _pick(args.participants, 200, 40, q)
         return {name: scenarios.real_otree(ctx, count, _pick(args.ramp_seconds, 20.0, 8.0, q))}
+    from bench.logging_api import LOGGING_TURNS
+
     stores = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
     sizes = tuple(_pick(args.export_trials, (10_000, 100_000), (2_000, 20_000), q))
     return {
@@ -484,7 +495,8 @@ def run_one(ctx: scenarios.Context, args: argparse.Namespace) -> dict[str, Any]:
             ctx,
             backends=stores,
             levels=tuple(args.connections or (16,)),
-            seconds=_pick(args.seconds, 10.0, 4.0, q),
+            seconds=_pick(args.seconds, 5.0, 2.0, q),
+            turns=_pick(args.turns, LOGGING_TURNS, 1, q),
             warm_up=_pick(args.warm_up, 3.0, 2.0, q),
             export_sizes=() if args.no_export else sizes,
             with_ceiling=not args.no_ceiling,

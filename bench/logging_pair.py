@@ -45,10 +45,10 @@ ROUNDS = 2  # one process, then two, in turns, this many times
 
 
 def two_processes(ctx: Context, connections: int, seconds: float, warm_up: float) -> dict[str, Any]:
-    """Trials logged by one process, then by a leader and a standby together, on one
-    PostgreSQL, with the checks (module docstring)."""
+    """Trials logged by one process, then by a leader and a standby together (legs of
+    `seconds`), on one PostgreSQL, with the checks (module docstring)."""
     ctx.log(f"logging API on two processes (PostgreSQL), {connections} connections")
-    total = warm_up + 2 * seconds
+    total = warm_up + 2 * ROUNDS * seconds
     blocks = math.ceil(MAX_PER_CONNECTION * total / PER_BLOCK)
     with servers.postgres(ctx.workdir) as cluster:
         url = cluster.new_database()
@@ -78,7 +78,7 @@ def _runs(
     database_pid: int | None,
 ) -> dict[str, Any]:
     """A warm-up through both, then one process and two in turns (ROUNDS of each, `seconds`
-    in all for each): other work on the machine weighs on both alike."""
+    each): other work on the machine weighs on both alike."""
     leader, standby = pair
     # One run more than connections: the lock check's, locked through the leader.
     clients = prepare(leader, connections + 1, blocks)
@@ -86,8 +86,8 @@ def _runs(
     ports = (leader.port, standby.port)
     phases = [("warm-up", warm_up, ports)]
     for n in range(1, ROUNDS + 1):
-        phases += [(f"one process {n}", seconds / ROUNDS, (leader.port,))]
-        phases += [(f"two processes {n}", seconds / ROUNDS, ports)]
+        phases += [(f"one process {n}", seconds, (leader.port,))]
+        phases += [(f"two processes {n}", seconds, ports)]
     checks, figures = [], {}
     for name, length, to in phases:
         figures[name] = _phase(ctx, name, pair, clients, length, to, database_pid)
@@ -97,6 +97,7 @@ def _runs(
     ratio = two["rate_per_s"] / one["rate_per_s"] if one["rate_per_s"] else None
     ctx.log(f"  two processes over one: {ratio:.2f}x" if ratio else "  no rate")
     return {
+        "machine": machine_bound(one, two, os.cpu_count() or 1),
         "connections": connections,
         "rounds": [figures[name] for name, _, _ in phases[1:]],
         "one_process": one,
@@ -107,6 +108,27 @@ def _runs(
         "unexpected": sum(c["unexpected"] for c in checks),
         "locks": lock_check(leader, standby, spare),
         "positions": {c.run: c.position for c in clients},
+    }
+
+
+def machine_bound(one: dict[str, Any], two: dict[str, Any], cores: int) -> dict[str, Any]:
+    """What the machine's cores leave the pair: the cores one process's runs used in all (both
+    servers, PostgreSQL, wrk), so the most two could log at one process's CPU a trial, and
+    what a trial cost all of them with two processes against one."""
+    used = [sum(f["cpu_share"].values()) + (f["wrk_cpu_share"] or 0) for f in (one, two)]
+    rates = [f["rate_per_s"] for f in (one, two)]
+    if not all(used) or not all(rates):
+        return {"cores": cores}
+    per_trial = [1000 * u / r for u, r in zip(used, rates, strict=True)]
+    return {
+        "cores": cores,
+        "cores_used": {"one_process": round(used[0], 3), "two_processes": round(used[1], 3)},
+        "cpu_ms_a_trial": {
+            "one_process": round(per_trial[0], 3),
+            "two_processes": round(per_trial[1], 3),
+        },
+        "most_at_one_process_cost": round(cores / used[0], 3),
+        "cost_ratio": round(per_trial[1] / per_trial[0], 3),
     }
 
 

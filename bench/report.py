@@ -499,7 +499,8 @@ def _logging_targets(lm: dict[str, Any]) -> list[dict[str, Any]]:
                     share / LOGGING_CEILING_SHARE,
                     share >= LOGGING_CEILING_SHARE and not errors,
                     f"server CPU per request: mastok {top['cpu_ms_per_trial']['server']} ms, "
-                    f"ceiling {ceiling['cpu_ms_per_trial']['server']} ms; {errors} errors",
+                    f"ceiling {ceiling['cpu_ms_per_trial']['server']} ms; {errors} errors"
+                    + _logging_turns(top, ceiling),
                 )
             )
         if backend == "postgresql" and top["rate_per_s"] is not None:
@@ -522,6 +523,19 @@ def _logging_targets(lm: dict[str, Any]) -> list[dict[str, Any]]:
     if lm.get("two_processes"):
         rows.append(_two_processes_target(lm["two_processes"]))
     return rows
+
+
+def _logging_turns(mine: dict[str, Any], ceiling: dict[str, Any]) -> str:
+    """Every turn's rate, where the legs ran in turns (the quickest of each is the figure)."""
+    if not mine.get("turn_rates"):
+        return ""
+    return (
+        f"; the quickest of {len(mine['turn_rates'])} turns each (mastok "
+        + " / ".join(map(_fmt, mine["turn_rates"]))
+        + ", ceiling "
+        + " / ".join(map(_fmt, ceiling.get("turn_rates") or []))
+        + " trials/s)"
+    )
 
 
 LOGGING_TWO_PROCESSES_RATIO = 1.3
@@ -550,7 +564,21 @@ def _two_processes_target(pair: dict[str, Any]) -> dict[str, Any]:
         ratio is not None and ratio >= LOGGING_TWO_PROCESSES_RATIO and sound,
         f"CPU share: leader {share.get('leader')}, standby {share.get('standby')}, PostgreSQL "
         f"{share.get('database')}, wrk {two['wrk_cpu_share']}; lost {pair['lost']}, "
-        f"doubled {_doubled(exported)}, locks honoured: {pair['locks']['honoured']}",
+        f"doubled {_doubled(exported)}, locks honoured: {pair['locks']['honoured']}"
+        + _machine_sentence(pair.get("machine") or {}),
+    )
+
+
+def _machine_sentence(machine: dict[str, Any]) -> str:
+    """How far the machine's cores let two processes go (bench/logging_pair.machine_bound)."""
+    if "cost_ratio" not in machine:
+        return ""
+    used = machine["cores_used"]
+    return (
+        f"; one process's runs used {_fmt(used['one_process'])} of {machine['cores']} cores "
+        f"in all, so at its CPU a trial the cores allow at most "
+        f"{_fmt(machine['most_at_one_process_cost'])}x; with two processes a trial cost "
+        f"{_fmt(machine['cost_ratio'])}x the CPU ({_fmt(used['two_processes'])} cores used)"
     )
 
 
@@ -1243,8 +1271,8 @@ def _logging_markdown(lm: dict[str, Any]) -> list[str]:
         "(`bench/wrk/trials.lua`), one connection per client, each with a run of its own, locked "
         "beforehand, posting its trials strictly in order with the run's token, moving on only on "
         f"200. A trial: {lm['body']}. The ceiling is a bare Starlette JSON POST endpoint under the "
-        "same uvicorn options, parsing the same bodies, driven by the same wrk, right before each "
-        "database's runs.",
+        "same uvicorn options, parsing the same bodies, driven by the same wrk, in turns with "
+        "mastok's legs on each database; each side's quickest turn is its figure.",
         "",
         "| server | connections | trials/s | share of the ceiling | latency p50/p95/p99 ms | "
         "server CPU ms a trial | server CPU: loop / other threads / worker process | "
@@ -1254,7 +1282,7 @@ def _logging_markdown(lm: dict[str, Any]) -> list[str]:
     table = []
     for backend in LOGGING_BACKENDS:
         figures = lm.get(backend, {})
-        table += [(f"bare POST ceiling, before {backend}", c) for c in figures.get("ceiling") or []]
+        table += [(f"bare POST ceiling, beside {backend}", c) for c in figures.get("ceiling") or []]
         table += [(f"mastok, {backend}", level) for level in figures.get("levels", [])]
     for what, f in table:
         errors = f["non_2xx"] + sum(f["socket_errors"].values())
