@@ -311,6 +311,29 @@ def test_a_full_pool_with_everyone_present_starts_a_session(per_session: int) ->
         assert sizes.count(f"{per_session}/{per_session}") == 1
 
 
+def test_a_pool_that_filled_while_a_session_was_created_is_told_its_size_once() -> None:
+    room = RoomHarness(campaign(per_session=2, concurrent_sessions=2))
+    room.agree()
+    room.agree()  # the first pool's session is being created
+    waiting = [room.agree()[0] for _ in range(2)]
+    assert room.creations() == [(1, False)]
+    effects = room.created(1)
+    assert room.creations(effects) == [(2, False)]
+    assert all(room.frames(conn, effects) == [] for conn in waiting)
+    for conn in waiting:
+        sizes = [p for k, p in room.frames(conn) if k == "JoiningSize"]
+        assert sizes[-1:] == ["2/2"] and sizes.count("2/2") == 1
+
+
+def test_an_edit_of_per_session_tells_the_joining_pool_its_new_size() -> None:
+    room = RoomHarness(campaign(per_session=4))
+    conns = [room.agree()[0] for _ in range(2)]
+    effects = room.do(Edited(campaign(per_session=4, max_sessions=7)))
+    assert [room.frames(conn, effects) for conn in conns] == [[], []]
+    effects = room.do(Edited(campaign(per_session=3)))
+    assert [room.frames(conn, effects) for conn in conns] == [[("JoiningSize", "2/3")]] * 2
+
+
 def test_joining_size_goes_to_the_joining_pool_as_it_changes() -> None:
     room = RoomHarness(campaign(per_session=3))
     first, _ = room.agree()
