@@ -56,6 +56,7 @@ def cycle_for(method: str, path: str, transport: Recording, access: Access) -> R
         "type": "http",
         "method": method,
         "path": path,
+        "raw_path": path.encode(),  # uvicorn 0.55's access line reads it, as servers send it
         "query_string": b"",
         "http_version": "1.1",
         "client": ("127.0.0.1", 5000),
