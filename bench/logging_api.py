@@ -229,18 +229,6 @@ def run_wrk(
     }
 
 
-def _warm_up(
-    ctx: Context,
-    what: str,
-    url: str,
-    experiment: str,
-    clients: list[Client],
-    seconds: float,
-    pid: int,
-) -> None:
-    run_wrk(ctx, f"wrk-{what}-warm-up", url, experiment, clients, seconds, server=pid)
-
-
 def _leg(
     ctx: Context,
     name: str,
@@ -463,8 +451,9 @@ def _turns(
     top = max(levels)
     bare = [Client(f"E{n}", "echo-token") for n in range(top)]
     if echo is not None:
-        _warm_up(ctx, "ceiling", echo.url, "echo", bare, warm_up, echo.pid)
-    _warm_up(ctx, backend, mastok.url, EXPERIMENT, clients[:top], warm_up, mastok.pid)
+        run_wrk(ctx, "wrk-ceiling-warm-up", echo.url, "echo", bare, warm_up, server=echo.pid)
+    warm = f"wrk-{backend}-warm-up"
+    run_wrk(ctx, warm, mastok.url, EXPERIMENT, clients[:top], warm_up, server=mastok.pid)
     mine, ceilings = [], []
     for level in levels:
         ours, theirs = [], []

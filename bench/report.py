@@ -527,7 +527,7 @@ def _logging_targets(lm: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _logging_turns(mine: dict[str, Any], ceiling: dict[str, Any]) -> str:
     """Every turn's rate, where the legs ran in turns (the quickest of each is the figure)."""
-    if not mine.get("turn_rates"):
+    if len(mine.get("turn_rates") or []) < 2:
         return ""
     return (
         f"; the quickest of {len(mine['turn_rates'])} turns each (mastok "
