@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,11 +261,7 @@ def _quickest_turn(turns: list[dict[str, Any]]) -> dict[str, Any]:
     figures = dict(max(turns, key=lambda turn: turn["rate_per_s"] or 0))
     figures["turn_rates"] = [turn["rate_per_s"] for turn in turns]
     figures["non_2xx"] = sum(turn["non_2xx"] for turn in turns)
-    errors: dict[str, int] = {}
-    for turn in turns:
-        for kind, count in turn["socket_errors"].items():
-            errors[kind] = errors.get(kind, 0) + count
-    figures["socket_errors"] = errors
+    figures["socket_errors"] = dict(sum((Counter(t["socket_errors"]) for t in turns), Counter()))
     return figures
 
 
