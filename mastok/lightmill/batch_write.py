@@ -5,9 +5,12 @@ position is the run's completed trials: trials are completed in order), locked w
 token. That is all a post's checks of its run asked: this write makes them. Its trial is
 completed (with its own measures' values) and its events inserted only if it moved. On
 PostgreSQL the statement is data-modifying CTEs over arrays (`unnest`), sent straight to
-asyncpg: one round trip for a batch, where one statement a step took five. The events' rows
-are checked by their foreign key as any others; a value is keyed by a measure id resolved
-among its experiment's measures. SQLite's DML takes no CTE: its statements go straight to
+asyncpg: one round trip for a batch, where one statement a step took five. A trial's events
+go as one JSON array (`encode_each`), which PostgreSQL splits into their rows: as arrays of an
+element an event, asyncpg checked each element (an ABC check in Python for each), and mastok
+ran 6.2% more instructions a trial (callgrind, 16 clients; PostgreSQL's backends the same CPU
+a trial). The events' rows are checked by their foreign key as any others; a value is keyed
+by a measure id resolved among its experiment's measures. SQLite's DML takes no CTE: its statements go straight to
 aiosqlite, a crossing to its thread each, where SQLAlchemy's cursors took three or four.
 """
 
@@ -23,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mastok.db.engine import driver_connection
 from mastok.lightmill import sqlite_batch
-from mastok.lightmill.measure_values import encode
+from mastok.lightmill.measure_values import encode, encode_each
 from mastok.lightmill.results import TrialResults
 from mastok.lightmill.sqlite_batch import StoredPost
 from mastok.lightmill.tables import LMRun
@@ -49,16 +52,6 @@ async def write_batch(
     at its post's trial, or not locked with its token, is left as it is, with nothing of it)."""
     if connection.dialect.name == "sqlite":
         return await _write_batch_sqlite(connection, posts, now)
-    ev_trial: list[int] = []
-    ev_number: list[int] = []
-    ev_values: list[str] = []
-    for post in posts:
-        for number, event in enumerate(post.results.events):
-            stored = encode(post.ids, event)
-            if stored is not None:
-                ev_trial.append(post.trial_pk)
-                ev_number.append(number)
-                ev_values.append(stored)
     driver = await driver_connection(connection)  # asyncpg's
     rows = await driver.fetch(
         WRITE_BATCH_PG,
@@ -69,9 +62,7 @@ async def write_batch(
         [len(p.results.events) for p in posts],
         [encode(p.ids, p.results.trial) for p in posts],
         now,
-        ev_trial,
-        ev_number,
-        ev_values,
+        [encode_each(p.ids, p.results.events) for p in posts],
     )
     return {row[0] for row in rows}
 

@@ -49,8 +49,8 @@ WRITE_BATCH_PG = """
 WITH posts AS (
     SELECT * FROM unnest(CAST($1 AS INTEGER[]), CAST($2 AS INTEGER[]),
         CAST($3 AS TEXT[]), CAST($4 AS INTEGER[]), CAST($5 AS INTEGER[]),
-        CAST($6 AS TEXT[]))
-        AS p(run_pk, position, token, trial_pk, events, measure_values)
+        CAST($6 AS TEXT[]), CAST($8 AS TEXT[]))
+        AS p(run_pk, position, token, trial_pk, events, measure_values, event_values)
 ), moved AS (
     UPDATE lm_runs AS r SET
         completed_trials = r.completed_trials + 1,
@@ -63,17 +63,18 @@ WITH posts AS (
     FROM posts
     WHERE r.id = posts.run_pk AND r.completed_trials = posts.position
         AND r.lock_token = posts.token
-    RETURNING r.id AS run_pk, posts.trial_pk, posts.events, posts.measure_values
+    RETURNING r.id AS run_pk, posts.trial_pk, posts.events, posts.measure_values,
+        posts.event_values
 ), completed AS (
     UPDATE lm_trials AS t SET completed_at = CAST($7 AS TIMESTAMPTZ), event_count = moved.events,
         measure_values = moved.measure_values
     FROM moved WHERE t.id = moved.trial_pk
 ), new_events AS (
     INSERT INTO lm_events (trial_id, number, measure_values)
-    SELECT e.trial_id, e.number, e.measure_values
-    FROM unnest(CAST($8 AS INTEGER[]), CAST($9 AS INTEGER[]),
-        CAST($10 AS TEXT[])) AS e(trial_id, number, measure_values)
-    JOIN moved ON moved.trial_pk = e.trial_id
+    SELECT moved.trial_pk, CAST(e.number AS INTEGER) - 1, CAST(e.value AS TEXT)
+    FROM moved CROSS JOIN LATERAL
+        json_array_elements(CAST(moved.event_values AS JSON)) WITH ORDINALITY AS e(value, number)
+    WHERE json_typeof(e.value) = 'object'
 )
 SELECT run_pk FROM moved
 """

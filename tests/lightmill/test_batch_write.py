@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 
 from mastok.lightmill import tables as t
 from mastok.lightmill.batch_write import Checked, write_batch
+from mastok.lightmill.measure_values import encode
 from mastok.lightmill.results import TrialResults
 from tests.fixtures.app import ClientFactory
 from tests.lightmill.helpers import imported, in_app, lock, post_trial, row_counts, services
@@ -136,3 +137,55 @@ def at_position(client: TestClient, run: str, position: int) -> tuple[int, int]:
 
 def _values() -> tuple[dict[str, str], list[dict[str, str]]]:
     return {"time": "3"}, [{"time": "4"}, {"time": "5"}]
+
+
+def test_events_are_stored_as_each_ones_values_encode_with_their_numbers(
+    anonymous: TestClient,
+) -> None:
+    """An event without values has no row, and the others keep their numbers; each row holds
+    exactly `encode`'s text, whatever the values' characters (PostgreSQL takes a trial's
+    events as one JSON array: its elements' texts must come through as they are)."""
+    s0, s1 = lock(anonymous, "S0"), lock(anonymous, "S1")
+    time = measure_id(anonymous, "time")
+    ids = {"time": time}
+    odd = 'é "quoted" back\\slash \t tab \u2028 \U0001f600'
+    events = [{"time": odd}, {}, {"time": "12.5"}]
+    run0, trial0 = first_trial(anonymous, "S0", 0)
+    run1, trial1 = first_trial(anonymous, "S1", 0)
+
+    async def write() -> set[int]:
+        async with services(anonymous).db.engine.begin() as connection:
+            return await write_batch(
+                connection,
+                [
+                    Checked(run0, 0, s0, trial0, ids, TrialResults(s0, {}, events)),
+                    Checked(run1, 0, s1, trial1, ids, TrialResults(s1, {}, [{}, {}])),
+                ],
+                NOW,
+            )
+
+    assert in_app(anonymous, write) == {run0, run1}
+    assert event_rows(anonymous, trial0) == [
+        (0, encode(ids, events[0])),
+        (2, encode(ids, events[2])),
+    ]
+    assert event_rows(anonymous, trial1) == []
+    assert anonymous.get("/api/trial/pointing/S0/0/0").json()["events"] == [
+        {"time": odd},
+        {},
+        {"time": "12.5"},
+    ]
+    assert anonymous.get("/api/trial/pointing/S1/0/0").json()["events"] == [{}, {}]
+
+
+def event_rows(client: TestClient, trial: int) -> list[tuple[int, str]]:
+    async def read() -> list[tuple[int, str]]:
+        async with services(client).db.engine.connect() as connection:
+            rows = await connection.execute(
+                select(t.LMEvent.number, t.LMEvent.measure_values)
+                .where(t.LMEvent.trial_id == trial)
+                .order_by(t.LMEvent.number)
+            )
+            return [(number, values) for number, values in rows]
+
+    return in_app(client, read)
