@@ -78,6 +78,9 @@ def uvicorn_config(
         "forwarded_allow_ips": trusted_proxies.strip() or None,
         "log_config": logs.dict_config(log_format),
         "log_level": "info",
+        # No `server: uvicorn` on every answer: it tells a scanner what to try, and it was a
+        # tenth of the headers uvicorn checks (two regular expressions each) on a trial's.
+        "server_header": False,
         # httptools, bounded: request heads of 64 KiB, slow heads and bodies closed.
         "http": BoundedHttpToolsProtocol,
         # websockets-sansio (uvicorn's "auto"), and one write for a supervisors' update.

@@ -82,6 +82,14 @@ def test_an_ordinary_request_is_answered(port: int) -> None:
     assert answer(client).endswith(b"got 5")
 
 
+def test_an_answer_names_no_server_software_and_carries_its_date(port: int) -> None:
+    client = connected(port)
+    client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head = answer(client).split(b"\r\n\r\n", 1)[0].lower()
+    assert b"\r\ndate: " in head
+    assert b"\r\nserver:" not in head
+
+
 def test_a_head_over_64_kib_gets_431_or_a_reset_never_an_answer(port: int) -> None:
     client = connected(port)
     try:
