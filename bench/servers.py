@@ -338,9 +338,13 @@ def start_mastok(
     otree_key: str = OTREE_KEY,
     port: int | None = None,
     settings: dict[str, str] | None = None,
+    python: str = sys.executable,
+    within: float = 60,
 ) -> Mastok:
     """`python -m mastok serve` on a free loopback port (or `port`, to restart one), TEST mode,
-    its own database; `settings` adds environment variables (`MASTOK_...`)."""
+    its own database; `settings` adds environment variables (`MASTOK_...`); `python`: what
+    runs it (bench/instructions.py: a script running it under valgrind), answering `/healthz`
+    `within` seconds."""
     port = port or free_port()
     env = {
         **os.environ,
@@ -363,11 +367,11 @@ def start_mastok(
         "MASTOK_SOCKETS_PER_MINUTE": "100000000",
         **(settings or {}),
     }
-    argv = [sys.executable, "-m", "mastok", "serve"]
+    argv = [python, "-m", "mastok", "serve"]
     # `python -m` imports from the working directory first: the checkout in _server_root.
     child = Child(name, argv, workdir / f"{name}.log", env=env, cwd=_server_root)
     mastok = Mastok(child, port, "postgresql" if database_url.startswith("postgres") else "sqlite")
-    _wait_healthy(mastok.url, child)
+    _wait_healthy(mastok.url, child, within)
     return mastok
 
 

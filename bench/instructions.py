@@ -1,0 +1,215 @@
+"""Instructions mastok's process runs a LightMill trial post, counted by valgrind's callgrind.
+
+A before and after that this machine's noise cannot blur: rates and CPU times moved by up to a
+third from one minute to the next here (bench/README.md), so a change of a few percent on the
+trial path could not be told from the machine's drift. Instructions can: the same posts on the
+same code count within 1% from one run to the next.
+
+mastok runs under callgrind with instrumentation off (its start and the import of the design
+are not counted), 16 clients each post `WARM_UP` trials of their run, then instrumentation goes
+on (`callgrind_control -i on`) for `posts` more each, sent as bench/wrk/trials.lua sends them
+(the same bodies, one connection a client, the next post when the last one answers), and off
+again. A post-by-post client in this process, not wrk: wrk runs for a time, this for a count.
+Under callgrind mastok is about 50 times slower, so its batches are fuller than at full speed:
+the count compares codes, it is not what a post costs at full speed. PostgreSQL's backends'
+CPU over the same posts is reported beside it. On SQLite, the posts the worker process writes
+(mastok/lightmill/sqlite_worker.py) cost it instructions this does not count: valgrind does not
+follow the processes mastok starts.
+
+    .venv/bin/python -m bench.instructions --backend postgresql --posts 100
+    .venv/bin/python -m bench.instructions --baseline e2e762c      # that commit's server too
+
+Needs valgrind (`apt-get install valgrind`); `make bench` does not install it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import compare, logging_api, servers
+from bench.logging_api import EXPERIMENT, NO_OTREE, PER_BLOCK, Client
+from bench.scenarios import Context
+
+CLIENTS = 16  # as scenario 6's wrk connections
+WARM_UP = 40  # posts a client makes before counting: the places read ahead, the statements prepared
+STARTING_S = 600.0  # mastok's start under valgrind (without instrumentation, about 20 s here)
+_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
+
+
+@dataclass(frozen=True)
+class Count:
+    backend: str
+    trials: int
+    instructions: int
+    database_cpu_s: float | None
+
+    @property
+    def per_trial(self) -> float:
+        return self.instructions / self.trials
+
+
+def trial_body(token: str, n: int) -> bytes:
+    """The body bench/wrk/trials.lua posts for the trial at position `n`."""
+    kinds = ("down", "move", "move", "move", "up")
+    events = ",".join(
+        f'{{"t":{e * 37 + n % 11},"x":{412.5 + 3.75 * e + n % 17:.2f},'
+        f'"y":{288.25 - 2.5 * e - n % 13:.2f},"type":"{kinds[e]}"}}'
+        for e in range(5)
+    )
+    hit = "false" if n % 7 == 0 else "true"
+    return (
+        f'{{"token":"{token}","measures":{{"trial":{{"time":{620 + n % 389},'
+        f'"durations":{{"reaction":{210 + n % 97},"movement":{410 + n % 293}}},'
+        f'"hit":{hit},"errors":{n % 3}}},"events":[{events}]}}}}'
+    ).encode()
+
+
+async def _post_in_order(port: int, client: Client, count: int) -> None:
+    """`count` posts of the client's run from its next trial, each once the last one answered."""
+    reader, writer = await asyncio.open_connection(servers.LOOPBACK, port)
+    try:
+        for position in range(client.position, client.position + count):
+            block, number = divmod(position, PER_BLOCK)
+            body = trial_body(client.token, position)
+            writer.write(
+                f"POST /api/trial/{EXPERIMENT}/{client.run}/{block}/{number} HTTP/1.1\r\n"
+                "Host: bench\r\nContent-Type: text/plain;charset=UTF-8\r\n"
+                "Origin: https://experiments.example.org\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = _LENGTH.search(head)
+            answer = await reader.readexactly(int(length.group(1)) if length else 0)
+            if not head.startswith(b"HTTP/1.1 200 "):
+                raise RuntimeError(
+                    f"trial {position} of {client.run}: {head[:40]!r} {answer[:200]!r}"
+                )
+        client.position += count
+    finally:
+        writer.close()
+
+
+def post_trials(port: int, clients: list[Client], count: int) -> None:
+    async def all_of_them() -> None:
+        await asyncio.gather(*(_post_in_order(port, client, count) for client in clients))
+
+    asyncio.run(all_of_them())
+
+
+def backends_cpu_s(database: str) -> float:
+    """CPU seconds of the PostgreSQL backends connected to `database` (not the cluster's
+    background processes, which run on their own timers)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if not title.startswith("postgres:") or f" {database} " not in title:
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, UnicodeDecodeError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def count(workdir: Path, backend: str, posts: int) -> Count:
+    """Instructions of mastok's process over `posts` trial posts of each client (module
+    docstring), on a fresh database of `backend`."""
+    out = workdir / "callgrind.out"
+    wrapper = workdir / "python-under-callgrind"
+    wrapper.write_text(
+        "#!/bin/sh\nexec valgrind --tool=callgrind --instr-atstart=no "
+        f'--callgrind-out-file={out} {sys.executable} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    ctx = Context(workdir=workdir, verbose=False)
+    with logging_api.database(ctx, backend, "instructions") as (url, _):
+        mastok = servers.start_mastok(
+            workdir, "instructions", url, NO_OTREE, python=str(wrapper), within=STARTING_S
+        )
+        try:
+            clients = logging_api.prepare(mastok, CLIENTS, blocks_for(WARM_UP + posts))
+            post_trials(mastok.port, clients, WARM_UP)
+            database = url.rsplit("/", 1)[1].split("?")[0] if backend == "postgresql" else None
+            cpu_before = backends_cpu_s(database) if database else 0.0
+            _callgrind("-i", "on", mastok.pid)
+            post_trials(mastok.port, clients, posts)
+            _callgrind("-i", "off", mastok.pid)
+            database_cpu = backends_cpu_s(database) - cpu_before if database else None
+            _callgrind("-d", mastok.pid)
+        finally:
+            mastok.stop()
+    counted = max(_totals(dump) for dump in workdir.glob("callgrind.out*"))
+    return Count(backend, CLIENTS * posts, counted, database_cpu)
+
+
+def blocks_for(trials: int) -> int:
+    return -(-trials // PER_BLOCK)
+
+
+def _callgrind(*args: str | int) -> None:
+    subprocess.run(["callgrind_control", *map(str, args)], check=True, capture_output=True)
+
+
+def _totals(dump: Path) -> int:
+    for line in dump.read_text(errors="replace").splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _line(label: str, counted: Count) -> str:
+    database = ""
+    if counted.database_cpu_s is not None:
+        per_trial = 1e6 * counted.database_cpu_s / counted.trials
+        database = f", PostgreSQL's backends {per_trial:.0f} µs CPU a trial"
+    return (
+        f"{label}: {counted.per_trial:,.0f} instructions a trial "
+        f"({counted.trials} trials, {counted.backend}){database}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
+    parser.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--posts", type=int, default=100, help="counted posts a client [100]")
+    parser.add_argument("--runs", type=int, default=2, help="counts of each code [2]")
+    parser.add_argument("--baseline", metavar="REV", help="count that commit's server too")
+    args = parser.parse_args(argv)
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        print("bench.instructions: needs valgrind (callgrind_control)", file=sys.stderr)
+        return 2
+    sides: list[tuple[str, Path | None]] = [("this tree", None)]
+    root: Path | None
+    if args.baseline:
+        root, commit = compare.worktree(args.baseline)
+        sides.insert(0, (f"baseline {commit[:9]}", root))
+    for run in range(args.runs):
+        for label, root in sides:  # in turns, as every comparison of the bench
+            with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
+                started = time.monotonic()
+                if root is None:
+                    counted = count(Path(tmp), args.backend, args.posts)
+                else:
+                    with servers.mastok_from(root):
+                        counted = count(Path(tmp), args.backend, args.posts)
+            print(f"{_line(label, counted)}; run {run + 1} took {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
