@@ -10,8 +10,9 @@ go as one JSON array (`encode_each`), which PostgreSQL splits into their rows: a
 element an event, asyncpg checked each element (an ABC check in Python for each), and mastok
 ran 6.2% more instructions a trial (callgrind, 16 clients; PostgreSQL's backends the same CPU
 a trial). The events' rows are checked by their foreign key as any others; a value is keyed
-by a measure id resolved among its experiment's measures. SQLite's DML takes no CTE: its statements go straight to
-aiosqlite, a crossing to its thread each, where SQLAlchemy's cursors took three or four.
+by a measure id resolved among its experiment's measures. SQLite's DML takes no CTE: its
+statements go straight to aiosqlite, a crossing to its thread each, where SQLAlchemy's cursors
+took three or four.
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ writes them (`42`, `1.5`, `true`).
 from __future__ import annotations
 
 import json
-from math import isfinite
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from math import isfinite
 from typing import Any
 
 import orjson
@@ -172,7 +172,7 @@ def _flat_into(
                 return False
             continue
         elif kind is list:
-            indexed = zip(map(str, range(len(value))), value)
+            indexed = zip(map(str, range(len(value))), value, strict=True)
             if not _flat_into(flat, indexed, measure_id + ".", length + 1, huge):
                 return False
             continue
