@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import orjson
 from sqlalchemy import (
     JSON,
     Column,
@@ -128,7 +129,7 @@ def frame(kind: str, payload: Any = None) -> str:
     message: dict[str, Any] = {"kind": kind}
     if payload is not None:
         message["payload"] = payload
-    return json.dumps(message, separators=(",", ":"))
+    return orjson.dumps(message).decode()  # as mastok's frames (mastok/live/protocol.py)
 
 
 @dataclass
@@ -194,7 +195,7 @@ class Floor:
         campaign = await self.campaign(ws.query_params.get("slug", ""))
         await ws.accept()
         await ws.send_text(frame("State", "Running"))
-        land = json.loads(await ws.receive_text())
+        land = orjson.loads(await ws.receive_text())
         token, now = secrets.token_urlsafe(16), self.stamp(datetime.now(UTC))
         row = (campaign.id, token, str(land.get("payload"))[:64], now, now)
 
