@@ -16,8 +16,13 @@ CPU over the same posts is reported beside it. On SQLite, the posts the worker p
 (mastok/lightmill/sqlite_worker.py) cost it instructions this does not count: valgrind does not
 follow the processes mastok starts.
 
+`--join`: the same for a participant's join flow (bench scenario 2's, SQLite, the stub oTree):
+`JOIN_WARM_UP` flows not counted, then `flows` counted, `JOIN_CONCURRENCY` at a time in a
+closed loop, four to a session, each through to Starting.
+
     .venv/bin/python -m bench.instructions --backend postgresql --posts 100
     .venv/bin/python -m bench.instructions --baseline e2e762c      # that commit's server too
+    .venv/bin/python -m bench.instructions --join --flows 200
 
 Needs valgrind (`apt-get install valgrind`); `make bench` does not install it.
 """
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -36,22 +42,26 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import compare, logging_api, servers
+from bench import compare, loadgen, logging_api, scenarios, servers
 from bench.logging_api import EXPERIMENT, NO_OTREE, PER_BLOCK, Client
 from bench.scenarios import Context
 
 CLIENTS = 16  # as scenario 6's wrk connections
 WARM_UP = 40  # posts a client makes before counting: the places read ahead, the statements prepared
 STARTING_S = 600.0  # mastok's start under valgrind (without instrumentation, about 20 s here)
+JOIN_WARM_UP = 40  # flows before counting: ten sessions
+JOIN_CONCURRENCY = 8  # participants at a time: two sessions' worth
+JOIN_TIMEOUT_S = 1800.0
 _LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
 
 
 @dataclass(frozen=True)
 class Count:
     backend: str
-    trials: int
+    trials: int  # or participants' join flows
     instructions: int
     database_cpu_s: float | None
+    what: str = "trial"
 
     @property
     def per_trial(self) -> float:
@@ -129,13 +139,7 @@ def backends_cpu_s(database: str) -> float:
 def count(workdir: Path, backend: str, posts: int) -> Count:
     """Instructions of mastok's process over `posts` trial posts of each client (module
     docstring), on a fresh database of `backend`."""
-    out = workdir / "callgrind.out"
-    wrapper = workdir / "python-under-callgrind"
-    wrapper.write_text(
-        "#!/bin/sh\nexec valgrind --tool=callgrind --instr-atstart=no "
-        f'--callgrind-out-file={out} {sys.executable} "$@"\n'
-    )
-    wrapper.chmod(0o755)
+    wrapper = _under_callgrind(workdir)
     ctx = Context(workdir=workdir, verbose=False)
     with logging_api.database(ctx, backend, "instructions") as (url, _):
         mastok = servers.start_mastok(
@@ -155,6 +159,58 @@ def count(workdir: Path, backend: str, posts: int) -> Count:
             mastok.stop()
     counted = max(_totals(dump) for dump in workdir.glob("callgrind.out*"))
     return Count(backend, CLIENTS * posts, counted, database_cpu)
+
+
+def count_join(workdir: Path, flows: int) -> Count:
+    """Instructions of mastok's process over `flows` join flows (module docstring)."""
+    wrapper = _under_callgrind(workdir)
+    stub = servers.start_stub_otree(workdir, "instructions-stub-otree")
+    try:
+        url = servers.sqlite_url(workdir, "instructions")
+        mastok = servers.start_mastok(
+            workdir, "instructions", url, stub.url, python=str(wrapper), within=STARTING_S
+        )
+        try:
+            _joins(workdir, mastok, JOIN_WARM_UP)
+            _callgrind("-i", "on", mastok.pid)
+            _joins(workdir, mastok, flows)
+            _callgrind("-i", "off", mastok.pid)
+            _callgrind("-d", mastok.pid)
+        finally:
+            mastok.stop()
+    finally:
+        stub.stop()
+    counted = max(_totals(dump) for dump in workdir.glob("callgrind.out*"))
+    return Count("sqlite", flows, counted, None, "participant's join")
+
+
+def _joins(workdir: Path, mastok: servers.Mastok, flows: int) -> None:
+    """`flows` participants through to Starting, into campaigns of their own."""
+    slugs = mastok.create_campaigns(f"j{flows}_{time.monotonic_ns()}_", 1)
+    job = scenarios.join_job(
+        mastok,
+        slugs,
+        flows,
+        {"mode": "closed", "concurrency": JOIN_CONCURRENCY},
+        group=scenarios.PER_SESSION,
+        flow_timeout_s=JOIN_TIMEOUT_S,
+        deflate=True,
+    )
+    result = loadgen.run(workdir, job, timeout=JOIN_TIMEOUT_S)
+    started = [r for r in result["records"] if r.get("reason") == "Start"]
+    if len(started) != flows:
+        raise RuntimeError(f"{len(started)} of {flows} join flows reached Starting")
+
+
+def _under_callgrind(workdir: Path) -> Path:
+    """A script running Python under callgrind, instrumentation off until it is turned on."""
+    wrapper = workdir / "python-under-callgrind"
+    wrapper.write_text(
+        "#!/bin/sh\nexec valgrind --tool=callgrind --instr-atstart=no "
+        f'--callgrind-out-file={workdir / "callgrind.out"} {sys.executable} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return wrapper
 
 
 def blocks_for(trials: int) -> int:
@@ -178,8 +234,8 @@ def _line(label: str, counted: Count) -> str:
         per_trial = 1e6 * counted.database_cpu_s / counted.trials
         database = f", PostgreSQL's backends {per_trial:.0f} µs CPU a trial"
     return (
-        f"{label}: {counted.per_trial:,.0f} instructions a trial "
-        f"({counted.trials} trials, {counted.backend}){database}"
+        f"{label}: {counted.per_trial:,.0f} instructions a {counted.what} "
+        f"({counted.trials} of them, {counted.backend}){database}"
     )
 
 
@@ -188,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
     parser.add_argument("--posts", type=int, default=100, help="counted posts a client [100]")
     parser.add_argument("--runs", type=int, default=2, help="counts of each code [2]")
+    parser.add_argument("--join", action="store_true", help="participants' join flows instead")
+    parser.add_argument("--flows", type=int, default=200, help="counted join flows [200]")
     parser.add_argument("--baseline", metavar="REV", help="count that commit's server too")
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
@@ -202,10 +260,10 @@ def main(argv: list[str] | None = None) -> int:
         for label, root in sides:  # in turns, as every comparison of the bench
             with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
                 started = time.monotonic()
-                if root is None:
-                    counted = count(Path(tmp), args.backend, args.posts)
-                else:
-                    with servers.mastok_from(root):
+                with servers.mastok_from(root) if root else contextlib.nullcontext():
+                    if args.join:
+                        counted = count_join(Path(tmp), args.flows)
+                    else:
                         counted = count(Path(tmp), args.backend, args.posts)
             print(f"{_line(label, counted)}; run {run + 1} took {time.monotonic() - started:.0f} s")
     return 0
