@@ -185,13 +185,17 @@ def count_join(workdir: Path, flows: int) -> Count:
 
 
 def _joins(workdir: Path, mastok: servers.Mastok, flows: int) -> None:
-    """`flows` participants through to Starting, into campaigns of their own."""
-    slugs = mastok.create_campaigns(f"j{flows}_{time.monotonic_ns()}_", 1)
+    """`flows` participants through to Starting, into campaigns of their own (each within its
+    sessions at once, as scenario 2's)."""
+    campaigns = servers.campaigns_for(flows)
+    slugs = mastok.create_campaigns(f"j{time.monotonic_ns()}_", campaigns)
+    # Enough people at once that some campaign always fills a session (as scenario 2's).
+    concurrency = max(JOIN_CONCURRENCY, (scenarios.PER_SESSION - 1) * campaigns + 1)
     job = scenarios.join_job(
         mastok,
         slugs,
         flows,
-        {"mode": "closed", "concurrency": JOIN_CONCURRENCY},
+        {"mode": "closed", "concurrency": concurrency},
         group=scenarios.PER_SESSION,
         flow_timeout_s=JOIN_TIMEOUT_S,
         deflate=True,
