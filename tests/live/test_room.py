@@ -59,6 +59,16 @@ def test_a_busy_campaign_says_so() -> None:
     assert room.frames(conn) == [("State", "Busy")]
 
 
+def test_sessions_count_as_live_until_their_duration_ends_even_before_a_tick() -> None:
+    room = RoomHarness(campaign(concurrent_sessions=5)).room
+    room.live_sessions.update({1: T0, 2: T0 + timedelta(minutes=10), 3: T0})
+    assert room.live_count(T0 + timedelta(minutes=29)) == 3
+    assert room.live_count(T0 + timedelta(minutes=30)) == 1  # 1 and 3 are over, not yet pruned
+    assert room.live_count(T0 + timedelta(minutes=40)) == 0
+    room.live_sessions.clear()
+    assert room.live_count(T0) == 0
+
+
 def test_land_gives_a_token_and_the_consent() -> None:
     room = RoomHarness()
     conn = room.open()
