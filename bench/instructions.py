@@ -18,7 +18,9 @@ follow the processes mastok starts.
 
 `--join`: the same for a participant's join flow (bench scenario 2's, SQLite, the stub oTree):
 `JOIN_WARM_UP` flows not counted, then `flows` counted, `JOIN_CONCURRENCY` at a time in a
-closed loop, four to a session, each through to Starting.
+closed loop, four to a session, each through to Starting. Its count moves by up to 2% from
+one run to the next: the room's ticks and oTree's progress reads come by the clock, so a slower
+run makes more of them a participant. A change must count well past that to be told.
 
     .venv/bin/python -m bench.instructions --backend postgresql --posts 100
     .venv/bin/python -m bench.instructions --baseline e2e762c      # that commit's server too
