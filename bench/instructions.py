@@ -1,16 +1,17 @@
 """Instructions mastok's process runs a LightMill trial post, counted by valgrind's callgrind.
 
-A before and after that this machine's noise cannot blur: rates and CPU times moved by up to a
-third from one minute to the next here (bench/README.md), so a change of a few percent on the
-trial path could not be told from the machine's drift. Instructions can: the same posts on the
-same code count within 1% from one run to the next.
+A before and after that this machine's noise cannot blur: the bare POST app's legs read 3,229
+to 8,225 trials/s within an hour here, and up to half again within one run (bench/README.md,
+scenario 6's fourteenth round), so a change of a few percent on the trial path could not be
+told from the machine's drift. Instructions can: the same posts on the same code count within
+1% from one run to the next.
 
 mastok runs under callgrind with instrumentation off (its start and the import of the design
 are not counted), 16 clients each post `WARM_UP` trials of their run, then instrumentation goes
 on (`callgrind_control -i on`) for `posts` more each, sent as bench/wrk/trials.lua sends them
 (the same bodies, one connection a client, the next post when the last one answers), and off
 again. A post-by-post client in this process, not wrk: wrk runs for a time, this for a count.
-Under callgrind mastok is about 50 times slower, so its batches are fuller than at full speed:
+Under callgrind mastok is about 20 times slower, so its batches are fuller than at full speed:
 the count compares codes, it is not what a post costs at full speed. PostgreSQL's backends'
 CPU over the same posts is reported beside it. On SQLite, the posts the worker process writes
 (mastok/lightmill/sqlite_worker.py) cost it instructions this does not count: valgrind does not
@@ -50,7 +51,7 @@ from bench.scenarios import Context
 
 CLIENTS = 16  # as scenario 6's wrk connections
 WARM_UP = 40  # posts a client makes before counting: the places read ahead, the statements prepared
-STARTING_S = 600.0  # mastok's start under valgrind (without instrumentation, about 20 s here)
+STARTING_S = 600.0  # a bound on mastok's start under valgrind (a few seconds uninstrumented)
 JOIN_WARM_UP = 40  # flows before counting: ten sessions
 JOIN_CONCURRENCY = 8  # participants at a time: two sessions' worth
 JOIN_TIMEOUT_S = 1800.0
