@@ -35,17 +35,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import compare, loadgen, logging_api, scenarios, servers
+from bench import compare, loadgen, logging_api, procs, scenarios, servers
 from bench.logging_api import EXPERIMENT, NO_OTREE, PER_BLOCK, Client
 from bench.scenarios import Context
 
@@ -124,18 +124,15 @@ def backends_cpu_s(database: str) -> float:
     """CPU seconds of the PostgreSQL backends connected to `database` (not the cluster's
     background processes, which run on their own timers)."""
     total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            if not title.startswith("postgres:") or f" {database} " not in title:
-                continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if title.startswith("postgres:") and f" {database} " in title:
+                total += procs.usage(int(entry.name)).cpu_s
         except (OSError, UnicodeDecodeError):
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            continue  # a process that ended meanwhile
     return total
 
 
@@ -153,14 +150,12 @@ def count(workdir: Path, backend: str, posts: int) -> Count:
             post_trials(mastok.port, clients, WARM_UP)
             database = url.rsplit("/", 1)[1].split("?")[0] if backend == "postgresql" else None
             cpu_before = backends_cpu_s(database) if database else 0.0
-            _callgrind("-i", "on", mastok.pid)
-            post_trials(mastok.port, clients, posts)
-            _callgrind("-i", "off", mastok.pid)
+            counted = _counted(
+                workdir, mastok.pid, lambda: post_trials(mastok.port, clients, posts)
+            )
             database_cpu = backends_cpu_s(database) - cpu_before if database else None
-            _callgrind("-d", mastok.pid)
         finally:
             mastok.stop()
-    counted = max(_totals(dump) for dump in workdir.glob("callgrind.out*"))
     return Count(backend, CLIENTS * posts, counted, database_cpu)
 
 
@@ -175,15 +170,11 @@ def count_join(workdir: Path, flows: int) -> Count:
         )
         try:
             _joins(workdir, mastok, JOIN_WARM_UP)
-            _callgrind("-i", "on", mastok.pid)
-            _joins(workdir, mastok, flows)
-            _callgrind("-i", "off", mastok.pid)
-            _callgrind("-d", mastok.pid)
+            counted = _counted(workdir, mastok.pid, lambda: _joins(workdir, mastok, flows))
         finally:
             mastok.stop()
     finally:
         stub.stop()
-    counted = max(_totals(dump) for dump in workdir.glob("callgrind.out*"))
     return Count("sqlite", flows, counted, None, "participant's join")
 
 
@@ -222,6 +213,15 @@ def _under_callgrind(workdir: Path) -> Path:
 
 def blocks_for(trials: int) -> int:
     return -(-trials // PER_BLOCK)
+
+
+def _counted(workdir: Path, pid: int, work: Callable[[], None]) -> int:
+    """Instructions process `pid` (under `_under_callgrind`) runs while `work` is done."""
+    _callgrind("-i", "on", pid)
+    work()
+    _callgrind("-i", "off", pid)
+    _callgrind("-d", pid)
+    return max(_totals(dump) for dump in workdir.glob("callgrind.out*"))
 
 
 def _callgrind(*args: str | int) -> None:
