@@ -17,7 +17,7 @@ def encode(ids: Mapping[str, int], values: Mapping[str, str]) -> str | None:
     """The values posted under measure codes, keyed by their ids (None: no values)."""
     if not values:
         return None
-    return orjson.dumps({str(ids[code]): value for code, value in values.items()}).decode()
+    return orjson.dumps(_by_id(ids, values)).decode()
 
 
 def encode_each(ids: Mapping[str, int], each: Sequence[Mapping[str, str]]) -> str | None:
@@ -27,9 +27,11 @@ def encode_each(ids: Mapping[str, int], each: Sequence[Mapping[str, str]]) -> st
     and a value cost mastok 3 list items and asyncpg's encoding of each (an ABC check each)."""
     if not any(each):
         return None
-    return orjson.dumps(
-        [{str(ids[code]): value for code, value in values.items()} or None for values in each]
-    ).decode()
+    return orjson.dumps([_by_id(ids, values) or None for values in each]).decode()
+
+
+def _by_id(ids: Mapping[str, int], values: Mapping[str, str]) -> dict[str, str]:
+    return {str(ids[code]): value for code, value in values.items()}
 
 
 def decode(stored: str | bytes | None) -> dict[int, str]:
