@@ -4,11 +4,11 @@ asyncpg) and written with Python's `csv` module, in the same order and the same 
 
     python -m bench.export_ceiling DATABASE_URL EXPERIMENT OUTPUT_DIR
 
-Three ordered scans (trials with their measure values, their factor values, their events),
-each streamed and merged trial by trial, each trial's or event's values parsed from their JSON
-object (orjson): the least a CSV export of these tables can do, with no layer of mastok's
-between the driver and the file. It prints `wrote PATH` after each file, as
-`mastok export` does, so the harness times both alike.
+Three ordered scans (trials with their measure values, their factor values, the trials with
+events and their events' values), each streamed and merged trial by trial, each trial's values
+parsed from their JSON object and its events' from their JSON array (orjson): the least a CSV
+export of these tables can do, with no layer of mastok's between the driver and the file. It
+prints `wrote PATH` after each file, as `mastok export` does, so the harness times both alike.
 """
 
 from __future__ import annotations
@@ -42,11 +42,10 @@ FACTORS = (
     "JOIN lm_factor_values v ON v.id = x.value_id " + _BY_TRIAL
 )
 EVENTS = (
-    "SELECT x.number, x.measure_values, r.code, b.number, "
-    "b.measured_number, b.practice, t.number FROM lm_events x "
-    "JOIN lm_trials t ON t.id = x.trial_id JOIN lm_runs r ON r.id = t.run_id "
-    "JOIN lm_blocks b ON b.id = t.block_id "
-    "WHERE r.experiment_id = {xp} ORDER BY r.position, t.position, x.number"
+    "SELECT t.event_values, r.code, b.number, b.measured_number, b.practice, t.number "
+    "FROM lm_trials t JOIN lm_runs r ON r.id = t.run_id JOIN lm_blocks b ON b.id = t.block_id "
+    "WHERE r.experiment_id = {xp} AND t.event_values IS NOT NULL "
+    "ORDER BY r.position, t.position"
 )
 
 
@@ -87,11 +86,12 @@ async def export(rows: Rows, experiment: str, out: Path) -> None:
         writer = csv.writer(file)
         writer.writerow([*keys, "eventNumber", *event_measures])
         columns = event_measures.by_key
-        async for number, stored, *key in rows(EVENTS.format(xp=xp)):
-            cells: list[Any] = [None] * len(event_measures)
-            for measure, value in orjson.loads(stored).items():
-                cells[columns[measure]] = value
-            writer.writerow([experiment, *key, number, *cells])
+        async for stored, *key in rows(EVENTS.format(xp=xp)):
+            for number, values in enumerate(orjson.loads(stored)):
+                cells: list[Any] = [None] * len(event_measures)
+                for measure, value in (values or {}).items():
+                    cells[columns[measure]] = value
+                writer.writerow([experiment, *key, number, *cells])
     print(f"wrote {path}", flush=True)
 
 

@@ -562,18 +562,19 @@ async def fill(url: str, experiment: str, size: int) -> None:
 
 def _value_rows(
     measure: dict[str, int], trials: list[tuple[int, int]]
-) -> tuple[list[tuple[str | None, int]], list[tuple[int, int, str | None]]]:
-    """Each trial's measure values (with its id, for an UPDATE) and each event's row."""
-    from mastok.lightmill.measure_values import encode
+) -> list[tuple[str | None, str | None, int]]:
+    """Each trial's measure values and its events' (with its id, for an UPDATE)."""
+    from mastok.lightmill.measure_values import encode, encode_each
     from tests.lightmill.bulk import expected_event, expected_trial_measures
 
-    trial_rows = []
-    event_rows = []
-    for trial_id, position in trials:
-        trial_rows.append((encode(measure, expected_trial_measures(position)), trial_id))
-        for event in range(EVENTS):
-            event_rows.append((trial_id, event, encode(measure, expected_event(position, event))))
-    return trial_rows, event_rows
+    return [
+        (
+            encode(measure, expected_trial_measures(position)),
+            encode_each(measure, [expected_event(position, event) for event in range(EVENTS)]),
+            trial_id,
+        )
+        for trial_id, position in trials
+    ]
 
 
 COMPLETE_TRIALS = (
@@ -600,11 +601,9 @@ def _fill_sqlite(path: str, experiment: str) -> None:
         stamp = COMPLETED_AT.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
         conn.execute(COMPLETE_TRIALS.format(now="?", events=EVENTS, xp=xp), (stamp,))
         conn.execute(COMPLETE_RUNS.format(xp=xp))
-        trial_rows, event_rows = _value_rows(measure, trials)
-        conn.executemany("UPDATE lm_trials SET measure_values = ? WHERE id = ?", trial_rows)
         conn.executemany(
-            "INSERT INTO lm_events (trial_id, number, measure_values) VALUES (?, ?, ?)",
-            event_rows,
+            "UPDATE lm_trials SET measure_values = ?, event_values = ? WHERE id = ?",
+            _value_rows(measure, trials),
         )
 
 
@@ -624,17 +623,14 @@ async def _fill_postgres(url: str, experiment: str) -> None:
             trials = [tuple(r) for r in await conn.fetch(TRIALS.format(p="$1"), xp)]
             await conn.execute(COMPLETE_TRIALS.format(now="$1", events=EVENTS, xp=xp), COMPLETED_AT)
             await conn.execute(COMPLETE_RUNS.format(xp=xp))
-            trial_rows, event_rows = _value_rows(measure, trials)
+            rows = _value_rows(measure, trials)
             await conn.execute(
-                "UPDATE lm_trials AS t SET measure_values = v.measure_values FROM"
-                " unnest($1::text[], $2::integer[]) AS v(measure_values, id) WHERE t.id = v.id",
-                [row[0] for row in trial_rows],
-                [row[1] for row in trial_rows],
+                "UPDATE lm_trials AS t SET measure_values = v.measure_values,"
+                " event_values = v.event_values FROM unnest($1::text[], $2::text[], $3::integer[])"
+                " AS v(measure_values, event_values, id) WHERE t.id = v.id",
+                *(list(column) for column in zip(*rows, strict=True)),
             )
-            await conn.copy_records_to_table(
-                "lm_events", records=event_rows, columns=["trial_id", "number", "measure_values"]
-            )
-        await conn.execute("ANALYZE lm_trials, lm_events")
+        await conn.execute("ANALYZE lm_trials")
     finally:
         await conn.close()
 

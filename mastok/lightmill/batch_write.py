@@ -1,18 +1,16 @@
-"""A batch of trial posts written: one PostgreSQL statement, or SQLite's three.
+"""A batch of trial posts written: one PostgreSQL statement, or SQLite's two.
 
 Each run moves on only if it is where its post says it is: at the post's trial (the trial's
 position is the run's completed trials: trials are completed in order), locked with the post's
 token. That is all a post's checks of its run asked: this write makes them. Its trial is
-completed (with its own measures' values) and its events inserted only if it moved. On
-PostgreSQL the statement is data-modifying CTEs over arrays (`unnest`), sent straight to
-asyncpg: one round trip for a batch, where one statement a step took five. A trial's events
-go as one JSON array (`encode_each`), which PostgreSQL splits into their rows: as arrays of an
-element an event, asyncpg checked each element (an ABC check in Python for each), and mastok
-ran 6.2% more instructions a trial (callgrind, 16 clients; PostgreSQL's backends the same CPU
-a trial). The events' rows are checked by their foreign key as any others; a value is keyed
-by a measure id resolved among its experiment's measures. SQLite's DML takes no CTE: its
-statements go straight to aiosqlite, a crossing to its thread each, where SQLAlchemy's cursors
-took three or four.
+completed, with its own measures' values and its events', only if it moved. On PostgreSQL the
+statement is data-modifying CTEs over arrays (`unnest`), sent straight to asyncpg: one round
+trip for a batch, where one statement a step took five. A trial's events go as the one JSON
+array they are stored as (`encode_each`): as arrays of an element an event, asyncpg checked
+each element (an ABC check in Python for each), and mastok ran 6.2% more instructions a trial
+(callgrind, 16 clients). A value is keyed by a measure id resolved among its experiment's
+measures. SQLite's DML takes no CTE: its statements go straight to aiosqlite, a crossing to
+its thread each, where SQLAlchemy's cursors took three or four.
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ from mastok.lightmill.measure_values import encode, encode_each
 from mastok.lightmill.results import TrialResults
 from mastok.lightmill.sqlite_batch import StoredPost
 from mastok.lightmill.tables import LMRun
-from mastok.lightmill.trial_sql import COMPLETE_SQLITE, EVENTS_SQLITE, WRITE_BATCH_PG
+from mastok.lightmill.trial_sql import COMPLETE_SQLITE, WRITE_BATCH_PG
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +68,6 @@ async def write_batch(
 
 def stored_post(post: Checked) -> StoredPost:
     """The post as SQLite's statements write it (sqlite_batch.py)."""
-    events = [
-        (number, stored)
-        for number, event in enumerate(post.results.events)
-        if (stored := encode(post.ids, event)) is not None
-    ]
     return StoredPost(
         post.run_pk,
         post.position,
@@ -82,7 +75,7 @@ def stored_post(post: Checked) -> StoredPost:
         post.trial_pk,
         len(post.results.events),
         encode(post.ids, post.results.trial),
-        events,
+        encode_each(post.ids, post.results.events),
     )
 
 
@@ -107,7 +100,4 @@ async def _write_batch_sqlite(
     done = [post for post in stored if post.run_pk in moved]
     if done:
         await driver.executemany(COMPLETE_SQLITE, sqlite_batch.completions(done, stamp))
-        events = sqlite_batch.event_rows(done)
-        if events:  # a crossing to aiosqlite's thread saved
-            await driver.executemany(EVENTS_SQLITE, events)
     return moved

@@ -13,12 +13,13 @@ in alphabetical order (`_measure_{id}` when one is a fixed column).
 
 Reading is flat in memory: each run is read in chunks of consecutive trial positions (the
 `lm_trials (run_id, position)` index), with the trials' own measure values (their row's JSON
-object), and each chunk's factor values and events by a range join on that index, so memory
-holds one chunk whatever the experiment's size, and rows are written as soon as their chunk is
-read. These scans are the export's time: each is compiled once an export (`_Reads`), they take
-the driver's rows (no SQLAlchemy Row), the database pivots the factor values into one row per
-trial (up to `PIVOT_MEASURES` columns), and a trial's or an event's measure values come as one
-object, placed in their columns here.
+object), and each chunk's factor values by a range join on that index; the events' values,
+on their trials' rows too, are read a part of a chunk at a time (about `CHUNK_EVENT_VALUES`
+values each). So memory holds one chunk whatever the experiment's size, and rows are written
+as soon as their chunk is read. These scans are the export's time: each is compiled once an
+export (`_Reads`), they take the driver's rows (no SQLAlchemy Row), the database pivots the
+factor values into one row per trial (up to `PIVOT_MEASURES` columns), and a trial's measure
+values come as one object, its events' as one array of them, placed in their columns here.
 Each chunk has its own short connection: a slow download holds no connection or transaction
 between chunks. A row is consistent: a trial's values are on its row, read with its completion;
 the columns are those of the export's start.
@@ -149,7 +150,12 @@ class MeasureColumns:
         another level, has none)."""
         if not stored or not self.empty:
             return self.empty
-        found: dict[str, str] = orjson.loads(stored)
+        return self.placed(orjson.loads(stored))
+
+    def placed(self, found: dict[str, str] | None) -> Sequence[str | None]:
+        """A stored object's values, parsed, in their columns."""
+        if not found or not self.empty:
+            return self.empty
         try:
             cells: tuple[str | None, ...] = self._every(found)
         except KeyError:  # some measure without a value
@@ -383,16 +389,14 @@ class _Reads:
 
     @cached_property
     def event_values(self) -> _Read:
-        """The events' stored values of the trials from position `first` to `last` (included),
-        whose ids are `lo` to `hi`."""
+        """The events' stored values of the trials from position `first` to `last` (included)
+        that have any."""
         return _Read(
-            select(t.LMTrial.position, t.LMEvent.number, t.LMEvent.measure_values)
-            .join(t.LMTrial, t.LMEvent.trial_id == t.LMTrial.id)
-            .where(
+            select(t.LMTrial.position, t.LMTrial.event_values).where(
                 t.LMTrial.run_id == bindparam("run"),
                 t.LMTrial.position >= bindparam("first"),
                 t.LMTrial.position <= bindparam("last"),
-                t.LMEvent.trial_id.between(bindparam("lo"), bindparam("hi")),
+                t.LMTrial.event_values.is_not(None),
             ),
             self.dialect,
         )
@@ -500,25 +504,20 @@ async def _factor_values(
     return cells
 
 
-EventValues = Mapping[tuple[int, int], str | None]  # (trial position, event) -> stored values
+EventValues = Mapping[int, str]  # trial position -> its events' stored values
 
 
 async def read_event_values(
     conn: AsyncConnection, layout: Layout, run: RunRef, trials: Sequence[TrialRow]
 ) -> EventValues:
-    """The event values of these consecutive trials of the run, done and with events: by event,
-    as stored (an event without values has no entry, or None)."""
+    """The event values of these consecutive trials of the run, done and with events: by trial,
+    as stored (a trial whose events have no values has no entry)."""
     if not trials or not layout.event_measures:
         return {}
     rows = await layout.reads.event_values.rows(
-        conn,
-        run=run.id,
-        first=trials[0].position,
-        last=trials[-1].position,
-        lo=min(trial.id for trial in trials),
-        hi=max(trial.id for trial in trials),
+        conn, run=run.id, first=trials[0].position, last=trials[-1].position
     )
-    return {(position, number): stored for position, number, stored in rows}
+    return {position: stored for position, stored in rows}
 
 
 async def iter_trials(
@@ -669,6 +668,18 @@ class _Writer:
             return cells
         return self.text(cells)
 
+    def measures_each(
+        self, columns: MeasureColumns, stored: str | None, count: int
+    ) -> list[Sequence[Any]]:
+        """A trial's `count` events' stored values (measure_values.encode_each) in their
+        columns, an event's cells as `measures` makes them; one search for the trial's."""
+        each = orjson.loads(stored)[:count] if stored else []
+        rows = [columns.placed(found) for found in each]
+        rows += [columns.empty] * (count - len(rows))
+        if self.format == "json" or not stored or not _MAYBE_FORMULA.search(stored):
+            return rows
+        return [self.text(cells) for cells in rows]
+
     def rows(self, rows: Iterable[list[Any]]) -> None:
         if self.format == "csv":  # None is written as an empty cell
             self.csv.writerows(rows)
@@ -717,12 +728,11 @@ def event_rows(
 ) -> list[list[Any]]:
     """One row per event of the trials, an event without values included, its values placed
     in `columns`."""
-    rows = []
+    rows: list[list[Any]] = []
     for trial in trials:
         key = writer.key(experiment, trial)
-        for number in range(trial.event_count):
-            stored = values.get((trial.position, number))
-            rows.append([*key, number, *writer.measures(columns, stored)])
+        each = writer.measures_each(columns, values.get(trial.position), trial.event_count)
+        rows.extend([*key, number, *cells] for number, cells in enumerate(each))
     return rows
 
 

@@ -2,8 +2,10 @@
 
 `{"12": "345", "13": "true"}`: the keys are the `lm_measures` ids of the trial's experiment
 (JSON keys are strings), the values the text the post gave (results.py). An empty set of values
-is stored as nothing (NULL, or no event row). Readers need not know the key order; the
-migration from one row a value (0008) writes PostgreSQL's own spacing, which parses the same.
+is stored as nothing (NULL). A trial's events are stored together, as one JSON array of these
+objects (`encode_each`), null for an event without values. Readers need not know the key
+order; the migration from one row a value (0008) writes PostgreSQL's own spacing, which parses
+the same.
 """
 
 from __future__ import annotations
@@ -22,9 +24,7 @@ def encode(ids: Mapping[str, int], values: Mapping[str, str]) -> str | None:
 
 def encode_each(ids: Mapping[str, int], each: Sequence[Mapping[str, str]]) -> str | None:
     """Events' values as one JSON array, an element an event in order: its values as `encode`
-    writes them, or null for an event without any (None: no event has any). PostgreSQL's batch
-    takes a trial's events in this one text (batch_write.py), where an array element an event
-    and a value cost mastok 3 list items and asyncpg's encoding of each (an ABC check each)."""
+    writes them, or null for an event without any (None: no event has any)."""
     if not any(each):
         return None
     return orjson.dumps([_by_id(ids, values) or None for values in each]).decode()
@@ -38,4 +38,14 @@ def decode(stored: str | bytes | None) -> dict[int, str]:
     """The stored values by measure id."""
     if not stored:
         return {}
-    return {int(key): value for key, value in orjson.loads(stored).items()}
+    return _by_pk(orjson.loads(stored))
+
+
+def decode_each(stored: str | bytes | None, count: int) -> list[dict[int, str]]:
+    """The `count` events' stored values, each by measure id (an event without any: {})."""
+    each = orjson.loads(stored)[:count] if stored else []
+    return [_by_pk(values) if values else {} for values in each] + [{}] * (count - len(each))
+
+
+def _by_pk(values: Mapping[str, str]) -> dict[int, str]:
+    return {int(key): value for key, value in values.items()}

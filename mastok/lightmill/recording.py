@@ -1,4 +1,4 @@
-"""Storing a trial's results: the measures they name, then their events' values.
+"""Resolving a trial post's measures: the ids of those it names, registering new ones.
 
 Unknown measures are registered on the fly (type `unregistered`, at the level they were posted
 at), as are new levels of known ones, unless the experiment's measures are fixed. Clients may add
@@ -20,15 +20,14 @@ from collections import defaultdict
 from collections.abc import KeysView, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 
 from mastok.lightmill.errors import TooManyMeasures, WrongMeasureKey
-from mastok.lightmill.measure_values import encode
 from mastok.lightmill.results import TrialResults
-from mastok.lightmill.tables import LMEvent, LMMeasure
+from mastok.lightmill.tables import LMMeasure
 
 log = logging.getLogger("mastok.lightmill")
 
@@ -55,10 +54,6 @@ _MEASURES = select(
     LMMeasure.event_level,
     LMMeasure.registered,
 ).where(LMMeasure.experiment_id == bindparam("experiment_id"))
-_INSERT_EVENTS = text(
-    f"INSERT INTO {LMEvent.__tablename__} (trial_id, number, measure_values) "
-    "VALUES (:trial_id, :number, :measure_values)"
-)
 
 
 async def read_measures(connection: AsyncConnection, experiment_id: int) -> dict[str, MeasureRef]:
@@ -186,16 +181,3 @@ def _insert_ignoring_conflicts(connection: AsyncConnection, keys: list[str]) -> 
     if connection.dialect.name == "postgresql":
         return postgresql.insert(LMMeasure).on_conflict_do_nothing(index_elements=keys)
     return sqlite.insert(LMMeasure).on_conflict_do_nothing(index_elements=keys)
-
-
-async def insert_events(
-    connection: AsyncConnection, trial_id: int, ids: Mapping[str, int], results: TrialResults
-) -> None:
-    """The trial's events that have values, a row each (its own values are on its row)."""
-    rows = [
-        {"trial_id": trial_id, "number": number, "measure_values": stored}
-        for number, event in enumerate(results.events)
-        if (stored := encode(ids, event)) is not None
-    ]
-    if rows:
-        await connection.execute(_INSERT_EVENTS, rows)

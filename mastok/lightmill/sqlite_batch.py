@@ -14,12 +14,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from mastok.lightmill.trial_sql import (
-    COMPLETE_SQLITE,
-    EVENTS_SQLITE,
-    MOVE_ON_ONE_SQLITE,
-    MOVE_ON_SQLITE,
-)
+from mastok.lightmill.trial_sql import COMPLETE_SQLITE, MOVE_ON_ONE_SQLITE, MOVE_ON_SQLITE
 
 
 class StoredPost(NamedTuple):
@@ -32,7 +27,7 @@ class StoredPost(NamedTuple):
     trial_pk: int
     event_count: int
     trial_values: str | None
-    events: Sequence[tuple[int, str]]  # each event that has values: its number, its values
+    event_values: str | None
 
 
 def move_on(posts: Sequence[StoredPost], stamp: str) -> tuple[str, list[Any]]:
@@ -43,11 +38,10 @@ def move_on(posts: Sequence[StoredPost], stamp: str) -> tuple[str, list[Any]]:
 
 
 def completions(done: Sequence[StoredPost], stamp: str) -> list[tuple[Any, ...]]:
-    return [(stamp, post.event_count, post.trial_values, post.trial_pk) for post in done]
-
-
-def event_rows(done: Sequence[StoredPost]) -> list[tuple[int, int, str]]:
-    return [(post.trial_pk, number, values) for post in done for number, values in post.events]
+    return [
+        (stamp, post.event_count, post.trial_values, post.event_values, post.trial_pk)
+        for post in done
+    ]
 
 
 def write(connection: sqlite3.Connection, posts: Sequence[StoredPost], stamp: str) -> set[int]:
@@ -65,7 +59,6 @@ def write(connection: sqlite3.Connection, posts: Sequence[StoredPost], stamp: st
         done = [post for post in posts if post.run_pk in moved]
         if done:
             connection.executemany(COMPLETE_SQLITE, completions(done, stamp))
-            connection.executemany(EVENTS_SQLITE, event_rows(done))
         connection.execute("COMMIT")
     except BaseException:
         connection.rollback()

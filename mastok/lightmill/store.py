@@ -51,10 +51,9 @@ from mastok.lightmill.errors import (
 )
 from mastok.lightmill.importing import insert_design
 from mastok.lightmill.locks import LockPolicy
-from mastok.lightmill.measure_values import decode, encode
+from mastok.lightmill.measure_values import decode, decode_each, encode, encode_each
 from mastok.lightmill.recording import (
     Measures,
-    insert_events,
     known_ids,
     measure_ids,
     read_measures,
@@ -599,9 +598,9 @@ class LightMillStore:
                 "done_at": now,
                 "events": len(results.events),
                 "measure_values": encode(ids, results.trial),
+                "event_values": encode_each(ids, results.events),
             },
         )
-        await insert_events(connection, found.trial_pk, ids, results)
         factor_values = {
             factor: value
             for _, factor, value in await connection.execute(
@@ -722,6 +721,7 @@ _COMPLETE_TRIAL = (
         completed_at=bindparam("done_at"),
         event_count=bindparam("events"),
         measure_values=bindparam("measure_values"),
+        event_values=bindparam("event_values"),
     )
 )
 
@@ -950,7 +950,7 @@ async def _trial_info(
     stored = decode(trial.measure_values)
     codes = await _measure_codes(session, trial) if stored or (events and trial.event_count) else {}
     measures = {codes[pk]: value for pk, value in sorted(stored.items())}
-    event_list = await _events(session, trial, codes) if events else None
+    event_list = _events(trial, codes) if events else None
     return TrialInfo(
         experiment_id=experiment,
         run_id=run,
@@ -974,13 +974,9 @@ async def _measure_codes(session: AsyncSession, trial: t.LMTrial) -> dict[int, s
     return {pk: code for pk, code in await session.execute(query)}
 
 
-async def _events(
-    session: AsyncSession, trial: t.LMTrial, codes: Mapping[int, str]
-) -> list[dict[str, str]]:
+def _events(trial: t.LMTrial, codes: Mapping[int, str]) -> list[dict[str, str]]:
     """The trial's events, each's values in the measures' order."""
-    events: list[dict[str, str]] = [{} for _ in range(trial.event_count)]
-    for number, stored in await session.execute(
-        select(t.LMEvent.number, t.LMEvent.measure_values).where(t.LMEvent.trial_id == trial.id)
-    ):
-        events[number] = {codes[pk]: value for pk, value in sorted(decode(stored).items())}
-    return events
+    return [
+        {codes[pk]: value for pk, value in sorted(values.items())}
+        for values in decode_each(trial.event_values, trial.event_count)
+    ]

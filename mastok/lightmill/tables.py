@@ -1,20 +1,21 @@
 """LightMill's tables (prefix `lm_`), on mastok's metadata so the migrations see them.
 
 Shaped for the export: a run's trials are read in order from one index (`run_id`, `position`),
-and each trial's factor values and events sit in narrow tables keyed by the trial first, so a
-streamed export walks trials in order and range-scans each side table along its primary key,
-with no sort. On SQLite those narrow tables are WITHOUT ROWID, so the primary key is the table
-itself. Strings written by the design (ids, names) are stored once, in the small tables; the
-big ones hold integers and the measured text.
+and each trial's factor values sit in a narrow table keyed by the trial first, so a streamed
+export walks trials in order and range-scans the side table along its primary key, with no
+sort. On SQLite that narrow table is WITHOUT ROWID, so the primary key is the table itself.
+Strings written by the design (ids, names) are stored once, in the small tables; the big ones
+hold integers and the measured text.
 
-Measured values are stored a trial or an event at a time, as one JSON text keyed by measure
-id (measure_values.py): the trial's on its own row, written by the UPDATE that completes it,
-and each event's as a row of `lm_events`. A row a value cost PostgreSQL two foreign-key checks
-a value, about 25 values a trial: its CPU for a batch's write went from 0.27 to 0.055 ms a
-trial (5 events of 4 measures and 5 trial measures; bench/README.md, scenario 6). The events
-keep their trial's foreign key (a trial deleted, with its run, takes its events); a measure id
-in a value is one of the trial's experiment's measures (the write paths resolve it there),
-which are never deleted but with the experiment.
+Measured values are stored on the trial's row, written by the UPDATE that completes it: its
+own as one JSON text keyed by measure id, its events' as one JSON array of such objects
+(measure_values.py). A row a value cost PostgreSQL two foreign-key checks a value, about 25
+values a trial: its CPU for a batch's write went from 0.27 to 0.055 ms a trial with a row a
+trial and a row an event (5 events of 4 measures and 5 trial measures; bench/README.md,
+scenario 6). The events' rows, each with its foreign key and its index entry, were then a
+third of PostgreSQL's CPU a trial; on the trial's row they cost none. A measure id in a value
+is one of the trial's experiment's measures (the write paths resolve it there), which are
+never deleted but with the experiment.
 
 A run's trials complete strictly in order, so `lm_runs.completed_trials` is also the position
 of its current trial; the trial POST moves it on with a conditional UPDATE, which keeps two
@@ -151,6 +152,8 @@ class LMTrial(Base):
     event_count: Mapped[int] = mapped_column(Integer, default=0)  # events are 0..count-1
     # The trial-level measures' values (measure_values.py); NULL: none, or not done.
     measure_values: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Its events' values, an element an event (measure_values.py); NULL: none, or not done.
+    event_values: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class LMTrialFactorValue(Base):
@@ -164,17 +167,3 @@ class LMTrialFactorValue(Base):
     )
     factor_id: Mapped[int] = mapped_column(ForeignKey("lm_factors.id"), primary_key=True)
     value_id: Mapped[int] = mapped_column(ForeignKey("lm_factor_values.id"))
-
-
-class LMEvent(Base):
-    """An event of a trial that has measure values; a trial's events are numbered
-    0..`event_count`-1, and one posted without values has no row."""
-
-    __tablename__ = "lm_events"
-    __table_args__ = (WITHOUT_ROWID,)
-
-    trial_id: Mapped[int] = mapped_column(
-        ForeignKey("lm_trials.id", ondelete="CASCADE"), primary_key=True
-    )
-    number: Mapped[int] = mapped_column(Integer, primary_key=True)
-    measure_values: Mapped[str] = mapped_column(Text)  # measure_values.py

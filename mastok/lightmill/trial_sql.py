@@ -67,14 +67,8 @@ WITH posts AS (
         posts.event_values
 ), completed AS (
     UPDATE lm_trials AS t SET completed_at = CAST($7 AS TIMESTAMPTZ), event_count = moved.events,
-        measure_values = moved.measure_values
+        measure_values = moved.measure_values, event_values = moved.event_values
     FROM moved WHERE t.id = moved.trial_pk
-), new_events AS (
-    INSERT INTO lm_events (trial_id, number, measure_values)
-    SELECT moved.trial_pk, CAST(e.number AS INTEGER) - 1, CAST(e.value AS TEXT)
-    FROM moved CROSS JOIN LATERAL
-        json_array_elements(CAST(moved.event_values AS JSON)) WITH ORDINALITY AS e(value, number)
-    WHERE json_typeof(e.value) = 'object'
 )
 SELECT run_pk FROM moved
 """
@@ -101,6 +95,6 @@ MOVE_ON_ONE_SQLITE = _MOVE_ON_SQLITE + (
     "WHERE id = ? AND completed_trials = ? AND lock_token = ? RETURNING id"
 )
 COMPLETE_SQLITE = (
-    "UPDATE lm_trials SET completed_at = ?, event_count = ?, measure_values = ? WHERE id = ?"
+    "UPDATE lm_trials SET completed_at = ?, event_count = ?, measure_values = ?, "
+    "event_values = ? WHERE id = ?"
 )
-EVENTS_SQLITE = "INSERT INTO lm_events (trial_id, number, measure_values) VALUES (?, ?, ?)"

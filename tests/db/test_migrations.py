@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import pytest
@@ -18,7 +20,7 @@ from sqlalchemy import Column, Connection, Integer, MetaData, func, inspect, sel
 from mastok.db.engine import Database, async_url
 from mastok.db.migrate import alembic_config, migrate
 from mastok.db.tables import NAMING, Base, Campaign
-from mastok.lightmill.measure_values import decode
+from mastok.lightmill.measure_values import decode, decode_each
 
 T = TypeVar("T")
 
@@ -354,7 +356,8 @@ async def test_0008_stores_values_by_trial_and_event_and_back(empty_database_url
     await run_sync(empty_database_url, insert_values_at_0007)
     before = await run_sync(empty_database_url, values_by_row)
 
-    await migrate_url(empty_database_url)
+    async with opened(empty_database_url) as database:
+        await migrate(database, "0008")
 
     assert await run_sync(empty_database_url, values_by_event) == {
         "trials": [(1, {10: "1.5", 11: AWKWARD}), (2, {})],
@@ -363,3 +366,85 @@ async def test_0008_stores_values_by_trial_and_event_and_back(empty_database_url
     await downgrade_url(empty_database_url, "0007")
     assert await run_sync(empty_database_url, values_by_row) == before
     assert len(before["trials"]) == 2 and len(before["events"]) == 3
+
+
+# As 0008 may have stored an event: orjson's text, and PostgreSQL's json_object_agg's spacing.
+EVENT_TEXTS = ('{"12":"3","11":"true"}', '{ "12" : ' + json.dumps(AWKWARD) + " }")
+MANY = 1001  # trials with events: more than the upgrade takes at once
+
+
+def insert_events_at_0008(connection: Connection) -> None:
+    """Trials as revision 0008 kept them: trial 1 done with 3 events (the second without values,
+    the others in each text form), trial 2 not done, trial 3 done with 2 events without values,
+    and trials 4 on with 2 events each."""
+    sql = connection.exec_driver_sql
+    sql("INSERT INTO lm_experiments (id, code, imported_at) VALUES (1, 'xp', '2026-01-01')")
+    sql(
+        "INSERT INTO lm_runs (id, experiment_id, position, code, trial_count, block_count,"
+        f" completed_trials) VALUES (1, 1, 0, 'S0', {MANY + 3}, 1, 1)"
+    )
+    sql(
+        "INSERT INTO lm_blocks (id, run_id, number, practice, trial_count)"
+        f" VALUES (1, 1, 0, false, {MANY + 3})"
+    )
+    trial = text(
+        "INSERT INTO lm_trials (id, run_id, block_id, position, number, completed_at,"
+        " event_count) VALUES (:id, 1, 1, :id - 1, :id - 1, :done, :count)"
+    )
+    done = datetime(2026, 1, 1, tzinfo=UTC)
+    connection.execute(
+        trial,
+        [
+            {"id": 1, "done": done, "count": 3},
+            {"id": 2, "done": None, "count": 0},
+            {"id": 3, "done": done, "count": 2},
+            *({"id": pk, "done": done, "count": 2} for pk in range(4, MANY + 3)),
+        ],
+    )
+    event = text("INSERT INTO lm_events VALUES (:trial, :number, :stored)")
+    connection.execute(
+        event,
+        [
+            {"trial": 1, "number": 0, "stored": EVENT_TEXTS[0]},
+            {"trial": 1, "number": 2, "stored": EVENT_TEXTS[1]},
+            *(
+                {"trial": pk, "number": number, "stored": f'{{"12":"{pk}.{number}"}}'}
+                for pk in range(4, MANY + 3)
+                for number in (0, 1)
+            ),
+        ],
+    )
+    connection.commit()
+
+
+def events_on_trials(connection: Connection) -> dict[int, str | None]:
+    rows = connection.exec_driver_sql("SELECT id, event_values FROM lm_trials ORDER BY id")
+    return {pk: stored for pk, stored in rows}
+
+
+def event_rows(connection: Connection) -> list[tuple[int, int, dict[int, str]]]:
+    rows = connection.exec_driver_sql(
+        "SELECT trial_id, number, measure_values FROM lm_events ORDER BY trial_id, number"
+    )
+    return [(trial, number, decode(stored)) for trial, number, stored in rows]
+
+
+async def test_0009_moves_a_trials_events_onto_its_row_and_back(empty_database_url: str) -> None:
+    async with opened(empty_database_url) as database:
+        await migrate(database, "0008")
+    await run_sync(empty_database_url, insert_events_at_0008)
+    before = await run_sync(empty_database_url, event_rows)
+
+    await migrate_url(empty_database_url)
+
+    stored = await run_sync(empty_database_url, events_on_trials)
+    assert stored[1] == f"[{EVENT_TEXTS[0]},null,{EVENT_TEXTS[1]}]"  # each text as it was
+    assert stored[2] is None and stored[3] is None
+    assert stored[MANY + 2] == f'[{{"12":"{MANY + 2}.0"}},{{"12":"{MANY + 2}.1"}}]'
+    assert [decode_each(stored[pk], 2) for pk in range(4, MANY + 3)] == [
+        [{12: f"{pk}.0"}, {12: f"{pk}.1"}] for pk in range(4, MANY + 3)
+    ]
+    assert decode_each(stored[1], 3) == [{12: "3", 11: "true"}, {}, {12: AWKWARD}]
+    await downgrade_url(empty_database_url, "0008")
+    assert await run_sync(empty_database_url, event_rows) == before
+    assert len(before) == 2 + 2 * (MANY - 1)

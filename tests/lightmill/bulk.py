@@ -13,19 +13,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mastok.db import Database
 from mastok.lightmill import design as d
-from mastok.lightmill.measure_values import encode
-from mastok.lightmill.tables import (
-    LMEvent,
-    LMExperiment,
-    LMMeasure,
-    LMRun,
-    LMTrial,
-)
+from mastok.lightmill.measure_values import encode, encode_each
+from mastok.lightmill.tables import LMExperiment, LMMeasure, LMRun, LMTrial
 
 COMPLETED_AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 BATCH = 20_000
@@ -128,35 +122,28 @@ async def fill_results(db: Database, experiment: str, events: int = 3) -> None:
             )
         )
         trial_rows: list[dict[str, Any]] = []
-        event_rows: list[dict[str, Any]] = []
         for trial_id, position in trials:
+            each = [expected_event(position, event) for event in range(events)]
             trial_rows.append(
-                {"pk": trial_id, "stored": encode(measure, expected_trial_measures(position))}
+                {
+                    "pk": trial_id,
+                    "stored": encode(measure, expected_trial_measures(position)),
+                    "events": encode_each(measure, each),
+                }
             )
-            for event in range(events):
-                event_rows.append(
-                    {
-                        "trial_id": trial_id,
-                        "number": event,
-                        "measure_values": encode(measure, expected_event(position, event)),
-                    }
-                )
-            if len(event_rows) >= BATCH:
-                await _flush(session, trial_rows, event_rows)
-        await _flush(session, trial_rows, event_rows)
+            if len(trial_rows) >= BATCH:
+                await _flush(session, trial_rows)
+        await _flush(session, trial_rows)
 
 
-async def _flush(session: AsyncSession, trial_rows: list[Any], event_rows: list[Any]) -> None:
+async def _flush(session: AsyncSession, trial_rows: list[Any]) -> None:
     if trial_rows:
         # On the connection: Core's executemany (the session's would be ORM's bulk UPDATE).
         connection = await session.connection()
         await connection.execute(
             update(LMTrial)
             .where(LMTrial.id == bindparam("pk"))
-            .values(measure_values=bindparam("stored")),
+            .values(measure_values=bindparam("stored"), event_values=bindparam("events")),
             trial_rows,
         )
-    if event_rows:
-        await session.execute(insert(LMEvent), event_rows)
     trial_rows.clear()
-    event_rows.clear()

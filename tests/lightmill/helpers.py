@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from mastok.app import Services
 from mastok.lightmill import tables
-from mastok.lightmill.measure_values import decode
+from mastok.lightmill.measure_values import decode, decode_each
 from mastok.lightmill.service import LightMill
 from tests.fixtures.app import basic_auth
 
@@ -35,7 +35,6 @@ LM_TABLES = (
     tables.LMBlockValue,
     tables.LMTrial,
     tables.LMTrialFactorValue,
-    tables.LMEvent,
 )
 
 
@@ -104,7 +103,7 @@ def in_app(client: TestClient, function: Callable[..., Awaitable[T]], *args: Any
 
 def row_counts(client: TestClient) -> dict[str, int]:
     """Rows in every LightMill table, and the measure values stored (`trial values`, `event
-    values`: a trial's and an event's are one JSON text)."""
+    values`: a trial's are one JSON text, its events' one array of them)."""
     database = services(client).db
 
     async def count() -> dict[str, int]:
@@ -117,8 +116,12 @@ def row_counts(client: TestClient) -> dict[str, int]:
             }
             trials = await session.scalars(select(tables.LMTrial.measure_values))
             counts["trial values"] = sum(len(decode(stored)) for stored in trials)
-            events = await session.scalars(select(tables.LMEvent.measure_values))
-            counts["event values"] = sum(len(decode(stored)) for stored in events)
+            events = await session.execute(
+                select(tables.LMTrial.event_values, tables.LMTrial.event_count)
+            )
+            counts["event values"] = sum(
+                len(values) for stored, count in events for values in decode_each(stored, count)
+            )
             return counts
 
     return in_app(client, count)

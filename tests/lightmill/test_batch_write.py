@@ -139,12 +139,12 @@ def _values() -> tuple[dict[str, str], list[dict[str, str]]]:
     return {"time": "3"}, [{"time": "4"}, {"time": "5"}]
 
 
-def test_events_are_stored_as_each_ones_values_encode_with_their_numbers(
+def test_a_trials_events_are_stored_as_one_array_of_each_ones_values_as_encode_writes_them(
     anonymous: TestClient,
 ) -> None:
-    """An event without values has no row, and the others keep their numbers; each row holds
-    exactly `encode`'s text, whatever the values' characters (PostgreSQL takes a trial's
-    events as one JSON array: its elements' texts must come through as they are)."""
+    """An event without values is a null and the others keep their places; each element is
+    exactly `encode`'s text, whatever the values' characters; a trial whose events have no
+    values stores none."""
     s0, s1 = lock(anonymous, "S0"), lock(anonymous, "S1")
     time = measure_id(anonymous, "time")
     ids = {"time": time}
@@ -165,11 +165,10 @@ def test_events_are_stored_as_each_ones_values_encode_with_their_numbers(
             )
 
     assert in_app(anonymous, write) == {run0, run1}
-    assert event_rows(anonymous, trial0) == [
-        (0, encode(ids, events[0])),
-        (2, encode(ids, events[2])),
-    ]
-    assert event_rows(anonymous, trial1) == []
+    assert stored_events(anonymous, trial0) == (
+        f"[{encode(ids, events[0])},null,{encode(ids, events[2])}]"
+    )
+    assert stored_events(anonymous, trial1) is None
     assert anonymous.get("/api/trial/pointing/S0/0/0").json()["events"] == [
         {"time": odd},
         {},
@@ -178,14 +177,11 @@ def test_events_are_stored_as_each_ones_values_encode_with_their_numbers(
     assert anonymous.get("/api/trial/pointing/S1/0/0").json()["events"] == [{}, {}]
 
 
-def event_rows(client: TestClient, trial: int) -> list[tuple[int, str]]:
-    async def read() -> list[tuple[int, str]]:
+def stored_events(client: TestClient, trial: int) -> str | None:
+    async def read() -> str | None:
         async with services(client).db.engine.connect() as connection:
-            rows = await connection.execute(
-                select(t.LMEvent.number, t.LMEvent.measure_values)
-                .where(t.LMEvent.trial_id == trial)
-                .order_by(t.LMEvent.number)
+            return await connection.scalar(
+                select(t.LMTrial.event_values).where(t.LMTrial.id == trial)
             )
-            return [(number, values) for number, values in rows]
 
     return in_app(client, read)

@@ -93,10 +93,8 @@ def post_at(client: TestClient, run: str, position: int, token: str) -> StoredPo
     """A post of the run's trial at `position`: its time 7, and one event whose time is 8."""
     run_pk, trial_pk = first_trial(client, run, position)
     time = measure_id(client, "time")
-    events = [(0, json.dumps({str(time): "8"}))]
-    return StoredPost(
-        run_pk, position, token, trial_pk, len(events), json.dumps({str(time): "7"}), events
-    )
+    events = json.dumps([{str(time): "8"}])
+    return StoredPost(run_pk, position, token, trial_pk, 1, json.dumps({str(time): "7"}), events)
 
 
 def completed(client: TestClient, run: str) -> int:
@@ -163,14 +161,14 @@ def test_a_batch_that_fails_writes_nothing_answers_false_for_each_post_and_says_
 ) -> None:
     s0, s1 = started
     good = post_at(anonymous, "S0", 0, s0)
-    # Its run moves on, but its event names a trial that is not there: a foreign key fails.
-    bad = post_at(anonymous, "S1", 0, s1)._replace(trial_pk=999_999)
+    # Its run moves on, but its trial's event count is missing: a NOT NULL constraint fails.
+    bad = post_at(anonymous, "S1", 0, s1)._replace(event_count=None)
     before = row_counts(anonymous)
 
     [line] = turns(anonymous, write(1, good), write(2, bad))
 
     assert line[:2] == [[1, False], [2, False]]
-    assert line[2][0] == ERRORS and "FOREIGN KEY constraint failed" in line[2][1]
+    assert line[2][0] == ERRORS and "NOT NULL constraint failed" in line[2][1]
     assert row_counts(anonymous) == before
     assert completed(anonymous, "S0") == 0
     assert completed(anonymous, "S1") == 0
@@ -251,7 +249,7 @@ def test_a_killed_worker_leaves_the_posts_to_the_server_each_stored_once(
         assert post_trial(anonymous, "S0", block, trial, token, ONE_EVENT).status_code == 200
 
     assert completed(anonymous, "S0") == 5
-    assert row_counts(anonymous)["lm_events"] == 5
+    assert row_counts(anonymous)["event values"] == 5
     assert worker(anonymous).pid is None
     assert any("stopped answering" in r.getMessage() for r in caplog.records)
 
@@ -293,7 +291,7 @@ def test_without_a_worker_the_server_writes_the_posts(
         assert post_trial(client, "S0", block, trial, token, ONE_EVENT).status_code == 200
 
     assert completed(client, "S0") == 3
-    assert row_counts(client)["lm_events"] == 3
+    assert row_counts(client)["event values"] == 3
     assert worker(client).pid is None
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert any(logged in line for line in lines), lines

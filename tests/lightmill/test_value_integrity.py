@@ -1,20 +1,20 @@
 """What keeps a trial's measure values with their experiment, on both backends.
 
-A trial's values are on its row and its events' in `lm_events`, keyed by measure id
-(mastok/lightmill/measure_values.py). The database guards the events' trial (a foreign key,
-cascading: a run or an experiment deleted takes its events); the write paths guard the measure
-ids, resolved from the posting experiment's own measures (measures are never deleted but with
-their experiment, which takes its trials).
+A trial's values and its events' are on its row, keyed by measure id
+(mastok/lightmill/measure_values.py): a run or an experiment deleted takes its trials, and
+with them their values. The write paths guard the measure ids, resolved from the posting
+experiment's own measures (measures are never deleted but with their experiment, which takes
+its trials).
 """
 
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import exc, func, select, text
+from sqlalchemy import exc, select, text
 from starlette.testclient import TestClient
 
 from mastok.lightmill import tables as t
-from mastok.lightmill.measure_values import decode
+from mastok.lightmill.measure_values import decode, decode_each
 from tests.fixtures.app import ClientFactory
 from tests.lightmill.helpers import (
     basic_auth,
@@ -68,18 +68,19 @@ def stored_keys(client: TestClient) -> list[tuple[str, set[int], set[int]]]:
                 .join(t.LMTrial, t.LMTrial.run_id == t.LMRun.id)
             ).subquery()
             found = []
-            for code, xp, stored in await session.execute(
-                select(by_trial.c.code, by_trial.c.id, t.LMTrial.measure_values).join(
-                    t.LMTrial, t.LMTrial.id == by_trial.c.id_1
-                )
+            for code, xp, stored, events, count in await session.execute(
+                select(
+                    by_trial.c.code,
+                    by_trial.c.id,
+                    t.LMTrial.measure_values,
+                    t.LMTrial.event_values,
+                    t.LMTrial.event_count,
+                ).join(t.LMTrial, t.LMTrial.id == by_trial.c.id_1)
             ):
                 found.append((code, set(decode(stored)), measures[xp]))
-            for code, xp, stored in await session.execute(
-                select(by_trial.c.code, by_trial.c.id, t.LMEvent.measure_values).join(
-                    t.LMEvent, t.LMEvent.trial_id == by_trial.c.id_1
-                )
-            ):
-                found.append((code, set(decode(stored)), measures[xp]))
+                for values in decode_each(events, count):
+                    if values:
+                        found.append((code, set(values), measures[xp]))
             return found
 
     return in_app(client, read)
@@ -100,14 +101,19 @@ def test_values_name_only_their_own_experiments_measures(anonymous: TestClient) 
 
 
 def counts(client: TestClient) -> dict[str, int]:
+    """Trials done, and events stored with values."""
+
     async def read() -> dict[str, int]:
         async with services(client).db.session() as session:
-            return {
-                "trials done": await session.scalar(
-                    select(func.count()).where(t.LMTrial.completed_at.is_not(None))
+            stored = await session.execute(
+                select(t.LMTrial.event_values, t.LMTrial.event_count).where(
+                    t.LMTrial.completed_at.is_not(None)
                 )
-                or 0,
-                "events": await session.scalar(select(func.count()).select_from(t.LMEvent)) or 0,
+            )
+            rows = list(stored)
+            return {
+                "trials done": len(rows),
+                "events": sum(bool(v) for each, n in rows for v in decode_each(each, n)),
             }
 
     return in_app(client, read)
@@ -144,17 +150,3 @@ def test_a_deleted_run_or_experiment_takes_its_values(anonymous: TestClient) -> 
     with pytest.raises(exc.IntegrityError, match="lm_trial_factor_values"):
         delete(anonymous, delete_experiment, "pointing2")
     assert counts(anonymous) == {"trials done": 2, "events": 4}
-
-
-def test_an_event_of_no_trial_is_refused(anonymous: TestClient) -> None:
-    async def insert() -> None:
-        async with services(anonymous).db.engine.begin() as connection:
-            await connection.execute(
-                text(
-                    "INSERT INTO lm_events (trial_id, number, measure_values) VALUES (:t, 0, '{}')"
-                ),
-                {"t": 10_000_000},
-            )
-
-    with pytest.raises(exc.IntegrityError):
-        in_app(anonymous, insert)

@@ -54,7 +54,6 @@ def test_import_stores_the_whole_design(anonymous: TestClient) -> None:
         "lm_block_values": 7,
         "lm_trials": 10,
         "lm_trial_factor_values": 10 * 4 - 1,  # one trial leaves `distance` unset
-        "lm_events": 0,
         "trial values": 0,
         "event values": 0,
     }
