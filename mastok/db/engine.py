@@ -89,7 +89,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 async def driver_connection(connection: AsyncConnection) -> Any:
     """The driver's own connection (aiosqlite's or asyncpg's) under SQLAlchemy's, in the
-    transaction it began: for the statements that go straight to the driver."""
+    transaction it began: for the statements that go straight to the driver. Read from the
+    connection SQLAlchemy holds when it holds one: `get_raw_connection` crosses into a greenlet
+    (two a batch of trial posts), which only a connection to establish again needs."""
+    sync = connection.sync_connection
+    if sync is not None and not sync.closed and not sync.invalidated:
+        return sync.connection.driver_connection
     return (await connection.get_raw_connection()).driver_connection
 
 

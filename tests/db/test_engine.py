@@ -11,7 +11,13 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from mastok.db.engine import Database, DatabaseURLError, async_url, create_engine
+from mastok.db.engine import (
+    Database,
+    DatabaseURLError,
+    async_url,
+    create_engine,
+    driver_connection,
+)
 from mastok.db.migrate import migrate
 from mastok.db.tables import Campaign
 
@@ -207,3 +213,21 @@ async def test_a_failed_statement_does_not_name_its_values(tmp_path: Path) -> No
         assert "PROLIFIC-5f1e" not in str(failed.value)
     finally:
         await engine.dispose()
+
+
+# --- driver_connection -----------------------------------------------------------------------
+
+
+async def test_the_driver_connection_is_the_one_held_and_a_new_one_once_invalidated(
+    database_url: str,
+) -> None:
+    async with opened(database_url) as database, database.engine.connect() as connection:
+        held = (await connection.get_raw_connection()).driver_connection
+
+        assert await driver_connection(connection) is held
+
+        await connection.invalidate()
+        fresh = await driver_connection(connection)
+        assert fresh is not held
+        assert fresh is (await connection.get_raw_connection()).driver_connection
+        assert await connection.scalar(text("SELECT 1")) == 1
