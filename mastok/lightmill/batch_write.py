@@ -16,9 +16,8 @@ its thread each, where SQLAlchemy's cursors took three or four.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import NamedTuple, cast
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -32,8 +31,7 @@ from mastok.lightmill.tables import LMRun
 from mastok.lightmill.trial_sql import COMPLETE_SQLITE, WRITE_BATCH_PG
 
 
-@dataclass(frozen=True, slots=True)
-class Checked:
+class Checked(NamedTuple):
     """A post to write: its run, where the post says the run is, its trial, its values."""
 
     run_pk: int

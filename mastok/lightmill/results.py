@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from math import isfinite
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -23,8 +22,10 @@ MAX_ID_LENGTH = 255
 _HUGE = 2.0**63  # orjson reads an integer past 64 bits as a float of at least this
 
 
-@dataclass(frozen=True)
-class TrialResults:
+class TrialResults(NamedTuple):
+    """A post's token and its flattened values (named tuples here and down the trial path:
+    a frozen dataclass's `__init__` sets each field through `object.__setattr__`)."""
+
     token: str
     trial: dict[str, str]
     events: list[dict[str, str]]

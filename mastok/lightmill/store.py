@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import ColumnElement, and_, bindparam, case, select, update
 from sqlalchemy.exc import IntegrityError
@@ -126,8 +126,10 @@ class BlockInfo:
     trial_count: int
 
 
-@dataclass(frozen=True)
-class TrialInfo:
+class TrialInfo(NamedTuple):
+    """A trial as LightMill's API answers it. A named tuple: a frozen dataclass's `__init__`
+    sets each of its ten fields through `object.__setattr__`, once a trial posted."""
+
     experiment_id: str
     run_id: str
     block_number: int
@@ -620,6 +622,7 @@ class LightMillStore:
 
 
 def _recorded_info(post: _Post, place: Place, ids: Mapping[str, int], now: datetime) -> TrialInfo:
+    trial = post.results.trial
     return TrialInfo(
         experiment_id=post.experiment,
         run_id=post.run,
@@ -630,7 +633,7 @@ def _recorded_info(post: _Post, place: Place, ids: Mapping[str, int], now: datet
         factor_values=place.factor_values,
         completed_at=now,
         # As stored, in the measures' order (as `trial` reads them back).
-        measures=dict(sorted(post.results.trial.items(), key=lambda item: ids[item[0]])),
+        measures={code: trial[code] for code in sorted(trial, key=ids.__getitem__)},
     )
 
 
@@ -651,8 +654,7 @@ class _Post:
         return (self.experiment, self.run, self.block, self.number)
 
 
-@dataclass(frozen=True)
-class _Recorded:
+class _Recorded(NamedTuple):
     info: TrialInfo
     experiment_pk: int
     measures: Measures | None

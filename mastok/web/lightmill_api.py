@@ -297,9 +297,16 @@ def plan_block_json(plan: PlanBlock) -> dict[str, Any]:
 
 
 def trial_json(info: TrialInfo) -> dict[str, Any]:
+    """Written out, not by `_camel`: every trial posted is answered with it."""
     return {
-        **_camel(info, "experiment_id", "run_id", "number", "block_number"),
-        **_camel(info, "measured_block_number", "factor_values", "measures", "practice"),
+        "experimentId": info.experiment_id,
+        "runId": info.run_id,
+        "number": info.number,
+        "blockNumber": info.block_number,
+        "measuredBlockNumber": info.measured_block_number,
+        "factorValues": info.factor_values,
+        "measures": info.measures,
+        "practice": info.practice,
         "completionDate": epoch_ms(info.completed_at),
     }
 
