@@ -44,7 +44,8 @@ def decode(stored: str | bytes | None) -> dict[int, str]:
 def decode_each(stored: str | bytes | None, count: int) -> list[dict[int, str]]:
     """The `count` events' stored values, each by measure id (an event without any: {})."""
     each = orjson.loads(stored)[:count] if stored else []
-    return [_by_pk(values) if values else {} for values in each] + [{}] * (count - len(each))
+    found = [_by_pk(values) if values else {} for values in each]
+    return found + [{} for _ in range(count - len(each))]
 
 
 def _by_pk(values: Mapping[str, str]) -> dict[int, str]:

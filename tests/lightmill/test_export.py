@@ -752,3 +752,22 @@ def test_a_stored_time_is_read_in_utc_unless_it_says_its_zone() -> None:
     assert export._moment(utc) == utc
     assert export._moment(None) is None
     assert export.epoch_ms(export._moment("2026-03-01 12:00:00.123456")) == 1772366400123
+
+
+def test_a_trials_events_are_placed_a_row_each_and_searched_once_for_formulas() -> None:
+    """An event without values (null, or past the stored array) has empty cells; a value a
+    spreadsheet would run is made inert in the CSV only, and only where it is."""
+    columns = export.MeasureColumns([1, 2])
+    stored = orjson.dumps([{"1": "5", "2": "=x"}, None, {"2": "ok"}]).decode()
+    csv_writer, json_writer = export._Writer([], "csv"), export._Writer([], "json")
+
+    def placed(writer: export._Writer, stored: str | None, count: int) -> list[list[Any]]:
+        return [list(cells) for cells in writer.measures_each(columns, stored, count)]
+
+    empty = [None, None]
+    assert placed(csv_writer, stored, 4) == [["5", "'=x"], empty, [None, "ok"], empty]
+    assert placed(json_writer, stored, 4) == [["5", "=x"], empty, [None, "ok"], empty]
+    assert placed(csv_writer, stored, 1) == [["5", "'=x"]]
+    assert placed(csv_writer, None, 2) == [empty, empty]
+    calm = orjson.dumps([{"1": "-3", "2": "ok"}]).decode()
+    assert placed(csv_writer, calm, 1) == [["-3", "ok"]]
