@@ -15,10 +15,13 @@ test: venv otree-venv chromium lint typecheck pytest
 venv: $(VENV)/.installed
 otree-venv: $(OTREE_VENV)/bin/otree
 
-$(VENV)/.installed: pyproject.toml
+# The versions pinned by requirements-dev.lock (`make lock`): a new release of a linter or a
+# library cannot change what `make test` runs until the lock is made again.
+$(VENV)/.installed: pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
 # oTree pins old versions of Starlette and SQLAlchemy: it lives in a virtual environment of its own.
@@ -49,17 +52,20 @@ wrk:
 	sh scripts/install-wrk.sh
 
 $(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet -e '.[bench]'
 	touch $@
 
 bench/node_modules/.installed: bench/package.json bench/package-lock.json
 	cd bench && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# The image's pinned dependencies (requirements.lock) from pyproject.toml, with pip-tools.
+# The pinned dependencies from pyproject.toml, with pip-tools: the image's (requirements.lock)
+# and the development environment's (requirements-dev.lock, with the `dev` extra).
 lock: venv
 	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
 		--output-file requirements.lock pyproject.toml
+	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+		--extra dev --output-file requirements-dev.lock pyproject.toml
 
 # Builds the images and runs deploy/compose.yml as README's "Deploying with containers" says,
 # with scripted people through its public entry (podman and podman-compose; on a machine without
