@@ -1,20 +1,27 @@
 """Trials' places read ahead of their posts (mastok/lightmill/trial_places.py), on both
 backends: valid posts are recorded by their batch, none of them left to be recorded alone, and
 answered as the API reads them back; a run's next posts read nothing; a post the batch's write
-refuses, its place kept, gets its precise answer alone; the places kept stay bounded."""
+refuses, its place kept, gets its precise answer alone; the places kept stay bounded; on
+PostgreSQL, the read is planned by the indexes with the tables' statistics and without."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
 import pytest
+from sqlalchemy import text
 from starlette.testclient import TestClient
 
+from mastok.db import Database, async_url
 from mastok.db.batches import ALONE
+from mastok.db.engine import driver_connection
+from mastok.lightmill.importing import insert_design
 from mastok.lightmill.results import TrialResults
 from mastok.lightmill.store import _Post, _Recorded
-from mastok.lightmill.trial_places import Key, Place, Reader, TrialPlaces, read_places
+from mastok.lightmill.trial_places import AHEAD, Key, Place, Reader, TrialPlaces, read_places
+from mastok.lightmill.trial_sql import PLACES_PG
 from tests.fixtures.app import ClientFactory, basic_auth
+from tests.lightmill import bulk
 from tests.lightmill.helpers import (
     XML,
     error,
@@ -214,3 +221,80 @@ def test_a_trial_without_factor_values_and_one_whose_values_come_in_another_orde
     assert first.info.factor_values == {}
     assert list(second.info.factor_values.items()) == [("side", "right"), ("color", "blue")]
     assert second.info.factor_values == client.get("/api/trial/bare/R0/0/1").json()["factorValues"]
+
+
+# The tables a places read joins, whose statistics PostgreSQL plans it by.
+DESIGN_TABLES = ("lm_experiments", "lm_runs", "lm_blocks", "lm_trials", "lm_trial_factor_values")
+
+
+async def test_postgresql_reads_places_by_index_before_and_after_analyze(
+    postgres_database_url: str,
+) -> None:
+    """A design just imported has no statistics until autovacuum's ANALYZE: the read's plan
+    then guessed, and hashed every trial's factor values (trial_sql.PLACES_PG). It stays a
+    lookup by index for each run's next trials, with their statistics and without."""
+    db = Database(async_url(postgres_database_url))
+    try:
+        async with db.engine.begin() as connection:  # autovacuum's ANALYZE must not come first
+            for table in DESIGN_TABLES:
+                await connection.execute(
+                    text(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+                )
+        await _a_big_design(db)
+        keys = [("big", f"R{run}", 3, 17) for run in range(8)]
+
+        fresh = await _plan(db, keys)
+        async with db.engine.connect() as connection:
+            await connection.execute(text(f"ANALYZE {', '.join(DESIGN_TABLES)}"))
+            await connection.commit()
+        analyzed = await _plan(db, keys)
+
+        for plan in (fresh, analyzed):
+            assert "Seq Scan on lm_trials" not in plan, plan
+            assert "Seq Scan on lm_trial_factor_values" not in plan, plan
+            assert "ix_lm_trials_run_position" in plan, plan  # a run's trials in order
+            assert "pk_lm_trial_factor_values" in plan, plan  # a trial's factor values
+    finally:
+        await db.close()
+
+
+# What it takes for that plan: 680,000 trials (the bench's, scenario 6), a run's 40,000 as 200
+# blocks of 200 (at 320,000 the guess was still an index's). The import's path would take
+# a minute for them, so a design of one block a run is imported and the rest made in SQL.
+# Its trials' factor values are the first of each factor: the read's plan does not read them.
+RUNS, BLOCKS, TRIALS = 17, 200, 200
+_MORE_BLOCKS = """
+INSERT INTO lm_blocks (run_id, number, measured_number, practice, trial_count)
+SELECT r.id, n, n - 1, false, :trials FROM lm_runs AS r, generate_series(1, :blocks - 1) AS n
+"""
+_MORE_TRIALS = """
+INSERT INTO lm_trials (run_id, block_id, position, number, event_count)
+SELECT b.run_id, b.id, b.number * :trials + n, n, 0
+FROM lm_blocks AS b, generate_series(0, :trials - 1) AS n WHERE b.number > 0
+"""
+_THEIR_VALUES = """
+INSERT INTO lm_trial_factor_values (trial_id, factor_id, value_id)
+SELECT t.id, f.id, (SELECT min(v.id) FROM lm_factor_values AS v WHERE v.factor_id = f.id)
+FROM lm_trials AS t JOIN lm_blocks AS b ON b.id = t.block_id, lm_factors AS f
+WHERE b.number > 0
+"""
+
+
+async def _a_big_design(db: Database) -> None:
+    async with db.session() as session, session.begin():
+        design = bulk.big_design("big", runs=RUNS, blocks=1, trials=TRIALS)
+        await insert_design(session, design, bulk.COMPLETED_AT)
+        sizes = {"blocks": BLOCKS, "trials": TRIALS}
+        # Without the foreign keys' checks, a row at a time: these rows are made to match.
+        await session.execute(text("SET LOCAL session_replication_role = replica"))
+        for statement in (_MORE_BLOCKS, _MORE_TRIALS, _THEIR_VALUES):
+            await session.execute(text(statement), sizes)
+
+
+async def _plan(db: Database, keys: list[Key]) -> str:
+    """PostgreSQL's plan for the places of these keys' trials, as a batch reads them."""
+    async with db.engine.connect() as connection:
+        driver = await driver_connection(connection)
+        columns = [list(column) for column in zip(*keys, strict=True)]
+        rows = await driver.fetch(f"EXPLAIN {PLACES_PG}", *columns, AHEAD)
+        return "\n".join(row[0] for row in rows)
