@@ -254,6 +254,12 @@ async def test_postgresql_reads_places_by_index_before_and_after_analyze(
             assert "Seq Scan on lm_trial_factor_values" not in plan, plan
             assert "ix_lm_trials_run_position" in plan, plan  # a run's trials in order
             assert "pk_lm_trial_factor_values" in plan, plan  # a trial's factor values
+        async with db.engine.connect() as connection:
+            found = await read_places(connection, keys, AHEAD)
+        first = 3 * TRIALS + 17
+        for run in range(8):
+            mine = sorted(p.position for (_, r, _, _), p in found.items() if r == f"R{run}")
+            assert mine == list(range(first, first + AHEAD))
     finally:
         await db.close()
 
