@@ -49,11 +49,11 @@ ORDER BY t.id, f.position
 # PostgreSQL plans by its statistics, and a design's tables have none until autovacuum's
 # ANALYZE, a minute or more after the import that filled them, just as a study starts. With the
 # joins above it then guessed 0.5% of the factor values a trial and hashed the whole table:
-# 195-234 ms a read of one run's next 32 places, against 1-4 ms after ANALYZE (bench
+# 194-234 ms a read of one run's next 32 places, against 2-6 ms after ANALYZE (bench
 # scenario 6's sixteenth round), and the plan could change again at any later ANALYZE. Here
 # the run's trials are its next `$5` in the order of its (run_id, position) index, and a
 # trial's factor values are read by its id behind `OFFSET 0` (which keeps that subquery a
-# lookup a trial): the same plan with statistics or without (1-4 ms either way).
+# lookup a trial): the same plan with statistics or without (1-7 ms either way).
 PLACES_PG = (
     _POSTS_PG
     + _FIRSTS
