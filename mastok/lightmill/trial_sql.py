@@ -58,9 +58,9 @@ PLACES_PG = (
     _POSTS_PG
     + _FIRSTS
     + """
-SELECT firsts.experiment, firsts.run, t.block, t.number, firsts.run_pk,
-    firsts.experiment_pk, t.measured_number, t.practice, t.id, t.position,
-    tf.factor, tf.value
+SELECT firsts.experiment, firsts.run, next.block, next.number, firsts.run_pk,
+    firsts.experiment_pk, next.measured_number, next.practice, next.id, next.position,
+    its.factor, its.value
 FROM firsts
 CROSS JOIN LATERAL (
     SELECT t.id, t.number, t.position, b.number AS block, b.measured_number, b.practice
@@ -68,16 +68,16 @@ CROSS JOIN LATERAL (
     WHERE t.run_id = firsts.run_pk
         AND t.position >= firsts.position AND t.position < firsts.position + $5
     ORDER BY t.position LIMIT $5
-) AS t
+) AS next
 LEFT JOIN LATERAL (
     SELECT f.code AS factor, v.code AS value, f.position
     FROM lm_trial_factor_values AS tf
     JOIN lm_factors AS f ON f.id = tf.factor_id
     JOIN lm_factor_values AS v ON v.id = tf.value_id
-    WHERE tf.trial_id = t.id
+    WHERE tf.trial_id = next.id
     OFFSET 0
-) AS tf ON true
-ORDER BY t.id, tf.position
+) AS its ON true
+ORDER BY next.id, its.position
 """
 )
 
