@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
@@ -21,6 +22,7 @@ from mastok.services import settings
 from mastok.web.templating import render
 
 log = logging.getLogger("mastok.web")
+LOGGED_PATH = 200  # characters of a path a log line keeps: a stranger's may be 64 KiB
 
 
 class BadRequest(Exception):
@@ -86,9 +88,19 @@ async def client_gone(request: Request, error: Exception) -> Response:
     which may hold a token), and an answer nobody reads."""
     client = request.client.host if request.client else "unknown"
     log.info(
-        "%s %s from %s: the client went away mid-request", request.method, request.url.path, client
+        "%s %s from %s: the client went away mid-request",
+        request.method,
+        loggable_path(request.url.path),
+        client,
     )
     return Response(status_code=400)
+
+
+def loggable_path(path: str) -> str:
+    """`path` as a log line may hold it: %-encoded as uvicorn logs it (a stranger's control
+    characters, a terminal's escape sequences, stay text) and cut short."""
+    quoted = quote(path, safe="/:@!$&'()*+,;=~")
+    return quoted if len(quoted) <= LOGGED_PATH else quoted[:LOGGED_PATH] + "..."
 
 
 handlers: dict[Any, ExceptionHandler] = {

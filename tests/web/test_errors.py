@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import pytest
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
@@ -13,7 +16,7 @@ from mastok.campaigns.rules import InvalidCampaign
 from mastok.campaigns.service import CampaignNotFound
 from mastok.config import load_settings
 from mastok.otree import OTreeTimeout
-from mastok.web.errors import BadRequest, handlers
+from mastok.web.errors import BadRequest, client_gone, handlers
 
 RAISED = {
     "missing": CampaignNotFound("ghost"),
@@ -74,3 +77,22 @@ def test_pages_answer_a_page(prefix: str, error: str) -> None:
     assert response.status_code == status
     assert response.headers["content-type"].startswith("text/html")
     assert words in response.text
+
+
+def test_a_strangers_path_is_one_short_line_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    """A client gone mid-request is logged with its path, which the stranger chose: its
+    %-encoded control characters (a terminal's escape sequences) and its tens of KiB stay out
+    of the log, as uvicorn's own lines keep the path %-encoded."""
+    forged = "x\x1b[2J\x1b[31mERROR forged" + "y" * 60_000
+    app = Starlette(routes=[], exception_handlers=handlers)
+    scope = {"type": "http", "method": "POST", "path": f"/api/trial/{forged}/S0/0/0"}
+    scope |= {"headers": [], "query_string": b"", "client": ("10.0.0.1", 1), "app": app}
+    caplog.set_level(logging.INFO, "mastok.web")
+
+    asyncio.run(client_gone(Request(scope), ClientDisconnect()))
+
+    [line] = [record.getMessage() for record in caplog.records]
+    assert line.isprintable()
+    assert len(line) < 1000
+    assert line.startswith("POST /api/trial/x%1B%5B2J%1B%5B31mERROR%20forgedyyy")
+    assert line.endswith(" from 10.0.0.1: the client went away mid-request")
