@@ -49,7 +49,7 @@ from mastok.web import (
     unavailable,
 )
 from mastok.web.auth import BasicAuthMiddleware
-from mastok.web.body_limit import BodyLimit
+from mastok.web.body_limit import DEFAULT_LIMIT, MIB, BodyLimit
 from mastok.web.errors import handlers as error_handlers
 from mastok.web.headers import SecurityHeaders
 from mastok.web.participant_limits import JOIN_GATE, JoinGate, ParticipantLimits
@@ -225,8 +225,9 @@ def create_app(
         Middleware(
             BodyLimit,
             exempt_prefixes=[prefix + path for path in lightmill_api.CLIENT_PREFIXES],
-            exempt_paths=[prefix + "/experiments"],  # the design upload: its own bound
             api_prefix=prefix + "/api/",
+            # The design upload form: the file, and its other fields within the usual bound.
+            path_limits={prefix + "/experiments": settings.max_design_mib * MIB + DEFAULT_LIMIT},
         ),
         Middleware(
             BasicAuthMiddleware,

@@ -1,5 +1,6 @@
 """Request bodies bounded before they are read: 1 MiB for every route but LightMill's client
-routes and the design upload, which bound their own; 413 in the route's error shape."""
+routes, which bound their own, and the design upload form (MASTOK_MAX_DESIGN_MIB and its fields);
+413 in the route's error shape."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Iterator
 from starlette.testclient import TestClient
 
 from tests.campaigns.factories import campaign_input
+from tests.fixtures.app import ClientFactory
+from tests.web.forms import csrf_token
 
 MIB = 1 << 20
 
@@ -59,3 +62,21 @@ def test_lightmill_routes_keep_their_own_bound(client: TestClient) -> None:
     )
     assert answer.status_code != 413  # LightMill's own answer (its bound is 16 MiB)
     assert "message" in answer.json()
+
+
+def test_a_design_upload_is_bounded_before_it_is_read(make_client: ClientFactory) -> None:
+    """The upload form parsed the whole body (spooled to disk) before its CSRF token or the
+    file's size was checked: any page an admin visited could post gigabytes with the
+    browser's cached credentials. Past MASTOK_MAX_DESIGN_MIB and the form's fields: 413."""
+    client = make_client(max_design_mib=1)
+    token = csrf_token(client.get("/experiments").text)
+    big = {"design": ("experiment.xml", b"<" * (3 * MIB), "application/xml")}
+
+    forged = client.post("/experiments", files=big)
+    assert (forged.status_code, forged.text) == (413, "the request body is larger than 2 MiB")
+    answer = client.post("/experiments", data={"csrf_token": token}, files=big)
+    assert answer.status_code == 413
+    within = {"design": ("experiment.xml", b"<" * (MIB + 1), "application/xml")}
+    refused = client.post("/experiments", data={"csrf_token": token}, files=within)
+    assert refused.status_code == 422  # the file's own bound, on the form
+    assert "the file is larger than 1 MiB" in refused.text
