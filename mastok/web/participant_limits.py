@@ -2,8 +2,9 @@
 
 A stranger can open join sockets and land made-up browser ids without logging in; each open
 socket holds memory and each landing may end up in a pool. Per client address (uvicorn's, from
-a forwarded header only when the proxy is trusted), at most `max_open` participant sockets are
-open at once (a lab of 100 behind one address gets through), and landings draw from a bucket
+a forwarded header only when the proxy is trusted; an IPv6 address's /64: `mastok.web.clients`),
+at most `max_open` participant sockets are open at once (a lab of 100 behind one address gets
+through), and landings draw from a bucket
 of `per_minute` tokens refilled evenly over a minute (a lab of 60 landing at once gets
 through; a script's burst of made-up ids is refused, with `Disconnect "LandingFailed"`). At most
 `max_addresses` addresses are remembered, the least recently seen forgotten first. Refusals are
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from mastok.clock import Clock
+from mastok.web.clients import counted_as
 
 log = logging.getLogger("mastok.live")
 
@@ -80,7 +82,7 @@ class ParticipantLimits:
     def turned_away(self, address: str) -> None:
         """A socket the gate let through was refused before `opened` (its origin, say): no
         longer counted as arriving."""
-        entry = self._addresses.get(address)
+        entry = self._addresses.get(counted_as(address))
         if entry is not None and entry.arriving:
             entry.arriving.popleft()
 
@@ -102,7 +104,7 @@ class ParticipantLimits:
     def full(self, address: str) -> bool:
         """Whether `address` holds, or is about to hold, all the sockets it may (an address
         never seen does not)."""
-        entry = self._addresses.get(address)
+        entry = self._addresses.get(counted_as(address))
         if entry is None:
             return False
         horizon = self.clock.now() - ARRIVING_FOR
@@ -116,7 +118,7 @@ class ParticipantLimits:
         self._entry(address).arriving.append(self.clock.now())
 
     def closed(self, address: str) -> None:
-        entry = self._addresses.get(address)
+        entry = self._addresses.get(counted_as(address))
         if entry is not None and entry.open > 0:
             entry.open -= 1
 
@@ -147,6 +149,8 @@ class ParticipantLimits:
             log.warning("participant sockets refused to %s: %d, the last %s", address, count, why)
 
     def _entry(self, address: str) -> _Address:
+        """The counts of `address`'s client (an IPv6 address's /64: `counted_as`)."""
+        address = counted_as(address)
         entry = self._addresses.get(address)
         if entry is None:
             entry = self._addresses[address] = _Address()

@@ -1,4 +1,5 @@
-"""Admin login throttling: wrong credentials from one client address slowed, then refused.
+"""Admin login throttling: wrong credentials from one client address slowed, then refused (an
+IPv6 address is counted with its /64: `mastok.web.clients`).
 
 Each wrong attempt from an address (a request that carried credentials that do not match; a
 request without an Authorization header is not an attempt) adds a small delay to its own 401
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from mastok.clock import Clock
+from mastok.web.clients import counted_as
 
 log = logging.getLogger("mastok.auth")
 
@@ -53,7 +55,7 @@ class LoginThrottle:
 
     def retry_after(self, address: str) -> int | None:
         """Seconds until `address` may try again, or None when it is not locked out."""
-        entry = self._addresses.get(address)
+        entry = self._addresses.get(counted_as(address))
         if entry is None or entry.locked_until is None:
             return None
         left = (entry.locked_until - self.clock.now()).total_seconds()
@@ -90,9 +92,11 @@ class LoginThrottle:
 
     def succeeded(self, address: str) -> None:
         """Right credentials: the address's past failures are forgotten."""
-        self._addresses.pop(address, None)
+        self._addresses.pop(counted_as(address), None)
 
     def _entry(self, address: str) -> _Address:
+        """The failures of `address`'s client (an IPv6 address's /64: `counted_as`)."""
+        address = counted_as(address)
         entry = self._addresses.get(address)
         if entry is None:
             entry = _Address(deque(maxlen=max(1, self.max_failures)))

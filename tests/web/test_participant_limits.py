@@ -32,6 +32,20 @@ def test_an_address_holds_at_most_max_open_sockets() -> None:
     assert limits.opened("a") is None
 
 
+def test_an_ipv6_subscribers_addresses_are_one_address() -> None:
+    """A host given an IPv6 /64 (any VPS) has 2**64 addresses: counted apart, it would hold
+    and open sockets without bound."""
+    limits = ParticipantLimits(ManualClock(), max_open=2, per_minute=2)
+    assert limits.opened("2001:db8:1:2::1") is None and limits.opened("2001:db8:1:2::2") is None
+    assert limits.opened("2001:db8:1:2:ffff::3") == PAST_OPEN_SOCKETS
+    assert limits.opened("2001:db8:1:3::1") is None  # another /64 is another subscriber
+    assert limits.may_land("2001:db8:1:2::4") and limits.may_land("2001:db8:1:2::5")
+    assert not limits.may_land("2001:db8:1:2::6")
+    limits.closed("2001:db8:1:2::9")
+    assert limits.opened("2001:db8:1:2::10") is None
+    assert limits.opened("10.0.0.1") is None and limits.opened("10.0.0.2") is None
+
+
 def test_landings_draw_from_a_bucket_refilled_over_a_minute() -> None:
     clock = ManualClock()
     limits = ParticipantLimits(clock, per_minute=60)

@@ -117,6 +117,19 @@ async def test_addresses_are_counted_apart_and_their_number_is_bounded() -> None
     assert len(throttle) == 100
 
 
+async def test_an_ipv6_subscribers_addresses_are_one_address() -> None:
+    """A host given an IPv6 /64 (any VPS) has 2**64 addresses: counted apart, each would get
+    its free guesses of the admin password and none would ever be locked out."""
+    throttle = LoginThrottle(ManualClock(), max_failures=3, sleep=Waits())
+    assert await throttle.failed("2001:db8:1:2::1") is None
+    assert await throttle.failed("2001:db8:1:2::2") is None
+    assert await throttle.failed("2001:db8:1:2:ffff::3") == 300
+    assert throttle.retry_after("2001:db8:1:2::4") == 300
+    assert throttle.retry_after("2001:db8:1:3::1") is None  # another subscriber
+    throttle.succeeded("2001:db8:1:2::5")
+    assert throttle.retry_after("2001:db8:1:2::1") is None
+
+
 def test_lightmills_import_counts_wrong_credentials_too(
     anonymous: TestClient, clock: ManualClock
 ) -> None:
