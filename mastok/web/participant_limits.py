@@ -4,11 +4,11 @@ A stranger can open join sockets and land made-up browser ids without logging in
 socket holds memory and each landing may end up in a pool. Per client address (uvicorn's, from
 a forwarded header only when the proxy is trusted; an IPv6 address's /64: `mastok.web.clients`),
 at most `max_open` participant sockets are open at once (a lab of 100 behind one address gets
-through), and landings draw from a bucket
-of `per_minute` tokens refilled evenly over a minute (a lab of 60 landing at once gets
-through; a script's burst of made-up ids is refused, with `Disconnect "LandingFailed"`). At most
-`max_addresses` addresses are remembered, the least recently seen forgotten first. Refusals are
-counted so that an address's flood of refused sockets costs at most a log line a minute.
+through), and landings draw from a bucket of `per_minute` tokens refilled evenly over a minute
+(a lab of 60 landing at once gets through; a script's burst of made-up ids is refused, with
+`Disconnect "LandingFailed"`). At most `max_addresses` addresses are remembered, the least
+recently seen forgotten first. Refusals are counted so that an address's flood of refused
+sockets costs at most a log line a minute.
 
 An address may also open at most `opens_per_minute` join sockets a minute (a bucket as the
 landings'): a script that opens and drops sockets in a loop (sending a 16 MiB frame, say) cost
