@@ -187,10 +187,11 @@ class Runner:
     def participant_leaves(self, conn: ev.Conn, code: int | None = None) -> None:
         """The socket closed, with the close code its peer sent (None: mastok closed it)."""
         runner = self.current
-        if runner.mailbox.closed:  # halted: no room hears it, and no rebuilt room adopts it
-            runner.connections.pop(conn, None)
-            return
-        runner.post(ev.Closed(conn, code))
+        # Forgotten at once, not when its Closed is handled: a room halted before then drops
+        # the Closed, and the room rebuilt must not adopt a dead socket as someone present.
+        runner.connections.pop(conn, None)
+        if not runner.mailbox.closed:  # halted: no room hears it
+            runner.post(ev.Closed(conn, code))
 
     async def supervisor_arrives(self, connection: Connection) -> None:
         if self.successor is not None:

@@ -37,11 +37,11 @@ from mastok.live.events import (
     View,
 )
 from mastok.live.protocol import Frame, Kind, decode
-from mastok.live.room import Room
+from mastok.live.room import Room, Waiting
 from mastok.live.runner import Mailbox, Runner, _Letter
 from mastok.live.starter import StartFailed, StartSpec
 from mastok.live.watchers import Watchers
-from mastok.states import RoomState
+from mastok.states import RoomState, Step
 from mastok.tasks import TaskScope, task_scope
 
 
@@ -504,3 +504,32 @@ async def until(done: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("it did not happen")
+
+
+async def test_a_socket_closed_as_its_room_halted_is_away_in_the_room_rebuilt(
+    setup: Setup, tasks: TaskScope
+) -> None:
+    queued_at = setup.clock.now()
+    _, gone = await setup.join("a")
+    setup.runner.participant_leaves(gone, 1006)  # its Closed still in the mailbox
+    setup.runner.halt()  # the leader lock lost: the mailbox's letters dropped
+
+    waiting = [Waiting("tok1", "a", Step.JOINING, "default", queued_at)]
+    room = Room.restore(
+        RoomCampaign.of(campaign()),
+        Rules(timedelta(seconds=30), True),
+        setup.new_token,
+        waiting,
+        [],
+        {},
+        setup.clock.now(),
+    )
+    rebuilt = Runner(campaign(), room, setup.records, setup.starter, setup.clock, tasks)  # type: ignore[arg-type]
+    tasks.spawn(rebuilt.run(), "rebuilt runner")
+    rebuilt.adopt(setup.runner)  # the lock taken back
+    await rebuilt.ask(Tick())
+
+    assert room.members["tok1"].conn is None  # away: its socket is closed
+    await setup.join("b")
+    await rebuilt.drain()
+    assert setup.starter.starts == 0  # no session for a pool with someone gone
