@@ -137,6 +137,9 @@ class Runner:
         self.watchers = Watchers(tasks, campaign.namespace)
         self.mailbox = Mailbox()
         self.connections: dict[ev.Conn, Connection] = {}
+        # The query of each socket whose Opened is not written yet: a room halted before then
+        # drops it, and the room rebuilt needs it (the platform id) to take the socket in.
+        self._arriving: dict[ev.Conn, ev.Params] = {}
         self._next_conn = 0
         self._creations: set[asyncio.Task[Any]] = set()
         self._probe: asyncio.Task[Any] | None = None
@@ -178,6 +181,7 @@ class Runner:
         self._next_conn += 1
         conn = self._next_conn
         self.connections[conn] = connection
+        self._arriving[conn] = query
         await self.ask(ev.Opened(conn, query))
         return conn
 
@@ -190,6 +194,7 @@ class Runner:
         # Forgotten at once, not when its Closed is handled: a room halted before then drops
         # the Closed, and the room rebuilt must not adopt a dead socket as someone present.
         runner.connections.pop(conn, None)
+        runner._arriving.pop(conn, None)
         if not runner.mailbox.closed:  # halted: no room hears it
             runner.post(ev.Closed(conn, code))
 
@@ -250,11 +255,18 @@ class Runner:
         halted.successor = self
         for conn, connection in halted.connections.items():
             self.connections[conn] = connection
-            self.post(halted.room.kept(conn))
+            self.post(halted.kept(conn))
         self._next_conn = max(self._next_conn, halted._next_conn)
-        halted.connections = {}
+        halted.connections, halted._arriving = {}, {}
         for connection in list(halted.watchers.connections):
             connection.close(SERVICE_RESTART, "service restart")
+
+    def kept(self, conn: ev.Conn) -> ev.Kept:
+        """What this halted runner's room knew of a socket; a socket whose Opened it never
+        wrote comes as just opened, with its query."""
+        if conn in self._arriving:
+            return ev.Kept(conn, self._arriving[conn])
+        return self.room.kept(conn)
 
     def close_sockets(self, code: int, reason: str = "service restart") -> None:
         """Close every participant's and supervisor's socket (after `halt`): pages come back,
@@ -321,6 +333,8 @@ class Runner:
                 log.exception("%s: %s failed", self.campaign.namespace, _name(event))
             if isinstance(event, ev.Closed):
                 self.connections.pop(event.conn, None)
+            elif isinstance(event, ev.Opened):
+                self._arriving.pop(event.conn, None)
         self.watchers.turn_ended(self.room.view(now), notes)
 
     def _handle_queued(

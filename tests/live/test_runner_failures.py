@@ -533,3 +533,43 @@ async def test_a_socket_closed_as_its_room_halted_is_away_in_the_room_rebuilt(
     await setup.join("b")
     await rebuilt.drain()
     assert setup.starter.starts == 0  # no session for a pool with someone gone
+
+
+async def test_a_socket_whose_arrival_its_halted_room_dropped_keeps_its_parameters(
+    setup: Setup, tasks: TaskScope
+) -> None:
+    prolific = campaign()
+    prolific.identity_param, prolific.require_identity = "PROLIFIC_PID", True
+    setup.runner.campaign, setup.runner.room.campaign = prolific, RoomCampaign.of(prolific)
+    first = await setup.runner.participant_arrives(
+        FakeConnection(),  # type: ignore[arg-type]
+        (("PROLIFIC_PID", "p0"),),
+    )
+    setup.records.gate = asyncio.Event()
+    landing = asyncio.create_task(setup.frame(first, "Land", "a"))
+    await setup.records.held.wait()  # the runner is stuck on its database...
+    connection = FakeConnection()
+    arriving = asyncio.create_task(
+        setup.runner.participant_arrives(connection, (("PROLIFIC_PID", "p1"),))  # type: ignore[arg-type]
+    )
+    await asyncio.sleep(0)  # ... its Opened queued
+    setup.runner.halt()  # the leader lock lost: the mailbox's letters dropped
+    await arriving
+
+    room = Room.restore(
+        RoomCampaign.of(prolific),
+        Rules(timedelta(seconds=30), True),
+        setup.new_token,
+        [],
+        [],
+        {},
+        setup.clock.now(),
+    )
+    records = FlakyRecords()  # the database back
+    rebuilt = Runner(prolific, room, records, setup.starter, setup.clock, tasks)  # type: ignore[arg-type]
+    tasks.spawn(rebuilt.run(), "rebuilt runner")
+    rebuilt.adopt(setup.runner)  # the lock taken back
+    await rebuilt.ask(Tick())
+    assert connection.frames == [Frame("State", "Running")]  # not turned away: MissingId
+    setup.records.gate.set()
+    await landing
