@@ -845,12 +845,15 @@ class _Turn:
         return chosen
 
     def may_start(self) -> bool:
+        """Whether a full pool may be set aside for the next session now."""
         room = self.room
         return (
             room.starting is None
             and room.check is None
             and room.deferred is None
             and self.campaign.state == CampaignState.RUNNING
+            # An edit may lower max_sessions to the sessions started, the campaign Running.
+            and self.campaign.started_sessions < self.campaign.max_sessions
             and (room.retry is None or self.now >= room.retry.at)
             and not room.is_busy(self.now)
         )

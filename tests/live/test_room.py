@@ -677,6 +677,18 @@ def test_an_edit_read_before_the_room_completed_the_campaign_keeps_it_completed(
     assert room.room.campaign.state == CampaignState.COMPLETED
 
 
+def test_an_edit_down_to_the_sessions_started_creates_no_session_beyond_it() -> None:
+    room = RoomHarness(campaign(max_sessions=3, concurrent_sessions=2))
+    room.agree()
+    room.agree()
+    room.created(1)
+    # The researchers stop at the one session started: max_sessions 1, the campaign Running.
+    room.do(Edited(campaign(max_sessions=1, concurrent_sessions=2, started_sessions=1)))
+    room.agree()
+    room.agree()
+    assert room.creations() == [(1, False)]  # no session 2: unpaid for
+
+
 def test_resuming_a_campaign_lets_people_in_again() -> None:
     room = RoomHarness(campaign(state=CampaignState.PAUSED))
     room.do(Edited(campaign()))
