@@ -123,12 +123,7 @@ async def measure_ids(
     if ids is not None:
         return ids, known
     missing = sorted(code for code in wanted if code not in known)
-    lacking = {
-        code: {level for level in levels if not known[code].at(level)}
-        for code, levels in sorted(wanted.items())
-        if code in known
-    }
-    lacking = {code: levels for code, levels in lacking.items() if levels}
+    lacking = _lacking(known, wanted)
     if fixed and missing:
         code = missing[0]
         level = "trial" if code in results.trial else "event"
@@ -165,6 +160,9 @@ async def measure_ids(
             _insert_ignoring_conflicts(connection, ["experiment_id", "code"]), rows
         )
         log.info("experiment %r: new measures registered: %s", experiment, ", ".join(missing))
+        # A concurrent post (another instance's) may have registered some first, at its levels.
+        known = await read_measures(connection, experiment_id)
+        lacking = _lacking(known, wanted)
     for code, levels in lacking.items():
         await connection.execute(
             update(LMMeasure)
@@ -174,6 +172,17 @@ async def measure_ids(
         log.info("experiment %r: measure %r now also at the %s level", experiment, code, levels)
     known = await read_measures(connection, experiment_id)
     return {code: known[code].id for code in wanted}, known
+
+
+def _lacking(known: Measures, wanted: Mapping[str, set[str]]) -> dict[str, set[str]]:
+    """The levels each known measure is posted at and is not at yet (those lacking none left
+    out)."""
+    lacking = {
+        code: {level for level in levels if not known[code].at(level)}
+        for code, levels in sorted(wanted.items())
+        if code in known
+    }
+    return {code: levels for code, levels in lacking.items() if levels}
 
 
 def _insert_ignoring_conflicts(connection: AsyncConnection, keys: list[str]) -> Insert:
