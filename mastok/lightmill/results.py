@@ -9,6 +9,7 @@ writes them (`42`, `1.5`, `true`).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from math import isfinite
 from typing import Any, NamedTuple
@@ -20,6 +21,7 @@ from mastok.lightmill.errors import InvalidBody
 MAX_DEPTH = 32
 MAX_ID_LENGTH = 255
 _HUGE = 2.0**63  # orjson reads an integer past 64 bits as a float of at least this
+_SURROGATE = re.compile("[\ud800-\udfff]")  # what is left of them once json joined the pairs
 
 
 class TrialResults(NamedTuple):
@@ -102,8 +104,8 @@ def _results(body: Any, exact: bool) -> TrialResults | None:
     if exact:
         return TrialResults(
             token=token,
-            trial=flatten(trial, "measures.trial"),
-            events=[flatten(e, f"measures.events.{n}") for n, e in enumerate(events)],
+            trial=_well_formed(flatten(trial, "measures.trial")),
+            events=[_well_formed(flatten(e, f"measures.events.{n}")) for n, e in enumerate(events)],
         )
     flat_trial = _flat_quickly(trial, huge_floats=False)
     if flat_trial is None:
@@ -115,6 +117,13 @@ def _results(body: Any, exact: bool) -> TrialResults | None:
             return None
         flat_events.append(flat)
     return TrialResults(token=token, trial=flat_trial, events=flat_events)
+
+
+def _well_formed(flat: dict[str, str]) -> dict[str, str]:
+    """Lone surrogates (half a character: a browser's JSON.stringify writes one as `\\ud83d`,
+    which json reads and orjson refuses) replaced by U+FFFD, as a browser's TextEncoder does:
+    neither database stores them, and the post would fail at every try."""
+    return {_SURROGATE.sub("\ufffd", k): _SURROGATE.sub("\ufffd", v) for k, v in flat.items()}
 
 
 def _or_default(value: Any, default: Any) -> Any:

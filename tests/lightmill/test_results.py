@@ -31,7 +31,7 @@ def body(trial: str, events: str = "[]") -> bytes:
         ("NaN", "NaN"),
         ("-Infinity", "-Infinity"),
         ("1e400", "Infinity"),
-        ('"\\ud800"', "\ud800"),
+        ('"\\ud800"', "\ufffd"),  # half a character: neither database stores it
         ("300.5", "300.5"),
         ("-0.0", "-0.0"),
         ("true", "true"),

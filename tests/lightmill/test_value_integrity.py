@@ -17,6 +17,7 @@ from mastok.lightmill import tables as t
 from mastok.lightmill.measure_values import decode, decode_each
 from tests.fixtures.app import ClientFactory
 from tests.lightmill.helpers import (
+    TEXT,
     basic_auth,
     design,
     in_app,
@@ -150,3 +151,20 @@ def test_a_deleted_run_or_experiment_takes_its_values(anonymous: TestClient) -> 
     with pytest.raises(exc.IntegrityError, match="lm_trial_factor_values"):
         delete(anonymous, delete_experiment, "pointing2")
     assert counts(anonymous) == {"trials done": 2, "events": 4}
+
+
+def test_half_a_character_is_stored_as_the_replacement_character(anonymous: TestClient) -> None:
+    """A browser's JSON.stringify writes a lone surrogate (an emoji cut in two) as `\\ud83d`,
+    which neither database stores: the post is stored with U+FFFD in its place, rather than
+    failing for ever and leaving the run stuck at its trial."""
+    token = lock(anonymous, "S0")
+    body = (
+        f'{{"token": "{token}", "measures": {{"trial": {{"time": "ok\\ud83d"}},'
+        ' "events": [{"x": "\\ude00", "new\\ud83d": "1"}]}}'
+    )
+    answer = anonymous.post("/api/trial/pointing/S0/0/0", content=body, headers=TEXT)
+
+    assert answer.status_code == 200, answer.text
+    stored = anonymous.get("/api/trial/pointing/S0/0/0").json()
+    assert stored["measures"] == {"time": "ok\ufffd"}
+    assert stored["events"] == [{"x": "\ufffd", "new\ufffd": "1"}]
