@@ -85,11 +85,18 @@ class LightMill:
         return await self.store.experiment(design.id)
 
     async def import_at_start(self, design: Design) -> None:
-        """`mastok serve --experiment-design`: an experiment already there is left as it is."""
+        """`mastok serve --experiment-design`: an experiment already there is left as it is,
+        also when another instance (the leader or a standby, started together) imported it
+        meanwhile."""
         if await self.store.has_experiment(design.id):
             log.info("experiment %r already imported: its design file is not read again", design.id)
             return
-        await self.store.import_design(design)
+        try:
+            await self.store.import_design(design)
+        except CannotImportExperiment:
+            if not await self.store.has_experiment(design.id):
+                raise
+            log.info("experiment %r imported meanwhile by another instance", design.id)
 
     async def experiments(self) -> dict[str, str | None]:
         return await self.store.experiments()

@@ -4,15 +4,30 @@ posts reach."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from mastok.db import Database, async_url
+from mastok.lightmill.design import parse_design
+from mastok.lightmill.locks import LockPolicy
+from mastok.lightmill.service import LightMill
+from mastok.lightmill.store import LightMillStore
 from tests.fixtures.app import ClientFactory
-from tests.lightmill.helpers import error, imported, lock, post_trial, row_counts, services
+from tests.lightmill.helpers import (
+    design,
+    error,
+    imported,
+    lock,
+    post_trial,
+    row_counts,
+    services,
+)
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
@@ -71,3 +86,34 @@ def test_the_same_trial_posted_through_both_at_once_is_stored_once(
     counts = row_counts(leader)
     assert (counts["trial values"], counts["event values"]) == (1, 2)
     assert leader.get("/api/run/pointing/S0/current_trial").json()["number"] == 1
+
+
+async def test_both_starting_with_the_same_design_import_it_once_and_start(
+    database_url: str,
+) -> None:
+    """`mastok serve --experiment-design` on the leader and the standby, started together: both
+    find the experiment missing, one imports it, and the other starts all the same."""
+    db = Database(async_url(database_url))
+    try:
+        both = [LightMill(LightMillStore(db), LockPolicy(600), fixed_measures=False) for _ in "ab"]
+        looked = asyncio.Barrier(2)
+        for lightmill in both:
+            store = lightmill.store
+
+            async def look_together(
+                experiment: str, store: LightMillStore = store, has: Any = store.has_experiment
+            ) -> bool:
+                store.has_experiment = has  # type: ignore[method-assign]  # once
+                found = await has(experiment)
+                await looked.wait()  # each looked before either imports
+                return bool(found)
+
+            store.has_experiment = look_together  # type: ignore[method-assign]
+
+        await asyncio.gather(
+            *(lightmill.import_at_start(parse_design(design())) for lightmill in both)
+        )
+
+        assert list(await both[0].experiments()) == ["pointing"]
+    finally:
+        await db.close()
