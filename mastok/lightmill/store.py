@@ -800,7 +800,8 @@ def _check_lock(
 ) -> None:
     """The holder's token is recognised even after its lock expired, until another client takes
     the run; anyone else is told the run is not locked, or locked by someone else."""
-    if lock_token is not None and secrets.compare_digest(lock_token, token):
+    # As bytes: compare_digest refuses text that is not ASCII, which a stranger may send.
+    if lock_token is not None and secrets.compare_digest(lock_token.encode(), token.encode()):
         return
     if not policy.is_live(lock_token, heartbeat_at, now):
         raise RunNotLocked(

@@ -71,6 +71,21 @@ def test_results_need_the_lock_and_its_token(anonymous: TestClient) -> None:
     assert anonymous.get("/api/run/pointing/S0").json()["started"] is False
 
 
+@pytest.mark.parametrize("token", ["jeton-é", "half-\\ud83d"])
+def test_a_token_of_other_characters_is_a_wrong_token(anonymous: TestClient, token: str) -> None:
+    """Tokens are hex; any other text (non-ASCII, half a character) is someone else's token."""
+    lock(anonymous, "S0")
+    raw = '{"token": "' + token + '", "measures": {"trial": {"time": 1}}}'  # as a page sends
+
+    posted = anonymous.post("/api/trial/pointing/S0/0/0", content=raw, headers=TEXT)
+    released = anonymous.post("/api/run/pointing/S0/unlock", content=raw, headers=TEXT)
+
+    assert "wrong token for run 'S0'" in error(posted, 405, "WrongToken")
+    assert "wrong token for run 'S0'" in error(released, 405, "WrongToken")
+    assert row_counts(anonymous)["trial values"] == 0
+    assert anonymous.get("/api/run/pointing/S0").json()["locked"] is True
+
+
 def test_unlock_with_the_token(anonymous: TestClient) -> None:
     token = lock(anonymous, "S0")
 
