@@ -540,6 +540,8 @@ class _Turn:
         member (never landed, or gone meanwhile), or with the campaign not running, it is a
         socket just opened: the page lands, resumes or is told, as after a reconnection."""
         member = self.room.members.get(token) if token is not None else None
+        if member is None and token is not None and self.started(conn, token):
+            return  # recorded before its pool was told (the lock lost): told now
         state = self.room.public_state(self.now)
         if member is None or state in (RoomState.PAUSED, RoomState.COMPLETED):
             self.opened(conn, query)
@@ -636,18 +638,23 @@ class _Turn:
             return
         member = self.room.members.get(token) if isinstance(token, str) else None
         if member is None:
-            past = self.room.started_tokens.get(token) if isinstance(token, str) else None
-            live_since = self.now - self.campaign.session_duration
-            if past is not None and past.started_at > live_since:  # started while it was away
-                self.send(conn, Kind.STARTING, past.start_url)
-                self.drop(conn, Reason.START)
-            else:
+            if not (isinstance(token, str) and self.started(conn, token)):
                 self.error(conn, "unknown or expired resume token: Land again")
             return
         if member.conn is not None and member.conn != conn:
             self.drop(member.conn, Reason.REPLACED)
         self.journal.pop(self.room.arrivals, conn)
         self.come_back(conn, member)
+
+    def started(self, conn: Conn, token: str) -> bool:
+        """If `token`'s session is live (started while its page was away, or before its pool
+        was told), its start URL on `conn`, which is then done; False if it has none."""
+        past = self.room.started_tokens.get(token)
+        if past is None or past.started_at <= self.now - self.campaign.session_duration:
+            return False
+        self.send(conn, Kind.STARTING, past.start_url)
+        self.drop(conn, Reason.START)
+        return True
 
     def come_back(self, conn: Conn, member: Member) -> None:
         """The member's place, back on this socket: where it was, and a pool may be ready."""

@@ -313,6 +313,12 @@ class Runner:
         if writes:
             try:
                 recorded = await self.records.persist(self.campaign_id, writes, now)
+            except asyncio.CancelledError:
+                # The term ended (the lock lost) with its writes in flight: written or not, the
+                # room rebuilt from the database knows, and takes this room's sockets as it
+                # knew them before the turn (a pool being started keeps its members' tokens).
+                self.room.rollback()
+                raise
             except Exception as error:
                 self.room.rollback()
                 if len(turn) == 1:

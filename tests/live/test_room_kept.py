@@ -3,25 +3,31 @@ rebuilt from the database (`Kept`) in the place the halted room knew it in."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from mastok.live.events import Kept, Leave, RoomCampaign, Rules
-from mastok.live.room import Room, Waiting
+from mastok.live.room import Room, Started, Waiting
 from mastok.states import CampaignState, Outcome, Step
 from tests.live.room_harness import T0, RoomHarness, campaign
 
 GRACE = 30
 
 
-def rebuilt(*waiting: Waiting, room_campaign: RoomCampaign | None = None) -> RoomHarness:
+def rebuilt(
+    *waiting: Waiting,
+    room_campaign: RoomCampaign | None = None,
+    started: tuple[Started, ...] = (),
+    live_redirect: bool = True,
+) -> RoomHarness:
     """The room as the database has it once the lock is taken back (everyone away)."""
     restored = Room.restore(
         room_campaign or campaign(per_session=2),
-        Rules(timedelta(seconds=GRACE), True),
+        Rules(timedelta(seconds=GRACE), live_redirect),
         lambda: "unused",
         list(waiting),
-        [],
-        {},
+        started,
+        {1: T0} if started else {},
         T0,
     )
     room = RoomHarness(room=restored)
@@ -70,7 +76,7 @@ def test_a_kept_socket_that_never_landed_is_told_the_state_as_a_new_one() -> Non
 
 
 def test_a_kept_socket_whose_place_is_gone_is_told_the_state_and_resumes_by_itself() -> None:
-    after = rebuilt()  # its place expired, or its session started, while the lock was lost
+    after = rebuilt()  # its place expired while the lock was lost
     assert after.frames(1, after.do(Kept(1, (), "gone"))) == [("State", "Running")]
     assert after.room.members == {}
 
@@ -80,3 +86,43 @@ def test_a_kept_socket_in_a_campaign_paused_meanwhile_gets_its_end() -> None:
     after = rebuilt(joining("t1"), room_campaign=paused)
     frames = after.frames(1, after.do(Kept(1, (), "t1")))
     assert frames == [("Paused", "<p>paused</p>"), ("Disconnect", "Paused")]
+
+
+URL = "http://otree/InitializeParticipant/s1p1"
+
+
+def started_before_told(room_campaign: RoomCampaign) -> tuple[RoomHarness, Kept]:
+    """The lock lost between a session's record and its pool's Starting frames: the halted
+    room knew the socket as a member of the pool being started, the database has it started."""
+    before = RoomHarness(campaign(per_session=2))
+    conn, token = before.agree("a")
+    after = rebuilt(
+        room_campaign=room_campaign,
+        started=(Started(token, "browser:a", URL, T0),),
+        live_redirect=False,
+    )
+    after.later(seconds=5)
+    return after, before.room.kept(conn)
+
+
+def test_a_kept_socket_whose_session_was_recorded_before_its_pool_was_told_gets_its_url() -> None:
+    after, kept = started_before_told(campaign(per_session=2, started_sessions=1))
+    frames = after.frames(kept.conn, after.do(kept))
+    assert frames == [("Starting", URL), ("Disconnect", "Start")]  # as if its pool was told
+    assert after.room.sockets == {} and after.room.members == {}
+    # Its page back with its token gets its URL again, never a new place.
+    again = after.open()
+    assert after.frames(again, after.send(again, "Resume", kept.token)) == frames
+    assert after.room.members == {}
+
+
+def test_a_kept_socket_of_the_last_session_gets_its_url_not_the_campaigns_end() -> None:
+    done = campaign(per_session=2, started_sessions=1, max_sessions=1)
+    after, kept = started_before_told(replace(done, state=CampaignState.COMPLETED))
+    assert after.kinds(kept.conn, after.do(kept)) == ["Starting", "Disconnect"]
+
+
+def test_a_kept_socket_whose_session_is_over_is_told_the_state() -> None:
+    after = rebuilt(started=(Started("t1", "browser:a", URL, T0),))
+    after.later(minutes=30)
+    assert after.frames(1, after.do(Kept(1, (), "t1"))) == [("State", "Running")]

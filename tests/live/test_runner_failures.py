@@ -4,7 +4,8 @@ A real database or oTree cannot fail on demand at the one write or call a test i
 stand-ins do. What they check: an event is written in one transaction before anyone is told (the
 events queued behind a turn, together; alone again if that fails), an event whose writes failed
 changes nothing (and its retry succeeds), a session outcome goes ahead of the frames queued
-meanwhile, a start whose record failed is claimed again rather than created twice, and
+meanwhile, a start whose record failed is claimed again rather than created twice, a pool whose
+record was in flight when the leader lock was lost gets its URLs from the room rebuilt, and
 supervisors end up with the current view.
 """
 
@@ -37,7 +38,7 @@ from mastok.live.events import (
     View,
 )
 from mastok.live.protocol import Frame, Kind, decode
-from mastok.live.room import Room, Waiting
+from mastok.live.room import Room, Started, Waiting
 from mastok.live.runner import Mailbox, Runner, _Letter
 from mastok.live.starter import StartFailed, StartSpec
 from mastok.live.watchers import Watchers
@@ -78,10 +79,13 @@ class FlakyRecords:
         self.fail: set[type] = set()  # a transaction holding one of these fails (once each)
         self.broken: set[str] = set()  # browser ids whose rows never write: a bad row
         self.gate: asyncio.Event | None = None  # when set, writes wait for it
+        self.gated: set[type] = set()  # if any, only transactions holding one of these wait
         self.held = asyncio.Event()  # a write waits at the gate
 
     async def persist(self, campaign_id: int, writes: Sequence[Persist], now: datetime) -> None:
-        if self.gate is not None:
+        if self.gate is not None and (
+            not self.gated or any(isinstance(w, tuple(self.gated)) for w in writes)
+        ):
             self.held.set()
             await self.gate.wait()
         failing = {type(w) for w in writes} & self.fail
@@ -171,7 +175,7 @@ class Setup:
             self.clock,
             tasks,  # type: ignore[arg-type]
         )
-        tasks.spawn(self.runner.run(), "runner")
+        self.running = tasks.spawn(self.runner.run(), "runner")
 
     def new_token(self) -> str:
         self.tokens += 1
@@ -573,3 +577,48 @@ async def test_a_socket_whose_arrival_its_halted_room_dropped_keeps_its_paramete
     assert connection.frames == [Frame("State", "Running")]  # not turned away: MissingId
     setup.records.gate.set()
     await landing
+
+
+async def test_a_pool_recorded_as_the_lock_was_lost_gets_its_urls_from_the_room_rebuilt(
+    setup: Setup, tasks: TaskScope
+) -> None:
+    setup.records.gate, setup.records.gated = asyncio.Event(), {RecordSession}
+    first, _ = await setup.join("a")
+    second, _ = await setup.join("b")
+    await setup.records.held.wait()  # session 1 created, its record being committed
+    setup.runner.halt()  # the leader lock lost: the term's tasks cancelled, the runner's too
+    setup.running.cancel()
+    await asyncio.wait([setup.running])
+    assert "Starting" not in first.kinds() + second.kinds()
+
+    # The record committed all the same (the writers are the app's, not the term's).
+    now = setup.clock.now()
+    urls = [f"http://otree/InitializeParticipant/p{n}" for n in (1, 2)]
+    started = [
+        Started(f"tok{n}", f"browser:{fp}", urls[n - 1], now) for n, fp in ((1, "a"), (2, "b"))
+    ]
+    recorded = campaign()
+    recorded.started_sessions = 1
+    room = Room.restore(
+        RoomCampaign.of(recorded),
+        Rules(timedelta(seconds=30), False),  # no live redirect: only the URL stops a rejoin
+        setup.new_token,
+        [],
+        started,
+        {1: now},
+        now,
+    )
+    rebuilt = Runner(recorded, room, FlakyRecords(), setup.starter, setup.clock, tasks)  # type: ignore[arg-type]
+    tasks.spawn(rebuilt.run(), "rebuilt runner")
+    rebuilt.adopt(setup.runner)  # the lock taken back
+    await rebuilt.ask(Tick())
+
+    # As if the pool had been told: each its own URL, and dropped.
+    for connection, url in ((first, urls[0]), (second, urls[1])):
+        assert connection.frames[-2:] == [Frame("Starting", url), Frame("Disconnect", "Start")]
+    assert room.members == {} and room.sockets == {}
+    back = FakeConnection()
+    conn = await rebuilt.participant_arrives(back)  # type: ignore[arg-type]
+    await rebuilt.participant_frame(conn, Frame("Resume", "tok1"))
+    assert back.frames[-2:] == [Frame("Starting", urls[0]), Frame("Disconnect", "Start")]
+    assert setup.starter.starts == 1
