@@ -81,6 +81,7 @@ class Leader:
         self.tasks = tasks
         self.machine = lead.Leadership()
         self.term: Term | None = None
+        self._starting: Term | None = None  # a term whose rooms are being built
         self.halted: Rooms | None = None  # a term's rooms, halted with their sockets open
         self._term_task: asyncio.Task[object] | None = None
         self._loop: asyncio.Task[object] | None = None
@@ -134,9 +135,12 @@ class Leader:
                 log.error("could not tell the leader of %s's edit: %s", campaign.namespace, error)
 
     def notified(self, campaign_id: int) -> None:
-        """A campaign edited through another process (from the lock's connection)."""
-        if self.term is not None:
-            self.term.edits.put_nowait(campaign_id)
+        """A campaign edited through another process (from the lock's connection). One
+        NOTIFYed while the rooms are built is read once they are: its room may have read the
+        campaign before the edit."""
+        term = self.term or self._starting
+        if term is not None:
+            term.edits.put_nowait(campaign_id)
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -219,11 +223,14 @@ class Leader:
     async def _serve_term(self, started: asyncio.Future[Term], halted: Rooms | None) -> None:
         async with task_scope() as tasks:
             term = Term(self.make_rooms(tasks))
+            self._starting = term
             try:
                 await term.rooms.start(halted)
             except Exception as error:
                 started.set_exception(error)
                 return
+            finally:
+                self._starting = None
             tasks.spawn(self._take_edits(term), "mastok edits")
             started.set_result(term)
             await term.ended.wait()
