@@ -249,7 +249,19 @@ class Leader:
     async def _take_edits(self, term: Term) -> None:
         while True:
             campaign_id = await term.edits.get()
-            await term.rooms.reread(campaign_id)
+            await _reread(term.rooms, campaign_id)
+
+
+async def _reread(rooms: Rooms, campaign_id: int) -> None:
+    """The room of a campaign NOTIFYed takes it from the database, read again every second
+    while it cannot be (the database away): else the room would run the campaign as it was."""
+    while True:
+        try:
+            await rooms.reread(campaign_id)
+            return
+        except Exception as error:
+            log.error("could not read campaign %d's edit, trying again: %s", campaign_id, error)
+        await asyncio.sleep(ATTEMPT_SECONDS)
 
 
 async def notify_campaign(db: Database, campaign_id: int) -> None:

@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
+from mastok.live import leader as leader_module
 from mastok.live.leader import Leader
 from mastok.tasks import TaskScope, task_scope
 
@@ -32,12 +34,16 @@ class FakeRooms:
         self.starting = asyncio.Event()
         self.reread_ids: list[int] = []
         self.reread_seen = asyncio.Event()
+        self.failures = 0  # re-reads to fail, as with the database away
 
     async def start(self, halted: Any = None) -> None:
         self.starting.set()
         await self.may_start.wait()
 
     async def reread(self, campaign_id: int) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OperationalError("SELECT", {}, ConnectionRefusedError("database away"))
         self.reread_ids.append(campaign_id)
         self.reread_seen.set()
 
@@ -84,6 +90,22 @@ async def test_an_edit_notified_while_the_rooms_are_rebuilt_reaches_them(
     leader.notified(7)  # the campaign was read before this edit was committed
     rooms.may_start.set()
     await starting
+    leader.notified(8)
+    await reread(rooms, 8)
+    assert rooms.reread_ids == [7, 8]
+    await leader.stop()
+
+
+async def test_an_edit_that_could_not_be_read_is_read_again_and_later_ones_too(
+    scope: TaskScope, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(leader_module, "ATTEMPT_SECONDS", 0.0)
+    rooms = FakeRooms()
+    rooms.may_start.set()
+    leader = driver(rooms, scope)
+    await leader.start()
+    rooms.failures = 1
+    leader.notified(7)  # a pause made through a standby, the database away a moment
     leader.notified(8)
     await reread(rooms, 8)
     assert rooms.reread_ids == [7, 8]
