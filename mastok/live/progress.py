@@ -58,9 +58,17 @@ class ProgressPoller:
         self._failing: set[str] = set()  # sessions whose last read failed (logged once)
 
     async def run(self) -> None:
+        failing = False  # the last poll failed (logged once)
         while True:
             await asyncio.sleep(self.interval)
-            await self.poll()
+            try:
+                await self.poll()
+            except Exception as error:  # the database away: the next poll tries again
+                if not failing:
+                    log.error("cannot poll the live sessions' progress: %s", error)
+                failing = True
+            else:
+                failing = False
 
     async def poll(self) -> None:
         """Read every live session once; tell each room which of its sessions finished."""
