@@ -5,7 +5,9 @@ pg_restore), and the restored database holds them all."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
+from mastok.backup import backup_sqlite
 from mastok.db import Database, async_url
 from mastok.db.tables import Campaign, Participant
 from mastok.lightmill.tables import LMTrial
@@ -117,3 +120,45 @@ def test_backup_of_a_missing_file_is_refused(tmp_path: Path) -> None:
     assert refused.returncode != 0
     assert f"no database at {missing}" in refused.stderr
     assert not missing.exists()
+
+
+def readme_sqlite_restore() -> list[str]:
+    """README's SQLite restore commands: its first block under "Backup and restore" but the
+    backup itself."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("### Backup and restore", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line and not line.startswith("mastok ")]
+
+
+def test_the_readme_restore_restores_the_backup_after_a_crash(tmp_path: Path) -> None:
+    """mastok killed (or its machine down) leaves the database's WAL beside it: copied over the
+    database, the backup must not get that WAL's pages on top of it."""
+    served = tmp_path / "served"
+    (served / "data").mkdir(parents=True)
+    database = served / "data" / "mastok.sqlite3"
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("CREATE TABLE t (x)")
+        connection.execute("INSERT INTO t VALUES (1)")
+        connection.commit()
+    backup = tmp_path / "mastok-2025-01-31.sqlite3"
+    backup_sqlite(database, backup)
+    crashed = tmp_path / "crashed"
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        connection.execute("PRAGMA wal_autocheckpoint=0")
+        connection.execute("CREATE TABLE later (y)")
+        connection.executemany("INSERT INTO t VALUES (?)", [(n,) for n in range(2, 100)])
+        connection.commit()
+        shutil.copytree(served, crashed)  # the files as the killed process left them
+    assert (crashed / "data" / "mastok.sqlite3-wal").exists()
+    (crashed / "backups").mkdir()
+    shutil.copyfile(backup, crashed / "backups" / backup.name)
+
+    for command in readme_sqlite_restore():
+        subprocess.run(["sh", "-c", command], cwd=crashed, check=True, timeout=30)
+
+    restored = crashed / "data" / "mastok.sqlite3"
+    with contextlib.closing(sqlite3.connect(restored)) as connection:
+        tables = [name for (name,) in connection.execute("SELECT name FROM sqlite_master")]
+        assert (tables, connection.execute("SELECT count(*) FROM t").fetchone()) == (["t"], (1,))
