@@ -255,12 +255,18 @@ class Leader:
 async def _reread(rooms: Rooms, campaign_id: int) -> None:
     """The room of a campaign NOTIFYed takes it from the database, read again every second
     while it cannot be (the database away): else the room would run the campaign as it was."""
+    failed = False
     while True:
         try:
             await rooms.reread(campaign_id)
-            return
         except Exception as error:
-            log.error("could not read campaign %d's edit, trying again: %s", campaign_id, error)
+            if not failed:  # once: the database may be away for minutes
+                log.error("could not read campaign %d's edit, trying again: %s", campaign_id, error)
+            failed = True
+        else:
+            if failed:
+                log.info("campaign %d's edit read", campaign_id)
+            return
         await asyncio.sleep(ATTEMPT_SECONDS)
 
 
