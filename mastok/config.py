@@ -62,6 +62,13 @@ LogFormat = Annotated[Literal["text", "json"], BeforeValidator(lambda raw: _text
 Url = Annotated[Text, AfterValidator(lambda url: url.rstrip("/"))]
 Prefix = Annotated[Text, AfterValidator(_prefix)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
+# Numbers bounded where a value out of range would be taken and misbehave (a port past 65535,
+# a negative grace, a lock that expires at once and so protects no run).
+Port = Annotated[int, Field(ge=1, le=65535)]
+Count = Annotated[int, Field(ge=1)]
+Amount = Annotated[int, Field(ge=0)]
+Seconds = Annotated[float, Field(ge=0)]
+Timeout = Annotated[float, Field(gt=0)]
 
 
 def setting(default: Any, help: str, *, secret: bool = False) -> Any:
@@ -83,7 +90,7 @@ class Settings(BaseModel):
         "(a default origin, no secret key, a short password, no oTree settings, unsafe flags)",
     )
     host: Text = setting("127.0.0.1", "address to listen on")
-    port: int = setting(8190, "port to listen on")
+    port: Port = setting(8190, "port to listen on")
     trusted_proxies: Text = setting(
         "",
         "addresses, networks or host names (comma-separated, e.g. `10.89.0.10`, `10.89.0.0/24`, "
@@ -108,22 +115,22 @@ class Settings(BaseModel):
         "shorter than 12 characters",
         secret=True,
     )
-    sockets_per_address: int = setting(
+    sockets_per_address: Count = setting(
         200,
         "participant sockets one client address may hold open at once (a lab behind one "
         "address counts as one)",
     )
-    landings_per_minute: int = setting(
+    landings_per_minute: Count = setting(
         120,
         "participant landings (Land) one client address may make a minute, at once or spread; "
         "beyond it Land is refused with LandingFailed",
     )
-    sockets_per_minute: int = setting(
+    sockets_per_minute: Count = setting(
         600,
         "participant sockets one client address may open a minute, at once or spread; beyond "
         "it a handshake is answered 429 (a page that reconnects now and then never gets near)",
     )
-    login_max_failures: int = setting(
+    login_max_failures: Count = setting(
         30,
         "wrong admin credentials from one address within 5 minutes before its admin requests "
         "are refused (429) for 5 minutes; each wrong attempt past the fifth is answered a "
@@ -144,7 +151,7 @@ class Settings(BaseModel):
     otree_public_url: Url = setting("", "oTree as participants reach it")
     otree_api_url: Url = setting("", "oTree's REST API as mastok reaches it (same oTree server)")
     otree_api_key: Text = setting("", "oTree's `OTREE_REST_KEY`", secret=True)
-    otree_timeout: float = setting(10.0, "seconds to wait for oTree's API")
+    otree_timeout: Timeout = setting(10.0, "seconds to wait for oTree's API")
     disable_live_redirect: Flag = setting(
         False, "do not send people coming back to their live oTree session"
     )
@@ -153,18 +160,18 @@ class Settings(BaseModel):
         "accept WebSocket handshakes without an `Origin` header (scripts; browsers always "
         "send one)",
     )
-    resume_grace: float = setting(
+    resume_grace: Seconds = setting(
         30.0, "seconds a participant whose connection dropped keeps its place"
     )
-    left_grace: float = setting(
+    left_grace: Seconds = setting(
         3.0,
         "seconds a participant whose page closed its socket on leaving (close code 1000: a "
         "reload, say) keeps its place",
     )
-    land_within: float = setting(
+    land_within: Timeout = setting(
         30.0, "seconds a participant socket may stay open without landing (then it is closed)"
     )
-    lock_timeout: float = setting(
+    lock_timeout: Timeout = setting(
         120.0, "LightMill: seconds of silence after which a run's lock counts as released"
     )
     unprotected_runs: Flag = setting(
@@ -173,12 +180,12 @@ class Settings(BaseModel):
     fixed_measures: Flag = setting(
         False, "LightMill: refuse results with measures the design lacks"
     )
-    max_new_measures: int = setting(
+    max_new_measures: Amount = setting(
         2000,
         "LightMill: measures clients may add to an experiment besides its design's; a result "
         "post that would add more is refused and nothing of it stored",
     )
-    max_design_mib: int = setting(
+    max_design_mib: Count = setting(
         64, "LightMill: the largest design an import takes, in MiB (larger ones are refused)"
     )
     sqlite_trials_in_process: Flag = setting(
@@ -246,6 +253,7 @@ class Setting:
     default: Any
     help: str
     secret: bool
+    bounds: str = ""  # a number's, as error messages say them: " from 1 to 65535"
 
     @property
     def variable(self) -> str:
@@ -257,14 +265,34 @@ class Setting:
         if self.type is bool:
             return "true or false"
         if self.type in (int, float):
-            return "a number"
+            return "a number" + self.bounds
         if get_origin(self.type) is Literal:
             return "one of " + ", ".join(get_args(self.type))
         return "text"
 
 
+def _bounds(metadata: list[Any]) -> str:
+    """A number's bounds (pydantic's `ge`, `gt`, `le` constraints), as error messages say them."""
+    keys = ("ge", "gt", "le")
+    found = {key: getattr(m, key) for m in metadata for key in keys if hasattr(m, key)}
+    if "ge" in found and "le" in found:
+        return f" from {found['ge']} to {found['le']}"
+    if "ge" in found:
+        return f" of at least {found['ge']}"
+    if "gt" in found:
+        return f" above {found['gt']}"
+    return ""
+
+
 SETTINGS: tuple[Setting, ...] = tuple(
-    Setting(name, field.annotation, field.default, field.description or "", not field.repr)
+    Setting(
+        name,
+        field.annotation,
+        field.default,
+        field.description or "",
+        not field.repr,
+        _bounds(field.metadata),
+    )
     for name, field in Settings.model_fields.items()
 )
 BY_NAME = {row.name: row for row in SETTINGS}

@@ -202,7 +202,9 @@ def test_overrides_are_parsed_as_the_environment_is(config_file: Path) -> None:
     settings = load(config_file).with_overrides(web_prefix="lab/", fixed_measures="yes")
 
     assert (settings.web_prefix, settings.fixed_measures) == ("/lab", True)
-    with pytest.raises(ConfigError, match="MASTOK_PORT must be a number, not 'eighty'"):
+    with pytest.raises(
+        ConfigError, match="MASTOK_PORT must be a number from 1 to 65535, not 'eighty'"
+    ):
         settings.with_overrides(port="eighty")
 
 
@@ -234,10 +236,39 @@ def test_bad_values_name_their_variable(config_file: Path, variable: str, raw: s
         load(config_file, **{variable: raw})
 
 
+@pytest.mark.parametrize(
+    ("variable", "raw", "message"),
+    [
+        ("MASTOK_PORT", "70000", "MASTOK_PORT must be a number from 1 to 65535, not '70000'"),
+        ("MASTOK_PORT", "0", "MASTOK_PORT must be a number from 1 to 65535, not '0'"),
+        ("MASTOK_RESUME_GRACE", "-5", "MASTOK_RESUME_GRACE must be a number of at least 0"),
+        ("MASTOK_LOCK_TIMEOUT", "0", "MASTOK_LOCK_TIMEOUT must be a number above 0, not '0'"),
+        ("MASTOK_SOCKETS_PER_ADDRESS", "0", "MASTOK_SOCKETS_PER_ADDRESS must be a number of at"),
+        ("MASTOK_MAX_NEW_MEASURES", "-1", "MASTOK_MAX_NEW_MEASURES must be a number of at least 0"),
+    ],
+)
+def test_numbers_out_of_range_are_refused(
+    config_file: Path, variable: str, raw: str, message: str
+) -> None:
+    """A value the setting would take and misbehave with: a lock expiring at once protects no
+    run; the flag `--port` refused 70000 where the variable took it."""
+    with pytest.raises(ConfigError, match=message):
+        load(config_file, **{variable: raw})
+
+
+def test_numbers_at_their_bounds_are_taken(config_file: Path) -> None:
+    settings = load(config_file, MASTOK_PORT="65535", MASTOK_RESUME_GRACE="0")
+
+    assert (settings.port, settings.resume_grace, settings.max_new_measures) == (65535, 0, 2000)
+    assert load(config_file, MASTOK_MAX_NEW_MEASURES="0").max_new_measures == 0
+
+
 def test_bad_values_in_config_yml_name_their_variable(tmp_path: Path) -> None:
     path = write_config(tmp_path / "config.yml", **real_defaults() | {"port": "http"})
 
-    with pytest.raises(ConfigError, match="MASTOK_PORT must be a number, not 'http'"):
+    with pytest.raises(
+        ConfigError, match="MASTOK_PORT must be a number from 1 to 65535, not 'http'"
+    ):
         load(path)
 
 
