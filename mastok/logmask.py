@@ -2,20 +2,23 @@
 
 uvicorn logs each request's path with its query string (its access log, and its line per
 WebSocket). LightMill's clients send their run's lock token as `?token=`, and the join socket's
-URL carries the platform's ids of a participant (`PROLIFIC_PID=...`). `MaskSecrets`, installed
-on uvicorn's loggers by `mastok serve` and `mastok dev` (`install`), rewrites those arguments
-before anything formats them: `token=***`, and `/ws/join` keeps its `slug` parameter only.
+URL carries the platform's ids of a participant (`PROLIFIC_PID=...`), as does the join page's
+(the share URL a platform opens). `MaskSecrets`, installed on uvicorn's loggers by `mastok serve`
+and `mastok dev` (`install`), rewrites those arguments before anything formats them:
+`token=***`, `/ws/join` keeps its `slug` parameter only, and `/join/{slug}` none.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from urllib.parse import unquote_plus
 
 MASKED = "***"
 SECRET_PARAMETERS = frozenset({"token"})
 JOIN_SOCKET = "/ws/join"
 JOIN_KEPT = frozenset({"slug"})
+JOIN_PAGE = re.compile(r"/join/[^/]+$")  # its script reads the query; the server takes none
 LOGGERS = ("uvicorn.access", "uvicorn.error")
 
 
@@ -24,6 +27,8 @@ def mask_url(url: str) -> str:
     path, question, query = url.partition("?")
     if not question:
         return url
+    if JOIN_PAGE.search(path):
+        return path
     kept = []
     for item in query.split("&"):
         name = unquote_plus(item.partition("=")[0])

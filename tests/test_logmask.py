@@ -98,6 +98,9 @@ def test_uvicorn_logs_tokens_masked_and_the_join_socket_with_its_slug_only(
         ("/api/run/xp/S0?a=1&%74oken=abc", "/api/run/xp/S0?a=1&%74oken=***"),
         ("/lab/ws/join?PROLIFIC_PID=1&slug=s&SESSION_ID=2", "/lab/ws/join?slug=s"),
         ("/ws/join?PROLIFIC_PID=1", "/ws/join"),
+        # The join page: its script reads the share URL's ids, mastok takes no parameter.
+        ("/join/pilot?PROLIFIC_PID=1&STUDY_ID=2", "/join/pilot"),
+        ("/lab/join/pilot?workerId=A1", "/lab/join/pilot"),
     ],
 )
 def test_mask_url(url: str, masked: str) -> None:
