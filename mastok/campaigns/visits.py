@@ -13,6 +13,7 @@ import io
 import json
 from collections.abc import AsyncIterator
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import Select, select, update
 
@@ -27,6 +28,7 @@ MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/x-ndjson"}
 PAGE_DEFAULT = 100
 PAGE_MAX = 1000
 CHUNK = 1000  # rows read at once for a file
+LABEL = "participant_label"  # oTree's, in a start link: the platform id (mastok.otree.urls)
 COLUMNS = (
     "visit",
     "campaign",
@@ -140,8 +142,20 @@ def file_name(campaign: Campaign, format: Format) -> str:
 
 async def erase_identities(db: Database, campaign: Campaign) -> int:
     """Forget the campaign's platform identities and captured parameters (the rest of each
-    record stays); how many visits had some."""
+    record stays), the participant label of its oTree start links included; how many visits
+    had some."""
     async with db.session() as session:
+        labelled = await session.execute(
+            select(Participant.id, Participant.start_url)
+            .where(Participant.campaign_id == campaign.id)
+            .where(Participant.start_url.contains(LABEL + "="))
+        )
+        for visit, url in labelled.all():
+            await session.execute(
+                update(Participant)
+                .where(Participant.id == visit)
+                .values(start_url=_unlabelled(url or ""))
+            )
         result = await session.execute(
             update(Participant)
             .where(Participant.campaign_id == campaign.id)
@@ -150,6 +164,13 @@ async def erase_identities(db: Database, campaign: Campaign) -> int:
         )
         await session.commit()
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _unlabelled(url: str) -> str:
+    """An oTree start link without its participant label (the platform id)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != LABEL]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def _take(buffer: io.StringIO) -> str:
