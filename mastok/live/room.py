@@ -148,6 +148,15 @@ class Past:
 
 
 @dataclass(frozen=True, slots=True)
+class Ended:
+    """A visit that ended while its page was away: told if the page comes back by `until`."""
+
+    outcome: Outcome
+    params: Params
+    until: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Waiting:
     """A participant the database has in the room (to restore it)."""
 
@@ -193,6 +202,8 @@ class Room:
     past: dict[str, Past] = field(default_factory=dict)  # by key, the latest
     # Tokens of those whose session is live: a page that comes back gets its start URL.
     started_tokens: dict[str, Past] = field(default_factory=dict)
+    # Tokens of those whose visit ended while they were away: a page that comes back gets its exit.
+    ended_tokens: dict[str, Ended] = field(default_factory=dict)
     next_order: int = 0
     journal: Journal = field(default_factory=Journal)
 
@@ -341,6 +352,7 @@ class Room:
             "live_sessions": dict(self.live_sessions),
             "past": dict(self.past),
             "started_tokens": dict(self.started_tokens),
+            "ended_tokens": dict(self.ended_tokens),
             "next_order": self.next_order,
         }
 
@@ -637,6 +649,11 @@ class _Turn:
             self.error(conn, "already landed")
             return
         member = self.room.members.get(token) if isinstance(token, str) else None
+        ended = self.room.ended_tokens.get(token) if isinstance(token, str) else None
+        if ended is not None:
+            self.journal.pop(self.room.ended_tokens, token)
+            self.end_visit(conn, ended.outcome, ended.params)
+            return
         if member is None:
             if not (isinstance(token, str) and self.started(conn, token)):
                 self.error(conn, "unknown or expired resume token: Land again")
@@ -740,6 +757,10 @@ class _Turn:
             self.forget_member(member)
             if member.conn is not None:
                 self.end_visit(member.conn, outcome, member.params)
+            elif outcome != Outcome.AWAY:  # one away loses its place silently
+                until = self.now + self.room.rules.grace
+                ended = Ended(outcome, member.params, until)
+                self.journal.put(self.room.ended_tokens, member.token, ended)
         for pools in (self.room.joining, self.room.pending):
             for pool in pools.values():
                 if any(id(member) in gone for member in pool):
@@ -1140,6 +1161,9 @@ class _Turn:
             # Their sessions are over: their tokens no longer open anything.
             live = {t: past for t, past in room.started_tokens.items() if past.started_at > since}
             self.journal.set(room, "started_tokens", live)
+        if any(ended.until <= self.now for ended in room.ended_tokens.values()):
+            kept = {t: ended for t, ended in room.ended_tokens.items() if ended.until > self.now}
+            self.journal.set(room, "ended_tokens", kept)
         retry = room.retry
         # A retry that is due whose pool changed since: start when a pool is full again.
         if (

@@ -465,3 +465,19 @@ def test_a_socket_that_never_lands_is_closed_after_land_within() -> None:
     assert room.of(AddParticipant, effects) == []  # it never said who it is: not a visit
     assert room.frames(landing, effects) == []
     assert silent not in room.room.sockets and room.room.arrivals == {}
+
+
+def test_a_page_back_after_its_visit_timed_out_while_away_gets_its_exit() -> None:
+    room = RoomHarness(campaign(per_session=2, exits=exits(timeout=("T1", None))))
+    conn, token = room.agree()
+    room.later(minutes=4, seconds=50)
+    room.close(conn)  # its connection drops just before its limit
+    room.tick(seconds=11)
+    assert token not in room.room.members
+    back = room.open()
+    effects = room.send(back, "Resume", token)
+    assert room.frames(back, effects) == [
+        ("Exit", {"outcome": "timeout", "code": "T1", "url": None}),
+        ("Disconnect", "Timeout"),
+    ]
+    assert room.of(AddParticipant, effects) == []  # the same visit, not a new one
