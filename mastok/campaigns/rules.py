@@ -30,6 +30,7 @@ RANGES: dict[str, tuple[int, int]] = {
     "idle_flag_seconds": (0, 86_400),
 }
 MAX_CAPTURED = 20
+MAX_GROUP_LABEL = 255  # the participants' records hold a group label this long
 PRESETS: dict[str, tuple[str, tuple[str, ...]]] = {
     # Recruitment platforms: the identity's query parameter and the parameters to record.
     "Prolific": ("PROLIFIC_PID", ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")),
@@ -115,9 +116,13 @@ class CampaignSettings(BaseModel):
     @classmethod
     def _grouping_parses(cls, value: str) -> str:
         try:
-            parse_grouping(value)
+            grouping = parse_grouping(value)
         except GroupingError as error:
             raise ValueError(str(error)) from None
+        # Checked here, not when read: a campaign stored before still opens its room.
+        for number, group in enumerate(grouping.groups if grouping else (), start=2):
+            if len(group.label) > MAX_GROUP_LABEL:
+                raise ValueError(f"line {number}: a label is at most {MAX_GROUP_LABEL} characters")
         return value
 
     @field_validator("identity_param")

@@ -3,6 +3,7 @@ from typing import Any
 import pytest
 
 from mastok.campaigns.rules import InvalidCampaign, validate_new, validate_update
+from mastok.db.tables import Participant
 from tests.campaigns.factories import campaign_input
 
 
@@ -63,6 +64,15 @@ def test_grouping_sizes_must_fill_a_session() -> None:
     }
     ok = validate_new(campaign_input(per_session=4, grouping="Gender?\nFemale:2\nMale:2\nNext"))
     assert ok.grouping.startswith("Gender?")
+
+
+def test_a_group_label_the_records_cannot_hold_is_refused() -> None:
+    # PostgreSQL refuses a longer group_label: whoever picked that group could never join.
+    longest = Participant.__table__.c.group_label.type.length
+    fits = validate_new(campaign_input(grouping=f"Pick\n{'x' * longest}:2\nGo"))
+    assert fits.grouping
+    errors = errors_of(campaign_input(grouping=f"Pick\n{'x' * (longest + 1)}:2\nGo"))
+    assert errors == {"grouping": f"line 2: a label is at most {longest} characters"}
 
 
 def test_new_campaigns_cannot_choose_their_state_or_unknown_fields() -> None:
