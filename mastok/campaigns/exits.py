@@ -97,6 +97,10 @@ def fill_url(template: str, values: Mapping[str, str]) -> str:
 def _outcome(value: Any) -> str:
     if value not in tuple(Outcome):
         raise ExitsError(f"{value!r} is not an outcome (one of {', '.join(Outcome)})")
+    if value == Outcome.AWAY:  # taken, it would never be shown to anyone
+        raise ExitsError(
+            "away: nobody is there to be told (a page back later lands again, as a new visit)"
+        )
     return str(value)
 
 

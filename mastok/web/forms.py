@@ -159,8 +159,8 @@ class _CampaignFields(CSRFForm):
         default="",
         description="one line per outcome: 'outcome: CODE https://…'. Outcomes: timeout, full, "
         "paused, completed, rejected, left, not_ready, missing_id, landing_failed, redirected, "
-        "away, started. A url may use {code}, {outcome} and recorded parameters, e.g. "
-        "{PROLIFIC_PID}",
+        "started (who ends away is gone: no exit). A url may use {code}, {outcome} and recorded "
+        "parameters, e.g. {PROLIFIC_PID}",
     )
     leave_after_seconds = _number("Leave allowed after (seconds)", "leave_after_seconds", 0)
     ready_check_seconds = _number(

@@ -164,6 +164,7 @@ def test_unreadable_exits_are_reported_at_the_field_and_nothing_is_saved(
         "timeout C1": "line 1: write &#39;outcome: CODE https://…&#39;",
         "timeout: A B": "line 1: a code is one word; the url starts with http",
         "lunch: C1": "&#39;lunch&#39; is not an outcome",
+        "away: C1": "away: nobody is there to be told",
         "left: C1 https://x.org/?p={STUDY_ID}": "left: unknown placeholder {STUDY_ID}",
         "left: C1\nleft: C2": "line 2: left appears twice",
     }
