@@ -39,8 +39,9 @@ PROLIFIC = {
 
 
 def every_exit() -> dict[str, Any]:
+    """An exit for each outcome but `away`, which nobody is there to see (refused)."""
     back = "https://app.prolific.example/complete?cc={code}&pid={PROLIFIC_PID}"
-    return {outcome: {"code": outcome.upper(), "url": back} for outcome in OUTCOMES}
+    return {o: {"code": o.upper(), "url": back} for o in OUTCOMES if o != "away"}
 
 
 async def arrive(server: LiveServer, slug: str, pid: str | None, browser: str) -> Peer:
