@@ -207,6 +207,10 @@ class Runner:
             self.watchers.add(connection, self.room.view(self.clock.now()))
 
         await self.ask(arrive)
+        if connection not in self.watchers.connections:
+            # Halted first, its arrival dropped: no room would ever tell it anything, and the
+            # room rebuilt closes only the watchers it adopts. Its page comes back.
+            connection.close(SERVICE_RESTART, "service restart")
 
     async def look(self, read: Callable[[Room, datetime], T]) -> T:
         """`read(room, now)` between turns, never in the middle of one (what supervisors see

@@ -37,6 +37,7 @@ from mastok.live.events import (
     Tick,
     View,
 )
+from mastok.live.leadership import SERVICE_RESTART
 from mastok.live.protocol import Frame, Kind, decode
 from mastok.live.room import Room, Started, Waiting
 from mastok.live.runner import Mailbox, Runner, _Letter
@@ -50,6 +51,7 @@ class FakeConnection:
     def __init__(self) -> None:
         self.frames: list[Frame] = []
         self.closing = False
+        self.closed: int | None = None  # the close code mastok closed it with
 
     def send(self, kind: str, payload: Any = None) -> None:
         self.frames.append(Frame(kind, payload))
@@ -63,6 +65,9 @@ class FakeConnection:
     def disconnect(self, reason: str) -> None:
         self.send("Disconnect", reason)
         self.closing = True
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closing, self.closed = True, code
 
     def writing(self) -> None:
         return None  # frames are taken at once: nothing left to write
@@ -575,6 +580,30 @@ async def test_a_socket_whose_arrival_its_halted_room_dropped_keeps_its_paramete
     rebuilt.adopt(setup.runner)  # the lock taken back
     await rebuilt.ask(Tick())
     assert connection.frames == [Frame("State", "Running")]  # not turned away: MissingId
+    setup.records.gate.set()
+    await landing
+
+
+async def test_a_supervisor_whose_arrival_its_halted_room_dropped_is_sent_to_the_room_rebuilt(
+    setup: Setup, tasks: TaskScope
+) -> None:
+    _, conn = await setup.arrive()
+    setup.records.gate = asyncio.Event()
+    landing = asyncio.create_task(setup.frame(conn, "Land", "a"))
+    await setup.records.held.wait()  # the runner is stuck on its database...
+    supervisor = FakeConnection()
+    arriving = asyncio.create_task(setup.runner.supervisor_arrives(supervisor))  # type: ignore[arg-type]
+    await asyncio.sleep(0)  # ... its arrival queued
+    setup.runner.halt()  # the leader lock lost: the mailbox's letters dropped
+    await arriving
+
+    room = Room(RoomCampaign.of(campaign()), Rules(timedelta(seconds=30), True), setup.new_token)
+    rebuilt = Runner(campaign(), room, FlakyRecords(), setup.starter, setup.clock, tasks)  # type: ignore[arg-type]
+    tasks.spawn(rebuilt.run(), "rebuilt runner")
+    rebuilt.adopt(setup.runner)  # the lock taken back
+    await rebuilt.ask(Tick())
+    # Never told the view, nor ever after: its page must reconnect to the room rebuilt.
+    assert supervisor.closed == SERVICE_RESTART
     setup.records.gate.set()
     await landing
 
