@@ -101,6 +101,32 @@ async def test_supervisor_sees_sizes_and_session_start(make_server: ServerFactor
     assert live["sessions"][0]["participant_codes"] == sorted(start["participant_codes"])
 
 
+async def test_the_supervise_page_shows_the_room_as_its_twin_does(
+    make_server: ServerFactory,
+) -> None:
+    server = make_server()
+    campaign = running_campaign(server, "page", per_session=2, max_sessions=2)
+    first, _ = await join(server, campaign["slug"], "a")
+    second, _ = await join(server, campaign["slug"], "b")
+    await agree_all(first, second)
+    await starting_url(first)
+    third, _ = await join(server, campaign["slug"], "c")
+    await third.send("Agree")
+    await third.until("Pending")  # one session at a time: the room is Busy, "c" waits
+    with server.admin() as admin:
+        assert admin.get("/api/campaigns/page/live").json()["live"] == {
+            "state": "Busy",
+            "joining": "0/2",
+            "pending": "1/4",
+        }
+        page = admin.get("/campaigns/supervise/page").text
+    # Not the campaign's stored state (Running) and no blanks: on a standby, whose socket is
+    # refused, the page stays as it was served.
+    assert '<span id="state" class="state state-busy">Busy</span>' in page
+    assert '<dd id="joining-size">0 / 2</dd>' in page
+    assert '<dd id="pending-size">1 / 4</dd>' in page
+
+
 async def test_last_session_completes_the_campaign_and_ends_the_wait(
     make_server: ServerFactory,
 ) -> None:
