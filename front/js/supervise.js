@@ -110,11 +110,30 @@ function renderSession(session) {
 
   const started = $("started");
   const count = Number.parseInt(started.dataset.started, 10);
-  if (!Number.isNaN(count)) {
-    started.dataset.started = String(count + 1);
-    started.textContent = `${count + 1}/${started.dataset.max}`;
-  }
+  if (!Number.isNaN(count)) showStarted(count + 1, started.dataset.max);
 }
+
+function showStarted(count, max) {
+  const started = $("started");
+  started.dataset.started = String(count);
+  started.dataset.max = String(max);
+  started.textContent = `${count}/${max}`;
+}
+
+/** The sessions of a read of the JSON twin (…/live) that the page has not shown, and its
+ * count: the socket tells only the sessions started while it is open. */
+function catchUp(live) {
+  if (!live || typeof live !== "object") return;
+  const sessions = Array.isArray(live.sessions) ? live.sessions : [];
+  for (const session of [...sessions].sort((a, b) => a.number - b.number)) renderSession(session);
+  const campaign = live.campaign ?? {};
+  const shown = Number.parseInt($("started").dataset.started, 10) || 0;
+  const count = Number.isInteger(campaign.started_sessions) ? campaign.started_sessions : 0;
+  const max = campaign.max_sessions ?? $("started").dataset.max;
+  showStarted(Math.max(shown, count), max); // a read sent before a SessionStart ends after it
+}
+
+document.addEventListener("mastok:live", (event) => catchUp(event.detail));
 
 // ---------------------------------------------------------------- the socket
 

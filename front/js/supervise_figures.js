@@ -163,6 +163,9 @@ async function refresh() {
     renderWaits(stats);
     renderWaiting(stats, identities);
     renderProgress(live);
+    // The sessions table and count (supervise.js) catch up with the sessions started while
+    // the socket was down or not yet open: it tells only those started while it is open.
+    document.dispatchEvent(new CustomEvent("mastok:live", { detail: live }));
     $("figures-at").textContent = `as of ${new Date(stats.at).toLocaleTimeString()}`;
     root.dataset.at = stats.at;
   } catch (error) {

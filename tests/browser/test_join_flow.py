@@ -3,11 +3,13 @@ supervisor's page follows the room live."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from tests.fixtures.app import LOGIN, PASSWORD
-from tests.fixtures.live import LiveServer, ServerFactory
+from tests.fixtures.live import LiveServer, ServerFactory, join
 from tests.live.helpers import running_campaign
 
 pytestmark = pytest.mark.browser
@@ -81,6 +83,37 @@ async def test_supervisor_pauses_from_the_page(
     await expect(page.locator("#step-ended")).to_contain_text("Back soon")
     with server.admin() as admin:
         assert admin.get("/api/campaigns/pausing").json()["state"] == "Paused"
+
+
+async def test_a_session_started_before_the_supervisors_socket_opened_is_on_the_page(
+    browser: Browser, make_server: ServerFactory
+) -> None:
+    server = make_server()
+    campaign = running_campaign(server, "late", per_session=2, max_sessions=2)
+    context = await browser.new_context(http_credentials={"username": LOGIN, "password": PASSWORD})
+    supervisor = await context.new_page()
+    served = asyncio.Event()
+
+    async def held(route: Route) -> None:
+        await served.wait()
+        await route.continue_()
+
+    # The page as served (no session yet), its script held back until a session has started:
+    # as a socket reconnecting after a session started.
+    await supervisor.route("**/front/js/supervise.js", held)
+    await supervisor.goto(f"{server.url}/campaigns/supervise/late", wait_until="commit")
+    first, _ = await join(server, campaign["slug"], "a")
+    second, _ = await join(server, campaign["slug"], "b")
+    await first.send("Agree")
+    await first.until("Instructions")
+    await second.send("Agree")
+    await first.until("Starting")
+    served.set()
+
+    await expect(supervisor.locator("#live-status")).to_have_text("live", ignore_case=True)
+    await expect(supervisor.locator("#state")).to_have_text("Busy")
+    await expect(supervisor.locator("#sessions tbody tr[data-code]")).to_have_count(1)
+    await expect(supervisor.locator("#started")).to_have_text("1/2")
 
 
 GO_CONSENT = """Please read.
