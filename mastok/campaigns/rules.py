@@ -226,7 +226,18 @@ def validate_update(current: Mapping[str, Any], changes: Mapping[str, Any]) -> C
     editable = set(CampaignUpdate.model_fields)
     merged = {key: value for key, value in current.items() if key in editable}
     merged.update(changes)
-    return _validate(CampaignUpdate, merged)
+    checked = _validate(CampaignUpdate, merged)
+    started = int(current.get("started_sessions") or 0)
+    if checked.state == CampaignState.RUNNING and started >= checked.max_sessions:
+        # Running, it would start no session (the room never goes past max_sessions), and
+        # everyone waiting would wait until their limit.
+        field = "state" if "state" in changes else "max_sessions"
+        message = (
+            f"max_sessions is {checked.max_sessions} and {started} are started: raise it to run "
+            "the campaign"
+        )
+        raise InvalidCampaign({field: message})
+    return checked
 
 
 def _without(raw: Mapping[str, Any], keys: tuple[str, ...], reason: str) -> Mapping[str, Any]:

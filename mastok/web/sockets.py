@@ -8,6 +8,7 @@ from contextvars import ContextVar
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from mastok.campaigns.rules import InvalidCampaign
 from mastok.campaigns.service import CampaignNotFound
 from mastok.live.connection import Connection, RateLimit
 from mastok.live.protocol import (
@@ -155,7 +156,11 @@ async def supervise_socket(websocket: WebSocket) -> None:
             connection.send("Error", "State must be Running, Paused or Completed")
             return
         before = services.campaigns.as_fields(await services.campaigns.get(namespace))
-        updated = await services.campaigns.update(namespace, {"state": frame.payload})
+        try:
+            updated = await services.campaigns.update(namespace, {"state": frame.payload})
+        except InvalidCampaign as refused:  # Running with every session started, say
+            connection.send("Error", "; ".join(refused.errors.values()))
+            return
         after = services.campaigns.as_fields(updated)
         await audit.audited_edit(websocket, namespace, before, after)
 

@@ -108,6 +108,24 @@ def test_update_checks_cross_field_rules_against_current_values() -> None:
     assert caught.value.errors == {"state": "must be one of Paused, Running, Completed"}
 
 
+def test_a_campaign_runs_only_with_sessions_left_to_start() -> None:
+    """Running at max_sessions, it would start nothing and hold everyone until their limit."""
+    current = {**validate_new(campaign_input(max_sessions=4)).model_dump(), "started_sessions": 4}
+    message = "max_sessions is 4 and 4 are started: raise it to run the campaign"
+    completed = {**current, "state": "Completed"}
+    with pytest.raises(InvalidCampaign) as caught:
+        validate_update(completed, {"state": "Running"})
+    assert caught.value.errors == {"state": message}
+    running = {**current, "max_sessions": 6, "state": "Running", "started_sessions": 4}
+    with pytest.raises(InvalidCampaign) as caught:
+        validate_update(running, {"max_sessions": 3})
+    assert caught.value.errors == {"max_sessions": message.replace("is 4", "is 3")}
+
+    assert validate_update(completed, {"state": "Running", "max_sessions": 5}).state == "Running"
+    assert validate_update(running, {"max_sessions": 5}).max_sessions == 5
+    assert validate_update(completed, {"state": "Paused"}).state == "Paused"
+
+
 @pytest.mark.parametrize(
     "consent",
     [

@@ -146,6 +146,14 @@ async def test_last_session_completes_the_campaign_and_ends_the_wait(
     late = await server.participant(campaign["slug"])
     assert await late.expect("Completed") == "<p>Thanks, we are full.</p>\n"
     assert await late.expect("Disconnect") == "Completed"
+    # Running again, it would start nothing: a supervisor is told to raise max_sessions first.
+    supervisor = await server.supervisor("last")
+    assert await supervisor.expect("State") == "Completed"
+    await supervisor.send("State", "Running")
+    assert await supervisor.until("Error") == (
+        "max_sessions is 1 and 1 are started: raise it to run the campaign"
+    )
+    assert campaign_state(server, "last")["state"] == "Completed"
 
 
 async def test_coming_back_to_a_live_session_redirects_to_it(make_server: ServerFactory) -> None:
