@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from mastok.db.tables import Campaign
 from mastok.live.events import CreatedSession, Entrant
-from mastok.otree import OTreeClient, OTreeError, OTreeUnreachable
+from mastok.otree import OTreeClient, OTreeError, OTreeUnreachable, SessionSummary
 from mastok.otree.labels import label, mastok_id
 from mastok.otree.listing import SharedListing
 from mastok.otree.urls import public_otree_url, start_url
@@ -74,7 +74,7 @@ class SessionStarter:
         before anyone is given its start URL."""
         name = label(spec.namespace, number, spec.uid)
         try:
-            existing = await self.listing.find(name) if look_up else None
+            existing = await self._claimable(name, spec.per_session) if look_up else None
             if existing is not None:
                 session = await self.otree.get_session(existing.code)
             else:
@@ -110,6 +110,13 @@ class SessionStarter:
                 )
             ),
         )
+
+    async def _claimable(self, name: str, size: int) -> SessionSummary | None:
+        """The session labelled `name` that seats `size`: one asked before an edit of
+        per_session cannot seat this pool (a retry failed on it for ever, or sent the pool into
+        a game waiting for players who never come), and stays unused."""
+        sessions = await self.listing.sessions()
+        return next((s for s in sessions if s.label == name and s.num_participants == size), None)
 
 
 def _padded(entrants: tuple[Entrant, ...], count: int) -> tuple[Entrant, ...]:

@@ -1,0 +1,77 @@
+"""SessionStarter against an oTree whose answers each test chooses: what it claims, what it
+creates, and which answers it refuses to send anyone to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mastok.live.events import Entrant
+from mastok.live.starter import SessionStarter, StartSpec
+from mastok.otree import OTreeClient, Participant, Session, SessionSummary
+
+SPEC = StartSpec(1, "ns", "uid1", "demo", 2)
+
+
+class ScriptedOTree(OTreeClient):
+    """oTree's sessions as a list: created ones are added, listed, read back."""
+
+    def __init__(self) -> None:
+        super().__init__("http://otree.invalid", "k")
+        self.sessions: dict[str, Session] = {}
+        self.created: list[str] = []
+        self.codes: list[list[str]] = []  # participant codes the next creations get
+
+    def add(self, code: str, label: str, participant_codes: list[str]) -> None:
+        participants = [Participant(p, n, None) for n, p in enumerate(participant_codes, 1)]
+        self.sessions[code] = Session(
+            code, len(participants), "demo", "", "", participants=participants, label=label
+        )
+
+    async def list_sessions(self) -> list[SessionSummary]:
+        return [
+            SessionSummary(s.code, s.num_participants, s.config_name, s.label, "", "", None)
+            for s in self.sessions.values()
+        ]
+
+    async def get_session(self, code: str) -> Session:
+        return self.sessions[code]
+
+    async def create_session(
+        self,
+        config_name: str,
+        num_participants: int,
+        *,
+        label: str | None = None,
+        modified_config: dict[str, Any] | None = None,
+    ) -> Session:
+        code = f"s{len(self.sessions) + 1}"
+        codes = (
+            self.codes.pop(0) if self.codes else [f"{code}p{n}" for n in range(num_participants)]
+        )
+        self.add(code, label or "", codes)
+        self.created.append(code)
+        return self.sessions[code]
+
+    async def set_participant_vars(self, participant_code: str, values: dict[str, Any]) -> None:
+        pass
+
+
+ENTRANTS = (Entrant("a", ()), Entrant("b", ()))
+
+
+@pytest.mark.parametrize("old_codes", [["o1"], ["o1", "o2", "o3"]], ids=["smaller", "larger"])
+async def test_a_session_of_another_size_under_its_label_is_not_claimed(
+    old_codes: list[str],
+) -> None:
+    # Session 1 was asked of oTree at another per_session (its answer lost), then per_session
+    # became 2. Claimed, a smaller session failed every retry for ever (the pool stuck); a
+    # larger one sent the pool into a game waiting for players who never come.
+    otree = ScriptedOTree()
+    otree.add("old", "mk:ns:1:uid1", old_codes)
+    created = await SessionStarter(otree, "http://public").start(SPEC, 1, True, ENTRANTS)
+    assert created.code == otree.created[0]
+    assert len(created.participants) == 2
+    again = await SessionStarter(otree, "http://public").start(SPEC, 1, True, ENTRANTS)
+    assert again.code == created.code  # a later retry claims the one of the right size
