@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from mastok.db.tables import Campaign
 from mastok.live.events import CreatedSession, Entrant
-from mastok.otree import OTreeClient, OTreeError, OTreeUnreachable, SessionSummary
+from mastok.otree import OTreeClient, OTreeError, OTreeUnreachable, Session, SessionSummary
 from mastok.otree.labels import label, mastok_id
 from mastok.otree.listing import SharedListing
 from mastok.otree.urls import public_otree_url, start_url
@@ -84,7 +84,7 @@ class SessionStarter:
                     label=name,
                     modified_config={"mastok_id": mastok_id(spec.namespace, number)},
                 )
-            codes = [p.code for p in session.participants]
+            codes = _seats(session, name, spec.per_session)
             await asyncio.gather(
                 *(
                     self.otree.set_participant_vars(code, dict(entrant.vars))
@@ -94,11 +94,6 @@ class SessionStarter:
             )
         except OTreeError as error:
             raise StartFailed(error.message, isinstance(error, OTreeUnreachable)) from None
-        if len(session.participants) < spec.per_session:
-            raise StartFailed(
-                f"oTree session {session.code} ({name}) has {len(session.participants)} "
-                f"participants, {spec.per_session} expected"
-            )
         return CreatedSession(
             code=session.code,
             mastok_id=mastok_id(spec.namespace, number),
@@ -117,6 +112,19 @@ class SessionStarter:
         a game waiting for players who never come), and stays unused."""
         sessions = await self.listing.sessions()
         return next((s for s in sessions if s.label == name and s.num_participants == size), None)
+
+
+def _seats(session: Session, name: str, size: int) -> list[str]:
+    """The session's participant codes, if each can be given to one person: at least `size`
+    of them, none empty, none twice (two people would share one participant)."""
+    codes = [p.code for p in session.participants]
+    if len(codes) < size:
+        raise StartFailed(
+            f"oTree session {session.code} ({name}) has {len(codes)} participants, {size} expected"
+        )
+    if "" in codes or len(set(codes)) < len(codes):
+        raise StartFailed(f"oTree session {session.code} ({name}) has unusable participant codes")
+    return codes
 
 
 def _padded(entrants: tuple[Entrant, ...], count: int) -> tuple[Entrant, ...]:

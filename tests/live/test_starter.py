@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mastok.live.events import Entrant
-from mastok.live.starter import SessionStarter, StartSpec
+from mastok.live.starter import SessionStarter, StartFailed, StartSpec
 from mastok.otree import OTreeClient, Participant, Session, SessionSummary
 
 SPEC = StartSpec(1, "ns", "uid1", "demo", 2)
@@ -75,3 +75,17 @@ async def test_a_session_of_another_size_under_its_label_is_not_claimed(
     assert len(created.participants) == 2
     again = await SessionStarter(otree, "http://public").start(SPEC, 1, True, ENTRANTS)
     assert again.code == created.code  # a later retry claims the one of the right size
+
+
+@pytest.mark.parametrize(
+    "codes",
+    [["p1", "p1"], ["p1", ""]],
+    ids=["a code twice", "an empty code"],
+)
+async def test_a_session_whose_participant_codes_cannot_seat_everyone_is_refused(
+    codes: list[str],
+) -> None:
+    otree = ScriptedOTree()
+    otree.codes = [codes]
+    with pytest.raises(StartFailed, match="participant codes"):
+        await SessionStarter(otree, "http://public").start(SPEC, 1, False, ENTRANTS)
