@@ -109,9 +109,14 @@ class SessionStarter:
     async def _claimable(self, name: str, size: int) -> SessionSummary | None:
         """The session labelled `name` that seats `size`: one asked before an edit of
         per_session cannot seat this pool (a retry failed on it for ever, or sent the pool into
-        a game waiting for players who never come), and stays unused."""
+        a game waiting for players who never come), and stays unused. The latest of them:
+        after a restore from a backup, numbers are used again and an earlier one under the
+        same label was played by others (oTree lists its sessions oldest first)."""
         sessions = await self.listing.sessions()
-        return next((s for s in sessions if s.label == name and s.num_participants == size), None)
+        return next(
+            (s for s in reversed(sessions) if s.label == name and s.num_participants == size),
+            None,
+        )
 
 
 def _seats(session: Session, name: str, size: int) -> list[str]:

@@ -89,3 +89,14 @@ async def test_a_session_whose_participant_codes_cannot_seat_everyone_is_refused
     otree.codes = [codes]
     with pytest.raises(StartFailed, match="participant codes"):
         await SessionStarter(otree, "http://public").start(SPEC, 1, False, ENTRANTS)
+
+
+async def test_of_two_sessions_under_its_label_the_latest_is_claimed() -> None:
+    # A database restored from a backup numbers sessions again from the backup's count: "old"
+    # was played by others before the restore, "new" created since (its answer lost).
+    otree = ScriptedOTree()
+    otree.add("old", "mk:ns:1:uid1", ["o1", "o2"])
+    otree.add("new", "mk:ns:1:uid1", ["n1", "n2"])
+    created = await SessionStarter(otree, "http://public").start(SPEC, 1, True, ENTRANTS)
+    assert created.code == "new"
+    assert [code for code, _ in created.participants] == ["n1", "n2"]
