@@ -20,7 +20,7 @@ from mastok.live.events import CreatedSession, Entrant
 from mastok.otree import OTreeClient, OTreeError, OTreeUnreachable, Session, SessionSummary
 from mastok.otree.labels import label, mastok_id
 from mastok.otree.listing import SharedListing
-from mastok.otree.urls import public_otree_url, start_url
+from mastok.otree.urls import http_url, public_otree_url, start_url
 from mastok.tasks import Spawn
 
 
@@ -72,6 +72,11 @@ class SessionStarter:
         """The oTree session numbered `number` for this campaign: claimed if `look_up` finds
         it, else created; each participant's vars set (the `entrants`, in participant order)
         before anyone is given its start URL."""
+        if not http_url(self.public_url):
+            raise StartFailed(
+                "oTree's public URL (MASTOK_OTREE_PUBLIC_URL) is not an http(s) URL: "
+                "participants would get start links that do not work"
+            )
         name = label(spec.namespace, number, spec.uid)
         try:
             existing = await self._claimable(name, spec.per_session) if look_up else None

@@ -100,3 +100,13 @@ async def test_of_two_sessions_under_its_label_the_latest_is_claimed() -> None:
     created = await SessionStarter(otree, "http://public").start(SPEC, 1, True, ENTRANTS)
     assert created.code == "new"
     assert [code for code, _ in created.participants] == ["n1", "n2"]
+
+
+@pytest.mark.parametrize("public_url", ["", "otree.example.org"], ids=["none", "no scheme"])
+async def test_no_session_is_started_without_a_public_otree_url(public_url: str) -> None:
+    # Each participant would be sent to `/InitializeParticipant/...` on mastok's own host (or
+    # a path under it): a link that does not work, for a session made for nothing.
+    otree = ScriptedOTree()
+    with pytest.raises(StartFailed, match="MASTOK_OTREE_PUBLIC_URL"):
+        await SessionStarter(otree, public_url).start(SPEC, 1, False, ENTRANTS)
+    assert otree.created == []
