@@ -176,7 +176,12 @@ class OTreeClient:
         return [_summary(item) for item in _list(await self._request("GET", "/api/sessions"))]
 
     async def get_session(self, code: str) -> Session:
-        return _session(_dict(await self._request("GET", f"/api/sessions/{code}")))
+        session = _session(_dict(await self._request("GET", f"/api/sessions/{code}")))
+        if session.code != code:  # e.g. none: its progress would be read as every session's
+            raise OTreeServerError(
+                f"oTree sent session {session.code!r} instead of session {code}", 200
+            )
+        return session
 
     async def create_session(
         self,

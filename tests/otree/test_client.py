@@ -392,6 +392,21 @@ async def test_json_of_the_wrong_shape_is_a_server_error(otree_stub: OTreeStub) 
         await client.aclose()
 
 
+@pytest.mark.parametrize("answer", ['{"participants": []}', '{"code": "other"}', "{}", ""])
+async def test_a_session_read_back_that_is_not_the_one_asked_is_a_server_error(
+    otree_stub: OTreeStub, answer: str
+) -> None:
+    # A session without its code was started, recorded under "": its progress was then read
+    # with `?session_code=`, which oTree answers with every session's participants.
+    otree_stub.respond(200, answer)
+    client = OTreeClient(otree_stub.url, "k")
+    try:
+        with pytest.raises(OTreeServerError, match="instead of session abc"):
+            await client.get_session("abc")
+    finally:
+        await client.aclose()
+
+
 async def test_no_api_url_is_not_configured(otree_stub: OTreeStub) -> None:
     client = OTreeClient("", "k")
     try:
