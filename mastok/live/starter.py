@@ -119,9 +119,15 @@ class SessionStarter:
         same label was played by others (oTree lists its sessions oldest first)."""
         sessions = await self.listing.sessions()
         return next(
-            (s for s in reversed(sessions) if s.label == name and s.num_participants == size),
+            (s for s in reversed(sessions) if s.label == name and _may_seat(s, size)),
             None,
         )
+
+
+def _may_seat(summary: SessionSummary, size: int) -> bool:
+    """Whether a listed session may seat `size`: its size, or none listed (the session read
+    in full is checked again, `_seats`: claiming it is no second session made)."""
+    return summary.num_participants in (size, 0)
 
 
 def _seats(session: Session, name: str, size: int) -> list[str]:
