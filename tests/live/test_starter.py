@@ -3,6 +3,7 @@ creates, and which answers it refuses to send anyone to."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -109,4 +110,15 @@ async def test_no_session_is_started_without_a_public_otree_url(public_url: str)
     otree = ScriptedOTree()
     with pytest.raises(StartFailed, match="MASTOK_OTREE_PUBLIC_URL"):
         await SessionStarter(otree, public_url).start(SPEC, 1, False, ENTRANTS)
+    assert otree.created == []
+
+
+async def test_a_session_listed_without_its_size_is_claimed_after_its_seats_are_checked() -> None:
+    # A list whose entries lack num_participants (read as 0): the session read in full seats
+    # the pool, so it is claimed, not made a second time.
+    otree = ScriptedOTree()
+    otree.add("made", "mk:ns:1:uid1", ["m1", "m2"])
+    otree.sessions["made"] = dataclasses.replace(otree.sessions["made"], num_participants=0)
+    created = await SessionStarter(otree, "http://public").start(SPEC, 1, True, ENTRANTS)
+    assert created.code == "made"
     assert otree.created == []
