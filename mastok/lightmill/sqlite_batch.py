@@ -44,21 +44,22 @@ def completions(done: Sequence[StoredPost], stamp: str) -> list[tuple[Any, ...]]
     ]
 
 
-def write(connection: sqlite3.Connection, posts: Sequence[StoredPost], stamp: str) -> set[int]:
-    """The batch in a transaction of its own on a connection that begins none itself
-    (`isolation_level=None`); the runs moved. Anything raised leaves nothing written."""
+def write(connection: sqlite3.Connection, posts: Sequence[tuple[StoredPost, str]]) -> set[int]:
+    """The batch, each post with its stamp (the time it is answered with), in a transaction of
+    its own on a connection that begins none itself (`isolation_level=None`); the runs moved.
+    Anything raised leaves nothing written."""
     connection.execute("BEGIN IMMEDIATE")
     try:
         moved = {
             row[0]
-            for post in posts
+            for post, stamp in posts
             for row in connection.execute(
                 MOVE_ON_ONE_SQLITE, (stamp, post.run_pk, post.position, post.token)
             )
         }
-        done = [post for post in posts if post.run_pk in moved]
-        if done:
-            connection.executemany(COMPLETE_SQLITE, completions(done, stamp))
+        for post, stamp in posts:
+            if post.run_pk in moved:
+                connection.execute(COMPLETE_SQLITE, completions([post], stamp)[0])
         connection.execute("COMMIT")
     except BaseException:
         connection.rollback()

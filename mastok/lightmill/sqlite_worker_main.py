@@ -91,9 +91,8 @@ def _places(connection: sqlite3.Connection, ident: int, keys: str, ahead: int) -
 def _write(connection: sqlite3.Connection, batch: list[Write]) -> list[Answer]:
     if not batch:
         return []
-    stamp = max(stamp for _, stamp, _ in batch)  # the runs' heartbeat: the latest post's time
     try:
-        moved = sqlite_batch.write(connection, [post for _, _, post in batch], stamp)
+        moved = sqlite_batch.write(connection, [(post, stamp) for _, stamp, post in batch])
     except sqlite3.Error as error:
         failed = f"a batch of {len(batch)} posts failed, the server writes them: {error}"
         return [[ident, False] for ident, _, _ in batch] + [[ERRORS, failed]]

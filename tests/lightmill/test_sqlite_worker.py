@@ -144,6 +144,25 @@ def test_a_turn_answers_in_one_line_one_post_a_run_the_next_waiting_for_the_next
     assert stored["events"] == [{"time": "8"}]
 
 
+def test_each_post_of_a_turn_is_stored_completed_at_its_own_time(
+    anonymous: TestClient, started: tuple[str, str]
+) -> None:
+    # The server answers each post with its own time as `completionDate`; a later read (the
+    # trial, the plan, the export) must give the same, whichever posts shared its turn.
+    s0, s1 = started
+    early, late = "2026-12-02 10:00:00.000000", "2026-12-02 10:00:05.000000"
+
+    turns(
+        anonymous,
+        ["write", 1, early, *post_at(anonymous, "S0", 0, s0)],
+        ["write", 2, late, *post_at(anonymous, "S1", 0, s1)],
+    )
+
+    first = anonymous.get("/api/trial/pointing/S0/0/0").json()["completionDate"]
+    second = anonymous.get("/api/trial/pointing/S1/0/0").json()["completionDate"]
+    assert second - first == 5000
+
+
 def test_a_post_its_run_is_not_at_or_not_locked_with_is_answered_false(
     anonymous: TestClient, started: tuple[str, str]
 ) -> None:
