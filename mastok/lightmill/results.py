@@ -166,7 +166,7 @@ def _flat_into(
     if length > MAX_DEPTH:
         return False
     for key, value in items:
-        if key == "":
+        if key == "" or "\x00" in key:
             return False
         measure_id = prefix + key if prefix else key
         kind = type(value)
@@ -206,6 +206,8 @@ def _leaves(node: Any, path: list[str], where: str) -> Iterator[tuple[list[str],
         for key, child in node.items():
             if not key:
                 raise InvalidBody(f"{where}: a measure id is empty (under {'.'.join(path)!r})")
+            if "\x00" in key:  # PostgreSQL's text holds none: the post would fail at every try
+                raise InvalidBody(f"{where}: measure id {key!r} holds a NUL character")
             yield from _leaves(child, [*path, key], where)
     elif isinstance(node, list):
         for index, child in enumerate(node):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -289,6 +290,26 @@ def test_malformed_results_are_refused_and_nothing_is_stored(
     assert message in error(response, 400, "InvalidBody")
     assert row_counts(anonymous) == before
     assert anonymous.get("/api/run/pointing/S0").json()["started"] is False
+
+
+@pytest.mark.parametrize(
+    "measures",
+    [{"trial": {"a\u0000b": 1}}, {"trial": {}, "events": [{"x": {"\u0000": 1}}]}],
+    ids=["trial", "event"],
+)
+def test_a_measure_id_holding_a_nul_is_refused_on_either_database(
+    anonymous: TestClient, measures: dict[str, Any]
+) -> None:
+    # PostgreSQL stores no NUL in text: registering such a measure failed with a 500 (without
+    # the CORS headers, so the client could not even read it) at every try of the post.
+    imported(anonymous)
+    token = lock(anonymous, "S0")
+    before = row_counts(anonymous)
+
+    response = post_trial(anonymous, "S0", 0, 0, token, measures)
+
+    assert "NUL" in error(response, 400, "InvalidBody")
+    assert row_counts(anonymous) == before
 
 
 def test_results_must_come_in_order(anonymous: TestClient) -> None:
