@@ -114,11 +114,11 @@ async def import_experiment(request: Request) -> Any:
 
 
 async def get_experiment(request: Request) -> Any:
-    return experiment_json(await _lightmill(request).experiment(request.path_params["xp"]))
+    return experiment_json(await _lightmill(request).experiment(_experiment_path(request)))
 
 
 async def available_run(request: Request) -> Any:
-    return run_json(await _lightmill(request).available_run(request.path_params["xp"]))
+    return run_json(await _lightmill(request).available_run(_experiment_path(request)))
 
 
 async def get_run(request: Request) -> Any:
@@ -193,8 +193,21 @@ async def _check_may_import(request: Request) -> None:
     )
 
 
+def _experiment_path(request: Request) -> str:
+    """The path's experiment id. Raises UnknownElement for one holding a NUL: no design holds
+    one (XML has none), and PostgreSQL fails on a search for it."""
+    xp: str = request.path_params["xp"]
+    if "\x00" in xp:
+        raise UnknownElement(f"there is no experiment {xp!r}")
+    return xp
+
+
 def _run_path(request: Request) -> tuple[str, str]:
-    return request.path_params["xp"], request.path_params["run"]
+    """The path's experiment and run ids (as `_experiment_path`)."""
+    xp, run = _experiment_path(request), request.path_params["run"]
+    if "\x00" in run:
+        raise UnknownElement(f"experiment {xp!r} has no run {run!r}")
+    return xp, run
 
 
 def _token(request: Request) -> str | None:

@@ -189,6 +189,11 @@ def test_import_needs_an_xml_content_type(anonymous: TestClient) -> None:
         ("/api/trial/pointing/S0/1/2", "block 1 of run 'S0' of 'pointing' has no trial 2"),
         ("/api/trial/pointing/S0/1/-1", "trial numbers are whole numbers from 0, not '-1'"),
         ("/api/trial/pointing/S0/7/0", "run 'S0' of 'pointing' has no block 7"),
+        # No design holds a NUL (XML has none); PostgreSQL answered a search for one with a 500.
+        ("/api/experiment/a%00b", "there is no experiment 'a\\x00b'"),
+        ("/api/experiment/a%00b/available_run", "there is no experiment 'a\\x00b'"),
+        ("/api/run/pointing/S%000/lock", "experiment 'pointing' has no run 'S\\x000'"),
+        ("/api/trial/pointing/S%000/0/0", "experiment 'pointing' has no run 'S\\x000'"),
     ],
 )
 def test_unknown_elements(anonymous: TestClient, path: str, message: str) -> None:
