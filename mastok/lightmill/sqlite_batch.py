@@ -38,10 +38,12 @@ def move_on(posts: Sequence[StoredPost], stamp: str) -> tuple[str, list[Any]]:
 
 
 def completions(done: Sequence[StoredPost], stamp: str) -> list[tuple[Any, ...]]:
-    return [
-        (stamp, post.event_count, post.trial_values, post.event_values, post.trial_pk)
-        for post in done
-    ]
+    return [completion(post, stamp) for post in done]
+
+
+def completion(post: StoredPost, stamp: str) -> tuple[Any, ...]:
+    """COMPLETE_SQLITE's parameters: the post's trial completed at `stamp`."""
+    return (stamp, post.event_count, post.trial_values, post.event_values, post.trial_pk)
 
 
 def write(connection: sqlite3.Connection, posts: Sequence[tuple[StoredPost, str]]) -> set[int]:
@@ -57,9 +59,9 @@ def write(connection: sqlite3.Connection, posts: Sequence[tuple[StoredPost, str]
                 MOVE_ON_ONE_SQLITE, (stamp, post.run_pk, post.position, post.token)
             )
         }
-        for post, stamp in posts:
-            if post.run_pk in moved:
-                connection.execute(COMPLETE_SQLITE, completions([post], stamp)[0])
+        done = [completion(post, stamp) for post, stamp in posts if post.run_pk in moved]
+        if done:
+            connection.executemany(COMPLETE_SQLITE, done)
         connection.execute("COMMIT")
     except BaseException:
         connection.rollback()
