@@ -52,6 +52,7 @@ from mastok.web.auth import BasicAuthMiddleware
 from mastok.web.body_limit import DEFAULT_LIMIT, MIB, BodyLimit
 from mastok.web.errors import handlers as error_handlers
 from mastok.web.headers import SecurityHeaders
+from mastok.web.nul_urls import NulUrls
 from mastok.web.participant_limits import JOIN_GATE, JoinGate, ParticipantLimits
 from mastok.web.quick_lane import QuickLane
 from mastok.web.sockets import JOIN_PATH, SUPERVISE_PATH, join_socket, supervise_socket
@@ -222,6 +223,11 @@ def create_app(
     prefix = settings.web_prefix
     middleware = [
         Middleware(SecurityHeaders),
+        Middleware(
+            NulUrls,
+            exempt_prefixes=[prefix + path for path in lightmill_api.CLIENT_PREFIXES],
+            api_prefix=prefix + "/api/",
+        ),
         Middleware(
             BodyLimit,
             exempt_prefixes=[prefix + path for path in lightmill_api.CLIENT_PREFIXES],

@@ -98,7 +98,7 @@ async def _join(websocket: WebSocket, limits: ParticipantLimits, address: str) -
         return
     slug = websocket.query_params.get("slug", "")
     try:
-        runner = await rooms.runner_for_slug(slug) if slug else None
+        runner = await rooms.runner_for_slug(slug) if _may_name(slug) else None
     except RoomsClosed:  # the term ended meanwhile: the page comes back to the leader
         await not_leading(websocket)
         return
@@ -139,6 +139,8 @@ async def supervise_socket(websocket: WebSocket) -> None:
     await websocket.accept()
     connection = Connection(websocket)
     try:
+        if not _may_name(namespace):
+            raise CampaignNotFound(namespace)
         campaign = await services.campaigns.get(namespace)
     except CampaignNotFound:
         connection.send("Error", f"no campaign named {namespace!r}")
@@ -206,6 +208,12 @@ async def _read_frames(
             continue
         await handle(frame)
     return None
+
+
+def _may_name(name: str) -> bool:
+    """Whether `name` may be a campaign's slug or namespace: not empty, and without a NUL,
+    which PostgreSQL's text cannot hold (a search for one fails, and the socket with it)."""
+    return bool(name) and "\x00" not in name
 
 
 # Served ahead of the router (`mastok.web.sockets_first`).

@@ -66,8 +66,9 @@ async def test_supervisor_socket_checks_origin_too(server: LiveServer) -> None:
     assert status == 403
 
 
-async def test_unknown_namespace_is_closed(server: LiveServer) -> None:
-    supervisor = await server.supervisor("ghost")
+@pytest.mark.parametrize("namespace", ["ghost", "a%00b"], ids=["unknown", "a NUL"])
+async def test_unknown_namespace_is_closed(server: LiveServer, namespace: str) -> None:
+    supervisor = await server.supervisor(namespace)
     assert "no campaign" in await supervisor.expect("Error")
     assert await supervisor.closed() == 4404
 

@@ -129,7 +129,9 @@ async def test_a_flood_closes_the_socket_and_the_room_goes_on(server: LiveServer
     await calm.expect("Instructions")
 
 
-async def test_unknown_slug_gets_an_error_and_a_close(server: LiveServer) -> None:
-    peer = await server.participant("nobody_here")
+@pytest.mark.parametrize("slug", ["nobody_here", "a%00b"], ids=["unknown", "a NUL"])
+async def test_unknown_slug_gets_an_error_and_a_close(server: LiveServer, slug: str) -> None:
+    # A NUL: PostgreSQL cannot search text for one (the read failed, the socket with it).
+    peer = await server.participant(slug)
     assert "no campaign" in await peer.expect("Error")
     assert await peer.closed() == 4404
