@@ -99,6 +99,13 @@ class CampaignSettings(BaseModel):
         "Seconds on one oTree page after which the supervise page flags a participant (0: never)",
     ) = 300
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        if _holds_nul(value):  # PostgreSQL's text holds none: the save would fail (a 500)
+            raise ValueError("holds a NUL character, which no text here may hold")
+        return value
+
     @field_validator("slug")
     @classmethod
     def _identifier(cls, value: str) -> str:
@@ -188,6 +195,17 @@ class CampaignCreate(CampaignSettings):
     @classmethod
     def _namespace_identifier(cls, value: str) -> str:
         return _check_identifier(value)
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a NUL is in the text, or in any text of the list or mapping."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(item) for item in value)
+    if isinstance(value, Mapping):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    return False
 
 
 def _check_identifier(value: str) -> str:

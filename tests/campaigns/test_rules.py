@@ -108,6 +108,14 @@ def test_update_checks_cross_field_rules_against_current_values() -> None:
     assert caught.value.errors == {"state": "must be one of Paused, Running, Completed"}
 
 
+@pytest.mark.parametrize("field", ["namespace", "consent", "otree_config_name", "exits"])
+def test_a_nul_is_refused_in_any_text(field: str) -> None:
+    """PostgreSQL's text holds none: the save failed with a 500."""
+    raw = campaign_input()
+    raw[field] = {"timeout": {"code": "C\x001", "url": None}} if field == "exits" else "a\x00b"
+    assert errors_of(raw) == {field: "holds a NUL character, which no text here may hold"}
+
+
 def test_a_campaign_runs_only_with_sessions_left_to_start() -> None:
     """Running at max_sessions, it would start nothing and hold everyone until their limit."""
     current = {**validate_new(campaign_input(max_sessions=4)).model_dump(), "started_sessions": 4}
