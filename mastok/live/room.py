@@ -1090,7 +1090,8 @@ class _Turn:
         self.start_sessions()
 
     def apply_edit(self, campaign: RoomCampaign) -> None:
-        previous = self.campaign.state
+        before = self.campaign
+        previous = before.state
         # Read before sessions this room started meanwhile: the room's count is the newer, and
         # if the room completed the campaign meanwhile, it stays Completed (the database too).
         stale = campaign.started_sessions < self.campaign.started_sessions
@@ -1102,8 +1103,35 @@ class _Turn:
         self.journal.set(self.room, "campaign", campaign)
         if campaign.state != previous and campaign.state != CampaignState.RUNNING:
             self.end_everyone(campaign.state)
-        elif resized:
+            return
+        if campaign.grouping != before.grouping:
+            self.regroup()
+        if resized:
             self.tell_joining_sizes()
+
+    def regroup(self) -> None:
+        """After an edit of the grouping, whoever waits in a group that is gone chooses again,
+        as does whoever was choosing (its page shows the old question); with no grouping left,
+        they enter the single group."""
+        labels = set(self.campaign.labels)
+        gone: list[Member] = []
+        for pools in (self.room.joining, self.room.pending):
+            for group, pool in pools.items():
+                if group not in labels and pool:
+                    gone.extend(pool)
+                    self.journal.replace(pool, [])
+        for member in gone:
+            self.journal.set(member, "step", Step.AGREED)
+        if gone:
+            self.effects.append(Move(tuple(m.token for m in sorted(gone, key=_seq)), Step.AGREED))
+        choosing = sorted(
+            (m for m in self.room.members.values() if m.step == Step.AGREED), key=_seq
+        )
+        for member in choosing:
+            if self.campaign.grouping is None:
+                self.enter_room(member, DEFAULT_GROUP)
+            else:
+                self.send_step(member)
 
     def end_everyone(self, state: CampaignState) -> None:
         """Everyone's socket gets the campaign's message, and everyone leaves."""

@@ -689,6 +689,34 @@ def test_an_edit_down_to_the_sessions_started_creates_no_session_beyond_it() -> 
     assert room.creations() == [(1, False)]  # no session 2: unpaid for
 
 
+def test_an_edit_of_the_grouping_asks_again_those_whose_group_is_gone() -> None:
+    room = RoomHarness(campaign(groups=(("A", 1), ("B", 1))))
+    stranded, token = room.agree()
+    room.send(stranded, "Connect", "A")
+    choosing, _ = room.agree()
+    effects = room.do(Edited(campaign(groups=(("C", 1), ("D", 1)))))
+    for conn in (stranded, choosing):
+        assert room.frames(conn, effects) == [("Grouping", "Q?\nC:1\nD:1\nGo")]
+    assert room.of(Move, effects) == [Move((token,), Step.AGREED)]
+    assert room.joining() == []
+    room.send(stranded, "Connect", "C")
+    room.send(choosing, "Connect", "D")
+    assert room.creations() == [(1, False)]
+
+
+def test_an_edit_removing_the_grouping_lets_those_choosing_a_group_in() -> None:
+    room = RoomHarness(campaign(groups=(("A", 1), ("B", 1))))
+    joined, first = room.agree()
+    room.send(joined, "Connect", "A")
+    choosing, second = room.agree()
+    effects = room.do(Edited(campaign()))
+    assert room.frames(joined, effects)[0] == ("Instructions", "<p>wait</p>")
+    assert room.frames(choosing, effects)[0] == ("Instructions", "<p>wait</p>")
+    assert room.creations(effects) == [(1, False)]
+    starting = room.room.starting
+    assert starting is not None and {m.token for m in starting.members} == {first, second}
+
+
 def test_resuming_a_campaign_lets_people_in_again() -> None:
     room = RoomHarness(campaign(state=CampaignState.PAUSED))
     room.do(Edited(campaign()))
