@@ -3,6 +3,8 @@ admin pages and the JSON API."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -14,6 +16,10 @@ from mastok.db.tables import Campaign
 from mastok.otree import OTreeClient, OTreeError, SessionConfig
 
 ChangeListener = Callable[[Campaign], Awaitable[None]]
+STALE = (
+    "was changed since this form was opened (by another admin, or its room completed it): "
+    "reload the page and make your changes again"
+)
 
 
 class CampaignNotFound(LookupError):
@@ -58,11 +64,17 @@ class CampaignService:
         await self._changed(campaign)
         return campaign
 
-    async def update(self, namespace: str, changes: Mapping[str, Any]) -> Campaign:
+    async def update(
+        self, namespace: str, changes: Mapping[str, Any], version: str | None = None
+    ) -> Campaign:
+        """Apply `changes`; with `version` (an edit form's), only to the campaign it was read
+        from: a form saves every field, and would undo a change saved since it was opened."""
         async with self.db.session() as session:
             campaign = await store.get_campaign(session, namespace)
             if campaign is None:
                 raise CampaignNotFound(namespace)
+            if version is not None and version != self.version(campaign):
+                raise InvalidCampaign({"campaign": STALE})
             values = rules.validate_update(self.as_fields(campaign), changes).model_dump()
             campaign = await store.update_campaign(session, campaign, values)
         await self._changed(campaign)
@@ -93,6 +105,15 @@ class CampaignService:
         names = set(rules.CampaignUpdate.model_fields) | set(rules.IMMUTABLE)
         names |= {"started_sessions"}
         return {name: getattr(campaign, name) for name in sorted(names)}
+
+    @classmethod
+    def version(cls, campaign: Campaign) -> str:
+        """The campaign's fields as an admin sets them (and its state), hashed: the room's
+        count of sessions started changes it not."""
+        fields = cls.as_fields(campaign)
+        del fields["started_sessions"]
+        text = json.dumps(fields, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def share_url(self, campaign: Campaign) -> str:
         return self.share_url_base + campaign.slug

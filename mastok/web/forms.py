@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from wtforms import BooleanField, Form, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, Form, HiddenField, SelectField, StringField, TextAreaField
 from wtforms.csrf.session import SessionCSRF
 from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import NumberInput
@@ -198,3 +198,4 @@ class NewCampaignForm(_CampaignFields):
 
 class EditCampaignForm(_CampaignFields):
     state = SelectField("State", choices=[SelectChoice(s) for s in STATES])
+    version = HiddenField()  # the campaign the form was opened on (CampaignService.version)

@@ -63,7 +63,8 @@ async def campaign_edit(request: Request) -> Response:
     namespace = request.path_params["namespace"]
     campaign = await campaigns.get(namespace)
     formdata = await request.form() if request.method == "POST" else None
-    form = EditCampaignForm.for_request(request, formdata, obj=campaign)
+    version = campaigns.version(campaign)
+    form = EditCampaignForm.for_request(request, formdata, obj=campaign, version=version)
     context: dict[str, Any] = {"form": form, "campaign": campaign, "errors": []}
     context["share_url"] = campaigns.share_url(campaign)
     if formdata is None:
@@ -71,7 +72,7 @@ async def campaign_edit(request: Request) -> Response:
 
     async def update(values: dict[str, Any]) -> str:
         before = campaigns.as_fields(campaign)
-        updated = await campaigns.update(namespace, values)
+        updated = await campaigns.update(namespace, values, values.pop("version", None) or None)
         await audit.audited_edit(request, namespace, before, campaigns.as_fields(updated))
         return f"Campaign {namespace} saved"
 

@@ -17,6 +17,16 @@ def csrf_token(page: str) -> str:
     return found.group(1)
 
 
+def hidden_fields(page: str, *names: str) -> dict[str, str]:
+    """The page's hidden inputs of these names (those it has)."""
+    found = {}
+    for name in names:
+        match = re.search(rf'name="{name}" type="hidden" value="([^"]*)"', page)
+        if match:
+            found[name] = match.group(1)
+    return found
+
+
 def as_form(values: dict[str, Any]) -> dict[str, str]:
     """Checkboxes are sent as 'y' when ticked and left out otherwise, like a browser does."""
     form = {}
@@ -31,4 +41,5 @@ def as_form(values: dict[str, Any]) -> dict[str, str]:
 def submit(client: TestClient, path: str, values: dict[str, Any]) -> Response:
     page = client.get(path)
     assert page.status_code == 200, page.text
-    return client.post(path, data={**as_form(values), "csrf_token": csrf_token(page.text)})
+    data = {**as_form(values), "csrf_token": csrf_token(page.text)}
+    return client.post(path, data={**data, **hidden_fields(page.text, "version")})

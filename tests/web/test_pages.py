@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -11,7 +12,7 @@ from starlette.websockets import WebSocketDisconnect
 from tests.campaigns.factories import campaign_input
 from tests.fixtures.app import ClientFactory
 from tests.lightmill.helpers import services
-from tests.web.forms import as_form, csrf_token, submit
+from tests.web.forms import as_form, csrf_token, hidden_fields, submit
 
 
 def test_home_redirects_to_the_dashboard(client: TestClient) -> None:
@@ -98,6 +99,26 @@ def test_edit_changes_settings_but_not_the_namespace(client: TestClient) -> None
     assert (saved["max_sessions"], saved["join_once"], saved["state"]) == (9, True, "Running")
     assert saved["otree_config_name"] == "guess_two"
     assert client.get("/api/campaigns/renamed").status_code == 404
+
+
+def test_a_save_from_a_form_opened_before_another_save_is_refused(client: TestClient) -> None:
+    """Two admins edit at once: the second save must not silently undo the first's change."""
+    assert client.post("/api/campaigns", json=campaign_input("study_two")).status_code == 201
+    first = client.get("/campaigns/edit/study_two").text
+    second = client.get("/campaigns/edit/study_two").text
+    shown = {**campaign_input("study_two"), "state": "Paused"}
+
+    def post(page: str, **changes: object) -> Any:
+        data = {**as_form({**shown, **changes}), "csrf_token": csrf_token(page)}
+        data.update(hidden_fields(page, "version"))
+        return client.post("/campaigns/edit/study_two", data=data)
+
+    assert post(first, max_sessions=9).status_code == 303
+    response = post(second, waiting_limit=10)
+    assert response.status_code == 422
+    assert "changed since this form was opened" in response.text
+    saved = client.get("/api/campaigns/study_two").json()
+    assert (saved["max_sessions"], saved["waiting_limit"]) == (9, 5)
 
 
 def test_invalid_edit_keeps_input_and_saves_nothing(client: TestClient) -> None:
