@@ -10,7 +10,15 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mastok.campaigns.exits import PARAM, ExitsError, check_exits
 from mastok.campaigns.grouping import GroupingError, parse_grouping
@@ -48,7 +56,12 @@ def _ranged(name: str, description: str) -> Any:
     return Annotated[int, Field(ge=low, le=high, description=f"{description} ({low} to {high})")]
 
 
-Text = Annotated[str, Field(max_length=TEXT_LIMIT)]
+def _lines(value: Any) -> Any:
+    """A browser sends a textarea's lines ending with CRLF: the same text as the API's LF."""
+    return value.replace("\r\n", "\n") if isinstance(value, str) else value
+
+
+Text = Annotated[str, BeforeValidator(_lines), Field(max_length=TEXT_LIMIT)]
 
 
 class CampaignSettings(BaseModel):

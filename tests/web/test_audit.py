@@ -11,6 +11,9 @@ from tests.campaigns.factories import campaign_input
 from tests.fixtures.app import LOGIN
 from tests.fixtures.live import ServerFactory
 from tests.live.helpers import running_campaign
+from tests.web.forms import submit
+
+CONSENT_LINES = "# Consent\n\n- [ ] I am over 18\n\nLine one\nline two\n\n[accept]I agree[/accept]"
 
 
 def entries(client: Any, **params: Any) -> list[dict[str, Any]]:
@@ -68,3 +71,18 @@ async def test_the_supervise_page_buttons_are_logged(make_server: ServerFactory)
     assert logged[0]["action"] == "campaign.state"
     assert logged[0]["details"] == {"state": ["Running", "Paused"]}
     assert logged[0]["address"] == "127.0.0.1"
+
+
+def test_a_form_saved_as_a_browser_sends_it_logs_only_what_changed(client: TestClient) -> None:
+    """A browser sends a textarea's lines ending with CRLF: texts left as they were are no
+    change, to the log nor to the consent participants agree to."""
+    values = campaign_input("crlf", consent=CONSENT_LINES, grouping="Q?\nA:1\nB:1\nGo")
+    assert client.post("/api/campaigns", json=values).status_code == 201
+    before = client.get("/api/campaigns/crlf").json()
+    texts = ("consent", "grouping", "instructions", "pending", "paused", "completed")
+    posted = {**values, "state": "Paused", "max_sessions": 7}
+    posted.update({name: posted[name].replace("\n", "\r\n") for name in texts})
+    assert submit(client, "/campaigns/edit/crlf", posted).status_code == 303
+    assert entries(client)[0]["details"] == {"max_sessions": [3, 7]}
+    after = client.get("/api/campaigns/crlf").json()
+    assert [after[name] for name in texts] == [before[name] for name in texts]
