@@ -257,18 +257,30 @@ def validate_update(current: Mapping[str, Any], changes: Mapping[str, Any]) -> C
     editable = set(CampaignUpdate.model_fields)
     merged = {key: value for key, value in current.items() if key in editable}
     merged.update(changes)
-    checked = _validate(CampaignUpdate, merged)
-    started = int(current.get("started_sessions") or 0)
-    if checked.state == CampaignState.RUNNING and started >= checked.max_sessions:
-        # Running, it would start no session (the room never goes past max_sessions), and
-        # everyone waiting would wait until their limit.
-        field = "state" if "state" in changes else "max_sessions"
+    updated = _validate(CampaignUpdate, merged)
+    _check_sessions_left(updated, int(current.get("started_sessions") or 0), "state" in changes)
+    _check_slug_kept(current, updated)
+    return updated
+
+
+def _check_slug_kept(current: Mapping[str, Any], campaign: CampaignUpdate) -> None:
+    """Waiting pages reconnect to their share URL's slug: renamed while Running, they would
+    find no campaign there (or another that took it) and lose their places."""
+    running = (current.get("state"), campaign.state) == (CampaignState.RUNNING,) * 2
+    if running and campaign.slug != current.get("slug"):
+        raise InvalidCampaign({"slug": "cannot change while the campaign is Running: pause it"})
+
+
+def _check_sessions_left(campaign: CampaignUpdate, started: int, state_changed: bool) -> None:
+    """Running with every session started, it would start none (the room never goes past
+    max_sessions), and those who came would wait out their limit for nothing."""
+    if campaign.state == CampaignState.RUNNING and started >= campaign.max_sessions:
+        field = "state" if state_changed else "max_sessions"
         message = (
-            f"max_sessions is {checked.max_sessions} and {started} are started: raise it to run "
-            "the campaign"
+            f"max_sessions is {campaign.max_sessions} and {started} are started: raise it to "
+            "run the campaign"
         )
         raise InvalidCampaign({field: message})
-    return checked
 
 
 def _without(raw: Mapping[str, Any], keys: tuple[str, ...], reason: str) -> Mapping[str, Any]:

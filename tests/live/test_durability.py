@@ -33,6 +33,27 @@ async def test_resume_gives_the_place_back(make_server: ServerFactory) -> None:
     assert await back.expect("JoiningSize") == "2/3"
 
 
+async def test_a_running_campaign_keeps_its_slug_for_those_waiting(
+    make_server: ServerFactory,
+) -> None:
+    """A waiting page reconnects to the share URL's slug: renamed, it would find no campaign
+    there (or another campaign that took the slug) and lose its place."""
+    server = make_server()
+    campaign = running_campaign(server, "renamed", per_session=3)
+    peer, token = await join(server, campaign["slug"], "a")
+    await peer.send("Agree")
+    await peer.expect("Instructions")
+    with server.admin() as admin:
+        answer = admin.patch("/api/campaigns/renamed", json={"slug": "other_slug"})
+    assert answer.status_code == 422
+    assert "Running" in answer.json()["errors"]["slug"]
+    await peer.close()
+    back = await server.participant(campaign["slug"])
+    assert await back.expect("State") == "Running"
+    await back.send("Resume", token)
+    assert await back.expect("Resume") == token
+
+
 async def test_a_second_socket_with_the_token_replaces_the_first(
     make_server: ServerFactory,
 ) -> None:
