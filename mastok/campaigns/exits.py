@@ -109,7 +109,10 @@ def _code(outcome: str, value: Any) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > MAX_CODE or not value.isprintable():
         raise ExitsError(f"{outcome}: a code is text of at most {MAX_CODE} printable characters")
-    return value.strip() or None
+    code = value.strip()
+    if len(code.split()) > 1:  # the form's line could not hold it: its words are code and url
+        raise ExitsError(f"{outcome}: a code is one word (no spaces)")
+    return code or None
 
 
 def _url(outcome: str, value: Any, params: tuple[str, ...]) -> str | None:

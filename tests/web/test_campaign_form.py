@@ -212,3 +212,13 @@ def test_wrong_platform_settings_come_back_at_their_fields(client: TestClient) -
     response = submit(client, "/campaigns/new", missing)
     assert response.status_code == 422
     assert 'data-field="require_identity">name the identity parameter' in response.text
+
+
+def test_the_api_takes_only_exits_the_form_can_show_and_save_again(client: TestClient) -> None:
+    """The form writes a code and its url as words on one line: a code with a space in it,
+    taken by the API, would come back in the form as two words, and every save of the form
+    (of any field) would be refused."""
+    exits = {"timeout": {"code": "C1 TIMEOUT", "url": None}}
+    answer = client.post("/api/campaigns", json=campaign_input("spaced", exits=exits))
+    assert answer.status_code == 422
+    assert answer.json()["errors"] == {"exits": "timeout: a code is one word (no spaces)"}
