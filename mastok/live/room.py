@@ -105,6 +105,7 @@ class Member:
     ready: bool = False  # answered the ready check in progress
     identity: str | None = None  # its platform id
     params: Params = ()  # the query parameters its campaign captures
+    consent_hash: str = ""  # the consent its page was shown: the one its Agree agrees to
 
     @property
     def key(self) -> str:
@@ -371,6 +372,7 @@ def _member_state(member: Member) -> tuple[Any, ...]:
         member.away_until,
         member.waiting_since,
         member.reserved,
+        member.consent_hash,
     )
 
 
@@ -486,7 +488,7 @@ class _Turn:
             return
         campaign = self.campaign
         if member.step == Step.LANDED:
-            self.send(conn, Kind.CONSENT, campaign.texts.consent)
+            self.send_consent(member)
         elif member.step == Step.AGREED and campaign.grouping is not None:
             self.send(conn, Kind.GROUPING, campaign.grouping)
         elif member.step == Step.JOINING:
@@ -500,6 +502,11 @@ class _Turn:
         elif member.step == Step.PENDING:
             self.send(conn, Kind.PENDING, campaign.texts.pending)
             self.send_waiting(member)
+
+    def send_consent(self, member: Member) -> None:
+        if member.conn is not None:
+            self.journal.set(member, "consent_hash", self.campaign.consent_hash)
+            self.send(member.conn, Kind.CONSENT, self.campaign.texts.consent)
 
     def send_waiting(self, member: Member) -> None:
         """How long the member has waited, its limit, and when it may leave."""
@@ -629,7 +636,7 @@ class _Turn:
         self.journal.put(self.room.sockets, conn, token)
         self.effects.append(AddParticipant(token, browser_id, identity, params))
         self.send(conn, Kind.RESUME, token)
-        self.send(conn, Kind.CONSENT, self.campaign.texts.consent)
+        self.send_consent(member)
 
     def add_member(self, member: Member) -> None:
         self.journal.put(self.room.members, member.token, member)
@@ -687,7 +694,8 @@ class _Turn:
         if member is None or member.step != Step.LANDED:
             self.error(conn, "Agree comes once, after Land")
             return
-        self.effects.append(Consented(member.token, self.campaign.consent_hash))
+        shown = member.consent_hash or self.campaign.consent_hash
+        self.effects.append(Consented(member.token, shown))
         if self.campaign.grouping is None:
             self.enter_room(member, DEFAULT_GROUP)
             return

@@ -16,6 +16,7 @@ import pytest
 from mastok.live.events import (
     AddParticipant,
     Ask,
+    Consented,
     Disconnect,
     Edited,
     Leave,
@@ -715,6 +716,21 @@ def test_an_edit_removing_the_grouping_lets_those_choosing_a_group_in() -> None:
     assert room.creations(effects) == [(1, False)]
     starting = room.room.starting
     assert starting is not None and {m.token for m in starting.members} == {first, second}
+
+
+def test_an_agree_records_the_consent_its_page_was_shown() -> None:
+    """The consent edited while someone reads it: their Agree is to the text they were shown
+    (the page that comes back is shown the new one, and agrees to that)."""
+    room = RoomHarness(campaign(consent_hash="v1"))
+    conn, token = room.land()
+    texts = replace(room.room.campaign.texts, consent="<p>consent v2</p>")
+    effects = room.do(Edited(campaign(consent_hash="v2", texts=texts)))
+    assert room.frames(conn, effects) == []
+    effects = room.send(conn, "Agree")
+    assert room.of(Consented, effects) == [Consented(token, "v1")]
+    again, _ = room.land()
+    assert room.frames(again)[-1] == ("Consent", "<p>consent v2</p>")
+    assert room.of(Consented, room.send(again, "Agree")) == [Consented("tok2", "v2")]
 
 
 def test_resuming_a_campaign_lets_people_in_again() -> None:
