@@ -41,7 +41,8 @@ OUTCOMES = {"Start": "started", "Timeout": "timeout", "NotReady": "not_ready", "
 # A page closed by its person leaves mastok to decide: away, unless its limit or a ready
 # check it can no longer answer came first.
 CLOSED_OUTCOMES = ("away", "timeout", "not_ready")
-EXITS = {o: {"code": o.upper(), "url": None} for o in ("timeout", "not_ready", "left", "away")}
+# Every outcome owed an exit has one (`away` has none: nobody is there to be told).
+EXITS = {o: {"code": o.upper(), "url": None} for o in ("timeout", "not_ready", "left")}
 
 
 @dataclass(frozen=True)
