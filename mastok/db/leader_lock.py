@@ -126,7 +126,7 @@ class PostgresLock:
                 raise LockUnreachable("this process's former lock session has not ended yet")
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             self._drop()
-            raise LockUnreachable(_describe(error)) from None
+            raise LockUnreachable(describe_error(error)) from None
         self._held = bool(got)
         return self._held
 
@@ -156,7 +156,7 @@ class PostgresLock:
             await connection.fetchval("SELECT 1", timeout=QUERY_TIMEOUT)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             self._drop()
-            raise LockDropped(_describe(error)) from None
+            raise LockDropped(describe_error(error)) from None
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None
@@ -175,12 +175,12 @@ class PostgresLock:
                 **self.options, timeout=CONNECT_TIMEOUT, server_settings=SERVER_SETTINGS
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-            raise LockUnreachable(_describe(error)) from None
+            raise LockUnreachable(describe_error(error)) from None
         try:
             await _newer_settings(connection)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             connection.terminate()
-            raise LockUnreachable(_describe(error)) from None
+            raise LockUnreachable(describe_error(error)) from None
         _client_keepalives(connection)
         self._connection = connection
         return connection
@@ -226,5 +226,5 @@ def _lock_ids(key: int) -> tuple[int, int]:
     return (key >> 32) & 0xFFFF_FFFF, key & 0xFFFF_FFFF
 
 
-def _describe(error: BaseException) -> str:
+def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

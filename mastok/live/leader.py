@@ -31,6 +31,7 @@ from mastok.db.leader_lock import (
     LockDropped,
     LockUnreachable,
     PostgresLock,
+    describe_error,
 )
 from mastok.db.tables import Campaign
 from mastok.live import leadership as lead
@@ -161,22 +162,38 @@ class Leader:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(ATTEMPT_SECONDS)
-            await self._step()
+            try:
+                await self._step()
+            except Exception:  # a bug: the loop must go on, or a lost lock goes unseen
+                log.exception("the leadership step failed; trying again in a second")
 
     async def _step(self) -> None:
-        event: lead.Event
+        event = await self._attempt()
+        if event is not None:
+            await self._apply(self.machine.handle(event))
+
+    async def _attempt(self) -> lead.Event | None:
+        """What came of trying the lock (a standby, or adrift) or of checking it (leading).
+        An error the lock does not name is a lock that cannot be vouched for: leading, it
+        counts as dropped (the rooms halt, the lock's connection is closed, which frees it)."""
         if self.machine.wants_lock:
             try:
-                event = lead.Acquired() if await self.lock.try_acquire() else lead.Refused()
+                return lead.Acquired() if await self.lock.try_acquire() else lead.Refused()
             except LockUnreachable as error:
-                event = lead.Unreachable(str(error))
-        else:
-            try:
-                await self.lock.check()
-                return
-            except LockDropped as error:
-                event = lead.Dropped(str(error))
-        await self._apply(self.machine.handle(event))
+                return lead.Unreachable(str(error))
+            except Exception as error:
+                log.exception("trying the leader lock failed")
+                await self.lock.close()
+                return lead.Unreachable(describe_error(error))
+        try:
+            await self.lock.check()
+            return None
+        except LockDropped as error:
+            return lead.Dropped(str(error))
+        except Exception as error:
+            log.exception("checking the leader lock failed")
+            await self.lock.close()
+            return lead.Dropped(describe_error(error))
 
     async def _apply(self, effects: list[lead.Effect]) -> None:
         for effect in effects:

@@ -1,0 +1,137 @@
+"""The leadership loop (`mastok.live.leader`) outlives an error nobody foresaw: the driver run
+with a lock and rooms of the test's own, no database. Were the loop to end, a leader would stop
+checking its lock and run its rooms on after losing it, beside the process that took it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from mastok.live import leader as leader_module
+from mastok.live.leader import Leader
+from mastok.live.leadership import Role
+from mastok.tasks import TaskScope, task_scope
+from tests.live.test_leader_edits import FakeRooms
+
+
+class FlakyLock:
+    """A lock held whenever tried, whose next attempt or check raises `failure` once."""
+
+    def __init__(self) -> None:
+        self.failure: Exception | None = None
+        self.checks = 0
+        self.closes = 0
+        self.called = asyncio.Event()  # set by every attempt and check
+
+    def _fail(self) -> None:
+        self.called.set()
+        failure, self.failure = self.failure, None
+        if failure is not None:
+            raise failure
+
+    async def try_acquire(self) -> bool:
+        self._fail()
+        return True
+
+    async def check(self) -> None:
+        self.checks += 1
+        self._fail()
+
+    async def close(self) -> None:
+        self.closes += 1
+
+
+@pytest.fixture
+async def scope(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[TaskScope]:
+    monkeypatch.setattr(leader_module, "ATTEMPT_SECONDS", 0.0)
+    async with task_scope() as tasks:
+        yield tasks
+
+
+def driver(lock: FlakyLock, tasks: TaskScope) -> tuple[Leader, list[FakeRooms]]:
+    """The leader, and the rooms each of its terms built (ready at once)."""
+    built: list[FakeRooms] = []
+
+    def make_rooms(_term_tasks: TaskScope) -> FakeRooms:
+        rooms = FakeRooms()
+        rooms.may_start.set()
+        built.append(rooms)
+        return rooms
+
+    leader = Leader(
+        None,  # type: ignore[arg-type]  # not read: the lock is given
+        make_rooms,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        tasks,
+        lock=lock,
+    )
+    return leader, built
+
+
+async def until(lock: FlakyLock, condition: Callable[[], bool]) -> None:
+    """Wait for the loop's attempts and checks until `condition` holds."""
+    async with asyncio.timeout(5):
+        while not condition():
+            lock.called.clear()
+            await lock.called.wait()
+
+
+async def test_a_check_failing_unforeseen_halts_the_rooms_and_the_lock_is_taken_again(
+    scope: TaskScope, caplog: pytest.LogCaptureFixture
+) -> None:
+    lock = FlakyLock()
+    leader, built = driver(lock, scope)
+    await leader.start()
+    assert leader.role == Role.LEADER and leader.machine.terms == 1
+    first_rooms = leader.rooms
+
+    lock.failure = RuntimeError("an asyncpg error of a kind nobody listed")
+    await until(lock, lambda: leader.machine.terms == 2 and leader.rooms is not None)
+
+    assert lock.closes == 1  # the lock's connection closed: the lock is free while adrift
+    assert leader.role == Role.LEADER
+    assert leader.rooms is not first_rooms and len(built) == 2
+    checks = lock.checks
+    await until(lock, lambda: lock.checks > checks + 1)  # and the lock is checked on
+    assert "checking the leader lock failed" in caplog.text
+    assert "RuntimeError: an asyncpg error of a kind nobody listed" in caplog.text
+    await leader.stop()
+
+
+async def test_an_attempt_failing_unforeseen_is_tried_again(scope: TaskScope) -> None:
+    lock = FlakyLock()
+    lock.failure = RuntimeError("unforeseen")
+    leader, _built = driver(lock, scope)
+    await leader.start()  # the first attempt, which fails
+    assert leader.role == Role.STANDBY
+    assert lock.closes == 1
+
+    await until(lock, lambda: leader.role == Role.LEADER)
+    await leader.stop()
+
+
+async def test_an_effect_failing_unforeseen_leaves_the_loop_running(
+    scope: TaskScope, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lock = FlakyLock()
+    leader, _built = driver(lock, scope)
+    await leader.start()
+    calls = 0
+    real_attempt = leader._attempt
+
+    async def failing_once() -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug in the driver")
+        return await real_attempt()
+
+    monkeypatch.setattr(leader, "_attempt", failing_once)
+    await until(lock, lambda: calls >= 3)
+
+    assert "the leadership step failed" in caplog.text
+    await leader.stop()
