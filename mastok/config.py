@@ -151,7 +151,9 @@ class Settings(BaseModel):
     otree_public_url: Url = setting("", "oTree as participants reach it")
     otree_api_url: Url = setting("", "oTree's REST API as mastok reaches it (same oTree server)")
     otree_api_key: Text = setting("", "oTree's `OTREE_REST_KEY`", secret=True)
-    otree_timeout: Timeout = setting(10.0, "seconds to wait for oTree's API")
+    otree_timeout: Timeout = setting(
+        10.0, "seconds to wait for each call to oTree's API, its whole answer included"
+    )
     disable_live_redirect: Flag = setting(
         False, "do not send people coming back to their live oTree session"
     )

@@ -4,13 +4,16 @@ failures a real oTree cannot produce on demand."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
 
+from mastok.otree import client as client_module
 from mastok.otree.client import (
     OTreeAuthError,
     OTreeBadRequest,
@@ -332,6 +335,94 @@ async def test_slow_answer_is_a_timeout(otree_stub: OTreeStub) -> None:
 
     assert "did not answer in time" in caught.value.message
     assert len(otree_stub.requests) == 1
+
+
+@contextlib.asynccontextmanager
+async def raw_server(
+    answer: Callable[[asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[str]:
+    """A server that reads a request's head and hands its socket to `answer`."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            await answer(writer)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+
+
+async def test_an_answer_trickling_in_is_a_timeout_of_the_whole_call() -> None:
+    """A byte every 10 ms never trips a wait between reads: the call as a whole times out."""
+
+    async def trickle(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+        while True:  # until the client hangs up
+            writer.write(b" ")
+            await writer.drain()
+            await asyncio.sleep(0.01)
+
+    async with raw_server(trickle) as url:
+        client = OTreeClient(url, "k", timeout=0.5)
+        try:
+            async with asyncio.timeout(30):  # the call would trickle on for 10,000 s
+                with pytest.raises(OTreeTimeout) as caught:
+                    await client.version()
+        finally:
+            await client.aclose()
+
+    assert "did not answer in time (GET /api/otree_version)" in caught.value.message
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "chunked"])
+async def test_an_answer_over_the_limit_is_refused(
+    declared: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_module, "MAX_ANSWER_BYTES", 1000)
+
+    async def flood(writer: asyncio.StreamWriter) -> None:
+        length = b"Content-Length: 100000" if declared else b"Transfer-Encoding: chunked"
+        writer.write(b"HTTP/1.1 200 OK\r\n" + length + b"\r\n\r\n")
+        for _ in range(100):
+            chunk = b"[" * 1000
+            writer.write(chunk if declared else b"3e8\r\n" + chunk + b"\r\n")
+            await writer.drain()
+
+    async with raw_server(flood) as url:
+        client = OTreeClient(url, "k", timeout=10)
+        try:
+            with pytest.raises(OTreeServerError) as caught:
+                await client.list_sessions()
+        finally:
+            await client.aclose()
+
+    assert caught.value.message == "oTree's answer to GET /api/sessions is over 1,000 bytes"
+    assert caught.value.status == 200
+
+
+async def test_an_answer_under_the_limit_without_a_length_is_read_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(client_module, "MAX_ANSWER_BYTES", 1000)
+
+    async def chunked(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for part in (b'{"version"', b': "6.0.15"}'):
+            writer.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    async with raw_server(chunked) as url:
+        client = OTreeClient(url, "k", timeout=10)
+        try:
+            assert await client.version() == "6.0.15"
+        finally:
+            await client.aclose()
 
 
 async def test_refused_connection_is_unreachable(refused_url: str) -> None:
