@@ -112,16 +112,25 @@ class SessionStarter:
         )
 
     async def _claimable(self, name: str, size: int) -> SessionSummary | None:
-        """The session labelled `name` that seats `size`: one asked before an edit of
-        per_session cannot seat this pool (a retry failed on it for ever, or sent the pool into
-        a game waiting for players who never come), and stays unused. The latest of them:
-        after a restore from a backup, numbers are used again and an earlier one under the
-        same label was played by others (oTree lists its sessions oldest first)."""
+        """The latest session labelled `name` that seats `size` and nobody has entered.
+
+        One asked before an edit of per_session cannot seat this pool (a retry failed on it
+        for ever, or sent the pool into a game waiting for players who never come). One that
+        somebody entered was given out by another history of this campaign: a database
+        restored from a backup, or copied, numbers its sessions again. Its start links were
+        never sent from this one (they are sent only once the session is recorded), so
+        claiming it would send the pool into other people's game. oTree lists its sessions
+        oldest first."""
         sessions = await self.listing.sessions()
-        return next(
-            (s for s in reversed(sessions) if s.label == name and _may_seat(s, size)),
-            None,
-        )
+        for summary in reversed(sessions):
+            seats = summary.label == name and _may_seat(summary, size)
+            if seats and await self._unentered(summary.code):
+                return summary
+        return None
+
+    async def _unentered(self, code: str) -> bool:
+        """Nobody has opened a start link of session `code` (each participant on page 0)."""
+        return all(p.index == 0 for p in await self.otree.session_progress(code))
 
 
 def _may_seat(summary: SessionSummary, size: int) -> bool:

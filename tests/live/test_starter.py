@@ -10,7 +10,7 @@ import pytest
 
 from mastok.live.events import Entrant
 from mastok.live.starter import SessionStarter, StartFailed, StartSpec
-from mastok.otree import OTreeClient, Participant, Session, SessionSummary
+from mastok.otree import OTreeClient, Participant, Progress, Session, SessionSummary
 
 SPEC = StartSpec(1, "ns", "uid1", "demo", 2)
 
@@ -23,6 +23,7 @@ class ScriptedOTree(OTreeClient):
         self.sessions: dict[str, Session] = {}
         self.created: list[str] = []
         self.codes: list[list[str]] = []  # participant codes the next creations get
+        self.entered: set[str] = set()  # participant codes whose start link was opened
 
     def add(self, code: str, label: str, participant_codes: list[str]) -> None:
         participants = [Participant(p, n, None) for n, p in enumerate(participant_codes, 1)]
@@ -57,6 +58,10 @@ class ScriptedOTree(OTreeClient):
 
     async def set_participant_vars(self, participant_code: str, values: dict[str, Any]) -> None:
         pass
+
+    async def session_progress(self, code: str) -> list[Progress]:
+        codes = [p.code for p in self.sessions[code].participants]
+        return [Progress(p, 1 if p in self.entered else 0, 3) for p in codes]
 
 
 ENTRANTS = (Entrant("a", ()), Entrant("b", ()))
@@ -101,6 +106,20 @@ async def test_of_two_sessions_under_its_label_the_latest_is_claimed() -> None:
     created = await SessionStarter(otree, "http://public").start(SPEC, 1, True, ENTRANTS)
     assert created.code == "new"
     assert [code for code, _ in created.participants] == ["n1", "n2"]
+
+
+async def test_a_session_under_its_label_that_somebody_entered_is_not_claimed() -> None:
+    # A database restored from a backup taken while session 1 was being asked: the room
+    # retries it and looks its label up. The session found was created before the restore
+    # and its links sent from the history the restore undid; somebody is playing in it.
+    otree = ScriptedOTree()
+    otree.add("played", "mk:ns:1:uid1", ["o1", "o2"])
+    otree.entered = {"o2"}
+    created = await SessionStarter(otree, "http://public").start(SPEC, 1, True, ENTRANTS)
+    assert otree.created == [created.code]
+    assert created.code != "played"
+    again = await SessionStarter(otree, "http://public").start(SPEC, 1, True, ENTRANTS)
+    assert again.code == created.code  # the one made now, nobody in it yet, is claimed
 
 
 @pytest.mark.parametrize("public_url", ["", "otree.example.org"], ids=["none", "no scheme"])
