@@ -3,9 +3,11 @@ admin pages and the JSON API."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from mastok.campaigns import rules, store
@@ -26,12 +28,26 @@ class CampaignNotFound(LookupError):
     pass
 
 
+@dataclass(frozen=True)
+class Edit:
+    """A campaign edited: its fields as the edit found them (read in its transaction), and
+    the campaign as it left it."""
+
+    before: dict[str, Any]
+    campaign: Campaign
+
+    @property
+    def after(self) -> dict[str, Any]:
+        return CampaignService.as_fields(self.campaign)
+
+
 class CampaignService:
     def __init__(self, db: Database, otree: OTreeClient, share_url_base: str) -> None:
         self.db = db
         self.otree = otree
         self.share_url_base = share_url_base
         self._listeners: list[ChangeListener] = []
+        self._one_edit_at_a_time = asyncio.Lock()
 
     def on_change(self, listener: ChangeListener) -> None:
         """Call `listener` with every campaign after it is created or edited."""
@@ -66,19 +82,24 @@ class CampaignService:
 
     async def update(
         self, namespace: str, changes: Mapping[str, Any], version: str | None = None
-    ) -> Campaign:
+    ) -> Edit:
         """Apply `changes`; with `version` (an edit form's), only to the campaign it was read
-        from: a form saves every field, and would undo a change saved since it was opened."""
-        async with self.db.session() as session:
-            campaign = await store.get_campaign(session, namespace)
+        from: a form saves every field, and would undo a change saved since it was opened.
+
+        The campaign is read, checked and written by one edit at a time (its row locked on
+        PostgreSQL, this process's edits in turn on SQLite, one process a file): two edits
+        each valid alone must not together break a rule (Running with no session left)."""
+        async with self._one_edit_at_a_time, self.db.session() as session:
+            campaign = await store.get_campaign(session, namespace, for_update=True)
             if campaign is None:
                 raise CampaignNotFound(namespace)
             if version is not None and version != self.version(campaign):
                 raise InvalidCampaign({"campaign": STALE})
-            values = rules.validate_update(self.as_fields(campaign), changes).model_dump()
+            before = self.as_fields(campaign)
+            values = rules.validate_update(before, changes).model_dump()
             campaign = await store.update_campaign(session, campaign, values)
         await self._changed(campaign)
-        return campaign
+        return Edit(before, campaign)
 
     async def _check_config_exists(self, name: str) -> None:
         """Reject a config oTree doesn't have; when oTree can't be asked, trust the admin."""

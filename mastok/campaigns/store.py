@@ -24,8 +24,13 @@ async def list_campaigns(session: AsyncSession) -> list[Campaign]:
     return list(result)
 
 
-async def get_campaign(session: AsyncSession, namespace: str) -> Campaign | None:
-    return await session.scalar(select(Campaign).where(Campaign.namespace == namespace))
+async def get_campaign(
+    session: AsyncSession, namespace: str, *, for_update: bool = False
+) -> Campaign | None:
+    """`for_update`: the row locked until the transaction ends (PostgreSQL; SQLite has no
+    row locks and ignores it)."""
+    query = select(Campaign).where(Campaign.namespace == namespace)
+    return await session.scalar(query.with_for_update() if for_update else query)
 
 
 async def get_campaign_by_slug(session: AsyncSession, slug: str) -> Campaign | None:

@@ -42,10 +42,9 @@ async def patch_campaign(request: Request) -> Response:
     service = services(request).campaigns
     namespace = request.path_params["namespace"]
     changes = await _json_object(request)
-    before = service.as_fields(await service.get(namespace))
-    campaign = await service.update(namespace, changes)
-    await audit.audited_edit(request, namespace, before, service.as_fields(campaign))
-    return JSONResponse(service.to_json(campaign))
+    edit = await service.update(namespace, changes)
+    await audit.audited_edit(request, namespace, edit.before, edit.after)
+    return JSONResponse(service.to_json(edit.campaign))
 
 
 async def campaign_live(request: Request) -> Response:

@@ -71,9 +71,8 @@ async def campaign_edit(request: Request) -> Response:
         return render(request, "campaign_edit.html", context)
 
     async def update(values: dict[str, Any]) -> str:
-        before = campaigns.as_fields(campaign)
-        updated = await campaigns.update(namespace, values, values.pop("version", None) or None)
-        await audit.audited_edit(request, namespace, before, campaigns.as_fields(updated))
+        edit = await campaigns.update(namespace, values, values.pop("version", None) or None)
+        await audit.audited_edit(request, namespace, edit.before, edit.after)
         return f"Campaign {namespace} saved"
 
     return await _submit(request, "campaign_edit.html", context, update)

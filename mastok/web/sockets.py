@@ -157,14 +157,12 @@ async def supervise_socket(websocket: WebSocket) -> None:
         if frame.payload not in tuple(CampaignState):
             connection.send("Error", "State must be Running, Paused or Completed")
             return
-        before = services.campaigns.as_fields(await services.campaigns.get(namespace))
         try:
-            updated = await services.campaigns.update(namespace, {"state": frame.payload})
+            edit = await services.campaigns.update(namespace, {"state": frame.payload})
         except InvalidCampaign as refused:  # Running with every session started, say
             connection.send("Error", "; ".join(refused.errors.values()))
             return
-        after = services.campaigns.as_fields(updated)
-        await audit.audited_edit(websocket, namespace, before, after)
+        await audit.audited_edit(websocket, namespace, edit.before, edit.after)
 
     with websocket.app.state.metrics.socket_open("supervisor"):
         try:
