@@ -55,6 +55,7 @@ from mastok.web.headers import SecurityHeaders
 from mastok.web.nul_urls import NulUrls
 from mastok.web.participant_limits import JOIN_GATE, JoinGate, ParticipantLimits
 from mastok.web.quick_lane import QuickLane
+from mastok.web.server_error import server_error
 from mastok.web.sockets import JOIN_PATH, SUPERVISE_PATH, join_socket, supervise_socket
 from mastok.web.sockets_first import SocketsFirst, socket_app
 from mastok.web.throttle import LoginThrottle, Sleep
@@ -267,6 +268,7 @@ def create_app(
             **error_handlers,
             **unavailable.handlers,
             LightMillError: lightmill_api.lightmill_error,
+            500: server_error,
         },
     )
     app.state.settings = settings

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, request_response
 
@@ -367,6 +367,13 @@ CLIENT_PREFIXES = (
     "/api/block/",
     "/api/trial/",
 )
+
+
+def is_client_route(connection: HTTPConnection) -> bool:
+    """Whether the request is to one of LightMill's client routes (under any web prefix)."""
+    prefix = settings(connection).web_prefix
+    return connection.url.path.startswith(tuple(prefix + path for path in CLIENT_PREFIXES))
+
 
 EXPERIMENT = "/api/experiment/{xp}"
 RUN = "/api/run/{xp}/{run}"

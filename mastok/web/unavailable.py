@@ -23,7 +23,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ExceptionHandler
 
-from mastok.services import settings
 from mastok.web import lightmill_api
 from mastok.web.errors import message_page, wants_json
 
@@ -63,7 +62,7 @@ async def database_away(request: Request, error: Exception) -> Response:
         raise error
     note_away(request.app.state, error)
     headers = {"Retry-After": str(RETRY_AFTER)}
-    if _is_lightmill(request):
+    if lightmill_api.is_client_route(request):
         body = {"message": MESSAGE, "type": "DatabaseUnavailable"}
         return JSONResponse(body, 503, headers=headers)
     if wants_json(request):
@@ -80,13 +79,6 @@ def note_away(state: State, error: BaseException) -> None:
     if now - getattr(state, "database_away_logged", -LOG_EVERY) >= LOG_EVERY:
         state.database_away_logged = now
         log.warning("database unavailable, answering 503: %s", _summary(error))
-
-
-def _is_lightmill(request: Request) -> bool:
-    prefix = settings(request).web_prefix
-    return request.url.path.startswith(
-        tuple(prefix + path for path in lightmill_api.CLIENT_PREFIXES)
-    )
 
 
 def _summary(error: BaseException) -> str:
