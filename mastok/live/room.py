@@ -1147,6 +1147,12 @@ class _Turn:
             self.send_end(conn, state, self.member_of(conn))
         self.journal.set(self.room, "sockets", {})
         self.journal.set(self.room, "arrivals", {})
+        outcome = Outcome(state.value.lower())
+        until = self.now + self.room.rules.grace
+        for member in self.room.members.values():
+            if member.conn is None:  # told if its page comes back within the grace
+                ended = Ended(outcome, member.params, until)
+                self.journal.put(self.room.ended_tokens, member.token, ended)
         leaving = tuple(m.token for m in sorted(self.room.members.values(), key=_seq))
         self.journal.set(self.room, "members", {})
         self.journal.set(self.room, "ids", {})
@@ -1154,7 +1160,7 @@ class _Turn:
         self.journal.set(self.room, "pending", {})
         self.journal.set(self.room, "check", None)
         if leaving:
-            self.effects.append(Leave(leaving, Outcome(state.value.lower())))
+            self.effects.append(Leave(leaving, outcome))
 
     def tick(self) -> None:
         """Places held too long by people away, and people who waited too long, expire; ended

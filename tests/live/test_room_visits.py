@@ -481,3 +481,23 @@ def test_a_page_back_after_its_visit_timed_out_while_away_gets_its_exit() -> Non
         ("Disconnect", "Timeout"),
     ]
     assert room.of(AddParticipant, effects) == []  # the same visit, not a new one
+
+
+def test_a_page_back_after_its_visit_was_paused_while_away_gets_its_exit() -> None:
+    """Paused and Running again while the page was away: back within the grace, it is told
+    its visit ended, not sent through the consent again as a new visit."""
+    room = RoomHarness(campaign(per_session=2, exits=exits(paused=("P1", None))))
+    conn, token = room.agree()
+    room.close(conn)
+    running = room.room.campaign
+    room.do(Edited(replace(running, state=CampaignState.PAUSED)))
+    room.later(seconds=10)
+    room.do(Edited(running))
+    room.later(seconds=10)
+    back = room.open()
+    effects = room.send(back, "Resume", token)
+    assert room.frames(back, effects) == [
+        ("Exit", {"outcome": "paused", "code": "P1", "url": None}),
+        ("Disconnect", "Paused"),
+    ]
+    assert room.of(AddParticipant, effects) == []  # the same visit, not a new one
