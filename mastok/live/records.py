@@ -43,8 +43,8 @@ from mastok.live.events import (
     RecordSession,
     SessionsEnded,
 )
-from mastok.live.room import Started, Waiting, key_of
-from mastok.states import WAITING_STEPS, Step
+from mastok.live.room import Ending, Started, Waiting, key_of
+from mastok.states import WAITING_STEPS, Outcome, Step
 from mastok.tasks import Spawn
 
 # Within the pool's 5 kept connections (SQLAlchemy's default), beside LightMill's writers.
@@ -76,6 +76,13 @@ _WAITING = (
     .where(Participant.campaign_id == bindparam("campaign_id"))
     .where(Participant.step.in_(WAITING_STEPS))
     .order_by(Participant.queued_at, Participant.id)
+)
+_ENDED = (
+    select(Participant.token, Participant.outcome, Participant.params, Participant.ended_at)
+    .where(Participant.campaign_id == bindparam("campaign_id"))
+    .where(Participant.step == Step.LEFT)
+    .where(Participant.outcome != Outcome.AWAY)  # nobody there to tell
+    .where(Participant.ended_at > bindparam("since"))
 )
 _LIVE_SESSIONS = (
     select(OTreeSession.number, OTreeSession.created_at)
@@ -166,6 +173,16 @@ class Records:
             return [
                 Started(token, key_of(identity, browser_id), url or "", aware(created))
                 for token, identity, browser_id, url, created in rows
+            ]
+
+    async def ended(self, campaign_id: int, since: datetime) -> list[Ending]:
+        """The visits that ended after `since` (but those away)."""
+        async with self._read() as connection:
+            rows = await connection.execute(_ENDED, {"campaign_id": campaign_id, "since": since})
+            return [
+                Ending(token, Outcome(outcome), _params(params), aware(ended_at))
+                for token, outcome, params, ended_at in rows
+                if outcome and ended_at  # both set on every row ended (typed as nullable)
             ]
 
     async def campaigns_with_waiting(self) -> list[int]:

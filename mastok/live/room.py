@@ -180,6 +180,16 @@ class Started:
     started_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """A visit the database has ended lately (to tell its page if it comes back)."""
+
+    token: str
+    outcome: Outcome
+    params: Params
+    ended_at: datetime
+
+
 @dataclass(eq=False)
 class Room:
     campaign: RoomCampaign
@@ -219,9 +229,10 @@ class Room:
         live_sessions: Mapping[int, datetime],
         now: datetime,
         asked: int | None = None,
+        ended: Iterable[Ending] = (),
     ) -> Room:
         """The room as the database has it (`waiting` in pool order); everyone is away until
-        they come back."""
+        they come back, and the pages of visits `ended` within the grace are told if they do."""
         room = cls(campaign, rules, new_token, live_sessions=dict(live_sessions), asked=asked)
         for row in waiting:
             room.next_order += 1
@@ -243,6 +254,9 @@ class Room:
                 pools.setdefault(row.group, []).append(member)
         for past in started:
             room._remember(past.token, past.key, past.start_url, past.started_at)
+        for visit in ended:
+            until = visit.ended_at + rules.grace
+            room.ended_tokens[visit.token] = Ended(visit.outcome, visit.params, until)
         room.journal.commit()
         return room
 

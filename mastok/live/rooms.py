@@ -42,7 +42,8 @@ def new_token() -> str:
 
 
 async def restore_room(campaign: Campaign, records: Records, rules: Rules, clock: Clock) -> Room:
-    """The campaign's room as the database has it (its members away until they come back)."""
+    """The campaign's room as the database has it (its members away until they come back,
+    visits ended within the grace told to their pages if they do)."""
     now = clock.now()
     room_campaign = RoomCampaign.of(campaign)
     return Room.restore(
@@ -56,6 +57,7 @@ async def restore_room(campaign: Campaign, records: Records, rules: Rules, clock
         ),
         now=now,
         asked=campaign.session_asked,
+        ended=await records.ended(campaign.id, now - rules.grace),
     )
 
 

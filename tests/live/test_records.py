@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select, text, update
 
-from mastok.clock import aware
+from mastok.clock import ManualClock, aware
 from mastok.db import Database, async_url
 from mastok.db.tables import Base, Campaign, OTreeSession, Participant
 from mastok.live.events import (
@@ -16,11 +16,15 @@ from mastok.live.events import (
     Ask,
     Consented,
     CreatedSession,
+    Leave,
     Move,
     RecordSession,
+    Rules,
 )
 from mastok.live.records import Records
+from mastok.live.rooms import restore_room
 from mastok.states import CampaignState, Outcome, Step
+from tests.live.room_harness import RoomHarness
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -221,5 +225,47 @@ async def test_a_session_recorded_is_the_same_on_both_databases(
         assert (people["t2"].step, people["t2"].session_id) == (Step.LANDED, None)
         assert (campaign.started_sessions, campaign.session_asked) == (1, None)
         assert campaign.state == (CampaignState.COMPLETED if complete else CampaignState.RUNNING)
+    finally:
+        await db.close()
+
+
+async def test_a_visit_ended_while_its_page_was_away_is_told_in_the_room_rebuilt(
+    database_url: str,
+) -> None:
+    """A restart (or another leader) within the grace of a visit's end: the page back with its
+    token gets its exit, as it would have from the room before."""
+    db = Database(async_url(database_url))
+    try:
+        campaign_id = await a_campaign(db)  # waiting_limit: 60 minutes
+        records = Records(db)
+        people = [AddParticipant(t, f"fp-{t}", None, ()) for t in ("early", "late")]
+        await records.persist(campaign_id, people, NOW)
+        await records.persist(
+            campaign_id, [Move(("early", "late"), Step.JOINING, "default", NOW)], NOW
+        )
+        limit = NOW + timedelta(minutes=60, seconds=1)
+        await records.persist(campaign_id, [Leave(("early",), Outcome.TIMEOUT)], limit)
+        later = limit + timedelta(seconds=1)
+        await records.persist(campaign_id, [Leave(("late",), Outcome.TIMEOUT)], later)
+        async with db.engine.begin() as connection:
+            exits = {"timeout": {"code": "T1"}}
+            await connection.execute(update(Campaign).values(exits=exits))
+        async with db.session() as session:
+            campaign = await session.get_one(Campaign, campaign_id)
+        clock = ManualClock(limit + timedelta(seconds=30))  # the grace of the early one is over
+        rules = Rules(timedelta(seconds=30), live_redirect=True)
+
+        room = RoomHarness(room=await restore_room(campaign, records, rules, clock))
+
+        room.now = clock.now()
+        back = room.open()
+        assert room.frames(back, room.send(back, "Resume", "late")) == [
+            ("Exit", {"outcome": "timeout", "code": "T1", "url": None}),
+            ("Disconnect", "Timeout"),
+        ]
+        too_late = room.open()
+        assert room.frames(too_late, room.send(too_late, "Resume", "early")) == [
+            ("Error", "unknown or expired resume token: Land again")
+        ]
     finally:
         await db.close()
