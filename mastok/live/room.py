@@ -829,14 +829,18 @@ class _Turn:
             self.begin_start(list(check.members))
 
     def check_expired(self) -> None:
-        """Those who did not answer the ready check in time end `not_ready`; the others go
-        back ahead of newcomers (and are asked again when their pool is full again)."""
+        """Those who did not answer the ready check in time end `not_ready` (`timeout` if
+        their limit passed first: the tick may come after both); the others go back ahead of
+        newcomers (and are asked again when their pool is full again)."""
         check = self.room.check
         if check is None or self.now < check.deadline:
             return
         self.journal.set(self.room, "check", None)
+        limit_since = check.deadline - self.campaign.waiting_limit
         silent = [m for m in check.members if not m.ready]
-        self.leave(silent, Outcome.NOT_READY)
+        late = [m for m in silent if m.waiting_since and m.waiting_since < limit_since]
+        self.leave(late, Outcome.TIMEOUT)
+        self.leave([m for m in silent if m not in late], Outcome.NOT_READY)
         self.back_within_pools([m for m in check.members if m.ready])
 
     def check_timed_out(self, limit_since: datetime) -> None:

@@ -407,6 +407,32 @@ def test_a_member_whose_limit_passes_during_the_check_times_out_then_not_at_its_
     assert ("JoiningSize", "2/3") in room.frames(silent, effects)
 
 
+def test_a_limit_passed_before_the_check_ended_is_a_timeout_at_a_later_tick() -> None:
+    """Ticks come every half second: one may come after both a member's limit and then the
+    check's end. The limit passed first, during the check: timeout, not not_ready."""
+    given = exits(timeout=("T", None), not_ready=("NR", None))
+    room = checking(seconds=20, per_session=3, exits=given)  # a 5 minutes' limit
+    old, old_token = room.agree()
+    room.later(minutes=4, seconds=40.2)
+    silent, silent_token = room.agree()
+    ready, _ = room.agree()  # the pool is full: asked until 5:00.2 for the first member
+    room.send(ready, "Ready")
+    assert room.of(Leave, room.tick(seconds=19.7)) == []  # 4:59.9
+    effects = room.tick(seconds=0.5)  # 5:00.4: its limit at 5:00, the check's end at 5:00.2
+    assert room.frames(old, effects) == [
+        ("Exit", {"outcome": "timeout", "code": "T", "url": None}),
+        ("Disconnect", "Timeout"),
+    ]
+    assert room.frames(silent, effects)[:2] == [
+        ("Exit", {"outcome": "not_ready", "code": "NR", "url": None}),
+        ("Disconnect", "NotReady"),
+    ]
+    assert sorted(room.of(Leave, effects), key=lambda leave: leave.outcome) == [
+        Leave((silent_token,), Outcome.NOT_READY),
+        Leave((old_token,), Outcome.TIMEOUT),
+    ]
+
+
 def test_an_edit_during_the_check_sends_the_pool_back_and_asks_again() -> None:
     room = checking()
     a, a_token = room.agree()
