@@ -8,6 +8,7 @@ import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -366,14 +367,10 @@ async def test_an_answer_trickling_in_is_a_timeout_of_the_whole_call() -> None:
             await writer.drain()
             await asyncio.sleep(0.01)
 
-    async with raw_server(trickle) as url:
-        client = OTreeClient(url, "k", timeout=0.5)
-        try:
-            async with asyncio.timeout(30):  # the call would trickle on for 10,000 s
-                with pytest.raises(OTreeTimeout) as caught:
-                    await client.version()
-        finally:
-            await client.aclose()
+    async with raw_server(trickle) as url, aclosing(OTreeClient(url, "k", timeout=0.5)) as client:
+        async with asyncio.timeout(30):  # the call would trickle on for 10,000 s
+            with pytest.raises(OTreeTimeout) as caught:
+                await client.version()
 
     assert "did not answer in time (GET /api/otree_version)" in caught.value.message
 
@@ -392,13 +389,9 @@ async def test_an_answer_over_the_limit_is_refused(
             writer.write(chunk if declared else b"3e8\r\n" + chunk + b"\r\n")
             await writer.drain()
 
-    async with raw_server(flood) as url:
-        client = OTreeClient(url, "k", timeout=10)
-        try:
-            with pytest.raises(OTreeServerError) as caught:
-                await client.list_sessions()
-        finally:
-            await client.aclose()
+    async with raw_server(flood) as url, aclosing(OTreeClient(url, "k", timeout=10)) as client:
+        with pytest.raises(OTreeServerError) as caught:
+            await client.list_sessions()
 
     assert caught.value.message == "oTree's answer to GET /api/sessions is over 1,000 bytes"
     assert caught.value.status == 200
@@ -417,12 +410,8 @@ async def test_an_answer_under_the_limit_without_a_length_is_read_whole(
         writer.write(b"0\r\n\r\n")
         await writer.drain()
 
-    async with raw_server(chunked) as url:
-        client = OTreeClient(url, "k", timeout=10)
-        try:
-            assert await client.version() == "6.0.15"
-        finally:
-            await client.aclose()
+    async with raw_server(chunked) as url, aclosing(OTreeClient(url, "k", timeout=10)) as client:
+        assert await client.version() == "6.0.15"
 
 
 async def test_refused_connection_is_unreachable(refused_url: str) -> None:
