@@ -364,7 +364,12 @@ def erase_identities_command(namespace: str, database: str | None) -> None:
             campaign = await _campaign_named(db, namespace)
             if campaign.state == CampaignState.RUNNING:
                 raise click.ClickException(f"{namespace} is Running: pause it first")
-            erased = await visits.erase_identities(db, campaign)
+            try:
+                erased = await visits.erase_identities(db, campaign)
+            except visits.StillInRoom:
+                raise click.ClickException(
+                    f"{namespace}: people are still in its waiting room; try again in a moment"
+                ) from None
             actor = Actor(os.environ.get("USER", "") or "cli", "mastok erase-identities")
             await AuditLog(db, SystemClock()).record(
                 actor, "identities.erased", namespace, {"visits": erased}

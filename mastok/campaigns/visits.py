@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, exists, select, update
 
 from mastok.clock import aware, iso
 from mastok.db import Database
 from mastok.db.tables import Campaign, OTreeSession, Participant
 from mastok.spreadsheet import inert
+from mastok.states import WAITING_STEPS
 
 Format = Literal["csv", "json"]
 SUFFIXES = {"csv": "csv", "json": "jsonl"}
@@ -140,11 +141,21 @@ def file_name(campaign: Campaign, format: Format) -> str:
     return f"{campaign.namespace}-participants.{SUFFIXES[format]}"
 
 
+class StillInRoom(Exception):
+    """Someone is still in the campaign's room: a pause waits for the session being created,
+    whose start links, labelled with the identities, are written once oTree answers."""
+
+
 async def erase_identities(db: Database, campaign: Campaign) -> int:
     """Forget the campaign's platform identities and captured parameters (the rest of each
     record stays), the participant label of its oTree start links included; how many visits
-    had some."""
+    had some. Raises StillInRoom while anyone is in its room."""
     async with db.session() as session:
+        in_room = exists().where(
+            (Participant.campaign_id == campaign.id) & Participant.step.in_(WAITING_STEPS)
+        )
+        if await session.scalar(select(in_room)):
+            raise StillInRoom(campaign.namespace)
         labelled = await session.execute(
             select(Participant.id, Participant.start_url)
             .where(Participant.campaign_id == campaign.id)

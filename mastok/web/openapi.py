@@ -190,7 +190,9 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     **_ok(any_object),
                     "404": NOT_FOUND,
-                    "409": _json(_ref("Error"), "The campaign is Running"),
+                    "409": _json(
+                        _ref("Error"), "The campaign is Running, or people are in its room"
+                    ),
                 },
             },
         },

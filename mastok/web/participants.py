@@ -3,7 +3,7 @@
 `GET /api/campaigns/{namespace}/participants` pages the visits, newest first;
 `/campaigns/{namespace}/participants.csv` (and `.jsonl`) downloads them whole;
 erasing a campaign's identities and captured parameters needs the campaign not Running (its
-room still knows them).
+room still knows them) and nobody left in its room.
 """
 
 from __future__ import annotations
@@ -22,6 +22,11 @@ from mastok.web.audit import audited
 from mastok.web.errors import BadRequest
 from mastok.web.forms import CSRFForm
 from mastok.web.paging import bounded_int
+
+STILL_IN_ROOM = (
+    "people are still in its waiting room (a pause waits for the session being created): "
+    "try again in a few seconds"
+)
 
 
 class EraseForm(CSRFForm):
@@ -77,7 +82,10 @@ async def erase_page(request: Request) -> Response:
 async def _erase(request: Request, campaign: Campaign) -> int:
     if campaign.state == CampaignState.RUNNING:
         raise BadRequest(409, "pause the campaign first: its waiting room still knows them")
-    return await visits.erase_identities(services(request).campaigns.db, campaign)
+    try:
+        return await visits.erase_identities(services(request).campaigns.db, campaign)
+    except visits.StillInRoom:
+        raise BadRequest(409, STILL_IN_ROOM) from None
 
 
 def erase_form(request: Request) -> Any:

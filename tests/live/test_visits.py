@@ -4,6 +4,7 @@ its row in the participants' records, the records' API, files and erasure."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -13,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
+from mastok.db.tables import Participant
 from mastok.otree.local import LocalOTree
-from tests.fixtures.live import LiveServer, Peer, ServerFactory
+from tests.fixtures.live import FaultyOTree, LiveServer, Peer, ServerFactory
 from tests.live.helpers import running_campaign
 
 OUTCOMES = (
@@ -295,3 +298,39 @@ async def test_the_records_as_files_and_pages_and_erased(
     assert again.returncode == 0 and "erased the identities of 0 visits" in again.stdout
     assert [(r["identity"], r["params"]) for r in after] == [(None, {})] * 3
     assert all(r["browser_id"] for r in after)  # the rest of each record stays
+
+
+async def stored_identities(server: LiveServer, *identities: str) -> list[str]:
+    """Every value of the participants' rows (but browser ids) that holds one of these."""
+    async with server.database() as session:
+        rows = (await session.scalars(select(Participant))).all()
+    columns = [c.name for c in Participant.__table__.columns if c.name != "browser_id"]
+    values = [str(getattr(row, column)) for row in rows for column in columns]
+    return [value for value in values if any(pid in value for pid in identities)]
+
+
+async def test_identities_are_not_erased_while_a_session_is_being_created(
+    make_server: ServerFactory, faulty_otree: tuple[FaultyOTree, str]
+) -> None:
+    """A pause waits for the session being created, whose start links (labelled with the
+    platform ids) are written once oTree answers: an erasure meanwhile would miss them."""
+    proxy, proxy_url = faulty_otree
+    asked, release = proxy.hold_creations()
+    server = make_server(otree_api_url=proxy_url)
+    campaign = running_campaign(server, "held", **PROLIFIC)
+    first = await waiting(server, campaign["slug"], "pid-a")
+    second = await waiting(server, campaign["slug"], "pid-b")
+    assert await asyncio.to_thread(asked.wait, 10)
+    set_state(server, "held", "Paused")
+    with server.admin() as admin:
+        early = admin.delete("/api/campaigns/held/identities")
+    release.set()
+    assert "participant_label=pid-a" in await first.until("Starting")
+    assert "participant_label=pid-b" in await second.until("Starting")
+    kept = await stored_identities(server, "pid-a", "pid-b")
+    assert early.status_code == 409, f"answered {early.text}, yet the records keep {kept}"
+
+    url = server.settings.database_url
+    erased = mastok("erase-identities", "--campaign", "held", "--database", url)
+    assert erased.returncode == 0, erased.stderr
+    assert await stored_identities(server, "pid-a", "pid-b") == []
