@@ -749,16 +749,16 @@ function handle(kind, payload) {
   switch (kind) {
     case "State": {
       setConnection("open", "");
-      if (payload === "Running" || payload === "Busy") {
-        const token = storedToken();
-        if (token) {
-          resuming = true;
-          send("Resume", token);
-        } else {
-          land();
-        }
+      // Paused or Completed as a State: someone's session is still live, and this page may
+      // be theirs (its Starting URL or a redirect back); anyone else then gets the
+      // campaign's Paused or Completed frames and Disconnect.
+      const token = storedToken();
+      if (token) {
+        resuming = true;
+        send("Resume", token);
+      } else {
+        land();
       }
-      // Paused or Completed come with their own frames (Paused/Completed, then Disconnect).
       break;
     }
     case "Resume":

@@ -558,14 +558,30 @@ class _Turn:
         params = self.declared(query)
         self.journal.put(self.room.arrivals, conn, Arrival(self.now, params))
         state = self.room.public_state(self.now)
-        if state in (RoomState.PAUSED, RoomState.COMPLETED):
+        ended = state in (RoomState.PAUSED, RoomState.COMPLETED)
+        if ended and not self.sessions_to_come_back_to():
             self.send_end(conn, CampaignState(state.value), None)
             return
-        if self.campaign.require_identity and self.identity_in(params) is None:
+        if not ended and self.campaign.require_identity and self.identity_in(params) is None:
             self.turn_away(conn, Outcome.MISSING_ID)
             return
         self.journal.put(self.room.sockets, conn, None)
         self.send(conn, Kind.STATE, state)
+
+    def sessions_to_come_back_to(self) -> bool:
+        """Whether someone's session is live: its page may come back for its start URL (with
+        its token, or landing as the same person) in a campaign paused or completed since."""
+        since = self.now - self.campaign.session_duration
+        return any(past.started_at > since for past in self.room.started_tokens.values())
+
+    def end_if_not_running(self, conn: Conn) -> bool:
+        """A socket kept open in a paused or completed campaign for someone coming back to its
+        session, and not for that: the campaign's end. False while it runs."""
+        state = self.room.public_state(self.now)
+        if state not in (RoomState.PAUSED, RoomState.COMPLETED):
+            return False
+        self.send_end(conn, CampaignState(state.value), None)
+        return True
 
     def kept(self, conn: Conn, query: Params, token: str | None) -> None:
         """Its member's place again, on the same socket, as if the page had come back with its
@@ -624,6 +640,8 @@ class _Turn:
         ):
             self.turn_away(conn, Outcome.REDIRECTED, browser_id, redirect(past.start_url))
             return
+        if self.end_if_not_running(conn):
+            return
         same = [self.room.members[token] for token in self.room.ids.get(key, ())]
         taken = any(m.conn is not None or m.reserved for m in same)  # not to be taken over
         if self.campaign.join_once and (past is not None or taken):
@@ -676,7 +694,9 @@ class _Turn:
             self.end_visit(conn, ended.outcome, ended.params)
             return
         if member is None:
-            if not (isinstance(token, str) and self.started(conn, token)):
+            if isinstance(token, str) and self.started(conn, token):
+                return
+            if not self.end_if_not_running(conn):
                 self.error(conn, "unknown or expired resume token: Land again")
             return
         if member.conn is not None and member.conn != conn:

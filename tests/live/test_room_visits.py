@@ -527,3 +527,58 @@ def test_a_page_back_after_its_visit_was_paused_while_away_gets_its_exit() -> No
         ("Disconnect", "Paused"),
     ]
     assert room.of(AddParticipant, effects) == []  # the same visit, not a new one
+
+
+def test_a_member_away_when_the_last_session_starts_gets_its_start_url_back() -> None:
+    """Its session is recorded with it whatever its socket does, and completes the campaign:
+    the page back with its token is told the state, resumes, and gets its own start URL."""
+    room = RoomHarness(campaign(per_session=2, max_sessions=1))
+    away, token = room.agree("a")
+    room.agree("b")
+    room.close(away)  # its connection drops while oTree creates the session
+    room.created(1)
+    assert room.room.campaign.state == CampaignState.COMPLETED
+    back = room.open()
+    assert room.frames(back) == [("State", "Completed")]
+    assert room.frames(back, room.send(back, "Resume", token)) == [
+        ("Starting", "http://otree/InitializeParticipant/s1p1"),
+        ("Disconnect", "Start"),
+    ]
+
+
+def test_a_member_away_when_a_pause_waited_for_its_session_gets_its_start_url_back() -> None:
+    running = campaign(per_session=2, exits=exits(paused=("P1", None)))
+    room = RoomHarness(running)
+    away, token = room.agree("a")
+    room.agree("b")
+    room.close(away)
+    room.do(Edited(replace(running, state=CampaignState.PAUSED)))
+    room.created(1)
+    back = room.open()
+    assert room.frames(back) == [("State", "Paused")]
+    effects = room.send(back, "Resume", token)
+    assert room.frames(back, effects)[0] == ("Starting", "http://otree/InitializeParticipant/s1p1")
+    assert room.of(AddParticipant, effects) == []
+    # Anyone else, while that session is live, is told the pause once it says who it is.
+    other = room.open()
+    effects = room.send(other, "Land", "c")
+    assert room.frames(other, effects) == [
+        ("Paused", "<p>paused</p>"),
+        ("Exit", {"outcome": "paused", "code": "P1", "url": None}),
+        ("Disconnect", "Paused"),
+    ]
+    assert room.of(AddParticipant, effects)[0].outcome == Outcome.PAUSED
+    stale = room.open()
+    assert room.frames(stale, room.send(stale, "Resume", "unknown"))[-1] == ("Disconnect", "Paused")
+
+
+def test_a_person_whose_last_session_is_live_is_redirected_by_land() -> None:
+    room = RoomHarness(campaign(**PROLIFIC, per_session=1, max_sessions=1))
+    room.agree("b1", PROLIFIC_PID="p1")
+    room.created(1)  # the last session: the campaign is Completed
+    back = room.open(PROLIFIC_PID="p1")
+    room.send(back, "Land", "b2")
+    assert room.last(back) == ("Disconnect", "Redirect:http://otree/InitializeParticipant/s1p1")
+    room.tick(minutes=30)  # the session is over: a completed campaign, as before
+    late = room.open(PROLIFIC_PID="p1")
+    assert room.frames(late) == [("Completed", "<p>done</p>"), ("Disconnect", "Completed")]

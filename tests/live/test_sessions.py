@@ -144,6 +144,8 @@ async def test_last_session_completes_the_campaign_and_ends_the_wait(
     assert await waiting.expect("Disconnect") == "Completed"
     assert campaign_state(server, "last")["state"] == "Completed"
     late = await server.participant(campaign["slug"])
+    assert await late.expect("State") == "Completed"  # a's and b's session is live: theirs?
+    await late.send("Land", "d")
     assert await late.expect("Completed") == "<p>Thanks, we are full.</p>\n"
     assert await late.expect("Disconnect") == "Completed"
     # Running again, it would start nothing: a supervisor is told to raise max_sessions first.

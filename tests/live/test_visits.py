@@ -157,10 +157,14 @@ async def test_every_outcome_has_its_exit_and_its_record(make_server: ServerFact
     for peer in pending:
         await exits_with(peer, "paused", "Paused")
     late = await server.participant(slug, {"PROLIFIC_PID": "late"})
+    assert await late.expect("State") == "Paused"  # session 1 is live: maybe theirs
+    await late.send("Land", "browser-late")
     assert await late.expect("Paused") == "<p>We are paused.</p>\n"
     await exits_with(late, "paused", "Paused")
     set_state(server, namespace, "Completed")
     after = await server.participant(slug, {"PROLIFIC_PID": "after"})
+    assert await after.expect("State") == "Completed"
+    await after.send("Land", "browser-after")
     await after.expect("Completed")
     await exits_with(after, "completed", "Completed")
 
