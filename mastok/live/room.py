@@ -559,7 +559,7 @@ class _Turn:
         self.journal.put(self.room.arrivals, conn, Arrival(self.now, params))
         state = self.room.public_state(self.now)
         ended = state in (RoomState.PAUSED, RoomState.COMPLETED)
-        if ended and not self.sessions_to_come_back_to():
+        if ended and not self.pages_to_come_back():
             self.send_end(conn, CampaignState(state.value), None)
             return
         if not ended and self.campaign.require_identity and self.identity_in(params) is None:
@@ -568,9 +568,12 @@ class _Turn:
         self.journal.put(self.room.sockets, conn, None)
         self.send(conn, Kind.STATE, state)
 
-    def sessions_to_come_back_to(self) -> bool:
-        """Whether someone's session is live: its page may come back for its start URL (with
-        its token, or landing as the same person) in a campaign paused or completed since."""
+    def pages_to_come_back(self) -> bool:
+        """Whether a page may come back, in a campaign paused or completed since, for what it
+        is owed: its live session's start URL (with its token, or landing as the same person),
+        or the ending of a visit that ended while it was away (its own exit, not the pause's)."""
+        if any(ended.until > self.now for ended in self.room.ended_tokens.values()):
+            return True
         since = self.now - self.campaign.session_duration
         return any(past.started_at > since for past in self.room.started_tokens.values())
 

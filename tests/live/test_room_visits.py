@@ -509,6 +509,29 @@ def test_a_page_back_after_its_visit_timed_out_while_away_gets_its_exit() -> Non
     assert room.of(AddParticipant, effects) == []  # the same visit, not a new one
 
 
+@pytest.mark.parametrize("state", [CampaignState.PAUSED, CampaignState.COMPLETED])
+def test_a_page_back_after_its_visit_timed_out_gets_its_exit_from_a_campaign_ended_meanwhile(
+    state: CampaignState,
+) -> None:
+    """No session live to come back to: the room still waits for the page's token, and its
+    own ending's exit (the one a platform pays on), not the pause's, in the same visit."""
+    ended_exits = exits(timeout=("T1", None), paused=("P1", None), completed=("C1", None))
+    room = RoomHarness(campaign(per_session=2, exits=ended_exits))
+    conn, token = room.agree()
+    room.later(minutes=4, seconds=50)
+    room.close(conn)  # its connection drops just before its limit
+    room.tick(seconds=11)
+    room.do(Edited(campaign(per_session=2, exits=ended_exits, state=state)))
+    back = room.open()
+    assert room.frames(back) == [("State", state.value)]
+    effects = room.send(back, "Resume", token)
+    assert room.frames(back, effects) == [
+        ("Exit", {"outcome": "timeout", "code": "T1", "url": None}),
+        ("Disconnect", "Timeout"),
+    ]
+    assert room.of(AddParticipant, effects) == []  # the same visit, not a new one
+
+
 def test_a_page_back_after_its_visit_was_paused_while_away_gets_its_exit() -> None:
     """Paused and Running again while the page was away: back within the grace, it is told
     its visit ended, not sent through the consent again as a new visit."""
