@@ -265,8 +265,9 @@ def validate_update(current: Mapping[str, Any], changes: Mapping[str, Any]) -> C
 
 def _check_slug_kept(current: Mapping[str, Any], campaign: CampaignUpdate) -> None:
     """Waiting pages reconnect to their share URL's slug: renamed while Running, they would
-    find no campaign there (or another that took it) and lose their places."""
-    running = (current.get("state"), campaign.state) == (CampaignState.RUNNING,) * 2
+    find no campaign there (or another that took it) and lose their places. So also when the
+    same edit pauses it: those whose session is being created come back for it."""
+    running = current.get("state") == CampaignState.RUNNING
     if running and campaign.slug != current.get("slug"):
         raise InvalidCampaign({"slug": "cannot change while the campaign is Running: pause it"})
 

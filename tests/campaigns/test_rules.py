@@ -98,6 +98,18 @@ def test_update_refuses_fixed_and_computed_fields() -> None:
     }
 
 
+@pytest.mark.parametrize("state", ["Paused", "Completed", "Running"])
+def test_a_running_campaigns_slug_is_kept_whatever_state_the_same_edit_sets(state: str) -> None:
+    # Paused in the same edit, the pages of those whose session is live (or whose visit just
+    # ended) still come back to the share URL's slug: renamed, they would find no campaign.
+    current = {**validate_new(campaign_input()).model_dump(), "state": "Running"}
+    with pytest.raises(InvalidCampaign) as caught:
+        validate_update(current, {"state": state, "slug": "renamed"})
+    assert caught.value.errors == {"slug": "cannot change while the campaign is Running: pause it"}
+    paused = {**current, "state": "Paused"}
+    assert validate_update(paused, {"slug": "renamed"}).slug == "renamed"
+
+
 def test_update_checks_cross_field_rules_against_current_values() -> None:
     current = validate_new(campaign_input(per_session=2)).model_dump()
     with pytest.raises(InvalidCampaign) as caught:
