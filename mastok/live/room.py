@@ -861,7 +861,7 @@ class _Turn:
         self.journal.set(self.room, "check", None)
         limit_since = check.deadline - self.campaign.waiting_limit
         silent = [m for m in check.members if not m.ready]
-        late = [m for m in silent if m.waiting_since and m.waiting_since < limit_since]
+        late = _waited_since_before(silent, limit_since)
         self.leave(late, Outcome.TIMEOUT)
         self.leave([m for m in silent if m not in late], Outcome.NOT_READY)
         self.back_within_pools([m for m in check.members if m.ready])
@@ -872,7 +872,7 @@ class _Turn:
         check = self.room.check
         if check is None:
             return
-        late = [m for m in check.members if m.waiting_since and m.waiting_since < limit_since]
+        late = _waited_since_before(check.members, limit_since)
         if not late:
             return
         self.journal.set(self.room, "check", None)
@@ -1267,6 +1267,11 @@ def _seconds(span: timedelta) -> int:
 
 def _order(member: Member) -> int:
     return member.order
+
+
+def _waited_since_before(members: Iterable[Member], limit_since: datetime) -> list[Member]:
+    """Those of `members` who began waiting before `limit_since` (their limit has passed)."""
+    return [m for m in members if m.waiting_since and m.waiting_since < limit_since]
 
 
 def _seq(member: Member) -> int:
