@@ -23,6 +23,8 @@ from typing import Any, Protocol
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mastok.db.leader_term import raise_term
+
 log = logging.getLogger("mastok.leader")
 
 LEADER_KEY = 0x6D61_7374_6F6B_4C44  # "mastokLD": the key of the leader lock, one per database
@@ -65,6 +67,12 @@ class LockDropped(Exception):
 
 
 class LeaderLock(Protocol):
+    @property
+    def term(self) -> int | None:
+        """The leader's term taken with the lock (`mastok.db.leader_term`); None: no term to
+        check (SQLite)."""
+        ...
+
     async def try_acquire(self) -> bool:
         """Take the lock if free (False: someone else holds it). Raises LockUnreachable."""
         ...
@@ -80,6 +88,8 @@ class LeaderLock(Protocol):
 
 class EmbeddedLock:
     """SQLite: the process owns its file, so it always leads."""
+
+    term = None
 
     async def try_acquire(self) -> bool:
         return True
@@ -109,6 +119,7 @@ class PostgresLock:
         self._connection: asyncpg.Connection | None = None
         self._held = False
         self._former_pid: int | None = None  # our last lock session, perhaps not ended yet
+        self.term: int | None = None
 
     @classmethod
     def for_engine(cls, engine: AsyncEngine, on_notify: NotifyListener) -> PostgresLock:
@@ -121,6 +132,8 @@ class PostgresLock:
                 "SELECT pg_try_advisory_lock($1)", LEADER_KEY, timeout=QUERY_TIMEOUT
             )
             if got:
+                self._held = True
+                self.term = await raise_term(connection, QUERY_TIMEOUT)
                 await connection.add_listener(CAMPAIGNS_CHANNEL, self._notified)
             elif await self._former_session_holds(connection):
                 raise LockUnreachable("this process's former lock session has not ended yet")

@@ -33,6 +33,7 @@ from mastok.db.leader_lock import (
     PostgresLock,
     describe_error,
 )
+from mastok.db.leader_term import Fence
 from mastok.db.tables import Campaign
 from mastok.live import leadership as lead
 from mastok.live.events import Rules, View
@@ -86,6 +87,8 @@ class Leader:
         self.halted: Rooms | None = None  # a term's rooms, halted with their sockets open
         self._term_task: asyncio.Task[object] | None = None
         self._loop: asyncio.Task[object] | None = None
+        self._superseded: str | None = None  # why a write found this term passed
+        self._wake = asyncio.Event()  # the loop's next step, before its second is up
 
     # -- what the app asks -----------------------------------------------------------------
 
@@ -161,7 +164,9 @@ class Leader:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(ATTEMPT_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), ATTEMPT_SECONDS)
+            self._wake.clear()
             try:
                 await self._step()
             except Exception:  # a bug: the loop must go on, or a lost lock goes unseen
@@ -185,6 +190,10 @@ class Leader:
                 log.exception("trying the leader lock failed")
                 await self.lock.close()
                 return lead.Unreachable(describe_error(error))
+        if self._superseded is not None:  # the lock is another's: ours is gone, or going
+            why, self._superseded = self._superseded, None
+            await self.lock.close()
+            return lead.Dropped(why)
         try:
             await self.lock.check()
             return None
@@ -199,6 +208,7 @@ class Leader:
         for effect in effects:
             match effect:
                 case lead.StartRooms(keep_sockets):
+                    self._fence_writes()
                     if not await self._start_term(self.halted if keep_sockets else None):
                         await self.lock.close()  # free for another process while we retry
                         await self._apply(self.machine.handle(lead.Dropped("no rooms")))
@@ -222,6 +232,21 @@ class Leader:
                     announce(role, why)
 
     # -- terms -----------------------------------------------------------------------------
+
+    def _fence_writes(self) -> None:
+        """The rooms about to start write in the lock's term (none on SQLite)."""
+        self._superseded = None
+        term = self.lock.term
+        if term is not None:
+            self.records.fence = Fence(term, self._term_passed)
+
+    def _term_passed(self, term: int, why: str) -> None:
+        """A write of the rooms found that another process leads (`mastok.db.leader_term`):
+        the next step drops the lock and halts the rooms, now rather than at its second. A
+        straggling write of an earlier term of this process says nothing of this one."""
+        if term == self.lock.term and self.machine.leads:
+            self._superseded = why
+            self._wake.set()
 
     async def _start_term(self, halted: Rooms | None) -> bool:
         """Build the rooms from the database (adopting `halted`'s sockets) and start their

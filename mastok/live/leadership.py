@@ -9,7 +9,9 @@ tells the machine what came of them (`handle(event)`), and carries out the effec
 A leader whose lock connection drops is `adrift`: it stops handling room events at once and tries
 the lock again. Taking it back (the database restarted), it rebuilds its rooms from the database,
 its participants' sockets kept, each in its place; finding another process holding it, it closes
-its rooms' sockets and is a standby. Never two leaders: rooms run only while the lock is held.
+its rooms' sockets and is a standby. Never two leaders writing: rooms run only while the lock is
+held, and a leader that has not yet seen its lock taken finds out at its next write, refused
+as its term has passed (`mastok.db.leader_term`: the driver then reports the lock `Dropped`).
 """
 
 from __future__ import annotations

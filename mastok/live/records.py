@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from mastok.clock import aware
 from mastok.db import Database
 from mastok.db.batches import GroupCommit
+from mastok.db.leader_term import Fence
 from mastok.db.tables import OTreeSession, Participant
 from mastok.live import postgres_writes, sqlite_writes
 from mastok.live.events import (
@@ -123,6 +124,9 @@ class Records:
         self.db = db
         self._reads = asyncio.Semaphore(READERS)
         self._writes = GroupCommit(db, WRITERS, spawn)
+        # The term the rooms' writes are made in (PostgreSQL; set by the leader as its rooms
+        # start): each write checks its own, taken when it is asked for.
+        self.fence: Fence | None = None
 
     @contextlib.asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
@@ -139,9 +143,13 @@ class Records:
         self, campaign_id: int, writes: Sequence[Persist], now: datetime
     ) -> int | None:
         """Write one event's changes in one transaction; return once they are committed, with
-        the database id of the session it recorded, if it recorded one."""
+        the database id of the session it recorded, if it recorded one. Raises TermPassed,
+        writing nothing, if another process leads since the fence's term began."""
+        fence = self.fence
 
         async def write(connection: AsyncConnection) -> int | None:
+            if fence is not None:
+                await fence.check(connection)
             recorded = None
             for change in _fused(writes):
                 recorded = await _write_change(connection, campaign_id, change, now) or recorded

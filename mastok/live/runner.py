@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from mastok.clock import Clock
+from mastok.db.leader_term import TermPassed
 from mastok.db.tables import Campaign
 from mastok.live import events as ev
 from mastok.live.connection import Connection
@@ -323,6 +324,12 @@ class Runner:
                 # knew them before the turn (a pool being started keeps its members' tokens).
                 self.room.rollback()
                 raise
+            except TermPassed:
+                # Another process leads: nothing of the turn was written, and nobody is told.
+                # The leader halts every room (its sockets go where the rooms now run).
+                self.room.rollback()
+                self.halt()
+                return
             except Exception as error:
                 self.room.rollback()
                 if len(turn) == 1:

@@ -16,6 +16,8 @@ from mastok.tasks import TaskScope, task_scope
 
 
 class HeldLock:
+    term = None  # no term to check (as SQLite's)
+
     async def try_acquire(self) -> bool:
         return True
 

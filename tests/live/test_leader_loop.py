@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from types import SimpleNamespace
 
 import pytest
 
+from mastok.db.leader_term import Fence
 from mastok.live import leader as leader_module
 from mastok.live.leader import Leader
 from mastok.live.leadership import Role
@@ -18,6 +20,8 @@ from tests.live.test_leader_edits import FakeRooms
 
 class FlakyLock:
     """A lock held whenever tried, whose next attempt or check raises `failure` once."""
+
+    term = None  # no term to check (as SQLite's)
 
     def __init__(self) -> None:
         self.failure: Exception | None = None
@@ -50,7 +54,9 @@ async def scope(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[TaskScope]:
         yield tasks
 
 
-def driver(lock: FlakyLock, tasks: TaskScope) -> tuple[Leader, list[FakeRooms]]:
+def driver(
+    lock: FlakyLock, tasks: TaskScope, records: object = None
+) -> tuple[Leader, list[FakeRooms]]:
     """The leader, and the rooms each of its terms built (ready at once)."""
     built: list[FakeRooms] = []
 
@@ -63,7 +69,7 @@ def driver(lock: FlakyLock, tasks: TaskScope) -> tuple[Leader, list[FakeRooms]]:
     leader = Leader(
         None,  # type: ignore[arg-type]  # not read: the lock is given
         make_rooms,  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
+        records,  # type: ignore[arg-type]
         None,  # type: ignore[arg-type]
         None,  # type: ignore[arg-type]
         tasks,
@@ -134,4 +140,32 @@ async def test_an_effect_failing_unforeseen_leaves_the_loop_running(
     await until(lock, lambda: calls >= 3)
 
     assert "the leadership step failed" in caplog.text
+    await leader.stop()
+
+
+class TermLock(FlakyLock):
+    """A PostgreSQL lock's stand-in: held with a term (whose check never fails here, as when
+    the lock's connection alone is cut off and the check waits for its timeout)."""
+
+    term = 7
+
+
+async def test_a_write_finding_another_leader_halts_the_rooms_before_the_next_check(
+    scope: TaskScope, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(leader_module, "ATTEMPT_SECONDS", 3600.0)  # no check comes meanwhile
+    lock, records = TermLock(), SimpleNamespace(fence=None)
+    leader, built = driver(lock, scope, records)
+    await leader.start()
+    halted = asyncio.Event()
+    built[0].halt = halted.set  # type: ignore[method-assign]
+    fence = records.fence
+    assert isinstance(fence, Fence) and fence.term == 7  # the rooms write in the lock's term
+
+    fence.superseded(6, "a write of an earlier term, still in flight")
+    assert leader._superseded is None  # says nothing of this term
+    fence.superseded(7, "another process leads")
+    async with asyncio.timeout(5):
+        await halted.wait()
+    assert leader.role == Role.ADRIFT and lock.closes == 1 and lock.checks == 0
     await leader.stop()

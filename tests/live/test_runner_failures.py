@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from mastok.clock import ManualClock
+from mastok.db.leader_term import TermPassed
 from mastok.db.tables import Campaign
 from mastok.live.events import (
     AddParticipant,
@@ -86,8 +87,14 @@ class FlakyRecords:
         self.gate: asyncio.Event | None = None  # when set, writes wait for it
         self.gated: set[type] = set()  # if any, only transactions holding one of these wait
         self.held = asyncio.Event()  # a write waits at the gate
+        self.term_passed = False  # another process leads: every write is refused
 
     async def persist(self, campaign_id: int, writes: Sequence[Persist], now: datetime) -> None:
+        if self.term_passed:
+            raise TermPassed("another process leads")
+        await self._persist(writes)
+
+    async def _persist(self, writes: Sequence[Persist]) -> None:
         if self.gate is not None and (
             not self.gated or any(isinstance(w, tuple(self.gated)) for w in writes)
         ):
@@ -354,6 +361,24 @@ async def test_a_failed_write_changes_nothing_and_the_retry_succeeds(setup: Setu
     await setup.frame(conn, "Agree")
     assert connection.kinds()[-3:] == ["Instructions", "JoiningSize", "Waiting"]
     assert [m.step for m in setup.runner.room.members.values()] == ["joining"]
+
+
+async def test_a_write_refused_as_another_process_leads_halts_the_room_telling_nobody(
+    setup: Setup,
+) -> None:
+    first, _ = await setup.join("a")
+    second, conn = await setup.arrive()
+    await setup.frame(conn, "Land", "b")
+    told = (list(first.frames), list(second.frames))
+    written = list(setup.records.transactions)
+    setup.records.term_passed = True
+    await setup.frame(conn, "Agree")  # it fills the pool: the session's number to write
+    assert (first.frames, second.frames) == told  # no Error, no Instructions, no Starting
+    assert setup.records.transactions == written and setup.starter.starts == 0
+    steps = {m.browser_id: m.step for m in setup.runner.room.members.values()}
+    assert steps == {"a": Step.JOINING, "b": Step.LANDED}  # the room as before the turn
+    assert setup.runner.mailbox.closed  # halted: its sockets wait for where the rooms run
+    assert not first.closing and not second.closing
 
 
 async def test_a_lost_database_while_recording_a_session_is_retried_without_a_second_one(
