@@ -133,7 +133,8 @@ class Participant(Base):
 
     `step` (a `mastok.states.Step`) is where they are: landed, agreed, joining, pending (the
     pools), started (in an oTree session) or left; `outcome` (a `mastok.states.Outcome`) how
-    the visit ended. Pools are ordered by `queued_at` (when it joined the pools) then `id`.
+    the visit ended. Pools are ordered by `queued_at` (when it first joined the pools in the
+    visit, its group chosen again or not) then `id`.
     A visit turned away at once (a paused campaign, say) is a row that starts and ends left.
     """
 

@@ -98,7 +98,7 @@ class Member:
     group: str | None = None
     conn: Conn | None = None
     away_until: datetime | None = None  # away (its socket closed): its place is kept until then
-    waiting_since: datetime | None = None
+    waiting_since: datetime | None = None  # since it first entered the pools in this visit
     # In a pool set aside for its ready check or its session: out of the joining pool, kept
     # whatever happens to its socket until the session is recorded (or fails, and it goes back).
     reserved: bool = False
@@ -762,13 +762,12 @@ class _Turn:
         else:
             self.leave([member], Outcome.FULL)
             return
-        self.journal.set(self.room, "next_order", self.room.next_order + 1)
-        self.journal.set(member, "order", self.room.next_order)
+        self.start_waiting(member)
         self.journal.set(member, "group", group)
         self.journal.set(member, "step", step)
-        self.journal.set(member, "waiting_since", self.now)
-        self.journal.append(pool, member)
-        self.effects.append(Move((member.token,), step, group=group, queued_at=self.now))
+        self.queue(pool, member)
+        queued_at = member.waiting_since
+        self.effects.append(Move((member.token,), step, group=group, queued_at=queued_at))
         reserved = self.reserve()  # first, so that its members are told the pool is full once
         self.send_step(member)
         if step == Step.JOINING:
@@ -777,6 +776,22 @@ class _Turn:
             self.tell_pool_full(reserved, told=[member])
             self.ask_ready(reserved, told=[member])
             self.promote()
+
+    def start_waiting(self, member: Member) -> None:
+        """A member's wait and its place in line begin when it first enters the pools in its
+        visit: one that chooses again (its group gone) keeps both, its limit counting on."""
+        if member.waiting_since is not None:
+            return
+        self.journal.set(self.room, "next_order", self.room.next_order + 1)
+        self.journal.set(member, "order", self.room.next_order)
+        self.journal.set(member, "waiting_since", self.now)
+
+    def queue(self, pool: list[Member], member: Member) -> None:
+        """Into `pool` at its place in line: last, but for one that chose again."""
+        if pool and pool[-1].order > member.order:
+            self.journal.replace(pool, sorted([*pool, member], key=_order))
+        else:
+            self.journal.append(pool, member)
 
     def closed(self, conn: Conn, code: int | None) -> None:
         if conn not in self.room.sockets:

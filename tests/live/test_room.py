@@ -718,6 +718,30 @@ def test_an_edit_removing_the_grouping_lets_those_choosing_a_group_in() -> None:
     assert starting is not None and {m.token for m in starting.members} == {first, second}
 
 
+def test_a_member_asked_to_choose_again_keeps_its_wait_and_its_place() -> None:
+    """Its waiting_limit counts from its first entry into the pools in this visit, and its
+    place in line too, as the database has it (pools are restored in `queued_at` order)."""
+    room = RoomHarness(campaign(per_session=3, groups=(("A", 1), ("B", 2))))
+    regrouped, token = room.agree()
+    room.send(regrouped, "Connect", "A")
+    room.later(minutes=4)
+    in_b, _ = room.agree()
+    room.send(in_b, "Connect", "B")
+    room.do(Edited(campaign(per_session=3, groups=(("C", 1), ("B", 2)))))
+    room.later(seconds=30)
+    for _ in range(2):  # C's joining place taken, then one pending there
+        newer, _ = room.agree()
+        room.send(newer, "Connect", "C")
+    effects = room.send(regrouped, "Connect", "C")
+    assert room.of(Move, effects) == [Move((token,), Step.PENDING, group="C", queued_at=T0)]
+    assert room.frames(regrouped, effects)[-1] == (
+        "Waiting",
+        {"waited": 270, "limit": 300, "leave_after": 0},
+    )
+    assert room.room.pending["C"][0].token == token  # ahead of the one who came after it
+    assert room.frames(regrouped, room.tick(seconds=31)) == [("Disconnect", "Timeout")]
+
+
 def test_an_agree_records_the_consent_its_page_was_shown() -> None:
     """The consent edited while someone reads it: their Agree is to the text they were shown
     (the page that comes back is shown the new one, and agrees to that)."""
