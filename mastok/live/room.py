@@ -99,6 +99,7 @@ class Member:
     conn: Conn | None = None
     away_until: datetime | None = None  # away (its socket closed): its place is kept until then
     waiting_since: datetime | None = None  # since it first entered the pools in this visit
+    limit: timedelta = timedelta(0)  # its waiting limit from then, as its page was told it
     # In a pool set aside for its ready check or its session: out of the joining pool, kept
     # whatever happens to its socket until the session is recorded (or fails, and it goes back).
     reserved: bool = False
@@ -247,6 +248,7 @@ class Room:
                 params=row.params,
             )
             member.away_until, member.waiting_since = now + rules.grace, row.queued_at
+            member.limit = campaign.waiting_limit
             room.members[member.token] = member
             room.ids[member.key] = (*room.ids.get(member.key, ()), member.token)
             if row.step in (Step.JOINING, Step.PENDING) and row.group is not None:
@@ -385,6 +387,7 @@ def _member_state(member: Member) -> tuple[Any, ...]:
         member.conn,
         member.away_until,
         member.waiting_since,
+        member.limit,
         member.reserved,
         member.consent_hash,
     )
@@ -529,7 +532,7 @@ class _Turn:
         campaign = self.campaign
         payload = {
             "waited": _seconds(self.now - member.waiting_since),
-            "limit": _seconds(campaign.waiting_limit),
+            "limit": _seconds(member.limit),
             "leave_after": _seconds(campaign.leave_after),
         }
         self.send(member.conn, Kind.WAITING, payload)
@@ -785,6 +788,7 @@ class _Turn:
         self.journal.set(self.room, "next_order", self.room.next_order + 1)
         self.journal.set(member, "order", self.room.next_order)
         self.journal.set(member, "waiting_since", self.now)
+        self.journal.set(member, "limit", self.campaign.waiting_limit)
 
     def queue(self, pool: list[Member], member: Member) -> None:
         """Into `pool` at its place in line: last, but for one that chose again."""
@@ -874,20 +878,19 @@ class _Turn:
         if check is None or self.now < check.deadline:
             return
         self.journal.set(self.room, "check", None)
-        limit_since = check.deadline - self.campaign.waiting_limit
         silent = [m for m in check.members if not m.ready]
-        late = _waited_since_before(silent, limit_since)
+        late = _past_limit(silent, check.deadline)
         self.leave(late, Outcome.TIMEOUT)
         self.leave([m for m in silent if m not in late], Outcome.NOT_READY)
         self.back_within_pools([m for m in check.members if m.ready])
 
-    def check_timed_out(self, limit_since: datetime) -> None:
+    def check_timed_out(self) -> None:
         """Members of the ready check who have waited their limit end `timeout` now, not when
         the check ends (up to its length later); the others go back, as when one leaves."""
         check = self.room.check
         if check is None:
             return
-        late = _waited_since_before(check.members, limit_since)
+        late = _past_limit(check.members, self.now)
         if not late:
             return
         self.journal.set(self.room, "check", None)
@@ -1172,6 +1175,22 @@ class _Turn:
             self.regroup()
         if resized:
             self.tell_joining_sizes()
+        self.lengthen_waits(before)
+
+    def lengthen_waits(self, before: RoomCampaign) -> None:
+        """After an edit of waiting_limit, whoever waits keeps the longer of its limit and the
+        new one (a shorter limit is for newcomers: no page's countdown is cut short); an edit
+        of leave_after applies at once. The pages whose figures changed get Waiting again."""
+        campaign = self.campaign
+        new_leave_after = campaign.leave_after != before.leave_after
+        if campaign.waiting_limit == before.waiting_limit and not new_leave_after:
+            return
+        for member in sorted(self.room.members.values(), key=_seq):
+            longer = member.waiting_since is not None and campaign.waiting_limit > member.limit
+            if longer:
+                self.journal.set(member, "limit", campaign.waiting_limit)
+            if (longer or new_leave_after) and member.step in (Step.JOINING, Step.PENDING):
+                self.send_waiting(member)
 
     def regroup(self) -> None:
         """After an edit of the grouping, whoever waits in a group that is gone chooses again,
@@ -1222,7 +1241,6 @@ class _Turn:
         """Places held too long by people away, and people who waited too long, expire; ended
         sessions are forgotten; a retry whose pool has changed is dropped."""
         room = self.room
-        limit_since = self.now - self.campaign.waiting_limit
         away = sorted(
             (
                 m
@@ -1235,14 +1253,9 @@ class _Turn:
         # A check that is over first (who did not answer ends not_ready, the others are back in
         # the pools), then whoever waited its limit, in a check or not.
         self.check_expired()
-        self.check_timed_out(limit_since)
+        self.check_timed_out()
         timed_out = sorted(
-            (
-                m
-                for m in room.members.values()
-                if not m.reserved and m.waiting_since is not None and m.waiting_since < limit_since
-            ),
-            key=_seq,
+            _past_limit((m for m in room.members.values() if not m.reserved), self.now), key=_seq
         )
         self.leave(timed_out, Outcome.TIMEOUT)
         if away or timed_out:
@@ -1284,9 +1297,9 @@ def _order(member: Member) -> int:
     return member.order
 
 
-def _waited_since_before(members: Iterable[Member], limit_since: datetime) -> list[Member]:
-    """Those of `members` who began waiting before `limit_since` (their limit has passed)."""
-    return [m for m in members if m.waiting_since and m.waiting_since < limit_since]
+def _past_limit(members: Iterable[Member], at: datetime) -> list[Member]:
+    """Those of `members` whose waiting limit has passed at `at`."""
+    return [m for m in members if m.waiting_since and m.waiting_since + m.limit < at]
 
 
 def _seq(member: Member) -> int:

@@ -718,6 +718,47 @@ def test_an_edit_removing_the_grouping_lets_those_choosing_a_group_in() -> None:
     assert starting is not None and {m.token for m in starting.members} == {first, second}
 
 
+def test_a_longer_waiting_limit_reaches_those_waiting_and_their_pages() -> None:
+    room = RoomHarness(campaign(per_session=3))  # 5 minutes
+    joining, _ = room.agree()
+    room.later(minutes=2)
+    effects = room.do(Edited(campaign(per_session=3, waiting_limit=timedelta(minutes=10))))
+    assert room.frames(joining, effects) == [
+        ("Waiting", {"waited": 120, "limit": 600, "leave_after": 0})
+    ]
+    assert room.tick(minutes=8) == []  # 10 minutes waited: the page's countdown is at 0
+    assert room.frames(joining, room.tick(seconds=1)) == [("Disconnect", "Timeout")]
+
+
+def test_a_shorter_waiting_limit_is_for_newcomers_not_for_those_promised_more() -> None:
+    room = RoomHarness(campaign(per_session=3))  # 5 minutes
+    joining, _ = room.agree()
+    room.later(minutes=2)
+    effects = room.do(Edited(campaign(per_session=3, waiting_limit=timedelta(minutes=1))))
+    assert room.frames(joining, effects) == []  # its page's countdown still holds
+    newcomer, _ = room.agree()
+    assert room.frames(newcomer)[-1] == ("Waiting", {"waited": 0, "limit": 60, "leave_after": 0})
+    effects = room.tick(minutes=1, seconds=1)
+    assert room.frames(newcomer, effects) == [("Disconnect", "Timeout")]
+    assert room.frames(joining, effects) == [("JoiningSize", "1/3")]
+    assert room.tick(minutes=1, seconds=58) == []  # 4:59 of its 5 minutes
+    assert room.frames(joining, room.tick(seconds=2)) == [("Disconnect", "Timeout")]
+
+
+def test_an_edit_of_leave_after_reaches_the_pages_waiting() -> None:
+    room = RoomHarness(campaign(per_session=3))
+    joining, _ = room.agree()
+    choosing, _ = room.land()
+    room.later(seconds=10)
+    effects = room.do(Edited(campaign(per_session=3, leave_after=timedelta(seconds=60))))
+    assert room.frames(joining, effects) == [
+        ("Waiting", {"waited": 10, "limit": 300, "leave_after": 60})
+    ]
+    assert room.frames(choosing, effects) == []
+    error = ("Error", "Leave comes after 60 seconds of waiting")
+    assert room.frames(joining, room.send(joining, "Leave")) == [error]
+
+
 def test_a_member_asked_to_choose_again_keeps_its_wait_and_its_place() -> None:
     """Its waiting_limit counts from its first entry into the pools in this visit, and its
     place in line too, as the database has it (pools are restored in `queued_at` order)."""
