@@ -188,6 +188,12 @@ class Edited:
 
 
 @dataclass(frozen=True, slots=True)
+class Rebuilt:
+    """The room was just built from the database (its first event): the campaign may have
+    been edited while no room ran (through a standby, the leader dead), unseen by its people."""
+
+
+@dataclass(frozen=True, slots=True)
 class CreatedSession:
     code: str
     mastok_id: str
@@ -227,6 +233,7 @@ Event = (
     | Closed
     | Tick
     | Edited
+    | Rebuilt
     | SessionCreated
     | SessionFailed
     | OTreeAnswers

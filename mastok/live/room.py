@@ -43,6 +43,7 @@ from mastok.live.events import (
     Opened,
     OTreeAnswers,
     Params,
+    Rebuilt,
     Received,
     RecordSession,
     RoomCampaign,
@@ -420,6 +421,8 @@ class _Turn:
                 self.tick()
             case Edited(campaign):
                 self.edited(campaign)
+            case Rebuilt():
+                self.rebuilt()
             case SessionCreated(number, session):
                 self.session_created(number, session)
             case SessionFailed(number, message, source):
@@ -1153,6 +1156,13 @@ class _Turn:
             return
         self.cancel_check()
         self.apply_edit(campaign)
+        self.promote()
+        self.start_sessions()
+
+    def rebuilt(self) -> None:
+        """The room as the database has it, its campaign perhaps edited while no room ran:
+        whoever waits in a group that is gone chooses again, as after an edit here."""
+        self.regroup()
         self.promote()
         self.start_sessions()
 

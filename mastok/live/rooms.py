@@ -13,7 +13,7 @@ from mastok.campaigns.service import CampaignService
 from mastok.clock import Clock
 from mastok.db.tables import Campaign
 from mastok.futures import settle
-from mastok.live.events import RoomCampaign, Rules
+from mastok.live.events import Rebuilt, RoomCampaign, Rules
 from mastok.live.leadership import SERVICE_RESTART
 from mastok.live.records import Records
 from mastok.live.room import Room
@@ -129,11 +129,13 @@ class Rooms:
             return self._runners[campaign.id]
 
     async def _build(self, campaign: Campaign) -> Runner:
-        """The room as the database has it, with its runner's task."""
+        """The room as the database has it, with its runner's task; its first event checks
+        its people against the campaign (edited through a standby while no room ran, say)."""
         room = await restore_room(campaign, self.records, self.rules, self.clock)
         runner = Runner(
             campaign, room, self.records, self.starter, self.clock, self.tasks, self.metrics
         )
+        runner.post(Rebuilt())
         self.tasks.spawn(runner.run(), f"mastok room {campaign.namespace}")
         return runner
 

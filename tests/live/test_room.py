@@ -22,7 +22,9 @@ from mastok.live.events import (
     Leave,
     Move,
     OTreeAnswers,
+    Rebuilt,
     RecordSession,
+    RoomCampaign,
     Rules,
     SessionFailed,
 )
@@ -846,6 +848,48 @@ def test_a_restored_room_has_everyone_away_in_pool_order() -> None:
     )
     effects = room.tick(seconds=30)
     assert room.of(Leave, effects) == [Leave(("t1", "t2", "t3", "t4"), Outcome.AWAY)]
+
+
+def rebuilt(room_campaign: RoomCampaign, *waiting: Waiting) -> RoomHarness:
+    """The room as the database has it, after its first event."""
+    rules = Rules(timedelta(seconds=30), True)
+    room = RoomHarness(room=Room.restore(room_campaign, rules, lambda: "new", waiting, (), {}, T0))
+    room.do(Rebuilt())
+    return room
+
+
+def test_a_room_rebuilt_after_its_grouping_was_edited_asks_again_those_in_a_group_gone() -> None:
+    """Edited through a standby while no room ran (the leader dead): the rows are as the room
+    before left them."""
+    room = rebuilt(
+        campaign(groups=(("C", 1), ("B", 1))),
+        Waiting("t1", "a", Step.JOINING, "A", T0),
+        Waiting("t2", "b", Step.PENDING, "A", T0 + timedelta(seconds=1)),
+        Waiting("t3", "c", Step.JOINING, "B", T0 + timedelta(seconds=2)),
+    )
+    assert room.of(Move) == [Move(("t1", "t2"), Step.AGREED)]
+    assert room.joining() == ["t3"] and room.pending() == []
+    conn = room.open()
+    room.send(conn, "Resume", "t1")
+    assert room.last(conn) == ("Grouping", "Q?\nC:1\nB:1\nGo")
+    effects = room.send(conn, "Connect", "C")
+    assert room.of(Move, effects) == [Move(("t1",), Step.JOINING, group="C", queued_at=T0)]
+
+
+def test_a_room_rebuilt_after_its_grouping_was_removed_lets_those_choosing_in() -> None:
+    room = rebuilt(campaign(), Waiting("t1", "a", Step.AGREED, None, None))
+    assert room.of(Move) == [Move(("t1",), Step.JOINING, group="default", queued_at=T0)]
+    assert room.joining() == ["t1"]
+
+
+def test_a_room_rebuilt_as_it_was_changes_nothing() -> None:
+    room = rebuilt(
+        campaign(groups=(("A", 1), ("B", 1))),
+        Waiting("t1", "a", Step.JOINING, "A", T0),
+        Waiting("t2", "b", Step.AGREED, None, None),
+    )
+    assert room.log == []
+    assert room.joining() == ["t1"]
 
 
 def test_view_is_what_supervisors_see() -> None:
