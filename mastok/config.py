@@ -163,7 +163,9 @@ class Settings(BaseModel):
         "send one)",
     )
     resume_grace: Seconds = setting(
-        30.0, "seconds a participant whose connection dropped keeps its place"
+        30.0,
+        "seconds a participant whose connection dropped keeps its place (the join page keeps "
+        "reconnecting that long)",
     )
     left_grace: Seconds = setting(
         3.0,

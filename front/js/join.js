@@ -1,6 +1,7 @@
 // The participant's join page: walks a person through the live protocol of docs/protocol.md.
 // Plain ES module, served as-is. Every step is a <section id="step-…">; the current one is also
-// on document.body.dataset.step (and the socket's state on document.body.dataset.connection).
+// on document.body.dataset.step (and the socket's state on document.body.dataset.connection:
+// connecting, open, reconnecting or closed).
 
 import { httpUrl, openFrames } from "./frames.js";
 
@@ -9,7 +10,18 @@ const slug = root.dataset.slug || "";
 const wsPath = root.dataset.wsPath;
 const TOKEN_KEY = `mastok:resume:${slug}`;
 const BROWSER_ID_KEY = "mastok.browser-id";
-const RECONNECT_DELAYS = [1000, 2000, 4000, 8000, 16000]; // at most 5 attempts
+// A dropped connection is tried again after 1 s, then twice as long each time up to 10 s, each
+// wait drawn at random between half of that and all of it (pages dropped together, by a restart
+// say, come back spread out), for as long as mastok keeps the person's place: its resume grace,
+// rendered into the page (MASTOK_RESUME_GRACE, 30 s by default).
+const RETRY_FIRST_MS = 1000;
+const RETRY_MAX_MS = 10000;
+const RESUME_GRACE_MS = graceMs(root.dataset.resumeGrace);
+
+function graceMs(value) {
+  const grace = Number(value);
+  return Number.isFinite(grace) && grace > 0 ? grace * 1000 : 30000;
+}
 
 const $ = (id) => document.getElementById(id);
 const STEPS = ["connecting", "consent", "grouping", "waiting", "pending", "ready", "starting", "ended", "exit"];
@@ -673,7 +685,9 @@ let leaving = false; // navigating away: closes are expected
 let finished = false; // got a Disconnect (or a final close): never reconnect
 let resuming = false; // sent Resume and heard nothing but State since
 let attempts = 0; // reconnections since the last frame that showed progress
-let reconnectTimer = null;
+let lostAt = null; // Date.now() when the connection was lost (null: the server went on with us)
+let lastTry = false; // the try under way is the last one the grace leaves
+let reconnectTimer = null; // set while waiting to try again
 
 function send(kind, payload) {
   if (!socket || socket.readyState !== WebSocket.OPEN) {
@@ -717,22 +731,71 @@ function closed(event) {
   scheduleReconnect();
 }
 
+/** The wait before try number `attempt` (from 0): the backoff, capped, with its jitter. */
+function retryDelay(attempt) {
+  const ceiling = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** Math.min(attempt, 30));
+  return ceiling / 2 + Math.random() * (ceiling / 2);
+}
+
+/**
+ * After a failed connection: try again later, until the grace (counted on the wall clock, which
+ * goes on while the tab is throttled or the computer sleeps) has run out. Its last try comes in
+ * its final second; a timer that fires late (a tab in the background) still makes its try, and
+ * the page gives up only once a try at or past the end of the grace has failed.
+ */
 function scheduleReconnect() {
-  if (attempts >= RECONNECT_DELAYS.length) {
-    finished = true;
-    setConnection("closed", "");
-    showEnded({
-      title: "Connection lost",
-      reason: "This page could not reach the study. Check your connection, then try again.",
-      retry: true,
-    });
+  const now = Date.now();
+  if (lostAt === null) lostAt = now;
+  const left = lostAt + RESUME_GRACE_MS - now;
+  if (lastTry || left <= 0) {
+    giveUp();
     return;
   }
-  const delay = RECONNECT_DELAYS[attempts];
+  let delay = retryDelay(attempts);
   attempts += 1;
-  setConnection("reconnecting", "Connection lost, reconnecting…");
+  if (delay >= left) {
+    lastTry = true;
+    delay = left - Math.random() * Math.min(left, RETRY_FIRST_MS);
+  }
+  showReconnecting();
   reconnectTimer = setTimeout(connect, delay);
 }
+
+function showReconnecting() {
+  const message = navigator.onLine
+    ? "Connection lost. Reconnecting… Please keep this page open."
+    : "You are offline. This page reconnects as soon as your connection is back: please keep it open.";
+  setConnection("reconnecting", message);
+}
+
+function giveUp() {
+  finished = true;
+  setConnection("closed", "");
+  showEnded({
+    title: "Connection lost",
+    reason: "This page could not reach the study. Check your connection, then try again.",
+    retry: true,
+  });
+}
+
+/**
+ * Waiting to try again and there is news (back online, the tab shown again): try now. Not the
+ * last try, even in place of it: if it fails before the grace's end, the last one is still made.
+ */
+function reconnectNow() {
+  if (reconnectTimer === null || finished || leaving) return;
+  clearTimeout(reconnectTimer);
+  lastTry = false;
+  connect();
+}
+
+window.addEventListener("online", reconnectNow);
+window.addEventListener("offline", () => {
+  if (document.body.dataset.connection === "reconnecting") showReconnecting();
+});
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible") reconnectNow();
+});
 
 function land() {
   resuming = false;
@@ -744,6 +807,8 @@ function handle(kind, payload) {
     // The server went on with this participant: a later drop may try again from scratch.
     resuming = false;
     attempts = 0;
+    lostAt = null;
+    lastTry = false;
     setConnection("open", "");
   }
   switch (kind) {

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mastok.services import services
+from mastok.services import services, settings
 from mastok.web.templating import render
 
 # The join page runs mastok's own script and style only: a campaign's HTML (sanitised) cannot
@@ -32,7 +32,13 @@ async def join_page(request: Request) -> Response:
     if campaign is None:
         response = render(request, "join_not_found.html", {"slug": slug}, 404)
     else:
-        context = {"slug": slug, "show_count": campaign.show_nb_participants}
+        context = {
+            "slug": slug,
+            "show_count": campaign.show_nb_participants,
+            # How long the page keeps reconnecting after its connection dropped: as long as
+            # mastok keeps its place.
+            "resume_grace": f"{settings(request).resume_grace:g}",
+        }
         response = render(request, "join.html", context)
     response.headers["Content-Security-Policy"] = JOIN_PAGE_CSP
     return response
