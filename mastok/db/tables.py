@@ -145,6 +145,7 @@ class Participant(Base):
         Index("ix_participants_campaign_identity", "campaign_id", "identity"),
         Index("ix_participants_campaign_created_at", "campaign_id", "created_at"),
         Index("ix_participants_campaign_queued_at", "campaign_id", "queued_at"),
+        Index("ix_participants_campaign_ended_at", "campaign_id", "ended_at"),
         Index("ix_participants_session_id", "session_id"),
     )
 

@@ -78,6 +78,8 @@ _WAITING = (
     .where(Participant.step.in_(WAITING_STEPS))
     .order_by(Participant.queued_at, Participant.id)
 )
+# A handful among all the campaign's ended visits: read through ix_participants_campaign_ended_at
+# (tests/live/test_records_plans.py reads the plans on both databases).
 _ENDED = (
     select(Participant.token, Participant.outcome, Participant.params, Participant.ended_at)
     .where(Participant.campaign_id == bindparam("campaign_id"))
