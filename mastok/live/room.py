@@ -76,6 +76,8 @@ REASONS = {
     Outcome.LANDING_FAILED: Reason.LANDING_FAILED,
     Outcome.AWAY: Reason.AWAY,
 }
+# The visits a campaign's end ends, by their outcome.
+CAMPAIGN_ENDS = {Outcome.PAUSED: CampaignState.PAUSED, Outcome.COMPLETED: CampaignState.COMPLETED}
 
 
 def key_of(identity: str | None, browser_id: str | None) -> str:
@@ -408,6 +410,12 @@ class _Turn:
         return self.room.campaign
 
     def handle(self, event: Event) -> list[Effect]:
+        if self.room.members and self.campaign.state != CampaignState.RUNNING:
+            # Rebuilt with people in the room of a campaign paused or completed: the edit was
+            # written while no room ran to end their visits (through a standby between two
+            # leaders, or mastok killed first). They end now, as the edit would have ended
+            # them, their pages told if they come back within the grace: one visit each.
+            self.end_everyone(self.campaign.state)
         match event:
             case Opened(conn, query):
                 self.opened(conn, query)
@@ -472,16 +480,17 @@ class _Turn:
         self.effects.append(AddParticipant(token, browser_id, identity, params, outcome))
         self.end_visit(conn, outcome, params, reason)
 
-    def send_end(self, conn: Conn, state: CampaignState, member: Member | None) -> None:
-        """The campaign's Paused or Completed text; the visit ends that way."""
+    def send_end(self, conn: Conn, state: CampaignState, params: Params | None) -> None:
+        """The campaign's Paused or Completed text; the visit ends that way (`params`: its
+        visit's, None for a socket with no visit: one is written down, ended)."""
         texts = self.campaign.texts
         text = texts.paused if state == CampaignState.PAUSED else texts.completed
         self.send(conn, Kind(state.value), text)
         outcome = Outcome(state.value.lower())
-        if member is None:
+        if params is None:
             self.turn_away(conn, outcome)
         else:
-            self.end_visit(conn, outcome, member.params)
+            self.end_visit(conn, outcome, params)
 
     def params_of(self, conn: Conn) -> Params:
         arrival = self.room.arrivals.get(conn)
@@ -600,6 +609,13 @@ class _Turn:
         member = self.room.members.get(token) if token is not None else None
         if member is None and token is not None and self.started(conn, token):
             return  # recorded before its pool was told (the lock lost): told now
+        ended = self.room.ended_tokens.get(token) if token is not None else None
+        if token is not None and ended is not None and ended.outcome in CAMPAIGN_ENDS:
+            # Its visit ended with the campaign while the lock was lost (the room rebuilt
+            # ended it): told as those present then were, in the same visit.
+            self.journal.pop(self.room.ended_tokens, token)
+            self.send_end(conn, CAMPAIGN_ENDS[ended.outcome], ended.params)
+            return
         state = self.room.public_state(self.now)
         if member is None or state in (RoomState.PAUSED, RoomState.COMPLETED):
             self.opened(conn, query)
@@ -1229,7 +1245,8 @@ class _Turn:
     def end_everyone(self, state: CampaignState) -> None:
         """Everyone's socket gets the campaign's message, and everyone leaves."""
         for conn in sorted(self.room.sockets):
-            self.send_end(conn, state, self.member_of(conn))
+            member = self.member_of(conn)
+            self.send_end(conn, state, member.params if member is not None else None)
         self.journal.set(self.room, "sockets", {})
         self.journal.set(self.room, "arrivals", {})
         outcome = Outcome(state.value.lower())

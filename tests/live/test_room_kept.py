@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from mastok.live.events import Kept, Leave, RoomCampaign, Rules
+from mastok.live.events import AddParticipant, Kept, Leave, RoomCampaign, Rules
 from mastok.live.room import Room, Started, Waiting
 from mastok.states import CampaignState, Outcome, Step
 from tests.live.room_harness import T0, RoomHarness, campaign
@@ -82,10 +82,15 @@ def test_a_kept_socket_whose_place_is_gone_is_told_the_state_and_resumes_by_itse
 
 
 def test_a_kept_socket_in_a_campaign_paused_meanwhile_gets_its_end() -> None:
+    """The same visit ends paused (it was turned away as a second visit, the first left in
+    the room to end away)."""
     paused = campaign(per_session=2, state=CampaignState.PAUSED)
-    after = rebuilt(joining("t1"), room_campaign=paused)
-    frames = after.frames(1, after.do(Kept(1, (), "t1")))
-    assert frames == [("Paused", "<p>paused</p>"), ("Disconnect", "Paused")]
+    after = rebuilt(joining("t1"), joining("t2"), room_campaign=paused)
+    effects = after.do(Kept(1, (), "t1"))
+    assert after.frames(1, effects) == [("Paused", "<p>paused</p>"), ("Disconnect", "Paused")]
+    assert after.of(AddParticipant, effects) == []
+    assert after.of(Leave, effects) == [Leave(("t1", "t2"), Outcome.PAUSED)]
+    assert after.room.members == {}
 
 
 URL = "http://otree/InitializeParticipant/s1p1"

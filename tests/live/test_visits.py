@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from mastok.db.tables import Participant
+from mastok.db.tables import Campaign, Participant
 from mastok.otree.local import LocalOTree
-from tests.fixtures.live import FaultyOTree, LiveServer, Peer, ServerFactory
+from tests.fixtures.live import FaultyOTree, LiveServer, Peer, ServerFactory, join
 from tests.live.helpers import running_campaign
 
 OUTCOMES = (
@@ -338,3 +338,68 @@ async def test_identities_are_not_erased_while_a_session_is_being_created(
     erased = mastok("erase-identities", "--campaign", "held", "--database", url)
     assert erased.returncode == 0, erased.stderr
     assert await stored_identities(server, "pid-a", "pid-b") == []
+
+
+def figures(server: LiveServer, namespace: str) -> dict[str, Any]:
+    with server.admin() as admin:
+        found = admin.get(f"/api/campaigns/{namespace}/stats")
+        assert found.status_code == 200, found.text
+        return found.json()
+
+
+async def waiting_with_token(server: LiveServer, slug: str) -> tuple[Peer, str]:
+    peer, token = await join(server, slug, "browser-1")
+    await peer.send("Agree")
+    assert await peer.until("Waiting") is not None
+    return peer, token
+
+
+async def test_a_page_away_during_a_pause_and_back_is_one_visit(
+    make_server: ServerFactory,
+) -> None:
+    server = make_server(resume_grace=30)
+    campaign = running_campaign(server, "pause_away", exits={"paused": {"code": "P1"}})
+    slug, namespace = campaign["slug"], campaign["namespace"]
+    peer, token = await waiting_with_token(server, slug)
+    await peer.close()
+    set_state(server, namespace, "Paused")
+    back = await server.participant(slug)
+    assert await back.expect("State") == "Paused"
+    await back.send("Resume", token)
+    assert (await back.expect("Exit"))["code"] == "P1"
+    assert await back.expect("Disconnect") == "Paused"
+    found = figures(server, namespace)
+    assert found["funnel"]["arrived"] == 1
+    assert found["outcomes"]["paused"] == 1
+
+
+async def test_a_page_away_while_its_campaign_was_paused_without_its_room_is_one_visit(
+    make_server: ServerFactory,
+) -> None:
+    """The pause written while no room ran to end the visits (through a standby between two
+    leaders, or with mastok killed before the room wrote them): the room rebuilt ends them as
+    the pause would have, and a page back with its token is told so, in the same visit; it
+    was turned away as a second visit (arrived 2: paused, and its first visit away later)."""
+    server = make_server(resume_grace=30)
+    campaign = running_campaign(server, "pause_gap", exits={"paused": {"code": "P1"}})
+    slug, namespace = campaign["slug"], campaign["namespace"]
+    _, token = await waiting_with_token(server, slug)
+    server.stop()
+    async with server.database() as session:
+        await session.execute(
+            update(Campaign).where(Campaign.namespace == namespace).values(state="Paused")
+        )
+        await session.commit()
+    again = make_server(server.clock, resume_grace=30)
+    back = await again.participant(slug)
+    if (await back.next())["kind"] == "State":  # the page resumes with its token
+        await back.send("Resume", token)
+    await back.closed()
+    found = figures(again, namespace)
+    assert (found["funnel"]["arrived"], found["funnel"]["in_room"]) == (1, 0), found["funnel"]
+    assert found["outcomes"]["paused"] == 1
+    assert [(f["kind"], f.get("payload")) for f in back.received] == [
+        ("State", "Paused"),
+        ("Exit", {"outcome": "paused", "code": "P1", "url": None}),
+        ("Disconnect", "Paused"),
+    ]
