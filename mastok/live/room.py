@@ -410,12 +410,6 @@ class _Turn:
         return self.room.campaign
 
     def handle(self, event: Event) -> list[Effect]:
-        if self.room.members and self.campaign.state != CampaignState.RUNNING:
-            # Rebuilt with people in the room of a campaign paused or completed: the edit was
-            # written while no room ran to end their visits (through a standby between two
-            # leaders, or mastok killed first). They end now, as the edit would have ended
-            # them, their pages told if they come back within the grace: one visit each.
-            self.end_everyone(self.campaign.state)
         match event:
             case Opened(conn, query):
                 self.opened(conn, query)
@@ -1176,8 +1170,15 @@ class _Turn:
         self.start_sessions()
 
     def rebuilt(self) -> None:
-        """The room as the database has it, its campaign perhaps edited while no room ran:
-        whoever waits in a group that is gone chooses again, as after an edit here."""
+        """The room as the database has it, its campaign perhaps edited while no room ran
+        (through a standby between two leaders, or mastok killed before the room wrote what
+        the edit did): whoever waits in a group that is gone chooses again, and in a campaign
+        paused or completed everyone's visit ends, as after an edit here (their pages told if
+        they come back within the grace: one visit each)."""
+        if self.campaign.state != CampaignState.RUNNING:
+            if self.room.members:
+                self.end_everyone(self.campaign.state)
+            return
         self.regroup()
         self.promote()
         self.start_sessions()
