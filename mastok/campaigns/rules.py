@@ -69,7 +69,11 @@ class CampaignSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    slug: str = Field(description="Public name in the share URL: letters, digits, _ (2 to 128)")
+    slug: str = Field(
+        description="Public name in the share URL: letters, digits, _ (2 to 128). Its old "
+        "slugs stay a campaign's (their share URLs redirect to it): no other campaign may "
+        "take them"
+    )
     per_session: _ranged("per_session", "Participants per oTree session")  # type: ignore[valid-type]
     join_once: bool = Field(False, description="A fingerprint may join only one session")
     show_nb_participants: bool = Field(

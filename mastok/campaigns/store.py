@@ -13,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mastok.campaigns.markdown import consent_hash
 from mastok.campaigns.rules import InvalidCampaign
 from mastok.clock import utcnow
-from mastok.db.tables import Campaign, Consent
+from mastok.db.tables import Campaign, CampaignSlug, Consent
 from mastok.states import CampaignState
 
 UNIQUE = ("namespace", "slug")
+FORMER = "was {}'s slug: its old links lead there, so no other campaign may take it"
 
 
 async def list_campaigns(session: AsyncSession) -> list[Campaign]:
@@ -34,7 +35,15 @@ async def get_campaign(
 
 
 async def get_campaign_by_slug(session: AsyncSession, slug: str) -> Campaign | None:
-    return await session.scalar(select(Campaign).where(Campaign.slug == slug))
+    """The campaign at `slug`, or the one it was the slug of (its old links lead there)."""
+    campaign = await session.scalar(select(Campaign).where(Campaign.slug == slug))
+    if campaign is not None:
+        return campaign
+    return await session.scalar(
+        select(Campaign)
+        .join(CampaignSlug, CampaignSlug.campaign_id == Campaign.id)
+        .where(CampaignSlug.slug == slug)
+    )
 
 
 async def insert_campaign(session: AsyncSession, values: Mapping[str, Any]) -> Campaign:
@@ -42,7 +51,7 @@ async def insert_campaign(session: AsyncSession, values: Mapping[str, Any]) -> C
     campaign = Campaign(**values, state=CampaignState.PAUSED, started_sessions=0)
     session.add(campaign)
     await _keep_consent(session, campaign.consent)
-    await _commit(session, values)
+    await _commit(session, values, campaign)
     return campaign
 
 
@@ -53,7 +62,7 @@ async def update_campaign(
     for key, value in values.items():
         setattr(campaign, key, value)
     await _keep_consent(session, campaign.consent)
-    await _commit(session, values)
+    await _commit(session, values, campaign)
     return campaign
 
 
@@ -66,21 +75,41 @@ async def _check_unique(
     query = select(Campaign).where(or_(*(getattr(Campaign, k) == v for k, v in wanted.items())))
     if exclude_id is not None:
         query = query.where(Campaign.id != exclude_id)
-    taken = {
-        key
+    errors = {
+        key: "is already used by another campaign"
         for other in await session.scalars(query)
         for key, value in wanted.items()
         if getattr(other, key) == value
     }
-    if taken:
-        raise InvalidCampaign({key: "is already used by another campaign" for key in sorted(taken)})
+    if "slug" in wanted and "slug" not in errors:
+        former = (
+            select(Campaign.namespace)
+            .join(CampaignSlug, CampaignSlug.campaign_id == Campaign.id)
+            .where(CampaignSlug.slug == wanted["slug"])
+        )
+        if exclude_id is not None:
+            former = former.where(Campaign.id != exclude_id)
+        owner = await session.scalar(former)
+        if owner is not None:
+            errors["slug"] = FORMER.format(owner)
+    if errors:
+        raise InvalidCampaign(dict(sorted(errors.items())))
 
 
-async def _commit(session: AsyncSession, values: Mapping[str, Any]) -> None:
+async def _commit(session: AsyncSession, values: Mapping[str, Any], campaign: Campaign) -> None:
+    """Written with its slug kept for it. Another request may have taken a name between the
+    check and the write: nothing is written then."""
     try:
-        await session.commit()
+        await session.flush()  # the campaign's id, for its slug
+        kept = await session.get(CampaignSlug, campaign.slug)
+        if kept is None:
+            session.add(CampaignSlug(slug=campaign.slug, campaign_id=campaign.id))
+        taken = kept is not None and kept.campaign_id != campaign.id
+        if not taken:
+            await session.commit()
     except IntegrityError:
-        # Another request took the name between the check and the write.
+        taken = True
+    if taken:
         await session.rollback()
         raise InvalidCampaign(
             {key: "is already used by another campaign" for key in UNIQUE if key in values}

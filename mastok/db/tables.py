@@ -83,6 +83,17 @@ class Campaign(Base):
     )
 
 
+class CampaignSlug(Base):
+    """Every slug a campaign was given, its current one included. An old slug's links are out
+    there (posted on a recruiting platform): they lead to its campaign for good, and no other
+    campaign may take it."""
+
+    __tablename__ = "campaign_slugs"
+
+    slug: Mapped[str] = mapped_column(String(128), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+
+
 class OTreeSession(Base):
     """An oTree session mastok created for a campaign (`mastok_id` is also its oTree label)."""
 

@@ -118,7 +118,10 @@ PRESET_CHOICES = {
 
 class _CampaignFields(CSRFForm):
     presets = PRESET_CHOICES  # the platforms' buttons: (identity, parameters) by name
-    slug = StringField("Slug", description="public name in the share URL")
+    slug = StringField(
+        "Slug",
+        description="public name in the share URL; a renamed campaign's old one still leads to it",
+    )
     per_session = _number("Participants per session", "per_session", 2)
     max_sessions = _number("Maximum number of sessions", "max_sessions", 1)
     concurrent_sessions = _number("Sessions live at once", "concurrent_sessions", 1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from mastok.services import services, settings
@@ -29,6 +29,12 @@ JOIN_PAGE_CSP = "; ".join(
 async def join_page(request: Request) -> Response:
     slug = request.path_params["slug"]
     campaign = await services(request).campaigns.get_by_slug(slug)
+    if campaign is not None and campaign.slug != slug:
+        # An old slug of a renamed campaign: to its share URL, with the platform's parameters
+        # (not for good: a slug may come back to its campaign).
+        query = request.url.query
+        url = f"{settings(request).web_prefix}/join/{campaign.slug}"
+        return RedirectResponse(f"{url}?{query}" if query else url, 307)
     if campaign is None:
         response = render(request, "join_not_found.html", {"slug": slug}, 404)
     else:

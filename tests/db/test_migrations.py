@@ -448,3 +448,18 @@ async def test_0009_moves_a_trials_events_onto_its_row_and_back(empty_database_u
     await downgrade_url(empty_database_url, "0008")
     assert await run_sync(empty_database_url, event_rows) == before
     assert len(before) == 2 + 2 * (MANY - 1)
+
+
+def campaign_slugs(connection: Connection) -> list[tuple[str, int]]:
+    rows = connection.exec_driver_sql("SELECT slug, campaign_id FROM campaign_slugs")
+    return [(slug, campaign_id) for slug, campaign_id in rows]
+
+
+async def test_0012_keeps_the_slug_of_each_campaign_there(empty_database_url: str) -> None:
+    async with opened(empty_database_url) as database:
+        await migrate(database, "0011")
+    await run_sync(empty_database_url, insert_campaign)
+    await migrate_url(empty_database_url)
+    assert await run_sync(empty_database_url, campaign_slugs) == [("slug", 1)]
+    await downgrade_url(empty_database_url, "0011")
+    assert "campaign_slugs" not in await run_sync(empty_database_url, table_names)

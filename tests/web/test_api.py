@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 
 from tests.campaigns.factories import campaign_input
 from tests.fixtures.app import ClientFactory
+from tests.lightmill.helpers import services
 
 
 def create(client: TestClient, **changes: object) -> dict[str, object]:
@@ -70,6 +71,36 @@ def test_namespace_and_slug_are_unique(client: TestClient) -> None:
         "slug": "is already used by another campaign",
     }
     assert len(client.get("/api/campaigns").json()) == 1
+
+
+FORMER = "was study_r's slug: its old links lead there, so no other campaign may take it"
+
+
+def test_a_renamed_campaigns_old_slug_leads_to_it_and_no_other_campaign_takes_it(
+    client: TestClient,
+) -> None:
+    """Its old link is out there (posted on a recruiting platform): people who follow it
+    must not land in another study."""
+    create(client, namespace="study_r", slug="posted")
+    renamed = client.patch("/api/campaigns/study_r", json={"slug": "renamed"})
+    assert renamed.status_code == 200, renamed.text
+    taken = client.post("/api/campaigns", json=campaign_input("other", slug="posted"))
+    assert (taken.status_code, taken.json()) == (422, {"errors": {"slug": FORMER}})
+    create(client, namespace="third")
+    moved = client.patch("/api/campaigns/third", json={"slug": "posted"})
+    assert (moved.status_code, moved.json()) == (422, {"errors": {"slug": FORMER}})
+    old = client.get("/join/posted?PROLIFIC_PID=p1&STUDY_ID=s1", follow_redirects=False)
+    assert old.status_code == 307
+    assert old.headers["location"] == "/join/renamed?PROLIFIC_PID=p1&STUDY_ID=s1"
+    assert 'data-slug="renamed"' in client.get("/join/posted", follow_redirects=True).text
+    origin = {"origin": services(client).settings.origin}  # a page opened before, back
+    with client.websocket_connect("/ws/join?slug=posted", headers=origin) as socket:
+        assert socket.receive_json()["kind"] == "Paused"  # its campaign's, not "no campaign"
+    back = client.patch("/api/campaigns/study_r", json={"slug": "posted"})  # its own: taken back
+    assert back.status_code == 200, back.text
+    assert client.get("/join/renamed", follow_redirects=False).headers["location"] == (
+        "/join/posted"
+    )
 
 
 def test_patch_changes_fields_and_state(client: TestClient) -> None:

@@ -132,6 +132,18 @@ def test_invalid_edit_keeps_input_and_saves_nothing(client: TestClient) -> None:
     assert client.get("/api/campaigns/study_i").json() == before
 
 
+def test_the_form_refuses_another_campaigns_old_slug_at_its_field(client: TestClient) -> None:
+    assert client.post("/api/campaigns", json=campaign_input("study_o")).status_code == 201
+    assert client.patch("/api/campaigns/study_o", json={"slug": "moved"}).status_code == 200
+    response = submit(client, "/campaigns/new", campaign_input("study_n", slug="study_o_join"))
+    assert response.status_code == 422
+    assert (
+        'data-field="slug">was study_o&#39;s slug: its old links lead there, so no other '
+        "campaign may take it" in response.text
+    )
+    assert client.get("/api/campaigns/study_n").status_code == 404
+
+
 def test_unknown_campaign_pages_are_404(client: TestClient) -> None:
     for path in ("/campaigns/edit/ghost", "/campaigns/supervise/ghost"):
         page = client.get(path)
@@ -199,6 +211,9 @@ def test_everything_is_served_under_the_web_prefix(make_client: ClientFactory) -
     joining = "/mastok/ws/join?slug=study_pre_join"
     with prefixed.websocket_connect(joining, headers=origin) as socket:
         assert socket.receive_json()["kind"] == "Paused"  # a new campaign waits for a start
+    assert prefixed.patch("/mastok/api/campaigns/study_pre", json={"slug": "pre"}).is_success
+    moved = prefixed.get("/mastok/join/study_pre_join?a=1")
+    assert moved.headers["location"] == "/mastok/join/pre?a=1"
     with (
         pytest.raises(WebSocketDisconnect),  # nothing outside the prefix
         prefixed.websocket_connect("/ws/join?slug=study_pre_join", headers=origin) as socket,
