@@ -662,14 +662,15 @@ class _Turn:
         if self.end_if_not_running(conn):
             return
         same = [self.room.members[token] for token in self.room.ids.get(key, ())]
-        taken = any(m.conn is not None or m.reserved for m in same)  # not to be taken over
+        taken = any(m.conn is not None for m in same)  # not to be taken over
         if self.campaign.join_once and (past is not None or taken):
             self.turn_away(conn, Outcome.REJECTED, browser_id)
             return
-        away = [m for m in same if m.conn is None and not m.reserved]
-        if away:  # a page that lost its token (Go Mastok's never keeps one): its place back
+        away = [m for m in same if m.conn is None]
+        if away:  # a page that lost its token (Go Mastok's never keeps one): its place back,
+            # its seat in a pool being started first (else the newest)
             self.journal.pop(self.room.arrivals, conn)
-            self.come_back(conn, away[-1])
+            self.come_back(conn, max(away, key=_reserved_then_seq))
             return
         token = self.room.new_token()
         self.journal.set(self.room, "next_order", self.room.next_order + 1)
@@ -1332,3 +1333,7 @@ def _past_limit(members: Iterable[Member], at: datetime) -> list[Member]:
 
 def _seq(member: Member) -> int:
     return member.seq
+
+
+def _reserved_then_seq(member: Member) -> tuple[bool, int]:
+    return member.reserved, member.seq

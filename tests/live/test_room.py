@@ -956,24 +956,33 @@ def test_join_once_refuses_the_id_of_a_member_present_but_gives_an_away_one_its_
     assert room.frames(back, room.send(back, "Land", "same"))[0] == ("Resume", token)
 
 
-def test_a_member_whose_session_is_being_created_is_not_taken_over() -> None:
-    room = RoomHarness(campaign(per_session=2))
+@pytest.mark.parametrize("join_once", [False, True])
+def test_a_member_whose_session_is_being_created_gets_its_seat_by_land(join_once: bool) -> None:
+    room = RoomHarness(campaign(per_session=2, join_once=join_once))
     first, token = room.agree("a")
     room.agree("b")
     room.close(first)
     conn = room.open()
-    effects = room.send(conn, "Land", "a")
-    assert room.frames(conn, effects) == [("Resume", "tok3"), ("Consent", "<p>consent</p>")]
-    assert room.room.members[token].reserved
+    assert room.frames(conn, room.send(conn, "Land", "a"))[:2] == [
+        ("Resume", token),
+        ("Instructions", "<p>wait</p>"),
+    ]
+    assert len(room.room.members) == 2  # no second seat
+    assert room.frames(conn, room.created(1))[0] == (
+        "Starting",
+        "http://otree/InitializeParticipant/s1p1",
+    )
 
 
-def test_join_once_refuses_the_id_of_a_member_whose_session_is_being_created() -> None:
-    room = RoomHarness(campaign(per_session=2, join_once=True))
-    first, _ = room.agree("a")
-    room.agree("b")
+def test_a_land_takes_the_seat_being_started_before_a_newer_place() -> None:
+    room = RoomHarness(campaign(per_session=2, concurrent_sessions=2))
+    first, token = room.agree("a")
+    room.agree("b")  # the pool is being started
+    newer, _ = room.agree("a")  # the same person again, in the next pool
+    room.close(newer)
     room.close(first)
     conn = room.open()
-    assert room.frames(conn, room.send(conn, "Land", "a")) == [("Disconnect", "LandingFailed")]
+    assert room.frames(conn, room.send(conn, "Land", "a"))[0] == ("Resume", token)
 
 
 def test_the_latest_away_member_with_the_id_is_taken_over() -> None:

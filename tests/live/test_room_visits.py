@@ -127,6 +127,30 @@ def test_join_once_keys_on_the_identity() -> None:
     assert room.of(AddParticipant, effects)[0].outcome == Outcome.REJECTED
 
 
+def test_join_once_sends_the_identity_of_a_member_being_started_to_its_own_seat() -> None:
+    """A page back without its token (a new tab, storage lost) while its session is created:
+    the same identity takes its member's place (its seat), never a refusal nor a second seat;
+    another identity, or the same browser without the identity, is someone else."""
+    room = RoomHarness(campaign(**PROLIFIC, per_session=2, join_once=True))
+    first, token = room.agree("b1", PROLIFIC_PID="p1")
+    room.agree("b2", PROLIFIC_PID="p2")
+    room.close(first)
+    stranger = room.open(PROLIFIC_PID="p3")
+    room.send(stranger, "Land", "b1")
+    assert room.last(stranger) == ("Consent", "<p>consent</p>")  # a new visit of its own
+    no_identity = room.open()
+    room.send(no_identity, "Land", "b1")
+    assert room.last(no_identity) == ("Consent", "<p>consent</p>")
+    back = room.open(PROLIFIC_PID="p1")
+    effects = room.send(back, "Land", "another-browser")
+    assert room.frames(back, effects)[0] == ("Resume", token)
+    assert room.of(AddParticipant, effects) == []  # the same visit, not a second one
+    assert room.frames(back, room.created(1)) == [
+        ("Starting", "http://otree/InitializeParticipant/s1p1"),
+        ("Disconnect", "Start"),
+    ]
+
+
 def test_otree_learns_the_label_group_wait_and_parameters() -> None:
     given = exits(started=("DONE", "https://example.org/{code}/{PROLIFIC_PID}"))
     room = RoomHarness(campaign(**PROLIFIC, per_session=2, exits=given))
