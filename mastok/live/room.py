@@ -876,6 +876,11 @@ class _Turn:
         if member is None or check is None or member not in check.members:
             self.error(conn, "Ready answers a ReadyCheck")
             return
+        if self.now >= check.deadline:  # too late, whether or not the tick has ended the check
+            self.check_expired()
+            self.promote()
+            self.start_sessions()
+            return
         if member.ready:
             return  # a page that came back and is asked again: answered already
         self.journal.set(member, "ready", True)

@@ -375,6 +375,26 @@ def test_who_does_not_answer_ends_not_ready_and_the_others_wait_for_a_new_check(
     assert room.creations(room.send(newcomer, "Ready")) == [(1, False)]
 
 
+def test_a_ready_past_the_deadline_counts_as_not_ready_before_the_tick() -> None:
+    """The deadline is the deadline: a Ready that comes once it has passed, before the tick
+    that would end the check, does not start the session."""
+    room = checking(seconds=20, exits=exits(not_ready=("NR", None)))
+    on_time, on_time_token = room.agree()
+    late, late_token = room.agree()
+    room.later(seconds=19.9)
+    room.send(on_time, "Ready")
+    room.later(seconds=0.1)
+    effects = room.send(late, "Ready")
+    assert room.creations(effects) == [] and room.of(MarkReady, effects) == []
+    assert room.frames(late, effects) == [
+        ("Exit", {"outcome": "not_ready", "code": "NR", "url": None}),
+        ("Disconnect", "NotReady"),
+    ]
+    assert room.of(Leave, effects) == [Leave((late_token,), Outcome.NOT_READY)]
+    assert room.room.check is None and room.joining() == [on_time_token]
+    assert room.of(Leave, room.tick()) == []  # the tick finds the check over
+
+
 @pytest.mark.parametrize("answered", [False, True])
 def test_a_member_coming_back_during_the_check_is_asked_again_with_the_time_left(
     answered: bool,
