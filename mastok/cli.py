@@ -350,10 +350,14 @@ def _export_errors(name: str, settings: Settings) -> Iterator[None]:
 @setting_option("database_url", "--database")
 def erase_identities_command(namespace: str, database: str | None) -> None:
     """Erase a campaign's platform identities and captured parameters from its participants'
-    records (the rest stays). The campaign must not be Running. Backups still hold them."""
+    records (the rest stays). The campaign must not be Running. Backups still hold them. On
+    PostgreSQL the mastok that runs the waiting rooms forgets them too; on SQLite a mastok
+    running on the same file forgets them when it restarts (its supervise page's erasure, or
+    the API's, at once)."""
     from mastok.audit import Actor, AuditLog
     from mastok.campaigns import visits
     from mastok.clock import SystemClock
+    from mastok.live.leader import notify_campaign
 
     settings = _settings(database_url=database)
     url = _existing_database(settings)
@@ -370,6 +374,8 @@ def erase_identities_command(namespace: str, database: str | None) -> None:
                 raise click.ClickException(
                     f"{namespace}: people are still in its waiting room; try again in a moment"
                 ) from None
+            if not db.is_sqlite:  # its waiting room, if it runs, forgets them too
+                await notify_campaign(db, campaign.id)
             actor = Actor(os.environ.get("USER", "") or "cli", "mastok erase-identities")
             await AuditLog(db, SystemClock()).record(
                 actor, "identities.erased", namespace, {"visits": erased}

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mastok.campaigns import rules, store
+from mastok.campaigns import rules, store, visits
 from mastok.campaigns.rules import InvalidCampaign
 from mastok.clock import iso
 from mastok.db import Database
@@ -100,6 +100,15 @@ class CampaignService:
             campaign = await store.update_campaign(session, campaign, values)
         await self._changed(campaign)
         return Edit(before, campaign)
+
+    async def erase_identities(self, campaign: Campaign) -> int:
+        """`visits.erase_identities`, then the campaign's room is told, as of an edit: it
+        forgets the identities it remembers too."""
+        erased = await visits.erase_identities(self.db, campaign)
+        changed = await self.get_by_id(campaign.id)
+        if changed is not None:
+            await self._changed(changed)
+        return erased
 
     async def _check_config_exists(self, name: str) -> None:
         """Reject a config oTree doesn't have; when oTree can't be asked, trust the admin."""

@@ -13,13 +13,13 @@ import io
 import json
 from collections.abc import AsyncIterator
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import Select, exists, select, update
 
 from mastok.clock import aware, iso
 from mastok.db import Database
 from mastok.db.tables import Campaign, OTreeSession, Participant
+from mastok.otree.urls import LABEL, unlabelled
 from mastok.spreadsheet import inert
 from mastok.states import WAITING_STEPS
 
@@ -29,7 +29,6 @@ MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/x-ndjson"}
 PAGE_DEFAULT = 100
 PAGE_MAX = 1000
 CHUNK = 1000  # rows read at once for a file
-LABEL = "participant_label"  # oTree's, in a start link: the platform id (mastok.otree.urls)
 COLUMNS = (
     "visit",
     "campaign",
@@ -149,7 +148,8 @@ class StillInRoom(Exception):
 async def erase_identities(db: Database, campaign: Campaign) -> int:
     """Forget the campaign's platform identities and captured parameters (the rest of each
     record stays), the participant label of its oTree start links included; how many visits
-    had some. Raises StillInRoom while anyone is in its room."""
+    had some. Raises StillInRoom while anyone is in its room. The campaign's count of erasures
+    grows with it: its running room, told of the campaign's change, forgets them too."""
     async with db.session() as session:
         in_room = exists().where(
             (Participant.campaign_id == campaign.id) & Participant.step.in_(WAITING_STEPS)
@@ -165,7 +165,7 @@ async def erase_identities(db: Database, campaign: Campaign) -> int:
             await session.execute(
                 update(Participant)
                 .where(Participant.id == visit)
-                .values(start_url=_unlabelled(url or ""))
+                .values(start_url=unlabelled(url or ""))
             )
         result = await session.execute(
             update(Participant)
@@ -173,15 +173,13 @@ async def erase_identities(db: Database, campaign: Campaign) -> int:
             .where((Participant.identity.is_not(None)) | (Participant.params.is_not(None)))
             .values(identity=None, params=None)
         )
+        await session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign.id)
+            .values(identity_erasures=Campaign.identity_erasures + 1)
+        )
         await session.commit()
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-def _unlabelled(url: str) -> str:
-    """An oTree start link without its participant label (the platform id)."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != LABEL]
-    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def _take(buffer: io.StringIO) -> str:

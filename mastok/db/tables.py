@@ -77,6 +77,8 @@ class Campaign(Base):
     idle_flag_seconds: Mapped[int] = mapped_column(Integer, default=300, server_default="300")
     # The session number asked of oTree and not yet recorded (the waiting room's, not the admin's).
     session_asked: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # How many times its identities were erased: a running room that sees it grow forgets them.
+    identity_erasures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

@@ -65,6 +65,7 @@ class RoomCampaign:
     exits: tuple[tuple[Outcome, Exit], ...] = ()
     leave_after: timedelta = timedelta(0)
     ready_check: timedelta = timedelta(0)  # 0: no ready check
+    identity_erasures: int = 0  # the campaign's identities erased so many times
 
     @classmethod
     def of(cls, campaign: Campaign) -> RoomCampaign:
@@ -103,6 +104,7 @@ class RoomCampaign:
             ),
             leave_after=timedelta(seconds=campaign.leave_after_seconds or 0),
             ready_check=timedelta(seconds=campaign.ready_check_seconds or 0),
+            identity_erasures=campaign.identity_erasures or 0,
         )
 
     @property

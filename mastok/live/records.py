@@ -181,7 +181,13 @@ class Records:
         async with self._read() as connection:
             rows = await connection.execute(_STARTED, {"campaign_id": campaign_id})
             return [
-                Started(token, key_of(identity, browser_id), url or "", aware(created))
+                Started(
+                    token,
+                    key_of(identity, browser_id),
+                    url or "",
+                    aware(created),
+                    key_of(None, browser_id),
+                )
                 for token, identity, browser_id, url, created in rows
             ]
 

@@ -59,6 +59,7 @@ from mastok.live.events import (
 )
 from mastok.live.journal import Journal
 from mastok.live.protocol import MAX_FINGERPRINT, MAX_PARAM, Kind, Reason, redirect
+from mastok.otree.urls import unlabelled
 from mastok.states import CampaignState, Outcome, RoomState, Step
 
 RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 60.0)
@@ -84,6 +85,11 @@ def key_of(identity: str | None, browser_id: str | None) -> str:
     """Who someone is to join_once and live redirects: its platform identity if it came with
     one, else its browser id (prefixed: one can never pass for the other)."""
     return f"id:{identity}" if identity else f"browser:{browser_id or ''}"
+
+
+def is_identity_key(key: str) -> bool:
+    """Whether a `key_of` is a platform identity's (else a browser id's)."""
+    return key.startswith("id:")
 
 
 # -- the room's state ------------------------------------------------------------------------
@@ -150,6 +156,7 @@ class Past:
 
     start_url: str
     started_at: datetime
+    browser: str = ""  # `key_of` its browser id alone: its key once identities are erased
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +189,7 @@ class Started:
     key: str  # `key_of` its identity and browser id
     start_url: str
     started_at: datetime
+    browser: str = ""  # `key_of` its browser id alone
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,18 +266,20 @@ class Room:
                 pools = room.joining if row.step == Step.JOINING else room.pending
                 pools.setdefault(row.group, []).append(member)
         for past in started:
-            room._remember(past.token, past.key, past.start_url, past.started_at)
+            room._remember(
+                past.token, past.key, Past(past.start_url, past.started_at, past.browser)
+            )
         for visit in ended:
             until = visit.ended_at + rules.grace
             room.ended_tokens[visit.token] = Ended(visit.outcome, visit.params, until)
         room.journal.commit()
         return room
 
-    def _remember(self, token: str, key: str, url: str, at: datetime) -> None:
+    def _remember(self, token: str, key: str, past: Past) -> None:
         known = self.past.get(key)
-        if known is None or known.started_at <= at:
-            self.journal.put(self.past, key, Past(url, at))
-        self.journal.put(self.started_tokens, token, Past(url, at))
+        if known is None or known.started_at <= past.started_at:
+            self.journal.put(self.past, key, past)
+        self.journal.put(self.started_tokens, token, past)
 
     # -- the driver's side -------------------------------------------------------------------
 
@@ -1058,7 +1068,8 @@ class _Turn:
         self.journal.put(self.room.live_sessions, number, self.now)
         for member, (_, _, url) in zip(pool, assignments, strict=False):
             self.journal.set(member, "reserved", False)
-            self.room._remember(member.token, member.key, url, self.now)
+            browser = key_of(None, member.browser_id)
+            self.room._remember(member.token, member.key, Past(url, self.now, browser))
             self.forget_member(member)
             if member.conn is not None:
                 self.send(member.conn, Kind.STARTING, url)
@@ -1199,8 +1210,13 @@ class _Turn:
         if stale and previous == CampaignState.COMPLETED and started >= campaign.max_sessions:
             campaign = replace(campaign, state=CampaignState.COMPLETED)
         campaign = replace(campaign, started_sessions=started)
+        # Likewise the count of erasures: a read from before an erasure does not undo it.
+        erasures = max(campaign.identity_erasures, before.identity_erasures)
+        campaign = replace(campaign, identity_erasures=erasures)
         resized = campaign.per_session != self.campaign.per_session
         self.journal.set(self.room, "campaign", campaign)
+        if erasures > before.identity_erasures:
+            self.forget_identities()
         if campaign.state != previous and campaign.state != CampaignState.RUNNING:
             self.end_everyone(campaign.state)
             return
@@ -1224,6 +1240,28 @@ class _Turn:
                 self.journal.set(member, "limit", campaign.waiting_limit)
             if (longer or new_leave_after) and member.step in (Step.JOINING, Step.PENDING):
                 self.send_waiting(member)
+
+    def forget_identities(self) -> None:
+        """The campaign's identities were erased from its records (refused while anyone is in
+        the room): the room forgets those it keeps for pages that come back, as a room rebuilt
+        from the records would. A session's people are known by their browser id alone (live
+        redirects and join_once), their start links lose its label, and visits ended while
+        away end without their captured parameters."""
+        room = self.room
+        past: dict[str, Past] = {}
+        for key, known in room.past.items():
+            if is_identity_key(key):
+                key, known = known.browser, replace(known, start_url=unlabelled(known.start_url))
+            if key and (key not in past or past[key].started_at <= known.started_at):
+                past[key] = known
+        self.journal.set(room, "past", past)
+        started = {
+            token: replace(p, start_url=unlabelled(p.start_url))
+            for token, p in room.started_tokens.items()
+        }
+        self.journal.set(room, "started_tokens", started)
+        ended = {token: replace(e, params=()) for token, e in room.ended_tokens.items()}
+        self.journal.set(room, "ended_tokens", ended)
 
     def regroup(self) -> None:
         """After an edit of the grouping, whoever waits in a group that is gone chooses again,

@@ -7,9 +7,10 @@ pages and clients show as no link.
 
 from __future__ import annotations
 
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 LINKABLE_SCHEMES = ("http", "https")
+LABEL = "participant_label"  # oTree's, in a start link: the platform id
 
 
 def http_url(url: str) -> str:
@@ -41,4 +42,11 @@ def start_url(public_url: str, participant_code: str, label: str | None = None) 
     data exports)."""
     code = quote(participant_code, safe="")
     url = f"{public_url.rstrip('/')}/InitializeParticipant/{code}"
-    return f"{url}?{urlencode({'participant_label': label})}" if label else url
+    return f"{url}?{urlencode({LABEL: label})}" if label else url
+
+
+def unlabelled(url: str) -> str:
+    """An oTree start link without its participant label (the platform id)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != LABEL]
+    return urlunsplit(parts._replace(query=urlencode(query)))

@@ -83,7 +83,7 @@ async def _erase(request: Request, campaign: Campaign) -> int:
     if campaign.state == CampaignState.RUNNING:
         raise BadRequest(409, "pause the campaign first: its waiting room still knows them")
     try:
-        return await visits.erase_identities(services(request).campaigns.db, campaign)
+        return await services(request).campaigns.erase_identities(campaign)
     except visits.StillInRoom:
         raise BadRequest(409, STILL_IN_ROOM) from None
 

@@ -224,6 +224,11 @@ async def test_a_session_recorded_is_the_same_on_both_databases(
             assert aware(person.ended_at) == aware(person.updated_at) == later
         assert (people["t2"].step, people["t2"].session_id) == (Step.LANDED, None)
         assert (campaign.started_sessions, campaign.session_asked) == (1, None)
+        started = sorted(await records.started(campaign_id), key=lambda s: s.token)
+        assert [(s.token, s.key, s.browser) for s in started] == [
+            ("t1", "browser:fp", "browser:fp"),
+            ("t3", "browser:fp", "browser:fp"),
+        ]
         assert campaign.state == (CampaignState.COMPLETED if complete else CampaignState.RUNNING)
     finally:
         await db.close()

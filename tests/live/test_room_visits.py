@@ -12,15 +12,18 @@ import pytest
 from mastok.live.events import (
     AddParticipant,
     Consented,
+    CreatedSession,
     CreateSession,
     Edited,
     Entrant,
     Exit,
     Leave,
     MarkReady,
+    Rules,
+    SessionCreated,
     SessionFailed,
 )
-from mastok.live.room import REASONS
+from mastok.live.room import REASONS, Past, Room, Started, key_of
 from mastok.states import CampaignState, Outcome, RoomState
 from tests.live.room_harness import T0, RoomHarness, campaign
 
@@ -649,3 +652,72 @@ def test_a_person_whose_last_session_is_live_is_redirected_by_land() -> None:
     room.tick(minutes=30)  # the session is over: a completed campaign, as before
     late = room.open(PROLIFIC_PID="p1")
     assert room.frames(late) == [("Completed", "<p>done</p>"), ("Disconnect", "Completed")]
+
+
+# -- erasure ---------------------------------------------------------------------------------
+
+
+def labelled(number: int, pid: str) -> CreatedSession:
+    """A session of one, its start link labelled with the platform id, as oTree is asked."""
+    url = f"http://otree/InitializeParticipant/s{number}p1?participant_label={pid}"
+    return CreatedSession(f"sess{number}", f"mk:ns:{number}", "", ((f"s{number}p1", url),))
+
+
+def test_an_erasure_forgets_the_identities_the_room_keeps_for_pages_coming_back() -> None:
+    given = exits(paused=("P", RETURN))
+    room = RoomHarness(campaign(**PROLIFIC, per_session=1, join_once=True, exits=given))
+    _, started = room.agree("b1", PROLIFIC_PID="p1")
+    room.do(SessionCreated(1, labelled(1, "p1")))
+    away, ended = room.agree("b2", PROLIFIC_PID="p2")  # Busy: pending
+    room.close(away)
+    paused = replace(room.room.campaign, state=CampaignState.PAUSED)
+    room.do(Edited(paused))  # p2's visit ends while its page is away
+    room.do(Edited(replace(paused, identity_erasures=1)))
+
+    page = room.open(PROLIFIC_PID="p1")
+    room.send(page, "Land", "another-browser")  # no longer known by its identity
+    assert room.last(page) == ("Disconnect", "Paused")
+    page = room.open()
+    room.send(page, "Land", "b1")  # but by its browser id, as the records still have it
+    assert room.last(page) == ("Disconnect", "Redirect:http://otree/InitializeParticipant/s1p1")
+    page = room.open()
+    effects = room.send(page, "Resume", started)
+    assert room.frames(page, effects)[0] == ("Starting", "http://otree/InitializeParticipant/s1p1")
+    page = room.open()
+    effects = room.send(page, "Resume", ended)
+    url = "https://app.prolific.com/submissions/complete?cc=P&pid="
+    assert room.frames(page, effects)[0] == ("Exit", {"outcome": "paused", "code": "P", "url": url})
+
+
+def test_an_edit_read_before_an_erasure_neither_undoes_it_nor_forgets_anyone_new() -> None:
+    room = RoomHarness(campaign(**PROLIFIC, per_session=1, join_once=True))
+    read_before = room.room.campaign
+    room.do(Edited(replace(read_before, identity_erasures=1)))
+    room.do(Edited(read_before))  # a stale read, handed over late
+    assert room.room.campaign.identity_erasures == 1
+    room.agree("b1", PROLIFIC_PID="p1")
+    room.created(1)
+    room.later(minutes=31)
+    room.do(Edited(replace(read_before, identity_erasures=1)))  # the next edit: no new erasure
+    page = room.open(PROLIFIC_PID="p1")
+    assert room.frames(page, room.send(page, "Land", "b2")) == [("Disconnect", "LandingFailed")]
+
+
+def test_a_restored_room_knows_its_people_by_their_browser_id_after_an_erasure() -> None:
+    url = "http://otree/InitializeParticipant/x"
+    started = [Started("t0", key_of("p1", "b1"), f"{url}?participant_label=p1", T0, "browser:b1")]
+    restored = Room.restore(
+        campaign(**PROLIFIC, join_once=True),
+        Rules(timedelta(seconds=30), True),
+        lambda: "new",
+        (),
+        started,
+        {1: T0},
+        T0,
+    )
+    room = RoomHarness(room=restored)
+    room.do(Edited(replace(room.room.campaign, identity_erasures=1)))
+    assert room.room.past == {"browser:b1": Past(url, T0, "browser:b1")}
+    page = room.open()
+    room.send(page, "Land", "b1")
+    assert room.last(page) == ("Disconnect", f"Redirect:{url}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select, update
 
 from mastok.db.tables import Campaign, Participant
@@ -403,3 +404,65 @@ async def test_a_page_away_while_its_campaign_was_paused_without_its_room_is_one
         ("Exit", {"outcome": "paused", "code": "P1", "url": None}),
         ("Disconnect", "Paused"),
     ]
+
+
+async def started_link(server: LiveServer, slug: str, token: str) -> str:
+    """What a page that comes back with the token of a live session's member is sent to."""
+    page = await server.participant(slug)
+    await page.expect("State")
+    await page.send("Resume", token)
+    url: str = await page.expect("Starting")
+    await page.close()
+    return url
+
+
+@pytest.mark.parametrize("erasing", ["api", "cli"])
+async def test_an_erasure_leaves_no_identity_in_the_running_room(
+    make_server: ServerFactory, erasing: str
+) -> None:
+    """The room remembers who started a session and how the visits of pages away ended, for
+    those pages to come back: once the identities are erased it sends none of them, as a room
+    rebuilt from the erased records would (the CLI's erasure reaches it on PostgreSQL)."""
+    server = make_server()
+    url = server.settings.database_url
+    if erasing == "cli" and url.startswith("sqlite"):
+        pytest.skip("on SQLite, a running mastok learns of the CLI's erasure when it restarts")
+    back = "https://app.prolific.example/complete?cc={code}&pid={PROLIFIC_PID}"
+    given = {"paused": {"code": "P", "url": back}}
+    campaign = running_campaign(server, "forget", exits=given, **PROLIFIC)
+    slug = campaign["slug"]
+    tokens = {}
+    peers = {}
+    for pid in ("pid-a", "pid-b", "pid-c"):
+        peer = await server.participant(slug, {"PROLIFIC_PID": pid})
+        await peer.expect("State")
+        await peer.send("Land", f"browser-{pid}")
+        tokens[pid] = await peer.expect("Resume")
+        await peer.until("Consent")
+        await peer.send("Agree")
+        await peer.until("Waiting")
+        peers[pid] = peer
+    assert "participant_label=pid-a" in await peers["pid-a"].until("Starting")
+    await peers["pid-c"].close()  # the next pool's, away when the campaign is paused
+    set_state(server, "forget", "Paused")
+    if erasing == "api":
+        with server.admin() as admin:
+            erased = admin.delete("/api/campaigns/forget/identities")
+        assert erased.json() == {"erased": 3}
+        assert "pid-a" not in await started_link(server, slug, tokens["pid-a"])
+    else:
+        done = await asyncio.to_thread(
+            mastok, "erase-identities", "--campaign", "forget", "--database", url
+        )
+        assert done.returncode == 0, done.stderr
+        for _ in range(50):  # NOTIFYed: the room reads the campaign again in a moment
+            if "pid-a" not in await started_link(server, slug, tokens["pid-a"]):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the room still sends pid-a's label")
+    ended = await server.participant(slug)
+    await ended.expect("State")
+    await ended.send("Resume", tokens["pid-c"])
+    exit_ = await ended.expect("Exit")
+    assert exit_["code"] == "P" and "pid-c" not in exit_["url"]
