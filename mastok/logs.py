@@ -78,7 +78,12 @@ def dict_config(log_format: LogFormat = "text", level: str = "INFO") -> dict[str
         "handlers": {"stderr": {"()": LinesOffTheLoop, "formatter": "mastok"}},
         "root": {"handlers": ["stderr"], "level": level},
         "loggers": {
-            name: {"handlers": [], "propagate": True, "level": level} for name in UVICORN_LOGGERS
+            **{
+                name: {"handlers": [], "propagate": True, "level": level}
+                for name in UVICORN_LOGGERS
+            },
+            # Alembic 1.17 logs a line for each of its plugins set up, at every start.
+            "alembic.runtime.plugins": {"level": "WARNING"},
         },
     }
 

@@ -102,6 +102,7 @@ def test_text_lines_start_with_their_utc_time(tmp_path: Path) -> None:
     names = [line.split(" ")[2].rstrip(":") for line in lines]
     assert {"mastok", "uvicorn.error", "uvicorn.access"} <= set(names)
     assert any(name.startswith("alembic") for name in names)
+    assert not any("setup plugin" in line for line in lines)  # Alembic's chatter at each start
     assert_masked("\n".join(lines))
     # uvicorn's last line, logged just before it re-raises SIGTERM: written by then
     assert lines[-1].endswith(f"uvicorn.error: Finished server process [{lines_pid(lines)}]")
