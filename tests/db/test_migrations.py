@@ -96,28 +96,16 @@ def count_campaigns(connection: Connection) -> int:
 
 
 def insert_campaign(connection: Connection) -> None:
+    """A campaign, with the columns every revision has (the model's defaults would name
+    columns later revisions add)."""
     connection.execute(
-        Campaign.__table__.insert().values(
-            namespace="ns",
-            slug="slug",
-            otree_config_name="demo",
-            per_session=2,
-            join_once=False,
-            show_nb_participants=False,
-            max_sessions=1,
-            concurrent_sessions=1,
-            session_duration=600,
-            waiting_limit=300,
-            consent="",
-            grouping="",
-            instructions="",
-            paused="",
-            completed="",
-            pending="",
-            state="Paused",
-            started_sessions=0,
-            created_at=func.now(),
-            updated_at=func.now(),
+        text(
+            "INSERT INTO campaigns (namespace, slug, otree_config_name, per_session, join_once,"
+            " show_nb_participants, max_sessions, concurrent_sessions, session_duration,"
+            " waiting_limit, consent, grouping, instructions, paused, completed, pending, state,"
+            " started_sessions, created_at, updated_at) VALUES ('ns', 'slug', 'demo', 2, false,"
+            " false, 1, 1, 600, 300, '', '', '', '', '', '', 'Paused', 0, CURRENT_TIMESTAMP,"
+            " CURRENT_TIMESTAMP)"
         )
     )
     connection.commit()
