@@ -17,7 +17,8 @@ CPU over the same posts is reported beside it. On SQLite, the posts the worker p
 (mastok/lightmill/sqlite_worker.py) cost it instructions this does not count: valgrind does not
 follow the processes mastok starts.
 
-`--join`: the same for a participant's join flow (bench scenario 2's, SQLite, the stub oTree):
+`--join`: the same for a participant's join flow (bench scenario 2's, the stub oTree; SQLite
+unless `--backend postgresql`):
 `JOIN_WARM_UP` flows not counted, then `flows` counted, `JOIN_CONCURRENCY` at a time in a
 closed loop, four to a session, each through to Starting. Its count moves by up to 2% from
 one run to the next: the room's ticks and oTree's progress reads come by the clock, so a slower
@@ -41,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,43 +140,51 @@ def backends_cpu_s(database: str) -> float:
 def count(workdir: Path, backend: str, posts: int) -> Count:
     """Instructions of mastok's process over `posts` trial posts of each client (module
     docstring), on a fresh database of `backend`."""
+    with _mastok_counted(workdir, backend, NO_OTREE) as (mastok, counted):
+        clients = logging_api.prepare(mastok, CLIENTS, blocks_for(WARM_UP + posts))
+        post_trials(mastok.port, clients, WARM_UP)
+        instructions, database_cpu = counted(lambda: post_trials(mastok.port, clients, posts))
+    return Count(backend, CLIENTS * posts, instructions, database_cpu)
+
+
+def count_join(workdir: Path, backend: str, flows: int) -> Count:
+    """Instructions of mastok's process over `flows` join flows (module docstring)."""
+    stub = servers.start_stub_otree(workdir, "instructions-stub-otree")
+    try:
+        with _mastok_counted(workdir, backend, stub.url) as (mastok, counted):
+            _joins(workdir, mastok, JOIN_WARM_UP)
+            instructions, database_cpu = counted(lambda: _joins(workdir, mastok, flows))
+    finally:
+        stub.stop()
+    return Count(backend, flows, instructions, database_cpu, "participant's join")
+
+
+Counter = Callable[[Callable[[], None]], tuple[int, float | None]]
+
+
+@contextlib.contextmanager
+def _mastok_counted(
+    workdir: Path, backend: str, otree_url: str
+) -> Iterator[tuple[servers.Mastok, Counter]]:
+    """mastok under callgrind on a fresh database of `backend`, and what counts the
+    instructions it runs while some work is done (with its PostgreSQL backends' CPU)."""
     wrapper = _under_callgrind(workdir)
     ctx = Context(workdir=workdir, verbose=False)
     with logging_api.database(ctx, backend, "instructions") as (url, _):
         mastok = servers.start_mastok(
-            workdir, "instructions", url, NO_OTREE, python=str(wrapper), within=STARTING_S
+            workdir, "instructions", url, otree_url, python=str(wrapper), within=STARTING_S
         )
-        try:
-            clients = logging_api.prepare(mastok, CLIENTS, blocks_for(WARM_UP + posts))
-            post_trials(mastok.port, clients, WARM_UP)
-            database = url.rsplit("/", 1)[1].split("?")[0] if backend == "postgresql" else None
+        database = url.rsplit("/", 1)[1].split("?")[0] if backend == "postgresql" else None
+
+        def counted(work: Callable[[], None]) -> tuple[int, float | None]:
             cpu_before = backends_cpu_s(database) if database else 0.0
-            counted = _counted(
-                workdir, mastok.pid, lambda: post_trials(mastok.port, clients, posts)
-            )
-            database_cpu = backends_cpu_s(database) - cpu_before if database else None
-        finally:
-            mastok.stop()
-    return Count(backend, CLIENTS * posts, counted, database_cpu)
+            instructions = _counted(workdir, mastok.pid, work)
+            return instructions, backends_cpu_s(database) - cpu_before if database else None
 
-
-def count_join(workdir: Path, flows: int) -> Count:
-    """Instructions of mastok's process over `flows` join flows (module docstring)."""
-    wrapper = _under_callgrind(workdir)
-    stub = servers.start_stub_otree(workdir, "instructions-stub-otree")
-    try:
-        url = servers.sqlite_url(workdir, "instructions")
-        mastok = servers.start_mastok(
-            workdir, "instructions", url, stub.url, python=str(wrapper), within=STARTING_S
-        )
         try:
-            _joins(workdir, mastok, JOIN_WARM_UP)
-            counted = _counted(workdir, mastok.pid, lambda: _joins(workdir, mastok, flows))
+            yield mastok, counted
         finally:
             mastok.stop()
-    finally:
-        stub.stop()
-    return Count("sqlite", flows, counted, None, "participant's join")
 
 
 def _joins(workdir: Path, mastok: servers.Mastok, flows: int) -> None:
@@ -239,7 +248,7 @@ def _line(label: str, counted: Count) -> str:
     database = ""
     if counted.database_cpu_s is not None:
         per_trial = 1e6 * counted.database_cpu_s / counted.trials
-        database = f", PostgreSQL's backends {per_trial:.0f} µs CPU a trial"
+        database = f", PostgreSQL's backends {per_trial:.0f} µs CPU a {counted.what}"
     return (
         f"{label}: {counted.per_trial:,.0f} instructions a {counted.what} "
         f"({counted.trials} of them, {counted.backend}){database}"
@@ -248,7 +257,11 @@ def _line(label: str, counted: Count) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
-    parser.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument(
+        "--backend",
+        choices=["postgresql", "sqlite"],
+        help="the database [postgresql; sqlite with --join]",
+    )
     parser.add_argument("--posts", type=int, default=100, help="counted posts a client [100]")
     parser.add_argument("--runs", type=int, default=2, help="counts of each code [2]")
     parser.add_argument("--join", action="store_true", help="participants' join flows instead")
@@ -269,9 +282,9 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.monotonic()
                 with servers.mastok_from(root) if root else contextlib.nullcontext():
                     if args.join:
-                        counted = count_join(Path(tmp), args.flows)
+                        counted = count_join(Path(tmp), args.backend or "sqlite", args.flows)
                     else:
-                        counted = count(Path(tmp), args.backend, args.posts)
+                        counted = count(Path(tmp), args.backend or "postgresql", args.posts)
             print(f"{_line(label, counted)}; run {run + 1} took {time.monotonic() - started:.0f} s")
     return 0
 
