@@ -7,7 +7,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Update, select, update
 
 from mastok.campaigns.stats import _fills
 from mastok.clock import ManualClock
@@ -77,6 +77,7 @@ async def script(database_url: str, campaign_id: int) -> None:
                         session_id=ids[number] if number else None,
                     )
                 )
+            await session.execute(running(campaign_id))  # people wait in its room
             await session.commit()
     finally:
         await db.close()
@@ -171,6 +172,12 @@ def test_stats_of_a_campaign_without_visits(client: Any) -> None:
     assert client.get("/api/campaigns/nope/stats").status_code == 404
 
 
+def running(campaign_id: int) -> Update:
+    """The campaign Running: a room built for a campaign paused or completed ends the visits
+    of whoever is in it (as the pause would have), and these wait in its room."""
+    return update(Campaign).where(Campaign.id == campaign_id).values(state="Running")
+
+
 async def _campaign_id(database_url: str, namespace: str) -> int:
     db = Database(async_url(database_url))
     try:
@@ -207,7 +214,8 @@ async def test_who_waits_comes_in_pool_order_whatever_the_rows_order(
     """Pool order is when each joined the pools, then the row's id: the row written first
     (someone resumed, say) can have joined later."""
     client = make_client(clock=ManualClock(NOW))
-    assert client.post("/api/campaigns", json=campaign_input("order")).status_code == 201
+    order = campaign_input("order", per_session=4)  # no pool of the three to start
+    assert client.post("/api/campaigns", json=order).status_code == 201
     campaign_id = await _campaign_id(database_url, "order")
     db = Database(async_url(database_url))
     try:
@@ -224,6 +232,7 @@ async def test_who_waits_comes_in_pool_order_whatever_the_rows_order(
                         queued_at=at(joined),
                     )
                 )
+            await session.execute(running(campaign_id))  # people wait in its room
             await session.commit()
     finally:
         await db.close()
