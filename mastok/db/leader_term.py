@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 _RAISE = "UPDATE leader_term SET term = term + 1 WHERE id = 1 RETURNING term"
 _CHECK = text("SELECT term FROM leader_term WHERE id = 1 FOR SHARE")
+_CHECKED = "mastok_term_checked"  # in a connection's info: (its transaction, the term) checked
 
 Superseded = Callable[[int, str], None]  # told the term that passed, and why
 
@@ -52,9 +53,15 @@ class Fence:
 
     async def check(self, connection: AsyncConnection) -> None:
         """In the writes' transaction, before them: raises TermPassed if another process led
-        since (and tells `superseded`), else holds the row until the transaction ends."""
+        since (and tells `superseded`), else holds the row until the transaction ends. Once a
+        transaction: the rooms' writes are committed in batches of many (`mastok.db.batches`),
+        and the row stays held until it ends."""
+        transaction = connection.get_transaction()
+        if transaction is not None and connection.info.get(_CHECKED) == (transaction, self.term):
+            return
         current = (await connection.execute(_CHECK)).scalar_one()
         if current != self.term:
             why = f"another process leads: the leader's term is {current}, this one's {self.term}"
             self.superseded(self.term, why)
             raise TermPassed(why)
+        connection.info[_CHECKED] = (transaction, self.term)

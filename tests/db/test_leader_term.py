@@ -8,10 +8,11 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from mastok.db import Database, async_url
 from mastok.db.leader_lock import PostgresLock
@@ -145,3 +146,27 @@ async def test_a_write_in_flight_as_the_lock_changes_hands_is_in_before_the_next
         await admin.close()
     assert standby.lock.term == leader.fence().term + 1
     assert await tokens(standby.db) == {"in-flight"}  # what its rooms are built from
+
+
+async def test_a_transaction_reads_the_term_once_however_many_writes_it_holds(
+    processes: tuple[Process, Process, int],
+) -> None:
+    leader, _, _ = processes
+    assert await leader.lock.try_acquire()
+    reads: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "leader_term" in statement:
+            reads.append(statement)
+
+    event.listen(leader.db.engine.sync_engine, "before_cursor_execute", note)
+    fence = leader.fence()
+    async with leader.db.engine.begin() as connection:  # a batch of the rooms' writes
+        await fence.check(connection)
+        await fence.check(connection)
+    assert len(reads) == 1
+    async with leader.db.engine.begin() as connection:  # the next batch, on the same connection
+        await fence.check(connection)
+        with pytest.raises(TermPassed):  # a write of another term in it: read again
+            await Fence(fence.term - 1, lambda _term, _why: None).check(connection)
+    assert len(reads) == 3
