@@ -20,7 +20,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.browser.test_join_flow import tick_consent_and_accept
-from tests.browser.test_join_visits import Person, PersonFactory, person  # noqa: F401
+from tests.fixtures.browser import Person, PersonFactory
 from tests.fixtures.gate import TcpGate
 from tests.fixtures.live import LOOPBACK, LiveServer, ServerFactory
 from tests.live.helpers import running_campaign
@@ -69,7 +69,7 @@ def gate_url(gate: TcpGate) -> str:
     return f"http://{LOOPBACK}:{gate.port}"
 
 
-async def counted(person: PersonFactory) -> Person:  # noqa: F811
+async def counted(person: PersonFactory) -> Person:
     someone = await person()
     await someone.page.add_init_script(COUNT_ATTEMPTS)
     return someone
@@ -112,20 +112,43 @@ def kinds(frames: list[dict[str, Any]], kind: str) -> list[Any]:
     return [frame.get("payload") for frame in frames if frame["kind"] == kind]
 
 
+async def one_page(
+    gate: TcpGate,
+    make_server: ServerFactory,
+    person: PersonFactory,
+    name: str,
+    grace: int,
+    *,
+    waiting: bool = False,
+    before: str = "",
+    **campaign: Any,
+) -> tuple[LiveServer, Person, str]:
+    """A mastok behind the gate (`grace`: its resume grace) running campaign `name` (pools of
+    two unless told), and one person's page on its consent, or `waiting` in its pools (`before`:
+    a script run in the page first): the server, the person and its resume token."""
+    server = behind(gate, make_server, resume_grace=grace)
+    running_campaign(server, name, slug=f"{name}_study", **{"per_session": 2, **campaign})
+    someone = await counted(person)
+    if before:
+        await someone.page.add_init_script(before)
+    await someone.page.goto(f"{gate_url(gate)}/join/{name}_study")
+    if waiting:
+        await tick_consent_and_accept(someone.page)
+        await expect(someone.page.locator("#step-waiting")).to_be_visible()
+    else:
+        await expect(someone.page.locator("#step-consent")).to_be_visible()
+    [token] = await someone.payloads("Resume")
+    return server, someone, token
+
+
 async def test_a_waiting_page_gets_its_place_back_after_a_two_minute_restart(
     gate: TcpGate,
     make_server: ServerFactory,
-    person: PersonFactory,  # noqa: F811
+    person: PersonFactory,
 ) -> None:
-    first = behind(gate, make_server, resume_grace=300)
-    running_campaign(first, "restart", slug="restart_study", per_session=2)
-    someone = await counted(person)
+    first, someone, token = await one_page(gate, make_server, person, "restart", 300, waiting=True)
     page, body = someone.page, someone.page.locator("body")
     banner = page.locator("#connection-status")
-    await page.goto(f"{gate_url(gate)}/join/restart_study")
-    await tick_consent_and_accept(page)
-    await expect(page.locator("#step-waiting")).to_be_visible()
-    [token] = await someone.payloads("Resume")
     await expect(banner).to_be_hidden()
 
     # mastok goes away for two minutes of the page's time (the old page gave up after 31 s).
@@ -164,15 +187,10 @@ async def test_a_waiting_page_gets_its_place_back_after_a_two_minute_restart(
 async def test_a_page_tries_for_the_whole_grace_then_offers_to_retry(
     gate: TcpGate,
     make_server: ServerFactory,
-    person: PersonFactory,  # noqa: F811
+    person: PersonFactory,
 ) -> None:
-    server = behind(gate, make_server, resume_grace=45)
-    running_campaign(server, "grace", slug="grace_study", per_session=2)
-    someone = await counted(person)
+    _, someone, token = await one_page(gate, make_server, person, "grace", 45)
     page, body = someone.page, someone.page.locator("body")
-    await page.goto(f"{gate_url(gate)}/join/grace_study")
-    await expect(page.locator("#step-consent")).to_be_visible()
-    [token] = await someone.payloads("Resume")
 
     gate.shut()
     cut_at = await page_now(page)
@@ -204,7 +222,7 @@ async def test_a_page_tries_for_the_whole_grace_then_offers_to_retry(
 async def test_pages_cut_off_together_do_not_retry_together(
     gate: TcpGate,
     make_server: ServerFactory,
-    person: PersonFactory,  # noqa: F811
+    person: PersonFactory,
 ) -> None:
     server = behind(gate, make_server, resume_grace=60)
     running_campaign(server, "herd", slug="herd_study", per_session=4)
@@ -226,17 +244,13 @@ async def test_pages_cut_off_together_do_not_retry_together(
 async def test_back_online_the_page_reconnects_at_once_and_never_after_its_visit_ended(
     gate: TcpGate,
     make_server: ServerFactory,
-    person: PersonFactory,  # noqa: F811
+    person: PersonFactory,
 ) -> None:
-    server = behind(gate, make_server, resume_grace=60)
-    running_campaign(server, "online", slug="online_study", per_session=2, leave_after_seconds=0)
-    someone = await counted(person)
+    _, someone, token = await one_page(
+        gate, make_server, person, "online", 60, waiting=True, leave_after_seconds=0
+    )
     page, body = someone.page, someone.page.locator("body")
     banner = page.locator("#connection-status")
-    await page.goto(f"{gate_url(gate)}/join/online_study")
-    await tick_consent_and_accept(page)
-    await expect(page.locator("#step-waiting")).to_be_visible()
-    [token] = await someone.payloads("Resume")
 
     # The network goes away: the browser says it is offline, the connection breaks (Chromium
     # keeps a socket to its page's own host open when told it is offline: the gate cuts it).
@@ -273,17 +287,13 @@ async def test_back_online_the_page_reconnects_at_once_and_never_after_its_visit
 async def test_back_online_just_before_the_last_try_the_page_still_makes_it(
     gate: TcpGate,
     make_server: ServerFactory,
-    person: PersonFactory,  # noqa: F811
+    person: PersonFactory,
 ) -> None:
-    server = behind(gate, make_server, resume_grace=60)
-    running_campaign(server, "early", slug="early_study", per_session=2)
-    someone = await counted(person)
-    page, body = someone.page, someone.page.locator("body")
     # Each wait the longest the backoff allows: tries 1, 3, 7, 15, 25, 35, 45 and 55 s after
     # the drop, then the last one at 59 s.
-    await page.add_init_script("Math.random = () => 1;")
-    await page.goto(f"{gate_url(gate)}/join/early_study")
-    await expect(page.locator("#step-consent")).to_be_visible()
+    longest = "Math.random = () => 1;"
+    _, someone, _ = await one_page(gate, make_server, person, "early", 60, before=longest)
+    page, body = someone.page, someone.page.locator("body")
 
     await page.context.set_offline(True)
     gate.shut()
@@ -310,16 +320,10 @@ async def test_back_online_just_before_the_last_try_the_page_still_makes_it(
 async def test_a_backgrounded_page_tries_once_more_when_its_late_timer_fires(
     gate: TcpGate,
     make_server: ServerFactory,
-    person: PersonFactory,  # noqa: F811
+    person: PersonFactory,
 ) -> None:
-    server = behind(gate, make_server, resume_grace=60)
-    running_campaign(server, "late", slug="late_study", per_session=2)
-    someone = await counted(person)
+    _, someone, token = await one_page(gate, make_server, person, "late", 60, waiting=True)
     page, body = someone.page, someone.page.locator("body")
-    await page.goto(f"{gate_url(gate)}/join/late_study")
-    await tick_consent_and_accept(page)
-    await expect(page.locator("#step-waiting")).to_be_visible()
-    [token] = await someone.payloads("Resume")
 
     # A tab in the background (or a laptop asleep): its timer fires once, five minutes late,
     # past the grace. mastok, reachable again by then, kept the place: the page resumes.

@@ -8,123 +8,23 @@ Playwright's, paused, moved with `page.clock.run_for`. Every wait is on page sta
 
 from __future__ import annotations
 
-import asyncio
-import json
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Locator, Page, WebSocket, expect
+from playwright.async_api import Locator, expect
 
 from tests.browser.test_join_flow import tick_consent_and_accept
 from tests.campaigns.factories import campaign_input
-from tests.fixtures.browser import ARTIFACTS, _reports
+from tests.fixtures.browser import Person, PersonFactory
 from tests.fixtures.live import LiveServer, ServerFactory
 from tests.live.helpers import campaign_state, running_campaign
 
 pytestmark = pytest.mark.browser
 
 # Identical on purpose: a hash of browser details would be the same for every person.
-USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) LabPC/1.0"
-VIEWPORT = {"width": 1280, "height": 900}
-PAGE_TIME = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
 BROWSER_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-@dataclass
-class Person:
-    """One participant: a page in a browser context of its own, and what its sockets carried."""
-
-    page: Page
-    sent: list[dict[str, Any]] = field(default_factory=list)
-    received: list[dict[str, Any]] = field(default_factory=list)
-    socket_urls: list[str] = field(default_factory=list)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set on each frame received
-
-    def on_socket(self, socket: WebSocket) -> None:
-        self.socket_urls.append(socket.url)
-        socket.on("framesent", lambda data: self.sent.append(json.loads(data)))
-        socket.on("framereceived", self.on_frame)
-
-    def on_frame(self, data: str | bytes) -> None:
-        self.received.append(json.loads(data))
-        self.arrived.set()
-
-    async def payloads(self, kind: str, count: int = 1) -> list[Any]:
-        """The payloads of the frames of this kind received, once there are `count` of them
-        (the page may show a frame a moment before its event reaches the test)."""
-
-        def found() -> list[Any]:
-            return [f.get("payload") for f in self.received if f["kind"] == kind]
-
-        async with asyncio.timeout(10):
-            while len(found()) < count:
-                self.arrived.clear()
-                await self.arrived.wait()
-        return found()
-
-    def kinds_sent(self) -> list[str]:
-        return [frame["kind"] for frame in self.sent]
-
-    async def browser_id(self, origin: str) -> str | None:
-        """The id kept in localStorage for the join page's origin (the page may be on oTree)."""
-        state = await self.page.context.storage_state()
-        for kept in state["origins"]:
-            if kept["origin"] == origin:
-                for item in kept["localStorage"]:
-                    if item["name"] == "mastok.browser-id":
-                        return item["value"]
-        return None
-
-
-PersonFactory = Callable[..., Awaitable[Person]]
-
-
-@pytest.fixture
-async def person(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterator[PersonFactory]:
-    """`await person()`: a new participant in a fresh context (same user agent and viewport
-    for everyone), its page clock paused; screenshots of every page if the test failed."""
-    contexts = []
-    people: list[Person] = []
-
-    async def make(**options: Any) -> Person:
-        context = await browser.new_context(
-            user_agent=USER_AGENT,
-            viewport=VIEWPORT,
-            locale="en-GB",
-            timezone_id="Europe/Paris",
-            **options,
-        )
-        context.set_default_timeout(10_000)
-        contexts.append(context)
-        page = await context.new_page()
-        # A minute between install and pause: pausing at a moment the clock already passed
-        # (time runs between the two calls) is an error.
-        await page.clock.install(time=PAGE_TIME - timedelta(minutes=1))
-        await page.clock.pause_at(PAGE_TIME)
-        someone = Person(page)
-        page.on("websocket", someone.on_socket)
-        people.append(someone)
-        return someone
-
-    yield make
-    failed = any(report.failed for report in request.node.stash.get(_reports, {}).values())
-    for index, someone in enumerate(people):
-        if failed and not someone.page.is_closed():
-            ARTIFACTS.mkdir(exist_ok=True)
-            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid).strip("_")
-            try:
-                await someone.page.screenshot(
-                    path=ARTIFACTS / f"{name[-140:]}-{index}.png", full_page=True
-                )
-            except Exception as error:  # never hide the test's own failure
-                print(f"no screenshot: {error}")
-    for context in contexts:
-        await context.close()
 
 
 async def advance_until(server: LiveServer, locator: Locator, *, step: float = 1.0) -> None:
