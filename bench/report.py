@@ -272,19 +272,26 @@ def _share_target(room: dict[str, Any]) -> dict[str, Any]:
     p99 = half["latency_ms"]["p99"]
     everyone = half["reached_starting"] == half["participants"]
     beside = "; ".join(
-        f"at {run['share']:.0%} ({run['offered_rate_per_s']}/s): p99 {run['latency_ms']['p99']} ms"
+        f"at {run['share']:.0%} ({_rates(run['offered_rate_per_s'])}/s): p99 "
+        f"{run['latency_ms']['p99']} ms"
         for run in others
     )
+    saturations = _rates([turn["rate_per_s"] for turn in room["saturations"]])
     return _row(
         f"p99 last Agree -> Starting at {half['share']:.0%} of the saturation rate "
         f"({room['backend']}, same run)",
         "<= 50 ms",
-        f"{p99} ms at {half['offered_rate_per_s']}/s "
-        f"(saturation {room['saturation']['rate_per_s']}/s)",
+        f"{p99} ms at {_rates(half['offered_rate_per_s'])}/s (saturation {saturations}/s)",
         None if p99 is None else p99 / 50,
         None if p99 is None else p99 <= 50 and everyone,
+        f"{half['turns']} turns pooled (each turn's p99 {_rates(half['each_p99_ms'])} ms); "
         f"{half['reached_starting']:,}/{half['participants']:,} reached Starting; {beside}",
     )
+
+
+def _rates(values: list[Any]) -> str:
+    """Each turn's figure, in turn order."""
+    return " / ".join(_fmt(value) for value in values)
 
 
 def _study_target(figures: dict[str, Any]) -> dict[str, Any]:
@@ -796,7 +803,8 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
             lines += [
                 "",
                 f"Saturation (closed loop, {sat['concurrency']} at a time, {sat['participants']:,} "
-                "flows): "
+                f"flows, in each of {len(room['saturations'])} turns, before that turn's runs at "
+                f"the shares above: {_rates(sat['all_rates_per_s'])}/s), the quickest turn: "
                 f"**{_fmt(sat['rate_per_s'])} participants/s** through to Starting, latency "
                 "p50/p95/p99 "
                 f"{_lat(sat['latency_ms'])} ms, server CPU {sat['server_cpu_share']} "
@@ -957,15 +965,15 @@ def _shares_markdown(shares: list[dict[str, Any]]) -> list[str]:
     lines = [
         "",
         "At steady shares of the saturation rate below (same run: what the targets read, on any"
-        " machine):",
+        " machine), each turn's runs at the share of its own saturation run, pooled:",
         "",
-        "| share | offered/s | reached Starting | latency p50/p95/p99 ms | Agree -> Instructions "
-        "p50/p95/p99 ms | server CPU | CPU ms/participant | client CPU |",
+        "| share | offered/s (each turn) | reached Starting | latency p50/p95/p99 ms | "
+        "Agree -> Instructions p50/p95/p99 ms | server CPU | CPU ms/participant | client CPU |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for run in shares:
         lines.append(
-            f"| {run['share']:.0%} | {run['offered_rate_per_s']} | "
+            f"| {run['share']:.0%} | {_rates(run['offered_rate_per_s'])} | "
             f"{run['reached_starting']:,}/{run['participants']:,} | {_lat(run['latency_ms'])} | "
             f"{_lat(run['agree_to_instructions_ms'])} | {_fmt(run['server_cpu_share'])} | "
             f"{_fmt(run['server_cpu_ms_per_participant'])} | {_fmt(run['client_cpu_share'])} |"

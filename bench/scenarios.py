@@ -15,7 +15,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,11 @@ PER_SESSION = 4
 SHARES = (0.5, 0.8)
 SHARE_SECONDS = 8.0  # long enough for a few hundred pools at any share, short enough to repeat
 SHARE_MINIMUM = 200
+# Turns of a saturation run and the share runs at its rate, their latencies pooled a share: this
+# machine's speed moves by half again within minutes (the speed probes), so one saturation read
+# in a quick minute made "50%" a heavier load in a slow one, and a p99 of one 8 s run was its
+# 10 slowest pools (bench/README.md, scenario 1).
+SHARE_TURNS = 3
 
 
 @dataclass
@@ -363,6 +369,7 @@ def share_run(
     result, meter = measure(ctx, job, timeout=count / rate + 150, server=mastok.pid, stub=stub.pid)
     figures = join_figures(result, meter, count)
     figures.update(share=share, offered_rate_per_s=round(rate, 1), campaigns=len(slugs))
+    figures["samples"] = placement_samples(result["records"])  # pooled, then dropped
     ctx.log(
         f"    {figures['reached_starting']}/{count} started, latency p50 "
         f"{figures['latency_ms']['p50']} p99 {figures['latency_ms']['p99']} ms, "
@@ -377,18 +384,23 @@ def waiting_room(
     participants: tuple[int, ...] = (100, 1000, 5000),
     ramp_seconds: float = 10.0,
     saturate: bool = True,
+    turns: int = SHARE_TURNS,
 ) -> dict[str, Any]:
-    """Scenario 1: join flows through to Starting, against a stub oTree: the saturation rate,
-    the latency at fixed shares of it, then ramps of fixed sizes (absolute, for the record)."""
+    """Scenario 1: join flows through to Starting, against a stub oTree: in `turns` turns, the
+    saturation rate and the latency at fixed shares of it, each turn's latencies pooled with
+    the others' at the same share; then ramps of fixed sizes (absolute, for the record)."""
     ctx.log(f"waiting room on {backend}")
+    saturations: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
     with mastok_on(ctx, backend, f"mastok-{backend}") as (mastok, stub):
         warm_up(ctx, mastok)
-        saturation = saturation_run(ctx, mastok, stub) if saturate else None
-        shares = []
-        if saturation and saturation["rate_per_s"]:
-            for share in SHARES:
+        for _ in range(turns if saturate else 0):
+            saturation = saturation_run(ctx, mastok, stub)
+            saturations.append(saturation)
+            for share in SHARES if saturation["rate_per_s"] else ():
                 settle()
-                shares.append(share_run(ctx, mastok, stub, saturation["rate_per_s"], share))
+                runs.append(share_run(ctx, mastok, stub, saturation["rate_per_s"], share))
+            settle()
         ramps, points = [], []
         for count in participants:
             settle()
@@ -398,13 +410,48 @@ def waiting_room(
     return {
         "backend": backend,
         "per_session": PER_SESSION,
-        "saturation": saturation,
-        "shares": shares,
+        "saturation": _quickest(saturations) if saturations else None,
+        "saturations": saturations,
+        "shares": [_pooled_share([run for run in runs if run["share"] == s]) for s in SHARES],
         "ramps": ramps,
         # Every ramp's pools together: latency against the load they formed under.
         "curve": latency_curve(points, bins=20),
         "client_ceiling": client_ceiling(ctx),
     }
+
+
+def _pooled_share(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One share's runs as one: latencies pooled (each p99 the 1% tail of all their pools),
+    counts summed, CPU over all of them; each run's rate and p99 beside."""
+    samples = [run.pop("samples") for run in runs]
+    reached = sum(run["reached_starting"] for run in runs)
+    cpu_ms = [run["server_cpu_ms_per_participant"] for run in runs]
+    weighed = zip(cpu_ms, runs, strict=True)
+    return {
+        "share": runs[0]["share"],
+        "turns": len(runs),
+        "offered_rate_per_s": [run["offered_rate_per_s"] for run in runs],
+        "participants": sum(run["participants"] for run in runs),
+        "reached_starting": reached,
+        "errors": dict(sum((Counter(run["errors"]) for run in runs), Counter())),
+        "latency_ms": stats.summary([x for s in samples for x in s["last_agree_to_starting_ms"]]),
+        "agree_to_instructions_ms": stats.summary(
+            [x for s in samples for x in s["agree_to_instructions_ms"]]
+        ),
+        "server_cpu_share": _mean(run["server_cpu_share"] for run in runs),
+        "server_cpu_ms_per_participant": (
+            round(sum(ms * run["reached_starting"] for ms, run in weighed) / reached, 3)
+            if reached and None not in cpu_ms
+            else None
+        ),
+        "client_cpu_share": _mean(run["client_cpu_share"] for run in runs),
+        "each_p99_ms": [run["latency_ms"]["p99"] for run in runs],
+    }
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    found = [value for value in values if value is not None]
+    return round(sum(found) / len(found), 3) if found else None
 
 
 # -- scenario 2: the ceiling ------------------------------------------------------------------
