@@ -332,12 +332,22 @@ class MarkReady:
 
 @dataclass(frozen=True, slots=True)
 class Move:
-    """Participants to another step (`group` and `queued_at` set on entering the pools)."""
+    """Participants to another step (`group`, `queued_at` and the waiting `limit` set on
+    entering the pools)."""
 
     tokens: tuple[str, ...]
     step: Step
     group: str | None = None
     queued_at: datetime | None = None
+    limit: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lengthened:
+    """These members' waiting limit is now `limit` (the campaign's, longer than theirs)."""
+
+    tokens: tuple[str, ...]
+    limit: timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,10 +377,28 @@ class SessionsEnded:
 
 
 Persist = (
-    Ask | AddParticipant | Consented | MarkReady | Move | Leave | RecordSession | SessionsEnded
+    Ask
+    | AddParticipant
+    | Consented
+    | MarkReady
+    | Move
+    | Lengthened
+    | Leave
+    | RecordSession
+    | SessionsEnded
 )
 Effect = Send | SendAll | Disconnect | Notify | CreateSession | Persist
-PERSIST = (Ask, AddParticipant, Consented, MarkReady, Move, Leave, RecordSession, SessionsEnded)
+PERSIST = (
+    Ask,
+    AddParticipant,
+    Consented,
+    MarkReady,
+    Move,
+    Lengthened,
+    Leave,
+    RecordSession,
+    SessionsEnded,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,10 @@
 """The room's writes of every participant on PostgreSQL, through SQLAlchemy Core.
 
 The same four writes as `mastok.live.sqlite_writes`, with the same arguments: a row added on
-Land, a move (Agree, a pool's start, a leave), a session asked of oTree and a session recorded.
-The statements are built once, with bound parameters (building and keying a statement costs
-as much as running it); a move's, once for each set of columns it assigns.
+Land, a move (Agree, a pool's start, a leave, a waiting limit lengthened), a session asked of
+oTree and a session recorded. The statements are built once, with bound parameters (building
+and keying a statement costs as much as running it); a move's, once for each set of columns it
+assigns.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, select, update
@@ -38,6 +38,7 @@ from mastok.live.events import (
     Ask,
     Consented,
     Leave,
+    Lengthened,
     MarkReady,
     Move,
     Persist,
@@ -73,6 +74,7 @@ _WAITING = (
         Participant.queued_at,
         Participant.identity,
         Participant.params,
+        Participant.waiting_limit_seconds,
     )
     .where(Participant.campaign_id == bindparam("campaign_id"))
     .where(Participant.step.in_(WAITING_STEPS))
@@ -172,8 +174,9 @@ class Records:
                     aware(queued) if queued else None,
                     identity,
                     _params(params),
+                    None if limit is None else timedelta(seconds=limit),
                 )
-                for token, browser_id, step, group, queued, identity, params in rows
+                for token, browser_id, step, group, queued, identity, params, limit in rows
             ]
 
     async def started(self, campaign_id: int) -> list[Started]:
@@ -278,7 +281,15 @@ def _move_values(move: Move) -> dict[str, Any]:
     values: dict[str, Any] = {"step": move.step}
     if move.group is not None:
         values.update(group_label=move.group, queued_at=move.queued_at)
+    if move.limit is not None:  # in the row its entry into the pools writes: no statement more
+        values.update(_limit_values(move.limit))
     return values
+
+
+def _limit_values(limit: timedelta) -> dict[str, Any]:
+    """A waiting limit as seconds: the same for everyone an edit lengthens (one UPDATE for
+    them all, where their deadlines would differ), counted from `queued_at`, which stays."""
+    return {"waiting_limit_seconds": int(limit.total_seconds())}
 
 
 async def _write_change(
@@ -315,6 +326,8 @@ async def _write_change(
             await writes.move(connection, (token,), {"ready_at": now}, now)
         case Move(tokens):
             await writes.move(connection, tokens, _move_values(change), now)
+        case Lengthened(tokens, limit):
+            await writes.move(connection, tokens, _limit_values(limit), now)
         case Leave(tokens, outcome):
             values = {"step": Step.LEFT, "outcome": outcome, "ended_at": now}
             await writes.move(connection, tokens, values, now)

@@ -37,6 +37,7 @@ from mastok.live.events import (
     Event,
     Kept,
     Leave,
+    Lengthened,
     MarkReady,
     Move,
     Notify,
@@ -179,6 +180,8 @@ class Waiting:
     queued_at: datetime | None
     identity: str | None = None
     params: Params = ()
+    # Its waiting limit, as its page was told it (None: the campaign's).
+    limit: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +262,7 @@ class Room:
                 params=row.params,
             )
             member.away_until, member.waiting_since = now + rules.grace, row.queued_at
-            member.limit = campaign.waiting_limit
+            member.limit = campaign.waiting_limit if row.limit is None else row.limit
             room.members[member.token] = member
             room.ids[member.key] = (*room.ids.get(member.key, ()), member.token)
             if row.step in (Step.JOINING, Step.PENDING) and row.group is not None:
@@ -793,8 +796,8 @@ class _Turn:
         self.journal.set(member, "group", group)
         self.journal.set(member, "step", step)
         self.queue(pool, member)
-        queued_at = member.waiting_since
-        self.effects.append(Move((member.token,), step, group=group, queued_at=queued_at))
+        queued_at, limit = member.waiting_since, member.limit
+        self.effects.append(Move((member.token,), step, group, queued_at, limit))
         reserved = self.reserve()  # first, so that its members are told the pool is full once
         self.send_step(member)
         if step == Step.JOINING:
@@ -1196,6 +1199,7 @@ class _Turn:
             if self.room.members:
                 self.end_everyone(self.campaign.state)
             return
+        self.lengthen_limits()  # the pages, all away, are told when they come back
         self.regroup()
         self.promote()
         self.start_sessions()
@@ -1234,12 +1238,27 @@ class _Turn:
         new_leave_after = campaign.leave_after != before.leave_after
         if campaign.waiting_limit == before.waiting_limit and not new_leave_after:
             return
+        longer = {id(member) for member in self.lengthen_limits()}
         for member in sorted(self.room.members.values(), key=_seq):
-            longer = member.waiting_since is not None and campaign.waiting_limit > member.limit
-            if longer:
-                self.journal.set(member, "limit", campaign.waiting_limit)
-            if (longer or new_leave_after) and member.step in (Step.JOINING, Step.PENDING):
+            told = id(member) in longer or new_leave_after
+            if told and member.step in (Step.JOINING, Step.PENDING):
                 self.send_waiting(member)
+
+    def lengthen_limits(self) -> list[Member]:
+        """Whoever waits under a shorter limit than the campaign's gets the campaign's, written
+        down with it (a room rebuilt keeps it, whatever the campaign's limit then): those
+        lengthened."""
+        limit = self.campaign.waiting_limit
+        longer = [
+            m
+            for m in sorted(self.room.members.values(), key=_seq)
+            if m.waiting_since is not None and limit > m.limit
+        ]
+        for member in longer:
+            self.journal.set(member, "limit", limit)
+        if longer:
+            self.effects.append(Lengthened(tuple(m.token for m in longer), limit))
+        return longer
 
     def forget_identities(self) -> None:
         """The campaign's identities were erased from its records (refused while anyone is in

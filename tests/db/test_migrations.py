@@ -451,3 +451,38 @@ async def test_0012_keeps_the_slug_of_each_campaign_there(empty_database_url: st
     assert await run_sync(empty_database_url, campaign_slugs) == [("slug", 1)]
     await downgrade_url(empty_database_url, "0011")
     assert "campaign_slugs" not in await run_sync(empty_database_url, table_names)
+
+
+def insert_waiting_at_0014(connection: Connection) -> None:
+    """A campaign and someone in its pools, as revision 0014 kept them."""
+    insert_campaign(connection)
+    connection.exec_driver_sql(
+        "INSERT INTO participants (campaign_id, token, browser_id, step, group_label, queued_at,"
+        " created_at, updated_at) VALUES (1, 't1', 'fp1', 'joining', 'default',"
+        " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+    )
+    connection.commit()
+
+
+def waiting_limits(connection: Connection) -> list[tuple[str, int | None]]:
+    rows = connection.exec_driver_sql("SELECT token, waiting_limit_seconds FROM participants")
+    return [(token, limit) for token, limit in rows]
+
+
+def participant_columns(connection: Connection) -> set[str]:
+    return {column["name"] for column in inspect(connection).get_columns("participants")}
+
+
+async def test_0015_leaves_those_waiting_the_campaigns_limit_and_back(
+    empty_database_url: str,
+) -> None:
+    async with opened(empty_database_url) as database:
+        await migrate(database, "0014")
+    await run_sync(empty_database_url, insert_waiting_at_0014)
+
+    await migrate_url(empty_database_url)
+
+    assert await run_sync(empty_database_url, waiting_limits) == [("t1", None)]  # the campaign's
+    await downgrade_url(empty_database_url, "0014")
+    assert "waiting_limit_seconds" not in await run_sync(empty_database_url, participant_columns)
+    assert await run_sync(empty_database_url, visits) == [("t1", "fp1", "joining", None, False)]

@@ -1,4 +1,5 @@
-"""The room's writes as statements: an Agree's consent and move are one UPDATE of its row."""
+"""The room's writes as statements (an Agree's consent and move are one UPDATE of its row), and
+rooms rebuilt from what they wrote."""
 
 from __future__ import annotations
 
@@ -12,13 +13,20 @@ from mastok.clock import ManualClock, aware
 from mastok.db import Database, async_url
 from mastok.db.tables import Base, Campaign, OTreeSession, Participant
 from mastok.live.events import (
+    PERSIST,
     AddParticipant,
     Ask,
     Consented,
     CreatedSession,
+    Edited,
+    Effect,
+    Event,
     Leave,
     Move,
+    Persist,
+    Rebuilt,
     RecordSession,
+    RoomCampaign,
     Rules,
 )
 from mastok.live.records import Records
@@ -58,12 +66,14 @@ async def test_a_consent_and_the_move_that_follows_are_one_update(db: Database) 
     records = Records(db)
     await records.persist(1, [AddParticipant("t1", "fp", None, ())], NOW)
     updates = await count_updates(db)
-    writes = [Consented("t1", "hash"), Move(("t1",), Step.JOINING, "default", NOW)]
+    limit = timedelta(minutes=5)  # its waiting limit too: a join writes no statement more
+    writes = [Consented("t1", "hash"), Move(("t1",), Step.JOINING, "default", NOW, limit)]
     await records.persist(1, writes, NOW)
     assert len(updates) == 1
     async with db.engine.connect() as connection:
         row = (await connection.execute(select(Participant))).one()
     assert (row.consent_hash, row.step, row.group_label) == ("hash", Step.JOINING, "default")
+    assert row.waiting_limit_seconds == 300
     assert aware(row.consented_at) == aware(row.queued_at) == NOW
 
 
@@ -272,5 +282,144 @@ async def test_a_visit_ended_while_its_page_was_away_is_told_in_the_room_rebuilt
         assert room.frames(too_late, room.send(too_late, "Resume", "early")) == [
             ("Error", "unknown or expired resume token: Land again")
         ]
+    finally:
+        await db.close()
+
+
+# -- rooms rebuilt from what they wrote --------------------------------------------------------
+
+RULES = Rules(timedelta(seconds=30), live_redirect=True)
+
+
+class StoredRoom(RoomHarness):
+    """A room whose writes go to the database as its runner's do: each event's together, at the
+    event's time (`await written()` commits those handled since)."""
+
+    def __init__(self, room: RoomHarness, records: Records, campaign_id: int) -> None:
+        super().__init__(room=room.room)
+        self.now = room.now
+        self.records, self.campaign_id = records, campaign_id
+        self.turns: list[tuple[list[Persist], datetime]] = []
+
+    def do(self, event: Event) -> list[Effect]:
+        effects = super().do(event)
+        writes = [effect for effect in effects if isinstance(effect, PERSIST)]
+        if writes:
+            self.turns.append((writes, self.now))
+        return effects
+
+    async def written(self) -> None:
+        for writes, at in self.turns:
+            await self.records.persist(self.campaign_id, writes, at)
+        self.turns.clear()
+
+
+async def rebuilt_room(db: Database, campaign_id: int, now: datetime) -> StoredRoom:
+    """The campaign's room as a process that starts leading at `now` builds it, after its first
+    event (Rebuilt), written."""
+    records = Records(db)
+    async with db.session() as session:
+        campaign = await session.get_one(Campaign, campaign_id)
+    restored = await restore_room(campaign, records, RULES, ManualClock(now))
+    harness = RoomHarness(room=restored)
+    harness.now = now
+    room = StoredRoom(harness, records, campaign_id)
+    room.do(Rebuilt())
+    await room.written()
+    return room
+
+
+async def edit_limit(db: Database, campaign_id: int, minutes: int) -> RoomCampaign:
+    """waiting_limit edited (from any process), as the database then has the campaign."""
+    async with db.engine.begin() as connection:
+        await connection.execute(update(Campaign).values(waiting_limit=minutes))
+    async with db.session() as session:
+        return RoomCampaign.of(await session.get_one(Campaign, campaign_id))
+
+
+def back(room: StoredRoom, token: str) -> tuple[int, dict[str, int]]:
+    """A page back with its token: its socket, and the figures of the Waiting it gets."""
+    conn = room.open()
+    frames = room.frames(conn, room.send(conn, "Resume", token))
+    assert frames[-1][0] == "Waiting", frames
+    return conn, frames[-1][1]
+
+
+async def test_a_member_keeps_its_limit_in_a_room_rebuilt_after_a_shorter_one_was_edited(
+    database_url: str,
+) -> None:
+    """Its page counts down the hour it was told: a restart (or another leader) after the
+    campaign was given 10 minutes times it out at the hour, not at 10 minutes."""
+    db = Database(async_url(database_url))
+    try:
+        campaign_id = await a_campaign(db)  # waiting_limit: 60 minutes
+        room = await rebuilt_room(db, campaign_id, NOW)
+        _, token = room.agree()
+        room.later(minutes=5)
+        room.do(Edited(await edit_limit(db, campaign_id, 10)))  # for newcomers
+        await room.written()
+
+        again = await rebuilt_room(db, campaign_id, room.now)
+
+        conn, waiting = back(again, token)
+        assert waiting == {"waited": 300, "limit": 3600, "leave_after": 0}
+        assert again.tick(minutes=5, seconds=1) == []  # past 10 minutes
+        assert again.tick(minutes=49, seconds=59) == []  # its hour, to the second
+        assert again.frames(conn, again.tick(seconds=1)) == [("Disconnect", "Timeout")]
+    finally:
+        await db.close()
+
+
+async def test_a_longer_limit_edited_while_waiting_is_kept_in_a_room_rebuilt(
+    database_url: str,
+) -> None:
+    """A longer limit reached those waiting and their pages: a room rebuilt after the campaign
+    was shortened again keeps it for them."""
+    db = Database(async_url(database_url))
+    try:
+        campaign_id = await a_campaign(db)  # waiting_limit: 60 minutes
+        room = await rebuilt_room(db, campaign_id, NOW)
+        conn, token = room.agree()
+        room.later(minutes=5)
+        effects = room.do(Edited(await edit_limit(db, campaign_id, 90)))
+        assert room.frames(conn, effects) == [
+            ("Waiting", {"waited": 300, "limit": 5400, "leave_after": 0})
+        ]
+        room.later(minutes=5)
+        room.do(Edited(await edit_limit(db, campaign_id, 10)))
+        await room.written()
+
+        again = await rebuilt_room(db, campaign_id, room.now)
+
+        conn, waiting = back(again, token)
+        assert waiting == {"waited": 600, "limit": 5400, "leave_after": 0}
+        assert again.tick(minutes=80) == []  # its 90 minutes, to the second
+        assert again.frames(conn, again.tick(seconds=1)) == [("Disconnect", "Timeout")]
+    finally:
+        await db.close()
+
+
+async def test_a_longer_limit_edited_while_no_room_ran_is_kept_by_the_next_rooms(
+    database_url: str,
+) -> None:
+    """Edited through a standby while no process led: the room rebuilt gives it to those
+    waiting (their pages told when they come back), and so do the rooms rebuilt after it,
+    the campaign shortened again meanwhile."""
+    db = Database(async_url(database_url))
+    try:
+        campaign_id = await a_campaign(db)  # waiting_limit: 60 minutes
+        room = await rebuilt_room(db, campaign_id, NOW)
+        _, token = room.agree()
+        await room.written()
+        await edit_limit(db, campaign_id, 90)  # no room ran to see it
+
+        room = await rebuilt_room(db, campaign_id, NOW + timedelta(minutes=5))
+        await edit_limit(db, campaign_id, 10)
+        again = await rebuilt_room(db, campaign_id, NOW + timedelta(minutes=6))
+
+        conn, waiting = back(again, token)
+        assert waiting == {"waited": 360, "limit": 5400, "leave_after": 0}
+        assert again.tick(minutes=84) == []  # its 90 minutes, to the second
+        assert again.frames(conn, again.tick(seconds=1)) == [("Disconnect", "Timeout")]
     finally:
         await db.close()

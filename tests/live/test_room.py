@@ -20,6 +20,7 @@ from mastok.live.events import (
     Disconnect,
     Edited,
     Leave,
+    Lengthened,
     Move,
     OTreeAnswers,
     Rebuilt,
@@ -31,6 +32,8 @@ from mastok.live.events import (
 from mastok.live.room import RETRY_DELAYS, Room, Started, Waiting, key_of
 from mastok.states import CampaignState, Outcome, RoomState, Step
 from tests.live.room_harness import T0, WAITING_0, RoomHarness, campaign
+
+LIMIT = campaign().waiting_limit  # the harness campaign's 5 minutes
 
 # -- arriving --------------------------------------------------------------------------------
 
@@ -291,7 +294,9 @@ def test_agree_with_a_grouping_asks_and_connect_chooses() -> None:
         ("JoiningSize", "1/2"),
         WAITING_0,
     ]
-    assert room.of(Move, effects) == [Move((token,), Step.JOINING, group="B", queued_at=T0)]
+    assert room.of(Move, effects) == [
+        Move((token,), Step.JOINING, group="B", queued_at=T0, limit=LIMIT)
+    ]
     again = room.send(conn, "Connect", "A")
     assert room.frames(conn, again) == [("Error", "Connect comes once, after Agree and Grouping")]
 
@@ -722,12 +727,14 @@ def test_an_edit_removing_the_grouping_lets_those_choosing_a_group_in() -> None:
 
 def test_a_longer_waiting_limit_reaches_those_waiting_and_their_pages() -> None:
     room = RoomHarness(campaign(per_session=3))  # 5 minutes
-    joining, _ = room.agree()
+    joining, token = room.agree()
+    room.land()  # not waiting yet: nothing to lengthen
     room.later(minutes=2)
     effects = room.do(Edited(campaign(per_session=3, waiting_limit=timedelta(minutes=10))))
     assert room.frames(joining, effects) == [
         ("Waiting", {"waited": 120, "limit": 600, "leave_after": 0})
     ]
+    assert room.of(Lengthened, effects) == [Lengthened((token,), timedelta(minutes=10))]
     assert room.tick(minutes=8) == []  # 10 minutes waited: the page's countdown is at 0
     assert room.frames(joining, room.tick(seconds=1)) == [("Disconnect", "Timeout")]
 
@@ -738,6 +745,7 @@ def test_a_shorter_waiting_limit_is_for_newcomers_not_for_those_promised_more() 
     room.later(minutes=2)
     effects = room.do(Edited(campaign(per_session=3, waiting_limit=timedelta(minutes=1))))
     assert room.frames(joining, effects) == []  # its page's countdown still holds
+    assert room.of(Lengthened, effects) == []
     newcomer, _ = room.agree()
     assert room.frames(newcomer)[-1] == ("Waiting", {"waited": 0, "limit": 60, "leave_after": 0})
     effects = room.tick(minutes=1, seconds=1)
@@ -776,7 +784,9 @@ def test_a_member_asked_to_choose_again_keeps_its_wait_and_its_place() -> None:
         newer, _ = room.agree()
         room.send(newer, "Connect", "C")
     effects = room.send(regrouped, "Connect", "C")
-    assert room.of(Move, effects) == [Move((token,), Step.PENDING, group="C", queued_at=T0)]
+    assert room.of(Move, effects) == [
+        Move((token,), Step.PENDING, group="C", queued_at=T0, limit=LIMIT)
+    ]
     assert room.frames(regrouped, effects)[-1] == (
         "Waiting",
         {"waited": 270, "limit": 300, "leave_after": 0},
@@ -873,12 +883,16 @@ def test_a_room_rebuilt_after_its_grouping_was_edited_asks_again_those_in_a_grou
     room.send(conn, "Resume", "t1")
     assert room.last(conn) == ("Grouping", "Q?\nC:1\nB:1\nGo")
     effects = room.send(conn, "Connect", "C")
-    assert room.of(Move, effects) == [Move(("t1",), Step.JOINING, group="C", queued_at=T0)]
+    assert room.of(Move, effects) == [
+        Move(("t1",), Step.JOINING, group="C", queued_at=T0, limit=LIMIT)
+    ]
 
 
 def test_a_room_rebuilt_after_its_grouping_was_removed_lets_those_choosing_in() -> None:
     room = rebuilt(campaign(), Waiting("t1", "a", Step.AGREED, None, None))
-    assert room.of(Move) == [Move(("t1",), Step.JOINING, group="default", queued_at=T0)]
+    assert room.of(Move) == [
+        Move(("t1",), Step.JOINING, group="default", queued_at=T0, limit=LIMIT)
+    ]
     assert room.joining() == ["t1"]
 
 
@@ -890,6 +904,45 @@ def test_a_room_rebuilt_as_it_was_changes_nothing() -> None:
     )
     assert room.log == []
     assert room.joining() == ["t1"]
+
+
+def test_a_room_rebuilt_gives_each_member_the_limit_its_record_keeps() -> None:
+    """The limit its page was told (longer than the campaign's, shortened since); a record
+    without one (written before migration 0015) waits the campaign's."""
+    room = rebuilt(
+        campaign(per_session=3),  # 5 minutes
+        Waiting("t1", "a", Step.JOINING, "default", T0, limit=timedelta(minutes=10)),
+        Waiting("t2", "b", Step.JOINING, "default", T0),
+    )
+    assert room.log == []
+    figures = {}
+    for token in ("t1", "t2"):
+        conn = room.open()
+        figures[token] = room.frames(conn, room.send(conn, "Resume", token))[-1]
+    assert figures == {
+        "t1": ("Waiting", {"waited": 0, "limit": 600, "leave_after": 0}),
+        "t2": ("Waiting", {"waited": 0, "limit": 300, "leave_after": 0}),
+    }
+    assert room.of(Leave, room.tick(minutes=5, seconds=1)) == [Leave(("t2",), Outcome.TIMEOUT)]
+    assert room.of(Leave, room.tick(minutes=4, seconds=59)) == []
+    assert room.of(Leave, room.tick(seconds=1)) == [Leave(("t1",), Outcome.TIMEOUT)]
+
+
+def test_a_room_rebuilt_after_a_longer_limit_was_edited_gives_it_to_those_under_it() -> None:
+    """Edited while no room ran: the first event lengthens their limits and writes them down,
+    and each page gets the new limit when it comes back."""
+    room = rebuilt(
+        campaign(per_session=3, waiting_limit=timedelta(minutes=10)),
+        Waiting("t1", "a", Step.JOINING, "default", T0, limit=timedelta(minutes=5)),
+        Waiting("t2", "b", Step.JOINING, "default", T0, limit=timedelta(minutes=20)),
+        Waiting("t3", "c", Step.LANDED, None, None),
+    )
+    assert room.of(Lengthened) == [Lengthened(("t1",), timedelta(minutes=10))]
+    conn = room.open()
+    assert room.frames(conn, room.send(conn, "Resume", "t1"))[-1] == (
+        "Waiting",
+        {"waited": 0, "limit": 600, "leave_after": 0},
+    )
 
 
 def test_view_is_what_supervisors_see() -> None:
