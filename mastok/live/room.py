@@ -423,6 +423,8 @@ class _Turn:
         return self.room.campaign
 
     def handle(self, event: Event) -> list[Effect]:
+        if not isinstance(event, Tick) and self.check_overdue():
+            self.tick()  # that tick first: the event's effects are those it has after it
         match event:
             case Opened(conn, query):
                 self.opened(conn, query)
@@ -889,11 +891,6 @@ class _Turn:
         if member is None or check is None or member not in check.members:
             self.error(conn, "Ready answers a ReadyCheck")
             return
-        if self.now >= check.deadline:  # too late, whether or not the tick has ended the check
-            self.check_expired()
-            self.promote()
-            self.start_sessions()
-            return
         if member.ready:
             return  # a page that came back and is asked again: answered already
         self.journal.set(member, "ready", True)
@@ -901,6 +898,12 @@ class _Turn:
         if all(m.ready for m in check.members):
             self.journal.set(self.room, "check", None)
             self.begin_start(list(check.members))
+
+    def check_overdue(self) -> bool:
+        """Whether a ready check's deadline has passed, the tick that ends it yet to come (an
+        event handled now must not act on it: it is over)."""
+        check = self.room.check
+        return check is not None and self.now >= check.deadline
 
     def check_expired(self) -> None:
         """Those who did not answer the ready check in time end `not_ready` (`timeout` if

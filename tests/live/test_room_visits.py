@@ -3,6 +3,7 @@ platform identities, outcomes with their exits, Leave, and the ready check."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -11,14 +12,17 @@ import pytest
 
 from mastok.live.events import (
     AddParticipant,
+    Conn,
     Consented,
     CreatedSession,
     CreateSession,
     Edited,
+    Effect,
     Entrant,
     Exit,
     Leave,
     MarkReady,
+    Opened,
     Rules,
     SessionCreated,
     SessionFailed,
@@ -396,6 +400,51 @@ def test_a_ready_past_the_deadline_counts_as_not_ready_before_the_tick() -> None
     assert room.of(Leave, effects) == [Leave((late_token,), Outcome.NOT_READY)]
     assert room.room.check is None and room.joining() == [on_time_token]
     assert room.of(Leave, room.tick()) == []  # the tick finds the check over
+
+
+def past_the_deadline() -> tuple[RoomHarness, Conn, Conn, Conn]:
+    """A check of 20 s whose deadline passed half a second ago, its tick yet to come: `ready`
+    answered, `silent` did not, and `newcomer` has landed (its consent on its page)."""
+    room = checking(seconds=20, exits=exits(not_ready=("NR", None)))
+    ready, _ = room.agree()
+    silent, _ = room.agree()
+    newcomer, _ = room.land()
+    room.send(ready, "Ready")
+    room.later(seconds=20.5)
+    return room, ready, silent, newcomer
+
+
+def edit(room: RoomHarness) -> list[Effect]:
+    return room.do(Edited(replace(room.room.campaign, max_sessions=5)))
+
+
+# Events that may come between a check's deadline and the tick, done to past_the_deadline().
+LATE_EVENTS: dict[str, Callable[[RoomHarness, Conn, Conn, Conn], list[Effect]]] = {
+    "a Leave from who answered": lambda room, ready, _, __: room.send(ready, "Leave"),
+    "a Leave from who did not": lambda room, _, silent, __: room.send(silent, "Leave"),
+    "an edit": lambda room, *_: edit(room),
+    "a newcomer": lambda room, _, __, newcomer: room.send(newcomer, "Agree"),
+    "a disconnect": lambda room, _, silent, __: room.close(silent),
+    "a socket opening": lambda room, *_: room.do(Opened(99)),
+    "a late Ready": lambda room, _, silent, __: room.send(silent, "Ready"),
+}
+
+
+@pytest.mark.parametrize("late", LATE_EVENTS.values(), ids=LATE_EVENTS.keys())
+def test_an_event_past_the_deadline_finds_the_check_over_as_if_the_tick_came_first(
+    late: Callable[[RoomHarness, Conn, Conn, Conn], list[Effect]],
+) -> None:
+    """The deadline is the deadline for every event: one that comes once it has passed, before
+    the tick that ends the check, has the effects it has after that tick (the same endings,
+    the same frames, the same room)."""
+    tick_first, *people = past_the_deadline()
+    after_the_tick = tick_first.tick() + late(tick_first, *people)
+    room, *people = past_the_deadline()
+    silent_token = room.room.sockets[people[1]]
+    before_the_tick = late(room, *people) + room.tick()
+    assert before_the_tick == after_the_tick
+    assert room.room.snapshot() == tick_first.room.snapshot()
+    assert Leave((silent_token,), Outcome.NOT_READY) in room.of(Leave, before_the_tick)
 
 
 @pytest.mark.parametrize("answered", [False, True])
