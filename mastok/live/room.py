@@ -900,10 +900,12 @@ class _Turn:
             self.begin_start(list(check.members))
 
     def check_overdue(self) -> bool:
-        """Whether a ready check's deadline has passed, the tick that ends it yet to come (an
-        event handled now must not act on it: it is over)."""
+        """Whether the tick would end the ready check now (its deadline has passed, or a member
+        has waited its limit) and has yet to come: an event handled now must not act on it."""
         check = self.room.check
-        return check is not None and self.now >= check.deadline
+        if check is None:
+            return False
+        return self.now >= check.deadline or bool(_past_limit(check.members, self.now))
 
     def check_expired(self) -> None:
         """Those who did not answer the ready check in time end `not_ready` (`timeout` if

@@ -402,23 +402,42 @@ def test_a_ready_past_the_deadline_counts_as_not_ready_before_the_tick() -> None
     assert room.of(Leave, room.tick()) == []  # the tick finds the check over
 
 
-def past_the_deadline() -> tuple[RoomHarness, Conn, Conn, Conn]:
-    """A check of 20 s whose deadline passed half a second ago, its tick yet to come: `ready`
-    answered, `silent` did not, and `newcomer` has landed (its consent on its page)."""
+# A check the tick would end, before that tick: the room, `ready` (answered), `silent` (did
+# not), `newcomer` (landed, its consent on its page), and how the tick ends someone.
+Overdue = tuple[RoomHarness, tuple[Conn, Conn, Conn], Leave]
+
+
+def past_the_deadline() -> Overdue:
+    """A check of 20 s whose deadline passed half a second ago."""
     room = checking(seconds=20, exits=exits(not_ready=("NR", None)))
     ready, _ = room.agree()
-    silent, _ = room.agree()
+    silent, silent_token = room.agree()
     newcomer, _ = room.land()
     room.send(ready, "Ready")
     room.later(seconds=20.5)
-    return room, ready, silent, newcomer
+    return room, (ready, silent, newcomer), Leave((silent_token,), Outcome.NOT_READY)
+
+
+def past_a_limit() -> Overdue:
+    """A check of 20 s, 10.5 s in, whose first member (it answered) waited its limit (5 minutes)
+    half a second ago."""
+    room = checking(seconds=20, per_session=3, exits=exits(timeout=("T", None)))
+    old, old_token = room.agree()
+    room.later(minutes=4, seconds=50)
+    ready, _ = room.agree()
+    silent, _ = room.agree()
+    newcomer, _ = room.land()
+    room.send(old, "Ready")
+    room.send(ready, "Ready")
+    room.later(seconds=10.5)
+    return room, (ready, silent, newcomer), Leave((old_token,), Outcome.TIMEOUT)
 
 
 def edit(room: RoomHarness) -> list[Effect]:
     return room.do(Edited(replace(room.room.campaign, max_sessions=5)))
 
 
-# Events that may come between a check's deadline and the tick, done to past_the_deadline().
+# Events that may come before the tick that ends a check, to (room, ready, silent, newcomer).
 LATE_EVENTS: dict[str, Callable[[RoomHarness, Conn, Conn, Conn], list[Effect]]] = {
     "a Leave from who answered": lambda room, ready, _, __: room.send(ready, "Leave"),
     "a Leave from who did not": lambda room, _, silent, __: room.send(silent, "Leave"),
@@ -430,21 +449,22 @@ LATE_EVENTS: dict[str, Callable[[RoomHarness, Conn, Conn, Conn], list[Effect]]] 
 }
 
 
+@pytest.mark.parametrize("overdue", [past_the_deadline, past_a_limit])
 @pytest.mark.parametrize("late", LATE_EVENTS.values(), ids=LATE_EVENTS.keys())
-def test_an_event_past_the_deadline_finds_the_check_over_as_if_the_tick_came_first(
+def test_an_event_before_the_tick_finds_the_check_over_as_if_the_tick_came_first(
     late: Callable[[RoomHarness, Conn, Conn, Conn], list[Effect]],
+    overdue: Callable[[], Overdue],
 ) -> None:
-    """The deadline is the deadline for every event: one that comes once it has passed, before
-    the tick that ends the check, has the effects it has after that tick (the same endings,
-    the same frames, the same room)."""
-    tick_first, *people = past_the_deadline()
+    """The tick ends a check at its deadline, or once a member has waited its limit: an event
+    that comes after either, before that tick, has the effects it has after the tick (the
+    same endings, the same frames, the same room)."""
+    tick_first, people, _ = overdue()
     after_the_tick = tick_first.tick() + late(tick_first, *people)
-    room, *people = past_the_deadline()
-    silent_token = room.room.sockets[people[1]]
+    room, people, ending = overdue()
     before_the_tick = late(room, *people) + room.tick()
     assert before_the_tick == after_the_tick
     assert room.room.snapshot() == tick_first.room.snapshot()
-    assert Leave((silent_token,), Outcome.NOT_READY) in room.of(Leave, before_the_tick)
+    assert ending in room.of(Leave, before_the_tick)
 
 
 @pytest.mark.parametrize("answered", [False, True])
