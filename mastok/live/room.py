@@ -595,7 +595,10 @@ class _Turn:
     def pages_to_come_back(self) -> bool:
         """Whether a page may come back, in a campaign paused or completed since, for what it
         is owed: its live session's start URL (with its token, or landing as the same person),
-        or the ending of a visit that ended while it was away (its own exit, not the pause's)."""
+        its place in the pool whose session is being created, or the ending of a visit that
+        ended while it was away (its own exit, not the pause's)."""
+        if self.room.starting is not None:
+            return True
         if any(ended.until > self.now for ended in self.room.ended_tokens.values()):
             return True
         since = self.now - self.campaign.session_duration
@@ -626,7 +629,8 @@ class _Turn:
             self.send_end(conn, CAMPAIGN_ENDS[ended.outcome], ended.params)
             return
         state = self.room.public_state(self.now)
-        if member is None or state in (RoomState.PAUSED, RoomState.COMPLETED):
+        closed = state in (RoomState.PAUSED, RoomState.COMPLETED)
+        if member is None or (closed and not member.reserved):  # a pool being started: its place
             self.opened(conn, query)
             return
         if member.conn is not None and member.conn != conn:
@@ -674,14 +678,15 @@ class _Turn:
         ):
             self.turn_away(conn, Outcome.REDIRECTED, browser_id, redirect(past.start_url))
             return
-        if self.end_if_not_running(conn):
-            return
         same = [self.room.members[token] for token in self.room.ids.get(key, ())]
+        away = [m for m in same if m.conn is None]
+        # In a campaign paused or completed, a place in the pool being started is all there is.
+        if not any(m.reserved for m in away) and self.end_if_not_running(conn):
+            return
         taken = any(m.conn is not None for m in same)  # not to be taken over
         if self.campaign.join_once and (past is not None or taken):
             self.turn_away(conn, Outcome.REJECTED, browser_id)
             return
-        away = [m for m in same if m.conn is None]
         if away:  # a page that lost its token (Go Mastok's never keeps one): its place back,
             # its seat in a pool being started first (else the newest)
             self.journal.pop(self.room.arrivals, conn)
@@ -968,10 +973,18 @@ class _Turn:
 
     def ready_pool(self) -> list[Member] | None:
         """Every group's joining pool, full with members present; None if not ready."""
+        pool = self.full_pool()
+        if pool is None or any(m.conn is None for m in pool):
+            return None
+        return pool
+
+    def full_pool(self) -> list[Member] | None:
+        """Each group's first members in its joining pool, its size of them; None if a group
+        has fewer."""
         chosen: list[Member] = []
         for group, size in self.campaign.groups:
             joining = self.room.joining.get(group, [])[:size]
-            if len(joining) < size or any(m.conn is None for m in joining):
+            if len(joining) < size:
                 return None
             chosen.extend(joining)
         return chosen
@@ -1018,11 +1031,7 @@ class _Turn:
         pool = self.ready_pool()
         if pool is None:
             return []
-        for group, _ in self.campaign.groups:
-            joining = self.room.joining[group]
-            self.journal.replace(joining, [m for m in joining if m not in pool])
-        for member in pool:
-            self.journal.set(member, "reserved", True)
+        self.set_aside(pool)
         if self.campaign.ready_check:
             for member in pool:
                 self.journal.set(member, "ready", False)
@@ -1031,6 +1040,14 @@ class _Turn:
         else:
             self.begin_start(pool)
         return pool
+
+    def set_aside(self, pool: Sequence[Member]) -> None:
+        """Out of the joining pools, kept for its ready check or its session."""
+        for group, _ in self.campaign.groups:
+            joining = self.room.joining[group]
+            self.journal.replace(joining, [m for m in joining if m not in pool])
+        for member in pool:
+            self.journal.set(member, "reserved", True)
 
     def begin_start(self, pool: Sequence[Member]) -> None:
         """Have the next session created for `pool` (set aside, and ready if asked)."""
@@ -1160,6 +1177,10 @@ class _Turn:
         if deferred is not None:
             self.journal.set(self.room, "deferred", None)
             self.apply_edit(deferred)
+        if self.campaign.state != CampaignState.RUNNING and self.room.members:
+            # A start a rebuilt room resumed in a campaign paused or completed, and failed: its
+            # pool ends as the edit that waited for it would have ended it.
+            self.end_everyone(self.campaign.state)
         self.promote()
         self.start_sessions()
 
@@ -1199,8 +1220,10 @@ class _Turn:
         (through a standby between two leaders, or mastok killed before the room wrote what
         the edit did): whoever waits in a group that is gone chooses again, and in a campaign
         paused or completed everyone's visit ends, as after an edit here (their pages told if
-        they come back within the grace: one visit each)."""
+        they come back within the grace: one visit each), but the pool whose session was being
+        created: an edit waits for that session, so its pool gets it."""
         if self.campaign.state != CampaignState.RUNNING:
+            self.resume_start()
             if self.room.members:
                 self.end_everyone(self.campaign.state)
             return
@@ -1208,6 +1231,20 @@ class _Turn:
         self.regroup()
         self.promote()
         self.start_sessions()
+
+    def resume_start(self) -> None:
+        """The session being created when the room stopped (its number asked of oTree, not
+        recorded) is created again, found by its label if oTree made it, for its pool as the
+        database has it: each group's first members in its joining pool, as it was set aside.
+        Its members are away, and their places kept as a pool being started keeps them: in a
+        campaign paused or completed nobody could take the place of one who did not come back.
+        """
+        if self.room.asked != self.campaign.started_sessions + 1:
+            return
+        pool = self.full_pool()
+        if pool is not None:
+            self.set_aside(pool)
+            self.begin_start(pool)
 
     def apply_edit(self, campaign: RoomCampaign) -> None:
         before = self.campaign
@@ -1312,21 +1349,30 @@ class _Turn:
                 self.send_step(member)
 
     def end_everyone(self, state: CampaignState) -> None:
-        """Everyone's socket gets the campaign's message, and everyone leaves."""
+        """Everyone's socket gets the campaign's message, and everyone leaves but the pool
+        whose session is being created (the session promised to it is on its way)."""
+        starting = self.room.starting
+        promised = starting.members if starting is not None else ()
         for conn in sorted(self.room.sockets):
             member = self.member_of(conn)
-            self.send_end(conn, state, member.params if member is not None else None)
-        self.journal.set(self.room, "sockets", {})
+            if member is None or member not in promised:
+                self.send_end(conn, state, member.params if member is not None else None)
+        sockets = {m.conn: m.token for m in promised if m.conn is not None}
+        self.journal.set(self.room, "sockets", sockets)
         self.journal.set(self.room, "arrivals", {})
         outcome = Outcome(state.value.lower())
         until = self.now + self.room.rules.grace
-        for member in self.room.members.values():
+        ending = sorted((m for m in self.room.members.values() if m not in promised), key=_seq)
+        for member in ending:
             if member.conn is None:  # told if its page comes back within the grace
                 ended = Ended(outcome, member.params, until)
                 self.journal.put(self.room.ended_tokens, member.token, ended)
-        leaving = tuple(m.token for m in sorted(self.room.members.values(), key=_seq))
-        self.journal.set(self.room, "members", {})
-        self.journal.set(self.room, "ids", {})
+        leaving = tuple(m.token for m in ending)
+        self.journal.set(self.room, "members", {m.token: m for m in promised})
+        ids: dict[str, tuple[str, ...]] = {}
+        for member in promised:
+            ids[member.key] = (*ids.get(member.key, ()), member.token)
+        self.journal.set(self.room, "ids", ids)
         self.journal.set(self.room, "joining", {})
         self.journal.set(self.room, "pending", {})
         self.journal.set(self.room, "check", None)

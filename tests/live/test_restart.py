@@ -19,19 +19,22 @@ from websockets.exceptions import ConnectionClosed
 from mastok.otree.local import LocalOTree, free_port
 from tests.campaigns.factories import campaign_input
 from tests.fixtures.app import LOGIN, PASSWORD
-from tests.fixtures.live import Peer
+from tests.fixtures.live import FaultyOTree, Peer
 from tests.fixtures.processes import wait_until_healthy
 
 
 @contextmanager
-def mastok_process(port: int, database_url: str, otree: LocalOTree, log: Path) -> Iterator[str]:
+def mastok_process(
+    port: int, database_url: str, otree: LocalOTree, log: Path, api_url: str = ""
+) -> Iterator[str]:
+    """`api_url`: where mastok reaches oTree's API, if not oTree itself (a proxy)."""
     env = {
         **os.environ,
         "MASTOK_MODE": "TEST",
         "MASTOK_LOGIN": LOGIN,
         "MASTOK_PASSWORD": PASSWORD,
         "MASTOK_ORIGIN": f"http://127.0.0.1:{port}",
-        "MASTOK_OTREE_API_URL": otree.url,
+        "MASTOK_OTREE_API_URL": api_url or otree.url,
         "MASTOK_OTREE_PUBLIC_URL": otree.url,
         "MASTOK_OTREE_API_KEY": otree.rest_key,
     }
@@ -106,6 +109,67 @@ async def test_waiting_participants_keep_their_places_across_a_crash(
     assert "crash: started oTree session" in log
     assert "connection open" not in log and "connection closed" not in log
     assert "HTTP Request:" not in log
+
+
+async def test_a_pool_paused_while_its_session_was_created_gets_it_across_a_crash(
+    database_url: str,
+    otree_server: LocalOTree,
+    faulty_otree: tuple[FaultyOTree, str],
+    tmp_path: Path,
+) -> None:
+    """The campaign paused while oTree created the pool's session (the pause waits for it),
+    mastok killed before it recorded the session, which oTree then made: the mastok started
+    again finds it by its label and sends the pool there, the campaign paused for anyone else."""
+    proxy, proxy_url = faulty_otree
+    asked, release = proxy.hold_creations()
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    socket_url = f"ws://127.0.0.1:{port}/ws/join?slug=held_join"
+    log = tmp_path / "mastok.log"
+
+    async def arrive(fingerprint: str) -> tuple[Peer, str]:
+        peer = await Peer.open(socket_url, origin=origin)
+        assert await peer.expect("State") == "Running"
+        await peer.send("Land", fingerprint)
+        token = await peer.expect("Resume")
+        await peer.expect("Consent")
+        await peer.send("Agree")
+        await peer.expect("Instructions")
+        return peer, token
+
+    fields = campaign_input("held", otree_config_name="survey", per_session=2, max_sessions=2)
+    with mastok_process(port, database_url, otree_server, log, proxy_url) as url:
+        async with httpx.AsyncClient(base_url=url, auth=(LOGIN, PASSWORD)) as admin:
+            assert (await admin.post("/api/campaigns", json=fields)).status_code == 201
+            await admin.patch("/api/campaigns/held", json={"state": "Running"})
+            _, first_token = await arrive("a")
+            _, second_token = await arrive("b")
+            # Session 1 written down as asked, then asked of oTree: held there.
+            assert await asyncio.to_thread(asked.wait, 10)
+            paused = await admin.patch("/api/campaigns/held", json={"state": "Paused"})
+            assert paused.status_code == 200, paused.text
+    # killed with SIGKILL before oTree answered; the creation then reaches oTree
+    release.set()
+    assert await asyncio.to_thread(proxy.created.wait, 10)
+    assert proxy.session_posts == 1
+    with mastok_process(port, database_url, otree_server, log, proxy_url) as url:
+        urls = []
+        for token in (first_token, second_token):
+            peer = await Peer.open(socket_url, origin=origin)
+            assert await peer.expect("State") == "Paused"  # it may be someone of the pool
+            await peer.send("Resume", token)
+            urls.append(await peer.until("Starting"))
+            assert await peer.until("Disconnect") == "Start"
+        assert len(set(urls)) == 2
+        assert proxy.session_posts == 1  # found by its label, not made twice
+        newcomer = await Peer.open(socket_url, origin=origin)
+        assert await newcomer.expect("State") == "Paused"  # sessions live: it may be back
+        await newcomer.send("Land", "c")
+        assert await newcomer.expect("Paused")
+        assert await newcomer.expect("Disconnect") == "Paused"
+        async with httpx.AsyncClient(base_url=url, auth=(LOGIN, PASSWORD)) as admin:
+            campaign = (await admin.get("/api/campaigns/held")).json()
+            assert (campaign["state"], campaign["started_sessions"]) == ("Paused", 1)
 
 
 async def test_an_oversized_frame_closes_the_socket_before_it_is_buffered(

@@ -19,6 +19,7 @@ from mastok.live.events import (
     Consented,
     Disconnect,
     Edited,
+    Exit,
     Leave,
     Lengthened,
     Move,
@@ -860,10 +861,14 @@ def test_a_restored_room_has_everyone_away_in_pool_order() -> None:
     assert room.of(Leave, effects) == [Leave(("t1", "t2", "t3", "t4"), Outcome.AWAY)]
 
 
-def rebuilt(room_campaign: RoomCampaign, *waiting: Waiting) -> RoomHarness:
-    """The room as the database has it, after its first event."""
+def rebuilt(
+    room_campaign: RoomCampaign, *waiting: Waiting, asked: int | None = None
+) -> RoomHarness:
+    """The room as the database has it (`asked`: the session number asked of oTree and not
+    recorded), after its first event."""
     rules = Rules(timedelta(seconds=30), True)
-    room = RoomHarness(room=Room.restore(room_campaign, rules, lambda: "new", waiting, (), {}, T0))
+    restored = Room.restore(room_campaign, rules, lambda: "new", waiting, (), {}, T0, asked)
+    room = RoomHarness(room=restored)
     room.do(Rebuilt())
     return room
 
@@ -943,6 +948,116 @@ def test_a_room_rebuilt_after_a_longer_limit_was_edited_gives_it_to_those_under_
         "Waiting",
         {"waited": 0, "limit": 600, "leave_after": 0},
     )
+
+
+def paused_while_starting(state: CampaignState, **changes: Any) -> RoomHarness:
+    """Paused (or completed) by an admin while oTree created session 1 (the edit waits for
+    it), mastok killed before the session was recorded: the rows as the database has them
+    then, the pool (t1, t2) in the joining pool, a newcomer since (t3), one reading the
+    consent (t4), and the number asked."""
+    before = T0 - timedelta(seconds=20)
+    return rebuilt(
+        campaign(state=state, **changes),
+        Waiting("t1", "a", Step.JOINING, "default", before),
+        Waiting("t2", "b", Step.JOINING, "default", before + timedelta(seconds=1)),
+        Waiting("t3", "c", Step.JOINING, "default", before + timedelta(seconds=5)),
+        Waiting("t4", "d", Step.LANDED, None, None),
+        asked=1,
+    )
+
+
+@pytest.mark.parametrize("state", [CampaignState.PAUSED, CampaignState.COMPLETED])
+def test_a_room_rebuilt_paused_while_its_pool_was_started_finishes_that_start(
+    state: CampaignState,
+) -> None:
+    """The pool gets its session, as the edit that waited for it promised: looked up by its
+    label first (it may exist); the campaign stays as the admin set it for everyone else."""
+    room = paused_while_starting(state)
+    text = "<p>paused</p>" if state == CampaignState.PAUSED else "<p>done</p>"
+    assert room.creations() == [(1, True)]
+    assert room.of(Ask) == []  # asked already
+    assert room.of(Leave) == [Leave(("t3", "t4"), Outcome(state.value.lower()))]
+    assert room.room.public_state(room.now) == RoomState(state.value)
+    # A member of the pool back while oTree answers: its place, the pool full.
+    room.later(seconds=3)
+    a = room.open()
+    assert room.frames(a) == [("State", state.value)]
+    room.send(a, "Resume", "t1")
+    assert room.frames(a)[1:4] == [
+        ("Resume", "t1"),
+        ("Instructions", "<p>wait</p>"),
+        ("JoiningSize", "2/2"),
+    ]
+    assert room.frames(a, room.send(a, "Leave")) == [
+        ("Error", "your session is being created: wait for Starting")
+    ]
+    # Someone else: the campaign's end.
+    newcomer = room.open()
+    effects = room.send(newcomer, "Land", "z")
+    assert room.frames(newcomer, effects) == [(state.value, text), ("Disconnect", state.value)]
+    # The other member stays away past the grace: its place is kept all the same.
+    assert room.of(Leave, room.tick(seconds=60)) == []
+    effects = room.created(1)
+    assert room.frames(a, effects) == [
+        ("Starting", "http://otree/InitializeParticipant/s1p1"),
+        ("Disconnect", "Start"),
+    ]
+    (record,) = room.of(RecordSession, effects)
+    assert [token for token, _, _ in record.assignments] == ["t1", "t2"]
+    assert not record.complete
+    assert room.room.campaign.state == state and room.room.campaign.started_sessions == 1
+    assert room.room.members == {}
+    # It comes back with its token: its Starting URL.
+    b = room.open()
+    assert room.frames(b) == [("State", state.value)]
+    assert room.frames(b, room.send(b, "Resume", "t2")) == [
+        ("Starting", "http://otree/InitializeParticipant/s1p2"),
+        ("Disconnect", "Start"),
+    ]
+
+
+def test_a_page_of_that_pool_back_without_its_token_takes_its_place() -> None:
+    """Go Mastok's page lands again: the same browser id is that member, whose session comes."""
+    room = paused_while_starting(CampaignState.PAUSED)
+    b = room.open()
+    room.send(b, "Land", "b")
+    assert room.kinds(b)[:4] == ["State", "Resume", "Instructions", "JoiningSize"]
+    assert room.of(AddParticipant) == []  # the same visit
+    assert room.frames(b, room.created(1))[0] == (
+        "Starting",
+        "http://otree/InitializeParticipant/s1p2",
+    )
+
+
+def test_that_pool_whose_creation_fails_ends_as_the_pause_ends_it() -> None:
+    """As when a pause waits for a creation that fails: the pool goes back, and the pause then
+    applies to it (the number stays asked: a later start looks it up)."""
+    room = paused_while_starting(CampaignState.PAUSED, exits=((Outcome.PAUSED, Exit("P", None)),))
+    a = room.open()
+    room.send(a, "Resume", "t1")
+    effects = room.do(SessionFailed(1, "down"))
+    assert room.frames(a, effects)[-3:] == [
+        ("Paused", "<p>paused</p>"),
+        ("Exit", {"outcome": "paused", "code": "P", "url": None}),
+        ("Disconnect", "Paused"),
+    ]
+    assert room.of(Leave, effects) == [Leave(("t1", "t2"), Outcome.PAUSED)]
+    assert room.room.members == {} and room.room.asked == 1
+    # The one away is told its end if its page comes back within the grace.
+    b = room.open()
+    assert room.kinds(b, room.send(b, "Resume", "t2")) == ["Exit", "Disconnect"]
+
+
+def test_a_room_rebuilt_paused_with_a_number_asked_and_no_full_pool_ends_everyone() -> None:
+    """Its pool ended before the pause (a failed creation sent it back, then someone left):
+    nobody to start."""
+    room = rebuilt(
+        campaign(state=CampaignState.PAUSED),
+        Waiting("t1", "a", Step.JOINING, "default", T0),
+        asked=1,
+    )
+    assert room.creations() == []
+    assert room.of(Leave) == [Leave(("t1",), Outcome.PAUSED)]
 
 
 def test_view_is_what_supervisors_see() -> None:

@@ -20,9 +20,11 @@ def rebuilt(
     started: tuple[Started, ...] = (),
     live_redirect: bool = True,
     first_event: bool = True,
+    asked: int | None = None,
 ) -> RoomHarness:
     """The room as the database has it once the lock is taken back (everyone away), its first
-    event handled (`first_event`: else left to the test)."""
+    event handled (`first_event`: else left to the test); `asked`: the session number asked
+    of oTree and not recorded."""
     restored = Room.restore(
         room_campaign or campaign(per_session=2),
         Rules(timedelta(seconds=GRACE), live_redirect),
@@ -31,6 +33,7 @@ def rebuilt(
         started,
         {1: T0} if started else {},
         T0,
+        asked,
     )
     room = RoomHarness(room=restored)
     room.minted = 10  # tokens of its own newcomers: tok11, ...
@@ -97,6 +100,18 @@ def test_a_kept_socket_in_a_campaign_paused_meanwhile_gets_its_end() -> None:
     assert after.frames(1, effects) == [("Paused", "<p>paused</p>"), ("Disconnect", "Paused")]
     assert after.of(AddParticipant, effects) == []  # no second visit
     assert after.of(Leave, effects) == []
+
+
+def test_a_kept_socket_of_a_pool_being_started_when_its_campaign_was_paused_gets_its_url() -> None:
+    """Paused while its session was created (the pause waits for it), the lock lost before it
+    was recorded: the room rebuilt creates it again (looked up first) and the socket is back
+    in that pool, then sent to its session."""
+    paused = campaign(per_session=2, state=CampaignState.PAUSED)
+    after = rebuilt(joining("t1"), joining("t2"), room_campaign=paused, asked=1)
+    assert after.creations() == [(1, True)]
+    effects = after.do(Kept(1, (), "t1"))
+    assert after.kinds(1, effects)[:3] == ["Resume", "Instructions", "JoiningSize"]
+    assert after.frames(1, after.created(1)) == [("Starting", URL), ("Disconnect", "Start")]
 
 
 URL = "http://otree/InitializeParticipant/s1p1"
