@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -127,11 +128,20 @@ def test_every_route_answers_503_in_its_shape_then_recovers(
     assert client.get("/campaigns").status_code == 200
     assert client.get("/api/experiments").json() == {"pointing": "Pointing"}
     assert post_trial(client, "S0", 0, 0, token, {"trial": {"time": 1}}).status_code == 200
+    leading_again(client)  # its lock was lost with the database: a standby refuses the socket
     with client.websocket_connect("/ws/join?slug=any", headers=same_origin(client)) as socket:
         assert socket.receive_json() == {"kind": "Error", "payload": "no campaign at 'any'"}
     away_lines = [r for r in caplog.records if "database unavailable" in r.getMessage()]
     assert len(away_lines) == 1  # one line for the outage, not one a request
     assert not [r for r in caplog.records if r.exc_info]
+
+
+def leading_again(client: TestClient, within: float = 30.0) -> None:
+    """Until the process leads again: it takes its lock back at its next check."""
+    deadline = time.monotonic() + within
+    while client.get("/readyz").json()["role"] != "leader":
+        assert time.monotonic() < deadline, "the process did not lead again"
+        time.sleep(0.05)
 
 
 def same_origin(client: TestClient) -> dict[str, str]:
