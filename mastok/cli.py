@@ -20,7 +20,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from mastok import config_files, heap
 from mastok.config import BY_NAME, ConfigError, Settings, load_settings
 from mastok.db import Database, async_url, file_lock, migrate
-from mastok.states import CampaignState
 
 if TYPE_CHECKING:
     from mastok.db.tables import Campaign
@@ -366,10 +365,10 @@ def erase_identities_command(namespace: str, database: str | None) -> None:
         db = Database(url)
         try:
             campaign = await _campaign_named(db, namespace)
-            if campaign.state == CampaignState.RUNNING:
-                raise click.ClickException(f"{namespace} is Running: pause it first")
             try:
                 erased = await visits.erase_identities(db, campaign)
+            except visits.CampaignRunning:
+                raise click.ClickException(f"{namespace} is Running: pause it first") from None
             except visits.StillInRoom:
                 raise click.ClickException(
                     f"{namespace}: people are still in its waiting room; try again in a moment"

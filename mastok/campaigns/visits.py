@@ -21,7 +21,7 @@ from mastok.db import Database
 from mastok.db.tables import Campaign, OTreeSession, Participant
 from mastok.otree.urls import LABEL, unlabelled
 from mastok.spreadsheet import inert
-from mastok.states import WAITING_STEPS
+from mastok.states import WAITING_STEPS, CampaignState
 
 Format = Literal["csv", "json"]
 SUFFIXES = {"csv": "csv", "json": "jsonl"}
@@ -140,6 +140,10 @@ def file_name(campaign: Campaign, format: Format) -> str:
     return f"{campaign.namespace}-participants.{SUFFIXES[format]}"
 
 
+class CampaignRunning(Exception):
+    """The campaign is Running: its room takes people, and their identities, still."""
+
+
 class StillInRoom(Exception):
     """Someone is still in the campaign's room: a pause waits for the session being created,
     whose start links, labelled with the identities, are written once oTree answers."""
@@ -148,9 +152,21 @@ class StillInRoom(Exception):
 async def erase_identities(db: Database, campaign: Campaign) -> int:
     """Forget the campaign's platform identities and captured parameters (the rest of each
     record stays), the participant label of its oTree start links included; how many visits
-    had some. Raises StillInRoom while anyone is in its room. The campaign's count of erasures
-    grows with it: its running room, told of the campaign's change, forgets them too."""
+    had some. Raises CampaignRunning while it is Running, StillInRoom while anyone is in its
+    room. The campaign's count of erasures grows with it: its room, told of the campaign's
+    change, forgets them too."""
     async with db.session() as session:
+        # Counted first, if it is not Running: the write takes the lock its state changes take
+        # (its row on PostgreSQL, the file's on SQLite) and reads the state as the last one
+        # left it. A resume under way comes first (the erasure refused), or waits for its end.
+        counted = await session.scalar(
+            update(Campaign)
+            .where(Campaign.id == campaign.id, Campaign.state != CampaignState.RUNNING)
+            .values(identity_erasures=Campaign.identity_erasures + 1)
+            .returning(Campaign.id)
+        )
+        if counted is None:
+            raise CampaignRunning(campaign.namespace)
         in_room = exists().where(
             (Participant.campaign_id == campaign.id) & Participant.step.in_(WAITING_STEPS)
         )
@@ -172,11 +188,6 @@ async def erase_identities(db: Database, campaign: Campaign) -> int:
             .where(Participant.campaign_id == campaign.id)
             .where((Participant.identity.is_not(None)) | (Participant.params.is_not(None)))
             .values(identity=None, params=None)
-        )
-        await session.execute(
-            update(Campaign)
-            .where(Campaign.id == campaign.id)
-            .values(identity_erasures=Campaign.identity_erasures + 1)
         )
         await session.commit()
     return int(getattr(result, "rowcount", 0) or 0)

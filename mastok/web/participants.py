@@ -17,7 +17,6 @@ from starlette.routing import Route
 from mastok.campaigns import visits
 from mastok.db.tables import Campaign
 from mastok.services import services, settings
-from mastok.states import CampaignState
 from mastok.web.audit import audited
 from mastok.web.errors import BadRequest
 from mastok.web.forms import CSRFForm
@@ -80,10 +79,12 @@ async def erase_page(request: Request) -> Response:
 
 
 async def _erase(request: Request, campaign: Campaign) -> int:
-    if campaign.state == CampaignState.RUNNING:
-        raise BadRequest(409, "pause the campaign first: its waiting room still knows them")
     try:
         return await services(request).campaigns.erase_identities(campaign)
+    except visits.CampaignRunning:
+        raise BadRequest(
+            409, "pause the campaign first: its waiting room still knows them"
+        ) from None
     except visits.StillInRoom:
         raise BadRequest(409, STILL_IN_ROOM) from None
 

@@ -1,19 +1,31 @@
 """Erasing a campaign's identities (DELETE /api/campaigns/{namespace}/identities) leaves no
-platform id in its participants' records, on both databases."""
+platform id in its participants' records, on both databases; on PostgreSQL, an erasure and a
+resume of the campaign by another process at the same moment are ordered by its row's lock."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from collections.abc import AsyncIterator
+from typing import Any
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
 
+from mastok.campaigns import store
+from mastok.campaigns.service import CampaignService
 from mastok.db import Database, async_url
 from mastok.db.tables import Campaign, OTreeSession, Participant
+from mastok.otree import OTreeClient
 from mastok.otree.urls import start_url
+from mastok.states import CampaignState
 from tests.campaigns.factories import campaign_input
 from tests.fixtures.app import ClientFactory
 
 PID = "5f0aa1e2b3"
+# The backend waiting for a lock another one holds (the server's view, read afresh by each
+# transaction).
+WAITING_FOR = text("SELECT pid FROM pg_stat_activity WHERE :holder = ANY(pg_blocking_pids(pid))")
 
 
 async def a_started_visit(database_url: str, namespace: str) -> None:
@@ -74,3 +86,96 @@ async def test_erasing_leaves_no_identity_in_the_records(
     assert not [value for value in values if PID in value]
     # The start link still leads to the participant's oTree page (without its label).
     assert "https://otree.example/InitializeParticipant/p1" in values
+
+
+@pytest.fixture
+async def other_process(database_url: str) -> AsyncIterator[Database]:
+    """The database as another process has it (a standby, the CLI): its own connections."""
+    db = Database(async_url(database_url))
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+async def backend(session: Any) -> int:
+    return int(await session.scalar(text("SELECT pg_backend_pid()")))
+
+
+async def waiting_for(db: Database, holder: int, until: asyncio.Future[Any]) -> int | None:
+    """The backend that waits for a lock `holder` holds, once one does; None if `until` is
+    done first (what was to wait did not)."""
+    while not until.done():
+        async with db.session() as session:
+            waiting = await session.scalar(WAITING_FOR, {"holder": holder})
+        if waiting is not None:
+            return int(waiting)
+    return None
+
+
+async def erasures(db: Database, namespace: str) -> tuple[str, int]:
+    async with db.session() as session:
+        campaign = await store.get_campaign(session, namespace)
+        assert campaign is not None
+        return campaign.state, campaign.identity_erasures
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_an_erasure_waits_for_a_resume_under_way_and_is_refused_once_it_is_running(
+    make_client: ClientFactory, database_url: str, other_process: Database
+) -> None:
+    """The resume holds the campaign's row (as `CampaignService.update` does) when the erasure
+    comes: the erasure waits for it, then finds the campaign Running."""
+    client = make_client()
+    given = campaign_input("resumed", identity_param="PROLIFIC_PID")
+    assert client.post("/api/campaigns", json=given).status_code == 201
+    await a_started_visit(database_url, "resumed")
+    async with other_process.session() as resume:
+        campaign = await store.get_campaign(resume, "resumed", for_update=True)
+        assert campaign is not None
+        campaign.state = CampaignState.RUNNING
+        await resume.flush()
+        erasing = asyncio.ensure_future(
+            asyncio.to_thread(client.delete, "/api/campaigns/resumed/identities")
+        )
+        try:
+            waited = await waiting_for(other_process, await backend(resume), erasing)
+        finally:
+            await resume.commit()
+        answer = await erasing
+    assert waited is not None, f"the erasure did not wait for the resume: {answer.text}"
+    assert answer.status_code == 409, f"erased while Running: {answer.text}"
+    assert answer.json() == {"error": "pause the campaign first: its waiting room still knows them"}
+    assert any(PID in value for value in await stored(database_url))
+    assert await erasures(other_process, "resumed") == ("Running", 0)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_resume_waits_for_an_erasure_under_way_and_follows_it(
+    make_client: ClientFactory, database_url: str, other_process: Database
+) -> None:
+    """The erasure is held at the visit it rewrites (its row locked here) when the resume
+    comes: the resume waits for the erasure to end, then runs the campaign."""
+    client = make_client()
+    given = campaign_input("erasing", identity_param="PROLIFIC_PID")
+    assert client.post("/api/campaigns", json=given).status_code == 201
+    await a_started_visit(database_url, "erasing")
+    resumer = CampaignService(other_process, OTreeClient("", "k"), "http://mastok.test/join/")
+    async with other_process.session() as visit:
+        await visit.execute(select(Participant).with_for_update())
+        erasing = asyncio.ensure_future(
+            asyncio.to_thread(client.delete, "/api/campaigns/erasing/identities")
+        )
+        try:
+            eraser = await waiting_for(other_process, await backend(visit), erasing)
+            assert eraser is not None, "the erasure did not come to the visit held"
+            resuming = asyncio.ensure_future(resumer.update("erasing", {"state": "Running"}))
+            waited = await waiting_for(other_process, eraser, resuming)
+        finally:
+            await visit.rollback()
+        answer = await erasing
+    await resuming
+    assert waited is not None, "the campaign was resumed while its identities were erased"
+    assert answer.json() == {"erased": 1}
+    assert not [value for value in await stored(database_url) if PID in value]
+    assert await erasures(other_process, "erasing") == ("Running", 1)
