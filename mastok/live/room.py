@@ -78,8 +78,9 @@ REASONS = {
     Outcome.LANDING_FAILED: Reason.LANDING_FAILED,
     Outcome.AWAY: Reason.AWAY,
 }
-# The visits a campaign's end ends, by their outcome.
+# The visits a campaign's end ends, by their outcome; read the other way, each end's outcome.
 CAMPAIGN_ENDS = {Outcome.PAUSED: CampaignState.PAUSED, Outcome.COMPLETED: CampaignState.COMPLETED}
+END_OUTCOMES = {state: outcome for outcome, state in CAMPAIGN_ENDS.items()}
 
 
 def key_of(identity: str | None, browser_id: str | None) -> str:
@@ -495,7 +496,7 @@ class _Turn:
         texts = self.campaign.texts
         text = texts.paused if state == CampaignState.PAUSED else texts.completed
         self.send(conn, Kind(state.value), text)
-        outcome = Outcome(state.value.lower())
+        outcome = END_OUTCOMES[state]
         if params is None:
             self.turn_away(conn, outcome)
         else:
@@ -1360,7 +1361,7 @@ class _Turn:
         sockets = {m.conn: m.token for m in promised if m.conn is not None}
         self.journal.set(self.room, "sockets", sockets)
         self.journal.set(self.room, "arrivals", {})
-        outcome = Outcome(state.value.lower())
+        outcome = END_OUTCOMES[state]
         until = self.now + self.room.rules.grace
         ending = sorted((m for m in self.room.members.values() if m not in promised), key=_seq)
         for member in ending:
