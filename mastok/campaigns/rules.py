@@ -268,9 +268,12 @@ def validate_update(current: Mapping[str, Any], changes: Mapping[str, Any]) -> C
 
 
 def _check_slug_kept(current: Mapping[str, Any], campaign: CampaignUpdate) -> None:
-    """Waiting pages reconnect to their share URL's slug: renamed while Running, they would
-    find no campaign there (or another that took it) and lose their places. So also when the
-    same edit pauses it: those whose session is being created come back for it."""
+    """The join page keeps its resume token under the slug it was opened at (front/js/join.js).
+    An old slug still leads to its campaign, but a page reloaded there is redirected to the new
+    one and finds no token: landing as the same person gives a waiting member its place back,
+    not what the token alone does (its session, started while the page was away, with live
+    redirects off; its visit's ending, with its exit code): the page lands as a new visit. So
+    also not in the edit that pauses it: pages come back for those after a pause too."""
     running = current.get("state") == CampaignState.RUNNING
     if running and campaign.slug != current.get("slug"):
         raise InvalidCampaign({"slug": "cannot change while the campaign is Running: pause it"})

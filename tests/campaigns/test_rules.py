@@ -101,7 +101,8 @@ def test_update_refuses_fixed_and_computed_fields() -> None:
 @pytest.mark.parametrize("state", ["Paused", "Completed", "Running"])
 def test_a_running_campaigns_slug_is_kept_whatever_state_the_same_edit_sets(state: str) -> None:
     # Paused in the same edit, the pages of those whose session is live (or whose visit just
-    # ended) still come back to the share URL's slug: renamed, they would find no campaign.
+    # ended) still come back, their token kept under the slug: reloaded after a rename, they
+    # would land on the new slug without it.
     current = {**validate_new(campaign_input()).model_dump(), "state": "Running"}
     with pytest.raises(InvalidCampaign) as caught:
         validate_update(current, {"state": state, "slug": "renamed"})

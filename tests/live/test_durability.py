@@ -36,8 +36,8 @@ async def test_resume_gives_the_place_back(make_server: ServerFactory) -> None:
 async def test_a_running_campaign_keeps_its_slug_for_those_waiting(
     make_server: ServerFactory,
 ) -> None:
-    """A waiting page reconnects to the share URL's slug: renamed, it would find no campaign
-    there (or another campaign that took the slug) and lose its place."""
+    """The rename is refused: the join page keeps its token under its slug, and reloaded after
+    a rename it would land on the new slug without it (`rules._check_slug_kept`)."""
     server = make_server()
     campaign = running_campaign(server, "renamed", per_session=3)
     peer, token = await join(server, campaign["slug"], "a")
