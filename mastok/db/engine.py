@@ -72,6 +72,11 @@ def create_engine(url: str) -> AsyncEngine:
         options["connect_args"] = {"timeout": BUSY_TIMEOUT}
     else:
         options["pool_pre_ping"] = True
+        # No JIT: it compiles a plan once its estimated cost is high, and mastok's are the
+        # quick lookups a participant or a trial makes. A design just imported has no
+        # statistics yet, and a trial's places read was guessed costly enough: 558 ms a read,
+        # 516 of them compiling, against 4.5 ms without (bench scenario 6, nineteenth round).
+        options["connect_args"] = {"server_settings": {"jit": "off"}}
     # A failed statement's error names its SQL, not its values: they hold participants'
     # browser ids and platform identities, which never go to the log.
     engine = create_async_engine(url, hide_parameters=True, **options)
