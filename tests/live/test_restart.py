@@ -56,6 +56,17 @@ def mastok_process(
         process.wait(10)
 
 
+async def agreed(socket_url: str, origin: str, fingerprint: str) -> tuple[Peer, str]:
+    """A participant landed in a Running campaign and agreed to its consent; its token."""
+    peer = await Peer.open(socket_url, origin=origin)
+    assert await peer.expect("State") == "Running"
+    await peer.send("Land", fingerprint)
+    token = await peer.expect("Resume")
+    await peer.expect("Consent")
+    await peer.send("Agree")
+    return peer, token
+
+
 async def test_waiting_participants_keep_their_places_across_a_crash(
     database_url: str, otree_server: LocalOTree, tmp_path: Path
 ) -> None:
@@ -64,13 +75,7 @@ async def test_waiting_participants_keep_their_places_across_a_crash(
     socket_url = f"ws://127.0.0.1:{port}/ws/join?slug=crash_join"
 
     async def arrive(fingerprint: str) -> tuple[Peer, str]:
-        peer = await Peer.open(socket_url, origin=origin)
-        assert await peer.expect("State") == "Running"
-        await peer.send("Land", fingerprint)
-        token = await peer.expect("Resume")
-        await peer.expect("Consent")
-        await peer.send("Agree")
-        return peer, token
+        return await agreed(socket_url, origin, fingerprint)
 
     async def resume(token: str) -> Peer:
         peer = await Peer.open(socket_url, origin=origin)
@@ -128,12 +133,7 @@ async def test_a_pool_paused_while_its_session_was_created_gets_it_across_a_cras
     log = tmp_path / "mastok.log"
 
     async def arrive(fingerprint: str) -> tuple[Peer, str]:
-        peer = await Peer.open(socket_url, origin=origin)
-        assert await peer.expect("State") == "Running"
-        await peer.send("Land", fingerprint)
-        token = await peer.expect("Resume")
-        await peer.expect("Consent")
-        await peer.send("Agree")
+        peer, token = await agreed(socket_url, origin, fingerprint)
         await peer.expect("Instructions")
         return peer, token
 
