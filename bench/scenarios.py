@@ -412,7 +412,11 @@ def waiting_room(
         "per_session": PER_SESSION,
         "saturation": _quickest(saturations) if saturations else None,
         "saturations": saturations,
-        "shares": [_pooled_share([run for run in runs if run["share"] == s]) for s in SHARES],
+        "shares": [
+            _pooled_share([run for run in runs if run["share"] == share])
+            for share in SHARES
+            if any(run["share"] == share for run in runs)  # none without a saturation rate
+        ],
         "ramps": ramps,
         # Every ramp's pools together: latency against the load they formed under.
         "curve": latency_curve(points, bins=20),
