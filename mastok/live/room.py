@@ -89,6 +89,14 @@ def key_of(identity: str | None, browser_id: str | None) -> str:
     return f"id:{identity}" if identity else f"browser:{browser_id or ''}"
 
 
+def ids_of(members: Iterable[Member]) -> dict[str, tuple[str, ...]]:
+    """The members' tokens by who they are (`key_of`), each key's in the members' order."""
+    ids: dict[str, tuple[str, ...]] = {}
+    for member in members:
+        ids[member.key] = (*ids.get(member.key, ()), member.token)
+    return ids
+
+
 def is_identity_key(key: str) -> bool:
     """Whether a `key_of` is a platform identity's (else a browser id's)."""
     return key.startswith("id:")
@@ -265,10 +273,10 @@ class Room:
             member.away_until, member.waiting_since = now + rules.grace, row.queued_at
             member.limit = campaign.waiting_limit if row.limit is None else row.limit
             room.members[member.token] = member
-            room.ids[member.key] = (*room.ids.get(member.key, ()), member.token)
             if row.step in (Step.JOINING, Step.PENDING) and row.group is not None:
                 pools = room.joining if row.step == Step.JOINING else room.pending
                 pools.setdefault(row.group, []).append(member)
+        room.ids.update(ids_of(room.members.values()))
         for past in started:
             room._remember(
                 past.token, past.key, Past(past.start_url, past.started_at, past.browser)
@@ -1370,10 +1378,7 @@ class _Turn:
                 self.journal.put(self.room.ended_tokens, member.token, ended)
         leaving = tuple(m.token for m in ending)
         self.journal.set(self.room, "members", {m.token: m for m in promised})
-        ids: dict[str, tuple[str, ...]] = {}
-        for member in promised:
-            ids[member.key] = (*ids.get(member.key, ()), member.token)
-        self.journal.set(self.room, "ids", ids)
+        self.journal.set(self.room, "ids", ids_of(promised))
         self.journal.set(self.room, "joining", {})
         self.journal.set(self.room, "pending", {})
         self.journal.set(self.room, "check", None)
