@@ -1289,9 +1289,9 @@ class _Turn:
         new_leave_after = campaign.leave_after != before.leave_after
         if campaign.waiting_limit == before.waiting_limit and not new_leave_after:
             return
-        longer = {id(member) for member in self.lengthen_limits()}
+        longer = {member.token for member in self.lengthen_limits()}
         for member in sorted(self.room.members.values(), key=_seq):
-            told = id(member) in longer or new_leave_after
+            told = member.token in longer or new_leave_after
             if told and member.step in (Step.JOINING, Step.PENDING):
                 self.send_waiting(member)
 
