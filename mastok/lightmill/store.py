@@ -71,6 +71,11 @@ log = logging.getLogger("mastok.lightmill")
 # costs about 6% less CPU a trial in mastok and 8% less in PostgreSQL at 16 clients (3 runs
 # of each, in turns).
 TRIAL_BATCHES = 1
+# Turns of the loop a batch waits for posts already read to reach it (batches.py): with 3, a
+# post's own share of a batch's fixed cost fell enough that a leader and a standby on one
+# PostgreSQL logged 1.30-1.33x one process's trials, where they had logged 1.02-1.06x (the
+# same machine, bench scenario 6). 2 turns gave nothing: a read post is queued two turns later.
+TRIAL_GATHER_TURNS = 3
 
 
 # --- What the store answers -------------------------------------------------------------------
@@ -181,6 +186,7 @@ class LightMillStore:
             TRIAL_BATCHES,
             spawn,
             autocommit=not db.is_sqlite,
+            gather_turns=TRIAL_GATHER_TURNS,
         )
         # Each experiment's measures as last read by a committed trial post (recording.py).
         self._measures: dict[int, Measures] = {}

@@ -98,6 +98,31 @@ async def test_a_committer_keeps_its_connection_while_writes_keep_coming(db: Dat
     await asyncio.gather(*held._committers, return_exceptions=True)
 
 
+async def test_a_committer_gathers_what_reaches_the_queue_within_its_turns(db: Database) -> None:
+    """A write queued two turns of the loop after the one that woke the committer (as a post
+    read from its socket reaches the queue) shares its batch only when the committer lets three
+    turns pass first."""
+
+    async def arriving(batches: Batches[int, int], item: int) -> int:
+        for _ in range(2):
+            await asyncio.sleep(0)
+        return await batches.write(item)
+
+    seen: dict[int, list[list[int]]] = {}
+    for turns in (0, 3):
+        recorder = Recorder()
+        batches = Batches(db, recorder.many, recorder.one, hold=3600, gather_turns=turns)
+        assert await batches.write(2) == 20  # its committer now holds its connection, awake
+        outcomes = await asyncio.gather(batches.write(4), arriving(batches, 6))
+        assert outcomes == [40, 60]
+        seen[turns] = recorder.batches
+        for committer in batches._committers:  # holding for the hour: let its connection go
+            committer.cancel()
+        await asyncio.gather(*batches._committers, return_exceptions=True)
+
+    assert seen == {0: [[2], [4], [6]], 3: [[2], [4, 6]]}
+
+
 async def test_an_autocommit_batch_runs_outside_a_transaction(postgres_database_url: str) -> None:
     """Each statement is a transaction of its own (its own now()): a `many` must write in one
     statement. The connection goes back to the pool as it came."""
