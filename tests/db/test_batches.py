@@ -112,7 +112,7 @@ async def test_a_committer_gathers_what_reaches_the_queue_within_its_turns(db: D
     for turns in (0, 3):
         recorder = Recorder()
         batches = Batches(db, recorder.many, recorder.one, hold=3600, gather_turns=turns)
-        assert await batches.write(2) == 20  # its committer now holds its connection, awake
+        assert await batches.write(2) == 20  # its committer now holds its connection, waiting
         outcomes = await asyncio.gather(batches.write(4), arriving(batches, 6))
         assert outcomes == [40, 60]
         seen[turns] = recorder.batches
