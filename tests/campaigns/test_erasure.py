@@ -1,23 +1,28 @@
 """Erasing a campaign's identities (DELETE /api/campaigns/{namespace}/identities) leaves no
-platform id in its participants' records, on both databases; on PostgreSQL, an erasure and a
-resume of the campaign by another process at the same moment are ordered by its row's lock."""
+platform id in its participants' records, on both databases; an erasure and a resume of the
+campaign by another process at the same moment are ordered by its row's lock on PostgreSQL, by
+the file's write lock on SQLite."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
+from sqlalchemy.engine import Engine
 
 from mastok.campaigns import store
 from mastok.campaigns.service import CampaignService
 from mastok.db import Database, async_url
+from mastok.db.engine import sqlite_file
 from mastok.db.tables import Campaign, OTreeSession, Participant
 from mastok.otree import OTreeClient
 from mastok.otree.urls import start_url
+from mastok.sqlite_connection import connect
 from mastok.states import CampaignState
 from tests.campaigns.factories import campaign_input
 from tests.fixtures.app import ClientFactory
@@ -179,3 +184,51 @@ async def test_a_resume_waits_for_an_erasure_under_way_and_follows_it(
     assert answer.json() == {"erased": 1}
     assert not [value for value in await stored(database_url) if PID in value]
     assert await erasures(other_process, "erasing") == ("Running", 1)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_on_sqlite_an_erasure_that_comes_during_a_resume_waits_and_is_refused(
+    make_client: ClientFactory, database_url: str
+) -> None:
+    """Another process's resume holds the file's write lock, its state written but not yet
+    committed (a Paused campaign to any other reader), when the erasure comes to its first
+    write: the resume is committed then, and the erasure, waiting for the lock, finds the
+    campaign Running. SQLite tells nobody who waits for a lock: it is enough to know that the
+    erasure has come to its writes while the lock is held."""
+    client = make_client()
+    given = campaign_input("resumed", identity_param="PROLIFIC_PID")
+    assert client.post("/api/campaigns", json=given).status_code == 201
+    await a_started_visit(database_url, "resumed")
+    path = sqlite_file(database_url)
+    assert path is not None
+    writing = threading.Event()
+
+    def before_a_write(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        """The erasure's writes, whichever comes first: the visits' identities, or its count."""
+        if statement.lstrip().startswith("UPDATE") and "identit" in statement:
+            writing.set()
+
+    resume = connect(path)
+    try:
+        resume.execute("BEGIN IMMEDIATE")
+        resume.execute("UPDATE campaigns SET state = 'Running' WHERE namespace = 'resumed'")
+        event.listen(Engine, "before_cursor_execute", before_a_write)
+        try:
+            erasing = asyncio.ensure_future(
+                asyncio.to_thread(client.delete, "/api/campaigns/resumed/identities")
+            )
+            came = await asyncio.to_thread(writing.wait, 30)
+        finally:
+            event.remove(Engine, "before_cursor_execute", before_a_write)
+            resume.execute("COMMIT")
+        answer = await erasing
+    finally:
+        resume.close()
+    assert came, f"the erasure came to no write: {answer.text}"
+    assert answer.status_code == 409, f"erased while Running: {answer.text}"
+    assert any(PID in value for value in await stored(database_url))
+    db = Database(async_url(database_url))
+    try:
+        assert await erasures(db, "resumed") == ("Running", 0)
+    finally:
+        await db.close()
