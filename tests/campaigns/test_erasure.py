@@ -188,7 +188,7 @@ async def test_a_resume_waits_for_an_erasure_under_way_and_follows_it(
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_on_sqlite_an_erasure_that_comes_during_a_resume_waits_and_is_refused(
-    make_client: ClientFactory, database_url: str
+    make_client: ClientFactory, database_url: str, other_process: Database
 ) -> None:
     """Another process's resume holds the file's write lock, its state written but not yet
     committed (a Paused campaign to any other reader), when the erasure comes to its first
@@ -226,9 +226,6 @@ async def test_on_sqlite_an_erasure_that_comes_during_a_resume_waits_and_is_refu
         resume.close()
     assert came, f"the erasure came to no write: {answer.text}"
     assert answer.status_code == 409, f"erased while Running: {answer.text}"
+    assert answer.json() == {"error": "pause the campaign first: its waiting room still knows them"}
     assert any(PID in value for value in await stored(database_url))
-    db = Database(async_url(database_url))
-    try:
-        assert await erasures(db, "resumed") == ("Running", 0)
-    finally:
-        await db.close()
+    assert await erasures(other_process, "resumed") == ("Running", 0)
