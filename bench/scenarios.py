@@ -407,16 +407,14 @@ def waiting_room(
             figures, rated = ramp_run(ctx, mastok, stub, count, ramp_seconds)
             ramps.append(figures)
             points += rated
+    by_share = {share: [run for run in runs if run["share"] == share] for share in SHARES}
     return {
         "backend": backend,
         "per_session": PER_SESSION,
         "saturation": _quickest(saturations) if saturations else None,
         "saturations": saturations,
-        "shares": [
-            _pooled_share([run for run in runs if run["share"] == share])
-            for share in SHARES
-            if any(run["share"] == share for run in runs)  # none without a saturation rate
-        ],
+        # None without a saturation rate.
+        "shares": [_pooled_share(pooled) for pooled in by_share.values() if pooled],
         "ramps": ramps,
         # Every ramp's pools together: latency against the load they formed under.
         "curve": latency_curve(points, bins=20),

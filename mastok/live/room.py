@@ -276,7 +276,7 @@ class Room:
             if row.step in (Step.JOINING, Step.PENDING) and row.group is not None:
                 pools = room.joining if row.step == Step.JOINING else room.pending
                 pools.setdefault(row.group, []).append(member)
-        room.ids.update(ids_of(room.members.values()))
+        room.ids = ids_of(room.members.values())
         for past in started:
             room._remember(
                 past.token, past.key, Past(past.start_url, past.started_at, past.browser)
