@@ -1,12 +1,15 @@
-"""One WebSocket as the runners see it: frames are queued, a writer task sends them in order.
+"""One WebSocket as the runners see it: frames are queued, then written together or by a writer.
 
 A runner never waits on a slow socket: it queues and moves on. A socket whose queue overflows
-is closed (its reader will notice and leave). The writer task lives only while there are frames
-to send: most sockets wait idle for minutes, and an idle socket then costs an empty list, not a
-task and a queue (about 5 KiB less each; bench/results). Frames shared by many sockets (a
-supervisors' update) are written at once, in one write, when the server offers it
-(`WRITE_TEXTS`, `mastok.web.ws_protocol`) and nothing is queued before them: no task, no
-ASGI send per frame.
+is closed (its reader will notice and leave). The frames a step of the event loop queues on a
+socket (a room's turn: Instructions, JoiningSize and Waiting, say) are written together, in one
+write, once the step ends, when the server offers it (`WRITE_TEXTS`, `mastok.web.ws_protocol`):
+no task and no ASGI send per frame, one write where there were three. Otherwise (the write
+declined: a full buffer) and for a close, a writer task sends them the ASGI way, in order. The
+writer task lives only while there are frames to send: most sockets wait idle for minutes, and
+an idle socket then costs an empty list, not a task and a queue (about 5 KiB less each;
+bench/results). Frames shared by many sockets (a supervisors' update) are written at once, in
+one write, framed once for all of them, when nothing is queued before them.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ _CLOSE = object()
 
 
 class Connection:
-    __slots__ = ("_frames", "_writer", "closing", "websocket")
+    __slots__ = ("_flush_due", "_frames", "_writer", "closing", "websocket")
 
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
@@ -35,6 +38,7 @@ class Connection:
         # and a queue holds a few frames.
         self._frames: list[Any] = []
         self._writer: asyncio.Task[None] | None = None
+        self._flush_due = False  # `_flush` is called once the loop's step ends
         self.closing = False
 
     def send(self, kind: str, payload: Any = None) -> None:
@@ -53,11 +57,14 @@ class Connection:
         """Send these frames, in one write now if the server can, else queued in order."""
         if self.closing or not texts:
             return
-        queued = self._frames or self.writing() is not None
-        if not queued and (write := self._write_now()) is not None and write(texts):
+        if self._frames or self.writing() is not None:  # after those queued, in order
+            for text in texts:
+                self.send_text(text)
             return
-        for text in texts:
-            self.send_text(text)
+        if (write := self._write_now()) is not None and write(texts):
+            return
+        self._frames += texts  # declined: no point asking again in this step
+        self._writer = asyncio.create_task(self._write())
 
     def _write_now(self) -> Callable[[tuple[str, ...]], bool] | None:
         extension = (self.websocket.scope.get("extensions") or {}).get(WRITE_TEXTS)
@@ -73,11 +80,24 @@ class Connection:
             return
         self.closing = True
         self._frames.append((_CLOSE, code, reason))
-        self._wake_writer()
+        self._flush()  # the writer task exists once this returns: `wait_closed` waits for it
 
     def _wake_writer(self) -> None:
-        # A writer that found nothing more to send has ended (in the same step): start another.
-        if self._writer is None or self._writer.done():
+        if self._flush_due or self.writing() is not None:
+            return  # the frame goes with those queued before it
+        self._flush_due = True
+        asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write the queued frames at once if the server can, up to a close; hand what is
+        left to a writer task."""
+        self._flush_due = False
+        if not self._frames or self.writing() is not None:
+            return
+        texts = tuple(self._frames[:-1] if self.closing else self._frames)  # a close is last
+        if texts and (write := self._write_now()) is not None and write(texts):
+            del self._frames[: len(texts)]
+        if self._frames:
             self._writer = asyncio.create_task(self._write())
 
     def writing(self) -> asyncio.Task[None] | None:
@@ -91,6 +111,8 @@ class Connection:
 
     async def stop(self) -> None:
         """End the writer: let it flush a close already asked for, else cancel it."""
+        if not self.closing:
+            self._frames.clear()  # the socket is done with: nothing more goes out
         writer = self._writer
         if writer is None or writer.done():
             return

@@ -1,7 +1,8 @@
-"""A supervisors' update written in one write (mastok/web/ws_protocol.py, Connection.send_texts):
-the frames arrive as frames, in order, compressed or not; the write is declined whenever
+"""Frames written together (mastok/web/ws_protocol.py, mastok/live/connection.py): a
+supervisors' update in one write, and the frames a step queues on a socket in one write when the
+step ends. They arrive as frames, in order, compressed or not; the write is declined whenever
 uvicorn's own send would wait (a full buffer) or refuse, and the frames then go the ASGI way,
-never ahead of frames already queued."""
+never ahead of frames already queued, and a close always after the frames before it."""
 
 from __future__ import annotations
 
@@ -53,38 +54,91 @@ async def test_supervisors_frames_written_at_once_arrive_as_frames_in_order(port
 
 
 class FakeWebSocket:
-    def __init__(self, write: Any = None) -> None:
-        self.scope: dict[str, Any] = {"extensions": {WRITE_TEXTS: {"write": write}}}
-        self.sent: list[str] = []
+    def __init__(self, *answers: bool) -> None:
+        """`answers`: what each write answers in turn (the last one from then on)."""
+        self.scope: dict[str, Any] = {"extensions": {WRITE_TEXTS: {"write": self.write}}}
+        self.answers = list(answers)
+        self.asked: list[tuple[str, ...]] = []  # each write asked, written or declined
+        self.sent: list[Any] = []  # what went the ASGI way
         self.gate = asyncio.Event()
         self.gate.set()
+
+    def write(self, texts: tuple[str, ...]) -> bool:
+        self.asked.append(texts)
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
     async def send_text(self, text: str) -> None:
         await self.gate.wait()
         self.sent.append(text)
 
+    async def close(self, code: int, reason: str) -> None:
+        await self.gate.wait()
+        self.sent.append(("close", code, reason))
+
 
 async def test_supervisors_frames_go_the_asgi_way_when_the_write_is_declined() -> None:
-    asked: list[tuple[str, ...]] = []
-    websocket = FakeWebSocket(lambda texts: asked.append(texts) or False)
+    websocket = FakeWebSocket(False)
     connection = Connection(websocket)  # type: ignore[arg-type]
     connection.send_texts(UPDATE)
-    assert asked == [UPDATE]
+    assert websocket.asked == [UPDATE]
     await connection.wait_closed()
+    assert websocket.asked == [UPDATE]  # not asked again
     assert websocket.sent == list(UPDATE)
 
 
-async def test_supervisors_frames_wait_behind_frames_already_queued() -> None:
-    asked: list[tuple[str, ...]] = []
-    websocket = FakeWebSocket(lambda texts: asked.append(texts) or True)
+async def test_frames_queued_in_one_step_are_written_together_once_it_ends() -> None:
+    websocket = FakeWebSocket(True)
+    connection = Connection(websocket)  # type: ignore[arg-type]
+    connection.send("State", "Running")
+    connection.send("Consent", "the text")
+    connection.send_texts(UPDATE)  # behind the frames queued before it
+    assert websocket.asked == []  # nothing before the step ends
+    await asyncio.sleep(0)
+    assert websocket.asked == [(encode("State", "Running"), encode("Consent", "the text"), *UPDATE)]
+    assert connection.writing() is None  # no task, no ASGI send
+    assert websocket.sent == []
+    connection.send("Waiting", "again")  # the next step's frames: a write of their own
+    await asyncio.sleep(0)
+    assert websocket.asked[1:] == [(encode("Waiting", "again"),)]
+
+
+async def test_frames_wait_behind_a_writer_already_sending() -> None:
+    websocket = FakeWebSocket(False, True)  # the buffer full, then not
     websocket.gate.clear()
     connection = Connection(websocket)  # type: ignore[arg-type]
     connection.send("State", "Running")
+    await asyncio.sleep(0)  # declined: a writer sends it, held at the gate
+    assert connection.writing() is not None
     connection.send_texts(UPDATE)
-    assert asked == []  # not written ahead of State
+    connection.send("Waiting", "again")
+    await asyncio.sleep(0)
+    assert websocket.asked == [(encode("State", "Running"),)]  # none written ahead of State
     websocket.gate.set()
     await connection.wait_closed()
-    assert websocket.sent == [encode("State", "Running"), *UPDATE]
+    assert websocket.sent == [encode("State", "Running"), *UPDATE, encode("Waiting", "again")]
+
+
+async def test_a_close_goes_after_the_frames_queued_before_it() -> None:
+    websocket = FakeWebSocket(True)
+    connection = Connection(websocket)  # type: ignore[arg-type]
+    connection.send("Starting", "https://otree.example/p")
+    connection.disconnect("Start")
+    connection.send("Late", "never")  # after the close: dropped
+    assert websocket.asked == [
+        (encode("Starting", "https://otree.example/p"), encode("Disconnect", "Start"))
+    ]
+    await connection.wait_closed()  # the close, the ASGI way (uvicorn's own close handshake)
+    assert websocket.sent == [("close", 1000, "Start")]
+
+
+async def test_frames_of_a_socket_stopped_before_the_step_ends_are_not_sent() -> None:
+    websocket = FakeWebSocket(True)
+    connection = Connection(websocket)  # type: ignore[arg-type]
+    connection.send("Waiting", "the peer has gone")
+    await connection.stop()  # its reader saw the peer leave
+    await asyncio.sleep(0)
+    assert websocket.asked == []
+    assert connection.writing() is None
 
 
 class Transport(asyncio.Transport):
