@@ -1,7 +1,8 @@
 """Counts of what a server does, taken inside it: each crossing to aiosqlite's thread (by call
-and statement), each commit with the writes it held, each frame sent (by kind) and each call to
-oTree (by method and path). Not loaded by anything: put this directory on `PYTHONPATH` and name
-a directory for the counts (bench/README.md, "Profiling the server"):
+and statement), each commit with the writes it held, each frame sent (by kind, through the ASGI
+send or written together) and each call to oTree (by method and path). Not loaded by anything:
+put this directory on `PYTHONPATH` and name a directory for the counts (bench/README.md,
+"Profiling the server"):
 
     BENCH_COUNTS_DIR=/tmp/counts PYTHONPATH=bench/counting .venv/bin/python -m bench ceiling
 
@@ -42,6 +43,25 @@ def _count_frames() -> None:
         await send(self, message)
 
     setattr(WebSocket, "send", counted)  # noqa: B010 (mypy refuses an assignment)
+    _count_frames_written_together()
+
+
+def _count_frames_written_together() -> None:
+    """The frames mastok writes without the ASGI send (`mastok.web.ws_protocol`: a step's
+    frames to a socket, a supervisors' update), counted as those sent, and each such write."""
+    from mastok.web.ws_protocol import MastokWebSocketProtocol
+
+    write_texts = MastokWebSocketProtocol.write_texts
+
+    def counted(self: MastokWebSocketProtocol, texts: tuple[str, ...]) -> bool:
+        written = write_texts(self, texts)
+        if written:
+            COUNTS[f"write of {len(texts)} frames"] += 1
+            for text in texts:
+                COUNTS[f"frame websocket.send {json.loads(text).get('kind') or ''}".rstrip()] += 1
+        return written
+
+    setattr(MastokWebSocketProtocol, "write_texts", counted)  # noqa: B010
 
 
 def _count_crossings() -> None:
