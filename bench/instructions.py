@@ -28,7 +28,15 @@ run makes more of them a participant. A change must count well past that to be t
     .venv/bin/python -m bench.instructions --baseline e2e762c      # that commit's server too
     .venv/bin/python -m bench.instructions --join --flows 200
 
-Needs valgrind (`apt-get install valgrind`); `make bench` does not install it.
+`--opcodes`: the Python opcodes mastok's event loop's thread runs instead, counted by a trace
+function (bench/counting/sitecustomize.py) over the same work, reported by module beside the
+total: where callgrind's count cannot say which Python code ran, and cProfile's and py-spy's
+times move with the machine. Needs no valgrind; C functions' work is not counted.
+
+    .venv/bin/python -m bench.instructions --join --opcodes --baseline 9a4b48e
+
+Needs valgrind (`apt-get install valgrind`) unless `--opcodes`; `make bench` does not
+install it.
 """
 
 from __future__ import annotations
@@ -36,8 +44,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -56,6 +67,8 @@ STARTING_S = 600.0  # a bound on mastok's start under valgrind (a few seconds un
 JOIN_WARM_UP = 40  # flows before counting: ten sessions
 JOIN_CONCURRENCY = 8  # participants at a time: two sessions' worth
 JOIN_TIMEOUT_S = 1800.0
+COUNTING = Path(__file__).parent / "counting"  # the servers' sitecustomize (`--opcodes`)
+SHOWN_MODULES = 15
 _LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
 
 
@@ -63,9 +76,10 @@ _LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
 class Count:
     backend: str
     trials: int  # or participants' join flows
-    instructions: int
+    instructions: int  # or Python opcodes (`--opcodes`)
     database_cpu_s: float | None
     what: str = "trial"
+    by_module: dict[str, int] | None = None  # the opcodes of each module (`--opcodes`)
 
     @property
     def per_trial(self) -> float:
@@ -137,49 +151,63 @@ def backends_cpu_s(database: str) -> float:
     return total
 
 
-def count(workdir: Path, backend: str, posts: int) -> Count:
-    """Instructions of mastok's process over `posts` trial posts of each client (module
-    docstring), on a fresh database of `backend`."""
-    with _mastok_counted(workdir, backend, NO_OTREE) as (mastok, counted):
+def count(workdir: Path, backend: str, posts: int, opcodes: bool = False) -> Count:
+    """Instructions (or opcodes) of mastok's process over `posts` trial posts of each client
+    (module docstring), on a fresh database of `backend`."""
+    with _mastok_counted(workdir, backend, NO_OTREE, opcodes) as (mastok, counted):
         clients = logging_api.prepare(mastok, CLIENTS, blocks_for(WARM_UP + posts))
         post_trials(mastok.port, clients, WARM_UP)
-        instructions, database_cpu = counted(lambda: post_trials(mastok.port, clients, posts))
-    return Count(backend, CLIENTS * posts, instructions, database_cpu)
+        total, by_module, database_cpu = counted(lambda: post_trials(mastok.port, clients, posts))
+    return Count(backend, CLIENTS * posts, total, database_cpu, by_module=by_module)
 
 
-def count_join(workdir: Path, backend: str, flows: int) -> Count:
-    """Instructions of mastok's process over `flows` join flows (module docstring)."""
+def count_join(workdir: Path, backend: str, flows: int, opcodes: bool = False) -> Count:
+    """Instructions (or opcodes) of mastok's process over `flows` join flows (module
+    docstring)."""
     stub = servers.start_stub_otree(workdir, "instructions-stub-otree")
     try:
-        with _mastok_counted(workdir, backend, stub.url) as (mastok, counted):
+        with _mastok_counted(workdir, backend, stub.url, opcodes) as (mastok, counted):
             _joins(workdir, mastok, JOIN_WARM_UP)
-            instructions, database_cpu = counted(lambda: _joins(workdir, mastok, flows))
+            total, by_module, database_cpu = counted(lambda: _joins(workdir, mastok, flows))
     finally:
         stub.stop()
-    return Count(backend, flows, instructions, database_cpu, "participant's join")
+    return Count(backend, flows, total, database_cpu, "participant's join", by_module)
 
 
-Counter = Callable[[Callable[[], None]], tuple[int, float | None]]
+Counted = tuple[int, dict[str, int] | None, float | None]  # the total, by module, the database
+Counter = Callable[[Callable[[], None]], Counted]
 
 
 @contextlib.contextmanager
 def _mastok_counted(
-    workdir: Path, backend: str, otree_url: str
+    workdir: Path, backend: str, otree_url: str, opcodes: bool = False
 ) -> Iterator[tuple[servers.Mastok, Counter]]:
-    """mastok under callgrind on a fresh database of `backend`, and what counts the
-    instructions it runs while some work is done (with its PostgreSQL backends' CPU)."""
-    wrapper = _under_callgrind(workdir)
+    """mastok under callgrind (or tracing its opcodes) on a fresh database of `backend`, and
+    what counts the instructions (or opcodes) it runs while some work is done, with its
+    PostgreSQL backends' CPU."""
     ctx = Context(workdir=workdir, verbose=False)
+    traced = workdir / "opcodes"
     with logging_api.database(ctx, backend, "instructions") as (url, _):
-        mastok = servers.start_mastok(
-            workdir, "instructions", url, otree_url, python=str(wrapper), within=STARTING_S
-        )
+        if opcodes:
+            settings = {"PYTHONPATH": str(COUNTING), "BENCH_OPCODES_DIR": str(traced)}
+            mastok = servers.start_mastok(
+                workdir, "instructions", url, otree_url, settings=settings
+            )
+        else:
+            wrapper = str(_under_callgrind(workdir))
+            mastok = servers.start_mastok(
+                workdir, "instructions", url, otree_url, python=wrapper, within=STARTING_S
+            )
         database = url.rsplit("/", 1)[1].split("?")[0] if backend == "postgresql" else None
 
-        def counted(work: Callable[[], None]) -> tuple[int, float | None]:
+        def counted(work: Callable[[], None]) -> Counted:
             cpu_before = backends_cpu_s(database) if database else 0.0
-            instructions = _counted(workdir, mastok.pid, work)
-            return instructions, backends_cpu_s(database) - cpu_before if database else None
+            if opcodes:
+                by_module = _opcodes_counted(traced, mastok.pid, work)
+                total = sum(by_module.values())
+            else:
+                total, by_module = _counted(workdir, mastok.pid, work), None
+            return total, by_module, backends_cpu_s(database) - cpu_before if database else None
 
         try:
             yield mastok, counted
@@ -233,6 +261,40 @@ def _counted(workdir: Path, pid: int, work: Callable[[], None]) -> int:
     return max(_totals(dump) for dump in workdir.glob("callgrind.out*"))
 
 
+def _opcodes_counted(directory: Path, pid: int, work: Callable[[], None]) -> dict[str, int]:
+    """The Python opcodes process `pid` (tracing on SIGUSR1: bench/counting/sitecustomize.py)
+    runs while `work` is done, by module."""
+    dump = directory / f"opcodes.{pid}.json"
+    os.kill(pid, signal.SIGUSR1)
+    time.sleep(0.5)  # the handler runs once the loop runs Python: uvicorn's wakes every 0.1 s
+    work()
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 60
+    while not dump.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"mastok wrote no opcode counts in {directory}")
+        time.sleep(0.1)
+    by_module: dict[str, int] = {}
+    for where, (ran, _calls) in json.loads(dump.read_text()).items():
+        module = _module(where.split(":", 1)[0])
+        by_module[module] = by_module.get(module, 0) + ran
+    return by_module
+
+
+def _module(filename: str) -> str:
+    """A file as a module to report: `mastok/live/room.py`, a package's name (`aiohttp`) or the
+    standard library's module (`asyncio`)."""
+    parts = Path(filename).parts
+    if "site-packages" in parts:
+        return Path(parts[parts.index("site-packages") + 1]).stem
+    if "mastok" in parts:
+        return "/".join(parts[len(parts) - 1 - parts[::-1].index("mastok") :])
+    python = [i for i, part in enumerate(parts) if re.fullmatch(r"python3\.\d+", part)]
+    if python and python[-1] + 1 < len(parts):
+        return Path(parts[python[-1] + 1]).stem
+    return filename
+
+
 def _callgrind(*args: str | int) -> None:
     subprocess.run(["callgrind_control", *map(str, args)], check=True, capture_output=True)
 
@@ -249,10 +311,15 @@ def _line(label: str, counted: Count) -> str:
     if counted.database_cpu_s is not None:
         per_trial = 1e6 * counted.database_cpu_s / counted.trials
         database = f", PostgreSQL's backends {per_trial:.0f} µs CPU a {counted.what}"
-    return (
-        f"{label}: {counted.per_trial:,.0f} instructions a {counted.what} "
+    unit = "instructions" if counted.by_module is None else "Python opcodes"
+    line = (
+        f"{label}: {counted.per_trial:,.0f} {unit} a {counted.what} "
         f"({counted.trials} of them, {counted.backend}){database}"
     )
+    if counted.by_module is not None:
+        largest = sorted(counted.by_module.items(), key=lambda item: -item[1])[:SHOWN_MODULES]
+        line += "".join(f"\n  {ran / counted.trials:9,.0f}  {module}" for module, ran in largest)
+    return line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,8 +334,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--join", action="store_true", help="participants' join flows instead")
     parser.add_argument("--flows", type=int, default=200, help="counted join flows [200]")
     parser.add_argument("--baseline", metavar="REV", help="count that commit's server too")
+    parser.add_argument(
+        "--opcodes", action="store_true", help="Python opcodes by module, not instructions"
+    )
     args = parser.parse_args(argv)
-    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+    needs_valgrind = not args.opcodes
+    if needs_valgrind and (
+        shutil.which("valgrind") is None or shutil.which("callgrind_control") is None
+    ):
         print("bench.instructions: needs valgrind (callgrind_control)", file=sys.stderr)
         return 2
     sides: list[tuple[str, Path | None]] = [("this tree", None)]
@@ -282,9 +355,11 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.monotonic()
                 with servers.mastok_from(root) if root else contextlib.nullcontext():
                     if args.join:
-                        counted = count_join(Path(tmp), args.backend or "sqlite", args.flows)
+                        backend = args.backend or "sqlite"
+                        counted = count_join(Path(tmp), backend, args.flows, args.opcodes)
                     else:
-                        counted = count(Path(tmp), args.backend or "postgresql", args.posts)
+                        backend = args.backend or "postgresql"
+                        counted = count(Path(tmp), backend, args.posts, args.opcodes)
             print(f"{_line(label, counted)}; run {run + 1} took {time.monotonic() - started:.0f} s")
     return 0
 

@@ -10,17 +10,22 @@ Python imports `sitecustomize` at start-up in every process of the run; only `ma
 the work-equivalent app (`bench/join_floor_app.py`, started with a port) count. Each writes
 `counts.PID.json` in that directory every second: the last write is the run's. Counting costs
 CPU: read the counts, not the rates, of a run that counts.
+
+With `BENCH_OPCODES_DIR` instead, the same servers count the Python opcodes their event loop's
+thread runs, by function, between two SIGUSR1 (`bench.instructions --opcodes` sends them).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from types import CodeType, FrameType
 from typing import Any
 
 COUNTS: Counter[str] = Counter()
@@ -105,6 +110,49 @@ def _write_every_second(directory: str) -> None:
             json.dump({"argv": sys.argv, "counts": dict(COUNTS)}, out, indent=1, sort_keys=True)
         os.replace(path + ".tmp", path)
 
+
+def _trace_opcodes_on_signal(directory: str) -> None:
+    """SIGUSR1 starts counting the Python opcodes the main thread runs, by function (each one's
+    own, not its callees') with its calls; the next SIGUSR1 stops and writes
+    `opcodes.PID.json`. Deterministic where timings are not, and by Python function where
+    callgrind's instructions are not; C functions' work is not counted. Tracing makes the
+    server tens of times slower: read the counts, not the rates (`bench.instructions
+    --opcodes`)."""
+    opcodes: Counter[CodeType] = Counter()
+    calls: Counter[CodeType] = Counter()
+
+    def each_opcode(frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "opcode":
+            opcodes[frame.f_code] += 1
+        return each_opcode
+
+    def each_call(frame: FrameType, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = True  # a suspended coroutine's frame too, as it resumes
+        calls[frame.f_code] += 1
+        return each_opcode
+
+    def toggle(signum: int, frame: FrameType | None) -> None:
+        if sys.gettrace() is None:
+            opcodes.clear()
+            calls.clear()
+            sys.settrace(each_call)
+            return
+        sys.settrace(None)
+        counted = {
+            f"{code.co_filename}:{code.co_firstlineno}:{code.co_qualname}": [n, calls[code]]
+            for code, n in opcodes.items()
+        }
+        path = os.path.join(directory, f"opcodes.{os.getpid()}.json")
+        with open(path + ".tmp", "w") as out:
+            json.dump(counted, out)
+        os.replace(path + ".tmp", path)
+
+    signal.signal(signal.SIGUSR1, toggle)
+
+
+if _counting() and (opcodes_dir := os.environ.get("BENCH_OPCODES_DIR")):
+    os.makedirs(opcodes_dir, exist_ok=True)
+    _trace_opcodes_on_signal(opcodes_dir)
 
 if _counting() and (counts_dir := os.environ.get("BENCH_COUNTS_DIR")):
     os.makedirs(counts_dir, exist_ok=True)
