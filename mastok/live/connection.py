@@ -51,7 +51,7 @@ class Connection:
             self.close(1008, "too slow")
             return
         self._frames.append(text)
-        self._wake_writer()
+        self._flush_soon()
 
     def send_texts(self, texts: tuple[str, ...]) -> None:
         """Send these frames, in one write now if the server can, else queued in order."""
@@ -82,7 +82,7 @@ class Connection:
         self._frames.append((_CLOSE, code, reason))
         self._flush()  # the writer task exists once this returns: `wait_closed` waits for it
 
-    def _wake_writer(self) -> None:
+    def _flush_soon(self) -> None:
         if self._flush_due or self.writing() is not None:
             return  # the frame goes with those queued before it
         self._flush_due = True
