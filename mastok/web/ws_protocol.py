@@ -1,12 +1,13 @@
-"""uvicorn's WebSocket protocol, plus one write of frames shared by many sockets.
+"""uvicorn's WebSocket protocol, plus one write of a socket's frames.
 
 A supervisors' update goes to hundreds of sockets. Through ASGI each frame to each socket is a
 task's `send` through Starlette and uvicorn, framed again, and a write of its own (over
 loopback a write is the receiver's whole TCP path: most of the fan-out's time with 500
 supervisors). `write_texts` (offered to the app as the scope's `mastok.write_texts`
-extension) writes a socket's frames of an update in one write, framed once for every socket.
-It declines (the app then sends the ASGI way) whenever uvicorn's own `send` would wait or
-refuse: before the handshake, after a close, while the transport's buffer is full.
+extension) writes a socket's frames of an update in one write, framed once for every socket;
+the frames a loop step queues on one socket (`mastok.live.connection`) go the same way. It
+declines (the app then sends the ASGI way) whenever uvicorn's own `send` would wait or refuse:
+before the handshake, after a close, while the transport's buffer is full.
 """
 
 from __future__ import annotations
