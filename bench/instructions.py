@@ -19,10 +19,15 @@ follow the processes mastok starts.
 
 `--join`: the same for a participant's join flow (bench scenario 2's, the stub oTree; SQLite
 unless `--backend postgresql`):
-`JOIN_WARM_UP` flows not counted, then `flows` counted, `JOIN_CONCURRENCY` at a time in a
-closed loop, four to a session, each through to Starting. Its count moves by up to 2% from
+`JOIN_WARM_UP` flows not counted, then `flows` counted, `JOIN_CONCURRENCY` at a time (or
+`--concurrency`: scenario 2's saturation run has 100) in a closed loop, four to a session, each
+through to Starting; the campaigns are made before counting. Its count moves by up to 2% from
 one run to the next: the room's ticks and oTree's progress reads come by the clock, so a slower
-run makes more of them a participant. A change must count well past that to be told.
+run makes more of them a participant. A change must count well past that to be told. Counted,
+mastok runs tens of times slower than it serves, and the clock's work weighs as much more:
+over 2,400 flows, 100 at a time, the progress poller's reads (at most 10 a second,
+`mastok/live/progress.py`) were 5% of the opcodes counted, where a saturation run makes one
+read for some 50 participants.
 
     .venv/bin/python -m bench.instructions --backend postgresql --posts 100
     .venv/bin/python -m bench.instructions --baseline e2e762c      # that commit's server too
@@ -161,14 +166,23 @@ def count(workdir: Path, backend: str, posts: int, opcodes: bool = False) -> Cou
     return Count(backend, CLIENTS * posts, total, database_cpu, by_module=by_module)
 
 
-def count_join(workdir: Path, backend: str, flows: int, opcodes: bool = False) -> Count:
+def count_join(
+    workdir: Path,
+    backend: str,
+    flows: int,
+    opcodes: bool = False,
+    concurrency: int = JOIN_CONCURRENCY,
+) -> Count:
     """Instructions (or opcodes) of mastok's process over `flows` join flows (module
     docstring)."""
     stub = servers.start_stub_otree(workdir, "instructions-stub-otree")
     try:
         with _mastok_counted(workdir, backend, stub.url, opcodes) as (mastok, counted):
-            _joins(workdir, mastok, JOIN_WARM_UP)
-            total, by_module, database_cpu = counted(lambda: _joins(workdir, mastok, flows))
+            _joins(workdir, mastok, _campaigns(mastok, JOIN_WARM_UP), JOIN_WARM_UP)
+            slugs = _campaigns(mastok, flows)  # not counted: a join does not make its campaign
+            total, by_module, database_cpu = counted(
+                lambda: _joins(workdir, mastok, slugs, flows, concurrency)
+            )
     finally:
         stub.stop()
     return Count(backend, flows, total, database_cpu, "participant's join", by_module)
@@ -215,13 +229,23 @@ def _mastok_counted(
             mastok.stop()
 
 
-def _joins(workdir: Path, mastok: servers.Mastok, flows: int) -> None:
-    """`flows` participants through to Starting, into campaigns of their own (each within its
-    sessions at once, as scenario 2's)."""
-    campaigns = servers.campaigns_for(flows)
-    slugs = mastok.create_campaigns(f"j{time.monotonic_ns()}_", campaigns)
+def _campaigns(mastok: servers.Mastok, flows: int) -> list[str]:
+    """Campaigns of their own for `flows` participants (each within its sessions at once, as
+    scenario 2's)."""
+    return mastok.create_campaigns(f"j{time.monotonic_ns()}_", servers.campaigns_for(flows))
+
+
+def _joins(
+    workdir: Path,
+    mastok: servers.Mastok,
+    slugs: list[str],
+    flows: int,
+    at_once: int = JOIN_CONCURRENCY,
+) -> None:
+    """`flows` participants through to Starting, into the campaigns `slugs`, `at_once` at a
+    time."""
     # Enough people at once that some campaign always fills a session (as scenario 2's).
-    concurrency = max(JOIN_CONCURRENCY, (scenarios.PER_SESSION - 1) * campaigns + 1)
+    concurrency = max(at_once, (scenarios.PER_SESSION - 1) * len(slugs) + 1)
     job = scenarios.join_job(
         mastok,
         slugs,
@@ -333,6 +357,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=2, help="counts of each code [2]")
     parser.add_argument("--join", action="store_true", help="participants' join flows instead")
     parser.add_argument("--flows", type=int, default=200, help="counted join flows [200]")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=JOIN_CONCURRENCY,
+        help=f"join flows at a time [{JOIN_CONCURRENCY}]",
+    )
     parser.add_argument("--baseline", metavar="REV", help="count that commit's server too")
     parser.add_argument(
         "--opcodes", action="store_true", help="Python opcodes by module, not instructions"
@@ -356,7 +386,9 @@ def main(argv: list[str] | None = None) -> int:
                 with servers.mastok_from(root) if root else contextlib.nullcontext():
                     if args.join:
                         backend = args.backend or "sqlite"
-                        counted = count_join(Path(tmp), backend, args.flows, args.opcodes)
+                        counted = count_join(
+                            Path(tmp), backend, args.flows, args.opcodes, args.concurrency
+                        )
                     else:
                         backend = args.backend or "postgresql"
                         counted = count(Path(tmp), backend, args.posts, args.opcodes)
