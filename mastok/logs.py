@@ -84,6 +84,8 @@ def dict_config(log_format: LogFormat = "text", level: str = "INFO") -> dict[str
             },
             # Alembic 1.17 logs a line for each of its plugins set up, at every start.
             "alembic.runtime.plugins": {"level": "WARNING"},
+            # websockets' lines about each socket (mastok.web.ws_protocol): its errors only.
+            "mastok.websockets": {"level": "WARNING"},
         },
     }
 

@@ -97,9 +97,10 @@ def uvicorn_config(
 
 def _quiet_per_connection_lines() -> None:
     """Keep one line per socket (uvicorn's `"WebSocket /ws/join?slug=..." [accepted]`) and
-    mastok's own lines; drop uvicorn's "connection open/closed" after each socket, its line per
-    refused handshake, what it adds to a standby's 503 line, and httpx's line per oTree call
-    (mastok logs each session it starts, and every oTree error)."""
+    mastok's own lines; drop uvicorn's line per refused handshake, what it adds to a standby's
+    503 line, and httpx's line per oTree call (mastok logs each session it starts, and every
+    oTree error). websockets' "connection open/closed" after each socket are not even made
+    (`mastok.web.ws_protocol`)."""
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.error").addFilter(_not_connection_chatter)
     # Before the masking filter: a line dropped is not masked first.
@@ -114,16 +115,13 @@ def _not_connection_chatter(record: logging.LogRecord) -> bool:
     return record.msg not in _CHATTER
 
 
-# uvicorn's lines after each socket, and its line per refused handshake (mastok logs refused
-# participant sockets itself, at most once a minute an address: a flood is not a flood of lines).
-_CHATTER = ("connection open", "connection closed", '%s - "WebSocket %s" 403')
+# uvicorn's line per refused handshake (mastok logs refused participant sockets itself, at most
+# once a minute an address: a flood is not a flood of lines).
+_CHATTER = ('%s - "WebSocket %s" 403',)
 # What uvicorn (websockets-sansio) logs after a handshake answered with a response (a standby's
-# 503, its own line kept): the same again, and an error that is none. A standby refuses every
-# page of a dead leader, several times each, until it leads (bench/README.md, scenario 11).
-_AFTER_A_DENIAL = (
-    "connection rejected (%d %s)",
-    "ASGI callable returned without completing handshake.",
-)
+# 503, its own line kept): an error that is none. A standby refuses every page of a dead leader,
+# several times each, until it leads (bench/README.md, scenario 11).
+_AFTER_A_DENIAL = ("ASGI callable returned without completing handshake.",)
 
 
 def _not_a_stored_trial(record: logging.LogRecord) -> bool:

@@ -7,6 +7,7 @@ never ahead of frames already queued, and a close always after the frames before
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,8 +21,9 @@ from websockets.server import ServerProtocol
 
 from mastok.live.connection import WRITE_TEXTS, Connection
 from mastok.live.protocol import encode
+from mastok.logs import dict_config
 from mastok.serving import uvicorn_config
-from mastok.web.ws_protocol import MastokWebSocketProtocol
+from mastok.web.ws_protocol import SOCKET_LOGGER, MastokWebSocketProtocol
 from tests.fixtures.live import ThreadServer
 
 UPDATE = (encode("JoiningSize", "1/4"), encode("PendingSize", "0/8"))
@@ -202,3 +204,27 @@ def _as_websockets_frames_them(texts: tuple[str, ...]) -> bytes:
     for text in texts:
         server.send_text(text.encode())
     return b"".join(server.data_to_send())
+
+
+async def test_websockets_logs_a_sockets_errors_and_not_each_opening(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(dict_config()["loggers"][SOCKET_LOGGER]["level"], logger=SOCKET_LOGGER)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 1000})
+
+    config = uvicorn_config(app, log_config=None, log_level="warning")
+    config.load()
+    state = ServerState()
+    protocol = MastokWebSocketProtocol(config, state, {})
+    protocol.connection_made(Transport())
+    protocol.data_received(HANDSHAKE)
+    await asyncio.gather(*state.tasks)
+    protocol.connection_lost(None)
+
+    assert not [r for r in caplog.records if r.name == SOCKET_LOGGER]  # no "connection open"
+    protocol.conn.logger.error("parser failed")  # as websockets logs a bug of its own
+    assert [(r.name, r.levelno) for r in caplog.records] == [(SOCKET_LOGGER, logging.ERROR)]
