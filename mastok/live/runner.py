@@ -340,9 +340,7 @@ class Runner:
                 return
         self.room.commit()
         self._count(writes)
-        notes: list[ev.Notify] = []
         for event, effects in turn:
-            notes += (self._with_ids(e, recorded) for e in effects if isinstance(e, ev.Notify))
             try:
                 for effect in effects:
                     self._carry_out(effect)
@@ -352,7 +350,14 @@ class Runner:
                 self.connections.pop(event.conn, None)
             elif isinstance(event, ev.Opened):
                 self._arriving.pop(event.conn, None)
-        self.watchers.turn_ended(self.room.view(now), notes)
+        if self.watchers.watched:  # else nobody reads the view and notes: none is made
+            notes = [
+                self._with_ids(effect, recorded)
+                for _, effects in turn
+                for effect in effects
+                if isinstance(effect, ev.Notify)
+            ]
+            self.watchers.turn_ended(self.room.view(now), notes)
 
     def _handle_queued(
         self, event: ev.Event, now: datetime, taken: list[_Letter] | None

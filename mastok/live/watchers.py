@@ -60,12 +60,19 @@ class Watchers:
     def remove(self, connection: Connection) -> None:
         self.connections.discard(connection)
         self._newest.pop(connection, None)
+        if not self.connections:  # the next to come gets the view as it is then, whole
+            self._told = self._latest = None
+            self._notes = []
+
+    @property
+    def watched(self) -> bool:
+        return bool(self.connections)
 
     def turn_ended(self, view: View, notes: Sequence[Notify]) -> None:
+        """A turn of the room ended, with this view and these notes: called while `watched`
+        only (unwatched, the runner makes neither: 2.3% of the Python opcodes a join ran,
+        33,680 against 32,910 a participant; `bench.instructions --join --opcodes`)."""
         self._latest = view
-        if not self.connections:
-            self._told, self._notes = view, []
-            return
         self._notes.extend(notes)
         if (notes or view != self._told) and (self._teller is None or self._teller.done()):
             self._teller = self._tasks.spawn(self._tell(), f"mastok supervisors {self._name}")

@@ -531,6 +531,41 @@ async def test_a_supervisor_who_arrives_is_not_told_again_what_it_was_told(
     ]
 
 
+async def test_a_room_nobody_watches_makes_no_view_and_a_supervisor_gets_it_whole(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    views = 0
+    view = Room.view
+
+    def counted(room: Room, now: datetime) -> View:
+        nonlocal views
+        views += 1
+        return view(room, now)
+
+    monkeypatch.setattr(Room, "view", counted)
+    supervisor = FakeConnection()
+    await setup.runner.supervisor_arrives(supervisor)  # type: ignore[arg-type]
+    await setup.join("a")
+    assert views > 1  # on arrival, then after each turn
+    await until(lambda: Frame("JoiningSize", "1/2") in supervisor.frames)
+    setup.runner.supervisor_leaves(supervisor)  # type: ignore[arg-type]
+    views = 0
+    await setup.join("b")  # the pool's session started: nobody watching
+    await setup.settle()
+    assert views == 0
+
+    again = FakeConnection()
+    await setup.runner.supervisor_arrives(again)  # type: ignore[arg-type]
+    assert again.frames == [
+        Frame("State", "Running"),
+        Frame("JoiningSize", "0/2"),
+        Frame("PendingSize", "0/6"),
+    ]
+    await setup.join("c")
+    await until(lambda: len(again.frames) >= 4)
+    assert again.frames[3:] == [Frame("JoiningSize", "1/2")]
+
+
 async def until(done: Callable[[], bool]) -> None:
     """Wait for `done()`, a few coalescing periods at most."""
     for _ in range(200):
