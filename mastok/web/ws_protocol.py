@@ -33,11 +33,8 @@ _socket_log = logging.getLogger(SOCKET_LOGGER)
 
 
 class MastokWebSocketProtocol(WebSocketsSansIOProtocol):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.conn.logger = _socket_log
-
     def handle_connect(self, event: Any) -> None:
+        self.conn.logger = _socket_log  # before the handshake's answer, and its line
         super().handle_connect(event)
         if self.response.status_code == 101:
             self.scope["extensions"][WRITE_TEXTS] = {"write": self.write_texts}
