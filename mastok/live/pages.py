@@ -93,8 +93,12 @@ async def record(db: Database, session_id: int, seen: Sequence[Progress], now: d
             was = known.get(progress.code)
             if was == shown:
                 continue
-            values = {"code": progress.code, "count": progress.page_count}
-            values.update(in_session=session_id, done=progress.finished)
+            values = {
+                "in_session": session_id,
+                "code": progress.code,
+                "count": progress.page_count,
+                "done": progress.finished,
+            }
             if was is None:
                 new.append(_new_page(session_id, progress, now))
             elif was[0] != progress.index:
