@@ -27,7 +27,7 @@ run makes more of them a participant. A change must count well past that to be t
 mastok runs tens of times slower than it serves, and the clock's work weighs as much more:
 over 2,400 flows, 100 at a time, the progress poller's reads (at most 10 a second,
 `mastok/live/progress.py`) were 5% of the opcodes counted, where a saturation run makes one
-read for some 50 participants.
+read for every 40 to 50 participants.
 
     .venv/bin/python -m bench.instructions --backend postgresql --posts 100
     .venv/bin/python -m bench.instructions --baseline e2e762c      # that commit's server too

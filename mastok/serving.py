@@ -99,7 +99,7 @@ def _quiet_per_connection_lines() -> None:
     """Keep one line per socket (uvicorn's `"WebSocket /ws/join?slug=..." [accepted]`) and
     mastok's own lines; drop uvicorn's line per refused handshake, what it adds to a standby's
     503 line, and httpx's line per oTree call (mastok logs each session it starts, and every
-    oTree error). websockets' "connection open/closed" after each socket are not even made
+    oTree error). websockets' own line for each socket ("connection open") is not even made
     (`mastok.web.ws_protocol`)."""
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.error").addFilter(_not_connection_chatter)
