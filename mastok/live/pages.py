@@ -50,9 +50,10 @@ async def sessions_numbered(
         return [LiveSession(id_, number, code) for id_, number, code in rows]
 
 
-_SEEN = select(
-    SessionPage.otree_code, SessionPage.page_index, SessionPage.page_count, SessionPage.finished
-).where(SessionPage.session_id == bindparam("session_id"))
+# `finished` is not read back: it follows from the index and the count (`Progress.finished`).
+_SEEN = select(SessionPage.otree_code, SessionPage.page_index, SessionPage.page_count).where(
+    SessionPage.session_id == bindparam("session_id")
+)
 _OF_CODE = (SessionPage.session_id == bindparam("in_session")) & (
     SessionPage.otree_code == bindparam("code")
 )
@@ -82,14 +83,12 @@ async def record(db: Database, session_id: int, seen: Sequence[Progress], now: d
     --opcodes --concurrency 100`) ran 34,550 opcodes a participant with them, 32,956 without."""
     async with db.engine.begin() as connection:
         known = {
-            code: (index, count, finished)
-            for code, index, count, finished in await connection.execute(
-                _SEEN, {"session_id": session_id}
-            )
+            code: (index, count)
+            for code, index, count in await connection.execute(_SEEN, {"session_id": session_id})
         }
         new, moved, refreshed = [], [], []
         for progress in seen:
-            shown = (progress.index, progress.page_count, progress.finished)
+            shown = (progress.index, progress.page_count)
             was = known.get(progress.code)
             if was == shown:
                 continue
