@@ -193,7 +193,7 @@ def create_app(
             app.state.services = services
             await leader.start()
             # oTree's progress of the leader's live sessions (a standby has none to read).
-            poller = ProgressPoller(leader, otree, db, clock)
+            poller = ProgressPoller(leader, otree, db, records, clock)
             tasks.spawn(poller.run(), "mastok progress")
             log.info(
                 "mastok ready: listening on http://%s:%d%s (public origin %s), %s",

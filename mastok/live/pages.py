@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mastok.clock import aware
 from mastok.db import Database
@@ -74,42 +75,44 @@ _REFRESHED = (
 )
 
 
-async def record(db: Database, session_id: int, seen: Sequence[Progress], now: datetime) -> None:
-    """Keep what oTree shows of the session's participants at `now`: a page index that
-    changed (or a participant seen for the first time) restarts its idle time. Rows that did
-    not change are not written (the poll reads every live session every few seconds). Plain
-    statements, not ORM objects, whose flush was most of a read's Python: with the poller
-    reading up to 10 sessions a second, a traced join count (`bench.instructions --join
-    --opcodes --concurrency 100`) ran 34,550 opcodes a participant with them, 32,956 without."""
-    async with db.engine.begin() as connection:
-        known = {
-            code: (index, count)
-            for code, index, count in await connection.execute(_SEEN, {"session_id": session_id})
+async def record(
+    connection: AsyncConnection, session_id: int, seen: Sequence[Progress], now: datetime
+) -> None:
+    """Keep what oTree shows of the session's participants at `now`, in the transaction
+    `connection` is in: a page index that changed (or a participant seen for the first time)
+    restarts its idle time. Rows that did not change are not written (the poll reads every
+    live session every few seconds). Plain statements, not ORM objects, whose flush was most
+    of a read's Python: with the poller reading up to 10 sessions a second, a traced join
+    count (`bench.instructions --join --opcodes --concurrency 100`) ran 34,550 opcodes a
+    participant with them, 32,956 without."""
+    known = {
+        code: (index, count)
+        for code, index, count in await connection.execute(_SEEN, {"session_id": session_id})
+    }
+    new, moved, refreshed = [], [], []
+    for progress in seen:
+        shown = (progress.index, progress.page_count)
+        was = known.get(progress.code)
+        if was == shown:
+            continue
+        values = {
+            "in_session": session_id,
+            "code": progress.code,
+            "count": progress.page_count,
+            "done": progress.finished,
         }
-        new, moved, refreshed = [], [], []
-        for progress in seen:
-            shown = (progress.index, progress.page_count)
-            was = known.get(progress.code)
-            if was == shown:
-                continue
-            values = {
-                "in_session": session_id,
-                "code": progress.code,
-                "count": progress.page_count,
-                "done": progress.finished,
-            }
-            if was is None:
-                new.append(_new_page(session_id, progress, now))
-            elif was[0] != progress.index:
-                moved.append({**values, "index": progress.index, "at": now})
-            else:
-                refreshed.append(values)
-        if new:
-            await connection.execute(insert(SessionPage), new)
-        if moved:
-            await connection.execute(_MOVED, moved)
-        if refreshed:
-            await connection.execute(_REFRESHED, refreshed)
+        if was is None:
+            new.append(_new_page(session_id, progress, now))
+        elif was[0] != progress.index:
+            moved.append({**values, "index": progress.index, "at": now})
+        else:
+            refreshed.append(values)
+    if new:
+        await connection.execute(insert(SessionPage), new)
+    if moved:
+        await connection.execute(_MOVED, moved)
+    if refreshed:
+        await connection.execute(_REFRESHED, refreshed)
 
 
 def _new_page(session_id: int, progress: Progress, now: datetime) -> dict[str, Any]:

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mastok.clock import Clock
 from mastok.db import Database
@@ -31,6 +34,9 @@ POLL_SECONDS = 3.0
 READS_PER_SECOND = 10.0
 
 
+T = TypeVar("T")
+
+
 class ProgressSource(Protocol):
     async def session_progress(self, code: str) -> list[Progress]: ...
 
@@ -39,12 +45,20 @@ class RunnerSource(Protocol):
     def runners(self) -> list[Runner]: ...
 
 
+class PageWrites(Protocol):
+    """Where the pages are written: the rooms' own writer (`Records.commit`), so that on
+    SQLite no room's commit waits behind them in SQLite's busy handler."""
+
+    async def commit(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T: ...
+
+
 class ProgressPoller:
     def __init__(
         self,
         rooms: RunnerSource,
         otree: ProgressSource,
         db: Database,
+        writes: PageWrites,
         clock: Clock,
         interval: float = POLL_SECONDS,
         reads_per_second: float = READS_PER_SECOND,
@@ -52,6 +66,7 @@ class ProgressPoller:
         self.rooms = rooms
         self.otree = otree
         self.db = db
+        self.writes = writes
         self.clock = clock
         self.interval = interval
         self.spacing = 1.0 / reads_per_second
@@ -96,5 +111,10 @@ class ProgressPoller:
                 log.warning("cannot read the progress of oTree session %s: %s", session.code, error)
             return False
         self._failing.discard(session.code)
-        await pages.record(self.db, session.id, seen, self.clock.now())
+        now = self.clock.now()
+
+        async def record(connection: AsyncConnection) -> None:
+            await pages.record(connection, session.id, seen, now)
+
+        await self.writes.commit(record)
         return bool(seen) and all(progress.finished for progress in seen)

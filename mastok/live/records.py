@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -48,6 +48,8 @@ from mastok.live.events import (
 from mastok.live.room import Ending, Started, Waiting, key_of
 from mastok.states import WAITING_STEPS, Outcome, Step
 from mastok.tasks import Spawn
+
+T = TypeVar("T")
 
 # Within the pool's 5 kept connections (SQLAlchemy's default), beside LightMill's writers.
 WRITERS = 2
@@ -131,6 +133,14 @@ class Records:
         # The term the rooms' writes are made in (PostgreSQL; set by the leader as its rooms
         # start): each write checks its own, taken when it is asked for.
         self.fence: Fence | None = None
+
+    async def commit(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Another write of the rooms' tables (the progress poller's pages), in the rooms' own
+        group commit. SQLite takes one writer at a time, and a writer held up sleeps in its
+        busy handler (1, 2, 5 ... up to 100 ms between tries, however soon the lock is free):
+        on connections of their own, the poller's writes made the rooms' committer sleep 295
+        ms of 3 s in a closed loop of join flows (strace, bench scenario 2)."""
+        return await self._writes.commit(work)
 
     @contextlib.asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:

@@ -8,10 +8,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mastok.db import Database, async_url
 from mastok.db.tables import OTreeSession, SessionPage
 from mastok.live import pages
+from mastok.live.records import Records
 from mastok.otree import Progress
 from tests.live.test_records import a_campaign
 
@@ -37,6 +39,15 @@ async def a_session(db: Database) -> int:
         )
 
 
+async def record(records: Records, session_id: int, seen: list[Progress], now: datetime) -> None:
+    """As the poller writes them: in the rooms' own group commit."""
+
+    async def work(connection: AsyncConnection) -> None:
+        await pages.record(connection, session_id, seen, now)
+
+    await records.commit(work)
+
+
 async def kept(db: Database, session_id: int) -> dict[str, tuple[int, int, bool, datetime]]:
     async with db.engine.connect() as connection:
         rows = await connection.execute(
@@ -55,10 +66,11 @@ async def test_a_page_changed_restarts_the_idle_time_and_nothing_unchanged_is_wr
     database_url: str,
 ) -> None:
     db = Database(async_url(database_url))
+    records = Records(db)
     try:
         session_id = await a_session(db)
         first = [Progress("a", 1, 4), Progress("b", 1, 4)]
-        await pages.record(db, session_id, first, NOW)
+        await record(records, session_id, first, NOW)
         assert await kept(db, session_id) == {
             "a": (1, 4, False, NOW),
             "b": (1, 4, False, NOW),
@@ -72,8 +84,8 @@ async def test_a_page_changed_restarts_the_idle_time_and_nothing_unchanged_is_wr
             Progress("b", 1, 5),  # the same page, a count that grew: idle as it was
             Progress("c", 0, 5),  # seen for the first time
         ]
-        await pages.record(db, session_id, moved, later)
-        await pages.record(db, session_id, moved, later + timedelta(seconds=5))  # no change
+        await record(records, session_id, moved, later)
+        await record(records, session_id, moved, later + timedelta(seconds=5))  # no change
         assert await kept(db, session_id) == {
             "a": (2, 4, False, later),
             "b": (1, 5, False, NOW - timedelta(days=1)),
@@ -81,7 +93,7 @@ async def test_a_page_changed_restarts_the_idle_time_and_nothing_unchanged_is_wr
         }
 
         done = [Progress("a", 5, 4), Progress("b", 1, 6)]  # a finished: past the last page
-        await pages.record(db, session_id, done, later + timedelta(seconds=10))
+        await record(records, session_id, done, later + timedelta(seconds=10))
         found = await kept(db, session_id)
         assert found["a"] == (5, 4, True, later + timedelta(seconds=10))
         assert found["b"] == (1, 6, False, NOW - timedelta(days=1))
