@@ -4,14 +4,16 @@ rooms rebuilt from what they wrote."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import insert, select, text, update
+from sqlalchemy.dialects import sqlite
 
 from mastok.clock import ManualClock, aware
 from mastok.db import Database, async_url
 from mastok.db.tables import Base, Campaign, OTreeSession, Participant
+from mastok.live import sqlite_writes
 from mastok.live.events import (
     PERSIST,
     AddParticipant,
@@ -121,6 +123,22 @@ async def test_rows_written_straight_to_sqlite_are_stored_as_sqlalchemy_stores_t
     created, queued, updated, params, kind = rows["t1"]
     assert created == queued == updated == rows["ref"][0] and kind == "text"
     assert params == rows["ref"][3]
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        NOW,  # no microseconds: SQLAlchemy still writes six zeros
+        datetime(2026, 12, 3, 19, 5, 7, 120034, tzinfo=UTC),
+        datetime(2026, 12, 3, 19, 5, 7, 1),  # naive
+        datetime(2026, 12, 3, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-5))),
+        datetime(999, 1, 2, 3, 4, 5, 6),  # a year of three digits is still written with four
+    ],
+)
+def test_a_time_written_straight_to_sqlite_is_sqlalchemys_text_of_it(moment: datetime) -> None:
+    dialect = sqlite.dialect()
+    sqlalchemys = Participant.__table__.c["updated_at"].type.dialect_impl(dialect)
+    assert sqlite_writes.stamp(moment) == sqlalchemys.bind_processor(dialect)(moment)
 
 
 async def a_campaign(db: Database) -> int:
