@@ -51,6 +51,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from bench.servers import CONSENT, INSTRUCTIONS, OTREE_KEY
 from mastok.db.engine import async_url, create_engine
+from mastok.live.sqlite_writes import stamp
 from mastok.serving import serve_app
 
 PER_SESSION = 4
@@ -178,9 +179,7 @@ class Floor:
         self.otree = otree
         self.campaigns: dict[str, Campaign] = {}
         self.creating = asyncio.Lock()
-        stamp = DateTime(timezone=True).dialect_impl(engine.dialect).bind_processor(engine.dialect)
-        assert stamp is not None
-        self.stamp: Callable[[datetime], Any] = stamp  # a time as SQLAlchemy stores it
+        self.stamp = stamp  # a time as SQLAlchemy stores it, written as mastok writes it
 
     async def campaign(self, slug: str) -> Campaign:
         async with self.creating:
