@@ -7,7 +7,10 @@ never ahead of frames already queued, and a close always after the frames before
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +20,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 from uvicorn.server import ServerState
 from websockets.asyncio.client import connect
+from websockets.frames import Close, Frame, Opcode
 from websockets.server import ServerProtocol
 
 from mastok.live.connection import WRITE_TEXTS, Connection
@@ -228,3 +232,43 @@ async def test_websockets_logs_a_sockets_errors_and_not_each_opening(
     assert not [r for r in caplog.records if r.name == SOCKET_LOGGER]  # no "connection open"
     protocol.conn.logger.error("parser failed")  # as websockets logs a bug of its own
     assert [(r.name, r.levelno) for r in caplog.records] == [(SOCKET_LOGGER, logging.ERROR)]
+
+
+@contextlib.contextmanager
+def no_garbage_collector() -> Iterator[None]:
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("closing", ["handshake", "dropped"])
+async def test_a_closed_socket_is_freed_without_the_garbage_collector(closing: str) -> None:
+    """`closing`: the client's close frame answered, or the connection lost without one."""
+    accepted = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        accepted.set()
+        await receive()  # the client's close, or the loss
+
+    config = uvicorn_config(app, log_config=None, log_level="warning")
+    config.load()
+    state = ServerState()
+    with no_garbage_collector():
+        protocol = MastokWebSocketProtocol(config, state, {})
+        transport = Transport()
+        protocol.connection_made(transport)
+        protocol.data_received(HANDSHAKE)
+        await accepted.wait()
+        close = Frame(Opcode.CLOSE, Close(1000, "bye").serialize())
+        if closing == "handshake":
+            protocol.data_received(close.serialize(mask=True))
+            assert transport.written.endswith(close.serialize(mask=False))  # answered
+        protocol.connection_lost(None)
+        await asyncio.gather(*state.tasks)
+        websockets_side = weakref.ref(protocol.conn)
+        del protocol
+        assert websockets_side() is None
