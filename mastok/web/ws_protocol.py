@@ -50,6 +50,9 @@ class MastokWebSocketProtocol(WebSocketsSansIOProtocol):
         # which then stopped the event loop 110 to 175 ms (bench scenario 1, SQLite, the runs at
         # 50% of saturation: a p99 of 50 to 140 ms). Nothing steps it after the loss.
         self.conn.parser.close()
+        # A parser's error (a frame over the limit) holds its traceback, whose frames hold the
+        # connection: another cycle. uvicorn read it when it came; nothing reads it now.
+        self.conn.parser_exc = None
 
     def write_texts(self, texts: tuple[str, ...]) -> bool:
         """Write these text frames now, in one write; False if they cannot go now."""

@@ -24,7 +24,7 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.server import ServerProtocol
 
 from mastok.live.connection import WRITE_TEXTS, Connection
-from mastok.live.protocol import encode
+from mastok.live.protocol import MAX_FRAME_BYTES, encode
 from mastok.logs import dict_config
 from mastok.serving import uvicorn_config
 from mastok.web.ws_protocol import SOCKET_LOGGER, MastokWebSocketProtocol
@@ -243,9 +243,10 @@ def no_garbage_collector() -> Iterator[None]:
         gc.enable()
 
 
-@pytest.mark.parametrize("closing", ["handshake", "dropped"])
+@pytest.mark.parametrize("closing", ["handshake", "dropped", "too_big"])
 async def test_a_closed_socket_is_freed_without_the_garbage_collector(closing: str) -> None:
-    """`closing`: the client's close frame answered, or the connection lost without one."""
+    """`closing`: the client's close frame answered, the connection lost without one, or a
+    frame over the limit refused (1009) before the loss."""
     accepted = asyncio.Event()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -267,6 +268,11 @@ async def test_a_closed_socket_is_freed_without_the_garbage_collector(closing: s
         if closing == "handshake":
             protocol.data_received(close.serialize(mask=True))
             assert transport.written.endswith(close.serialize(mask=False))  # answered
+        if closing == "too_big":
+            head = bytes([0x81, 0xFF]) + (MAX_FRAME_BYTES + 1).to_bytes(8, "big") + b"mask"
+            protocol.data_received(head)
+            close_frame = transport.written[transport.written.rindex(b"\x88") :]
+            assert Close.parse(close_frame[2:]).code == 1009  # "message too big"
         protocol.connection_lost(None)
         await asyncio.gather(*state.tasks)
         websockets_side = weakref.ref(protocol.conn)
