@@ -264,11 +264,11 @@ async def test_a_closed_socket_is_freed_without_the_garbage_collector(closing: s
         protocol.connection_made(transport)
         protocol.data_received(HANDSHAKE)
         await accepted.wait()
-        close = Frame(Opcode.CLOSE, Close(1000, "bye").serialize())
         if closing == "handshake":
+            close = Frame(Opcode.CLOSE, Close(1000, "bye").serialize())
             protocol.data_received(close.serialize(mask=True))
             assert transport.written.endswith(close.serialize(mask=False))  # answered
-        if closing == "too_big":
+        elif closing == "too_big":
             head = bytes([0x81, 0xFF]) + (MAX_FRAME_BYTES + 1).to_bytes(8, "big") + b"mask"
             protocol.data_received(head)
             close_frame = transport.written[transport.written.rindex(b"\x88") :]
