@@ -185,21 +185,32 @@ class Batches(Generic[P, R]):
 
 class GroupCommit:
     """Transaction closures (`async def work(connection) -> T`) committed together, in the
-    order they came, each alone when their batch fails."""
+    order they came, each alone when their batch fails. `finish(connection)` runs last in
+    each transaction, before its commit (statements the closures left waiting, say)."""
 
-    def __init__(self, db: Database, parallel: int = 1, spawn: Spawn | None = None) -> None:
-        self._batches: Batches[Work, Any] = Batches(db, _run_each, _run, parallel, spawn)
+    def __init__(
+        self,
+        db: Database,
+        parallel: int = 1,
+        spawn: Spawn | None = None,
+        finish: Work | None = None,
+    ) -> None:
+        async def run_each(connection: AsyncConnection, works: Sequence[Work]) -> list[Any]:
+            results = [await work(connection) for work in works]
+            if finish is not None:
+                await finish(connection)
+            return results
+
+        async def run(connection: AsyncConnection, work: Work) -> Any:
+            result = await work(connection)
+            if finish is not None:
+                await finish(connection)
+            return result
+
+        self._batches: Batches[Work, Any] = Batches(db, run_each, run, parallel, spawn)
 
     async def commit(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """`work`'s result once committed, or what it raised (then alone, nothing of it
         written)."""
         result: T = await self._batches.write(work)
         return result
-
-
-async def _run_each(connection: AsyncConnection, works: Sequence[Work]) -> list[Any]:
-    return [await work(connection) for work in works]
-
-
-async def _run(connection: AsyncConnection, work: Work) -> Any:
-    return await work(connection)

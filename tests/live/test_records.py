@@ -3,15 +3,20 @@ rooms rebuilt from what they wrote."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mastok.clock import ManualClock, aware
 from mastok.db import Database, async_url
+from mastok.db.engine import driver_connection
 from mastok.db.tables import Base, Campaign, OTreeSession, Participant
 from mastok.live import sqlite_writes
 from mastok.live.events import (
@@ -139,6 +144,108 @@ def test_a_time_written_straight_to_sqlite_is_sqlalchemys_text_of_it(moment: dat
     dialect = sqlite.dialect()
     sqlalchemys = Participant.__table__.c["updated_at"].type.dialect_impl(dialect)
     assert sqlite_writes.stamp(moment) == sqlalchemys.bind_processor(dialect)(moment)
+
+
+def a_row(token: str) -> dict[str, object]:
+    """A participant's row as the room adds it (`sqlite_writes.add_participant`)."""
+    return {
+        "campaign_id": 1,
+        "token": token,
+        "browser_id": "fp",
+        "identity": None,
+        "params": None,
+        "step": Step.LANDED,
+        "outcome": None,
+        "ended_at": None,
+        "created_at": NOW,
+        "updated_at": NOW,
+    }
+
+
+async def tokens_stored(connection: AsyncConnection) -> list[str]:
+    return list((await connection.execute(select(Participant.token))).scalars())
+
+
+def count_crossings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many times the rooms' statements go to aiosqlite's thread from now on."""
+    crossings: list[int] = []
+    run_in_thread = sqlite_writes.run_in_thread
+
+    async def counted(driver: Any, function: Any) -> Any:
+        crossings.append(1)
+        return await run_in_thread(driver, function)
+
+    monkeypatch.setattr(sqlite_writes, "run_in_thread", counted)
+    return crossings
+
+
+async def test_the_functions_run_in_aiosqlites_thread_in_the_transaction(db: Database) -> None:
+    # `run_in_thread` is the one use of aiosqlite's private API: what it must do.
+    async with db.engine.begin() as connection:
+        await connection.execute(insert(Participant), a_row("t1"))  # not committed
+        driver = await driver_connection(connection)
+        thread, in_transaction, rows = await sqlite_writes.run_in_thread(
+            driver,
+            lambda sqlite: (
+                threading.get_ident(),
+                sqlite.in_transaction,
+                sqlite.execute("SELECT count(*) FROM participants").fetchone()[0],
+            ),
+        )
+    assert thread != threading.get_ident()
+    assert in_transaction and rows == 1
+
+
+async def test_a_transactions_statements_wait_for_its_end(db: Database) -> None:
+    async with db.engine.connect() as connection, connection.begin():
+        await sqlite_writes.add_participant(connection, a_row("t1"))
+        assert await tokens_stored(connection) == []
+        await sqlite_writes.flush(connection)
+        assert await tokens_stored(connection) == ["t1"]
+
+
+async def test_the_statements_of_a_failed_transaction_never_run(db: Database) -> None:
+    async with db.engine.connect() as connection:
+        with pytest.raises(RuntimeError):
+            async with connection.begin():
+                await sqlite_writes.add_participant(connection, a_row("t1"))
+                raise RuntimeError("a write failed before the end")
+        async with connection.begin():
+            await sqlite_writes.add_participant(connection, a_row("t2"))
+            await sqlite_writes.flush(connection)
+        async with connection.begin():
+            await sqlite_writes.flush(connection)  # nothing left of either
+        assert await tokens_stored(connection) == ["t2"]
+
+
+async def test_a_batch_of_turns_goes_to_sqlite_in_one_crossing(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = Records(db)
+    crossings = count_crossings(monkeypatch)
+    # Asked together: one group commit takes them all.
+    turns = [[AddParticipant(f"t{n}", "fp", None, ())] for n in range(8)]
+    await asyncio.gather(*(records.persist(1, writes, NOW) for writes in turns))
+    assert len(crossings) == 1
+    async with db.engine.connect() as connection:
+        assert sorted(await tokens_stored(connection)) == [f"t{n}" for n in range(8)]
+
+
+async def test_a_session_recorded_crosses_once_more_for_its_id(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = Records(db)
+    crossings = count_crossings(monkeypatch)
+    session = CreatedSession("s1", "mk:c:1", "http://otree/admin", (("p1", "u1"), ("p2", "u2")))
+    turns: list[list[Persist]] = [
+        [AddParticipant("t1", "fp", None, ()), AddParticipant("t2", "fp", None, ())],
+        [RecordSession(1, session, (("t1", "p1", "u1"), ("t2", "p2", "u2")), False)],
+    ]
+    ids = await asyncio.gather(*(records.persist(1, writes, NOW) for writes in turns))
+    assert len(crossings) == 2  # the rows and the session's, then the assignments and count
+    async with db.engine.connect() as connection:
+        rows = (await connection.execute(select(Participant.token, Participant.session_id))).all()
+    assert sorted(rows) == [("t1", ids[1]), ("t2", ids[1])]
 
 
 async def a_campaign(db: Database) -> int:
