@@ -81,7 +81,8 @@ def _count_crossings() -> None:
         COUNTS[f"crossing {name} {sql[:40]}".rstrip()] += 1
         if name == "commit":
             COUNTS[f"commit holding {writes.pop(id(self), 0)} writes"] += 1
-        elif sql.startswith(("INSERT", "UPDATE", "DELETE")):
+        elif name == "room_statements" or sql.startswith(("INSERT", "UPDATE", "DELETE")):
+            # room_statements: a transaction's room writes, together (mastok/live/sqlite_writes)
             writes[id(self)] = writes.get(id(self), 0) + 1
         return await execute(self, fn, *args, **kwargs)
 

@@ -14,11 +14,12 @@ A transaction's statements are not run one by one as they come: they wait (`_Pen
 the connection's `info` for its transaction) and all go to aiosqlite's thread at once, at the
 end of the transaction (`flush`, GroupCommit's `finish`), or with the next statement whose
 answer is needed (a session's id). Each crossing costs both threads a wake-up and the GIL
-changing hands twice: a group commit of 8 turns made about 17 of them, and a join flow's server
-CPU was 12% lower (rate 17% higher) with one, in six pairs of saturation runs in turns (bench
-scenario 2, seventeenth round). aiosqlite runs a function in its thread only through its
-private `_execute`, on its private `_conn`: `run_in_thread` is the one place that uses them
-(and tests/live/test_records.py checks it still does what it must).
+changing hands twice: a join crossed 3.4 times a participant for its statements, and 0.47
+times since (bench/counting, a saturation run of 2,400 flows); aiosqlite's thread used a fifth
+less CPU, and the join's rate was higher in 8 of 11 pairs of saturation runs in turns, 4% at
+the median (bench scenario 2, seventeenth round). aiosqlite runs a function in its thread only
+through its private `_execute`, on its private `_conn`: `run_in_thread` is the one place that
+uses them, and tests/live/test_records.py checks it still does what it must.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class _Pending:
         if not statements and returning is None:
             return []
 
-        def run(connection: sqlite3.Connection) -> list[Any]:
+        def room_statements(connection: sqlite3.Connection) -> list[Any]:
             for many, sql, parameters in statements:
                 if many:
                     connection.executemany(sql, parameters)
@@ -104,14 +105,14 @@ class _Pending:
                 return []
             return connection.execute(*returning).fetchall()
 
-        return await run_in_thread(self.driver, run)
+        return await run_in_thread(self.driver, room_statements)
 
 
 async def run_in_thread(
     driver: aiosqlite.Connection, function: Callable[[sqlite3.Connection], T]
 ) -> T:
     """`function(sqlite3's connection)` in aiosqlite's thread, in the transaction it is in."""
-    return await driver._execute(lambda: function(driver._conn))  # private: the docstring
+    return await driver._execute(function, driver._conn)  # private: the module's docstring
 
 
 def _waiting(connection: AsyncConnection) -> tuple[_Pending | None, object]:
