@@ -3,12 +3,11 @@
 SQLAlchemy's aiosqlite adapter crosses to the driver's thread three times a statement (a
 cursor opened, the statement, the cursor closed); these go to sqlite3 itself, in the
 transaction SQLAlchemy began (sqlite3 begins it before the first write; SQLAlchemy commits or
-rolls it back). Every participant
-is a row added on Land and moved on Agree, and every session an ask and a record (the ask
-through SQLAlchemy was 3% of the server's CPU in a join flow): on 2 cores, with 500
-supervisors watching, each crossing was a wait for the processor (bench scenario 7). Values
-are stored as SQLAlchemy stores them (its types' bind processors): PostgreSQL's statements,
-the same changes, are `postgres_writes`.
+rolls it back). Every participant is a row added on Land and moved on Agree, and every session
+an ask and a record (the ask through SQLAlchemy was 3% of the server's CPU in a join flow): on
+2 cores, with 500 supervisors watching, each crossing was a wait for the processor (bench
+scenario 7). Values are stored as SQLAlchemy stores them (its types' bind processors):
+PostgreSQL's statements, the same changes, are `postgres_writes`.
 
 A transaction's statements are not run one by one as they come: they wait (`_Pending`, kept in
 the connection's `info` for its transaction) and all go to aiosqlite's thread at once, at the
