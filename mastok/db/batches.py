@@ -202,10 +202,7 @@ class GroupCommit:
             return results
 
         async def run(connection: AsyncConnection, work: Work) -> Any:
-            result = await work(connection)
-            if finish is not None:
-                await finish(connection)
-            return result
+            return (await run_each(connection, [work]))[0]
 
         self._batches: Batches[Work, Any] = Batches(db, run_each, run, parallel, spawn)
 
