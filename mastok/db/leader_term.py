@@ -5,11 +5,12 @@ when it next checks it: a second later, or, when its lock's connection alone is 
 the check's timeout (5 s). Meanwhile another process may lead, and both would write the same
 rooms: a pool placed twice, two pools sent into one session. So a process that takes the lock
 raises the term (`raise_term`, on the lock's connection, before it builds its rooms), and each
-transaction of the rooms' writes first reads the term with a share lock on its row
-(`Fence.check`). A leader whose term has passed writes nothing more; since the rooms tell
-nobody of a change before it is committed, nobody hears of it either. The row lock orders the
-two: the new leader's raise waits for the transactions of the old one in flight, so the rooms it
-then builds from the database hold every change the old leader told anyone of.
+batch of the rooms' writes first reads the term with a share lock on its row, in the batch's
+transaction (the database function of `mastok.live.postgres_writes`, given the `Fence`'s term).
+A leader whose term has passed writes nothing more; since the rooms tell nobody of a change
+before it is committed, nobody hears of it either. The row lock orders the two: the new
+leader's raise waits for the transactions of the old one in flight, so the rooms it then builds
+from the database hold every change the old leader told anyone of.
 
 SQLite takes one process a file (`mastok.db.file_lock`): there is no term to check.
 """
@@ -20,12 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 _RAISE = "UPDATE leader_term SET term = term + 1 WHERE id = 1 RETURNING term"
-_CHECK = text("SELECT term FROM leader_term WHERE id = 1 FOR SHARE")
-_CHECKED = "mastok_term_checked"  # in a connection's info: (its transaction, the term) checked
 
 Superseded = Callable[[int, str], None]  # told the term that passed, and why
 
@@ -46,22 +43,8 @@ async def raise_term(connection: asyncpg.Connection, within: float) -> int:
 
 @dataclass(frozen=True)
 class Fence:
-    """The term the rooms' writes are made in; `superseded` hears when it has passed."""
+    """The term the rooms' writes are made in; `superseded` hears when it has passed (and
+    why), from the write that found it so."""
 
     term: int
     superseded: Superseded
-
-    async def check(self, connection: AsyncConnection) -> None:
-        """In the writes' transaction, before them: raises TermPassed if another process led
-        since (and tells `superseded`), else holds the row until the transaction ends. Once a
-        transaction: the rooms' writes are committed in batches of many (`mastok.db.batches`),
-        and the row stays held until it ends."""
-        transaction = connection.get_transaction()
-        if transaction is not None and connection.info.get(_CHECKED) == (transaction, self.term):
-            return
-        current = (await connection.execute(_CHECK)).scalar_one()
-        if current != self.term:
-            why = f"another process leads: the leader's term is {current}, this one's {self.term}"
-            self.superseded(self.term, why)
-            raise TermPassed(why)
-        connection.info[_CHECKED] = (transaction, self.term)

@@ -1,113 +1,115 @@
-"""The room's writes of every participant on PostgreSQL, through SQLAlchemy Core.
+"""The rooms' writes on PostgreSQL: a batch's, every room's, in one call of one function.
 
-The same four writes as `mastok.live.sqlite_writes`, with the same arguments: a row added on
-Land, a move (Agree, a pool's start, a leave, a waiting limit lengthened), a session asked of
-oTree and a session recorded. The statements are built once, with bound parameters (building
-and keying a statement costs as much as running it); a move's, once for each set of columns it
-assigns.
+The same writes as `mastok.live.sqlite_writes`, with the same arguments: a row added on Land,
+a move (Agree, a pool's start, a leave, a waiting limit lengthened), a session asked of oTree, a
+session recorded, sessions ended. Here they only add to a `Call`: the batch's writes, in order,
+as the database function `mastok_room_writes` (migration 0016) takes them, a JSON array. `run`
+sends them in one statement, with the leader's term, which the function reads first (with a
+share lock on its row, as `mastok.db.leader_term` needs); it answers with the ids of the sessions
+recorded, in order.
+
+One statement is its own transaction: nothing of the batch is written if any write fails, and a
+passed term writes nothing. It replaced a BEGIN, the term's read, a statement or more a write and
+a COMMIT, a round trip each: under load each round trip waited for mastok's busy loop, and the
+time from a pool's last Agree to its Starting held two batches (the pool's start and the session
+recorded) and oTree's answer between them (bench/README.md, scenario 1).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Update, bindparam, insert, update
+import asyncpg
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mastok.db.tables import Campaign, OTreeSession, Participant
+from mastok.db.engine import driver_connection
+from mastok.db.leader_term import Fence, TermPassed
 from mastok.live.events import RecordSession
 from mastok.states import CampaignState, Outcome, Step
 
-_ADD_PARTICIPANT = insert(Participant)
-_ADD_SESSION = insert(OTreeSession).returning(OTreeSession.id)
-_ASK = (
-    update(Campaign)
-    .where(Campaign.id == bindparam("asking_campaign"))
-    .values(session_asked=bindparam("asked_number"), updated_at=bindparam("asked_at"))
-)
-_ASSIGN = (
-    update(Participant)
-    .where(Participant.token == bindparam("assigned_token"))
-    .values(
-        step=Step.STARTED,
-        session_id=bindparam("assigned_session"),
-        otree_code=bindparam("assigned_code"),
-        start_url=bindparam("assigned_url"),
-        outcome=Outcome.STARTED,
-        ended_at=bindparam("assigned_at"),
-        updated_at=bindparam("assigned_at"),
-    )
-)
+_RUN = "SELECT mastok_room_writes($1, $2::jsonb)"
+TERM_PASSED = "MKTRM"  # the SQLSTATE the function raises when the term has passed
+# A participant's row as the function takes it: the others are the write's time (`at`) or
+# its params, sent as JSON text so that they are stored as SQLAlchemy stores them.
+_ADDED = ("campaign_id", "token", "browser_id", "identity", "step", "outcome", "ended_at")
 
 
-async def add_participant(connection: AsyncConnection, row: Mapping[str, Any]) -> None:
-    """The participant's row (`row`: its columns by name)."""
-    await connection.execute(_ADD_PARTICIPANT, dict(row))
+class Call:
+    """The writes of one call, in order; `recorded`: how many sessions they record."""
+
+    __slots__ = ("recorded", "writes")
+
+    def __init__(self) -> None:
+        self.writes: list[dict[str, Any]] = []
+        self.recorded = 0
 
 
-async def move(
-    connection: AsyncConnection, tokens: Sequence[str], values: dict[str, Any], now: datetime
-) -> None:
+async def add_participant(call: Call, row: Mapping[str, Any]) -> None:
+    """The participant's row (`row`: its columns by name; created and updated at once)."""
+    params = None if row["params"] is None else json.dumps(row["params"])
+    added = {column: row[column] for column in _ADDED}
+    call.writes.append({"write": "add", "at": row["created_at"], "row": added, "params": params})
+
+
+async def move(call: Call, tokens: Sequence[str], values: dict[str, Any], now: datetime) -> None:
     """UPDATE participants SET these columns (and updated_at) WHERE token IN (tokens)."""
-    parameters = {f"new_{column}": value for column, value in values.items()}
-    parameters.update(tokens=list(tokens), new_updated_at=now)
-    await connection.execute(_move(tuple(sorted(values))), parameters)
+    call.writes.append({"write": "move", "at": now, "tokens": tokens, "values": values})
 
 
-async def ask(connection: AsyncConnection, campaign_id: int, number: int, now: datetime) -> None:
+async def ask(call: Call, campaign_id: int, number: int, now: datetime) -> None:
     """The number of the session about to be asked of oTree, written before it is asked."""
-    parameters = {"asking_campaign": campaign_id, "asked_number": number, "asked_at": now}
-    await connection.execute(_ASK, parameters)
+    call.writes.append({"write": "ask", "at": now, "campaign_id": campaign_id, "number": number})
 
 
 async def record_session(
-    connection: AsyncConnection, campaign_id: int, change: RecordSession, now: datetime
-) -> int:
+    call: Call, campaign_id: int, change: RecordSession, now: datetime
+) -> None:
     """The session, each participant's code and URL, and the campaign's count (and state).
-    Returns the session's id."""
+    Its id comes back from `run`, in the order of the sessions recorded."""
     session = change.session
-    row = {
-        "campaign_id": campaign_id,
-        "created_at": now,
-        "number": change.number,
-        "mastok_id": session.mastok_id,
-        "otree_code": session.code,
-        "admin_url": session.admin_url,
-        "size": len(change.assignments),
-    }
-    session_id = int((await connection.execute(_ADD_SESSION, row)).scalar_one())
-    if change.assignments:
-        await connection.execute(
-            _ASSIGN,
-            [
-                {
-                    "assigned_token": token,
-                    "assigned_session": session_id,
-                    "assigned_code": code,
-                    "assigned_url": url,
-                    "assigned_at": now,
-                }
+    call.writes.append(
+        {
+            "write": "record",
+            "at": now,
+            "campaign_id": campaign_id,
+            "number": change.number,
+            "mastok_id": session.mastok_id,
+            "otree_code": session.code,
+            "admin_url": session.admin_url,
+            "assignments": [
+                {"token": token, "otree_code": code, "start_url": url}
                 for token, code, url in change.assignments
             ],
-        )
-    values: dict[str, Any] = {
-        "started_sessions": Campaign.started_sessions + 1,
-        "session_asked": None,  # recorded: no longer a number that may exist unrecorded
-    }
-    if change.complete:
-        values["state"] = CampaignState.COMPLETED
-    await connection.execute(update(Campaign).where(Campaign.id == campaign_id).values(values))
-    return session_id
-
-
-@lru_cache(maxsize=32)
-def _move(columns: tuple[str, ...]) -> Update:
-    values: dict[str, Any] = {column: bindparam(f"new_{column}") for column in columns}
-    return (
-        update(Participant)
-        .where(Participant.token.in_(bindparam("tokens", expanding=True)))
-        .values(**values, updated_at=bindparam("new_updated_at"))
+            "step": Step.STARTED,
+            "outcome": Outcome.STARTED,
+            "state": CampaignState.COMPLETED if change.complete else None,
+        }
     )
+    call.recorded += 1
+
+
+async def sessions_ended(
+    call: Call, campaign_id: int, numbers: Sequence[int], now: datetime
+) -> None:
+    """These sessions (by number) finished now."""
+    write = {"write": "ended", "at": now, "campaign_id": campaign_id, "numbers": numbers}
+    call.writes.append(write)
+
+
+async def run(connection: AsyncConnection, fence: Fence | None, call: Call) -> list[int]:
+    """Write the call's writes, in the term of `fence` (any, without one): the ids of the
+    sessions recorded. Raises TermPassed, writing nothing, if another process leads since."""
+    driver = await driver_connection(connection)
+    writes = orjson.dumps(call.writes).decode()
+    try:
+        recorded: list[int] = await driver.fetchval(_RUN, fence and fence.term, writes)
+    except asyncpg.PostgresError as error:
+        if fence is None or error.sqlstate != TERM_PASSED:
+            raise
+        fence.superseded(fence.term, str(error))
+        raise TermPassed(str(error)) from None
+    return recorded

@@ -3,8 +3,8 @@
 The room's statements run on plain connections (SQLAlchemy Core), not ORM sessions: they are
 single statements on known tokens, and an ORM session's bookkeeping cost more than the
 statements. The writes every participant causes are a module a database with the same
-functions (`sqlite_writes`, straight to the driver; `postgres_writes`, statements built once),
-chosen once for each change.
+functions (`sqlite_writes`, straight to the driver; `postgres_writes`, one call of a database
+function a batch), chosen once for each change.
 
 Each event's writes are one transaction, and the transactions of all rooms are group-committed
 (`mastok.db.batches`): those asked for while a batch commits go together in the next one, each
@@ -22,14 +22,15 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mastok.clock import aware
 from mastok.db import Database
-from mastok.db.batches import GroupCommit
+from mastok.db.batches import ALONE, Batches, GroupCommit
+from mastok.db.batches import Leave as Alone
 from mastok.db.leader_term import Fence
 from mastok.db.tables import OTreeSession, Participant
 from mastok.live import postgres_writes, sqlite_writes
@@ -50,6 +51,7 @@ from mastok.states import WAITING_STEPS, Outcome, Step
 from mastok.tasks import Spawn
 
 T = TypeVar("T")
+W = TypeVar("W", contravariant=True)  # where a module's writes go
 
 # Within the pool's 5 kept connections (SQLAlchemy's default), beside LightMill's writers.
 WRITERS = 2
@@ -99,29 +101,36 @@ _LIVE_SESSIONS = (
 )
 
 
-class RoomWrites(Protocol):
-    """The writes of every participant, one module a database (`sqlite_writes`,
-    `postgres_writes`): the same changes, stored the same way."""
+class RoomWrites(Protocol[W]):
+    """The writes of every participant, one module a database (`sqlite_writes` into a
+    connection's transaction, `postgres_writes` into a `Call`): the same changes, stored the
+    same way."""
 
-    async def add_participant(
-        self, connection: AsyncConnection, row: Mapping[str, Any]
-    ) -> None: ...
+    async def add_participant(self, into: W, row: Mapping[str, Any]) -> None: ...
 
     async def move(
-        self,
-        connection: AsyncConnection,
-        tokens: Sequence[str],
-        values: dict[str, Any],
-        now: datetime,
+        self, into: W, tokens: Sequence[str], values: dict[str, Any], now: datetime
     ) -> None: ...
 
-    async def ask(
-        self, connection: AsyncConnection, campaign_id: int, number: int, now: datetime
-    ) -> None: ...
+    async def ask(self, into: W, campaign_id: int, number: int, now: datetime) -> None: ...
 
     async def record_session(
-        self, connection: AsyncConnection, campaign_id: int, change: RecordSession, now: datetime
-    ) -> int: ...
+        self, into: W, campaign_id: int, change: RecordSession, now: datetime
+    ) -> int | None: ...
+
+    async def sessions_ended(
+        self, into: W, campaign_id: int, numbers: Sequence[int], now: datetime
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    """One turn's changes to write (PostgreSQL), in the term it was asked for in."""
+
+    campaign_id: int
+    writes: Sequence[Persist]
+    now: datetime
+    fence: Fence | None
 
 
 class Records:
@@ -132,17 +141,22 @@ class Records:
         # On SQLite a transaction's statements wait, and go to aiosqlite's thread together.
         finish = sqlite_writes.flush if db.is_sqlite else None
         self._writes = GroupCommit(db, WRITERS, spawn, finish)
+        # On PostgreSQL the rooms' writes of a batch are one statement, its own transaction.
+        self._room_writes: Batches[_Turn, int | None] = Batches(
+            db, _run_turns, _run_turn, WRITERS, spawn, autocommit=True
+        )
         # The term the rooms' writes are made in (PostgreSQL; set by the leader as its rooms
         # start): each write checks its own, taken when it is asked for.
         self.fence: Fence | None = None
 
     async def commit(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """Another write of the rooms' tables (the progress poller's pages), in the rooms' own
-        group commit. SQLite takes one writer at a time, and a writer held up sleeps in its
-        busy handler (1, 2, 5 ... up to 100 ms between tries, however soon the lock is free):
-        on connections of their own, the poller's writes made the rooms' committer sleep 295
-        ms of 3 s in a closed loop of join flows (strace, bench scenario 2). The statements
-        the rooms left waiting in the transaction run before `work`'s (`sqlite_writes`)."""
+        """Another write of the rooms' tables (the progress poller's pages). On SQLite it goes
+        in the rooms' own group commit: SQLite takes one writer at a time, and a writer held up
+        sleeps in its busy handler (1, 2, 5 ... up to 100 ms between tries, however soon the
+        lock is free): on connections of their own, the poller's writes made the rooms'
+        committer sleep 295 ms of 3 s in a closed loop of join flows (strace, bench scenario
+        2). The statements the rooms left waiting in the transaction run before `work`'s
+        (`sqlite_writes`)."""
         if not self.db.is_sqlite:
             return await self._writes.commit(work)
 
@@ -169,14 +183,16 @@ class Records:
         """Write one event's changes in one transaction; return once they are committed, with
         the database id of the session it recorded, if it recorded one. Raises TermPassed,
         writing nothing, if another process leads since the fence's term began."""
-        fence = self.fence
+        if not self.db.is_sqlite:
+            return await self._room_writes.write(_Turn(campaign_id, writes, now, self.fence))
 
         async def write(connection: AsyncConnection) -> int | None:
-            if fence is not None:
-                await fence.check(connection)
             recorded = None
             for change in _fused(writes):
-                recorded = await _write_change(connection, campaign_id, change, now) or recorded
+                recorded = (
+                    await _write_change(sqlite_writes, connection, campaign_id, change, now)
+                    or recorded
+                )
             return recorded
 
         return await self._writes.commit(write)
@@ -312,17 +328,47 @@ def _limit_values(limit: timedelta) -> dict[str, Any]:
     return {"waiting_limit_seconds": int(limit.total_seconds())}
 
 
+async def _run_turns(
+    connection: AsyncConnection, turns: Sequence[_Turn]
+) -> list[int | Literal[Alone.ALONE] | None]:
+    """The turns' writes in one call (`postgres_writes`), each answered with the id of the
+    session it recorded, if any; a turn asked for in another term than the first's is left
+    to be written alone."""
+    fence = turns[0].fence
+    call = postgres_writes.Call()
+    spans: list[tuple[int, int] | None] = []  # the sessions each turn records, by index
+    for turn in turns:
+        if turn.fence is not fence:
+            spans.append(None)
+            continue
+        before = call.recorded
+        for change in _fused(turn.writes):
+            await _write_change(postgres_writes, call, turn.campaign_id, change, turn.now)
+        spans.append((before, call.recorded))
+    ids = await postgres_writes.run(connection, fence, call)
+    return [
+        ALONE if span is None else (ids[span[1] - 1] if span[1] > span[0] else None)
+        for span in spans
+    ]
+
+
+async def _run_turn(connection: AsyncConnection, turn: _Turn) -> int | None:
+    answer = (await _run_turns(connection, [turn]))[0]
+    assert answer is not ALONE  # one turn is in its own term
+    return answer
+
+
 async def _write_change(
-    connection: AsyncConnection,
+    writes: RoomWrites[W],
+    into: W,
     campaign_id: int,
     change: Persist | _ConsentedAndMoved,
     now: datetime,
 ) -> int | None:
-    """Write one change; the id of the session if it records one."""
-    writes: RoomWrites = sqlite_writes if connection.dialect.name == "sqlite" else postgres_writes
+    """Write one change; the id of the session if it records one (and knows it already)."""
     match change:
         case Ask(number):
-            await writes.ask(connection, campaign_id, number, now)
+            await writes.ask(into, campaign_id, number, now)
         case AddParticipant(token, browser_id, identity, params, outcome):
             row = {
                 "campaign_id": campaign_id,
@@ -336,30 +382,25 @@ async def _write_change(
                 "created_at": now,
                 "updated_at": now,
             }
-            await writes.add_participant(connection, row)
+            await writes.add_participant(into, row)
         case Consented(token, consent_hash):
-            await writes.move(connection, (token,), _consent_values(consent_hash, now), now)
+            await writes.move(into, (token,), _consent_values(consent_hash, now), now)
         case _ConsentedAndMoved(Consented(token, consent_hash), move):
             values = {**_consent_values(consent_hash, now), **_move_values(move)}
-            await writes.move(connection, (token,), values, now)
+            await writes.move(into, (token,), values, now)
         case MarkReady(token):
-            await writes.move(connection, (token,), {"ready_at": now}, now)
+            await writes.move(into, (token,), {"ready_at": now}, now)
         case Move(tokens):
-            await writes.move(connection, tokens, _move_values(change), now)
+            await writes.move(into, tokens, _move_values(change), now)
         case Lengthened(tokens, limit):
-            await writes.move(connection, tokens, _limit_values(limit), now)
+            await writes.move(into, tokens, _limit_values(limit), now)
         case Leave(tokens, outcome):
             values = {"step": Step.LEFT, "outcome": outcome, "ended_at": now}
-            await writes.move(connection, tokens, values, now)
+            await writes.move(into, tokens, values, now)
         case RecordSession():
-            return await writes.record_session(connection, campaign_id, change, now)
+            return await writes.record_session(into, campaign_id, change, now)
         case SessionsEnded(numbers):
-            statement = (
-                update(OTreeSession)
-                .where(OTreeSession.campaign_id == campaign_id)
-                .where(OTreeSession.number.in_(numbers))
-            )
-            await connection.execute(statement.values(finished_at=now))
+            await writes.sessions_ended(into, campaign_id, numbers, now)
     return None
 
 

@@ -64,6 +64,10 @@ _ASSIGN = (
     "start_url = ?, outcome = ?, ended_at = ?, updated_at = ? WHERE token = ?"
 )
 _ASK = f"UPDATE {Campaign.__tablename__} SET session_asked = ?, updated_at = ? WHERE id = ?"
+_SESSIONS_ENDED = (
+    f"UPDATE {OTreeSession.__tablename__} SET finished_at = ? "
+    "WHERE campaign_id = ? AND number IN ({numbers})"
+)
 _COUNT_SESSION = (
     f"UPDATE {Campaign.__tablename__} SET started_sessions = started_sessions + 1, "
     "session_asked = NULL, updated_at = ?{state} WHERE id = ?"
@@ -188,6 +192,14 @@ async def record_session(
     counted = (at, str(CampaignState.COMPLETED)) if change.complete else (at,)
     pending.add(_COUNT_SESSION.format(state=state), (*counted, campaign_id))
     return session_id
+
+
+async def sessions_ended(
+    connection: AsyncConnection, campaign_id: int, numbers: Sequence[int], now: datetime
+) -> None:
+    """These sessions (by number) finished now."""
+    sql = _SESSIONS_ENDED.format(numbers=", ".join("?" * len(numbers)))
+    (await _pending(connection)).add(sql, (stamp(now), campaign_id, *numbers))
 
 
 @lru_cache(maxsize=64)

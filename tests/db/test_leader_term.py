@@ -8,11 +8,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from mastok.db import Database, async_url
 from mastok.db.leader_lock import PostgresLock
@@ -24,6 +23,17 @@ from mastok.live.records import Records
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 WITHIN = 10.0
+# A participant's row as the room adds it (`postgres_writes.add_participant`).
+ROW = {
+    "browser_id": None,
+    "identity": None,
+    "params": None,
+    "step": "landed",
+    "outcome": None,
+    "ended_at": None,
+    "created_at": NOW,
+    "updated_at": NOW,
+}
 LOCK_SESSIONS = "SELECT pid, wait_event_type FROM pg_stat_activity WHERE application_name = $1"
 
 
@@ -128,9 +138,11 @@ async def test_a_write_in_flight_as_the_lock_changes_hands_is_in_before_the_next
     admin = await asyncpg.connect(postgres_database_url)
     try:
         async with leader.db.engine.begin() as connection:  # the rooms' writes, in flight
-            await leader.fence().check(connection)
-            row = {"campaign_id": campaign_id, "token": "in-flight", "step": "landed"}
-            await postgres_writes.add_participant(connection, row)
+            await connection.execute(select(1))  # its transaction begun: the call stays in it
+            call = postgres_writes.Call()
+            row = {"campaign_id": campaign_id, "token": "in-flight", "browser_id": "a"}
+            await postgres_writes.add_participant(call, {**ROW, **row})
+            await postgres_writes.run(connection, leader.fence(), call)
 
             await end_lock_sessions(admin)
             taking = asyncio.create_task(take_lock(standby))
@@ -148,25 +160,19 @@ async def test_a_write_in_flight_as_the_lock_changes_hands_is_in_before_the_next
     assert await tokens(standby.db) == {"in-flight"}  # what its rooms are built from
 
 
-async def test_a_transaction_reads_the_term_once_however_many_writes_it_holds(
+async def test_a_call_of_an_earlier_term_writes_none_of_its_writes(
     processes: tuple[Process, Process, int],
 ) -> None:
-    leader, _, _ = processes
+    leader, _, campaign_id = processes
     assert await leader.lock.try_acquire()
-    reads: list[str] = []
-
-    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if "leader_term" in statement:
-            reads.append(statement)
-
-    event.listen(leader.db.engine.sync_engine, "before_cursor_execute", note)
-    fence = leader.fence()
-    async with leader.db.engine.begin() as connection:  # a batch of the rooms' writes
-        await fence.check(connection)
-        await fence.check(connection)
-    assert len(reads) == 1
-    async with leader.db.engine.begin() as connection:  # the next batch, on the same connection
-        await fence.check(connection)
-        with pytest.raises(TermPassed):  # a write of another term in it: read again
-            await Fence(fence.term - 1, lambda _term, _why: None).check(connection)
-    assert len(reads) == 3
+    stale = Fence(leader.fence().term - 1, lambda term, _why: leader.passed.append(term))
+    call = postgres_writes.Call()
+    for token in ("a", "b"):
+        await postgres_writes.add_participant(
+            call, {**ROW, "campaign_id": campaign_id, "token": token}
+        )
+    async with leader.db.engine.connect() as connection:
+        with pytest.raises(TermPassed, match="another process leads"):
+            await postgres_writes.run(connection, stale, call)
+    assert leader.passed == [stale.term]
+    assert await tokens(leader.db) == set()

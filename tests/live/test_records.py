@@ -320,7 +320,7 @@ async def test_an_ask_is_the_same_on_both_databases(database_url: str) -> None:
 async def test_a_session_recorded_is_the_same_on_both_databases(
     database_url: str, complete: bool
 ) -> None:
-    # SQLite's statements go straight to its driver, PostgreSQL's through SQLAlchemy.
+    # SQLite's statements go straight to its driver, PostgreSQL's in one call of a function.
     db = Database(async_url(database_url))
     try:
         campaign_id = await a_campaign(db)
