@@ -104,7 +104,8 @@ async def run(connection: AsyncConnection, fence: Fence | None, call: Call) -> l
     """Write the call's writes, in the term of `fence` (any, without one): the ids of the
     sessions recorded. Raises TermPassed, writing nothing, if another process leads since."""
     driver = await driver_connection(connection)
-    writes = orjson.dumps(call.writes).decode()
+    # The room's times are aware (UTC): the option keeps a naive one UTC, not the server's zone.
+    writes = orjson.dumps(call.writes, option=orjson.OPT_NAIVE_UTC).decode()
     try:
         recorded: list[int] = await driver.fetchval(_RUN, fence and fence.term, writes)
     except asyncpg.PostgresError as error:

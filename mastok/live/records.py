@@ -53,7 +53,8 @@ from mastok.tasks import Spawn
 T = TypeVar("T")
 W = TypeVar("W", contravariant=True)  # where a module's writes go
 
-# Within the pool's 5 kept connections (SQLAlchemy's default), beside LightMill's writers.
+# Within the pool's 5 kept connections (SQLAlchemy's default), beside LightMill's writers: the
+# rooms' writers, their readers, and one for the other writes (`Records.commit`).
 WRITERS = 2
 READERS = 2
 
@@ -138,9 +139,10 @@ class Records:
         """`spawn`: starts the writers' tasks (the app's task scope)."""
         self.db = db
         self._reads = asyncio.Semaphore(READERS)
-        # On SQLite a transaction's statements wait, and go to aiosqlite's thread together.
+        # On SQLite a transaction's statements wait, and go to aiosqlite's thread together;
+        # the rooms' writes and the others (`commit`) share its one writer.
         finish = sqlite_writes.flush if db.is_sqlite else None
-        self._writes = GroupCommit(db, WRITERS, spawn, finish)
+        self._writes = GroupCommit(db, 1, spawn, finish)
         # On PostgreSQL the rooms' writes of a batch are one statement, its own transaction.
         self._room_writes: Batches[_Turn, int | None] = Batches(
             db, _run_turns, _run_turn, WRITERS, spawn, autocommit=True
