@@ -186,7 +186,8 @@ class Batches(Generic[P, R]):
 class GroupCommit:
     """Transaction closures (`async def work(connection) -> T`) committed together, in the
     order they came, each alone when their batch fails. `finish(connection)` runs last in
-    each transaction, before its commit (statements the closures left waiting, say)."""
+    each transaction, before its commit (statements the closures left waiting, say);
+    `gather_turns`, `hold`: as for `Batches`."""
 
     def __init__(
         self,
@@ -194,6 +195,8 @@ class GroupCommit:
         parallel: int = 1,
         spawn: Spawn | None = None,
         finish: Work | None = None,
+        gather_turns: int = 0,
+        hold: float = HOLD,
     ) -> None:
         async def run_each(connection: AsyncConnection, works: Sequence[Work]) -> list[Any]:
             results = [await work(connection) for work in works]
@@ -204,7 +207,9 @@ class GroupCommit:
         async def run(connection: AsyncConnection, work: Work) -> Any:
             return (await run_each(connection, [work]))[0]
 
-        self._batches: Batches[Work, Any] = Batches(db, run_each, run, parallel, spawn)
+        self._batches: Batches[Work, Any] = Batches(
+            db, run_each, run, parallel, spawn, hold=hold, gather_turns=gather_turns
+        )
 
     async def commit(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """`work`'s result once committed, or what it raised (then alone, nothing of it

@@ -177,6 +177,41 @@ async def test_closures_arriving_together_commit_in_one_transaction(db: Database
     assert await notes(db) == ["a", "b", "c"]
 
 
+async def transactions_of_closures_in_turns(db: Database, turns: int) -> list[list[str]]:
+    """The notes each transaction wrote: one closure asked for alone, then two, the second
+    asked for two turns of the loop after the first (as a post read from its socket)."""
+    transactions: list[list[str]] = []
+    ran: list[str] = []
+
+    async def finish(_connection: AsyncConnection) -> None:
+        transactions.append(ran[:])
+        ran.clear()
+
+    group = GroupCommit(db, finish=finish, gather_turns=turns, hold=3600)
+
+    async def arriving(value: str) -> int:
+        for _ in range(2):
+            await asyncio.sleep(0)
+        return await group.commit(note(value, ran))
+
+    await group.commit(note(f"{turns}a", ran))  # its committer now holds its connection
+    await asyncio.gather(group.commit(note(f"{turns}b", ran)), arriving(f"{turns}c"))
+    for committer in group._batches._committers:  # holding for the hour: let it go
+        committer.cancel()
+    await asyncio.gather(*group._batches._committers, return_exceptions=True)
+    return transactions
+
+
+async def test_closures_gather_what_reaches_the_queue_within_the_committers_turns(
+    db: Database,
+) -> None:
+    """As for `Batches`: the later closure shares its transaction only when the committer lets
+    three turns pass first."""
+    await notes_table(db)
+    assert await transactions_of_closures_in_turns(db, 0) == [["0a"], ["0b"], ["0c"]]
+    assert await transactions_of_closures_in_turns(db, 3) == [["3a"], ["3b", "3c"]]
+
+
 async def test_a_failing_closure_fails_alone(db: Database) -> None:
     await notes_table(db)
     group = GroupCommit(db)

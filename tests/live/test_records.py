@@ -231,6 +231,27 @@ async def test_a_batch_of_turns_goes_to_sqlite_in_one_crossing(
         assert sorted(await tokens_stored(connection)) == [f"t{n}" for n in range(8)]
 
 
+async def test_a_turn_asked_for_a_few_turns_of_the_loop_later_shares_the_crossing(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer lets the loop turn before it takes a batch (records.GATHER_TURNS): a turn
+    whose event was read from its socket as the batch began goes with it."""
+    records = Records(db)
+    await records.persist(1, [AddParticipant("t0", "fp", None, ())], NOW)  # the writer holds
+    crossings = count_crossings(monkeypatch)
+
+    async def arriving() -> None:
+        for _ in range(2):
+            await asyncio.sleep(0)
+        await records.persist(1, [AddParticipant("t2", "fp", None, ())], NOW)
+
+    first = records.persist(1, [AddParticipant("t1", "fp", None, ())], NOW)
+    await asyncio.gather(first, arriving())
+    assert len(crossings) == 1
+    async with db.engine.connect() as connection:
+        assert sorted(await tokens_stored(connection)) == ["t0", "t1", "t2"]
+
+
 async def test_a_session_recorded_crosses_once_more_for_its_id(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
