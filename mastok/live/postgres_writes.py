@@ -3,10 +3,10 @@
 The same writes as `mastok.live.sqlite_writes`, with the same arguments: a row added on Land,
 a move (Agree, a pool's start, a leave, a waiting limit lengthened), a session asked of oTree, a
 session recorded, sessions ended. Here they only add to a `Call`: the batch's writes, in order,
-as the database function `mastok_room_writes` (migration 0016) takes them, a JSON array. `run`
-sends them in one statement, with the leader's term, which the function reads first (with a
-share lock on its row, as `mastok.db.leader_term` needs); it answers with the ids of the sessions
-recorded, in order.
+as the database function `mastok_room_writes` (migrations 0016 and 0017) takes them, a JSON
+array. `run` sends them in one statement, with the leader's term, which the function reads
+first (with a share lock on its row, as `mastok.db.leader_term` needs); it answers with the ids
+of the sessions recorded, in order.
 
 One statement is its own transaction: nothing of the batch is written if any write fails, and a
 passed term writes nothing. It replaced a BEGIN, the term's read, a statement or more a write and

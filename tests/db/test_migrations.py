@@ -486,3 +486,21 @@ async def test_0015_leaves_those_waiting_the_campaigns_limit_and_back(
     await downgrade_url(empty_database_url, "0014")
     assert "waiting_limit_seconds" not in await run_sync(empty_database_url, participant_columns)
     assert await run_sync(empty_database_url, visits) == [("t1", "fp1", "joining", None, False)]
+
+
+def room_writes_source(connection: Connection) -> str:
+    rows = connection.exec_driver_sql(
+        "SELECT prosrc FROM pg_proc WHERE proname = 'mastok_room_writes'"
+    )
+    return str(rows.scalar_one())
+
+
+async def test_0017_matches_tokens_by_an_array_and_back(postgres_empty_database_url: str) -> None:
+    url = postgres_empty_database_url
+    await migrate_url(url)
+    assert "p.token = ANY (tokens)" in await run_sync(url, room_writes_source)
+
+    await downgrade_url(url, "0016")
+    assert "p.token IN (SELECT" in await run_sync(url, room_writes_source)
+    await migrate_url(url)
+    assert "p.token = ANY (tokens)" in await run_sync(url, room_writes_source)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from mastok.clock import aware
 from mastok.db import Database, async_url
+from mastok.db.engine import driver_connection
 from mastok.db.leader_term import Fence, TermPassed
 from mastok.db.tables import OTreeSession, Participant
 from mastok.live import postgres_writes
@@ -207,3 +208,66 @@ async def test_sessions_ended_are_the_same_on_both_databases(database_url: str) 
         assert finished == {1: later, 2: None, 3: later}
     finally:
         await db.close()
+
+
+STORED = 20_000  # participants of other campaigns, stored after the function's plans were made
+
+
+async def a_call(campaign_id: int, tokens: list[str], number: int) -> postgres_writes.Call:
+    """A move of two participants, a session recorded for two others, and sessions ended."""
+    call = postgres_writes.Call()
+    await postgres_writes.move(call, tokens[:2], {"step": Step.PENDING}, NOW)
+    session = CreatedSession(f"S{number}", f"c/{number}", "http://otree/S", (("a", "u"),) * 2)
+    assignments = ((tokens[2], "a", "u"), (tokens[3], "b", "u"))
+    recorded = RecordSession(number, session, assignments, False)
+    await postgres_writes.record_session(call, campaign_id, recorded, NOW)
+    await postgres_writes.sessions_ended(call, campaign_id, [1, 2], NOW)
+    return call
+
+
+async def test_each_write_finds_its_rows_by_an_index_however_small_the_table_was(
+    db: Database,
+) -> None:
+    """A move, a session recorded and sessions ended read their rows through the tables'
+    unique indexes, in the plans a connection keeps from its first calls (made when a fresh
+    database held a few participants): a plan reading every participant slowed each write as
+    a study went on, with nothing to replace it (an ANALYZE does, a minute or more later)."""
+    campaign_id = await a_campaign(db)
+    first = ["f1", "f2", "f3", "f4"]
+    plans: list[str] = []
+    async with db.engine.connect() as connection:
+        driver = await driver_connection(connection)
+        for token in first:
+            await Records(db).persist(campaign_id, [AddParticipant(token, "fp")], NOW)
+        await driver.execute(
+            "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0;"
+            " SET auto_explain.log_nested_statements = on; SET auto_explain.log_level = notice;"
+            " SET client_min_messages = notice; SET plan_cache_mode = force_generic_plan"
+        )
+        await postgres_writes.run(connection, None, await a_call(campaign_id, first, 1))
+        await driver.execute(
+            "INSERT INTO participants (campaign_id, token, step, created_at, updated_at)"
+            " SELECT $1, 'p' || n, 'joining', now(), now() FROM generate_series(1, $2) AS n",
+            campaign_id,
+            STORED,
+        )
+        await driver.execute(
+            "INSERT INTO sessions (campaign_id, number, mastok_id, otree_code, admin_url, size,"
+            " created_at) SELECT $1, n, 'earlier/' || n, 'S' || n, 'u', 2, now()"
+            " FROM generate_series(3, $2) AS n",
+            campaign_id,
+            STORED // 2,
+        )
+        driver.add_log_listener(lambda _, message: plans.append(message.message))
+
+        tokens = ["p1", "p2", "p3", "p4"]
+        await postgres_writes.run(connection, None, await a_call(campaign_id, tokens, STORED))
+        await connection.commit()
+
+    updates = [plan for plan in plans if "Update on participants" in plan]
+    ended = [plan for plan in plans if "Update on sessions" in plan]
+    assert len(updates) == 2 and len(ended) == 1
+    assert all("uq_participants_token" in plan and "Seq Scan" not in plan for plan in updates)
+    assert "uq_sessions_campaign_id" in ended[0] and "Seq Scan" not in ended[0]
+    stored = await rows(db)
+    assert [stored[token].step for token in tokens] == [Step.PENDING] * 2 + [Step.STARTED] * 2
