@@ -149,8 +149,8 @@ class Records:
         # On SQLite a transaction's statements wait, and go to aiosqlite's thread together;
         # the rooms' writes and the others (`commit`) share its one writer.
         finish = sqlite_writes.flush if db.is_sqlite else None
-        gather = SQLITE_GATHER_TURNS if db.is_sqlite else 0
-        self._writes = GroupCommit(db, 1, spawn, finish, gather)
+        gather_turns = SQLITE_GATHER_TURNS if db.is_sqlite else 0
+        self._writes = GroupCommit(db, 1, spawn, finish, gather_turns=gather_turns)
         # On PostgreSQL the rooms' writes of a batch are one statement, its own transaction.
         self._room_writes: Batches[_Turn, int | None] = Batches(
             db, _run_turns, _run_turn, WRITERS, spawn, autocommit=True
