@@ -22,7 +22,9 @@ import logging
 import logging.handlers
 import queue
 import sys
+import threading
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -40,6 +42,7 @@ JSON_LEFT_OUT = (*RESERVED_ATTRS, "color_message")
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 WAITING_LINES = 10_000
 DRAIN_SECONDS = 5.0  # how long a stopping server waits for its lines to be written
+GATHER_SECONDS = 0.05  # how long the writer waits for more lines before it writes what came
 
 
 def utc_time(record: logging.LogRecord) -> str:
@@ -92,18 +95,46 @@ def dict_config(log_format: LogFormat = "text", level: str = "INFO") -> dict[str
 
 class LinesOffTheLoop(logging.handlers.QueueHandler):
     """Formats each record where it is logged; a thread of its own writes the lines to
-    `stream` (stderr by default), in order. Closing it writes what waits, then ends the
-    thread."""
+    `stream` (stderr by default), in order, those waiting together (after `gather` seconds
+    for more to come). Closing it writes what waits, then ends the thread."""
 
-    def __init__(self, stream: Any = None, waiting: int = WAITING_LINES) -> None:
+    def __init__(
+        self, stream: Any = None, waiting: int = WAITING_LINES, gather: float = GATHER_SECONDS
+    ) -> None:
         super().__init__(queue.Queue(waiting))
         self.dropped = 0
-        writer = logging.StreamHandler(stream if stream is not None else sys.stderr)
-        writer.setFormatter(logging.Formatter("%(message)s"))  # the line, formatted already
-        self._listener: logging.handlers.QueueListener | None = logging.handlers.QueueListener(
-            self.queue, writer
+        self.stream = stream if stream is not None else sys.stderr
+        self.gather = gather
+        self._writer: threading.Thread | None = threading.Thread(
+            target=self._write_lines, name="mastok-log-lines", daemon=True
         )
-        self._listener.start()
+        self._writer.start()
+
+    def _write_lines(self) -> None:
+        """Until the end (a None): the lines waiting, in one write."""
+        waiting: queue.Queue[logging.LogRecord | None] = self.queue  # type: ignore[assignment]
+        ended = False
+        while not ended:
+            taken = [waiting.get()]
+            if taken[0] is not None and self.gather > 0:
+                time.sleep(self.gather)
+            with contextlib.suppress(queue.Empty):
+                while taken[-1] is not None and len(taken) <= waiting.maxsize:
+                    taken.append(waiting.get_nowait())
+            ended = taken[-1] is None
+            self._write(record for record in taken if record is not None)
+            for _ in taken:
+                waiting.task_done()
+
+    def _write(self, records: Iterable[logging.LogRecord]) -> None:
+        text = "".join(f"{record.msg}\n" for record in records)  # formatted by `prepare`
+        if not text:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):  # stderr closed or gone: nowhere left to say so
+            pass
 
     def enqueue(self, record: logging.LogRecord) -> None:
         if self.dropped:
@@ -131,11 +162,12 @@ class LinesOffTheLoop(logging.handlers.QueueHandler):
             time.sleep(0.005)
 
     def close(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
             self.drain()
             with contextlib.suppress(queue.Full):  # lines not written in time are left
-                listener.stop()
+                self.queue.put_nowait(None)
+                writer.join(DRAIN_SECONDS)
         super().close()
 
 

@@ -1,16 +1,20 @@
 """Log lines written off the event loop (mastok/logs.py `LinesOffTheLoop`): a logging call
 never waits for the stream, lines come out in order, past the bound they are dropped and
-counted, and closing writes what waits. The stream here is a gate the test opens."""
+counted, closing writes what waits, and the lines waiting go in one write. The stream here is
+a gate the test opens."""
 
 from __future__ import annotations
 
 import io
 import logging
+import re
 import threading
 from collections.abc import Iterator
 
 import pytest
 
+from mastok import logs
+from mastok.config import PROJECT_ROOT
 from mastok.logs import LinesOffTheLoop, TextFormatter
 
 
@@ -22,7 +26,10 @@ class GatedStream(io.StringIO):
         self.opened = threading.Event()
         self.writing = threading.Event()
 
+        self.writes: list[str] = []
+
     def write(self, text: str) -> int:
+        self.writes.append(text)
         self.writing.set()
         assert self.opened.wait(10), "the gate was never opened"
         return super().write(text)
@@ -35,7 +42,7 @@ def stream() -> GatedStream:
 
 @pytest.fixture
 def handler(stream: GatedStream) -> Iterator[LinesOffTheLoop]:
-    handler = LinesOffTheLoop(stream, waiting=3)
+    handler = LinesOffTheLoop(stream, waiting=3, gather=0)
     handler.setFormatter(TextFormatter())
     yield handler
     stream.opened.set()
@@ -107,3 +114,26 @@ def test_an_error_keeps_its_traceback(
     written = stream.getvalue()
     assert "ERROR mastok.test.lines: failed" in written
     assert "ValueError: kept" in written
+
+
+def test_the_lines_waiting_go_in_one_write(
+    stream: GatedStream, handler: LinesOffTheLoop, logger: logging.Logger
+) -> None:
+    logger.info("first")
+    assert stream.writing.wait(10)
+    for text in ("two", "three", "four"):  # waiting while the first is written
+        logger.info(text)
+    stream.opened.set()
+    handler.close()
+
+    assert [len(text.splitlines()) for text in stream.writes] == [1, 3]
+    assert messages(stream) == ["first", "two", "three", "four"]
+
+
+def test_the_readme_says_how_lines_wait_as_the_writer_does() -> None:
+    readme = " ".join((PROJECT_ROOT / "README.md").read_text().split())
+    said = re.search(r"at most ([\d.]+) s after the first of them", readme)
+    bound = re.search(r"if it falls ([\d,]+) lines behind", readme)
+    assert said is not None and bound is not None
+    assert float(said.group(1)) == logs.GATHER_SECONDS
+    assert int(bound.group(1).replace(",", "")) == logs.WAITING_LINES
