@@ -113,13 +113,14 @@ class LinesOffTheLoop(logging.handlers.QueueHandler):
     def _write_lines(self) -> None:
         """Until the end (a None): the lines waiting, in one write."""
         waiting: queue.Queue[logging.LogRecord | None] = self.queue  # type: ignore[assignment]
+        most = waiting.maxsize or WAITING_LINES  # a write's lines: the bound, if any
         ended = False
         while not ended:
             taken = [waiting.get()]
             if taken[0] is not None and self.gather > 0:
                 time.sleep(self.gather)
             with contextlib.suppress(queue.Empty):
-                while taken[-1] is not None and len(taken) <= waiting.maxsize:
+                while taken[-1] is not None and len(taken) <= most:
                     taken.append(waiting.get_nowait())
             ended = taken[-1] is None
             self._write(record for record in taken if record is not None)
@@ -130,11 +131,11 @@ class LinesOffTheLoop(logging.handlers.QueueHandler):
         text = "".join(f"{record.msg}\n" for record in records)  # formatted by `prepare`
         if not text:
             return
-        try:
+        # With stderr broken there is nowhere to say so, and the thread must live on for the
+        # lines after it (logging's own handlers go on the same way).
+        with contextlib.suppress(Exception):
             self.stream.write(text)
             self.stream.flush()
-        except (OSError, ValueError):  # stderr closed or gone: nowhere left to say so
-            pass
 
     def enqueue(self, record: logging.LogRecord) -> None:
         if self.dropped:

@@ -25,7 +25,6 @@ class GatedStream(io.StringIO):
         super().__init__()
         self.opened = threading.Event()
         self.writing = threading.Event()
-
         self.writes: list[str] = []
 
     def write(self, text: str) -> int:
@@ -137,3 +136,36 @@ def test_the_readme_says_how_lines_wait_as_the_writer_does() -> None:
     assert said is not None and bound is not None
     assert float(said.group(1)) == logs.GATHER_SECONDS
     assert int(bound.group(1).replace(",", "")) == logs.WAITING_LINES
+
+
+class BrokenOnce(io.StringIO):
+    """A stream whose first write fails (stderr's reader gone for a moment)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def write(self, text: str) -> int:
+        if not self.failed:
+            self.failed = True
+            raise OSError("broken pipe")
+        return super().write(text)
+
+
+def test_a_failed_write_does_not_stop_the_lines_after_it() -> None:
+    stream = BrokenOnce()
+    handler = LinesOffTheLoop(stream, gather=0)
+    handler.setFormatter(TextFormatter())
+    logger = logging.getLogger("mastok.test.broken")
+    logger.propagate, logger.level = False, logging.INFO
+    logger.addHandler(handler)
+    try:
+        logger.info("lost with the write")
+        handler.drain()
+        logger.info("after")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+    assert stream.failed
+    assert [line.split(": ", 1)[1] for line in stream.getvalue().splitlines()] == ["after"]
