@@ -13,6 +13,13 @@ log driver, a busy disk), and the event loop then waited with it, every particip
 and every page: 500 supervisors connecting (a line each) stopped the loop for 20 to 54 ms at a
 time while the disk was busy (bench scenario 7). At most `WAITING_LINES` wait; past that, lines
 are dropped and counted, and the count is written once there is room again.
+
+The thread writes the lines waiting together, in one write. Woken for each line (uvicorn's line
+for each participant's socket), it took a twentieth of the server's CPU, and the loop's thread
+lost the GIL to it each time (bench/README.md, scenario 1). So uvicorn's own lines (`may_wait`:
+its INFO lines, one a socket and one a request) wait up to `GATHER_SECONDS` for others; any other
+line (mastok's, and every warning and error) is written at once, with those waiting before it:
+a process killed outright loses at most the last moment of uvicorn's lines, not mastok's.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ JSON_LEFT_OUT = (*RESERVED_ATTRS, "color_message")
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 WAITING_LINES = 10_000
 DRAIN_SECONDS = 5.0  # how long a stopping server waits for its lines to be written
-GATHER_SECONDS = 0.05  # how long the writer waits for more lines before it writes what came
+GATHER_SECONDS = 0.05  # how long uvicorn's lines wait for more before they are written
 
 
 def utc_time(record: logging.LogRecord) -> str:
@@ -93,10 +100,16 @@ def dict_config(log_format: LogFormat = "text", level: str = "INFO") -> dict[str
     }
 
 
+def may_wait(record: logging.LogRecord) -> bool:
+    """uvicorn's INFO lines (one a socket, one a request) may wait for others to be written."""
+    return record.name.startswith("uvicorn") and record.levelno < logging.WARNING
+
+
 class LinesOffTheLoop(logging.handlers.QueueHandler):
     """Formats each record where it is logged; a thread of its own writes the lines to
-    `stream` (stderr by default), in order, those waiting together (after `gather` seconds
-    for more to come). Closing it writes what waits, then ends the thread."""
+    `stream` (stderr by default), in order, those waiting together: after `gather` seconds
+    for more to come if the first `may_wait`, at once if not, or once one that may not comes.
+    Closing it writes what waits, then ends the thread."""
 
     def __init__(
         self, stream: Any = None, waiting: int = WAITING_LINES, gather: float = GATHER_SECONDS
@@ -105,6 +118,7 @@ class LinesOffTheLoop(logging.handlers.QueueHandler):
         self.dropped = 0
         self.stream = stream if stream is not None else sys.stderr
         self.gather = gather
+        self._hurry = threading.Event()  # a line that may not wait is waiting
         self._writer: threading.Thread | None = threading.Thread(
             target=self._write_lines, name="mastok-log-lines", daemon=True
         )
@@ -117,8 +131,9 @@ class LinesOffTheLoop(logging.handlers.QueueHandler):
         ended = False
         while not ended:
             taken = [waiting.get()]
-            if taken[0] is not None and self.gather > 0:
-                time.sleep(self.gather)
+            if taken[0] is not None and may_wait(taken[0]):
+                self._hurry.wait(self.gather)
+            self._hurry.clear()  # what made it hurry is taken below
             with contextlib.suppress(queue.Empty):
                 while taken[-1] is not None and len(taken) <= most:
                     taken.append(waiting.get_nowait())
@@ -150,14 +165,19 @@ class LinesOffTheLoop(logging.handlers.QueueHandler):
             with contextlib.suppress(queue.Full):
                 self.queue.put_nowait(self.prepare(lost))
                 self.dropped = 0
+                self._hurry.set()
         try:
             self.queue.put_nowait(record)
         except queue.Full:
             self.dropped += 1
+            return
+        if not may_wait(record):
+            self._hurry.set()
 
     def drain(self, within: float = DRAIN_SECONDS) -> None:
         """Wait until every line waiting is written (at most `within` seconds)."""
         deadline = time.monotonic() + within
+        self._hurry.set()
         waiting: queue.Queue[logging.LogRecord] = self.queue  # type: ignore[assignment]
         while waiting.unfinished_tasks and time.monotonic() < deadline:
             time.sleep(0.005)

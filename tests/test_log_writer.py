@@ -1,7 +1,7 @@
 """Log lines written off the event loop (mastok/logs.py `LinesOffTheLoop`): a logging call
 never waits for the stream, lines come out in order, past the bound they are dropped and
-counted, closing writes what waits, and the lines waiting go in one write. The stream here is
-a gate the test opens."""
+counted, closing writes what waits, the lines waiting go in one write, and only uvicorn's INFO
+lines wait for others. The stream here is a gate the test opens."""
 
 from __future__ import annotations
 
@@ -131,8 +131,8 @@ def test_the_lines_waiting_go_in_one_write(
 
 def test_the_readme_says_how_lines_wait_as_the_writer_does() -> None:
     readme = " ".join((PROJECT_ROOT / "README.md").read_text().split())
-    said = re.search(r"at most ([\d.]+) s after the first of them", readme)
-    bound = re.search(r"if it falls ([\d,]+) lines behind", readme)
+    said = re.search(r"wait up to ([\d.]+) s for others", readme)
+    bound = re.search(r"falls ([\d,]+) lines behind", readme)
     assert said is not None and bound is not None
     assert float(said.group(1)) == logs.GATHER_SECONDS
     assert int(bound.group(1).replace(",", "")) == logs.WAITING_LINES
@@ -169,3 +169,29 @@ def test_a_failed_write_does_not_stop_the_lines_after_it() -> None:
 
     assert stream.failed
     assert [line.split(": ", 1)[1] for line in stream.getvalue().splitlines()] == ["after"]
+
+
+def test_only_uvicorns_info_lines_wait_for_others() -> None:
+    """With a minute's gather, mastok's line (and every warning) still goes at once, taking
+    uvicorn's line waiting before it along; uvicorn's line alone waits (until closed)."""
+    stream = io.StringIO()
+    handler = LinesOffTheLoop(stream, gather=60)
+    handler.setFormatter(TextFormatter())
+    uvicorn, mastok = logging.getLogger("uvicorn.error"), logging.getLogger("mastok.test.at_once")
+    record = uvicorn.makeRecord("uvicorn.error", logging.INFO, "", 0, "socket accepted", (), None)
+    assert logs.may_wait(record)
+    assert not logs.may_wait(mastok.makeRecord("mastok", logging.INFO, "", 0, "x", (), None))
+    assert not logs.may_wait(uvicorn.makeRecord("uvicorn", logging.WARNING, "", 0, "x", (), None))
+    try:
+        handler.handle(record)
+        handler.handle(mastok.makeRecord("mastok.live", logging.INFO, "", 0, "started", (), None))
+        for _ in range(1000):  # the writer writes both long before the minute is up
+            if stream.getvalue().count("\n") == 2:
+                break
+            threading.Event().wait(0.01)
+        assert stream.getvalue().splitlines()[0].endswith("uvicorn.error: socket accepted")
+        assert stream.getvalue().splitlines()[1].endswith("mastok.live: started")
+        handler.handle(record)
+    finally:
+        handler.close()  # writes the line still waiting, without its minute
+    assert stream.getvalue().count("socket accepted") == 2
