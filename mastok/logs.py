@@ -102,7 +102,7 @@ def dict_config(log_format: LogFormat = "text", level: str = "INFO") -> dict[str
 
 def may_wait(record: logging.LogRecord) -> bool:
     """uvicorn's INFO lines (one a socket, one a request) may wait for others to be written."""
-    return record.name.startswith("uvicorn") and record.levelno < logging.WARNING
+    return record.name in UVICORN_LOGGERS and record.levelno < logging.WARNING
 
 
 class LinesOffTheLoop(logging.handlers.QueueHandler):
