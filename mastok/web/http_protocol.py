@@ -8,7 +8,8 @@ first byte; and closes one whose body arrives slower than `MIN_BODY_RATE` bytes 
 average once `BODY_GRACE_SECONDS` have passed. A join socket from an address that holds all
 the sockets it may, or that opened all it may this minute, is answered 403 or 429 before its
 handshake (`JoinGate`, handed over in the app's lifespan state): a flood of them costs a few
-microseconds each, not a WebSocket handshake through the app. An answer of known length is
+microseconds each, not a WebSocket handshake through the app; one from an address that holds
+all it may, its head whole in the connection's first read, before the parser even reads it. An answer of known length is
 written in one write, head and body (response_writes.py). Everything else is uvicorn's.
 """
 
@@ -54,6 +55,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._in_head:
             if self._head_bytes == 0 and self._head_timer is None:
+                if self.cycle is None and self._refused_on_sight(data):
+                    return
                 self._head_timer = self.loop.call_later(self.head_seconds, self._head_too_slow)
             # Only the head counts: a body (a design of megabytes) comes in the same reads.
             end = (self._head_tail + data).find(b"\r\n\r\n")
@@ -109,6 +112,25 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 self._answer(refusal.status, refusal.reason, refusal.text)
                 return
         super().handle_websocket_upgrade()
+
+    def _refused_on_sight(self, data: bytes) -> bool:
+        """Refuse a connection's first request, a join socket's from an address that holds all
+        the sockets it may, before the parser: an attack of idle sockets sends thousands of them
+        at once, each refused again every few seconds. Only a whole head read at once: closing
+        on a head still coming would reset the connection before the client reads the answer."""
+        gate: JoinGate | None = self.app_state.get(JOIN_GATE)
+        if gate is None or not data.startswith(gate.request_start):
+            return False
+        if data[len(gate.request_start) : len(gate.request_start) + 1] not in (b" ", b"?"):
+            return False
+        address = self.client[0] if self.client else ""
+        if b"\r\n\r\n" not in data or self._from_trusted_proxy(address):
+            return False
+        refusal = gate.refusal_if_full(address)
+        if refusal is None:
+            return False
+        self._answer(refusal.status, refusal.reason, refusal.text)
+        return True
 
     def _from_trusted_proxy(self, address: str) -> bool:
         if not self.config.proxy_headers:

@@ -19,6 +19,7 @@ a flood of refusals costs microseconds each (issue 13).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from collections import OrderedDict, deque
@@ -194,15 +195,26 @@ class JoinGate:
     limits: ParticipantLimits
     path: str  # the join socket's, with the web prefix
 
+    @functools.cached_property
+    def request_start(self) -> bytes:
+        """How a request for a join socket begins, up to its path's end."""
+        return b"GET " + self.path.encode("latin-1")
+
     def refusal(self, path: str, address: str) -> Refusal | None:
         """How a socket to `path` from `address` is refused (counted as such), if it is."""
         if path != self.path:
             return None
-        if self.limits.full(address):
-            self.limits.note_refused(address, PAST_OPEN_SOCKETS)
-            return TOO_MANY_OPEN
+        if (refused := self.refusal_if_full(address)) is not None:
+            return refused
         if not self.limits.may_open(address):
             self.limits.note_refused(address, PAST_OPENINGS)
             return TOO_MANY_OPENED
         self.limits.arrives(address)
         return None
+
+    def refusal_if_full(self, address: str) -> Refusal | None:
+        """The refusal (counted) of a join socket from `address` if it holds all it may."""
+        if not self.limits.full(address):
+            return None
+        self.limits.note_refused(address, PAST_OPEN_SOCKETS)
+        return TOO_MANY_OPEN

@@ -1,13 +1,16 @@
 """Request heads and slow clients bounded (mastok/web/http_protocol.py) on a real uvicorn
 configured as `mastok serve` configures it, over raw sockets: a huge head gets 431, a head or
-a body that trickles in is cut off, while ordinary requests and sockets carry on."""
+a body that trickles in is cut off, while ordinary requests and sockets carry on; a join
+socket from an address that holds all it may is refused before the parser reads it."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, ClassVar
 
 import pytest
 from starlette.applications import Starlette
@@ -17,8 +20,10 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from websockets.asyncio.client import connect
 
+from mastok.clock import ManualClock
 from mastok.serving import uvicorn_config
 from mastok.web.http_protocol import BoundedHttpToolsProtocol
+from mastok.web.participant_limits import JOIN_GATE, TOO_MANY_OPEN, JoinGate, ParticipantLimits
 from tests.fixtures.live import ThreadServer
 
 
@@ -139,3 +144,106 @@ def test_a_socket_outlives_the_body_bounds(port: int) -> None:
             return str(await websocket.recv())
 
     assert asyncio.run(talk()) == "still here"
+
+
+class Counted(Quick):
+    """Counts the request heads its parser begins (a class's count: the server has a thread)."""
+
+    heads_parsed: ClassVar[int] = 0
+
+    def on_message_begin(self) -> None:
+        Counted.heads_parsed += 1
+        super().on_message_begin()
+
+
+def gated(limits: ParticipantLimits) -> Starlette:
+    """An app whose lifespan hands the HTTP protocol a join gate on `/ws`, as mastok's does."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        yield {JOIN_GATE: JoinGate(limits, "/ws")}
+
+    routes = [Route("/", echo), WebSocketRoute("/ws", hold), WebSocketRoute("/wsx", hold)]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+@pytest.fixture
+def full_address() -> Iterator[int]:
+    """A gated server before which 127.0.0.1 holds all the join sockets it may (one)."""
+    limits = ParticipantLimits(ManualClock(), max_open=1)
+    assert limits.opened("127.0.0.1") is None
+    Counted.heads_parsed = 0
+    with ThreadServer.running(gated(limits), http=Counted) as served:
+        yield served
+
+
+def upgrade(path: str = "/ws") -> bytes:
+    return (
+        f"GET {path}?slug=s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
+def refused_as_full(received: bytes) -> bool:
+    return received.startswith(b"HTTP/1.1 403 Forbidden\r\n") and received.endswith(
+        TOO_MANY_OPEN.text.encode()
+    )
+
+
+def test_a_join_socket_from_a_full_address_is_refused_before_the_parser(
+    full_address: int,
+) -> None:
+    """A flood of idle sockets is thousands of these at once (bench/README.md, scenario 9)."""
+    client = connected(full_address)
+    client.sendall(upgrade())  # one small write: one read
+    assert refused_as_full(answer(client))
+    assert Counted.heads_parsed == 0
+
+
+def test_a_join_head_in_two_writes_is_refused_all_the_same(full_address: int) -> None:
+    client = connected(full_address)
+    head = upgrade()
+    client.sendall(head[:20])
+    client.sendall(head[20:])
+    assert refused_as_full(answer(client))
+
+
+def test_a_join_socket_after_another_request_on_its_connection_is_refused_by_the_parser(
+    full_address: int,
+) -> None:
+    client = connected(full_address)
+    client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    received = b""
+    while not received.endswith(b"got 0"):
+        received += client.recv(65536)
+    client.sendall(upgrade())
+    assert refused_as_full(answer(client))
+    assert Counted.heads_parsed == 2
+
+
+def test_a_full_address_still_opens_other_sockets_and_a_trusted_proxys_go_on(
+    full_address: int,
+) -> None:
+    """A path that only begins as the join socket's is another socket."""
+
+    async def talk(port: int, path: str) -> str:
+        async with connect(f"ws://127.0.0.1:{port}{path}") as websocket:
+            await websocket.send("hello")
+            return str(await websocket.recv())
+
+    assert asyncio.run(talk(full_address, "/wsx")) == "hello"
+    limits = ParticipantLimits(ManualClock(), max_open=1)
+    assert limits.opened("127.0.0.1") is None
+    app = gated(limits)
+    with ThreadServer.running(app, http=Counted, trusted_proxies="127.0.0.1") as proxied:
+        assert asyncio.run(talk(proxied, "/ws")) == "hello"  # the app's to count
+
+
+def test_an_address_with_room_opens_its_join_socket() -> None:
+    limits = ParticipantLimits(ManualClock(), max_open=1)
+    with ThreadServer.running(gated(limits), http=Counted) as served:
+        client = connected(served)
+        client.sendall(upgrade())
+        assert client.recv(65536).startswith(b"HTTP/1.1 101 ")
+        client.close()

@@ -95,12 +95,15 @@ def test_the_gate_refuses_only_join_sockets_past_a_bound() -> None:
     assert gate.refusal("/p/ws/join", "a") is None  # a token taken
     assert limits.opened("a") is None
     assert gate.refusal("/p/ws/join", "a") == TOO_MANY_OPEN  # holds all it may
+    assert gate.refusal_if_full("a") == TOO_MANY_OPEN  # asked before the path is parsed
+    assert gate.request_start == b"GET /p/ws/join"
     assert gate.refusal("/p/ws/campaigns/supervise", "a") is None  # not a join socket
     limits.closed("a")
     assert gate.refusal("/p/ws/join", "a") is None  # the second token
     assert limits.opened("a") is None  # taken at the gate, not again
     limits.closed("a")
     assert gate.refusal("/p/ws/join", "a") == TOO_MANY_OPENED
+    assert gate.refusal_if_full("b") is None
     assert gate.refusal("/p/ws/join", "b") is None
 
 
