@@ -9,8 +9,9 @@ average once `BODY_GRACE_SECONDS` have passed. A join socket from an address tha
 the sockets it may, or that opened all it may this minute, is answered 403 or 429 before its
 handshake (`JoinGate`, handed over in the app's lifespan state): a flood of them costs a few
 microseconds each, not a WebSocket handshake through the app; one from an address that holds
-all it may, its head whole in the connection's first read, before the parser even reads it. An answer of known length is
-written in one write, head and body (response_writes.py). Everything else is uvicorn's.
+all it may, its head whole in the connection's first read, before the parser even reads it.
+An answer of known length is written in one write, head and body (response_writes.py).
+Everything else is uvicorn's.
 """
 
 from __future__ import annotations
