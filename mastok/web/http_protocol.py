@@ -101,10 +101,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def handle_websocket_upgrade(self) -> None:
         self._stop_body_watch()  # the socket's protocol takes the transport over
         gate: JoinGate | None = self.app_state.get(JOIN_GATE)
-        address = self.client[0] if self.client else ""
-        # Through a trusted proxy the client's address is in a header the app reads: the gate
-        # would count everyone behind the proxy as one (the app's own checks still apply).
-        if gate is not None and not self._from_trusted_proxy(address):
+        if gate is not None and (address := self._gated_address()) is not None:
             # An upgrade's scope has no path yet: the raw target's (a path spelt otherwise,
             # such as percent-encoded, goes on to the app, which refuses it the same way).
             path = self.url.partition(b"?")[0].decode("latin-1")
@@ -122,16 +119,23 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         gate: JoinGate | None = self.app_state.get(JOIN_GATE)
         if gate is None or not data.startswith(gate.request_start):
             return False
-        if data[len(gate.request_start) : len(gate.request_start) + 1] not in (b" ", b"?"):
+        if not data.startswith((b" ", b"?"), len(gate.request_start)) or b"\r\n\r\n" not in data:
             return False
-        address = self.client[0] if self.client else ""
-        if b"\r\n\r\n" not in data or self._from_trusted_proxy(address):
+        address = self._gated_address()
+        if address is None:
             return False
         refusal = gate.refusal_if_full(address)
         if refusal is None:
             return False
         self._answer(refusal.status, refusal.reason, refusal.text)
         return True
+
+    def _gated_address(self) -> str | None:
+        """The client's address as the join gate counts it; None through a trusted proxy,
+        where the client's address is in a header the app reads: the gate would count everyone
+        behind the proxy as one (the app's own checks still apply)."""
+        address = self.client[0] if self.client else ""
+        return None if self._from_trusted_proxy(address) else address
 
     def _from_trusted_proxy(self, address: str) -> bool:
         if not self.config.proxy_headers:
