@@ -572,8 +572,16 @@ def _two_processes_target(pair: dict[str, Any]) -> dict[str, Any]:
         f"CPU share: leader {share.get('leader')}, standby {share.get('standby')}, PostgreSQL "
         f"{share.get('database')}, wrk {two['wrk_cpu_share']}; lost {pair['lost']}, "
         f"doubled {_doubled(exported)}, locks honoured: {pair['locks']['honoured']}"
+        + _rounds_sentence(pair.get("round_ratios"))
         + _machine_sentence(pair.get("machine") or {}),
     )
+
+
+def _rounds_sentence(ratios: list[float | None] | None) -> str:
+    """Each round's ratio, pooled above (bench/logging_pair.round_ratios)."""
+    if not ratios:
+        return ""
+    return "; each round's ratio " + " / ".join(f"{_fmt(r)}x" for r in ratios)
 
 
 def _machine_sentence(machine: dict[str, Any]) -> str:
