@@ -43,7 +43,7 @@ from mastok.config import PROJECT_ROOT
 
 # One process, then two, in turns, this many times. The machine's speed drifts within seconds:
 # a round's ratio read 1.21 to 1.46 within one run of three rounds here (2-core AMD EPYC), so
-# four rounds of each, pooled, where two read the target's side of 1.3x by chance.
+# four rounds of each are pooled, where two rounds alone landed on either side of 1.3x by chance.
 ROUNDS = 4
 
 
