@@ -13,6 +13,7 @@ the standby.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import math
@@ -61,7 +62,7 @@ def two_processes(ctx: Context, connections: int, seconds: float, warm_up: float
             standby = servers.start_mastok(ctx.workdir, "mastok-pair-standby", url, NO_OTREE)
             try:
                 pair = (leader, standby)
-                out = _runs(ctx, pair, connections, blocks, seconds, warm_up, database_pid)
+                out = _runs(ctx, pair, url, connections, blocks, seconds, warm_up, database_pid)
                 out["roles"] = {"leader": _role(leader), "standby": _role(standby)}
             finally:
                 standby.stop()
@@ -74,17 +75,19 @@ def two_processes(ctx: Context, connections: int, seconds: float, warm_up: float
 def _runs(
     ctx: Context,
     pair: tuple[servers.Mastok, servers.Mastok],
+    url: str,
     connections: int,
     blocks: int,
     seconds: float,
     warm_up: float,
     database_pid: int | None,
 ) -> dict[str, Any]:
-    """A warm-up through both, then one process and two in turns (ROUNDS of each, `seconds`
-    each): other work on the machine weighs on both alike."""
+    """The database settled, a warm-up through both, then one process and two in turns
+    (ROUNDS of each, `seconds` each): other work on the machine weighs on both alike."""
     leader, standby = pair
     # One run more than connections: the lock check's, locked through the leader.
     clients = prepare(leader, connections + 1, blocks)
+    settle(url)
     spare, clients = clients[-1], clients[:-1]
     ports = (leader.port, standby.port)
     phases = [("warm-up", warm_up, ports)]
@@ -114,6 +117,32 @@ def _runs(
         "locks": lock_check(leader, standby, spare),
         "positions": {c.run: c.position for c in clients},
     }
+
+
+def settle(url: str) -> None:
+    """VACUUM ANALYZE the design just imported, then autovacuum off for the rounds (the
+    cluster is the pair's own). Left on, autovacuum's passes came in the middle of the rounds:
+    first over the import (330 MB of `lm_trials` at 10% fill), then over the trials logged,
+    each a core's worth for 10-15 s on whichever legs it met. In two runs of the pair alone it
+    met the third round's one-process leg, which logged 6,579 and 7,391 trials/s against
+    7,962-8,674 in the others, and that round read 1.663x and 1.493x against 1.196-1.363x;
+    the full runs' last rounds read 1.437x, 1.397x and 1.518x. Until its ANALYZE the trial
+    write also read `lm_runs` by a sequential scan, and `lm_runs` (16 rows) had grown to 177
+    pages by then, 3 in a run it did not meet. The legs compare the servers; the database's
+    upkeep is left out of both."""
+
+    async def vacuum() -> None:
+        import asyncpg
+
+        connection = await asyncpg.connect(url)
+        try:
+            await connection.execute("VACUUM ANALYZE")
+            await connection.execute("ALTER SYSTEM SET autovacuum = off")
+            await connection.execute("SELECT pg_reload_conf()")
+        finally:
+            await connection.close()
+
+    asyncio.run(vacuum())
 
 
 def round_ratios(figures: dict[str, dict[str, Any]]) -> list[float | None]:
