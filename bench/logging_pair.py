@@ -125,8 +125,9 @@ def settle(url: str) -> None:
     first over the import (330 MB of `lm_trials` at 10% fill), then over the trials logged,
     each a core's worth for 10-15 s on whichever legs it met. In two runs of the pair alone it
     met the third round's one-process leg, which logged 6,579 and 7,391 trials/s against
-    7,962-8,674 in the others, and that round read 1.663x and 1.493x against 1.196-1.363x;
-    the full runs' last rounds read 1.437x, 1.397x and 1.518x. Until its ANALYZE the trial
+    7,962-8,674 in the others, and that round read 1.663x and 1.493x against 1.196-1.363x.
+    In a full run one process's legs slowed from 7,718 to 5,935 trials/s over the rounds as
+    PostgreSQL's share in them rose from 0.25 to 0.42 of a core. Until its ANALYZE the trial
     write also read `lm_runs` by a sequential scan, and `lm_runs` (16 rows) had grown to 177
     pages by then, 3 in a run it did not meet. The legs compare the servers; the database's
     upkeep is left out of both."""
