@@ -2,7 +2,8 @@
 
 Each table gets one bulk INSERT (executemany), then its new ids are read back by their natural
 key in one SELECT: RETURNING ids in parameter order makes SQLite insert row by row, which turns
-a 100,000-trial design into minutes.
+a 100,000-trial design into minutes. On PostgreSQL the tables filled are then analyzed
+(`analyze_imported`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,35 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Executable, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Executable, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mastok.lightmill import design as d
 from mastok.lightmill import tables as t
+
+# The tables an import fills: all of LightMill's.
+IMPORTED = (
+    t.LMExperiment,
+    t.LMFactor,
+    t.LMFactorValue,
+    t.LMMeasure,
+    t.LMRun,
+    t.LMBlock,
+    t.LMBlockValue,
+    t.LMTrial,
+    t.LMTrialFactorValue,
+)
+
+
+async def analyze_imported(connection: AsyncConnection) -> None:
+    """The planner's statistics of the tables an import filled, taken now (PostgreSQL). Until
+    autovacuum's next pass (up to a minute later, and it has other tables to see to) the
+    planner knows nothing of the rows, and the trial write's plan read `lm_runs` whole: at
+    3,000 runs a batch of 8 took PostgreSQL 0.47 ms, against 0.04 ms by the runs' primary key
+    once analyzed (EXPLAIN ANALYZE). ANALYZE reads at most 30,000 rows of a table (at the
+    default statistics target), however large the design."""
+    names = ", ".join(table.__tablename__ for table in IMPORTED)
+    await connection.execute(text(f"ANALYZE {names}"))
 
 
 async def insert_design(session: AsyncSession, design: d.Design, imported_at: datetime) -> None:

@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import ColumnElement, and_, bindparam, case, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mastok.clock import Clock, SystemClock, aware
@@ -49,7 +49,7 @@ from mastok.lightmill.errors import (
     WrongMeasureKey,
     WrongToken,
 )
-from mastok.lightmill.importing import insert_design
+from mastok.lightmill.importing import analyze_imported, insert_design
 from mastok.lightmill.locks import LockPolicy
 from mastok.lightmill.measure_values import decode, decode_each, encode, encode_each
 from mastok.lightmill.recording import (
@@ -211,6 +211,17 @@ class LightMillStore:
             # Another import of the same id won the race.
             raise CannotImportExperiment(f"experiment {design.id!r} already exists") from None
         log.info("imported experiment %r (%d runs)", design.id, len(design.runs))
+        if not self.db.is_sqlite:
+            await self._analyze_imported()
+
+    async def _analyze_imported(self) -> None:
+        """The imported tables' statistics (importing.py): the design is stored whatever
+        becomes of them, and autovacuum takes them in its time if this fails."""
+        try:
+            async with self.db.engine.begin() as connection:
+                await analyze_imported(connection)
+        except SQLAlchemyError as error:
+            log.warning("imported tables not analyzed: %s", error)
 
     async def has_experiment(self, experiment: str) -> bool:
         async with self.db.session() as session:

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from mastok.app import Services
 from mastok.lightmill import tables
+from mastok.lightmill.importing import IMPORTED
 from mastok.lightmill.measure_values import decode, decode_each
 from mastok.lightmill.service import LightMill
 from tests.fixtures.app import basic_auth
@@ -25,17 +26,7 @@ ORIGIN = {"Origin": "https://experiment.example.org"}
 # What lightmill-connection sends with a design it imports (server-interface.js,
 # postExperimentDesign), from the experiment's page.
 CLIENT_XML = {**ORIGIN, "Content-Type": "text/xml", "Accept": "application/json"}
-LM_TABLES = (
-    tables.LMExperiment,
-    tables.LMFactor,
-    tables.LMFactorValue,
-    tables.LMMeasure,
-    tables.LMRun,
-    tables.LMBlock,
-    tables.LMBlockValue,
-    tables.LMTrial,
-    tables.LMTrialFactorValue,
-)
+LM_TABLES = IMPORTED
 
 
 def design(name: str = "pointing.xml") -> bytes:
