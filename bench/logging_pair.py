@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from bench import servers
+from bench import procs, servers
 from bench.logging_api import (
     EVENTS,
     EXPERIMENT,
@@ -129,8 +129,9 @@ def settle(url: str) -> None:
     In a full run one process's legs slowed from 7,718 to 5,935 trials/s over the rounds as
     PostgreSQL's share in them rose from 0.25 to 0.42 of a core. Until its ANALYZE the trial
     write also read `lm_runs` by a sequential scan, and `lm_runs` (16 rows) had grown to 177
-    pages by then, 3 in a run it did not meet. The legs compare the servers; the database's
-    upkeep is left out of both."""
+    pages by then, 3 in a run it did not meet (the import now analyzes its tables itself:
+    mastok/lightmill/importing.py). The legs compare the servers; the database's upkeep is
+    left out of both."""
 
     async def vacuum() -> None:
         import asyncpg
@@ -175,6 +176,10 @@ def machine_bound(one: dict[str, Any], two: dict[str, Any], cores: int) -> dict[
         },
         "most_at_one_process_cost": round(cores / used[0], 3),
         "cost_ratio": round(per_trial[1] / per_trial[0], 3),
+        "servers_preempted_a_trial": {
+            "one_process": round(one["preemptions"] / one["stored"], 3),
+            "two_processes": round(two["preemptions"] / two["stored"], 3),
+        },
     }
 
 
@@ -190,6 +195,7 @@ def _phase(
     """One wrk run, its connections dealt to the ports `to`."""
     leader, standby = pair
     before = [c.position for c in clients]
+    preempted = [procs.preemptions(p.pid) for p in pair]
     found = run_wrk(
         ctx,
         f"wrk-pair-{name.replace(' ', '-')}",
@@ -202,6 +208,7 @@ def _phase(
         leader=leader.pid,
         standby=standby.pid,
     )
+    found["preemptions"] = sum(procs.preemptions(p.pid) for p in pair) - sum(preempted)
     found["phase"] = name
     found["trials_by_process"] = _by_process(clients, before, to, (leader.port, standby.port))
     found["cpu_ms_per_own_trial"] = _per_own_trial(found)
@@ -230,6 +237,7 @@ def combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "wrk_cpu_share": round(sum(r["wrk_cpu_share"] * r["seconds"] for r in runs) / seconds, 3),
         "trials_by_process": dict(by_process),
+        "preemptions": sum(r["preemptions"] for r in runs),
     }
     found["cpu_ms_per_own_trial"] = _per_own_trial(found)
     return found
@@ -261,7 +269,9 @@ def _log(ctx: Context, name: str, f: dict[str, Any]) -> None:
         f"  {name}: {f['rate_per_s']} trials/s, p50/p99 {f['latency_ms']['p50']}/"
         f"{f['latency_ms']['p99']} ms; CPU share leader {share.get('leader')}, standby "
         f"{share.get('standby')}, PostgreSQL {share.get('database')}, wrk {f['wrk_cpu_share']}; "
-        f"ms a trial {ms} (own trials {f['cpu_ms_per_own_trial']}); non-2xx {f['non_2xx']}"
+        f"ms a trial {ms} (own trials {f['cpu_ms_per_own_trial']}); servers preempted "
+        f"{f['preemptions'] / f['stored'] if f['stored'] else 0:.3f} times a trial; "
+        f"non-2xx {f['non_2xx']}"
     )
 
 

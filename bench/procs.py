@@ -88,6 +88,18 @@ def thread_cpu_s(pid: int) -> dict[int, float]:
     return found
 
 
+def preemptions(pid: int) -> int:
+    """How often the scheduler has taken the CPU from the process's threads while they could
+    still run (their involuntary context switches), from /proc."""
+    found = 0
+    for entry in os.scandir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError), open(f"{entry.path}/status") as f:
+            for line in f:
+                if line.startswith("nonvoluntary_ctxt_switches:"):
+                    found += int(line.split()[1])
+    return found
+
+
 def child_pids(pid: int) -> list[int]:
     """The process's own children (not theirs), from each process's parent in /proc."""
     found = []

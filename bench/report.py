@@ -594,6 +594,18 @@ def _machine_sentence(machine: dict[str, Any]) -> str:
         f"in all, so at its CPU a trial the cores allow at most "
         f"{_fmt(machine['most_at_one_process_cost'])}x; with two processes a trial cost "
         f"{_fmt(machine['cost_ratio'])}x the CPU ({_fmt(used['two_processes'])} cores used)"
+        + _preempted_sentence(machine.get("servers_preempted_a_trial"))
+    )
+
+
+def _preempted_sentence(preempted: dict[str, float] | None) -> str:
+    """How often the scheduler took a core from a server mid-work, a trial: where the pair's
+    dearer trials come from (bench/README.md, scenario 6, the twenty-second round)."""
+    if not preempted:
+        return ""
+    return (
+        f", and the servers were preempted {_fmt(preempted['one_process'])} times a trial with "
+        f"one process, {_fmt(preempted['two_processes'])} with two"
     )
 
 
