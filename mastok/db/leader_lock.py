@@ -7,6 +7,11 @@ probe the connection (TCP keepalives, `tcp_user_timeout`, and `client_connection
 where it has them), and the client's socket keeps TCP keepalives on too. The same connection
 LISTENs for campaigns edited through other processes (`campaigns_channel`).
 
+A standby waits for the lock in the database's own queue (`pg_advisory_lock`) rather than trying
+it now and then: PostgreSQL hands a freed lock to the session that has waited longest, at the
+moment it is freed. So the standby leads at once, before the dead leader's process, restarted by
+its supervisor, comes back to try it.
+
 On SQLite the process is always the leader (`EmbeddedLock`): one process a file, which
 `mastok.db.file_lock` makes sure of.
 """
@@ -33,6 +38,10 @@ CONNECT_TIMEOUT = 5.0
 QUERY_TIMEOUT = 5.0  # a check unanswered this long counts as a lost connection
 # The server gives up on a silent lock connection after about 10 + 3 x 5 = 25 s.
 SERVER_SETTINGS = {
+    # A standby's wait in the lock's queue is as long as the leader lives: never cut short by a
+    # timeout an administrator set for the database's ordinary queries.
+    "statement_timeout": "0",
+    "lock_timeout": "0",
     "tcp_keepalives_idle": "10",
     "tcp_keepalives_interval": "5",
     "tcp_keepalives_count": "3",
@@ -73,8 +82,10 @@ class LeaderLock(Protocol):
         check (SQLite)."""
         ...
 
-    async def try_acquire(self) -> bool:
-        """Take the lock if free (False: someone else holds it). Raises LockUnreachable."""
+    async def try_acquire(self, queue: bool = False) -> bool:
+        """Take the lock if free (False: someone else holds it). `queue`: if it is held, wait
+        for it, ahead of any process that asks later (False if the wait was cut short).
+        Raises LockUnreachable."""
         ...
 
     async def check(self) -> None:
@@ -91,7 +102,7 @@ class EmbeddedLock:
 
     term = None
 
-    async def try_acquire(self) -> bool:
+    async def try_acquire(self, queue: bool = False) -> bool:
         return True
 
     async def check(self) -> None:
@@ -125,18 +136,20 @@ class PostgresLock:
     def for_engine(cls, engine: AsyncEngine, on_notify: NotifyListener) -> PostgresLock:
         return cls(connect_options(engine), on_notify)
 
-    async def try_acquire(self) -> bool:
+    async def try_acquire(self, queue: bool = False) -> bool:
         connection = await self._connected()
         try:
             got = await connection.fetchval(
                 "SELECT pg_try_advisory_lock($1)", LEADER_KEY, timeout=QUERY_TIMEOUT
             )
+            if not got and await self._former_session_holds(connection):
+                raise LockUnreachable("this process's former lock session has not ended yet")
+            if not got and queue:
+                got = await _wait_in_queue(connection)
             if got:
                 self._held = True
                 self.term = await raise_term(connection, QUERY_TIMEOUT)
                 await connection.add_listener(CAMPAIGNS_CHANNEL, self._notified)
-            elif await self._former_session_holds(connection):
-                raise LockUnreachable("this process's former lock session has not ended yet")
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             self._drop()
             raise LockUnreachable(describe_error(error)) from None
@@ -211,6 +224,18 @@ class PostgresLock:
     def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         with contextlib.suppress(ValueError):
             self.on_notify(int(payload))
+
+
+async def _wait_in_queue(connection: asyncpg.Connection) -> bool:
+    """Wait for the lock behind those who asked before: True once it is this session's, False
+    if the server cut the wait short (a query cancelled by an administrator). No client-side
+    timeout: the wait lasts as long as the leader; a dead database or network ends it through
+    the connection's keepalives."""
+    try:
+        await connection.execute("SELECT pg_advisory_lock($1)", LEADER_KEY)
+    except (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError):
+        return False
+    return True
 
 
 async def _newer_settings(connection: asyncpg.Connection) -> None:

@@ -1,13 +1,13 @@
 """The driver of `leadership.py`: tries the leader lock, watches it, runs the rooms while leading.
 
-Every second it either tries the lock (a standby, or a leader adrift) or checks the lock's
-connection (a leader), tells the machine what came of it and carries out its effects. Each
-stretch of leadership (a term) has its rooms in a task scope of its own: ending the term cancels
-every runner, clock tick and session creation of it. A term's rooms halted by a lost lock keep
-their sockets open until the lock is taken back (the next term's rooms adopt them) or is found
-taken (they are closed). Campaign edits reach the rooms from this process directly, and from
-other processes through PostgreSQL's NOTIFY (the campaign's id on `CAMPAIGNS_CHANNEL`, heard on
-the lock's connection), each re-read from the database.
+Every second it either tries the lock (a leader adrift), waits for it in the database's queue (a
+standby, until it is freed) or checks the lock's connection (a leader), tells the machine what came
+of it and carries out its effects. Each stretch of leadership (a term) has its rooms in a task scope
+of its own: ending the term cancels every runner, clock tick and session creation of it. A term's
+rooms halted by a lost lock keep their sockets open until the lock is taken back (the next term's
+rooms adopt them) or is found taken (they are closed). Campaign edits reach the rooms from this
+process directly, and from other processes through PostgreSQL's NOTIFY (the campaign's id on
+`CAMPAIGNS_CHANNEL`, heard on the lock's connection), each re-read from the database.
 """
 
 from __future__ import annotations
@@ -149,9 +149,9 @@ class Leader:
     # -- the loop --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Try the lock once (a process alone on its database leads before it serves), then
-        every second."""
-        await self._step()
+        """Try the lock once without waiting (a process alone on its database leads before it
+        serves), then loop."""
+        await self._step(queue=False)
         self._loop = self.tasks.spawn(self._run(), "mastok leadership")
 
     async def stop(self) -> None:
@@ -172,18 +172,20 @@ class Leader:
             except Exception:  # a bug: the loop must go on, or a lost lock goes unseen
                 log.exception("the leadership step failed; trying again in a second")
 
-    async def _step(self) -> None:
-        event = await self._attempt()
+    async def _step(self, queue: bool = True) -> None:
+        event = await self._attempt(queue and self.machine.queues)
         if event is not None:
             await self._apply(self.machine.handle(event))
 
-    async def _attempt(self) -> lead.Event | None:
-        """What came of trying the lock (a standby, or adrift) or of checking it (leading).
-        An error the lock does not name is a lock that cannot be vouched for: leading, it
-        counts as dropped (the rooms halt, the lock's connection is closed, which frees it)."""
+    async def _attempt(self, queue: bool) -> lead.Event | None:
+        """What came of trying the lock (a standby, or adrift; `queue`: waiting for it) or of
+        checking it (leading). An error the lock does not name is a lock that cannot be
+        vouched for: leading, it counts as dropped (the rooms halt, the lock's connection is
+        closed, which frees it)."""
         if self.machine.wants_lock:
             try:
-                return lead.Acquired() if await self.lock.try_acquire() else lead.Refused()
+                got = await self.lock.try_acquire(queue)
+                return lead.Acquired() if got else lead.Refused()
             except LockUnreachable as error:
                 return lead.Unreachable(str(error))
             except Exception as error:

@@ -1,10 +1,11 @@
 """Who runs the waiting rooms, as rules with no I/O: what happened to the lock in, effects out.
 
 One process per database leads: it holds the database's leader lock (PostgreSQL: a session-level
-advisory lock on a connection of its own; SQLite: always, one process a file) and runs the rooms
-and their clock. Any other process is a standby: it serves what the database backs and tries the
-lock every second. Its driver (`leader.py`) makes the attempts and watches the lock's connection,
-tells the machine what came of them (`handle(event)`), and carries out the effects it returns.
+advisory lock on a connection of its own; SQLite: always, one process a file) and runs the rooms and
+their clock. Any other process is a standby: it serves what the database backs and waits for the
+lock in the database's queue, so that it leads the moment the lock is freed. Its driver
+(`leader.py`) makes the attempts and watches the lock's connection, tells the machine what came of
+them (`handle(event)`), and carries out the effects it returns.
 
 A leader whose lock connection drops is `adrift`: it stops handling room events at once and tries
 the lock again. Taking it back (the database restarted), it rebuilds its rooms from the database,
@@ -119,8 +120,14 @@ class Leadership:
 
     @property
     def wants_lock(self) -> bool:
-        """The driver should try the lock (every second)."""
+        """The driver should try the lock (or wait for it: `queues`)."""
         return self.role in (Role.STANDBY, Role.ADRIFT)
+
+    @property
+    def queues(self) -> bool:
+        """An attempt waits in the lock's queue while another process holds it. Only a
+        standby's: one adrift must learn soon whether another leads, to close its sockets."""
+        return self.role == Role.STANDBY
 
     def handle(self, event: Event) -> list[Effect]:
         if self.role == Role.STOPPED:

@@ -18,7 +18,7 @@ from mastok.tasks import TaskScope, task_scope
 class HeldLock:
     term = None  # no term to check (as SQLite's)
 
-    async def try_acquire(self) -> bool:
+    async def try_acquire(self, queue: bool = False) -> bool:
         return True
 
     async def check(self) -> None:

@@ -13,7 +13,7 @@ import pytest
 from mastok.db.leader_term import Fence
 from mastok.live import leader as leader_module
 from mastok.live.leader import Leader
-from mastok.live.leadership import Role
+from mastok.live.leadership import Acquired, Dropped, Role
 from mastok.tasks import TaskScope, task_scope
 from tests.live.test_leader_edits import FakeRooms
 
@@ -35,7 +35,7 @@ class FlakyLock:
         if failure is not None:
             raise failure
 
-    async def try_acquire(self) -> bool:
+    async def try_acquire(self, queue: bool = False) -> bool:
         self._fail()
         return True
 
@@ -129,12 +129,12 @@ async def test_an_effect_failing_unforeseen_leaves_the_loop_running(
     calls = 0
     real_attempt = leader._attempt
 
-    async def failing_once() -> object:
+    async def failing_once(queue: bool) -> object:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise RuntimeError("a bug in the driver")
-        return await real_attempt()
+        return await real_attempt(queue)
 
     monkeypatch.setattr(leader, "_attempt", failing_once)
     await until(lock, lambda: calls >= 3)
@@ -168,4 +168,45 @@ async def test_a_write_finding_another_leader_halts_the_rooms_before_the_next_ch
     async with asyncio.timeout(5):
         await halted.wait()
     assert leader.role == Role.ADRIFT and lock.closes == 1 and lock.checks == 0
+    await leader.stop()
+
+
+class RefusedLock(FlakyLock):
+    """Held by another process: every attempt refused, each one's `queue` recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queued: list[bool] = []
+
+    async def try_acquire(self, queue: bool = False) -> bool:
+        self.queued.append(queue)
+        self._fail()
+        return False
+
+
+async def test_a_standby_waits_in_the_locks_queue_but_not_before_it_serves(
+    scope: TaskScope,
+) -> None:
+    lock = RefusedLock()
+    leader, _built = driver(lock, scope)
+    await leader.start()
+    assert lock.queued == [False]  # the process comes up without waiting for the lock
+    await until(lock, lambda: len(lock.queued) >= 3)
+    assert leader.role == Role.STANDBY
+    assert lock.queued[1:3] == [True, True]
+    await leader.stop()
+
+
+async def test_a_leader_adrift_tries_the_lock_without_waiting_in_its_queue(
+    scope: TaskScope,
+) -> None:
+    lock = RefusedLock()
+    leader, _built = driver(lock, scope)
+    leader.machine.handle(Acquired())  # led, then lost its lock's connection
+    leader.machine.handle(Dropped("the database restarted"))
+    assert leader.role == Role.ADRIFT
+    await leader.start()
+    await until(lock, lambda: len(lock.queued) >= 2)
+    # Adrift, it learns at once that another leads; a standby then, it waits.
+    assert lock.queued[:2] == [False, True]
     await leader.stop()

@@ -33,8 +33,16 @@ def at(*events: Event) -> Leadership:
 def test_a_process_starts_as_a_standby_that_wants_the_lock() -> None:
     machine = Leadership()
     assert machine.role == Role.STANDBY
-    assert machine.wants_lock
+    assert machine.wants_lock and machine.queues
     assert not machine.leads
+
+
+def test_only_a_standby_waits_in_the_locks_queue() -> None:
+    assert not at(Acquired()).queues
+    adrift = at(Acquired(), Dropped("reset"))
+    assert adrift.role == Role.ADRIFT and adrift.wants_lock and not adrift.queues
+    assert at(Acquired(), Dropped("reset"), Refused()).queues
+    assert not at(Stopping()).queues
 
 
 @pytest.mark.parametrize("event", [Refused(), Unreachable("refused")])
