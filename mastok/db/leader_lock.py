@@ -36,24 +36,27 @@ LEADER_KEY = 0x6D61_7374_6F6B_4C44  # "mastokLD": the key of the leader lock, on
 CAMPAIGNS_CHANNEL = "mastok_campaigns"  # NOTIFY payload: the id of a campaign just edited
 CONNECT_TIMEOUT = 5.0
 QUERY_TIMEOUT = 5.0  # a check unanswered this long counts as a lost connection
-# The server gives up on a silent lock connection after about 10 + 3 x 5 = 25 s.
+# The server gives up on a silent lock connection after about 2 + 3 x 1 = 5 s, or 5 s of its
+# data unacknowledged: a leader whose machine or network is gone frees the lock for the standby
+# within seconds (a killed one frees it at once). The probes are answered by the leader's kernel,
+# so a leader whose process is merely busy keeps the lock, however long that lasts.
 SERVER_SETTINGS = {
     # A standby's wait in the lock's queue is as long as the leader lives: never cut short by a
     # timeout an administrator set for the database's ordinary queries.
     "statement_timeout": "0",
     "lock_timeout": "0",
-    "tcp_keepalives_idle": "10",
-    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_idle": "2",
+    "tcp_keepalives_interval": "1",
     "tcp_keepalives_count": "3",
     "application_name": "mastok leader lock",
 }
 NEWER_SERVER_SETTINGS = {  # (version that has it, name, value)
-    "tcp_user_timeout": (120000, "25000"),
+    "tcp_user_timeout": (120000, "5000"),
     "client_connection_check_interval": (140000, "5000"),
 }
 KEEPALIVE_OPTIONS = (  # the client's own keepalives (Linux names; skipped where missing)
-    ("TCP_KEEPIDLE", 10),
-    ("TCP_KEEPINTVL", 5),
+    ("TCP_KEEPIDLE", 2),
+    ("TCP_KEEPINTVL", 1),
     ("TCP_KEEPCNT", 3),
 )
 
