@@ -8,15 +8,16 @@
 `participant`: an admin creates a Running campaign on the demo's one-player survey through the
 proxy, a participant lands, agrees and is sent to oTree, and its oTree page opens through the proxy
 too. `failover C1 C2` (the two mastok containers): a participant waits in a two-player campaign;
-the leader's process is killed (`kill -9` of its pid, from the host); the standby must lead within
-5 seconds and the proxy send sockets to it; the participant resumes its place with its token; a
-pause through the admin API reaches its page. `partition C1 C2`: a participant waits; the leader's
-container is disconnected from the stack's network (no process dies, no socket is closed: its
-machine gone, as the others see it); another instance must lead within 10 seconds and the
-participant resume there; connected again, the cut-off one stands by. `flood`: 1,200 connections
-from one address within a few seconds: the proxy answers the first 1,000 and refuses the rest
-(haproxy.cfg's connection rate per address). Settings come from deploy/.env (as compose reads it).
-Prints each step and its time; exits non-zero on the first failure.
+the leader's process is killed (`kill -9` of its pid, from the host); the page's socket closes; the
+standby must lead within 5 seconds and the proxy send sockets to it; the participant resumes its
+place with its token; a pause through the admin API reaches its page. `partition C1 C2`: a
+participant waits; the leader's container is disconnected from the stack's network (no process
+dies, no socket is closed: its machine gone, as the others see it); the proxy must close the page's
+socket, another instance must lead within 10 seconds and the participant resume there; connected
+again, the cut-off one stands by. `flood`: 1,200 connections from one address within a few seconds:
+the proxy answers the first 1,000 and refuses the rest (haproxy.cfg's connection rate per address).
+Settings come from deploy/.env (as compose reads it). Prints each step and its time; exits non-zero
+on the first failure.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 import httpx
 from dotenv import dotenv_values
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 ENV = dotenv_values(Path(__file__).with_name(".env"))
 ENTRY = f"http://127.0.0.1:{ENV.get('MASTOK_PUBLIC_PORT') or 8080}"
@@ -119,6 +121,20 @@ class Page:
             if frame["kind"] == kind:
                 return frame.get("payload")
 
+    async def closed(self, within: float) -> float:
+        """Seconds until the socket closes, whatever the frames before (a page then comes back
+        with its token)."""
+        began = time.monotonic()
+        try:
+            async with asyncio.timeout(within):
+                async for _frame in self.socket:
+                    pass
+        except ConnectionClosed:  # closed with no close frame: cut, as the proxy does
+            pass
+        except TimeoutError:
+            raise SystemExit(f"FAILED: the page's socket still open after {within:.0f} s") from None
+        return time.monotonic() - began
+
     async def arrive(self, fingerprint: str) -> str:
         """Land and agree; the resume token."""
         assert await self.until("State") == "Running"
@@ -185,17 +201,20 @@ async def failover(containers: list[str]) -> None:
     killed_at = time.monotonic()
     os.kill(pid, signal.SIGKILL)  # a crash: `podman kill` would count as stopped by hand
     say(f"killed {leader}'s mastok (kill -9 {pid}); podman restarts it, as a standby")
+    gone = await page.closed(FAILOVER_SECONDS)
+    say(f"the page's socket closed {gone:.1f} s after the kill")
 
     def standby_leads() -> bool:
         return any(role(c) == "leader" for c in containers if c != leader)
 
     try:
-        led = await asyncio.to_thread(
+        await asyncio.to_thread(
             wait_for, "the standby leading", standby_leads, FAILOVER_SECONDS + 10
         )
     except SystemExit:
         say(f"roles then: { {c: role(c) for c in containers} }")  # the restarted one leading?
         raise
+    led = time.monotonic() - killed_at
     say(f"the standby leads {led:.1f} s after the kill")
     assert led <= FAILOVER_SECONDS + 1, f"failover took {led:.1f} s"
     with httpx.Client(base_url=ENTRY, timeout=5) as anyone:
@@ -256,9 +275,14 @@ async def partition(containers: list[str]) -> None:
     def another_leads() -> bool:
         return any(role(c) == "leader" for c in containers if c != leader)
 
-    led = await asyncio.to_thread(
+    # Nothing reaches the page from its cut-off leader: the proxy must close its socket, or the
+    # page would wait on a dead socket while its place's grace runs out.
+    gone = await page.closed(PARTITION_SECONDS + 20)
+    say(f"the page's socket closed {gone:.1f} s after the cut")
+    await asyncio.to_thread(
         wait_for, "another process leading", another_leads, PARTITION_SECONDS + 20
     )
+    led = time.monotonic() - cut_at
     say(f"another process leads {led:.1f} s after the cut")
     assert led <= PARTITION_SECONDS, f"taking over from a cut-off leader took {led:.1f} s"
     with httpx.Client(base_url=ENTRY, timeout=5) as anyone:
