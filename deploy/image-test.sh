@@ -6,7 +6,7 @@
 # Part one: a participant goes through the proxy into an oTree session. Part two: the leader's
 # process is killed and the standby takes over; a waiting participant resumes its place there.
 # Part three: the same with the leader cut off from the network rather than killed. Part four:
-# one address's flood of connections.
+# PostgreSQL killed and restarted. Part five: one address's flood of connections.
 #
 # On a machine without a container registry, source deploy/sandbox-prelude.sh first.
 set -euo pipefail
@@ -71,6 +71,8 @@ step "part two: kill -9 the leader; the standby leads; resume; pause"
 "$PYTHON" stack_check.py failover "${PROJECT}_mastok1_1" "${PROJECT}_mastok2_1"
 step "part three: the leader cut off from the network; another leads; resume; it stands by"
 "$PYTHON" stack_check.py partition "${PROJECT}_mastok1_1" "${PROJECT}_mastok2_1"
-step "part four: one address's flood of connections is cut off by the proxy"
+step "part four: PostgreSQL killed and restarted; the participant back in its place"
+"$PYTHON" stack_check.py database-restart "${PROJECT}_mastok1_1" "${PROJECT}_mastok2_1" "${PROJECT}_db_1"
+step "part five: one address's flood of connections is cut off by the proxy"
 "$PYTHON" stack_check.py flood
 step "image test passed"

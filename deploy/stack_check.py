@@ -3,6 +3,7 @@
     python deploy/stack_check.py participant   # a campaign, a participant, its oTree page
     python deploy/stack_check.py failover C1 C2   # the leader killed, the standby takes over
     python deploy/stack_check.py partition C1 C2  # the leader cut off from the network
+    python deploy/stack_check.py database-restart C1 C2 DB  # PostgreSQL killed and restarted
     python deploy/stack_check.py flood            # one address's flood cut off by the proxy
 
 `participant`: an admin creates a Running campaign on the demo's one-player survey through the
@@ -14,8 +15,11 @@ place with its token; a pause through the admin API reaches its page. `partition
 participant waits; the leader's container is disconnected from the stack's network (no process
 dies, no socket is closed: its machine gone, as the others see it); the proxy must close the page's
 socket, another instance must lead within 12 seconds and the participant resume there; connected
-again, the cut-off one stands by. `flood`: 1,200 connections from one address within a few seconds:
-the proxy answers the first 1,000 and refuses the rest (haproxy.cfg's connection rate per address).
+again, the cut-off one stands by. `database-restart C1 C2 DB`: a participant waits; PostgreSQL's
+server is killed (`kill -9`; podman restarts it); once it is back the participant must be in its
+place again, its socket kept or closed by the proxy and its page back with its token; one instance
+leads, the other stands by. `flood`: 1,200 connections from one address within a few seconds: the
+proxy answers the first 1,000 and refuses the rest (haproxy.cfg's connection rate per address).
 Settings come from deploy/.env (as compose reads it). Prints each step and its time; exits non-zero
 on the first failure.
 """
@@ -50,6 +54,7 @@ PROXY_CHECK_SECONDS = 2.0  # the proxy sees it within two checks a second apart 
 # standby rebuilds its rooms and `podman exec` finds it leading: 4.6-7.1 s seen here. 12 s holds
 # that on a loaded machine; with the earlier 25 s settings it took 25.1 s.
 PARTITION_SECONDS = 12.0
+DATABASE_BACK_SECONDS = 60.0  # PostgreSQL restarted and recovered; not a target, a bound
 STARTED = time.monotonic()
 
 
@@ -137,6 +142,23 @@ class Page:
             raise SystemExit(f"FAILED: the page's socket still open after {within:.0f} s") from None
         return time.monotonic() - began
 
+    async def kept_in_place(self, token: str, within: float) -> bool:
+        """True once the socket is told `Resume` with `token` (its leader took its rooms back,
+        the socket kept in its place); False if it closes first."""
+        try:
+            async with asyncio.timeout(within):
+                while True:
+                    frame = json.loads(await self.socket.recv())
+                    if frame["kind"] == "Resume":
+                        assert frame.get("payload") == token, frame
+                        return True
+        except ConnectionClosed:
+            return False
+        except TimeoutError:
+            raise SystemExit(
+                f"FAILED: the page neither resumed nor closed in {within:.0f} s"
+            ) from None
+
     async def arrive(self, fingerprint: str) -> str:
         """Land and agree; the resume token."""
         assert await self.until("State") == "Running"
@@ -186,17 +208,51 @@ def podman(*argv: str) -> str:
     ).stdout.strip()
 
 
-async def failover(containers: list[str]) -> None:
+async def the_leader(containers: list[str]) -> str:
+    """The one instance leading; the other stands by."""
     roles = {c: await asyncio.to_thread(role, c) for c in containers}
-    say(f"roles: {roles}")
-    leaders = [c for c, r in roles.items() if r == "leader"]
-    assert len(leaders) == 1 and "standby" in roles.values(), roles
-    leader = leaders[0]
+    assert sorted(roles.values()) == ["leader", "standby"], roles
+    return next(c for c, r in roles.items() if r == "leader")
+
+
+async def waiting_participant(namespace: str, fingerprint: str) -> tuple[Page, str]:
+    """A participant waiting, 1/2, in a new two-player campaign; its page and resume token."""
     with httpx.Client(base_url=ENTRY, auth=AUTH, timeout=10) as admin:
-        create_running(admin, campaign("failover", "guess_two", 2))  # before any socket
-    page = await Page.open("failover_join")
-    token = await page.arrive("waiting-participant")
+        create_running(admin, campaign(namespace, "guess_two", 2))  # before any socket
+    page = await Page.open(f"{namespace}_join")
+    token = await page.arrive(fingerprint)
     assert await page.until("JoiningSize") == "1/2"
+    return page, token
+
+
+async def proxy_reaches_a_leader(within: float) -> None:
+    with httpx.Client(base_url=ENTRY, timeout=5) as anyone:
+        await asyncio.to_thread(
+            wait_for,
+            "the proxy sending to a leader",
+            lambda: anyone.get("/readyz").status_code == 200,
+            within,
+        )
+
+
+async def resume(namespace: str, token: str) -> Page:
+    """The page come back with its token, in its place (1/2)."""
+    resumed = await Page.open(f"{namespace}_join")
+    assert await resumed.until("State") == "Running"
+    await resumed.send("Resume", token)
+    assert await resumed.until("Resume") == token
+    assert await resumed.until("JoiningSize") == "1/2"
+    return resumed
+
+
+def leading_besides(containers: list[str], left: str) -> bool:
+    return any(role(c) == "leader" for c in containers if c != left)
+
+
+async def failover(containers: list[str]) -> None:
+    leader = await the_leader(containers)
+    say(f"{leader} leads")
+    page, token = await waiting_participant("failover", "waiting-participant")
     say("a participant waits, 1/2")
 
     pid = int(podman("inspect", "--format", "{{.State.Pid}}", leader))
@@ -205,13 +261,12 @@ async def failover(containers: list[str]) -> None:
     say(f"killed {leader}'s mastok (kill -9 {pid}); podman restarts it, as a standby")
     gone = await page.closed(FAILOVER_SECONDS)
     say(f"the page's socket closed {gone:.1f} s after the kill")
-
-    def standby_leads() -> bool:
-        return any(role(c) == "leader" for c in containers if c != leader)
-
     try:
         await asyncio.to_thread(
-            wait_for, "the standby leading", standby_leads, FAILOVER_SECONDS + 10
+            wait_for,
+            "the standby leading",
+            lambda: leading_besides(containers, leader),
+            FAILOVER_SECONDS + 10,
         )
     except SystemExit:
         say(f"roles then: { {c: role(c) for c in containers} }")  # the restarted one leading?
@@ -219,20 +274,10 @@ async def failover(containers: list[str]) -> None:
     led = time.monotonic() - killed_at
     say(f"the standby leads {led:.1f} s after the kill")
     assert led <= FAILOVER_SECONDS + 1, f"failover took {led:.1f} s"
-    with httpx.Client(base_url=ENTRY, timeout=5) as anyone:
-        await asyncio.to_thread(
-            wait_for,
-            "the proxy sending to the new leader",
-            lambda: anyone.get("/readyz").status_code == 200,
-            FAILOVER_SECONDS + PROXY_CHECK_SECONDS + 5,
-        )
+    await proxy_reaches_a_leader(FAILOVER_SECONDS + PROXY_CHECK_SECONDS + 5)
     say(f"the proxy reaches the new leader ({time.monotonic() - killed_at:.1f} s after the kill)")
 
-    resumed = await Page.open("failover_join")
-    assert await resumed.until("State") == "Running"
-    await resumed.send("Resume", token)
-    assert await resumed.until("Resume") == token
-    assert await resumed.until("JoiningSize") == "1/2"
+    resumed = await resume("failover", token)
     say("the participant resumed its place through the proxy, 1/2")
 
     async with httpx.AsyncClient(base_url=ENTRY, auth=AUTH, timeout=10) as pauser:
@@ -244,13 +289,16 @@ async def failover(containers: list[str]) -> None:
     say("a pause through the admin API reached the participant's page")
 
 
-def network_of(container: str) -> str:
-    return podman(
-        "inspect",
-        "--format",
-        "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}}{{end}}",
-        container,
+def reconnection(container: str) -> list[str]:
+    """`podman network connect`'s arguments that put the container back on its one network as it
+    is now: its address and its names there (compose's service name among them, which the proxy
+    looks up). A cable plugged back in changes neither."""
+    networks = json.loads(
+        podman("inspect", "--format", "{{json .NetworkSettings.Networks}}", container)
     )
+    ((name, settings),) = networks.items()
+    aliases = [f"--alias={alias}" for alias in settings["Aliases"] or []]
+    return ["network", "connect", f"--ip={settings['IPAddress']}", *aliases, name, container]
 
 
 async def partition(containers: list[str]) -> None:
@@ -258,56 +306,71 @@ async def partition(containers: list[str]) -> None:
     leads once the database gives up on the lock's silent connection; a participant who waited
     resumes its place there; the network back, the cut-off process finds the lock taken and
     stands by."""
-    roles = {c: await asyncio.to_thread(role, c) for c in containers}
-    leaders = [c for c, r in roles.items() if r == "leader"]
-    assert len(leaders) == 1 and "standby" in roles.values(), roles
-    leader = leaders[0]
-    with httpx.Client(base_url=ENTRY, auth=AUTH, timeout=10) as admin:
-        create_running(admin, campaign("partition", "guess_two", 2))
-    page = await Page.open("partition_join")
-    token = await page.arrive("cut-off-participant")
-    assert await page.until("JoiningSize") == "1/2"
+    leader = await the_leader(containers)
+    page, token = await waiting_participant("partition", "cut-off-participant")
     say(f"a participant waits, 1/2, in {leader}'s room")
 
-    network = network_of(leader)
+    reconnect = reconnection(leader)
+    network = reconnect[-2]
     cut_at = time.monotonic()
     podman("network", "disconnect", network, leader)
     say(f"{leader} cut off from {network}")
-
-    def another_leads() -> bool:
-        return any(role(c) == "leader" for c in containers if c != leader)
-
     # Nothing reaches the page from its cut-off leader: the proxy must close its socket, or the
     # page would wait on a dead socket while its place's grace runs out.
     gone = await page.closed(PARTITION_SECONDS + 20)
     say(f"the page's socket closed {gone:.1f} s after the cut")
     await asyncio.to_thread(
-        wait_for, "another process leading", another_leads, PARTITION_SECONDS + 20
+        wait_for,
+        "another process leading",
+        lambda: leading_besides(containers, leader),
+        PARTITION_SECONDS + 20,
     )
     led = time.monotonic() - cut_at
     say(f"another process leads {led:.1f} s after the cut")
     assert led <= PARTITION_SECONDS, f"taking over from a cut-off leader took {led:.1f} s"
-    with httpx.Client(base_url=ENTRY, timeout=5) as anyone:
-        await asyncio.to_thread(
-            wait_for,
-            "the proxy sending to the new leader",
-            lambda: anyone.get("/readyz").status_code == 200,
-            PROXY_CHECK_SECONDS + 5,
-        )
-    resumed = await Page.open("partition_join")
-    assert await resumed.until("State") == "Running"
-    await resumed.send("Resume", token)
-    assert await resumed.until("Resume") == token
-    assert await resumed.until("JoiningSize") == "1/2"
+    await proxy_reaches_a_leader(PROXY_CHECK_SECONDS + 5)
+    await resume("partition", token)
     say(f"the participant resumed its place ({time.monotonic() - cut_at:.1f} s after the cut)")
 
-    podman("network", "connect", network, leader)
+    podman(*reconnect)
     await asyncio.to_thread(
         wait_for, "the cut-off process standing by", lambda: role(leader) == "standby", 30
     )
-    roles = {c: await asyncio.to_thread(role, c) for c in containers}
-    assert sorted(roles.values()) == ["leader", "standby"], roles
-    say(f"the network back, {leader} stands by: one leader ({roles})")
+    new_leader = await the_leader(containers)
+    say(f"the network back, {leader} stands by; {new_leader} leads")
+
+
+async def database_restart(containers: list[str], database: str) -> None:
+    """PostgreSQL killed (`kill -9` of its server; podman restarts it and it recovers): the
+    leader loses its lock and the standby its wait; once the database is back one of them leads,
+    and a participant who waited is in its place again: its socket kept and told `Resume` (its
+    leader took the lock back), or closed (by the proxy, its leader not ready for two checks, or
+    by its leader finding the other took the lock) and its page back with its token."""
+    await the_leader(containers)
+    page, token = await waiting_participant("restart", "database-restart-participant")
+    say("a participant waits, 1/2")
+
+    pid = int(podman("inspect", "--format", "{{.State.Pid}}", database))
+    killed_at = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    say(f"killed {database}'s PostgreSQL (kill -9 {pid}); podman restarts it")
+    if await page.kept_in_place(token, DATABASE_BACK_SECONDS):
+        assert await page.until("JoiningSize") == "1/2"
+        how = "its socket kept, told Resume"
+    else:
+        await proxy_reaches_a_leader(DATABASE_BACK_SECONDS)
+        await resume("restart", token)
+        how = "its socket closed, the page back with its token"
+    back = time.monotonic() - killed_at
+    say(f"the participant is in its place again, 1/2, {back:.1f} s after the kill ({how})")
+    await asyncio.to_thread(
+        wait_for, "one leader and one standby", lambda: _one_leader(containers), 30
+    )
+    say(f"{await the_leader(containers)} leads, the other stands by")
+
+
+def _one_leader(containers: list[str]) -> bool:
+    return sorted(role(c) for c in containers) == ["leader", "standby"]
 
 
 FLOOD = 1200
@@ -348,6 +411,8 @@ def main(argv: list[str]) -> None:
         asyncio.run(failover(argv[1:]))
     elif argv[:1] == ["partition"] and len(argv) == 3:
         asyncio.run(partition(argv[1:]))
+    elif argv[:1] == ["database-restart"] and len(argv) == 4:
+        asyncio.run(database_restart(argv[1:3], argv[3]))
     elif argv[:1] == ["flood"]:
         asyncio.run(flood())
     else:
