@@ -51,7 +51,7 @@ FAILOVER_SECONDS = 5.0  # the standby leads within this (issue 12)
 PROXY_CHECK_SECONDS = 2.0  # the proxy sees it within two checks a second apart (haproxy.cfg)
 # A cut-off leader's lock is freed 5 s after PostgreSQL last heard from it (its keepalives and
 # `tcp_user_timeout`, mastok.db.leader_lock), which was up to a second before the cut; then the
-# standby rebuilds its rooms and `podman exec` finds it leading: 4.6-7.1 s seen here. 12 s holds
+# standby rebuilds its rooms and `podman exec` finds it leading: 4.5-7.1 s seen here. 12 s holds
 # that on a loaded machine; with the earlier 25 s settings it took 25.1 s.
 PARTITION_SECONDS = 12.0
 DATABASE_BACK_SECONDS = 60.0  # PostgreSQL restarted and recovered; not a target, a bound
