@@ -167,6 +167,12 @@ class Settings(BaseModel):
         "seconds a participant whose connection dropped keeps its place (the join page keeps "
         "reconnecting that long)",
     )
+    page_heartbeat: Seconds = setting(
+        15.0,
+        "seconds of silence after which the join page sends `Ping` to check its socket; with "
+        "no answer within 5 s it reconnects (a socket cut without a close: a dead leader, a "
+        "changed network). 0: never",
+    )
     left_grace: Seconds = setting(
         3.0,
         "seconds a participant whose page closed its socket on leaving (close code 1000: a "

@@ -142,6 +142,7 @@ KIND_TABLES = {  # the heading of each table of frames, and the kinds it must li
         Kind.EXIT,
         Kind.ERROR,
         Kind.DISCONNECT,
+        Kind.PONG,
     },
     "Participant to server": {
         Kind.LAND,
@@ -150,6 +151,7 @@ KIND_TABLES = {  # the heading of each table of frames, and the kinds it must li
         Kind.CONNECT,
         Kind.LEAVE,
         Kind.READY,
+        Kind.PING,
     },
     "Server to supervisor": {
         Kind.STATE,
@@ -157,8 +159,9 @@ KIND_TABLES = {  # the heading of each table of frames, and the kinds it must li
         Kind.PENDING_SIZE,
         Kind.SESSION_START,
         Kind.ERROR,
+        Kind.PONG,
     },
-    "Supervisor to server": {Kind.STATE},
+    "Supervisor to server": {Kind.STATE, Kind.PING},
 }
 
 

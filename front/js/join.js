@@ -17,10 +17,18 @@ const BROWSER_ID_KEY = "mastok.browser-id";
 const RETRY_FIRST_MS = 1000;
 const RETRY_MAX_MS = 10000;
 const RESUME_GRACE_MS = graceMs(root.dataset.resumeGrace);
+// After this long without a frame the page asks mastok for one (`Ping`) and, with none soon,
+// reconnects (MASTOK_PAGE_HEARTBEAT, 15 s by default; 0: never).
+const HEARTBEAT_MS = heartbeatMs(root.dataset.heartbeat);
 
 function graceMs(value) {
   const grace = Number(value);
   return Number.isFinite(grace) && grace > 0 ? grace * 1000 : 30000;
+}
+
+function heartbeatMs(value) {
+  const seconds = Number(value);
+  return Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : 15000;
 }
 
 const $ = (id) => document.getElementById(id);
@@ -711,6 +719,7 @@ function connect() {
     onClose: (ws, event) => {
       if (ws === socket) closed(event);
     },
+    heartbeatMs: HEARTBEAT_MS,
   });
   if (ws === null) {
     scheduleReconnect();

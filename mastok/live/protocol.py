@@ -29,6 +29,7 @@ class Kind(StrEnum):
     CONNECT = "Connect"
     LEAVE = "Leave"
     READY = "Ready"
+    PING = "Ping"  # also supervisor -> server: is anyone there? (answered with Pong)
     # server -> participant
     STATE = "State"  # also supervisor <-> server
     PAUSED = "Paused"
@@ -44,6 +45,7 @@ class Kind(StrEnum):
     EXIT = "Exit"
     ERROR = "Error"  # also server -> supervisor
     DISCONNECT = "Disconnect"
+    PONG = "Pong"  # also server -> supervisor: the answer to Ping
     # server -> supervisor
     PENDING_SIZE = "PendingSize"
     SESSION_START = "SessionStart"

@@ -44,6 +44,7 @@ async def join_page(request: Request) -> Response:
             # How long the page keeps reconnecting after its connection dropped: as long as
             # mastok keeps its place.
             "resume_grace": f"{settings(request).resume_grace:g}",
+            "heartbeat": f"{settings(request).page_heartbeat:g}",
         }
         response = render(request, "join.html", context)
     response.headers["Content-Security-Policy"] = JOIN_PAGE_CSP

@@ -204,6 +204,9 @@ async def _read_frames(
         except FrameError as error:
             connection.send("Error", str(error))
             continue
+        if frame.kind == Kind.PING:  # the page checking its socket lives: not the room's
+            connection.send(Kind.PONG)
+            continue
         await handle(frame)
     return None
 

@@ -1,7 +1,8 @@
 """The join page cut off from mastok: it keeps reconnecting, with capped and jittered backoff, for
 as long as mastok keeps its place (`MASTOK_RESUME_GRACE`, told by the page's HTML), says so
 while it tries, tries at once when the browser is back online or the tab is shown again, and
-only then shows the lost connection with a retry button.
+only then shows the lost connection with a retry button. A socket that goes silent without
+closing is found by the page's heartbeat (`MASTOK_PAGE_HEARTBEAT`) and left for a new one.
 
 The page reaches mastok through a TCP gate that the test shuts (every connection through it is
 cut, new ones are closed as soon as they are accepted) and opens again, or points at a new
@@ -128,12 +129,14 @@ async def one_page(
     *,
     waiting: bool = False,
     before: str = "",
+    heartbeat: float = 0.0,
     **campaign: Any,
 ) -> tuple[LiveServer, Person, str]:
-    """A mastok behind the gate (`grace`: its resume grace) running campaign `name` (pools of
-    two unless told), and one person's page on its consent, or `waiting` in its pools (`before`:
-    a script run in the page first): the server, the person and its resume token."""
-    server = behind(gate, make_server, resume_grace=grace)
+    """A mastok behind the gate (`grace`: its resume grace; `heartbeat`: its pages') running
+    campaign `name` (pools of two unless told), and one person's page on its consent, or
+    `waiting` in its pools (`before`: a script run in the page first): the server, the person
+    and its resume token."""
+    server = behind(gate, make_server, resume_grace=grace, page_heartbeat=heartbeat)
     running_campaign(server, name, slug=f"{name}_study", **{"per_session": 2, **campaign})
     someone = await counted(person)
     if before:
@@ -361,3 +364,62 @@ async def test_a_backgrounded_page_tries_once_more_when_its_late_timer_fires(
     await expect(page.locator("#ended-title")).to_have_text("Connection lost")
     assert len(await attempts(page)) == made + 1
     await expect(page.locator("#retry")).to_be_visible()
+
+
+# -- the heartbeat ---------------------------------------------------------------------------
+
+HEARTBEAT = 15  # s: MASTOK_PAGE_HEARTBEAT's default
+ANSWER = 5  # s: how long the page waits for an answer to its Ping (front/js/frames.js)
+
+
+async def test_a_socket_gone_silent_is_found_by_the_heartbeat_and_the_page_comes_back(
+    gate: TcpGate,
+    make_server: ServerFactory,
+    person: PersonFactory,
+) -> None:
+    server, someone, token = await one_page(
+        gate, make_server, person, "silent", 60, waiting=True, heartbeat=HEARTBEAT
+    )
+    page, body = someone.page, someone.page.locator("body")
+
+    # The way to mastok dies without a word (a leader's machine gone behind a proxy, a changed
+    # network): the socket looks open, nothing comes through it; a new connection would pass.
+    gate.freeze()
+    await page.clock.run_for((HEARTBEAT - 1) * 1000)
+    assert "Ping" not in someone.kinds_sent()
+    await page.clock.run_for(1000)
+    assert someone.kinds_sent().count("Ping") == 1
+    await page.clock.run_for((ANSWER - 1) * 1000)
+    await expect(body).to_have_attribute("data-connection", "open")  # an answer may still come
+    assert len(await attempts(page)) == 1
+
+    await page.clock.run_for(1000)  # none came: the page leaves the socket and reconnects
+    await expect(body).to_have_attribute("data-connection", "reconnecting")
+    await run_until_open(page)
+    await expect(page.locator("#step-waiting")).to_be_visible()
+    await expect(page.locator("#connection-status")).to_be_hidden()
+    assert len(await attempts(page)) == 2
+    assert kinds(someone.sent, "Resume")[-1] == token
+    assert kinds(someone.received, "Resume")[-1] == token
+    with server.admin() as admin:
+        records = admin.get("/api/campaigns/silent/participants").json()["participants"]
+    assert [record["outcome"] for record in records] == [None]  # one visit, still waiting
+
+
+async def test_a_socket_that_answers_the_heartbeat_is_kept(
+    gate: TcpGate,
+    make_server: ServerFactory,
+    person: PersonFactory,
+) -> None:
+    _, someone, _ = await one_page(
+        gate, make_server, person, "answered", 60, waiting=True, heartbeat=HEARTBEAT
+    )
+    page, body = someone.page, someone.page.locator("body")
+    for beat in range(1, 5):  # a minute in all with nothing to say: the page asks, mastok answers
+        await page.clock.run_for(HEARTBEAT * 1000)
+        assert await someone.payloads("Pong", count=beat) == [None] * beat
+    await page.clock.run_for(ANSWER * 1000)  # the answer came: nothing happens
+    await expect(body).to_have_attribute("data-connection", "open")
+    assert someone.kinds_sent().count("Ping") == 4
+    assert len(await attempts(page)) == 1
+    await expect(page.locator("#step-waiting")).to_be_visible()
