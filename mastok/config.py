@@ -169,9 +169,9 @@ class Settings(BaseModel):
     )
     page_heartbeat: Seconds = setting(
         15.0,
-        "seconds of silence after which the join page sends `Ping` to check its socket; with "
-        "no answer within 5 s it reconnects (a socket cut without a close: a dead leader, a "
-        "changed network). 0: never",
+        "seconds of silence after which the join and supervise pages send `Ping` to check "
+        "their socket; with no answer within 5 s they reconnect (a socket cut without a close: "
+        "a dead leader, a changed network). 0: never",
     )
     left_grace: Seconds = setting(
         3.0,

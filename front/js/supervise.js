@@ -9,6 +9,9 @@ const wsPath = root.dataset.wsPath;
 const $ = (id) => document.getElementById(id);
 const STATES = ["Running", "Busy", "Paused", "Completed", "Unavailable"];
 const MAX_DELAY = 30000;
+// After this long without a frame the page asks mastok for one (`Ping`) and, with none soon,
+// reconnects (MASTOK_PAGE_HEARTBEAT, 15 s by default; 0: never).
+const HEARTBEAT_MS = Math.max(Number(root.dataset.heartbeat) || 0, 0) * 1000;
 
 let socket = null;
 let attempts = 0;
@@ -194,6 +197,7 @@ function connect() {
       }
       reconnect();
     },
+    heartbeatMs: HEARTBEAT_MS,
   });
   if (ws === null) {
     reconnect();

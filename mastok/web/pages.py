@@ -81,6 +81,7 @@ async def campaign_edit(request: Request) -> Response:
 async def campaign_supervise(request: Request) -> Response:
     context = await views.supervise(request, request.path_params["namespace"])
     context["erase_form"] = participants.erase_form(request)
+    context["heartbeat"] = f"{settings(request).page_heartbeat:g}"  # the page's, not the twin's
     return render(request, "campaign_supervise.html", context)
 
 

@@ -116,3 +116,32 @@ async def test_the_time_waited_counts_up_in_the_page(
     await page.clock.run_for(3000)  # the next read is 5 s after the last
     await expect(waited).to_have_text(re.compile(r"^4[34] s$"))
     await context.close()
+
+
+async def test_the_page_checks_its_quiet_socket_with_a_ping(
+    browser: Browser, make_server: ServerFactory
+) -> None:
+    """With nothing to show for 15 s (`MASTOK_PAGE_HEARTBEAT`), the page sends `Ping` and
+    mastok answers `Pong` (front/js/frames.js leaves a socket that does not answer: the join
+    page's tests cut one)."""
+    server = make_server(page_heartbeat=15)
+    running_campaign(server, "quiet")
+    context = await browser.new_context(http_credentials={"username": LOGIN, "password": PASSWORD})
+    page = await context.new_page()
+    start = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    await page.clock.install(time=start - timedelta(minutes=1))
+    await page.clock.pause_at(start)
+    async with page.expect_websocket() as opened:
+        await page.goto(f"{server.url}/campaigns/supervise/quiet")
+    socket = await opened.value
+    sent: list[str] = []
+    socket.on("framesent", lambda data: sent.append(str(data)))
+    await expect(page.locator("#live-status")).to_have_text("live", ignore_case=True)
+    await page.wait_for_load_state("networkidle")
+    async with socket.expect_event("framereceived") as answered:
+        await page.clock.run_for(15_000)
+    assert sent == ['{"kind":"Ping"}']
+    assert await answered.value == '{"kind":"Pong"}'
+    await page.clock.run_for(5_000)  # answered: the socket is kept
+    await expect(page.locator("#live-status")).to_have_text("live", ignore_case=True)
+    await context.close()
