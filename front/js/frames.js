@@ -23,6 +23,12 @@ function socketUrl(path) {
 const ANSWER_MS = 5000;
 export const NO_ANSWER = 4000; // the close code of a socket given up for that
 
+/** A page's heartbeat in ms from its `data-heartbeat` (seconds; 0: none): 15 s if unreadable. */
+export function heartbeatMs(seconds) {
+  const value = Number(seconds);
+  return Number.isFinite(value) && value >= 0 ? value * 1000 : 15000;
+}
+
 /**
  * Opens a socket to `path`; each handler gets the socket first, so a page can ignore an old
  * one it replaced. `onFrame(ws, kind, payload)` for each well-formed frame, `onUnreadable(ws)`

@@ -3,7 +3,7 @@
 // on document.body.dataset.step (and the socket's state on document.body.dataset.connection:
 // connecting, open, reconnecting or closed).
 
-import { httpUrl, openFrames } from "./frames.js";
+import { heartbeatMs, httpUrl, openFrames } from "./frames.js";
 
 const root = document.getElementById("join");
 const slug = root.dataset.slug || "";
@@ -24,11 +24,6 @@ const HEARTBEAT_MS = heartbeatMs(root.dataset.heartbeat);
 function graceMs(value) {
   const grace = Number(value);
   return Number.isFinite(grace) && grace > 0 ? grace * 1000 : 30000;
-}
-
-function heartbeatMs(value) {
-  const seconds = Number(value);
-  return Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : 15000;
 }
 
 const $ = (id) => document.getElementById(id);

@@ -2,7 +2,7 @@
 // "Supervisor"). The browser sends the page's Basic credentials on the socket after the server's
 // 401 challenge, so nothing here deals with authentication.
 
-import { httpUrl, openFrames } from "./frames.js";
+import { heartbeatMs, httpUrl, openFrames } from "./frames.js";
 
 const root = document.getElementById("supervise");
 const wsPath = root.dataset.wsPath;
@@ -11,7 +11,7 @@ const STATES = ["Running", "Busy", "Paused", "Completed", "Unavailable"];
 const MAX_DELAY = 30000;
 // After this long without a frame the page asks mastok for one (`Ping`) and, with none soon,
 // reconnects (MASTOK_PAGE_HEARTBEAT, 15 s by default; 0: never).
-const HEARTBEAT_MS = Math.max(Number(root.dataset.heartbeat) || 0, 0) * 1000;
+const HEARTBEAT_MS = heartbeatMs(root.dataset.heartbeat);
 
 let socket = null;
 let attempts = 0;
