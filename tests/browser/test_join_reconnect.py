@@ -120,6 +120,19 @@ def kinds(frames: list[dict[str, Any]], kind: str) -> list[Any]:
     return [frame.get("payload") for frame in frames if frame["kind"] == kind]
 
 
+async def back_in_place(server: LiveServer, someone: Person, token: str, namespace: str) -> None:
+    """The page came back with its token to its place in the pools, the banner gone: one visit
+    (one Land), still waiting."""
+    await expect(someone.page.locator("#step-waiting")).to_be_visible()
+    await expect(someone.page.locator("#connection-status")).to_be_hidden()
+    assert kinds(someone.sent, "Resume")[-1] == token
+    assert len(kinds(someone.sent, "Land")) == 1
+    assert kinds(someone.received, "Resume")[-1] == token
+    with server.admin() as admin:
+        records = admin.get(f"/api/campaigns/{namespace}/participants").json()["participants"]
+    assert [record["outcome"] for record in records] == [None]
+
+
 async def one_page(
     gate: TcpGate,
     make_server: ServerFactory,
@@ -184,14 +197,7 @@ async def test_a_waiting_page_gets_its_place_back_after_a_two_minute_restart(
     second = behind(gate, make_server, resume_grace=300)
     gate.open()
     await run_until_open(page)
-    await expect(page.locator("#step-waiting")).to_be_visible()
-    await expect(banner).to_be_hidden()
-    assert kinds(someone.sent, "Resume")[-1] == token
-    assert len(kinds(someone.sent, "Land")) == 1
-    assert kinds(someone.received, "Resume")[-1] == token
-    with second.admin() as admin:
-        records = admin.get("/api/campaigns/restart/participants").json()["participants"]
-    assert [record["outcome"] for record in records] == [None]  # one visit, still waiting
+    await back_in_place(second, someone, token, "restart")
 
 
 async def test_a_page_tries_for_the_whole_grace_then_offers_to_retry(
@@ -396,14 +402,8 @@ async def test_a_socket_gone_silent_is_found_by_the_heartbeat_and_the_page_comes
     await page.clock.run_for(1000)  # none came: the page leaves the socket and reconnects
     await expect(body).to_have_attribute("data-connection", "reconnecting")
     await run_until_open(page)
-    await expect(page.locator("#step-waiting")).to_be_visible()
-    await expect(page.locator("#connection-status")).to_be_hidden()
+    await back_in_place(server, someone, token, "silent")
     assert len(await attempts(page)) == 2
-    assert kinds(someone.sent, "Resume")[-1] == token
-    assert kinds(someone.received, "Resume")[-1] == token
-    with server.admin() as admin:
-        records = admin.get("/api/campaigns/silent/participants").json()["participants"]
-    assert [record["outcome"] for record in records] == [None]  # one visit, still waiting
 
 
 async def test_a_socket_that_answers_the_heartbeat_is_kept(
