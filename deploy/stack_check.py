@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 from dotenv import dotenv_values
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 ENV = dotenv_values(Path(__file__).with_name(".env"))
 ENTRY = f"http://127.0.0.1:{ENV.get('MASTOK_PUBLIC_PORT') or 8080}"
@@ -235,9 +235,18 @@ async def proxy_reaches_a_leader(within: float) -> None:
         )
 
 
-async def resume(namespace: str, token: str) -> Page:
-    """The page come back with its token, in its place (1/2)."""
-    resumed = await Page.open(f"{namespace}_join")
+async def resume(namespace: str, token: str, within: float = 10.0) -> Page:
+    """The page come back with its token, in its place (1/2); a handshake refused with 503 (no
+    instance leading just then) is tried again a second later, as mastok's page does."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            resumed = await Page.open(f"{namespace}_join")
+            break
+        except InvalidStatus as refused:
+            if refused.response.status_code != 503 or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(1)
     assert await resumed.until("State") == "Running"
     await resumed.send("Resume", token)
     assert await resumed.until("Resume") == token
@@ -287,6 +296,10 @@ async def failover(containers: list[str]) -> None:
     assert await resumed.until("Paused", within=10) == "<p>We are paused.</p>\n"
     assert await resumed.until("Disconnect", within=5) == "Paused"
     say("a pause through the admin API reached the participant's page")
+    await asyncio.to_thread(
+        wait_for, "the killed one back, standing by", lambda: _one_leader(containers), 60
+    )
+    say(f"{leader} is back, a standby ({time.monotonic() - killed_at:.1f} s after the kill)")
 
 
 def reconnection(container: str) -> list[str]:
