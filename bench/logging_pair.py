@@ -24,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 
 from bench import procs, servers
@@ -134,8 +135,6 @@ def settle(url: str) -> None:
     left out of both."""
 
     async def vacuum() -> None:
-        import asyncpg
-
         connection = await asyncpg.connect(url)
         try:
             await connection.execute("VACUUM ANALYZE")

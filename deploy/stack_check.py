@@ -208,10 +208,17 @@ def podman(*argv: str) -> str:
     ).stdout.strip()
 
 
+PAIR_ROLES = ["leader", "standby"]  # one instance leads, the other stands by
+
+
+def roles_of(containers: list[str]) -> dict[str, str]:
+    return {c: role(c) for c in containers}
+
+
 async def the_leader(containers: list[str]) -> str:
     """The one instance leading; the other stands by."""
-    roles = {c: await asyncio.to_thread(role, c) for c in containers}
-    assert sorted(roles.values()) == ["leader", "standby"], roles
+    roles = await asyncio.to_thread(roles_of, containers)
+    assert sorted(roles.values()) == PAIR_ROLES, roles
     return next(c for c, r in roles.items() if r == "leader")
 
 
@@ -278,7 +285,7 @@ async def failover(containers: list[str]) -> None:
             FAILOVER_SECONDS + 10,
         )
     except SystemExit:
-        say(f"roles then: { {c: role(c) for c in containers} }")  # the restarted one leading?
+        say(f"roles then: {roles_of(containers)}")  # the restarted one leading?
         raise
     led = time.monotonic() - killed_at
     say(f"the standby leads {led:.1f} s after the kill")
@@ -383,7 +390,7 @@ async def database_restart(containers: list[str], database: str) -> None:
 
 
 def _one_leader(containers: list[str]) -> bool:
-    return sorted(role(c) for c in containers) == ["leader", "standby"]
+    return sorted(roles_of(containers).values()) == PAIR_ROLES
 
 
 FLOOD = 1200
